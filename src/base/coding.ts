@@ -1,0 +1,108 @@
+import { corruption } from './errors.js'
+
+/**
+ * Little-endian fixed-width integers and LEB128 varints for numbers up to 2^53.
+ * Decoders are bounded by the buffer end and throw STRATA_CORRUPTION on overrun,
+ * so no loop over untrusted bytes can run past its input.
+ */
+
+const TWO_32 = 0x1_0000_0000
+
+/** Writes a non-negative safe integer as 8 bytes little-endian. */
+export function writeU64(buf: Uint8Array, offset: number, value: number): void {
+  const lo = value >>> 0
+  const hi = Math.floor(value / TWO_32)
+  buf[offset] = lo & 0xff
+  buf[offset + 1] = (lo >>> 8) & 0xff
+  buf[offset + 2] = (lo >>> 16) & 0xff
+  buf[offset + 3] = lo >>> 24
+  buf[offset + 4] = hi & 0xff
+  buf[offset + 5] = (hi >>> 8) & 0xff
+  buf[offset + 6] = (hi >>> 16) & 0xff
+  buf[offset + 7] = hi >>> 24
+}
+
+/** Reads 8 bytes little-endian; values above 2^53 are corruption. */
+export function readU64(buf: Uint8Array, offset: number): number {
+  const lo = readU32(buf, offset)
+  const hi = readU32(buf, offset + 4)
+  if (hi > 0x1f_ffff) throw corruption('64-bit field out of range')
+  return hi * TWO_32 + lo
+}
+
+export function writeU32(buf: Uint8Array, offset: number, value: number): void {
+  buf[offset] = value & 0xff
+  buf[offset + 1] = (value >>> 8) & 0xff
+  buf[offset + 2] = (value >>> 16) & 0xff
+  buf[offset + 3] = value >>> 24
+}
+
+export function readU32(buf: Uint8Array, offset: number): number {
+  return (buf[offset] | (buf[offset + 1] << 8) | (buf[offset + 2] << 16)) + buf[offset + 3] * 0x100_0000
+}
+
+/** Bytes a varint of `value` takes (1..8 for safe integers). */
+export function varintLength(value: number): number {
+  let n = 1
+  while (value >= 0x80) {
+    value = Math.floor(value / 128)
+    n++
+  }
+  return n
+}
+
+/** Writes `value` as a varint at `offset`; returns the offset after it. */
+export function writeVarint(buf: Uint8Array, offset: number, value: number): number {
+  while (value >= 0x80) {
+    buf[offset++] = (value & 0x7f) | 0x80
+    value = Math.floor(value / 128)
+  }
+  buf[offset++] = value
+  return offset
+}
+
+/**
+ * Decoded varint results are returned through this cursor to avoid allocating
+ * a tuple per call on hot decode paths. Not re-entrant across awaits (none exist).
+ */
+export const cursor = { value: 0, offset: 0 }
+
+/** Reads a varint at `offset`, not past `end`; sets `cursor.value` and `cursor.offset`. */
+export function readVarint(buf: Uint8Array, offset: number, end: number): void {
+  let b = offset < end ? buf[offset++] : -1
+  if (b < 0) throw corruption('varint runs past its buffer')
+  if (b < 0x80) {
+    cursor.value = b
+    cursor.offset = offset
+    return
+  }
+  let value = b & 0x7f
+  let scale = 128
+  for (let i = 1; i < 8; i++) {
+    if (offset >= end) throw corruption('varint runs past its buffer')
+    b = buf[offset++]
+    value += (b & 0x7f) * scale
+    if (b < 0x80) {
+      cursor.value = value
+      cursor.offset = offset
+      return
+    }
+    scale *= 128
+  }
+  throw corruption('varint longer than 8 bytes')
+}
+
+/** Bytewise comparison of a[aStart,aEnd) with b[bStart,bEnd), like memcmp then length. */
+export function compareBytes(
+  a: Uint8Array, aStart: number, aEnd: number,
+  b: Uint8Array, bStart: number, bEnd: number,
+): number {
+  const aLen = aEnd - aStart
+  const bLen = bEnd - bStart
+  const n = aLen < bLen ? aLen : bLen
+  for (let i = 0; i < n; i++) {
+    const d = a[aStart + i] - b[bStart + i]
+    if (d !== 0) return d
+  }
+  return aLen - bLen
+}

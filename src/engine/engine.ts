@@ -1,0 +1,428 @@
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { assert } from '../base/assert.js'
+import { StrataError, ioError } from '../base/errors.js'
+import { parseFileName, walFileName } from '../base/file-names.js'
+import { syncDirectory } from '../base/fs-util.js'
+import { writeTable } from '../compaction/table-writer.js'
+import { DbIterator, type KeyRange } from '../iterators/db-iterator.js'
+import type { InternalIterator } from '../iterators/internal-iterator.js'
+import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
+import { overlapsRange, type TableMeta } from '../manifest/table-meta.js'
+import type { Version } from '../manifest/version.js'
+import type { VersionSet } from '../manifest/version-set.js'
+import { Memtable, type Found } from '../memtable/memtable.js'
+import type { ResolvedOptions } from '../options.js'
+import { BlockCache } from '../sstable/block-cache.js'
+import { filterHash } from '../sstable/filter-block.js'
+import { TableCache } from '../sstable/table-cache.js'
+import type { TableBuilderOptions } from '../sstable/table-builder.js'
+import { WalWriter } from '../wal/wal-writer.js'
+import { encodeWalRecord, type WriteOp } from '../wal/wal-record.js'
+import { SnapshotList } from './snapshot-list.js'
+import { takeGroup, type PendingWrite } from './write-group.js'
+import type { EngineStats } from './stats.js'
+
+/** What recovery hands to the engine. */
+export interface RecoveredEngineState {
+  dir: string
+  options: ResolvedOptions
+  versions: VersionSet
+  mem: Memtable
+  wal: WalWriter
+  lastSequence: number
+  releaseLock: () => void
+}
+
+/**
+ * The running database: memtables, WAL, table versions and caches, the write
+ * queue (group commit) and the background flush. Arguments are validated by
+ * the facade (db.ts) before they reach here; this class asserts.
+ *
+ * Write path: callers enqueue; one drain at a time takes a FIFO group, appends
+ * it to the WAL as one record (write(2)), fsyncs when any member asked for it,
+ * applies it to the memtable and resolves the members in order.
+ */
+export class Engine {
+  readonly dir: string
+  readonly options: ResolvedOptions
+  /** Sequence of the newest write applied to the memtable (visible to reads). */
+  lastSequence: number
+  readonly snapshots = new SnapshotList()
+
+  private mem: Memtable
+  /** Frozen memtables, oldest first, waiting for (or in) flush. */
+  private readonly imms: Memtable[] = []
+  private wal: WalWriter
+  private readonly versions: VersionSet
+  private readonly blockCache: BlockCache
+  private readonly tableCache: TableCache
+  private readonly tableOptions: TableBuilderOptions
+  /** Versions held by iterators (besides the current one). */
+  private readonly liveVersions = new Set<Version>()
+  /** Table numbers being written, not yet in any version. */
+  private readonly pendingOutputs = new Set<number>()
+  private readonly releaseLock: () => void
+
+  private readonly queue: PendingWrite[] = []
+  private drainPromise: Promise<void> | undefined
+  private flushPromise: Promise<void> = Promise.resolve()
+  /** True while flushLoop runs; cleared synchronously when it ends, so a freeze right after is not missed. */
+  private flushing = false
+  private readonly flushWaiters: Array<() => void> = []
+  private backgroundError: StrataError | undefined
+  private writesIssued = 0
+  private writesSettled = 0
+  private readonly settleWaiters: Array<{ ticket: number; resolve: () => void }> = []
+  private state: 'open' | 'closing' | 'closed' = 'open'
+
+  private readonly counters = {
+    flushes: 0,
+    flushBytes: 0,
+    walBytes: 0,
+    writeGroups: 0,
+    writes: 0,
+    stalls: 0,
+    stallMs: 0,
+    syncs: 0,
+  }
+
+  constructor(s: RecoveredEngineState) {
+    this.dir = s.dir
+    this.options = s.options
+    this.versions = s.versions
+    this.mem = s.mem
+    this.wal = s.wal
+    this.lastSequence = s.lastSequence
+    this.releaseLock = s.releaseLock
+    this.blockCache = new BlockCache(s.options.blockCacheBytes)
+    this.tableCache = new TableCache(s.dir, this.blockCache, s.options.maxOpenTables)
+    this.tableOptions = {
+      blockBytes: s.options.blockBytes,
+      blockRestartInterval: s.options.blockRestartInterval,
+      bloomBitsPerKey: s.options.bloomBitsPerKey,
+    }
+    if (this.mem.approximateBytes >= this.options.memtableBytes) this.freezeMemtable()
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open'
+  }
+
+  // ---- writes ------------------------------------------------------------
+
+  /** Queues one caller's write; resolves once it is in the WAL (and synced when asked). */
+  write(ops: WriteOp[], encodedBytes: number, sync: boolean): Promise<void> {
+    assert(this.state === 'open', 'write on a closed engine')
+    if (this.backgroundError) return Promise.reject(this.backgroundError)
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ ops, encodedBytes, sync: sync || this.options.syncWrites, resolve, reject })
+      this.writesIssued++
+      if (this.drainPromise === undefined) {
+        this.drainPromise = Promise.resolve().then(() => this.drain())
+      }
+    })
+  }
+
+  /** Resolves when every write queued before this call has settled. */
+  writesBefore(): Promise<void> | undefined {
+    if (this.writesSettled === this.writesIssued) return undefined
+    const ticket = this.writesIssued
+    return new Promise((resolve) => this.settleWaiters.push({ ticket, resolve }))
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        if (this.backgroundError) {
+          this.settle(this.queue.splice(0), this.backgroundError)
+          break
+        }
+        try {
+          if (this.mem.approximateBytes >= this.options.memtableBytes) await this.makeRoomForWrite()
+        } catch (err) {
+          this.setBackgroundError(err)
+          continue
+        }
+        const group = takeGroup(this.queue)
+        await this.commitGroup(group)
+      }
+    } finally {
+      this.drainPromise = undefined
+    }
+  }
+
+  private async commitGroup(group: PendingWrite[]): Promise<void> {
+    let ops: WriteOp[]
+    let bytes = 0
+    let sync = false
+    if (group.length === 1) {
+      ops = group[0].ops
+      bytes = group[0].encodedBytes
+      sync = group[0].sync
+    } else {
+      ops = []
+      for (const w of group) {
+        for (const op of w.ops) ops.push(op)
+        bytes += w.encodedBytes
+        sync ||= w.sync
+      }
+    }
+    const firstSequence = this.lastSequence + 1
+    try {
+      const record = encodeWalRecord(firstSequence, ops, bytes)
+      this.wal.append(record)
+      this.counters.walBytes += record.length
+      if (sync) {
+        this.counters.syncs++
+        await this.wal.sync()
+      }
+    } catch (err) {
+      // The WAL tail is now unknown: later appends could sit behind garbage. Stop writing.
+      this.setBackgroundError(err)
+      this.settle(group, this.backgroundError)
+      return
+    }
+    let seq = firstSequence
+    for (const op of ops) this.mem.add(op.key, seq++, op.value)
+    this.lastSequence = seq - 1
+    this.counters.writeGroups++
+    this.counters.writes += group.length
+    this.settle(group, undefined)
+  }
+
+  private settle(group: PendingWrite[], err: unknown): void {
+    for (const w of group) {
+      if (err === undefined) w.resolve()
+      else w.reject(err)
+    }
+    this.writesSettled += group.length
+    while (this.settleWaiters.length > 0 && this.settleWaiters[0].ticket <= this.writesSettled) {
+      this.settleWaiters.shift()!.resolve()
+    }
+  }
+
+  /** Freezes the full memtable, waiting first if too many are already waiting for flush. */
+  private async makeRoomForWrite(): Promise<void> {
+    while (this.imms.length >= this.options.maxImmutableMemtables) {
+      if (this.backgroundError) throw this.backgroundError
+      this.counters.stalls++
+      const started = performance.now()
+      await new Promise<void>((resolve) => this.flushWaiters.push(resolve))
+      this.counters.stallMs += performance.now() - started
+    }
+    this.freezeMemtable()
+  }
+
+  private freezeMemtable(): void {
+    const number = this.versions.newFileNumber()
+    const wal = WalWriter.create(path.join(this.dir, walFileName(number)), number)
+    syncDirectory(this.dir)
+    this.wal.close()
+    this.wal = wal
+    this.imms.push(this.mem)
+    this.mem = new Memtable(number)
+    this.scheduleFlush()
+  }
+
+  private setBackgroundError(err: unknown): void {
+    if (this.backgroundError) return
+    const cause = err instanceof StrataError ? err : ioError('background operation failed', err)
+    this.backgroundError = new StrataError(
+      'STRATA_READ_ONLY',
+      `database is read-only after a failed write: ${cause.message}`,
+      { cause },
+    )
+    for (const wake of this.flushWaiters.splice(0)) wake()
+  }
+
+  // ---- flush -------------------------------------------------------------
+
+  private scheduleFlush(): void {
+    if (this.flushing || this.imms.length === 0) return
+    this.flushing = true
+    this.flushPromise = this.flushLoop()
+  }
+
+  private async flushLoop(): Promise<void> {
+    try {
+      while (this.imms.length > 0 && !this.backgroundError) {
+        try {
+          await this.flushOldest()
+        } catch (err) {
+          this.setBackgroundError(err)
+        }
+        for (const wake of this.flushWaiters.splice(0)) wake()
+      }
+    } finally {
+      this.flushing = false
+    }
+  }
+
+  /** Writes the oldest frozen memtable to an L0 table and records it in the manifest. */
+  private async flushOldest(): Promise<void> {
+    const imm = this.imms[0]
+    const number = this.versions.newFileNumber()
+    this.pendingOutputs.add(number)
+    try {
+      const input = imm.iterator()
+      input.seekToFirst()
+      const meta = await writeTable(this.dir, number, input, this.tableOptions, this.snapshots.sequences())
+      // Every WAL older than the next memtable's first WAL is now in tables.
+      const logNumber = this.imms.length > 1 ? this.imms[1].firstWalNumber : this.mem.firstWalNumber
+      const edit = { logNumber, deleted: [], added: meta ? [{ level: 0, table: meta }] : [] }
+      await this.versions.logAndApply(edit, this.lastSequence)
+      this.counters.flushes++
+      this.counters.flushBytes += meta?.fileBytes ?? 0
+    } finally {
+      this.pendingOutputs.delete(number)
+    }
+    assert(this.imms[0] === imm, 'flushed memtable is not the oldest')
+    this.imms.shift()
+    this.deleteObsoleteFiles()
+  }
+
+  /** Deletes tables no version uses, WALs already in tables, old manifests and temp files. */
+  deleteObsoleteFiles(): void {
+    const live = new Set<number>(this.versions.current.tableNumbers())
+    for (const v of this.liveVersions) for (const n of v.tableNumbers()) live.add(n)
+    let names: string[]
+    try {
+      names = fs.readdirSync(this.dir)
+    } catch {
+      return // Retried after the next flush.
+    }
+    for (const name of names) {
+      const f = parseFileName(name)
+      if (f === undefined) continue
+      let obsolete = false
+      if (f.kind === 'table') obsolete = !live.has(f.number) && !this.pendingOutputs.has(f.number)
+      else if (f.kind === 'wal') obsolete = f.number < this.versions.logNumber
+      else if (f.kind === 'manifest') obsolete = f.number !== this.versions.manifestFileNumber
+      else if (f.kind === 'temp') obsolete = name.startsWith('CURRENT.')
+      if (!obsolete) continue
+      if (f.kind === 'table') this.tableCache.evict(f.number)
+      fs.rmSync(path.join(this.dir, name), { force: true })
+    }
+  }
+
+  // ---- reads -------------------------------------------------------------
+
+  /** Newest version of `key` with sequence <= `sequence`; value null for a delete. */
+  get(key: Buffer, sequence: number): Found | undefined {
+    const k = key.toString('latin1')
+    let found = this.mem.get(k, sequence)
+    if (found !== undefined) return found
+    for (let i = this.imms.length - 1; i >= 0; i--) {
+      found = this.imms[i].get(k, sequence)
+      if (found !== undefined) return found
+    }
+    const levels = this.versions.current.levels
+    let hash = -1
+    for (const t of levels[0]) {
+      if (Buffer.compare(key, t.smallestKey) < 0 || Buffer.compare(key, t.largestKey) > 0) continue
+      if (hash < 0) hash = filterHash(key)
+      found = this.tableCache.get(t.number).get(key, sequence, hash)
+      if (found !== undefined) return found
+    }
+    for (let l = 1; l < levels.length; l++) {
+      const t = findTable(levels[l], key)
+      if (t === undefined) continue
+      if (hash < 0) hash = filterHash(key)
+      found = this.tableCache.get(t.number).get(key, sequence, hash)
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+
+  /** A merged iterator over everything visible at `sequence`. */
+  iterator(range: KeyRange, reverse: boolean, limit: number, sequence: number): DbIterator {
+    const children: InternalIterator[] = [this.mem.iterator()]
+    for (const m of this.imms) children.push(m.iterator())
+    const version = this.versions.current
+    version.ref()
+    this.liveVersions.add(version)
+    const release = (): void => this.releaseVersion(version)
+    const low = range.gte ?? range.gt
+    const high = range.lte ?? range.lt
+    try {
+      for (const t of version.levels[0]) {
+        if (overlapsRange(t, low, high)) children.push(this.tableCache.get(t.number).iterator())
+      }
+      for (let l = 1; l < version.levels.length; l++) {
+        const tables = version.levels[l]
+        if (tables.length === 0) continue
+        children.push(
+          new TwoLevelIterator({
+            count: tables.length,
+            lastKey: (i) => tables[i].largestKey,
+            open: (i) => this.tableCache.get(tables[i].number).iterator(),
+          }),
+        )
+      }
+    } catch (err) {
+      for (const c of children) c.close()
+      release()
+      throw err
+    }
+    return new DbIterator(children, sequence, range, reverse, limit, release)
+  }
+
+  private releaseVersion(version: Version): void {
+    if (!version.unref()) return
+    this.liveVersions.delete(version)
+    if (version !== this.versions.current && this.state === 'open') this.deleteObsoleteFiles()
+  }
+
+  // ---- lifecycle and stats -----------------------------------------------
+
+  /** Waits for queued writes and the running flush, then releases every resource. */
+  async close(): Promise<void> {
+    if (this.state !== 'open') return
+    this.state = 'closing'
+    while (this.drainPromise !== undefined) await this.drainPromise
+    while (this.flushing) await this.flushPromise
+    this.wal.close()
+    this.versions.close()
+    this.tableCache.close()
+    this.releaseLock()
+    this.state = 'closed'
+  }
+
+  stats(): EngineStats {
+    const levels = this.versions.current.levels.map((tables, level) => ({
+      level,
+      tables: tables.length,
+      bytes: tables.reduce((n, t) => n + t.fileBytes, 0),
+    }))
+    const memtableBytes = this.mem.approximateBytes + this.imms.reduce((n, m) => n + m.approximateBytes, 0)
+    return {
+      lastSequence: this.lastSequence,
+      levels,
+      memtable: { activeBytes: this.mem.approximateBytes, immutableCount: this.imms.length },
+      memory: {
+        memtableBytes,
+        blockCacheBytes: this.blockCache.usedBytes,
+        tableReadersBytes: this.tableCache.residentBytes,
+      },
+      blockCache: { capacityBytes: this.blockCache.capacityBytes, hits: this.blockCache.hits, misses: this.blockCache.misses },
+      openTables: this.tableCache.openCount,
+      liveSnapshots: this.snapshots.size,
+      writes: { ...this.counters },
+      backgroundError: this.backgroundError?.message,
+    }
+  }
+}
+
+/** The table of a sorted, non-overlapping level whose range holds `key`. */
+function findTable(tables: readonly TableMeta[], key: Buffer): TableMeta | undefined {
+  let lo = 0
+  let hi = tables.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (Buffer.compare(tables[mid].largestKey, key) < 0) lo = mid + 1
+    else hi = mid
+  }
+  if (lo === tables.length || Buffer.compare(tables[lo].smallestKey, key) > 0) return undefined
+  return tables[lo]
+}

@@ -1,0 +1,143 @@
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { StrataError, corruption, ioError } from '../base/errors.js'
+import { parseFileName, tableFileName, walFileName } from '../base/file-names.js'
+import { syncDirectory } from '../base/fs-util.js'
+import { acquireLock } from '../base/lock-file.js'
+import { initChecksum } from '../base/checksum.js'
+import { Version } from '../manifest/version.js'
+import { VersionSet, type RecoveredState } from '../manifest/version-set.js'
+import { Memtable } from '../memtable/memtable.js'
+import type { ResolvedOptions } from '../options.js'
+import { readWal } from '../wal/wal-reader.js'
+import { WalWriter } from '../wal/wal-writer.js'
+import { Engine } from './engine.js'
+
+/**
+ * Opens a database directory (docs/design.md, "Recovery"):
+ *   1. take the lock;
+ *   2. read CURRENT and replay the manifest it names (or start empty);
+ *   3. check every table the manifest references exists with its recorded size;
+ *   4. replay, in number order, every WAL at or above the manifest's log number
+ *      into one memtable (a torn tail ends a WAL cleanly);
+ *   5. create a fresh WAL for new writes and write a fresh manifest holding the
+ *      whole state, switching CURRENT to it (never append to a manifest whose
+ *      tail may be torn);
+ *   6. delete files nothing references.
+ * A crash at any point leaves the previous CURRENT and files intact, so the
+ * next open redoes the same steps.
+ */
+export async function openEngine(dir: string, options: ResolvedOptions): Promise<Engine> {
+  await initChecksum()
+  prepareDirectory(dir, options)
+  const releaseLock = acquireLock(dir)
+  try {
+    return recover(dir, options, releaseLock)
+  } catch (err) {
+    releaseLock()
+    throw err
+  }
+}
+
+function prepareDirectory(dir: string, options: ResolvedOptions): void {
+  let exists = true
+  try {
+    if (!fs.statSync(dir).isDirectory()) {
+      throw new StrataError('STRATA_INVALID_ARGUMENT', `${dir} exists and is not a directory`)
+    }
+  } catch (err) {
+    if (err instanceof StrataError) throw err
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot stat ${dir}`, err)
+    exists = false
+  }
+  if (exists) return
+  if (!options.createIfMissing) throw new StrataError('STRATA_NOT_FOUND', `database ${dir} does not exist`)
+  try {
+    fs.mkdirSync(dir, { recursive: true })
+  } catch (err) {
+    throw ioError(`cannot create ${dir}`, err)
+  }
+}
+
+function recover(dir: string, options: ResolvedOptions, releaseLock: () => void): Engine {
+  let state: RecoveredState | undefined = VersionSet.recover(dir)
+  if (state !== undefined && options.errorIfExists) {
+    throw new StrataError('STRATA_EXISTS', `database ${dir} already exists`)
+  }
+  if (state === undefined) {
+    if (!options.createIfMissing) throw new StrataError('STRATA_NOT_FOUND', `no database in ${dir}`)
+    state = { version: Version.empty(), logNumber: 0, nextFileNumber: 1, lastSequence: 0, manifestNumber: 0 }
+  }
+  let names: string[]
+  try {
+    names = fs.readdirSync(dir)
+  } catch (err) {
+    throw ioError(`cannot list ${dir}`, err)
+  }
+  let maxNumber = 0
+  const wals: number[] = []
+  for (const name of names) {
+    const f = parseFileName(name)
+    if (f === undefined) continue
+    maxNumber = Math.max(maxNumber, f.number)
+    if (f.kind === 'wal' && f.number >= state.logNumber) wals.push(f.number)
+  }
+  wals.sort((a, b) => a - b)
+  checkTables(dir, state.version)
+
+  const versions = new VersionSet(dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) })
+  const walNumber = versions.newFileNumber()
+  let mem = new Memtable(wals[0] ?? walNumber)
+  let lastSequence = state.lastSequence
+  let replayedSequence = 0
+  for (const number of wals) {
+    const file = path.join(dir, walFileName(number))
+    for (const batch of readWal(file).batches) {
+      if (batch.firstSequence <= replayedSequence) {
+        throw corruption(`WAL sequence ${batch.firstSequence} does not follow ${replayedSequence}`, file)
+      }
+      let seq = batch.firstSequence
+      // Values stay views into the WAL buffer: no copy, and the buffer lives only as long as the memtable.
+      for (const op of batch.ops) mem.add(op.key, seq++, op.value)
+      replayedSequence = seq - 1
+    }
+  }
+  lastSequence = Math.max(lastSequence, replayedSequence)
+
+  const wal = WalWriter.create(path.join(dir, walFileName(walNumber)), walNumber)
+  if (mem.entryCount === 0) {
+    // Nothing to keep from older WALs (at most torn tails): retire them now.
+    mem = new Memtable(walNumber)
+    versions.logNumber = walNumber
+  }
+  versions.lastSequence = lastSequence
+  try {
+    versions.writeSnapshotManifest()
+    syncDirectory(dir)
+  } catch (err) {
+    wal.close()
+    throw err
+  }
+  const engine = new Engine({ dir, options, versions, mem, wal, lastSequence, releaseLock })
+  engine.deleteObsoleteFiles()
+  return engine
+}
+
+/** Every table the manifest names must exist with the size recorded (not missing, not partial). */
+function checkTables(dir: string, version: Version): void {
+  for (const level of version.levels) {
+    for (const t of level) {
+      const file = path.join(dir, tableFileName(t.number))
+      let size: number
+      try {
+        size = fs.statSync(file).size
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw corruption('table named by the manifest is missing', file)
+        throw ioError(`cannot stat ${file}`, err)
+      }
+      if (size !== t.fileBytes) {
+        throw corruption(`table is ${size} bytes, manifest says ${t.fileBytes}`, file)
+      }
+    }
+  }
+}

@@ -1,0 +1,154 @@
+import { KIND_PUT } from '../wal/wal-record.js'
+import type { InternalIterator } from './internal-iterator.js'
+import { MergingIterator } from './merging-iterator.js'
+
+/** Key bounds of a range read, already converted to bytes. */
+export interface KeyRange {
+  gt?: Buffer
+  gte?: Buffer
+  lt?: Buffer
+  lte?: Buffer
+}
+
+/** Entries yielded between macrotask yields, so a long scan does not starve I/O callbacks. */
+const ENTRIES_PER_YIELD = 1024
+
+/**
+ * The user-facing iterator: merges every source, hides versions newer than its
+ * sequence number and older versions shadowed by newer ones, drops deletes, and
+ * applies bounds and limit. The point in time is fixed at creation; the sources
+ * (memtables and a referenced table version) stay readable until `close`.
+ *
+ * Yields fresh copies of keys and values, which the caller owns.
+ */
+export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
+  private readonly merge: MergingIterator
+  private started = false
+  private done = false
+  private emitted = 0
+  private sinceYield = 0
+
+  constructor(
+    children: InternalIterator[],
+    private readonly sequence: number,
+    private readonly range: KeyRange,
+    private readonly reverse: boolean,
+    private readonly limit: number,
+    private readonly release: () => void,
+  ) {
+    this.merge = new MergingIterator(children, reverse)
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this
+  }
+
+  async next(): Promise<IteratorResult<[Buffer, Buffer]>> {
+    if (++this.sinceYield >= ENTRIES_PER_YIELD) {
+      this.sinceYield = 0
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+    const entry = this.nextSync()
+    return entry === undefined ? { done: true, value: undefined } : { done: false, value: entry }
+  }
+
+  async return(): Promise<IteratorResult<[Buffer, Buffer]>> {
+    this.close()
+    return { done: true, value: undefined }
+  }
+
+  /** The next entry, or undefined at the end (which also closes the iterator). */
+  nextSync(): [Buffer, Buffer] | undefined {
+    if (this.done) return undefined
+    try {
+      if (!this.started) {
+        this.started = true
+        this.position()
+      }
+      const entry = this.emitted < this.limit ? (this.reverse ? this.stepBackward() : this.stepForward()) : undefined
+      if (entry === undefined) this.close()
+      else this.emitted++
+      return entry
+    } catch (err) {
+      this.close()
+      throw err
+    }
+  }
+
+  /** Releases the sources; idempotent. Called automatically at the end and by `break`. */
+  close(): void {
+    if (this.done) return
+    this.done = true
+    this.merge.close()
+    this.release()
+  }
+
+  private position(): void {
+    const { gt, gte, lt, lte } = this.range
+    if (!this.reverse) {
+      if (gte !== undefined) this.merge.seek((c) => c.seekGE(gte))
+      else if (gt !== undefined) this.merge.seek((c) => c.seekGT(gt))
+      else this.merge.seek((c) => c.seekToFirst())
+    } else {
+      if (lte !== undefined) this.merge.seek((c) => c.seekLE(lte))
+      else if (lt !== undefined) this.merge.seek((c) => c.seekLT(lt))
+      else this.merge.seek((c) => c.seekToLast())
+    }
+  }
+
+  private pastUpperBound(key: Buffer): boolean {
+    const { lt, lte } = this.range
+    if (lt !== undefined && Buffer.compare(key, lt) >= 0) return true
+    if (lte !== undefined && Buffer.compare(key, lte) > 0) return true
+    return false
+  }
+
+  private pastLowerBound(key: Buffer): boolean {
+    const { gt, gte } = this.range
+    if (gt !== undefined && Buffer.compare(key, gt) <= 0) return true
+    if (gte !== undefined && Buffer.compare(key, gte) < 0) return true
+    return false
+  }
+
+  /** Forward: versions of a key arrive newest first; the first visible one decides. */
+  private stepForward(): [Buffer, Buffer] | undefined {
+    const m = this.merge
+    while (m.valid()) {
+      const top = m.top()
+      if (this.pastUpperBound(top.key())) return undefined
+      if (top.sequence() > this.sequence) {
+        m.advance()
+        continue
+      }
+      const key = Buffer.from(top.key())
+      const value = top.kind() === KIND_PUT ? Buffer.from(top.value()) : undefined
+      m.advance()
+      while (m.valid() && m.top().key().equals(key)) m.advance()
+      if (value !== undefined) return [key, value]
+    }
+    return undefined
+  }
+
+  /** Reverse: versions of a key arrive oldest first; the last visible one decides. */
+  private stepBackward(): [Buffer, Buffer] | undefined {
+    const m = this.merge
+    while (m.valid()) {
+      const first = m.top()
+      if (this.pastLowerBound(first.key())) return undefined
+      const key = Buffer.from(first.key())
+      let newest: InternalIterator | undefined
+      let value: Buffer | undefined
+      let found = false
+      while (m.valid() && m.top().key().equals(key)) {
+        newest = m.top()
+        if (newest.sequence() <= this.sequence) {
+          found = true
+          value = newest.kind() === KIND_PUT ? Buffer.from(newest.value()) : undefined
+        }
+        m.advance()
+      }
+      if (found && value !== undefined) return [key, value]
+    }
+    return undefined
+  }
+}

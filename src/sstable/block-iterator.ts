@@ -1,0 +1,230 @@
+import { compareBytes, cursor, readU32, readVarint } from '../base/coding.js'
+import { corruption } from '../base/errors.js'
+import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
+import type { InternalIterator } from '../iterators/internal-iterator.js'
+
+/**
+ * Reads one block (the layout written by BlockBuilder). Seeks binary-search the
+ * restart array, then scan forward; `prev` rescans from the previous restart.
+ * Keys are rebuilt into a scratch buffer, so `key()` is only valid until the
+ * next move. Every decode is bounded by the entry area; overruns are corruption.
+ */
+export class BlockIterator implements InternalIterator {
+  private readonly restartsOffset: number
+  private readonly restartCount: number
+  /** Start of the current entry; === restartsOffset when exhausted forward. */
+  private current: number
+  private nextOffset: number
+  private ok = false
+  private keyBuf = Buffer.allocUnsafe(64)
+  private keyLength = 0
+  private keyView: Buffer | undefined
+  private seq = 0
+  private entryKind = 0
+  private valueStart = 0
+  private valueEnd = 0
+
+  constructor(
+    private readonly block: Buffer,
+    private readonly fileName: string,
+  ) {
+    if (block.length < 4) throw corruption('block shorter than its restart count', fileName)
+    this.restartCount = readU32(block, block.length - 4)
+    const restartsBytes = this.restartCount * 4 + 4
+    if (this.restartCount === 0 || restartsBytes > block.length) {
+      throw corruption('bad restart count in block', fileName)
+    }
+    this.restartsOffset = block.length - restartsBytes
+    this.current = this.nextOffset = this.restartsOffset
+  }
+
+  valid(): boolean {
+    return this.ok
+  }
+
+  key(): Buffer {
+    if (this.keyView === undefined) this.keyView = this.keyBuf.subarray(0, this.keyLength)
+    return this.keyView
+  }
+
+  sequence(): number {
+    return this.seq
+  }
+
+  kind(): number {
+    return this.entryKind
+  }
+
+  value(): Buffer {
+    return this.block.subarray(this.valueStart, this.valueEnd)
+  }
+
+  close(): void {
+    this.ok = false
+  }
+
+  seekToFirst(): void {
+    this.seekToRestart(0)
+    this.parseNext()
+  }
+
+  seekToLast(): void {
+    this.seekToRestart(this.restartCount - 1)
+    while (this.parseNext() && this.nextOffset < this.restartsOffset) {
+      /* advance to the last entry */
+    }
+  }
+
+  next(): void {
+    this.parseNext()
+  }
+
+  prev(): void {
+    const original = this.current
+    // Find the last restart point strictly before the current entry.
+    let r = this.restartCount - 1
+    while (r >= 0 && this.restartPoint(r) >= original) r--
+    if (r < 0) {
+      this.ok = false
+      this.current = this.nextOffset = this.restartsOffset
+      return
+    }
+    this.seekToRestart(r)
+    while (this.parseNext() && this.nextOffset < original) {
+      /* advance to the entry just before `original` */
+    }
+  }
+
+  seekGE(target: Buffer): void {
+    this.seekUser(target, false)
+  }
+
+  seekGT(target: Buffer): void {
+    this.seekUser(target, true)
+  }
+
+  seekLE(target: Buffer): void {
+    this.seekUser(target, true)
+    this.stepBackFromSeek()
+  }
+
+  seekLT(target: Buffer): void {
+    this.seekUser(target, false)
+    this.stepBackFromSeek()
+  }
+
+  /**
+   * Positions at the first entry >= (target, sequence) in internal order: the
+   * newest version of `target` not newer than `sequence`, or a larger key.
+   */
+  seekInternal(target: Uint8Array, sequence: number): void {
+    let lo = 0
+    let hi = this.restartCount - 1
+    // Last restart whose key is < target (by user key), so equal keys are scanned in order.
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1
+      if (this.compareRestartKey(mid, target) < 0) lo = mid
+      else hi = mid - 1
+    }
+    this.seekToRestart(lo)
+    while (this.parseNext()) {
+      const c = compareBytes(this.keyBuf, 0, this.keyLength, target, 0, target.length)
+      if (c > 0 || (c === 0 && this.seq <= sequence)) return
+    }
+  }
+
+  /** After a forward seek: step to the entry before it, or to the last one when exhausted. */
+  private stepBackFromSeek(): void {
+    if (this.ok) this.prev()
+    else this.seekToLast()
+  }
+
+  /** First entry whose user key is > target (strict) or >= target. */
+  private seekUser(target: Uint8Array, strict: boolean): void {
+    let lo = 0
+    let hi = this.restartCount - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1
+      if (this.compareRestartKey(mid, target) < 0) lo = mid
+      else hi = mid - 1
+    }
+    this.seekToRestart(lo)
+    while (this.parseNext()) {
+      const c = compareBytes(this.keyBuf, 0, this.keyLength, target, 0, target.length)
+      if (strict ? c > 0 : c >= 0) return
+    }
+  }
+
+  private restartPoint(i: number): number {
+    return readU32(this.block, this.restartsOffset + i * 4)
+  }
+
+  private seekToRestart(i: number): void {
+    const offset = this.restartPoint(i)
+    if (offset >= this.restartsOffset && !(i === 0 && offset === this.restartsOffset)) {
+      throw corruption('restart point out of range', this.fileName)
+    }
+    this.keyLength = 0
+    this.current = this.nextOffset = offset
+  }
+
+  /** Compares the fully stored key at restart `i` with `target`. */
+  private compareRestartKey(i: number, target: Uint8Array): number {
+    const end = this.restartsOffset
+    const b = this.block
+    let o = this.restartPoint(i)
+    readVarint(b, o, end)
+    if (cursor.value !== 0) throw corruption('restart entry has a shared prefix', this.fileName)
+    readVarint(b, cursor.offset, end)
+    const unshared = cursor.value
+    readVarint(b, cursor.offset, end) // value length
+    o = cursor.offset + 1
+    readVarint(b, o, end) // sequence
+    const keyStart = cursor.offset
+    if (keyStart + unshared > end) throw corruption('restart key runs past its block', this.fileName)
+    return compareBytes(b, keyStart, keyStart + unshared, target, 0, target.length)
+  }
+
+  /** Decodes the entry at nextOffset; returns false (and invalidates) at the end. */
+  private parseNext(): boolean {
+    const end = this.restartsOffset
+    const b = this.block
+    this.current = this.nextOffset
+    if (this.current >= end) {
+      this.ok = false
+      this.current = this.nextOffset = end
+      return false
+    }
+    readVarint(b, this.current, end)
+    const shared = cursor.value
+    readVarint(b, cursor.offset, end)
+    const unshared = cursor.value
+    readVarint(b, cursor.offset, end)
+    const valueLength = cursor.value
+    let o = cursor.offset
+    if (o >= end) throw corruption('block entry truncated', this.fileName)
+    const kind = b[o++]
+    if (kind !== KIND_PUT && kind !== KIND_DELETE) throw corruption(`unknown entry kind ${kind}`, this.fileName)
+    readVarint(b, o, end)
+    this.seq = cursor.value
+    o = cursor.offset
+    if (shared > this.keyLength || o + unshared + valueLength > end) {
+      throw corruption('block entry out of bounds', this.fileName)
+    }
+    const keyLength = shared + unshared
+    if (keyLength > this.keyBuf.length) {
+      const grown = Buffer.allocUnsafe(keyLength * 2)
+      this.keyBuf.copy(grown, 0, 0, shared)
+      this.keyBuf = grown
+    }
+    b.copy(this.keyBuf, shared, o, o + unshared)
+    this.keyLength = keyLength
+    this.keyView = undefined
+    this.entryKind = kind
+    this.valueStart = o + unshared
+    this.valueEnd = this.valueStart + valueLength
+    this.nextOffset = this.valueEnd
+    this.ok = true
+    return true
+  }
+}

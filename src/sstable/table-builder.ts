@@ -1,0 +1,124 @@
+import { assert } from '../base/assert.js'
+import { compareBytes, varintLength, writeVarint } from '../base/coding.js'
+import { KIND_PUT } from '../wal/wal-record.js'
+import { BlockBuilder } from './block-builder.js'
+import { buildFilter, filterHash } from './filter-block.js'
+import { encodeFooter, withTrailer, type BlockHandle } from './table-format.js'
+
+/** Tunables of the table format, each with its unit. */
+export interface TableBuilderOptions {
+  /** Target size of a data block before its trailer. */
+  blockBytes: number
+  /** Entries between fully stored keys in a data block. */
+  blockRestartInterval: number
+  /** Bloom filter bits per distinct user key (0 disables the filter's usefulness, not the block). */
+  bloomBitsPerKey: number
+}
+
+/** What a finished table holds; recorded in the manifest. */
+export interface TableProperties {
+  smallestKey: Buffer
+  smallestSeq: number
+  largestKey: Buffer
+  largestSeq: number
+  entryCount: number
+  fileBytes: number
+}
+
+/**
+ * Writes one table: data blocks, then the filter block, the index block and the
+ * footer. Output is handed out in chunks (`takeOutput`) so the caller streams it
+ * to disk with bounded memory. Entries must arrive in strictly increasing
+ * internal-key order (asserted).
+ */
+export class TableBuilder {
+  private readonly data: BlockBuilder
+  private readonly index = new BlockBuilder(1)
+  private readonly hashes: number[] = []
+  private output: Buffer[] = []
+  private offset = 0
+  private entries = 0
+  private lastKey = Buffer.allocUnsafe(256)
+  private lastKeyLength = 0
+  private lastSeq = 0
+  private smallestKey: Buffer | undefined
+  private smallestSeq = 0
+  private finished = false
+
+  constructor(private readonly options: TableBuilderOptions) {
+    this.data = new BlockBuilder(options.blockRestartInterval)
+  }
+
+  get entryCount(): number {
+    return this.entries
+  }
+
+  /** Bytes emitted so far plus the block being built: the size the table has reached. */
+  get estimatedFileBytes(): number {
+    return this.offset + this.data.estimatedBytes
+  }
+
+  add(key: Uint8Array, sequence: number, kind: number, value: Uint8Array): void {
+    assert(!this.finished, 'add after finish')
+    let sameUserKey = false
+    if (this.entries > 0) {
+      const c = compareBytes(key, 0, key.length, this.lastKey, 0, this.lastKeyLength)
+      assert(c > 0 || (c === 0 && sequence < this.lastSeq), 'table entries out of internal-key order')
+      sameUserKey = c === 0
+    } else {
+      this.smallestKey = Buffer.from(key)
+      this.smallestSeq = sequence
+    }
+    if (!sameUserKey) this.hashes.push(filterHash(key))
+    this.data.add(key, sequence, kind, value)
+    if (key.length > this.lastKey.length) this.lastKey = Buffer.allocUnsafe(key.length * 2)
+    this.lastKey.set(key, 0)
+    this.lastKeyLength = key.length
+    this.lastSeq = sequence
+    this.entries++
+    if (this.data.estimatedBytes >= this.options.blockBytes) this.flushDataBlock()
+  }
+
+  /** Takes the bytes produced so far, in file order. */
+  takeOutput(): Buffer[] {
+    const out = this.output
+    this.output = []
+    return out
+  }
+
+  /** Writes the filter, index and footer. REQUIRES: at least one entry. */
+  finish(): TableProperties {
+    assert(this.entries > 0, 'a table needs at least one entry')
+    assert(!this.finished, 'finish twice')
+    this.finished = true
+    if (!this.data.isEmpty) this.flushDataBlock()
+    const filter = this.emitBlock(buildFilter(this.hashes, this.options.bloomBitsPerKey))
+    const index = this.emitBlock(this.index.finish())
+    const footer = encodeFooter({ index, filter, entryCount: this.entries })
+    this.output.push(footer)
+    this.offset += footer.length
+    return {
+      smallestKey: this.smallestKey!,
+      smallestSeq: this.smallestSeq,
+      largestKey: Buffer.from(this.lastKey.subarray(0, this.lastKeyLength)),
+      largestSeq: this.lastSeq,
+      entryCount: this.entries,
+      fileBytes: this.offset,
+    }
+  }
+
+  private flushDataBlock(): void {
+    const handle = this.emitBlock(this.data.finish())
+    const value = Buffer.allocUnsafe(varintLength(handle.offset) + varintLength(handle.size))
+    writeVarint(value, writeVarint(value, 0, handle.offset), handle.size)
+    this.index.add(this.lastKey.subarray(0, this.lastKeyLength), this.lastSeq, KIND_PUT, value)
+  }
+
+  private emitBlock(contents: Buffer): BlockHandle {
+    const handle = { offset: this.offset, size: contents.length }
+    const bytes = withTrailer(contents)
+    this.output.push(bytes)
+    this.offset += bytes.length
+    return handle
+  }
+}

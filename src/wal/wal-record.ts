@@ -1,0 +1,96 @@
+import { assert } from '../base/assert.js'
+import { cursor, readU32, readU64, readVarint, varintLength, writeU32, writeU64, writeVarint } from '../base/coding.js'
+import { corruption } from '../base/errors.js'
+import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-format.js'
+
+/**
+ * The payload of one WAL record: one group commit (docs/format.md, "WAL record").
+ *
+ *   u8 version (1) | u64 firstSequence | u32 count | count × entry
+ *   entry: u8 kind | varint keyLength | key | (kind = put) varint valueLength | value
+ *
+ * Entry i gets sequence firstSequence + i. A record is applied whole or not at all,
+ * which is what makes a batch atomic across a crash.
+ */
+export const WAL_FORMAT_VERSION = 1
+const PAYLOAD_HEADER_BYTES = 1 + 8 + 4
+
+/** Kind of an internal entry; the values are part of the on-disk format. */
+export const KIND_DELETE = 0
+export const KIND_PUT = 1
+
+/** One write of a group: a put (value set) or a delete (value null). */
+export interface WriteOp {
+  key: Buffer
+  value: Buffer | null
+}
+
+/** Bytes one op takes inside a payload. */
+export function encodedOpBytes(op: WriteOp): number {
+  let n = 1 + varintLength(op.key.length) + op.key.length
+  if (op.value !== null) n += varintLength(op.value.length) + op.value.length
+  return n
+}
+
+/** Encodes a framed record holding `ops`, the first taking sequence `firstSequence`. */
+export function encodeWalRecord(firstSequence: number, ops: readonly WriteOp[], opBytes: number): Buffer {
+  const buf = Buffer.allocUnsafe(RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES + opBytes)
+  let o = RECORD_HEADER_BYTES
+  buf[o++] = WAL_FORMAT_VERSION
+  writeU64(buf, o, firstSequence)
+  o += 8
+  writeU32(buf, o, ops.length)
+  o += 4
+  for (const op of ops) {
+    buf[o++] = op.value === null ? KIND_DELETE : KIND_PUT
+    o = writeVarint(buf, o, op.key.length)
+    buf.set(op.key, o)
+    o += op.key.length
+    if (op.value !== null) {
+      o = writeVarint(buf, o, op.value.length)
+      buf.set(op.value, o)
+      o += op.value.length
+    }
+  }
+  assert(o === buf.length, 'WAL record size mismatch')
+  frameRecordInPlace(buf)
+  return buf
+}
+
+/** A decoded WAL record. Keys and values are views into the payload. */
+export interface WalBatch {
+  firstSequence: number
+  ops: WriteOp[]
+}
+
+/** Decodes a record payload; throws STRATA_CORRUPTION when it does not parse exactly. */
+export function decodeWalRecord(payload: Buffer, fileName: string): WalBatch {
+  const end = payload.length
+  if (end < PAYLOAD_HEADER_BYTES) throw corruption('WAL record shorter than its header', fileName)
+  if (payload[0] !== WAL_FORMAT_VERSION) throw corruption(`unknown WAL record version ${payload[0]}`, fileName)
+  const firstSequence = readU64(payload, 1)
+  const count = readU32(payload, 9)
+  let o = PAYLOAD_HEADER_BYTES
+  const ops: WriteOp[] = []
+  for (let i = 0; i < count; i++) {
+    if (o >= end) throw corruption('WAL record ends before its last entry', fileName)
+    const kind = payload[o++]
+    if (kind !== KIND_PUT && kind !== KIND_DELETE) throw corruption(`unknown entry kind ${kind}`, fileName)
+    readVarint(payload, o, end)
+    const keyEnd = cursor.offset + cursor.value
+    if (keyEnd > end) throw corruption('WAL key runs past its record', fileName)
+    const key = payload.subarray(cursor.offset, keyEnd)
+    o = keyEnd
+    let value: Buffer | null = null
+    if (kind === KIND_PUT) {
+      readVarint(payload, o, end)
+      const valueEnd = cursor.offset + cursor.value
+      if (valueEnd > end) throw corruption('WAL value runs past its record', fileName)
+      value = payload.subarray(cursor.offset, valueEnd)
+      o = valueEnd
+    }
+    ops.push({ key, value })
+  }
+  if (o !== end) throw corruption('WAL record has trailing bytes', fileName)
+  return { firstSequence, ops }
+}
