@@ -1,0 +1,111 @@
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { writeTable } from '../../src/compaction/table-writer.js'
+import { BlockCache } from '../../src/sstable/block-cache.js'
+import { TableReader } from '../../src/sstable/table-reader.js'
+import { Memtable } from '../../src/memtable/memtable.js'
+import { tableFileName } from '../../src/base/file-names.js'
+import { rng, ready, tempDir } from './helpers.js'
+
+const options = { blockBytes: 512, blockRestartInterval: 4, bloomBitsPerKey: 10 }
+const key = (i: number): Buffer => Buffer.from(`key${String(i).padStart(6, '0')}`)
+
+let cleanup = (): void => {}
+afterEach(() => cleanup())
+
+/** Writes keys 0, 2, 4, ... (even only) with two versions each via a memtable. */
+async function makeTable(count: number): Promise<{ dir: string; reader: TableReader; cache: BlockCache }> {
+  const t = tempDir()
+  cleanup = t.cleanup
+  const mem = new Memtable(1)
+  let seq = 1
+  for (let i = 0; i < count; i += 2) mem.add(key(i), seq++, Buffer.from(`old${i}`))
+  for (let i = 0; i < count; i += 2) mem.add(key(i), seq++, i % 10 === 0 ? null : Buffer.from(`new${i}`))
+  const it = mem.iterator()
+  it.seekToFirst()
+  // A snapshot at the last "old" write keeps both versions of every key.
+  const meta = await writeTable(t.dir, 7, it, options, [count / 2])
+  expect(meta?.entryCount).toBe(count)
+  const cache = new BlockCache(1 << 20)
+  return { dir: t.dir, reader: TableReader.open(t.dir, 7, cache), cache }
+}
+
+describe('table', () => {
+  beforeAll(ready)
+
+  it('point lookups respect sequence numbers, deletes and absent keys', async () => {
+    const n = 2000
+    const { reader } = await makeTable(n)
+    expect(reader.indexKeys.length).toBeGreaterThan(10)
+    for (let i = 0; i < n; i += 2) {
+      const newest = reader.get(key(i), Number.MAX_SAFE_INTEGER)
+      if (i % 10 === 0) expect(newest?.value).toBeNull()
+      else expect(newest?.value?.toString()).toBe(`new${i}`)
+      expect(reader.get(key(i), n / 2)?.value?.toString()).toBe(`old${i}`)
+      expect(reader.get(key(i + 1), Number.MAX_SAFE_INTEGER)).toBeUndefined()
+      expect(reader.get(key(i), 0)).toBeUndefined()
+    }
+    reader.unref()
+  })
+
+  it('iterates forward, backward and from random seeks', async () => {
+    const n = 1000
+    const { reader } = await makeTable(n)
+    const it = reader.iterator()
+    const fwd: string[] = []
+    for (it.seekToFirst(); it.valid(); it.next()) fwd.push(`${it.key()}@${it.sequence()}`)
+    expect(fwd.length).toBe(n)
+    const back: string[] = []
+    for (it.seekToLast(); it.valid(); it.prev()) back.push(`${it.key()}@${it.sequence()}`)
+    expect(back).toEqual([...fwd].reverse())
+    const random = rng(42)
+    for (let r = 0; r < 200; r++) {
+      const i = Math.floor(random() * (n + 4)) - 2
+      const target = key(i)
+      it.seekGE(target)
+      const ge = fwd.find((e) => e.split('@')[0] >= target.toString())
+      expect(it.valid() ? `${it.key()}@${it.sequence()}` : undefined).toBe(ge)
+      it.seekLT(target)
+      const lt = [...fwd].reverse().find((e) => e.split('@')[0] < target.toString())
+      expect(it.valid() ? `${it.key()}@${it.sequence()}` : undefined).toBe(lt)
+    }
+    it.close()
+    reader.unref()
+    expect(reader.isClosed).toBe(true)
+  })
+
+  it('drops versions no snapshot can see', async () => {
+    const t = tempDir()
+    cleanup = t.cleanup
+    const mem = new Memtable(1)
+    for (let s = 1; s <= 10; s++) mem.add(Buffer.from('k'), s, Buffer.from(`v${s}`))
+    const it = mem.iterator()
+    it.seekToFirst()
+    const meta = await writeTable(t.dir, 3, it, options, [4, 7])
+    // Kept: 10 (present), 7 (snapshot 7), 4 (snapshot 4).
+    expect(meta?.entryCount).toBe(3)
+  })
+
+  it('detects a flipped byte in a data block on read', async () => {
+    const { dir, reader, cache } = await makeTable(200)
+    reader.unref()
+    const file = path.join(dir, tableFileName(7))
+    const bytes = fs.readFileSync(file)
+    bytes[10] ^= 0x40
+    fs.writeFileSync(file, bytes)
+    const bad = TableReader.open(dir, 7, cache)
+    expect(() => bad.get(key(0), Number.MAX_SAFE_INTEGER)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
+    bad.unref()
+  })
+
+  it('rejects a table with a damaged footer at open', async () => {
+    const { dir, reader, cache } = await makeTable(200)
+    reader.unref()
+    const file = path.join(dir, tableFileName(7))
+    const bytes = fs.readFileSync(file)
+    bytes[bytes.length - 20] ^= 1
+    fs.writeFileSync(file, bytes)
+    expect(() => TableReader.open(dir, 7, cache)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
+  })
+})
