@@ -174,7 +174,7 @@ export class Database {
 
   private read(key: Buffer, sequence: number): Buffer | undefined {
     const found = this.engine.get(key, sequence)
-    return found === undefined || found.value === null ? undefined : Buffer.from(found.value)
+    return found === undefined || found.v === null ? undefined : Buffer.from(found.v)
   }
 
   private openIterator(options: IteratorOptions | undefined, sequence: number): StrataIterator {

@@ -4,7 +4,7 @@ import { assert } from '../base/assert.js'
 import { StrataError, ioError } from '../base/errors.js'
 import { parseFileName, walFileName } from '../base/file-names.js'
 import { syncDirectory } from '../base/fs-util.js'
-import { writeTable } from '../compaction/table-writer.js'
+import { FlushRunner } from '../compaction/flush-runner.js'
 import { DbIterator, type KeyRange } from '../iterators/db-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
@@ -63,6 +63,7 @@ export class Engine {
   /** Table numbers being written, not yet in any version. */
   private readonly pendingOutputs = new Set<number>()
   private readonly releaseLock: () => void
+  private readonly flushRunner = new FlushRunner()
 
   private readonly queue: PendingWrite[] = []
   private drainPromise: Promise<void> | undefined
@@ -221,7 +222,7 @@ export class Engine {
     this.wal.close()
     this.wal = wal
     this.imms.push(this.mem)
-    this.mem = new Memtable(number)
+    this.mem = new Memtable([number])
     this.scheduleFlush()
   }
 
@@ -265,9 +266,14 @@ export class Engine {
     const number = this.versions.newFileNumber()
     this.pendingOutputs.add(number)
     try {
-      const input = imm.iterator()
-      input.seekToFirst()
-      const meta = await writeTable(this.dir, number, input, this.tableOptions, this.snapshots.sequences())
+      const meta = await this.flushRunner.run({
+        dir: this.dir,
+        walNumbers: imm.walNumbers,
+        entryCount: imm.entryCount,
+        tableNumber: number,
+        tableOptions: this.tableOptions,
+        snapshots: this.snapshots.sequences(),
+      })
       // Every WAL older than the next memtable's first WAL is now in tables.
       const logNumber = this.imms.length > 1 ? this.imms[1].firstWalNumber : this.mem.firstWalNumber
       const edit = { logNumber, deleted: [], added: meta ? [{ level: 0, table: meta }] : [] }
@@ -322,14 +328,14 @@ export class Engine {
     for (const t of levels[0]) {
       if (Buffer.compare(key, t.smallestKey) < 0 || Buffer.compare(key, t.largestKey) > 0) continue
       if (hash < 0) hash = filterHash(key)
-      found = this.tableCache.get(t.number).get(key, sequence, hash)
+      found = this.tableCache.get(t.number).get(key, sequence, hash, k)
       if (found !== undefined) return found
     }
     for (let l = 1; l < levels.length; l++) {
       const t = findTable(levels[l], key)
       if (t === undefined) continue
       if (hash < 0) hash = filterHash(key)
-      found = this.tableCache.get(t.number).get(key, sequence, hash)
+      found = this.tableCache.get(t.number).get(key, sequence, hash, k)
       if (found !== undefined) return found
     }
     return undefined
@@ -382,6 +388,7 @@ export class Engine {
     this.state = 'closing'
     while (this.drainPromise !== undefined) await this.drainPromise
     while (this.flushing) await this.flushPromise
+    await this.flushRunner.close()
     this.wal.close()
     this.versions.close()
     this.tableCache.close()

@@ -87,7 +87,7 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
 
   const versions = new VersionSet(dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) })
   const walNumber = versions.newFileNumber()
-  let mem = new Memtable(wals[0] ?? walNumber)
+  let mem = new Memtable([...wals, walNumber])
   let lastSequence = state.lastSequence
   let replayedSequence = 0
   for (const number of wals) {
@@ -107,7 +107,7 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
   const wal = WalWriter.create(path.join(dir, walFileName(walNumber)), walNumber)
   if (mem.entryCount === 0) {
     // Nothing to keep from older WALs (at most torn tails): retire them now.
-    mem = new Memtable(walNumber)
+    mem = new Memtable([walNumber])
     versions.logNumber = walNumber
   }
   versions.lastSequence = lastSequence

@@ -1,48 +1,71 @@
 import { OrderedMap, type OrderedMapIterator } from '@js-sdsl/ordered-map'
+import { assert } from '../base/assert.js'
+import { compareEntries } from './sorted-entries.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 
 /**
- * The sorted in-memory table of recent writes, over @js-sdsl/ordered-map (the
- * one importer of it). Keys are internal keys {k, s}: the user key as a latin1
- * string (one char per byte, so string order is bytewise order and comparison
- * stays in V8's fast path) and the sequence number, ordered k ascending, s
- * descending. Values are the value bytes, or null for a delete.
+ * The in-memory table of recent writes.
+ *
+ * Every version is a MemEntry {k, s, v}: the user key as a latin1 string (one
+ * char per byte, so string order is bytewise order and comparison stays in
+ * V8's fast path), the sequence number, and the value (null for a delete).
+ *
+ * Two indexes over the same entries:
+ *  - `latest`, a hash map from key to its newest entry, each entry linking to
+ *    the next older version of the key. Point reads at any sequence use it.
+ *  - `sorted`, a @js-sdsl/ordered-map (its one importer) keyed by the entries
+ *    themselves in internal-key order (k ascending, s descending). It is
+ *    built lazily: entries wait in `unsorted` until an iterator needs order.
+ *    Inserting into the tree costs ~2 µs per entry and was the largest cost of
+ *    a random-write stream (docs/performance.md); a write-only workload never
+ *    pays it (flushes rebuild the sorted run from the WAL on a worker thread).
  *
  * Entries are never removed: a memtable only grows until it is frozen and
- * flushed, which is also why js-sdsl iterators stay valid while writes go on
- * (insertion relinks nodes, it never moves them).
+ * flushed. js-sdsl iterators stay valid while entries are inserted (insertion
+ * relinks nodes, it never moves them), so iterators survive later indexing.
  */
-export interface MemKey {
+export interface MemEntry {
   readonly k: string
   readonly s: number
+  readonly v: Buffer | null
+  /** The next older version of the same key, if any. */
+  readonly older: MemEntry | undefined
 }
 
 /** Sequence numbers stay below 2^53; this sorts before every real entry of a key. */
 const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER
 
-function compareMemKeys(a: MemKey, b: MemKey): number {
-  return a.k < b.k ? -1 : a.k > b.k ? 1 : b.s - a.s
-}
-
-/** Estimated heap bytes per entry beyond key and value bytes (tree node, key object, Buffer). */
+/** Estimated heap bytes per entry beyond key and value bytes (entry, map slot, Buffer, tree node). */
 export const MEMTABLE_ENTRY_OVERHEAD_BYTES = 160
 
-/** The result of a point lookup: where a version was found and what it holds. */
+/** A version found by a point lookup. */
 export interface Found {
   /** Sequence of the version found. */
-  sequence: number
+  readonly s: number
   /** Value bytes, or null for a delete. */
-  value: Buffer | null
+  readonly v: Buffer | null
 }
 
 export class Memtable {
-  private readonly map = new OrderedMap<MemKey, Buffer | null>([], compareMemKeys)
+  private readonly latest = new Map<string, MemEntry>()
+  private readonly sorted = new OrderedMap<MemEntry, null>([], compareEntries)
+  private unsorted: MemEntry[] = []
   private bytes = 0
   private count = 0
 
-  /** The WAL file this memtable's writes started in; it and later WALs back it. */
-  constructor(readonly firstWalNumber: number) {}
+  /**
+   * The WAL files holding exactly this memtable's entries, oldest first. A
+   * recovered memtable spans the replayed WALs and the fresh one.
+   */
+  constructor(readonly walNumbers: number[]) {
+    assert(walNumbers.length > 0, 'a memtable is backed by at least one WAL')
+  }
+
+  /** The oldest WAL this memtable needs; older WALs are not needed by it. */
+  get firstWalNumber(): number {
+    return this.walNumbers[0]
+  }
 
   /** Approximate memory used, including per-entry overhead. */
   get approximateBytes(): number {
@@ -53,9 +76,13 @@ export class Memtable {
     return this.count
   }
 
-  /** Inserts one version. REQUIRES: `sequence` not present yet. */
+  /** Inserts one version. REQUIRES: `sequence` greater than every sequence already here. */
   add(key: Buffer, sequence: number, value: Buffer | null): void {
-    this.map.setElement({ k: key.toString('latin1'), s: sequence }, value)
+    const k = key.toString('latin1')
+    const older = this.latest.get(k)
+    const entry: MemEntry = { k, s: sequence, v: value, older }
+    this.latest.set(k, entry)
+    this.unsorted.push(entry)
     this.count++
     this.bytes += key.length + (value === null ? 0 : value.length) + MEMTABLE_ENTRY_OVERHEAD_BYTES
   }
@@ -65,39 +92,40 @@ export class Memtable {
    * when this memtable has none.
    */
   get(key: string, sequence: number): Found | undefined {
-    const it = this.map.lowerBound({ k: key, s: sequence })
-    if (it.equals(this.map.end())) return undefined
-    const p = it.pointer
-    const found = p[0]
-    if (found.k !== key) return undefined
-    return { sequence: found.s, value: p[1] }
+    let e = this.latest.get(key)
+    while (e !== undefined && e.s > sequence) e = e.older
+    return e
   }
 
   iterator(): InternalIterator {
-    return new MemtableIterator(this.map)
+    this.index()
+    return new MemtableIterator(this.sorted)
+  }
+
+  /** Moves waiting entries into the ordered map. */
+  private index(): void {
+    if (this.unsorted.length === 0) return
+    for (const e of this.unsorted) this.sorted.setElement(e, null)
+    this.unsorted = []
+    assert(this.sorted.size() === this.count, 'memtable tree lost entries')
   }
 }
 
-/** Walks a memtable in internal-key order; survives concurrent inserts. */
+/** Walks the ordered map in internal-key order; survives concurrent inserts. */
 class MemtableIterator implements InternalIterator {
-  private it: OrderedMapIterator<MemKey, Buffer | null>
+  private it: OrderedMapIterator<MemEntry, null>
   private ok = false
-  private currentKey: Buffer = Buffer.alloc(0)
-  private currentSeq = 0
-  private currentValue: Buffer | null = null
+  private entry: MemEntry | undefined
+  private keyBuf: Buffer | undefined
 
-  constructor(private readonly map: OrderedMap<MemKey, Buffer | null>) {
+  constructor(private readonly map: OrderedMap<MemEntry, null>) {
     this.it = map.end()
   }
 
   private load(): void {
     this.ok = !this.it.equals(this.map.end())
-    if (!this.ok) return
-    const p = this.it.pointer
-    const k = p[0]
-    this.currentKey = Buffer.from(k.k, 'latin1')
-    this.currentSeq = k.s
-    this.currentValue = p[1]
+    this.entry = this.ok ? this.it.pointer[0] : undefined
+    this.keyBuf = undefined
   }
 
   valid(): boolean {
@@ -112,20 +140,20 @@ class MemtableIterator implements InternalIterator {
     this.prev()
   }
   seekGE(key: Buffer): void {
-    this.it = this.map.lowerBound({ k: key.toString('latin1'), s: MAX_SEQUENCE })
+    this.it = this.map.lowerBound(probe(key, MAX_SEQUENCE))
     this.load()
   }
   seekGT(key: Buffer): void {
-    this.it = this.map.lowerBound({ k: key.toString('latin1'), s: -1 })
+    this.it = this.map.lowerBound(probe(key, -1))
     this.load()
   }
   seekLE(key: Buffer): void {
-    this.it = this.map.reverseLowerBound({ k: key.toString('latin1'), s: -1 })
+    this.it = this.map.reverseLowerBound(probe(key, -1))
     this.load()
   }
   seekLT(key: Buffer): void {
-    this.it = this.map.reverseLowerBound({ k: key.toString('latin1'), s: MAX_SEQUENCE })
-    // reverseLowerBound is <= (key, MAX): equal only if that exact entry exists, which it cannot.
+    // <= (key, MAX) is < key: no entry has sequence MAX.
+    this.it = this.map.reverseLowerBound(probe(key, MAX_SEQUENCE))
     this.load()
   }
   next(): void {
@@ -141,20 +169,26 @@ class MemtableIterator implements InternalIterator {
     this.load()
   }
   key(): Buffer {
-    return this.currentKey
+    this.keyBuf ??= Buffer.from(this.entry!.k, 'latin1')
+    return this.keyBuf
   }
   sequence(): number {
-    return this.currentSeq
+    return this.entry!.s
   }
   kind(): number {
-    return this.currentValue === null ? KIND_DELETE : KIND_PUT
+    return this.entry!.v === null ? KIND_DELETE : KIND_PUT
   }
   value(): Buffer {
-    return this.currentValue ?? EMPTY
+    return this.entry!.v ?? EMPTY
   }
   close(): void {
     this.ok = false
   }
+}
+
+/** A search key for the tree (never inserted). */
+function probe(key: Buffer, s: number): MemEntry {
+  return { k: key.toString('latin1'), s, v: null, older: undefined }
 }
 
 const EMPTY = Buffer.alloc(0)

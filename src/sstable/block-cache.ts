@@ -1,15 +1,15 @@
-import { assert } from '../base/assert.js'
-
 /**
- * LRU cache of verified data blocks with a byte budget, shared by all tables.
- * Each table owns a Map from block offset to entry; the cache owns the
- * recency list across all of them and evicts the least recently used block
- * when the budget is exceeded.
+ * Cache of verified data blocks with a byte budget, shared by all tables.
+ * Each table owns a Map from block offset to entry; the cache owns one
+ * recency ring across all of them. Replacement is CLOCK (second chance): a
+ * hit only sets a flag, so the hot path does no list surgery; eviction walks
+ * from the oldest entry, giving flagged entries another round.
  */
 export interface CacheEntry {
   readonly block: Buffer
   readonly offset: number
   readonly owner: Map<number, CacheEntry>
+  referenced: boolean
   newer: CacheEntry | null
   older: CacheEntry | null
 }
@@ -27,7 +27,7 @@ export class BlockCache {
     return this.bytes
   }
 
-  /** Looks a block up in a table's map; a hit becomes the most recent. */
+  /** Looks a block up in a table's map. */
   lookup(owner: Map<number, CacheEntry>, offset: number): Buffer | undefined {
     const e = owner.get(offset)
     if (e === undefined) {
@@ -35,26 +35,31 @@ export class BlockCache {
       return undefined
     }
     this.hits++
-    if (this.newest !== e) {
-      this.unlink(e)
-      this.pushNewest(e)
-    }
+    e.referenced = true
     return e.block
   }
 
   insert(owner: Map<number, CacheEntry>, offset: number, block: Buffer): void {
     if (block.length > this.capacityBytes || owner.has(offset)) return
-    const e: CacheEntry = { block, offset, owner, newer: null, older: null }
+    const e: CacheEntry = { block, offset, owner, referenced: false, newer: null, older: null }
     owner.set(offset, e)
     this.pushNewest(e)
     this.bytes += block.length
-    while (this.bytes > this.capacityBytes && this.oldest !== null) this.evict(this.oldest)
+    while (this.bytes > this.capacityBytes && this.oldest !== null) {
+      const victim = this.oldest
+      if (victim.referenced && victim !== e) {
+        victim.referenced = false
+        this.unlink(victim)
+        this.pushNewest(victim)
+      } else {
+        this.evict(victim)
+      }
+    }
   }
 
   /** Drops every block of one table (its file is gone). */
   dropOwner(owner: Map<number, CacheEntry>): void {
-    for (const e of owner.values()) this.evict(e)
-    assert(owner.size === 0, 'owner map not emptied')
+    for (const e of [...owner.values()]) this.evict(e)
   }
 
   private evict(e: CacheEntry): void {

@@ -10,8 +10,9 @@ import type { InternalIterator } from '../iterators/internal-iterator.js'
  * next move. Every decode is bounded by the entry area; overruns are corruption.
  */
 export class BlockIterator implements InternalIterator {
-  private readonly restartsOffset: number
-  private readonly restartCount: number
+  private block: Buffer
+  private restartsOffset = 0
+  private restartCount = 0
   /** Start of the current entry; === restartsOffset when exhausted forward. */
   private current: number
   private nextOffset: number
@@ -25,17 +26,27 @@ export class BlockIterator implements InternalIterator {
   private valueEnd = 0
 
   constructor(
-    private readonly block: Buffer,
+    block: Buffer,
     private readonly fileName: string,
   ) {
-    if (block.length < 4) throw corruption('block shorter than its restart count', fileName)
-    this.restartCount = readU32(block, block.length - 4)
-    const restartsBytes = this.restartCount * 4 + 4
-    if (this.restartCount === 0 || restartsBytes > block.length) {
-      throw corruption('bad restart count in block', fileName)
+    this.block = block
+    this.current = this.nextOffset = 0
+    this.reset(block)
+  }
+
+  /** Re-targets this iterator at another block of the same file (not valid until a seek). */
+  reset(block: Buffer): void {
+    if (block.length < 4) throw corruption('block shorter than its restart count', this.fileName)
+    const restartCount = readU32(block, block.length - 4)
+    const restartsBytes = restartCount * 4 + 4
+    if (restartCount === 0 || restartsBytes > block.length) {
+      throw corruption('bad restart count in block', this.fileName)
     }
+    this.block = block
+    this.restartCount = restartCount
     this.restartsOffset = block.length - restartsBytes
     this.current = this.nextOffset = this.restartsOffset
+    this.ok = false
   }
 
   valid(): boolean {
@@ -45,6 +56,11 @@ export class BlockIterator implements InternalIterator {
   key(): Buffer {
     if (this.keyView === undefined) this.keyView = this.keyBuf.subarray(0, this.keyLength)
     return this.keyView
+  }
+
+  /** True when the current key equals `key`, without materializing a view. */
+  keyEquals(key: Uint8Array): boolean {
+    return compareBytes(this.keyBuf, 0, this.keyLength, key, 0, key.length) === 0
   }
 
   sequence(): number {

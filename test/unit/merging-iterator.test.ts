@@ -7,7 +7,7 @@ import { rng } from './helpers.js'
 /** Three memtables with interleaved sequences: the newest version of a key may live in any of them. */
 function sources(seed: number): { mems: Memtable[]; model: Map<string, Array<[number, string | null]>>; lastSeq: number } {
   const random = rng(seed)
-  const mems = [new Memtable(1), new Memtable(2), new Memtable(3)]
+  const mems = [new Memtable([1]), new Memtable([2]), new Memtable([3])]
   const model = new Map<string, Array<[number, string | null]>>()
   let seq = 0
   for (let i = 0; i < 600; i++) {

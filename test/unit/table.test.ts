@@ -18,7 +18,7 @@ afterEach(() => cleanup())
 async function makeTable(count: number): Promise<{ dir: string; reader: TableReader; cache: BlockCache }> {
   const t = tempDir()
   cleanup = t.cleanup
-  const mem = new Memtable(1)
+  const mem = new Memtable([1])
   let seq = 1
   for (let i = 0; i < count; i += 2) mem.add(key(i), seq++, Buffer.from(`old${i}`))
   for (let i = 0; i < count; i += 2) mem.add(key(i), seq++, i % 10 === 0 ? null : Buffer.from(`new${i}`))
@@ -40,9 +40,9 @@ describe('table', () => {
     expect(reader.indexKeys.length).toBeGreaterThan(10)
     for (let i = 0; i < n; i += 2) {
       const newest = reader.get(key(i), Number.MAX_SAFE_INTEGER)
-      if (i % 10 === 0) expect(newest?.value).toBeNull()
-      else expect(newest?.value?.toString()).toBe(`new${i}`)
-      expect(reader.get(key(i), n / 2)?.value?.toString()).toBe(`old${i}`)
+      if (i % 10 === 0) expect(newest?.v).toBeNull()
+      else expect(newest?.v?.toString()).toBe(`new${i}`)
+      expect(reader.get(key(i), n / 2)?.v?.toString()).toBe(`old${i}`)
       expect(reader.get(key(i + 1), Number.MAX_SAFE_INTEGER)).toBeUndefined()
       expect(reader.get(key(i), 0)).toBeUndefined()
     }
@@ -78,7 +78,7 @@ describe('table', () => {
   it('drops versions no snapshot can see', async () => {
     const t = tempDir()
     cleanup = t.cleanup
-    const mem = new Memtable(1)
+    const mem = new Memtable([1])
     for (let s = 1; s <= 10; s++) mem.add(Buffer.from('k'), s, Buffer.from(`v${s}`))
     const it = mem.iterator()
     it.seekToFirst()

@@ -1,0 +1,113 @@
+/**
+ * Deterministic keys and values. Every engine gets exactly the same streams:
+ * a stream depends only on the seed and the workload's name.
+ */
+
+/** sfc32, seeded through splitmix32: fast, small, and good enough for picking keys. */
+export class SeededRandom {
+  private a: number
+  private b: number
+  private c: number
+  private d: number
+
+  constructor(seed: number) {
+    let s = seed >>> 0
+    const splitmix32 = (): number => {
+      s = (s + 0x9e3779b9) | 0
+      let z = s
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b)
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35)
+      return (z ^ (z >>> 16)) >>> 0
+    }
+    this.a = splitmix32()
+    this.b = splitmix32()
+    this.c = splitmix32()
+    this.d = splitmix32()
+    for (let i = 0; i < 12; i++) this.nextUint32()
+  }
+
+  /** A uniform integer in [0, 2^32). */
+  nextUint32(): number {
+    const t = (((this.a + this.b) | 0) + this.d) | 0
+    this.d = (this.d + 1) | 0
+    this.a = this.b ^ (this.b >>> 9)
+    this.b = (this.c + (this.c << 3)) | 0
+    this.c = (this.c << 21) | (this.c >>> 11)
+    this.c = (this.c + t) | 0
+    return t >>> 0
+  }
+
+  /** A uniform integer in [0, bound), for bound <= 2^32 (53 random bits, so no visible bias). */
+  below(bound: number): number {
+    const high = this.nextUint32() >>> 5
+    const low = this.nextUint32() >>> 6
+    return Math.floor(((high * 2 ** 26 + low) / 2 ** 53) * bound)
+  }
+}
+
+/** The seed of the stream named `label` (FNV-1a of the label, mixed with `seed`). */
+export function streamSeed(seed: number, label: string): number {
+  let h = 0x811c9dc5 ^ (seed >>> 0)
+  for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x01000193)
+  // Mix the high part of seeds above 2^32 too.
+  return (h ^ Math.floor(seed / 2 ** 32)) >>> 0
+}
+
+/** `count` key indices drawn uniformly, with repetition, from [0, bound). Generated before timing starts. */
+export function randomIndices(count: number, bound: number, seed: number): Uint32Array {
+  const random = new SeededRandom(seed)
+  const out = new Uint32Array(count)
+  for (let i = 0; i < count; i++) out[i] = random.below(bound)
+  return out
+}
+
+/**
+ * Keys are key indices written as zero-padded decimal numbers of exactly
+ * `keyBytes` digits (as db_bench does), so bytewise key order is numeric order.
+ */
+export class KeyFormat {
+  constructor(readonly keyBytes: number) {}
+
+  /** A new Buffer holding the key of `index` (new, so an engine may keep it). */
+  encode(index: number): Buffer {
+    const out = Buffer.allocUnsafe(this.keyBytes)
+    let n = index
+    for (let p = this.keyBytes - 1; p >= 0; p--) {
+      const q = Math.floor(n / 10)
+      out[p] = 48 + (n - q * 10)
+      n = q
+    }
+    return out
+  }
+}
+
+/** Bytes of random data that values are cut from. */
+const VALUE_POOL_MIN_BYTES = 1 << 20
+
+/**
+ * Values are `valueBytes`-long windows of one pool of incompressible random
+ * bytes, at a position that depends on the operation number. The windows are
+ * views of the pool (no allocation per operation); no engine keeps them.
+ */
+export class ValuePool {
+  private readonly pool: Buffer
+  private readonly positions: number
+
+  constructor(
+    readonly valueBytes: number,
+    seed: number,
+  ) {
+    const poolBytes = Math.max(VALUE_POOL_MIN_BYTES, valueBytes * 16)
+    this.pool = Buffer.allocUnsafe(poolBytes)
+    const random = new SeededRandom(streamSeed(seed, 'values'))
+    for (let i = 0; i + 4 <= poolBytes; i += 4) this.pool.writeUInt32LE(random.nextUint32(), i)
+    this.positions = poolBytes - valueBytes + 1
+  }
+
+  /** The value written by operation `op`. */
+  valueFor(op: number): Buffer {
+    const start = Math.imul(op, 0x9e3779b1) >>> 0
+    const offset = start % this.positions
+    return this.pool.subarray(offset, offset + this.valueBytes)
+  }
+}
