@@ -328,14 +328,14 @@ export class Engine {
     for (const t of levels[0]) {
       if (Buffer.compare(key, t.smallestKey) < 0 || Buffer.compare(key, t.largestKey) > 0) continue
       if (hash < 0) hash = filterHash(key)
-      found = this.tableCache.get(t.number).get(key, sequence, hash, k)
+      found = this.tableCache.get(t.number).get(key, sequence, hash)
       if (found !== undefined) return found
     }
     for (let l = 1; l < levels.length; l++) {
       const t = findTable(levels[l], key)
       if (t === undefined) continue
       if (hash < 0) hash = filterHash(key)
-      found = this.tableCache.get(t.number).get(key, sequence, hash, k)
+      found = this.tableCache.get(t.number).get(key, sequence, hash)
       if (found !== undefined) return found
     }
     return undefined
@@ -361,7 +361,7 @@ export class Engine {
         children.push(
           new TwoLevelIterator({
             count: tables.length,
-            lastKey: (i) => tables[i].largestKey,
+            compareLastKey: (i, key) => Buffer.compare(tables[i].largestKey, key),
             open: (i) => this.tableCache.get(tables[i].number).iterator(),
           }),
         )

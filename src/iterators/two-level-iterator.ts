@@ -1,12 +1,11 @@
-import { compareBytes } from '../base/coding.js'
 import type { InternalIterator } from './internal-iterator.js'
 
 /** The sorted, non-overlapping parts a two-level iterator walks. */
 export interface PartList {
   /** Number of parts. */
   readonly count: number
-  /** Largest user key of part i; parts are in key order and do not overlap. */
-  lastKey(i: number): Buffer
+  /** Compares the largest user key of part i with `key`; parts are in key order and do not overlap. */
+  compareLastKey(i: number, key: Buffer): number
   /** Opens an iterator over part i (it is closed when the walk leaves the part). */
   open(i: number): InternalIterator
 }
@@ -105,8 +104,7 @@ export class TwoLevelIterator implements InternalIterator {
     let hi = this.parts.count
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
-      const last = this.parts.lastKey(mid)
-      const c = compareBytes(last, 0, last.length, key, 0, key.length)
+      const c = this.parts.compareLastKey(mid, key)
       if (strict ? c <= 0 : c < 0) lo = mid + 1
       else hi = mid
     }

@@ -7,6 +7,8 @@ export interface TableMeta {
   readonly largestKey: Buffer
   readonly largestSeq: number
   readonly entryCount: number
+  /** Delete entries among them: tables dense with deletes are compacted early. */
+  readonly deleteCount: number
 }
 
 /** True when the table's user-key range intersects [start, end] (either bound may be absent). */

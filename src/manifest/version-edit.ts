@@ -9,7 +9,7 @@ import type { TableMeta } from './table-meta.js'
  *   1 logNumber | 2 nextFileNumber | 3 lastSequence          (varint each)
  *   4 deleted table: varint level, varint fileNumber
  *   5 added table:   varint level, varint fileNumber, varint fileBytes,
- *                    varint smallestSeq, varint largestSeq, varint entryCount,
+ *                    varint smallestSeq, varint largestSeq, varint entryCount, varint deleteCount,
  *                    varint len + smallestKey, varint len + largestKey
  */
 export const NUM_LEVELS = 7
@@ -53,6 +53,7 @@ export function encodeEdit(edit: VersionEdit): Buffer {
     num(t.smallestSeq)
     num(t.largestSeq)
     num(t.entryCount)
+    num(t.deleteCount)
     num(t.smallestKey.length)
     parts.push(-1)
     keys.push(t.smallestKey)
@@ -120,9 +121,10 @@ export function decodeEdit(buf: Buffer, fileName: string): VersionEdit {
         const smallestSeq = num()
         const largestSeq = num()
         const entryCount = num()
+        const deleteCount = num()
         const smallestKey = bytes()
         const largestKey = bytes()
-        edit.added.push({ level: l, table: { number, fileBytes, smallestSeq, largestSeq, entryCount, smallestKey, largestKey } })
+        edit.added.push({ level: l, table: { number, fileBytes, smallestSeq, largestSeq, entryCount, deleteCount, smallestKey, largestKey } })
         break
       }
       default:

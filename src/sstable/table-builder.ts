@@ -1,6 +1,6 @@
 import { assert } from '../base/assert.js'
 import { compareBytes, varintLength, writeVarint } from '../base/coding.js'
-import { KIND_PUT } from '../wal/wal-record.js'
+import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import { BlockBuilder } from './block-builder.js'
 import { buildFilter, filterHash } from './filter-block.js'
 import { encodeFooter, withTrailer, type BlockHandle } from './table-format.js'
@@ -22,6 +22,7 @@ export interface TableProperties {
   largestKey: Buffer
   largestSeq: number
   entryCount: number
+  deleteCount: number
   fileBytes: number
 }
 
@@ -38,6 +39,7 @@ export class TableBuilder {
   private output: Buffer[] = []
   private offset = 0
   private entries = 0
+  private deletes = 0
   private lastKey = Buffer.allocUnsafe(256)
   private lastKeyLength = 0
   private lastSeq = 0
@@ -76,6 +78,7 @@ export class TableBuilder {
     this.lastKeyLength = key.length
     this.lastSeq = sequence
     this.entries++
+    if (kind === KIND_DELETE) this.deletes++
     if (this.data.estimatedBytes >= this.options.blockBytes) this.flushDataBlock()
   }
 
@@ -103,6 +106,7 @@ export class TableBuilder {
       largestKey: Buffer.from(this.lastKey.subarray(0, this.lastKeyLength)),
       largestSeq: this.lastSeq,
       entryCount: this.entries,
+      deleteCount: this.deletes,
       fileBytes: this.offset,
     }
   }

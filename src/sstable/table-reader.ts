@@ -1,6 +1,5 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { cursor, readVarint } from '../base/coding.js'
 import { corruption, ioError } from '../base/errors.js'
 import { readExactly } from '../base/fs-util.js'
 import { tableFileName } from '../base/file-names.js'
@@ -8,6 +7,7 @@ import { KIND_DELETE } from '../wal/wal-record.js'
 import type { Found } from '../memtable/memtable.js'
 import type { BlockCache, CacheEntry } from './block-cache.js'
 import { BlockIterator } from './block-iterator.js'
+import { IndexBlock } from './index-block.js'
 import { Filter, filterHash } from './filter-block.js'
 import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, type BlockHandle } from './table-format.js'
 import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
@@ -21,12 +21,8 @@ import type { InternalIterator } from '../iterators/internal-iterator.js'
  */
 export class TableReader {
   readonly fileName: string
-  /** Last user key of each data block, and its sequence, in order. */
-  readonly indexKeys: Buffer[] = []
-  /** The same keys as latin1 strings: V8 compares one-byte strings faster than any byte loop. */
-  private readonly indexKeyStrings: string[] = []
-  readonly indexSeqs: number[] = []
-  readonly indexHandles: BlockHandle[] = []
+  /** Set by open() right after construction. */
+  index!: IndexBlock
   private readonly cached = new Map<number, CacheEntry>()
   private refs = 1
   private closed = false
@@ -58,7 +54,7 @@ export class TableReader {
       const footer = decodeFooter(readExactly(fd, FOOTER_BYTES, fileBytes - FOOTER_BYTES), file, fileBytes)
       const filter = new Filter(readVerified(fd, footer.filter, file), file)
       const reader = new TableReader(fileNumber, fd, fileBytes, cache, filter)
-      reader.loadIndex(readVerified(fd, footer.index, file), file, fileBytes - FOOTER_BYTES)
+      reader.index = new IndexBlock(readVerified(fd, footer.index, file), file, fileBytes - FOOTER_BYTES)
       return reader
     } catch (err) {
       fs.closeSync(fd)
@@ -68,28 +64,17 @@ export class TableReader {
 
   /** Memory held outside the block cache: index and filter. */
   get residentBytes(): number {
-    let n = this.filter.sizeBytes
-    for (const k of this.indexKeys) n += 2 * k.length + 80
-    return n
+    return this.filter.sizeBytes + this.index.sizeBytes
   }
 
   /**
    * Newest version of `key` with sequence <= `sequence` in this table, or
    * undefined. The value is a view into a cached block: copy it to keep it.
    */
-  get(key: Buffer, sequence: number, hash = filterHash(key), keyLatin1 = key.toString('latin1')): Found | undefined {
+  get(key: Buffer, sequence: number, hash = filterHash(key)): Found | undefined {
     if (!this.filter.mayContain(hash)) return undefined
-    // First block whose last internal key is >= (key, sequence).
-    const keys = this.indexKeyStrings
-    let lo = 0
-    let hi = keys.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      const k = keys[mid]
-      if (k < keyLatin1 || (k === keyLatin1 && this.indexSeqs[mid] > sequence)) lo = mid + 1
-      else hi = mid
-    }
-    if (lo === keys.length) return undefined
+    const lo = this.index.findInternal(key, sequence)
+    if (lo === this.index.count) return undefined
     const block = this.readBlock(lo)
     let it = this.pointIterator
     if (it === undefined) it = this.pointIterator = new BlockIterator(block, this.fileName)
@@ -103,8 +88,8 @@ export class TableReader {
   iterator(): InternalIterator {
     this.ref()
     const parts = {
-      count: this.indexKeys.length,
-      lastKey: (i: number) => this.indexKeys[i],
+      count: this.index.count,
+      compareLastKey: (i: number, key: Buffer) => this.index.compareLastKey(i, key),
       open: (i: number) => new BlockIterator(this.readBlock(i), this.fileName),
     }
     return new TwoLevelIterator(parts, () => this.unref())
@@ -112,11 +97,11 @@ export class TableReader {
 
   /** Contents of data block `i`, from the cache or the file (verified). */
   readBlock(i: number): Buffer {
-    const handle = this.indexHandles[i]
-    const hit = this.cache.lookup(this.cached, handle.offset)
+    const offset = this.index.blockOffset(i)
+    const hit = this.cache.lookup(this.cached, offset)
     if (hit !== undefined) return hit
-    const block = readVerified(this.fd, handle, this.fileName)
-    this.cache.insert(this.cached, handle.offset, block)
+    const block = readVerified(this.fd, { offset, size: this.index.blockSize(i) }, this.fileName)
+    this.cache.insert(this.cached, offset, block)
     return block
   }
 
@@ -135,23 +120,6 @@ export class TableReader {
 
   get isClosed(): boolean {
     return this.closed
-  }
-
-  private loadIndex(contents: Buffer, file: string, dataEnd: number): void {
-    const it = new BlockIterator(contents, file)
-    for (it.seekToFirst(); it.valid(); it.next()) {
-      const v = it.value()
-      readVarint(v, 0, v.length)
-      const offset = cursor.value
-      readVarint(v, cursor.offset, v.length)
-      const size = cursor.value
-      if (offset + size + BLOCK_TRAILER_BYTES > dataEnd) throw corruption('index entry points past the data', file)
-      this.indexKeys.push(Buffer.from(it.key()))
-      this.indexKeyStrings.push(it.key().toString('latin1'))
-      this.indexSeqs.push(it.sequence())
-      this.indexHandles.push({ offset, size })
-    }
-    if (this.indexKeys.length === 0) throw corruption('table has an empty index', file)
   }
 }
 

@@ -18,6 +18,7 @@ const table = (number: number, lo: string, hi: string, seq: number): TableMeta =
   largestKey: Buffer.from(hi),
   largestSeq: seq + 10,
   entryCount: 5,
+  deleteCount: 1,
 })
 
 describe('version edits', () => {

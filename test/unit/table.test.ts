@@ -37,7 +37,7 @@ describe('table', () => {
   it('point lookups respect sequence numbers, deletes and absent keys', async () => {
     const n = 2000
     const { reader } = await makeTable(n)
-    expect(reader.indexKeys.length).toBeGreaterThan(10)
+    expect(reader.index.count).toBeGreaterThan(10)
     for (let i = 0; i < n; i += 2) {
       const newest = reader.get(key(i), Number.MAX_SAFE_INTEGER)
       if (i % 10 === 0) expect(newest?.v).toBeNull()
