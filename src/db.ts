@@ -157,6 +157,18 @@ export class Database {
     }
   }
 
+  /**
+   * Flushes the memtable and compacts every table overlapping [start, end]
+   * (both optional, inclusive) down to the deepest populated level, where
+   * deletes and overwritten versions no snapshot needs are dropped.
+   */
+  async compactRange(start?: Bytes, end?: Bytes): Promise<void> {
+    this.checkOpen()
+    const lo = start === undefined ? undefined : toBuffer(start, 'start')
+    const hi = end === undefined ? undefined : toBuffer(end, 'end')
+    await this.engine.compactRange(lo, hi)
+  }
+
   /** Counters and sizes for monitoring. */
   stats(): EngineStats {
     this.checkOpen()

@@ -28,6 +28,26 @@ export interface OpenOptions {
   maxBatchBytes?: number
   /** Table files kept open at once. Default 1000. */
   maxOpenTables?: number
+  /** Target size of L1; each deeper level is `levelSizeMultiplier` times larger. Default 256 MiB. */
+  levelBaseBytes?: number
+  /** Size ratio between adjacent levels. Default 10. */
+  levelSizeMultiplier?: number
+  /** Compaction output tables are cut at this size. Default 16 MiB. */
+  targetTableBytes?: number
+  /** L0 table count that triggers an L0 compaction. Default 4. */
+  l0CompactionTrigger?: number
+  /** L0 table count at which writes are slowed, in proportion to the excess. Default 12. */
+  l0SlowdownTrigger?: number
+  /** L0 table count at which writes wait for compaction. Default 20. */
+  l0StopTrigger?: number
+  /** Estimated compaction debt at which writes are slowed. Default 4 GiB. */
+  softPendingCompactionBytes?: number
+  /** Estimated compaction debt at which writes wait. Default 16 GiB. */
+  hardPendingCompactionBytes?: number
+  /** Compactions running at once (each on its own worker thread). Default 1. */
+  maxConcurrentCompactions?: number
+  /** Run automatic background compactions. Default true (tests may turn it off). */
+  autoCompaction?: boolean
 }
 
 export type ResolvedOptions = Required<OpenOptions>
@@ -46,6 +66,16 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   maxValueBytes: 16 << 20,
   maxBatchBytes: 256 << 20,
   maxOpenTables: 1000,
+  levelBaseBytes: 256 << 20,
+  levelSizeMultiplier: 10,
+  targetTableBytes: 16 << 20,
+  l0CompactionTrigger: 4,
+  l0SlowdownTrigger: 12,
+  l0StopTrigger: 20,
+  softPendingCompactionBytes: 4 * 2 ** 30,
+  hardPendingCompactionBytes: 16 * 2 ** 30,
+  maxConcurrentCompactions: 1,
+  autoCompaction: true,
 }
 
 /** Limits on numeric options: [minimum, maximum]. */
@@ -60,6 +90,15 @@ const RANGES: Partial<Record<keyof OpenOptions, [number, number]>> = {
   maxValueBytes: [0, 1 << 29],
   maxBatchBytes: [1, 1 << 30],
   maxOpenTables: [8, 1 << 20],
+  levelBaseBytes: [4096, 2 ** 50],
+  levelSizeMultiplier: [2, 100],
+  targetTableBytes: [1024, 2 ** 32],
+  l0CompactionTrigger: [1, 1000],
+  l0SlowdownTrigger: [1, 1000],
+  l0StopTrigger: [1, 1000],
+  softPendingCompactionBytes: [0, 2 ** 52],
+  hardPendingCompactionBytes: [0, 2 ** 52],
+  maxConcurrentCompactions: [1, 16],
 }
 
 /** Merges `options` over the defaults; throws STRATA_INVALID_ARGUMENT on an unknown or bad option. */
@@ -81,6 +120,12 @@ export function resolveOptions(options: OpenOptions | undefined): ResolvedOption
       throw new StrataError('STRATA_INVALID_ARGUMENT', `option ${name} must be an integer in [${range[0]}, ${range[1]}]`)
     }
     ;(out as unknown as Record<string, unknown>)[key] = value
+  }
+  if (!(out.l0CompactionTrigger <= out.l0SlowdownTrigger && out.l0SlowdownTrigger < out.l0StopTrigger)) {
+    throw new StrataError('STRATA_INVALID_ARGUMENT', 'need l0CompactionTrigger <= l0SlowdownTrigger < l0StopTrigger')
+  }
+  if (out.softPendingCompactionBytes > out.hardPendingCompactionBytes) {
+    throw new StrataError('STRATA_INVALID_ARGUMENT', 'need softPendingCompactionBytes <= hardPendingCompactionBytes')
   }
   return out
 }

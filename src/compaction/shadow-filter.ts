@@ -25,6 +25,11 @@ export class ShadowFilter {
     return true
   }
 
+  /** True when every reader (each snapshot and the present) sees `sequence` or something newer. */
+  visibleToAll(sequence: number): boolean {
+    return this.snapshots.length === 0 || sequence <= this.snapshots[0]
+  }
+
   /** Index of the oldest snapshot that can see `sequence` (snapshots.length = only the present). */
   private stripeOf(sequence: number): number {
     const s = this.snapshots

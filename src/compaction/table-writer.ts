@@ -12,11 +12,82 @@ import { ShadowFilter } from './shadow-filter.js'
 const WRITE_CHUNK_BYTES = 1 << 20
 
 /**
+ * One table file being written: entries go to a TableBuilder and its output is
+ * streamed to disk in 1 MiB chunks (awaited, so the event loop turns). `finish`
+ * fdatasyncs the file; the caller makes the directory entry durable
+ * (`syncDirectory`) before a manifest references the table.
+ */
+export class TableFile {
+  private readonly builder: TableBuilder
+  private readonly file: string
+  private handle: FileHandle | undefined
+  private pendingBytes = 0
+  private lastEstimate = 0
+
+  constructor(dir: string, readonly number: number, options: TableBuilderOptions) {
+    this.file = path.join(dir, tableFileName(number))
+    this.builder = new TableBuilder(options)
+  }
+
+  get entryCount(): number {
+    return this.builder.entryCount
+  }
+
+  get estimatedFileBytes(): number {
+    return this.builder.estimatedFileBytes
+  }
+
+  /** Adds one entry (internal-key order); resolves at once unless a chunk is due. */
+  add(key: Uint8Array, sequence: number, kind: number, value: Uint8Array): Promise<void> | undefined {
+    this.builder.add(key, sequence, kind, value)
+    const estimate = this.builder.estimatedFileBytes
+    this.pendingBytes += estimate - this.lastEstimate
+    this.lastEstimate = estimate
+    return this.pendingBytes >= WRITE_CHUNK_BYTES ? this.drain() : undefined
+  }
+
+  /** Writes the rest, fdatasyncs and closes. REQUIRES: at least one entry. */
+  async finish(): Promise<TableMeta> {
+    const props = this.builder.finish()
+    await this.drain()
+    await this.guard(async () => {
+      await this.handle!.datasync()
+      await this.handle!.close()
+    })
+    this.handle = undefined
+    return { number: this.number, ...props }
+  }
+
+  /** Closes the file after a failure (the caller leaves it for obsolete-file deletion). */
+  async abandon(): Promise<void> {
+    await this.handle?.close().catch(() => undefined)
+    this.handle = undefined
+  }
+
+  private async drain(): Promise<void> {
+    const chunks = this.builder.takeOutput()
+    this.pendingBytes = 0
+    if (chunks.length === 0) return
+    await this.guard(async () => {
+      this.handle ??= await openFile(this.file, 'wx')
+      await this.handle.writev(chunks)
+    })
+  }
+
+  private async guard(op: () => Promise<void>): Promise<void> {
+    try {
+      await op()
+    } catch (err) {
+      throw ioError(`cannot write table ${this.file}`, err)
+    }
+  }
+}
+
+/**
  * Writes the entries of `input` (positioned by the caller, consumed to the end)
- * into table file `number`, dropping versions no reader can see. The file is
- * fsynced and its directory entry made durable before this resolves, so the
- * manifest may reference it. Returns undefined (and leaves no file) when
- * nothing was kept. Awaits between chunks, so the event loop keeps turning.
+ * into table file `number`, dropping versions no reader can see. The file and
+ * its directory entry are durable when this resolves. Returns undefined (and
+ * leaves no file) when nothing was kept.
  */
 export async function writeTable(
   dir: string,
@@ -25,39 +96,23 @@ export async function writeTable(
   options: TableBuilderOptions,
   snapshots: readonly number[],
 ): Promise<TableMeta | undefined> {
-  const file = path.join(dir, tableFileName(number))
-  const builder = new TableBuilder(options)
+  const out = new TableFile(dir, number, options)
   const shadow = new ShadowFilter(snapshots)
-  let handle: FileHandle | undefined
-  let pendingBytes = 0
-  const drain = async (): Promise<void> => {
-    const chunks = builder.takeOutput()
-    pendingBytes = 0
-    if (chunks.length === 0) return
-    handle ??= await openFile(file, 'wx')
-    await handle.writev(chunks)
-  }
   try {
     for (; input.valid(); input.next()) {
       const key = input.key()
       const seq = input.sequence()
       if (!shadow.keep(key, seq)) continue
-      const before = builder.estimatedFileBytes
-      builder.add(key, seq, input.kind(), input.value())
-      pendingBytes += builder.estimatedFileBytes - before
-      if (pendingBytes >= WRITE_CHUNK_BYTES) await drain()
+      const due = out.add(key, seq, input.kind(), input.value())
+      if (due !== undefined) await due
     }
-    if (builder.entryCount === 0) return undefined
-    const props = builder.finish()
-    await drain()
-    await handle!.datasync()
-    await handle!.close()
-    handle = undefined
+    if (out.entryCount === 0) return undefined
+    const meta = await out.finish()
     syncDirectory(dir)
-    return { number, ...props }
+    return meta
   } catch (err) {
-    if (handle !== undefined) await handle.close().catch(() => undefined)
-    throw err instanceof Error && 'code' in err && String(err.code).startsWith('STRATA_') ? err : ioError(`cannot write table ${file}`, err)
+    await out.abandon()
+    throw err
   } finally {
     input.close()
   }

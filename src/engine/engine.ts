@@ -4,7 +4,9 @@ import { assert } from '../base/assert.js'
 import { StrataError, ioError } from '../base/errors.js'
 import { parseFileName, walFileName } from '../base/file-names.js'
 import { syncDirectory } from '../base/fs-util.js'
-import { FlushRunner } from '../compaction/flush-runner.js'
+import { BackgroundRunner } from '../compaction/background-runner.js'
+import { pendingCompactionBytes, levelScores } from '../compaction/picker.js'
+import { CompactionScheduler, type CompactionHost } from '../compaction/scheduler.js'
 import { DbIterator, type KeyRange } from '../iterators/db-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
@@ -43,7 +45,7 @@ export interface RecoveredEngineState {
  * it to the WAL as one record (write(2)), fsyncs when any member asked for it,
  * applies it to the memtable and resolves the members in order.
  */
-export class Engine {
+export class Engine implements CompactionHost {
   readonly dir: string
   readonly options: ResolvedOptions
   /** Sequence of the newest write applied to the memtable (visible to reads). */
@@ -54,16 +56,19 @@ export class Engine {
   /** Frozen memtables, oldest first, waiting for (or in) flush. */
   private readonly imms: Memtable[] = []
   private wal: WalWriter
-  private readonly versions: VersionSet
+  readonly versions: VersionSet
   private readonly blockCache: BlockCache
   private readonly tableCache: TableCache
-  private readonly tableOptions: TableBuilderOptions
+  readonly tableOptions: TableBuilderOptions
   /** Versions held by iterators (besides the current one). */
   private readonly liveVersions = new Set<Version>()
   /** Table numbers being written, not yet in any version. */
   private readonly pendingOutputs = new Set<number>()
   private readonly releaseLock: () => void
-  private readonly flushRunner = new FlushRunner()
+  private readonly flushRunner = new BackgroundRunner()
+  private readonly compactions: CompactionScheduler
+  /** Pending compaction bytes of a version, computed once per version. */
+  private readonly debtCache = new WeakMap<Version, number>()
 
   private readonly queue: PendingWrite[] = []
   private drainPromise: Promise<void> | undefined
@@ -85,7 +90,10 @@ export class Engine {
     writes: 0,
     stalls: 0,
     stallMs: 0,
+    slowdowns: 0,
+    slowdownMs: 0,
     syncs: 0,
+    userBytes: 0,
   }
 
   constructor(s: RecoveredEngineState) {
@@ -103,12 +111,70 @@ export class Engine {
       blockRestartInterval: s.options.blockRestartInterval,
       bloomBitsPerKey: s.options.bloomBitsPerKey,
     }
+    this.compactions = new CompactionScheduler(this)
     if (this.mem.approximateBytes >= this.options.memtableBytes) this.freezeMemtable()
+    this.compactions.maybeSchedule()
+  }
+
+  // ---- compaction host -----------------------------------------------------
+
+  snapshotSequences(): number[] {
+    return this.snapshots.sequences()
+  }
+
+  reserveOutputs(count: number): number[] {
+    const numbers: number[] = []
+    for (let i = 0; i < count; i++) {
+      const n = this.versions.newFileNumber()
+      this.pendingOutputs.add(n)
+      numbers.push(n)
+    }
+    return numbers
+  }
+
+  releaseOutputs(numbers: readonly number[]): void {
+    for (const n of numbers) this.pendingOutputs.delete(n)
+  }
+
+  afterInstall(): void {
+    if (this.state !== 'closed') this.deleteObsoleteFiles()
+    for (const wake of this.flushWaiters.splice(0)) wake()
+  }
+
+  onError(err: unknown): void {
+    this.setBackgroundError(err)
+  }
+
+  canRunBackgroundWork(): boolean {
+    return this.state === 'open' && this.backgroundError === undefined
+  }
+
+  currentSequence(): number {
+    return this.lastSequence
   }
 
   get isOpen(): boolean {
     return this.state === 'open'
   }
+
+  /** Compacts the key range [start, end] down to the deepest populated level. */
+  async compactRange(start: Buffer | undefined, end: Buffer | undefined): Promise<void> {
+    if (this.mem.entryCount > 0) {
+      await this.forceFlush()
+    }
+    await this.compactions.compactRange(start, end)
+    if (this.backgroundError) throw this.backgroundError
+  }
+
+  /** Freezes the memtable (after queued writes) and waits until every frozen memtable is flushed. */
+  private async forceFlush(): Promise<void> {
+    const pending = this.writesBefore()
+    if (pending !== undefined) await pending
+    while (this.imms.length >= this.options.maxImmutableMemtables) await new Promise<void>((r) => this.flushWaiters.push(r))
+    if (this.mem.entryCount > 0) this.freezeMemtable()
+    while (this.imms.length > 0 && !this.backgroundError) await new Promise<void>((r) => this.flushWaiters.push(r))
+  }
+
 
   // ---- writes ------------------------------------------------------------
 
@@ -141,6 +207,7 @@ export class Engine {
         }
         try {
           if (this.mem.approximateBytes >= this.options.memtableBytes) await this.makeRoomForWrite()
+          if (this.options.autoCompaction && this.compactionDebt() > 0) await this.paceWrites()
         } catch (err) {
           this.setBackgroundError(err)
           continue
@@ -189,6 +256,7 @@ export class Engine {
     this.lastSequence = seq - 1
     this.counters.writeGroups++
     this.counters.writes += group.length
+    this.counters.userBytes += bytes
     this.settle(group, undefined)
   }
 
@@ -213,6 +281,54 @@ export class Engine {
       this.counters.stallMs += performance.now() - started
     }
     this.freezeMemtable()
+  }
+
+  /**
+   * 0 when writes may go at full speed; in (0, 1) when they should be slowed
+   * in proportion; >= 1 when they must wait for compaction.
+   */
+  private compactionDebt(): number {
+    const o = this.options
+    const version = this.versions.current
+    const l0 = version.levels[0].length
+    let pending = this.debtCache.get(version)
+    if (pending === undefined) {
+      pending = pendingCompactionBytes(version, o)
+      this.debtCache.set(version, pending)
+    }
+    const byFiles = l0 < o.l0SlowdownTrigger ? 0 : (l0 - o.l0SlowdownTrigger + 1) / (o.l0StopTrigger - o.l0SlowdownTrigger + 1)
+    const byBytes =
+      pending < o.softPendingCompactionBytes
+        ? 0
+        : (pending - o.softPendingCompactionBytes + 1) / (o.hardPendingCompactionBytes - o.softPendingCompactionBytes + 1)
+    return Math.max(byFiles, byBytes)
+  }
+
+  /**
+   * Paces writes by compaction debt: a delay per write group that grows from
+   * ~1 ms at the soft threshold to MAX_SLOWDOWN_MS near the hard one, and a
+   * wait for compaction progress at the hard threshold. Gradual, so write
+   * latency rises smoothly instead of falling off a cliff.
+   */
+  private async paceWrites(): Promise<void> {
+    let debt = this.compactionDebt()
+    if (debt >= 1) {
+      this.counters.stalls++
+      const started = performance.now()
+      while (debt >= 1 && !this.backgroundError && this.state !== 'closed') {
+        await new Promise<void>((resolve) => this.flushWaiters.push(resolve))
+        debt = this.compactionDebt()
+      }
+      this.counters.stallMs += performance.now() - started
+      if (this.backgroundError) throw this.backgroundError
+    }
+    if (debt > 0) {
+      this.counters.slowdowns++
+      const delayMs = Math.max(1, Math.round(debt * MAX_SLOWDOWN_MS))
+      const started = performance.now()
+      await new Promise<void>((resolve) => setTimeout(resolve, delayMs))
+      this.counters.slowdownMs += performance.now() - started
+    }
   }
 
   private freezeMemtable(): void {
@@ -266,7 +382,7 @@ export class Engine {
     const number = this.versions.newFileNumber()
     this.pendingOutputs.add(number)
     try {
-      const meta = await this.flushRunner.run({
+      const meta = await this.flushRunner.flush({
         dir: this.dir,
         walNumbers: imm.walNumbers,
         entryCount: imm.entryCount,
@@ -286,6 +402,7 @@ export class Engine {
     assert(this.imms[0] === imm, 'flushed memtable is not the oldest')
     this.imms.shift()
     this.deleteObsoleteFiles()
+    this.compactions.maybeSchedule()
   }
 
   /** Deletes tables no version uses, WALs already in tables, old manifests and temp files. */
@@ -388,6 +505,7 @@ export class Engine {
     this.state = 'closing'
     while (this.drainPromise !== undefined) await this.drainPromise
     while (this.flushing) await this.flushPromise
+    await this.compactions.close()
     await this.flushRunner.close()
     this.wal.close()
     this.versions.close()
@@ -416,10 +534,20 @@ export class Engine {
       openTables: this.tableCache.openCount,
       liveSnapshots: this.snapshots.size,
       writes: { ...this.counters },
+      compaction: { ...this.compactions.stats, byReason: { ...this.compactions.stats.byReason } },
+      pendingCompactionBytes: pendingCompactionBytes(this.versions.current, this.options),
+      levelScores: levelScores(this.versions.current, this.options),
+      writeAmplification:
+        this.counters.userBytes === 0
+          ? 0
+          : (this.counters.walBytes + this.counters.flushBytes + this.compactions.stats.bytesWritten) / this.counters.userBytes,
       backgroundError: this.backgroundError?.message,
     }
   }
 }
+
+/** Longest delay a paced write group waits, just below the hard threshold. */
+const MAX_SLOWDOWN_MS = 20
 
 /** The table of a sorted, non-overlapping level whose range holds `key`. */
 function findTable(tables: readonly TableMeta[], key: Buffer): TableMeta | undefined {

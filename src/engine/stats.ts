@@ -1,3 +1,5 @@
+import type { CompactionStats } from '../compaction/scheduler.js'
+
 /** A point-in-time report of the engine's state (`db.stats()`). */
 export interface EngineStats {
   /** Sequence number of the newest applied write. */
@@ -18,10 +20,23 @@ export interface EngineStats {
     walBytes: number
     writeGroups: number
     writes: number
+    /** Write groups that waited for compaction (hard threshold) or for a flush slot. */
     stalls: number
     stallMs: number
+    /** Write groups delayed in proportion to compaction debt (soft threshold). */
+    slowdowns: number
+    slowdownMs: number
     syncs: number
+    /** Key and value bytes written by callers (as encoded in the WAL). */
+    userBytes: number
   }
+  compaction: CompactionStats
+  /** Estimated bytes compaction still has to rewrite. */
+  pendingCompactionBytes: number
+  /** Per level: >= 1 means the level is due for compaction. */
+  levelScores: number[]
+  /** (WAL + flush + compaction bytes written) / user bytes written, since open. */
+  writeAmplification: number
   /** Set when a failed write or flush made the database read-only. */
   backgroundError?: string
 }

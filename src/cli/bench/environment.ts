@@ -1,4 +1,7 @@
+import { execFileSync } from 'node:child_process'
 import * as os from 'node:os'
+import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 /** The machine and software a bench ran on, for the report header. */
 export interface Environment {
@@ -10,6 +13,8 @@ export interface Environment {
   node: string
   /** Package name → version, for every engine. */
   packages: Record<string, string>
+  /** `git rev-parse --short HEAD` of the stratadb checkout, "+dirty" with uncommitted changes; undefined outside a checkout. */
+  stratadbRevision: string | undefined
   startedAt: string
 }
 
@@ -23,6 +28,21 @@ export function describeEnvironment(packages: Record<string, string>): Environme
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     node: process.version,
     packages,
+    stratadbRevision: gitRevision(),
     startedAt: new Date().toISOString(),
+  }
+}
+
+/** The git revision of the checkout this file runs from, if it is one. */
+function gitRevision(): string | undefined {
+  const cwd = path.dirname(fileURLToPath(import.meta.url))
+  const git = (...args: string[]): string =>
+    execFileSync('git', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim()
+  try {
+    const head = git('rev-parse', '--short', 'HEAD')
+    const dirty = git('status', '--porcelain', '--untracked-files=no', '--', 'src').length > 0
+    return dirty ? `${head}+dirty` : head
+  } catch {
+    return undefined
   }
 }

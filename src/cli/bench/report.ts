@@ -33,7 +33,13 @@ function formatBytes(bytes: number): string {
 /** The header: machine, software versions, settings and each engine's durability mode. */
 export function formatHeader(config: BenchConfig, engines: EngineInfo[], env: Environment): string {
   const lines: string[] = []
-  const versions = engines.map((e) => (e.available ? `${e.name} ${e.version}` : `${e.name} (not available)`)).join(', ')
+  const versions = engines
+    .map((e) => {
+      if (!e.available) return `${e.name} (not available)`
+      const revision = e.name === 'stratadb' && env.stratadbRevision !== undefined ? ` (git ${env.stratadbRevision})` : ''
+      return `${e.name} ${e.version}${revision}`
+    })
+    .join(', ')
   lines.push(`strata bench: ${versions}`)
   lines.push(`machine:  ${env.cpuModel}, ${env.cores} cores, ${formatBytes(env.totalMemoryBytes)} RAM, ${env.os}`)
   lines.push(`node:     ${env.node}`)

@@ -3,28 +3,34 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { StrataError, type StrataErrorCode } from '../base/errors.js'
 import type { TableMeta } from '../manifest/table-meta.js'
+import { runCompactionJob, type CompactionJob, type CompactionResult } from './compaction-job.js'
 import { runFlushJob, type FlushJob } from './flush-job.js'
 
+/** A job for a background thread. */
+export type BackgroundJob = { type: 'flush'; flush: FlushJob } | { type: 'compact'; compaction: CompactionJob }
+
 /**
- * Runs flush jobs on one background worker thread, so building tables does
- * not take the main thread's CPU from writes and reads (on 2 cores the flush
- * was ~35% of a random-write stream's main-thread time; docs/performance.md).
- * Falls back to running in this thread when the compiled worker script is not
- * available (running from TypeScript sources without a build).
+ * Runs background jobs, one at a time, on a worker thread of its own, so that
+ * building tables does not take the main thread's CPU from writes and reads
+ * (on 2 cores a flush was ~35% of a random-write stream's main-thread time;
+ * docs/performance.md). The engine keeps one runner for flushes and one per
+ * concurrent compaction, so a long compaction never delays a flush. Falls back
+ * to running in this thread when the compiled worker script is not available
+ * (TypeScript sources without a build).
  */
-export class FlushRunner {
+export class BackgroundRunner {
   private worker: Worker | undefined
   private nextId = 1
-  private readonly pending = new Map<number, { resolve: (m: TableMeta | undefined) => void; reject: (e: unknown) => void }>()
+  private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: unknown) => void }>()
 
-  run(job: FlushJob): Promise<TableMeta | undefined> {
-    const worker = this.ensureWorker()
-    if (worker === undefined) return runFlushJob(job)
-    const id = this.nextId++
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject })
-      worker.postMessage({ id, job })
-    })
+  async flush(job: FlushJob): Promise<TableMeta | undefined> {
+    const meta = (await this.run({ type: 'flush', flush: job })) as TableMeta | undefined
+    return meta === undefined ? undefined : reviveMeta(meta)
+  }
+
+  async compact(job: CompactionJob): Promise<CompactionResult> {
+    const result = (await this.run({ type: 'compact', compaction: job })) as CompactionResult
+    return { ...result, outputs: result.outputs.map(reviveMeta) }
   }
 
   async close(): Promise<void> {
@@ -33,13 +39,23 @@ export class FlushRunner {
     if (w !== undefined) await w.terminate()
   }
 
+  private run(job: BackgroundJob): Promise<unknown> {
+    const worker = this.ensureWorker()
+    if (worker === undefined) return job.type === 'flush' ? runFlushJob(job.flush) : runCompactionJob(job.compaction)
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject })
+      worker.postMessage({ id, job })
+    })
+  }
+
   private ensureWorker(): Worker | undefined {
     if (this.worker !== undefined) return this.worker
     const script = workerScript()
     if (script === undefined) return undefined
     const worker = new Worker(script)
     worker.unref()
-    worker.on('message', (msg: { id: number; meta?: TableMeta; error?: { code?: string; message: string } }) => {
+    worker.on('message', (msg: { id: number; result?: unknown; error?: { code?: string; message: string } }) => {
       const p = this.pending.get(msg.id)
       if (p === undefined) return
       this.pending.delete(msg.id)
@@ -47,13 +63,13 @@ export class FlushRunner {
         const code = (msg.error.code?.startsWith('STRATA_') ? msg.error.code : 'STRATA_IO_ERROR') as StrataErrorCode
         p.reject(new StrataError(code, msg.error.message))
       } else {
-        p.resolve(msg.meta === undefined ? undefined : reviveMeta(msg.meta))
+        p.resolve(msg.result)
       }
     })
     worker.on('error', (err) => this.failAll(err))
     worker.on('exit', (code) => {
       if (this.worker === worker) this.worker = undefined
-      this.failAll(new StrataError('STRATA_IO_ERROR', `flush worker exited with code ${code}`))
+      this.failAll(new StrataError('STRATA_IO_ERROR', `background worker exited with code ${code}`))
     })
     this.worker = worker
     return worker
@@ -73,7 +89,7 @@ function reviveMeta(m: TableMeta): TableMeta {
 
 /** The compiled worker next to this module, or in dist/ when running from src/. */
 function workerScript(): URL | undefined {
-  const here = new URL('./flush-worker.js', import.meta.url)
+  const here = new URL('./background-worker.js', import.meta.url)
   if (fs.existsSync(fileURLToPath(here))) return here
   const built = new URL(here.href.replace('/src/compaction/', '/dist/compaction/'))
   if (built.href !== here.href && fs.existsSync(fileURLToPath(built))) return built

@@ -1,0 +1,179 @@
+import { NUM_LEVELS } from '../manifest/version-edit.js'
+import { overlapsRange, type TableMeta } from '../manifest/table-meta.js'
+import type { Version } from '../manifest/version.js'
+
+/**
+ * Leveled compaction policy, as pure functions of a Version (no I/O, no
+ * state of their own), so they can be unit-tested on synthetic tables.
+ *
+ * Scores: L0 = tables / l0CompactionTrigger; Ln = bytes / target(n) with
+ * target(1) = levelBaseBytes and target(n+1) = target(n) × levelSizeMultiplier.
+ * The level with the highest score >= 1 is compacted into the next one. When
+ * no level needs it, a table where deletes are at least TOMBSTONE_RATIO of the
+ * entries is pushed down, so deleted ranges stop costing scans.
+ */
+export interface CompactionPolicy {
+  levelBaseBytes: number
+  levelSizeMultiplier: number
+  l0CompactionTrigger: number
+  targetTableBytes: number
+}
+
+/** What one compaction merges and where the result goes. */
+export interface CompactionPlan {
+  level: number
+  outputLevel: number
+  /** Tables taken from `level`. */
+  inputs: TableMeta[]
+  /** Tables of `outputLevel` overlapping the inputs' key range. */
+  overlapping: TableMeta[]
+  /** Tables of `outputLevel + 1` overlapping that range (outputs are cut to keep overlap with them small). */
+  grandparents: TableMeta[]
+  reason: 'l0' | 'size' | 'tombstones' | 'manual'
+}
+
+export const TOMBSTONE_RATIO = 0.5
+const TOMBSTONE_MIN_ENTRIES = 64
+
+export function levelTargetBytes(level: number, policy: CompactionPolicy): number {
+  if (level === 0) return 0
+  return policy.levelBaseBytes * policy.levelSizeMultiplier ** (level - 1)
+}
+
+export function levelBytes(tables: readonly TableMeta[]): number {
+  let n = 0
+  for (const t of tables) n += t.fileBytes
+  return n
+}
+
+/** Score per level (the last level never needs compaction: it has nowhere to go). */
+export function levelScores(version: Version, policy: CompactionPolicy): number[] {
+  return version.levels.map((tables, level) => {
+    if (level === NUM_LEVELS - 1) return 0
+    if (level === 0) return tables.length / policy.l0CompactionTrigger
+    return levelBytes(tables) / levelTargetBytes(level, policy)
+  })
+}
+
+/**
+ * Estimated bytes compaction must still rewrite to bring every level within
+ * its target: the excess of each level, times the level ratio it will be
+ * merged with, plus L0 once it is over its trigger. Drives write pacing.
+ */
+export function pendingCompactionBytes(version: Version, policy: CompactionPolicy): number {
+  let pending = 0
+  const l0 = version.levels[0]
+  if (l0.length >= policy.l0CompactionTrigger) pending += levelBytes(l0) + Math.min(levelBytes(version.levels[1]), policy.levelBaseBytes)
+  for (let level = 1; level < NUM_LEVELS - 1; level++) {
+    const excess = levelBytes(version.levels[level]) - levelTargetBytes(level, policy)
+    if (excess > 0) pending += excess * (policy.levelSizeMultiplier + 1)
+  }
+  return pending
+}
+
+/** Smallest and largest user key over some tables. */
+export function keyRange(tables: readonly TableMeta[]): [Buffer, Buffer] {
+  let lo = tables[0].smallestKey
+  let hi = tables[0].largestKey
+  for (const t of tables) {
+    if (Buffer.compare(t.smallestKey, lo) < 0) lo = t.smallestKey
+    if (Buffer.compare(t.largestKey, hi) > 0) hi = t.largestKey
+  }
+  return [lo, hi]
+}
+
+function overlapping(tables: readonly TableMeta[], lo: Buffer | undefined, hi: Buffer | undefined): TableMeta[] {
+  return tables.filter((t) => overlapsRange(t, lo, hi))
+}
+
+function anyBusy(tables: readonly TableMeta[], busy: ReadonlySet<number>): boolean {
+  return tables.some((t) => busy.has(t.number))
+}
+
+/** Completes a plan with the overlapping tables below; undefined when any is busy. */
+function plan(
+  version: Version,
+  level: number,
+  inputs: TableMeta[],
+  busy: ReadonlySet<number>,
+  reason: CompactionPlan['reason'],
+): CompactionPlan | undefined {
+  if (inputs.length === 0 || anyBusy(inputs, busy)) return undefined
+  const outputLevel = level + 1
+  const [lo, hi] = keyRange(inputs)
+  const below = overlapping(version.levels[outputLevel], lo, hi)
+  if (anyBusy(below, busy)) return undefined
+  const [allLo, allHi] = keyRange([...inputs, ...below])
+  const grandparents = outputLevel + 1 < NUM_LEVELS ? overlapping(version.levels[outputLevel + 1], allLo, allHi) : []
+  return { level, outputLevel, inputs, overlapping: below, grandparents, reason }
+}
+
+/**
+ * The next compaction to run, or undefined. `busy` holds table numbers that
+ * running compactions own; `cursors[level]` is the largest key the previous
+ * size compaction of that level took, so successive ones rotate through the
+ * key space instead of always taking the first table.
+ */
+export function pickCompaction(
+  version: Version,
+  policy: CompactionPolicy,
+  busy: ReadonlySet<number>,
+  cursors: ReadonlyArray<Buffer | undefined>,
+): CompactionPlan | undefined {
+  const scores = levelScores(version, policy)
+  const order = scores.map((score, level) => ({ score, level })).filter((s) => s.score >= 1)
+  order.sort((a, b) => b.score - a.score)
+  for (const { level } of order) {
+    const p = level === 0 ? plan(version, 0, [...version.levels[0]], busy, 'l0') : pickInLevel(version, level, busy, cursors[level])
+    if (p !== undefined) return p
+  }
+  return pickTombstoneHeavy(version, busy)
+}
+
+function pickInLevel(
+  version: Version,
+  level: number,
+  busy: ReadonlySet<number>,
+  cursor: Buffer | undefined,
+): CompactionPlan | undefined {
+  const tables = version.levels[level]
+  let start = 0
+  if (cursor !== undefined) {
+    start = tables.findIndex((t) => Buffer.compare(t.smallestKey, cursor) > 0)
+    if (start < 0) start = 0
+  }
+  for (let i = 0; i < tables.length; i++) {
+    const p = plan(version, level, [tables[(start + i) % tables.length]], busy, 'size')
+    if (p !== undefined) return p
+  }
+  return undefined
+}
+
+function pickTombstoneHeavy(version: Version, busy: ReadonlySet<number>): CompactionPlan | undefined {
+  let best: { level: number; table: TableMeta; ratio: number } | undefined
+  for (let level = 1; level < NUM_LEVELS - 1; level++) {
+    for (const t of version.levels[level]) {
+      if (t.entryCount < TOMBSTONE_MIN_ENTRIES || busy.has(t.number)) continue
+      const ratio = t.deleteCount / t.entryCount
+      if (ratio >= TOMBSTONE_RATIO && (best === undefined || ratio > best.ratio)) best = { level, table: t, ratio }
+    }
+  }
+  return best && plan(version, best.level, [best.table], busy, 'tombstones')
+}
+
+/**
+ * A manual compaction of the tables of `level` overlapping [start, end] (either
+ * bound may be absent) into `level + 1`; undefined when there is nothing to do
+ * or a table it needs is busy.
+ */
+export function pickRangeCompaction(
+  version: Version,
+  level: number,
+  start: Buffer | undefined,
+  end: Buffer | undefined,
+  busy: ReadonlySet<number>,
+): CompactionPlan | undefined {
+  if (level >= NUM_LEVELS - 1) return undefined
+  const inputs = overlapping(version.levels[level], start, end)
+  return plan(version, level, inputs, busy, 'manual')
+}

@@ -1,0 +1,166 @@
+import { NUM_LEVELS } from '../manifest/version-edit.js'
+import type { VersionSet } from '../manifest/version-set.js'
+import type { ResolvedOptions } from '../options.js'
+import type { TableBuilderOptions } from '../sstable/table-builder.js'
+import { BackgroundRunner } from './background-runner.js'
+import { outputNumbersNeeded, type KeySpan } from './compaction-job.js'
+import { pickCompaction, pickRangeCompaction, type CompactionPlan } from './picker.js'
+
+/** What the scheduler needs from the engine. */
+export interface CompactionHost {
+  readonly dir: string
+  readonly options: ResolvedOptions
+  readonly versions: VersionSet
+  readonly tableOptions: TableBuilderOptions
+  snapshotSequences(): number[]
+  currentSequence(): number
+  /** Allocates file numbers and protects them from obsolete-file deletion. */
+  reserveOutputs(count: number): number[]
+  releaseOutputs(numbers: readonly number[]): void
+  /** A compaction's edit is installed: delete obsolete files, wake paced writers. */
+  afterInstall(): void
+  onError(err: unknown): void
+  /** False once closing or after a background error. */
+  canRunBackgroundWork(): boolean
+}
+
+export interface CompactionStats {
+  compactions: number
+  running: number
+  bytesRead: number
+  bytesWritten: number
+  entriesDropped: number
+  ms: number
+  byReason: Record<CompactionPlan['reason'], number>
+}
+
+const toSpans = (tables: readonly { smallestKey: Buffer; largestKey: Buffer; fileBytes: number }[]): KeySpan[] =>
+  tables.map((t) => ({ smallestKey: t.smallestKey, largestKey: t.largestKey, fileBytes: t.fileBytes }))
+
+/**
+ * Runs leveled compactions in the background: picks with the pure picker,
+ * merges on worker threads (at most maxConcurrentCompactions at once, never
+ * two on the same table), installs each result with one manifest edit.
+ */
+export class CompactionScheduler {
+  readonly stats: CompactionStats = {
+    compactions: 0,
+    running: 0,
+    bytesRead: 0,
+    bytesWritten: 0,
+    entriesDropped: 0,
+    ms: 0,
+    byReason: { l0: 0, size: 0, tombstones: 0, manual: 0 },
+  }
+  private readonly busy = new Set<number>()
+  private readonly cursors: Array<Buffer | undefined> = new Array(NUM_LEVELS).fill(undefined)
+  private readonly idleRunners: BackgroundRunner[] = []
+  private readonly allRunners: BackgroundRunner[] = []
+  private readonly idleWaiters: Array<() => void> = []
+  private manual = false
+
+  constructor(private readonly host: CompactionHost) {}
+
+  /** Starts automatic compactions while there are free slots and work to do. */
+  maybeSchedule(): void {
+    const { options } = this.host
+    if (!options.autoCompaction || this.manual) return
+    while (this.stats.running < options.maxConcurrentCompactions && this.host.canRunBackgroundWork()) {
+      const plan = pickCompaction(this.host.versions.current, options, this.busy, this.cursors)
+      if (plan === undefined) return
+      void this.run(plan)
+    }
+  }
+
+  /**
+   * Compacts every table overlapping [start, end] down level by level until
+   * the range sits in the deepest populated level (deletes there are dropped).
+   */
+  async compactRange(start: Buffer | undefined, end: Buffer | undefined): Promise<void> {
+    this.manual = true
+    try {
+      await this.idle()
+      for (let level = 0; level < NUM_LEVELS - 1; level++) {
+        const levels = this.host.versions.current.levels
+        const deeperData = levels.slice(level + 1).some((l) => l.length > 0)
+        if (!deeperData && level > 0) break
+        const plan = pickRangeCompaction(this.host.versions.current, level, start, end, this.busy)
+        if (plan !== undefined) await this.run(plan)
+      }
+    } finally {
+      this.manual = false
+    }
+    this.maybeSchedule()
+  }
+
+  /** Resolves when no compaction is running. */
+  idle(): Promise<void> {
+    if (this.stats.running === 0) return Promise.resolve()
+    return new Promise((resolve) => this.idleWaiters.push(resolve))
+  }
+
+  async close(): Promise<void> {
+    await this.idle()
+    await Promise.all(this.allRunners.map((r) => r.close()))
+  }
+
+  private async run(plan: CompactionPlan): Promise<void> {
+    const { host } = this
+    const inputs = [...plan.inputs, ...plan.overlapping]
+    for (const t of inputs) this.busy.add(t.number)
+    this.stats.running++
+    const inputBytes = inputs.reduce((n, t) => n + t.fileBytes, 0)
+    const outputNumbers = host.reserveOutputs(
+      outputNumbersNeeded(inputBytes, host.options.targetTableBytes, plan.grandparents.length),
+    )
+    const runner = this.idleRunners.pop() ?? this.newRunner()
+    const started = performance.now()
+    try {
+      const version = host.versions.current
+      const result = await runner.compact({
+        dir: host.dir,
+        inputNumbers: inputs.map((t) => t.number),
+        outputNumbers,
+        tableOptions: host.tableOptions,
+        targetTableBytes: host.options.targetTableBytes,
+        snapshots: host.snapshotSequences(),
+        grandparents: toSpans(plan.grandparents),
+        deeperLevels: version.levels.slice(plan.outputLevel + 1).map(toSpans),
+      })
+      await host.versions.logAndApply(
+        {
+          deleted: [
+            ...plan.inputs.map((t) => ({ level: plan.level, number: t.number })),
+            ...plan.overlapping.map((t) => ({ level: plan.outputLevel, number: t.number })),
+          ],
+          added: result.outputs.map((table) => ({ level: plan.outputLevel, table })),
+        },
+        host.currentSequence(),
+      )
+      if (plan.level > 0) this.cursors[plan.level] = plan.inputs[plan.inputs.length - 1].largestKey
+      const s = this.stats
+      s.compactions++
+      s.byReason[plan.reason]++
+      s.bytesRead += result.bytesRead
+      s.bytesWritten += result.bytesWritten
+      s.entriesDropped += result.entriesDropped
+    } catch (err) {
+      host.onError(err)
+    } finally {
+      this.stats.ms += performance.now() - started
+      this.idleRunners.push(runner)
+      for (const t of inputs) this.busy.delete(t.number)
+      host.releaseOutputs(outputNumbers)
+      this.stats.running--
+      host.afterInstall()
+      if (this.stats.running === 0) for (const wake of this.idleWaiters.splice(0)) wake()
+    }
+    this.maybeSchedule()
+  }
+
+  private newRunner(): BackgroundRunner {
+    const r = new BackgroundRunner()
+    this.allRunners.push(r)
+    return r
+  }
+}
