@@ -97,8 +97,13 @@ function plan(
   inputs: TableMeta[],
   busy: ReadonlySet<number>,
   reason: CompactionPlan['reason'],
+  inPlace = false,
 ): CompactionPlan | undefined {
   if (inputs.length === 0 || anyBusy(inputs, busy)) return undefined
+  if (inPlace) {
+    const grandparents = level + 1 < NUM_LEVELS ? overlapping(version.levels[level + 1], ...keyRange(inputs)) : []
+    return { level, outputLevel: level, inputs, overlapping: [], grandparents, reason }
+  }
   const outputLevel = level + 1
   const [lo, hi] = keyRange(inputs)
   const below = overlapping(version.levels[outputLevel], lo, hi)
@@ -163,8 +168,9 @@ function pickTombstoneHeavy(version: Version, busy: ReadonlySet<number>): Compac
 
 /**
  * A manual compaction of the tables of `level` overlapping [start, end] (either
- * bound may be absent) into `level + 1`; undefined when there is nothing to do
- * or a table it needs is busy.
+ * bound may be absent) into `level + 1`, or, with `inPlace`, rewritten within
+ * `level` (for the deepest level: drops what released snapshots held);
+ * undefined when there is nothing to do or a table it needs is busy.
  */
 export function pickRangeCompaction(
   version: Version,
@@ -172,8 +178,10 @@ export function pickRangeCompaction(
   start: Buffer | undefined,
   end: Buffer | undefined,
   busy: ReadonlySet<number>,
+  inPlace = false,
 ): CompactionPlan | undefined {
-  if (level >= NUM_LEVELS - 1) return undefined
+  if (level === 0 && inPlace) return undefined
+  if (level >= NUM_LEVELS - 1 && !inPlace) return undefined
   const inputs = overlapping(version.levels[level], start, end)
-  return plan(version, level, inputs, busy, 'manual')
+  return plan(version, level, inputs, busy, 'manual', inPlace)
 }

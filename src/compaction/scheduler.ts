@@ -68,25 +68,32 @@ export class CompactionScheduler {
     while (this.stats.running < options.maxConcurrentCompactions && this.host.canRunBackgroundWork()) {
       const plan = pickCompaction(this.host.versions.current, options, this.busy, this.cursors)
       if (plan === undefined) return
-      void this.run(plan)
+      void this.run(plan) // errors are reported through host.onError
     }
   }
 
   /**
    * Compacts every table overlapping [start, end] down level by level until
-   * the range sits in the deepest populated level (deletes there are dropped).
+   * the range sits in the deepest populated level, then rewrites the tables of
+   * that level which this call did not just write, so deletes and versions
+   * that released snapshots held are dropped there too.
    */
   async compactRange(start: Buffer | undefined, end: Buffer | undefined): Promise<void> {
     this.manual = true
     try {
       await this.idle()
-      for (let level = 0; level < NUM_LEVELS - 1; level++) {
+      const written = new Set<number>()
+      const deepest = (): number => {
         const levels = this.host.versions.current.levels
-        const deeperData = levels.slice(level + 1).some((l) => l.length > 0)
-        if (!deeperData && level > 0) break
-        const plan = pickRangeCompaction(this.host.versions.current, level, start, end, this.busy)
-        if (plan !== undefined) await this.run(plan)
+        for (let l = NUM_LEVELS - 1; l > 0; l--) if (levels[l].length > 0) return l
+        return 0
       }
+      for (let level = 0; level < deepest(); level++) {
+        const plan = pickRangeCompaction(this.host.versions.current, level, start, end, this.busy)
+        if (plan !== undefined) for (const n of await this.run(plan)) written.add(n)
+      }
+      const bottom = pickRangeCompaction(this.host.versions.current, deepest(), start, end, this.busy, true)
+      if (bottom !== undefined && bottom.inputs.some((t) => !written.has(t.number))) await this.run(bottom)
     } finally {
       this.manual = false
     }
@@ -104,7 +111,8 @@ export class CompactionScheduler {
     await Promise.all(this.allRunners.map((r) => r.close()))
   }
 
-  private async run(plan: CompactionPlan): Promise<void> {
+  /** Runs one plan to its installed end; returns the numbers of the tables it wrote. */
+  private async run(plan: CompactionPlan): Promise<number[]> {
     const { host } = this
     const inputs = [...plan.inputs, ...plan.overlapping]
     for (const t of inputs) this.busy.add(t.number)
@@ -115,6 +123,7 @@ export class CompactionScheduler {
     )
     const runner = this.idleRunners.pop() ?? this.newRunner()
     const started = performance.now()
+    let written: number[] = []
     try {
       const version = host.versions.current
       const result = await runner.compact({
@@ -137,6 +146,7 @@ export class CompactionScheduler {
         },
         host.currentSequence(),
       )
+      written = result.outputs.map((t) => t.number)
       if (plan.level > 0) this.cursors[plan.level] = plan.inputs[plan.inputs.length - 1].largestKey
       const s = this.stats
       s.compactions++
@@ -156,6 +166,7 @@ export class CompactionScheduler {
       if (this.stats.running === 0) for (const wake of this.idleWaiters.splice(0)) wake()
     }
     this.maybeSchedule()
+    return written
   }
 
   private newRunner(): BackgroundRunner {
