@@ -35,7 +35,10 @@ export async function runFlushJob(job: FlushJob): Promise<TableMeta | undefined>
     const file = path.join(job.dir, walFileName(number))
     for (const batch of readWal(file).batches) {
       let s = batch.firstSequence
-      for (const op of batch.ops) entries.push({ k: op.key.toString('latin1'), s: s++, v: op.value })
+      for (const op of batch.ops) {
+        const v = op.value
+        entries.push({ k: op.key.toString('latin1'), s: s++, b: v === null ? null : (v.buffer as ArrayBuffer), o: v?.byteOffset ?? 0, n: v?.length ?? 0 })
+      }
     }
   }
   if (entries.length !== job.entryCount) {

@@ -237,8 +237,10 @@ export class Engine implements CompactionHost {
       }
     }
     const firstSequence = this.lastSequence + 1
+    const valueOffsets: number[] = []
+    let record: Buffer
     try {
-      const record = encodeWalRecord(firstSequence, ops, bytes)
+      record = encodeWalRecord(firstSequence, ops, bytes, valueOffsets)
       this.wal.append(record)
       this.counters.walBytes += record.length
       if (sync) {
@@ -252,7 +254,13 @@ export class Engine implements CompactionHost {
       return
     }
     let seq = firstSequence
-    for (const op of ops) this.mem.add(op.key, seq++, op.value)
+    // Values stay in the record buffer: no per-entry Buffer objects in the memtable.
+    const backing = record.buffer as ArrayBuffer
+    let v = 0
+    for (const op of ops) {
+      if (op.value === null) this.mem.addRange(op.key, seq++, null, 0, 0)
+      else this.mem.addRange(op.key, seq++, backing, record.byteOffset + valueOffsets[v++], op.value.length)
+    }
     this.lastSequence = seq - 1
     this.counters.writeGroups++
     this.counters.writes += group.length

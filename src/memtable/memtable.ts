@@ -28,16 +28,33 @@ import type { InternalIterator } from '../iterators/internal-iterator.js'
 export interface MemEntry {
   readonly k: string
   readonly s: number
-  readonly v: Buffer | null
+  /**
+   * Where the value bytes live: a range of a larger buffer (the WAL record it
+   * was written in, or the WAL file it was replayed from), so that an entry
+   * costs no Buffer object of its own. null for a delete.
+   */
+  readonly b: ArrayBuffer | null
+  readonly o: number
+  readonly n: number
   /** The next older version of the same key, if any. */
   readonly older: MemEntry | undefined
+}
+
+/** The value bytes of an entry (a view), or null for a delete. */
+export function entryValue(e: { b: ArrayBuffer | null; o: number; n: number }): Buffer | null {
+  return e.b === null ? null : Buffer.from(e.b, e.o, e.n)
 }
 
 /** Sequence numbers stay below 2^53; this sorts before every real entry of a key. */
 const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER
 
-/** Estimated heap bytes per entry beyond key and value bytes (entry, map slot, Buffer, tree node). */
-export const MEMTABLE_ENTRY_OVERHEAD_BYTES = 160
+/**
+ * Estimated bytes per entry beyond key and value bytes: entry object, hash map
+ * slot, latin1 key string, array slot, WAL record framing, and the tree node
+ * once indexed. Calibrated so that accounted bytes track the RSS a memtable
+ * adds (docs/design.md, "Memory").
+ */
+export const MEMTABLE_ENTRY_OVERHEAD_BYTES = 200
 
 /** A version found by a point lookup. */
 export interface Found {
@@ -76,15 +93,25 @@ export class Memtable {
     return this.count
   }
 
-  /** Inserts one version. REQUIRES: `sequence` greater than every sequence already here. */
+  /** Inserts one version; keeps a reference to `value`'s underlying buffer. */
   add(key: Buffer, sequence: number, value: Buffer | null): void {
+    if (value === null) this.addRange(key, sequence, null, 0, 0)
+    else this.addRange(key, sequence, value.buffer as ArrayBuffer, value.byteOffset, value.length)
+  }
+
+  /**
+   * Inserts one version whose value is bytes [offset, offset + length) of
+   * `backing` (null for a delete). REQUIRES: `sequence` greater than every
+   * sequence already here, and the bytes never change afterwards.
+   */
+  addRange(key: Buffer, sequence: number, backing: ArrayBuffer | null, offset: number, length: number): void {
     const k = key.toString('latin1')
     const older = this.latest.get(k)
-    const entry: MemEntry = { k, s: sequence, v: value, older }
+    const entry: MemEntry = { k, s: sequence, b: backing, o: offset, n: length, older }
     this.latest.set(k, entry)
     this.unsorted.push(entry)
     this.count++
-    this.bytes += key.length + (value === null ? 0 : value.length) + MEMTABLE_ENTRY_OVERHEAD_BYTES
+    this.bytes += key.length + length + MEMTABLE_ENTRY_OVERHEAD_BYTES
   }
 
   /**
@@ -94,7 +121,7 @@ export class Memtable {
   get(key: string, sequence: number): Found | undefined {
     let e = this.latest.get(key)
     while (e !== undefined && e.s > sequence) e = e.older
-    return e
+    return e === undefined ? undefined : { s: e.s, v: entryValue(e) }
   }
 
   iterator(): InternalIterator {
@@ -176,10 +203,11 @@ class MemtableIterator implements InternalIterator {
     return this.entry!.s
   }
   kind(): number {
-    return this.entry!.v === null ? KIND_DELETE : KIND_PUT
+    return this.entry!.b === null ? KIND_DELETE : KIND_PUT
   }
   value(): Buffer {
-    return this.entry!.v ?? EMPTY
+    const e = this.entry!
+    return e.b === null ? EMPTY : Buffer.from(e.b, e.o, e.n)
   }
   close(): void {
     this.ok = false
@@ -188,7 +216,7 @@ class MemtableIterator implements InternalIterator {
 
 /** A search key for the tree (never inserted). */
 function probe(key: Buffer, s: number): MemEntry {
-  return { k: key.toString('latin1'), s, v: null, older: undefined }
+  return { k: key.toString('latin1'), s, b: null, o: 0, n: 0, older: undefined }
 }
 
 const EMPTY = Buffer.alloc(0)

@@ -2,11 +2,13 @@ import { assert } from '../base/assert.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 
-/** An entry as a flush sees it: latin1 key, sequence, value (null = delete). */
+/** An entry as a flush sees it: latin1 key, sequence, value as a buffer range (b null = delete). */
 export interface SortableEntry {
   readonly k: string
   readonly s: number
-  readonly v: Buffer | null
+  readonly b: ArrayBuffer | null
+  readonly o: number
+  readonly n: number
 }
 
 /** Internal-key order on latin1 keys: k ascending, then s descending. */
@@ -44,10 +46,11 @@ export class EntryArrayIterator implements InternalIterator {
     return this.entries[this.i].s
   }
   kind(): number {
-    return this.entries[this.i].v === null ? KIND_DELETE : KIND_PUT
+    return this.entries[this.i].b === null ? KIND_DELETE : KIND_PUT
   }
   value(): Buffer {
-    return this.entries[this.i].v ?? EMPTY
+    const e = this.entries[this.i]
+    return e.b === null ? EMPTY : Buffer.from(e.b, e.o, e.n)
   }
   close(): void {
     this.i = this.entries.length

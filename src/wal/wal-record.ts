@@ -32,8 +32,12 @@ export function encodedOpBytes(op: WriteOp): number {
   return n
 }
 
-/** Encodes a framed record holding `ops`, the first taking sequence `firstSequence`. */
-export function encodeWalRecord(firstSequence: number, ops: readonly WriteOp[], opBytes: number): Buffer {
+/**
+ * Encodes a framed record holding `ops`, the first taking sequence
+ * `firstSequence`. When `valueOffsets` is given, it receives the offset of each
+ * put's value inside the record (the memtable keeps values there).
+ */
+export function encodeWalRecord(firstSequence: number, ops: readonly WriteOp[], opBytes: number, valueOffsets?: number[]): Buffer {
   const buf = Buffer.allocUnsafe(RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES + opBytes)
   let o = RECORD_HEADER_BYTES
   buf[o++] = WAL_FORMAT_VERSION
@@ -48,6 +52,7 @@ export function encodeWalRecord(firstSequence: number, ops: readonly WriteOp[], 
     o += op.key.length
     if (op.value !== null) {
       o = writeVarint(buf, o, op.value.length)
+      if (valueOffsets !== undefined) valueOffsets.push(o)
       buf.set(op.value, o)
       o += op.value.length
     }
