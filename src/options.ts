@@ -28,6 +28,8 @@ export interface OpenOptions {
   maxBatchBytes?: number
   /** Table files kept open at once. Default 1000. */
   maxOpenTables?: number
+  /** Memory for the index and filter of open tables; least recently used tables are closed past it. Default 64 MiB. */
+  tableCacheBytes?: number
   /** Target size of L1; each deeper level is `levelSizeMultiplier` times larger. Default 256 MiB. */
   levelBaseBytes?: number
   /** Size ratio between adjacent levels. Default 10. */
@@ -66,6 +68,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   maxValueBytes: 16 << 20,
   maxBatchBytes: 256 << 20,
   maxOpenTables: 1000,
+  tableCacheBytes: 64 << 20,
   levelBaseBytes: 256 << 20,
   levelSizeMultiplier: 10,
   targetTableBytes: 16 << 20,
@@ -90,6 +93,7 @@ const RANGES: Partial<Record<keyof OpenOptions, [number, number]>> = {
   maxValueBytes: [0, 1 << 29],
   maxBatchBytes: [1, 1 << 30],
   maxOpenTables: [8, 1 << 20],
+  tableCacheBytes: [0, 2 ** 45],
   levelBaseBytes: [4096, 2 ** 50],
   levelSizeMultiplier: [2, 100],
   targetTableBytes: [1024, 2 ** 32],

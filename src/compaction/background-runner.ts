@@ -6,6 +6,9 @@ import type { TableMeta } from '../manifest/table-meta.js'
 import { runCompactionJob, type CompactionJob, type CompactionResult } from './compaction-job.js'
 import { runFlushJob, type FlushJob } from './flush-job.js'
 
+/** Young-generation size of a worker thread (V8 picks 16-48 MiB by default). */
+const WORKER_YOUNG_GENERATION_MB = 4
+
 /** A job for a background thread. */
 export type BackgroundJob = { type: 'flush'; flush: FlushJob } | { type: 'compact'; compaction: CompactionJob }
 
@@ -53,7 +56,9 @@ export class BackgroundRunner {
     if (this.worker !== undefined) return this.worker
     const script = workerScript()
     if (script === undefined) return undefined
-    const worker = new Worker(script)
+    // A small young generation keeps the worker's garbage (block buffers read
+    // once) from growing its heap far past what a job holds live.
+    const worker = new Worker(script, { resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } })
     worker.unref()
     worker.on('message', (msg: { id: number; result?: unknown; error?: { code?: string; message: string } }) => {
       const p = this.pending.get(msg.id)

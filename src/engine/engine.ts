@@ -24,6 +24,7 @@ import { encodeWalRecord, type WriteOp } from '../wal/wal-record.js'
 import { SnapshotList } from './snapshot-list.js'
 import { takeGroup, type PendingWrite } from './write-group.js'
 import type { EngineStats } from './stats.js'
+import { memoryBudget } from './memory-budget.js'
 
 /** What recovery hands to the engine. */
 export interface RecoveredEngineState {
@@ -105,7 +106,7 @@ export class Engine implements CompactionHost {
     this.lastSequence = s.lastSequence
     this.releaseLock = s.releaseLock
     this.blockCache = new BlockCache(s.options.blockCacheBytes)
-    this.tableCache = new TableCache(s.dir, this.blockCache, s.options.maxOpenTables)
+    this.tableCache = new TableCache(s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes)
     this.tableOptions = {
       blockBytes: s.options.blockBytes,
       blockRestartInterval: s.options.blockRestartInterval,
@@ -537,6 +538,7 @@ export class Engine implements CompactionHost {
         memtableBytes,
         blockCacheBytes: this.blockCache.usedBytes,
         tableReadersBytes: this.tableCache.residentBytes,
+        budget: memoryBudget(this.options),
       },
       blockCache: { capacityBytes: this.blockCache.capacityBytes, hits: this.blockCache.hits, misses: this.blockCache.misses },
       openTables: this.tableCache.openCount,

@@ -1,4 +1,5 @@
 import type { CompactionStats } from '../compaction/scheduler.js'
+import type { MemoryBudget } from './memory-budget.js'
 
 /** A point-in-time report of the engine's state (`db.stats()`). */
 export interface EngineStats {
@@ -8,7 +9,13 @@ export interface EngineStats {
   levels: Array<{ level: number; tables: number; bytes: number }>
   memtable: { activeBytes: number; immutableCount: number }
   /** Memory in use by part, in bytes. */
-  memory: { memtableBytes: number; blockCacheBytes: number; tableReadersBytes: number }
+  memory: {
+    memtableBytes: number
+    blockCacheBytes: number
+    tableReadersBytes: number
+    /** The bound derived from the options (docs/design.md, "Memory"). */
+    budget: MemoryBudget
+  }
   blockCache: { capacityBytes: number; hits: number; misses: number }
   openTables: number
   liveSnapshots: number

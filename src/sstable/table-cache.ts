@@ -2,17 +2,21 @@ import type { BlockCache } from './block-cache.js'
 import { TableReader } from './table-reader.js'
 
 /**
- * Open table readers by file number, at most `maxOpenTables` of them; the least
- * recently used reader is dropped past that (its descriptor closes once no
- * iterator still holds it). Opening a table reads its index and filter.
+ * Open table readers by file number, bounded two ways: at most
+ * `maxOpenTables` open files, and at most `capacityBytes` of index and filter
+ * memory. Past either bound the least recently used reader is dropped (its
+ * descriptor closes once no iterator still holds it); opening a table again
+ * re-reads its index and filter.
  */
 export class TableCache {
   private readonly readers = new Map<number, TableReader>()
+  private bytes = 0
 
   constructor(
     private readonly dir: string,
     private readonly blockCache: BlockCache,
     private readonly maxOpenTables: number,
+    readonly capacityBytes: number,
   ) {}
 
   get(fileNumber: number): TableReader {
@@ -25,9 +29,9 @@ export class TableCache {
     }
     r = TableReader.open(this.dir, fileNumber, this.blockCache)
     this.readers.set(fileNumber, r)
-    if (this.readers.size > this.maxOpenTables) {
-      const oldest = this.readers.keys().next().value as number
-      this.evict(oldest)
+    this.bytes += r.residentBytes
+    while (this.readers.size > 1 && (this.readers.size > this.maxOpenTables || this.bytes > this.capacityBytes)) {
+      this.evict(this.readers.keys().next().value as number)
     }
     return r
   }
@@ -37,14 +41,13 @@ export class TableCache {
     const r = this.readers.get(fileNumber)
     if (r === undefined) return
     this.readers.delete(fileNumber)
+    this.bytes -= r.residentBytes
     r.unref()
   }
 
   /** Memory held by open readers outside the block cache (index + filter). */
   get residentBytes(): number {
-    let n = 0
-    for (const r of this.readers.values()) n += r.residentBytes
-    return n
+    return this.bytes
   }
 
   get openCount(): number {

@@ -8,6 +8,8 @@ export interface Environment {
   cpuModel: string
   cores: number
   totalMemoryBytes: number
+  /** 1-minute load average when the bench started: above the core count, other work competed for the CPU. */
+  loadAverage1m: number
   /** e.g. "Linux 6.1.0 x64". */
   os: string
   node: string
@@ -25,6 +27,7 @@ export function describeEnvironment(packages: Record<string, string>): Environme
     cpuModel: cpus[0]?.model.trim() ?? 'unknown',
     cores: cpus.length,
     totalMemoryBytes: os.totalmem(),
+    loadAverage1m: os.loadavg()[0],
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     node: process.version,
     packages,

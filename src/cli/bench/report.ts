@@ -42,6 +42,8 @@ export function formatHeader(config: BenchConfig, engines: EngineInfo[], env: En
     .join(', ')
   lines.push(`strata bench: ${versions}`)
   lines.push(`machine:  ${env.cpuModel}, ${env.cores} cores, ${formatBytes(env.totalMemoryBytes)} RAM, ${env.os}`)
+  const busy = env.loadAverage1m > env.cores * 0.5 ? ' (high: the CPU was busy before the bench started, expect noise)' : ''
+  lines.push(`load:     ${env.loadAverage1m.toFixed(2)} (1-minute average at start)${busy}`)
   lines.push(`node:     ${env.node}`)
   lines.push(
     `settings: num ${int(config.num)}, keys ${config.keyBytes} B, values ${config.valueBytes} B (random), ` +

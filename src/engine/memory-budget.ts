@@ -1,0 +1,43 @@
+import type { ResolvedOptions } from '../options.js'
+
+/**
+ * The memory the engine may use, derived from its options (docs/design.md,
+ * "Memory"). Each term is the most that part holds live:
+ *
+ *   memtables      (1 + maxImmutableMemtables) × memtableBytes × MEMTABLE_RSS_FACTOR
+ *   block cache    blockCacheBytes
+ *   table readers  tableCacheBytes (index and filter of open tables)
+ *   workers        (1 flush + maxConcurrentCompactions) × WORKER_BYTES
+ *
+ * On top of live data, V8 lets garbage accumulate between collections; that
+ * headroom is GC_HEADROOM_BYTES. The engine bounds each part by construction;
+ * the memory test checks the process's RSS against the total.
+ */
+export interface MemoryBudget {
+  memtablesBytes: number
+  blockCacheBytes: number
+  tableReadersBytes: number
+  workersBytes: number
+  gcHeadroomBytes: number
+  totalBytes: number
+}
+
+/** Accounted memtable bytes (key + value + per-entry overhead) to resident bytes, measured. */
+export const MEMTABLE_RSS_FACTOR = 1.25
+/** A worker thread: its V8 isolate, 4 MiB young generation, its job's block cache and input readers. */
+export const WORKER_BYTES = 40 << 20
+/** Garbage V8 keeps between collections on the main thread (measured, docs/performance.md). */
+export const GC_HEADROOM_BYTES = 96 << 20
+
+export function memoryBudget(o: ResolvedOptions): MemoryBudget {
+  const memtablesBytes = (1 + o.maxImmutableMemtables) * o.memtableBytes * MEMTABLE_RSS_FACTOR
+  const workersBytes = (1 + o.maxConcurrentCompactions) * WORKER_BYTES
+  const parts = {
+    memtablesBytes,
+    blockCacheBytes: o.blockCacheBytes,
+    tableReadersBytes: o.tableCacheBytes,
+    workersBytes,
+    gcHeadroomBytes: GC_HEADROOM_BYTES,
+  }
+  return { ...parts, totalBytes: Object.values(parts).reduce((a, b) => a + b, 0) }
+}
