@@ -44,6 +44,7 @@ export function acquireLock(dir: string): () => void {
         fs.rmSync(tmp, { force: true })
       }
       heldHere.add(key)
+      removeStaleTemps(dir)
       return () => {
         heldHere.delete(key)
         fs.rmSync(file, { force: true })
@@ -63,4 +64,12 @@ export function acquireLock(dir: string): () => void {
     fs.rmSync(file, { force: true })
   }
   throw locked(dir, 'could not take over a stale LOCK file')
+}
+
+/** Deletes LOCK.<pid>.tmp files of processes that died between writing and linking them. */
+function removeStaleTemps(dir: string): void {
+  for (const name of fs.readdirSync(dir)) {
+    const m = /^LOCK\.(\d+)\.tmp$/.exec(name)
+    if (m && !processAlive(Number(m[1]))) fs.rmSync(path.join(dir, name), { force: true })
+  }
 }
