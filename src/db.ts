@@ -6,6 +6,8 @@ import { openEngine } from './engine/recovery.js'
 import type { EngineStats } from './engine/stats.js'
 import { resolveOptions, type OpenOptions } from './options.js'
 import { encodedOpBytes, type WriteOp } from './wal/wal-record.js'
+import type { Condition } from './engine/write-group.js'
+import { runTransaction, type Transaction, type TransactionOptions } from './transaction.js'
 
 /** Options of a single write. */
 export interface WriteOptions {
@@ -13,8 +15,23 @@ export interface WriteOptions {
   sync?: boolean
 }
 
-/** One operation of an atomic batch. */
-export type BatchOp = { type: 'put'; key: Bytes; value: Bytes } | { type: 'del'; key: Bytes }
+/**
+ * One operation of an atomic batch. `ifVersion` makes the whole batch
+ * conditional: the key's current version (the sequence number of the write
+ * that produced its value; 0 = absent) must equal it, else nothing is written
+ * and the batch rejects with STRATA_CONFLICT naming the keys. `check` only
+ * states a precondition.
+ */
+export type BatchOp =
+  | { type: 'put'; key: Bytes; value: Bytes; ifVersion?: number }
+  | { type: 'del'; key: Bytes; ifVersion?: number }
+  | { type: 'check'; key: Bytes; ifVersion: number }
+
+/** A value with its version: the sequence number of the write that produced it. */
+export interface Entry {
+  value: Buffer
+  version: number
+}
 
 /** Bounds, direction and limit of a range read. Keys compare bytewise. */
 export interface IteratorOptions {
@@ -39,6 +56,7 @@ export interface Snapshot {
   readonly sequence: number
   get(key: Bytes): Promise<Buffer | undefined>
   getSync(key: Bytes): Buffer | undefined
+  getEntry(key: Bytes): Promise<Entry | undefined>
   iterator(options?: IteratorOptions): StrataIterator
   /** Lets flush and compaction discard versions only this snapshot needed. Idempotent. */
   release(): void
@@ -75,32 +93,73 @@ export class Database {
     }
   }
 
-  /** Applies all operations atomically, also across a crash: after recovery all or none are visible. */
+  /**
+   * Applies all operations atomically, also across a crash: after recovery all
+   * or none are visible. Preconditions (`ifVersion`, `check`) are evaluated in
+   * the commit path, in call order with every other write, so two conditional
+   * writes on one key can never both succeed.
+   */
   batch(ops: readonly BatchOp[], options?: WriteOptions): Promise<void> {
+    return this.conditionalBatch(ops, options, undefined)
+  }
+
+  /** @internal batch() plus extra preconditions (transactions add range checks). */
+  conditionalBatch(ops: readonly BatchOp[], options: WriteOptions | undefined, extra: Condition[] | undefined): Promise<void> {
     try {
       this.checkOpen()
       if (!Array.isArray(ops)) throw invalid('batch expects an array of operations')
-      const writeOps: WriteOp[] = new Array(ops.length)
+      const writeOps: WriteOp[] = []
+      let conditions: Condition[] | undefined = extra
       let bytes = 0
       for (let i = 0; i < ops.length; i++) {
         const op = ops[i] as unknown
         if (typeof op !== 'object' || op === null) throw invalid(`batch operation ${i} is not an object`)
-        const { type, key, value } = op as { type?: unknown; key?: unknown; value?: unknown }
-        let w: WriteOp
+        const { type, key, value, ifVersion } = op as { type?: unknown; key?: unknown; value?: unknown; ifVersion?: unknown }
+        if (ifVersion !== undefined && (!Number.isSafeInteger(ifVersion) || (ifVersion as number) < 0)) {
+          throw invalid(`batch operation ${i}: ifVersion must be a non-negative integer`)
+        }
+        let w: WriteOp | undefined
         if (type === 'put') w = { key: this.key(key, true), value: this.value(value) }
         else if (type === 'del') w = { key: this.key(key, true), value: null }
-        else throw invalid(`batch operation ${i} has type ${String(type)}; expected 'put' or 'del'`)
-        writeOps[i] = w
-        bytes += encodedOpBytes(w)
+        else if (type !== 'check') throw invalid(`batch operation ${i} has type ${String(type)}; expected 'put', 'del' or 'check'`)
+        else if (ifVersion === undefined) throw invalid(`batch operation ${i}: check needs ifVersion`)
+        if (ifVersion !== undefined) {
+          conditions = conditions === extra ? [...(extra ?? [])] : conditions
+          conditions!.push({ type: 'key', key: w?.key ?? this.key(key, true), version: ifVersion as number })
+        }
+        if (w !== undefined) {
+          writeOps.push(w)
+          bytes += encodedOpBytes(w)
+        }
       }
       if (bytes > this.engine.options.maxBatchBytes) {
         throw new StrataError('STRATA_TOO_LARGE', `batch of ${bytes} bytes exceeds maxBatchBytes (${this.engine.options.maxBatchBytes})`)
       }
-      if (writeOps.length === 0) return Promise.resolve()
-      return this.engine.write(writeOps, bytes, syncOption(options))
+      if (writeOps.length === 0 && conditions === undefined) return Promise.resolve()
+      return this.engine.write(writeOps, bytes, syncOption(options), conditions)
     } catch (err) {
       return Promise.reject(err)
     }
+  }
+
+  /** The value of `key` with its version, or undefined. Sees every write issued before this call. */
+  async getEntry(key: Bytes): Promise<Entry | undefined> {
+    this.checkOpen()
+    const k = this.key(key, false)
+    const pending = this.engine.writesBefore()
+    if (pending !== undefined) await pending
+    return this.readEntry(k, this.engine.lastSequence)
+  }
+
+  /**
+   * Runs `fn` as an optimistic transaction: its reads come from a snapshot and
+   * are recorded with their versions, its writes are buffered, and it commits
+   * as one conditional batch. On conflict `fn` runs again, up to `retries`
+   * times (default 10; Infinity allowed), then the last STRATA_CONFLICT is
+   * thrown. Resolves with what `fn` returned.
+   */
+  transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options?: TransactionOptions): Promise<T> {
+    return runTransaction(this, fn, options)
   }
 
   /** The value of `key`, or undefined. Sees every write issued before this call. */
@@ -145,6 +204,10 @@ export class Database {
         check()
         return this.read(this.key(key, false), sequence)
       },
+      getEntry: async (key) => {
+        check()
+        return this.readEntry(this.key(key, false), sequence)
+      },
       iterator: (options) => {
         check()
         return this.openIterator(options, sequence)
@@ -182,6 +245,22 @@ export class Database {
 
   get isOpen(): boolean {
     return this.engine.isOpen
+  }
+
+  /** @internal */
+  readEntry(key: Buffer, sequence: number): Entry | undefined {
+    const found = this.engine.get(key, sequence)
+    return found === undefined || found.v === null ? undefined : { value: Buffer.from(found.v), version: found.s }
+  }
+
+  /** @internal Validates a key the way every public method does. */
+  checkedKey(key: unknown): Buffer {
+    return this.key(key, true)
+  }
+
+  /** @internal Validates a value the way every public method does. */
+  checkedValue(value: unknown): Buffer {
+    return this.value(value)
   }
 
   private read(key: Buffer, sequence: number): Buffer | undefined {

@@ -3,10 +3,11 @@
  * This is the only public entry point; everything else is internal.
  */
 export { open, Database } from './db.js'
-export type { BatchOp, IteratorOptions, Snapshot, StrataIterator, WriteOptions } from './db.js'
+export type { BatchOp, Entry, IteratorOptions, Snapshot, StrataIterator, WriteOptions } from './db.js'
+export type { Transaction, TransactionOptions } from './transaction.js'
 export type { OpenOptions } from './options.js'
 export { DEFAULT_OPTIONS } from './options.js'
-export { StrataError } from './base/errors.js'
+export { StrataError, ConflictError } from './base/errors.js'
 export type { StrataErrorCode } from './base/errors.js'
 export type { Bytes } from './base/keys.js'
 export type { EngineStats } from './engine/stats.js'

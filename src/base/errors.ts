@@ -12,6 +12,7 @@ export type StrataErrorCode =
   | 'STRATA_NOT_FOUND'
   | 'STRATA_EXISTS'
   | 'STRATA_READ_ONLY'
+  | 'STRATA_CONFLICT'
 
 /** The one error class the engine throws for operating errors; `code` is stable. */
 export class StrataError extends Error {
@@ -21,6 +22,14 @@ export class StrataError extends Error {
     super(message, options)
     this.name = 'StrataError'
     this.code = code
+  }
+}
+
+/** A failed precondition: nothing of the write was applied. `keys` names what conflicted. */
+export class ConflictError extends StrataError {
+  constructor(readonly keys: Buffer[]) {
+    super('STRATA_CONFLICT', `conflict on ${keys.length} key(s): ${keys.map((k) => JSON.stringify(k.toString('utf8'))).join(', ')}`)
+    this.name = 'ConflictError'
   }
 }
 

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { assert } from '../base/assert.js'
-import { StrataError, ioError } from '../base/errors.js'
+import { ConflictError, StrataError, ioError } from '../base/errors.js'
 import { parseFileName, walFileName } from '../base/file-names.js'
 import { syncDirectory } from '../base/fs-util.js'
 import { BackgroundRunner } from '../compaction/background-runner.js'
@@ -22,7 +22,7 @@ import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { encodeWalRecord, type WriteOp } from '../wal/wal-record.js'
 import { SnapshotList } from './snapshot-list.js'
-import { takeGroup, type PendingWrite } from './write-group.js'
+import { takeGroup, type Condition, type PendingWrite } from './write-group.js'
 import type { EngineStats } from './stats.js'
 import { memoryBudget } from './memory-budget.js'
 
@@ -179,12 +179,16 @@ export class Engine implements CompactionHost {
 
   // ---- writes ------------------------------------------------------------
 
-  /** Queues one caller's write; resolves once it is in the WAL (and synced when asked). */
-  write(ops: WriteOp[], encodedBytes: number, sync: boolean): Promise<void> {
+  /**
+   * Queues one caller's write; resolves once it is in the WAL (and synced when
+   * asked). With `conditions`, rejects with STRATA_CONFLICT, writing nothing,
+   * unless all of them hold when the write reaches the head of the queue.
+   */
+  write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[]): Promise<void> {
     assert(this.state === 'open', 'write on a closed engine')
     if (this.backgroundError) return Promise.reject(this.backgroundError)
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ ops, encodedBytes, sync: sync || this.options.syncWrites, resolve, reject })
+      this.queue.push({ ops, encodedBytes, sync: sync || this.options.syncWrites, conditions, resolve, reject })
       this.writesIssued++
       if (this.drainPromise === undefined) {
         this.drainPromise = Promise.resolve().then(() => this.drain())
@@ -221,7 +225,9 @@ export class Engine implements CompactionHost {
     }
   }
 
-  private async commitGroup(group: PendingWrite[]): Promise<void> {
+  private async commitGroup(taken: PendingWrite[]): Promise<void> {
+    const group = taken.some((w) => w.conditions !== undefined) ? this.admit(taken) : taken
+    if (group.length === 0) return
     let ops: WriteOp[]
     let bytes = 0
     let sync = false
@@ -236,6 +242,11 @@ export class Engine implements CompactionHost {
         bytes += w.encodedBytes
         sync ||= w.sync
       }
+    }
+    if (ops.length === 0) {
+      // Only preconditions (all held): nothing to log.
+      this.settle(group, undefined)
+      return
     }
     const firstSequence = this.lastSequence + 1
     const valueOffsets: number[] = []
@@ -267,6 +278,76 @@ export class Engine implements CompactionHost {
     this.counters.writes += group.length
     this.counters.userBytes += bytes
     this.settle(group, undefined)
+  }
+
+  /**
+   * Checks the conditions of a group's writes in queue order, each against the
+   * applied state plus the writes admitted before it in this group (whose
+   * sequences are known: they follow lastSequence in order). Rejects the writes
+   * whose conditions fail with STRATA_CONFLICT; returns the admitted ones.
+   */
+  private admit(group: PendingWrite[]): PendingWrite[] {
+    let lastConditional = 0
+    group.forEach((w, i) => w.conditions !== undefined && (lastConditional = i))
+    const overlay = new Map<string, { key: Buffer; version: number }>()
+    let seq = this.lastSequence + 1
+    const admitted: PendingWrite[] = []
+    for (let i = 0; i < group.length; i++) {
+      const w = group[i]
+      if (w.conditions !== undefined) {
+        let failed: Buffer[]
+        try {
+          failed = this.failedConditions(w.conditions, overlay)
+        } catch (err) {
+          this.settle([w], err)
+          continue
+        }
+        if (failed.length > 0) {
+          this.settle([w], new ConflictError(failed))
+          continue
+        }
+      }
+      admitted.push(w)
+      for (const op of w.ops) {
+        if (i < lastConditional) overlay.set(op.key.toString('latin1'), { key: op.key, version: op.value === null ? 0 : seq })
+        seq++
+      }
+    }
+    return admitted
+  }
+
+  /** Keys whose condition does not hold (reads tables: may throw corruption). */
+  private failedConditions(conditions: readonly Condition[], overlay: Map<string, { key: Buffer; version: number }>): Buffer[] {
+    const failed: Buffer[] = []
+    for (const c of conditions) {
+      if (c.type === 'key') {
+        const pending = overlay.get(c.key.toString('latin1'))
+        const version = pending !== undefined ? pending.version : this.versionOf(c.key, this.lastSequence)
+        if (version !== c.version) failed.push(c.key)
+      } else {
+        let changed: Buffer | undefined
+        for (const p of overlay.values()) if (inRange(p.key, c.range)) changed ??= p.key
+        changed ??= this.firstChangeSince(c.range, c.sinceSequence)
+        if (changed !== undefined) failed.push(changed)
+      }
+    }
+    return failed
+  }
+
+  /** Sequence of the write that produced the key's value at `sequence`; 0 when absent or deleted. */
+  versionOf(key: Buffer, sequence: number): number {
+    const found = this.get(key, sequence)
+    return found === undefined || found.v === null ? 0 : found.s
+  }
+
+  /** The first key in `range` with any entry (put or delete) newer than `sinceSequence`, if one exists. */
+  private firstChangeSince(range: KeyRange, sinceSequence: number): Buffer | undefined {
+    const it = this.internalIterator(range)
+    try {
+      return it.firstNewerThan(sinceSequence)
+    } finally {
+      it.close()
+    }
   }
 
   private settle(group: PendingWrite[], err: unknown): void {
@@ -469,6 +550,17 @@ export class Engine implements CompactionHost {
 
   /** A merged iterator over everything visible at `sequence`. */
   iterator(range: KeyRange, reverse: boolean, limit: number, sequence: number): DbIterator {
+    const { children, release } = this.sources(range)
+    return new DbIterator(children, sequence, range, reverse, limit, release)
+  }
+
+  /** A forward iterator over the range at the newest sequence (for commit-path checks). */
+  private internalIterator(range: KeyRange): DbIterator {
+    return this.iterator(range, false, Infinity, Number.MAX_SAFE_INTEGER)
+  }
+
+  /** One child iterator per source overlapping `range`, and the release of what they pin. */
+  private sources(range: KeyRange): { children: InternalIterator[]; release: () => void } {
     const children: InternalIterator[] = [this.mem.iterator()]
     for (const m of this.imms) children.push(m.iterator())
     const version = this.versions.current
@@ -497,7 +589,7 @@ export class Engine implements CompactionHost {
       release()
       throw err
     }
-    return new DbIterator(children, sequence, range, reverse, limit, release)
+    return { children, release }
   }
 
   private releaseVersion(version: Version): void {
@@ -554,6 +646,14 @@ export class Engine implements CompactionHost {
       backgroundError: this.backgroundError?.message,
     }
   }
+}
+
+function inRange(key: Buffer, r: KeyRange): boolean {
+  if (r.gt !== undefined && Buffer.compare(key, r.gt) <= 0) return false
+  if (r.gte !== undefined && Buffer.compare(key, r.gte) < 0) return false
+  if (r.lt !== undefined && Buffer.compare(key, r.lt) >= 0) return false
+  if (r.lte !== undefined && Buffer.compare(key, r.lte) > 0) return false
+  return true
 }
 
 /** Longest delay a paced write group waits, just below the hard threshold. */

@@ -1,4 +1,14 @@
+import type { KeyRange } from '../iterators/db-iterator.js'
 import type { WriteOp } from '../wal/wal-record.js'
+
+/**
+ * A precondition checked in the commit path, against the state every earlier
+ * write produced: a key's current version (0 = absent) must equal `version`,
+ * or no entry in a range may be newer than `sinceSequence` (no phantoms).
+ */
+export type Condition =
+  | { type: 'key'; key: Buffer; version: number }
+  | { type: 'range'; range: KeyRange; sinceSequence: number }
 
 /** One caller's write waiting in the queue: a put, a delete or a whole batch. */
 export interface PendingWrite {
@@ -6,6 +16,8 @@ export interface PendingWrite {
   /** Bytes the ops take inside a WAL record. */
   encodedBytes: number
   sync: boolean
+  /** Preconditions, checked in queue order before anything of the group is written. */
+  conditions?: Condition[]
   resolve: () => void
   reject: (err: unknown) => void
 }

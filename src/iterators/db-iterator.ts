@@ -83,6 +83,25 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     this.release()
   }
 
+  /**
+   * Forward only: the first key in range with any entry (put or delete) whose
+   * sequence is above `sequence`, ignoring visibility; undefined if none.
+   * Used to detect writes into a range a transaction scanned (phantoms).
+   */
+  firstNewerThan(sequence: number): Buffer | undefined {
+    if (!this.started) {
+      this.started = true
+      this.position()
+    }
+    const m = this.merge
+    for (; m.valid(); m.advance()) {
+      const top = m.top()
+      if (this.pastUpperBound(top.key())) return undefined
+      if (top.sequence() > sequence) return Buffer.from(top.key())
+    }
+    return undefined
+  }
+
   private position(): void {
     const { gt, gte, lt, lte } = this.range
     if (!this.reverse) {

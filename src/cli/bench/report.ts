@@ -26,6 +26,11 @@ function threeDigits(x: number): string {
   return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)
 }
 
+/** Operations per second: integers, but three significant digits below 100 (reopen: opens per second). */
+function formatRate(perSec: number): string {
+  return perSec >= 100 ? int(perSec) : perSec.toPrecision(3)
+}
+
 function formatBytes(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`
 }
@@ -75,7 +80,7 @@ export function formatTables(outcome: BenchOutcome): string {
   const multiRun = outcome.config.runs > 1
   const columns: Column[] = [
     { title: 'engine', align: 'left', cell: (s) => s.engine },
-    { title: multiRun ? 'ops/s (median)' : 'ops/s', align: 'right', cell: (s) => int(s.opsPerSecMedian) },
+    { title: multiRun ? 'ops/s (median)' : 'ops/s', align: 'right', cell: (s) => formatRate(s.opsPerSecMedian) },
     ...(multiRun
       ? [{ title: 'spread', align: 'right', cell: (s: Summary) => `${(((s.opsPerSecMax - s.opsPerSecMin) / s.opsPerSecMedian) * 100).toFixed(0)}%` } as Column]
       : []),
