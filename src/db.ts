@@ -47,6 +47,10 @@ export interface IteratorOptions {
 
 /** An async iterator of [key, value] pairs; `close()` (or `break`) releases what it holds. */
 export interface StrataIterator extends AsyncIterableIterator<[Buffer, Buffer]> {
+  /** The next entry synchronously, or undefined at the end. */
+  nextSync(): [Buffer, Buffer] | undefined
+  /** Moves to the first key >= target (reverse: <= target) within the bounds, at the same point in time. */
+  seek(target: Bytes): void
   close(): void
 }
 
@@ -284,7 +288,16 @@ export class Database {
       limit = o.limit
     }
     const it: DbIterator = this.engine.iterator(range, o.reverse === true, limit, sequence)
-    return it
+    return {
+      next: () => it.next(),
+      return: () => it.return(),
+      nextSync: () => it.nextSync(),
+      seek: (target: Bytes) => it.seek(toBuffer(target, 'target')),
+      close: () => it.close(),
+      [Symbol.asyncIterator]() {
+        return this
+      },
+    }
   }
 
   private key(input: unknown, copy: boolean): Buffer {

@@ -139,6 +139,24 @@ describe('snapshots and iterators', () => {
     expect(await keysOf({ limit: 0 })).toBe('')
   })
 
+  it('seeks within bounds in both directions and iterates synchronously', async () => {
+    const { db } = await fresh({ memtableBytes: 4096 })
+    for (const k of ['a', 'c', 'e', 'g', 'i']) await db.put(k, k)
+    const it = db.iterator({ gte: 'b', lt: 'i' })
+    it.seek('d')
+    expect(it.nextSync()?.[0].toString()).toBe('e')
+    it.seek('a') // before the lower bound: clamps to it
+    expect(it.nextSync()?.[0].toString()).toBe('c')
+    it.seek('z') // past the upper bound: ends
+    expect(it.nextSync()).toBeUndefined()
+    const rev = db.iterator({ reverse: true, lte: 'g' })
+    rev.seek('f')
+    expect((await rev.next()).value?.[0].toString()).toBe('e')
+    rev.seek('h')
+    expect(rev.nextSync()?.[0].toString()).toBe('g')
+    rev.close()
+  })
+
   it('an abandoned iterator can be closed early and releases its tables', async () => {
     const { db, dir } = await fresh({ memtableBytes: 4096 })
     for (let i = 0; i < 500; i++) await db.put(`k${i}`, 'v'.repeat(50))

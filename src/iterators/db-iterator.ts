@@ -84,6 +84,26 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
   }
 
   /**
+   * Repositions at the first key >= target (reverse: the last key <= target),
+   * still within the bounds; a target outside them ends the iteration.
+   * The point in time, the bounds and the count toward `limit` are kept.
+   */
+  seek(target: Buffer): void {
+    if (this.done) return
+    this.started = true
+    const { gt, gte, lt, lte } = this.range
+    if (!this.reverse) {
+      if (gt !== undefined && Buffer.compare(target, gt) <= 0) this.merge.seek((c) => c.seekGT(gt))
+      else if (gte !== undefined && Buffer.compare(target, gte) < 0) this.merge.seek((c) => c.seekGE(gte))
+      else this.merge.seek((c) => c.seekGE(target))
+    } else {
+      if (lt !== undefined && Buffer.compare(target, lt) >= 0) this.merge.seek((c) => c.seekLT(lt))
+      else if (lte !== undefined && Buffer.compare(target, lte) > 0) this.merge.seek((c) => c.seekLE(lte))
+      else this.merge.seek((c) => c.seekLE(target))
+    }
+  }
+
+  /**
    * Forward only: the first key in range with any entry (put or delete) whose
    * sequence is above `sequence`, ignoring visibility; undefined if none.
    * Used to detect writes into a range a transaction scanned (phantoms).
