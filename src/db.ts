@@ -187,6 +187,15 @@ export class Database {
     return this.openIterator(options, this.engine.lastSequence)
   }
 
+  /**
+   * @internal An iterator that stays open at its end (so `seek` can continue)
+   * until `close()`; optionally at a snapshot's sequence. Used by adapters.
+   */
+  seekableIterator(options: IteratorOptions | undefined, snapshot?: Snapshot): StrataIterator {
+    this.checkOpen()
+    return this.openIterator(options, snapshot?.sequence ?? this.engine.lastSequence, false)
+  }
+
   /** Pins the current point in time for consistent reads until `release()`. */
   snapshot(): Snapshot {
     this.checkOpen()
@@ -272,7 +281,7 @@ export class Database {
     return found === undefined || found.v === null ? undefined : Buffer.from(found.v)
   }
 
-  private openIterator(options: IteratorOptions | undefined, sequence: number): StrataIterator {
+  private openIterator(options: IteratorOptions | undefined, sequence: number, closeAtEnd = true): StrataIterator {
     if (options !== undefined && (typeof options !== 'object' || options === null)) {
       throw invalid('iterator options must be an object')
     }
@@ -287,7 +296,7 @@ export class Database {
       if (!Number.isInteger(o.limit) || o.limit < 0) throw invalid('limit must be a non-negative integer')
       limit = o.limit
     }
-    const it: DbIterator = this.engine.iterator(range, o.reverse === true, limit, sequence)
+    const it: DbIterator = this.engine.iterator(range, o.reverse === true, limit, sequence, closeAtEnd)
     return {
       next: () => it.next(),
       return: () => it.return(),

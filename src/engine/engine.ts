@@ -549,9 +549,9 @@ export class Engine implements CompactionHost {
   }
 
   /** A merged iterator over everything visible at `sequence`. */
-  iterator(range: KeyRange, reverse: boolean, limit: number, sequence: number): DbIterator {
+  iterator(range: KeyRange, reverse: boolean, limit: number, sequence: number, closeAtEnd = true): DbIterator {
     const { children, release } = this.sources(range)
-    return new DbIterator(children, sequence, range, reverse, limit, release)
+    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd)
   }
 
   /** A forward iterator over the range at the newest sequence (for commit-path checks). */

@@ -35,6 +35,8 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     private readonly reverse: boolean,
     private readonly limit: number,
     private readonly release: () => void,
+    /** Release the sources on reaching the end (false: only close() does, so seek can continue). */
+    private readonly closeAtEnd = true,
   ) {
     this.merge = new MergingIterator(children, reverse)
   }
@@ -66,8 +68,11 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
         this.position()
       }
       const entry = this.emitted < this.limit ? (this.reverse ? this.stepBackward() : this.stepForward()) : undefined
-      if (entry === undefined) this.close()
-      else this.emitted++
+      if (entry === undefined) {
+        if (this.closeAtEnd) this.close()
+      } else {
+        this.emitted++
+      }
       return entry
     } catch (err) {
       this.close()
