@@ -1,30 +1,28 @@
-import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { assert } from '../base/assert.js'
-import { ConflictError, StrataError, ioError } from '../base/errors.js'
-import { parseFileName, walFileName } from '../base/file-names.js'
+import { StrataError, ioError } from '../base/errors.js'
+import { walFileName } from '../base/file-names.js'
 import { syncDirectory } from '../base/fs-util.js'
 import { BackgroundRunner } from '../compaction/background-runner.js'
-import { pendingCompactionBytes, levelScores } from '../compaction/picker.js'
 import { CompactionScheduler, type CompactionHost } from '../compaction/scheduler.js'
 import { DbIterator, type KeyRange } from '../iterators/db-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
-import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
-import { overlapsRange, type TableMeta } from '../manifest/table-meta.js'
 import type { Version } from '../manifest/version.js'
 import type { VersionSet } from '../manifest/version-set.js'
 import { Memtable, type Found } from '../memtable/memtable.js'
 import type { ResolvedOptions } from '../options.js'
 import { BlockCache } from '../sstable/block-cache.js'
-import { filterHash } from '../sstable/filter-block.js'
 import { TableCache } from '../sstable/table-cache.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { encodeWalRecord, type WriteOp } from '../wal/wal-record.js'
 import { SnapshotList } from './snapshot-list.js'
+import { removeObsoleteFiles } from './obsolete-files.js'
+import { openSources, readPoint } from './read-path.js'
+import { admitWrites } from './conditions.js'
+import { MAX_SLOWDOWN_MS, compactionDebt } from './write-pacing.js'
 import { takeGroup, type Condition, type PendingWrite } from './write-group.js'
-import type { EngineStats } from './stats.js'
-import { memoryBudget } from './memory-budget.js'
+import { collectStats, type EngineStats } from './stats.js'
 
 /** What recovery hands to the engine. */
 export interface RecoveredEngineState {
@@ -68,8 +66,6 @@ export class Engine implements CompactionHost {
   private readonly releaseLock: () => void
   private readonly flushRunner = new BackgroundRunner()
   private readonly compactions: CompactionScheduler
-  /** Pending compaction bytes of a version, computed once per version. */
-  private readonly debtCache = new WeakMap<Version, number>()
 
   private readonly queue: PendingWrite[] = []
   private drainPromise: Promise<void> | undefined
@@ -212,7 +208,7 @@ export class Engine implements CompactionHost {
         }
         try {
           if (this.mem.approximateBytes >= this.options.memtableBytes) await this.makeRoomForWrite()
-          if (this.options.autoCompaction && this.compactionDebt() > 0) await this.paceWrites()
+          if (this.options.autoCompaction && compactionDebt(this.versions.current, this.options) > 0) await this.paceWrites()
         } catch (err) {
           this.setBackgroundError(err)
           continue
@@ -226,7 +222,7 @@ export class Engine implements CompactionHost {
   }
 
   private async commitGroup(taken: PendingWrite[]): Promise<void> {
-    const group = taken.some((w) => w.conditions !== undefined) ? this.admit(taken) : taken
+    const group = taken.some((w) => w.conditions !== undefined) ? admitWrites(taken, this, (w, err) => this.settle([w], err)) : taken
     if (group.length === 0) return
     let ops: WriteOp[]
     let bytes = 0
@@ -280,60 +276,6 @@ export class Engine implements CompactionHost {
     this.settle(group, undefined)
   }
 
-  /**
-   * Checks the conditions of a group's writes in queue order, each against the
-   * applied state plus the writes admitted before it in this group (whose
-   * sequences are known: they follow lastSequence in order). Rejects the writes
-   * whose conditions fail with STRATA_CONFLICT; returns the admitted ones.
-   */
-  private admit(group: PendingWrite[]): PendingWrite[] {
-    let lastConditional = 0
-    group.forEach((w, i) => w.conditions !== undefined && (lastConditional = i))
-    const overlay = new Map<string, { key: Buffer; version: number }>()
-    let seq = this.lastSequence + 1
-    const admitted: PendingWrite[] = []
-    for (let i = 0; i < group.length; i++) {
-      const w = group[i]
-      if (w.conditions !== undefined) {
-        let failed: Buffer[]
-        try {
-          failed = this.failedConditions(w.conditions, overlay)
-        } catch (err) {
-          this.settle([w], err)
-          continue
-        }
-        if (failed.length > 0) {
-          this.settle([w], new ConflictError(failed))
-          continue
-        }
-      }
-      admitted.push(w)
-      for (const op of w.ops) {
-        if (i < lastConditional) overlay.set(op.key.toString('latin1'), { key: op.key, version: op.value === null ? 0 : seq })
-        seq++
-      }
-    }
-    return admitted
-  }
-
-  /** Keys whose condition does not hold (reads tables: may throw corruption). */
-  private failedConditions(conditions: readonly Condition[], overlay: Map<string, { key: Buffer; version: number }>): Buffer[] {
-    const failed: Buffer[] = []
-    for (const c of conditions) {
-      if (c.type === 'key') {
-        const pending = overlay.get(c.key.toString('latin1'))
-        const version = pending !== undefined ? pending.version : this.versionOf(c.key, this.lastSequence)
-        if (version !== c.version) failed.push(c.key)
-      } else {
-        let changed: Buffer | undefined
-        for (const p of overlay.values()) if (inRange(p.key, c.range)) changed ??= p.key
-        changed ??= this.firstChangeSince(c.range, c.sinceSequence)
-        if (changed !== undefined) failed.push(changed)
-      }
-    }
-    return failed
-  }
-
   /** Sequence of the write that produced the key's value at `sequence`; 0 when absent or deleted. */
   versionOf(key: Buffer, sequence: number): number {
     const found = this.get(key, sequence)
@@ -341,7 +283,7 @@ export class Engine implements CompactionHost {
   }
 
   /** The first key in `range` with any entry (put or delete) newer than `sinceSequence`, if one exists. */
-  private firstChangeSince(range: KeyRange, sinceSequence: number): Buffer | undefined {
+  firstChangeSince(range: KeyRange, sinceSequence: number): Buffer | undefined {
     const it = this.internalIterator(range)
     try {
       return it.firstNewerThan(sinceSequence)
@@ -374,40 +316,19 @@ export class Engine implements CompactionHost {
   }
 
   /**
-   * 0 when writes may go at full speed; in (0, 1) when they should be slowed
-   * in proportion; >= 1 when they must wait for compaction.
-   */
-  private compactionDebt(): number {
-    const o = this.options
-    const version = this.versions.current
-    const l0 = version.levels[0].length
-    let pending = this.debtCache.get(version)
-    if (pending === undefined) {
-      pending = pendingCompactionBytes(version, o)
-      this.debtCache.set(version, pending)
-    }
-    const byFiles = l0 < o.l0SlowdownTrigger ? 0 : (l0 - o.l0SlowdownTrigger + 1) / (o.l0StopTrigger - o.l0SlowdownTrigger + 1)
-    const byBytes =
-      pending < o.softPendingCompactionBytes
-        ? 0
-        : (pending - o.softPendingCompactionBytes + 1) / (o.hardPendingCompactionBytes - o.softPendingCompactionBytes + 1)
-    return Math.max(byFiles, byBytes)
-  }
-
-  /**
    * Paces writes by compaction debt: a delay per write group that grows from
    * ~1 ms at the soft threshold to MAX_SLOWDOWN_MS near the hard one, and a
    * wait for compaction progress at the hard threshold. Gradual, so write
    * latency rises smoothly instead of falling off a cliff.
    */
   private async paceWrites(): Promise<void> {
-    let debt = this.compactionDebt()
+    let debt = compactionDebt(this.versions.current, this.options)
     if (debt >= 1) {
       this.counters.stalls++
       const started = performance.now()
       while (debt >= 1 && !this.backgroundError && this.state !== 'closed') {
         await new Promise<void>((resolve) => this.flushWaiters.push(resolve))
-        debt = this.compactionDebt()
+        debt = compactionDebt(this.versions.current, this.options)
       }
       this.counters.stallMs += performance.now() - started
       if (this.backgroundError) throw this.backgroundError
@@ -499,53 +420,20 @@ export class Engine implements CompactionHost {
   deleteObsoleteFiles(): void {
     const live = new Set<number>(this.versions.current.tableNumbers())
     for (const v of this.liveVersions) for (const n of v.tableNumbers()) live.add(n)
-    let names: string[]
-    try {
-      names = fs.readdirSync(this.dir)
-    } catch {
-      return // Retried after the next flush.
-    }
-    for (const name of names) {
-      const f = parseFileName(name)
-      if (f === undefined) continue
-      let obsolete = false
-      if (f.kind === 'table') obsolete = !live.has(f.number) && !this.pendingOutputs.has(f.number)
-      else if (f.kind === 'wal') obsolete = f.number < this.versions.logNumber
-      else if (f.kind === 'manifest') obsolete = f.number !== this.versions.manifestFileNumber
-      else if (f.kind === 'temp') obsolete = name.startsWith('CURRENT.')
-      if (!obsolete) continue
-      if (f.kind === 'table') this.tableCache.evict(f.number)
-      fs.rmSync(path.join(this.dir, name), { force: true })
-    }
+    for (const n of this.pendingOutputs) live.add(n)
+    removeObsoleteFiles(this.dir, {
+      liveTables: live,
+      logNumber: this.versions.logNumber,
+      manifestNumber: this.versions.manifestFileNumber,
+      beforeTableDelete: (n) => this.tableCache.evict(n),
+    })
   }
 
   // ---- reads -------------------------------------------------------------
 
   /** Newest version of `key` with sequence <= `sequence`; value null for a delete. */
   get(key: Buffer, sequence: number): Found | undefined {
-    const k = key.toString('latin1')
-    let found = this.mem.get(k, sequence)
-    if (found !== undefined) return found
-    for (let i = this.imms.length - 1; i >= 0; i--) {
-      found = this.imms[i].get(k, sequence)
-      if (found !== undefined) return found
-    }
-    const levels = this.versions.current.levels
-    let hash = -1
-    for (const t of levels[0]) {
-      if (Buffer.compare(key, t.smallestKey) < 0 || Buffer.compare(key, t.largestKey) > 0) continue
-      if (hash < 0) hash = filterHash(key)
-      found = this.tableCache.get(t.number).get(key, sequence, hash)
-      if (found !== undefined) return found
-    }
-    for (let l = 1; l < levels.length; l++) {
-      const t = findTable(levels[l], key)
-      if (t === undefined) continue
-      if (hash < 0) hash = filterHash(key)
-      found = this.tableCache.get(t.number).get(key, sequence, hash)
-      if (found !== undefined) return found
-    }
-    return undefined
+    return readPoint(this.mem, this.imms, this.versions.current, this.tableCache, key, sequence)
   }
 
   /** A merged iterator over everything visible at `sequence`. */
@@ -561,35 +449,16 @@ export class Engine implements CompactionHost {
 
   /** One child iterator per source overlapping `range`, and the release of what they pin. */
   private sources(range: KeyRange): { children: InternalIterator[]; release: () => void } {
-    const children: InternalIterator[] = [this.mem.iterator()]
-    for (const m of this.imms) children.push(m.iterator())
     const version = this.versions.current
     version.ref()
     this.liveVersions.add(version)
     const release = (): void => this.releaseVersion(version)
-    const low = range.gte ?? range.gt
-    const high = range.lte ?? range.lt
     try {
-      for (const t of version.levels[0]) {
-        if (overlapsRange(t, low, high)) children.push(this.tableCache.get(t.number).iterator())
-      }
-      for (let l = 1; l < version.levels.length; l++) {
-        const tables = version.levels[l]
-        if (tables.length === 0) continue
-        children.push(
-          new TwoLevelIterator({
-            count: tables.length,
-            compareLastKey: (i, key) => Buffer.compare(tables[i].largestKey, key),
-            open: (i) => this.tableCache.get(tables[i].number).iterator(),
-          }),
-        )
-      }
+      return { children: openSources(this.mem, this.imms, version, this.tableCache, range), release }
     } catch (err) {
-      for (const c of children) c.close()
       release()
       throw err
     }
-    return { children, release }
   }
 
   private releaseVersion(version: Version): void {
@@ -616,58 +485,18 @@ export class Engine implements CompactionHost {
   }
 
   stats(): EngineStats {
-    const levels = this.versions.current.levels.map((tables, level) => ({
-      level,
-      tables: tables.length,
-      bytes: tables.reduce((n, t) => n + t.fileBytes, 0),
-    }))
-    const memtableBytes = this.mem.approximateBytes + this.imms.reduce((n, m) => n + m.approximateBytes, 0)
-    return {
+    return collectStats({
+      options: this.options,
+      version: this.versions.current,
       lastSequence: this.lastSequence,
-      levels,
-      memtable: { activeBytes: this.mem.approximateBytes, immutableCount: this.imms.length },
-      memory: {
-        memtableBytes,
-        blockCacheBytes: this.blockCache.usedBytes,
-        tableReadersBytes: this.tableCache.residentBytes,
-        budget: memoryBudget(this.options),
-      },
-      blockCache: { capacityBytes: this.blockCache.capacityBytes, hits: this.blockCache.hits, misses: this.blockCache.misses },
-      openTables: this.tableCache.openCount,
+      memtables: [this.mem, ...this.imms],
+      blockCache: this.blockCache,
+      tableCache: this.tableCache,
       liveSnapshots: this.snapshots.size,
-      writes: { ...this.counters },
-      compaction: { ...this.compactions.stats, byReason: { ...this.compactions.stats.byReason } },
-      pendingCompactionBytes: pendingCompactionBytes(this.versions.current, this.options),
-      levelScores: levelScores(this.versions.current, this.options),
-      writeAmplification:
-        this.counters.userBytes === 0
-          ? 0
-          : (this.counters.walBytes + this.counters.flushBytes + this.compactions.stats.bytesWritten) / this.counters.userBytes,
+      writes: this.counters,
+      compaction: this.compactions.stats,
       backgroundError: this.backgroundError?.message,
-    }
+    })
   }
-}
 
-function inRange(key: Buffer, r: KeyRange): boolean {
-  if (r.gt !== undefined && Buffer.compare(key, r.gt) <= 0) return false
-  if (r.gte !== undefined && Buffer.compare(key, r.gte) < 0) return false
-  if (r.lt !== undefined && Buffer.compare(key, r.lt) >= 0) return false
-  if (r.lte !== undefined && Buffer.compare(key, r.lte) > 0) return false
-  return true
-}
-
-/** Longest delay a paced write group waits, just below the hard threshold. */
-const MAX_SLOWDOWN_MS = 20
-
-/** The table of a sorted, non-overlapping level whose range holds `key`. */
-function findTable(tables: readonly TableMeta[], key: Buffer): TableMeta | undefined {
-  let lo = 0
-  let hi = tables.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (Buffer.compare(tables[mid].largestKey, key) < 0) lo = mid + 1
-    else hi = mid
-  }
-  if (lo === tables.length || Buffer.compare(tables[lo].smallestKey, key) > 0) return undefined
-  return tables[lo]
 }

@@ -1,5 +1,11 @@
 import type { CompactionStats } from '../compaction/scheduler.js'
-import type { MemoryBudget } from './memory-budget.js'
+import { levelScores, pendingCompactionBytes } from '../compaction/picker.js'
+import type { Version } from '../manifest/version.js'
+import type { Memtable } from '../memtable/memtable.js'
+import type { ResolvedOptions } from '../options.js'
+import type { BlockCache } from '../sstable/block-cache.js'
+import type { TableCache } from '../sstable/table-cache.js'
+import { memoryBudget, type MemoryBudget } from './memory-budget.js'
 
 /** A point-in-time report of the engine's state (`db.stats()`). */
 export interface EngineStats {
@@ -46,4 +52,49 @@ export interface EngineStats {
   writeAmplification: number
   /** Set when a failed write or flush made the database read-only. */
   backgroundError?: string
+}
+
+/** The engine parts a stats report is assembled from. */
+export interface StatsSources {
+  options: ResolvedOptions
+  version: Version
+  lastSequence: number
+  /** Active memtable first, then the frozen ones. */
+  memtables: Memtable[]
+  blockCache: BlockCache
+  tableCache: TableCache
+  liveSnapshots: number
+  writes: EngineStats['writes']
+  compaction: CompactionStats
+  backgroundError: string | undefined
+}
+
+export function collectStats(s: StatsSources): EngineStats {
+  const levels = s.version.levels.map((tables, level) => ({
+    level,
+    tables: tables.length,
+    bytes: tables.reduce((n, t) => n + t.fileBytes, 0),
+  }))
+  const [active] = s.memtables
+  const w = s.writes
+  return {
+    lastSequence: s.lastSequence,
+    levels,
+    memtable: { activeBytes: active.approximateBytes, immutableCount: s.memtables.length - 1 },
+    memory: {
+      memtableBytes: s.memtables.reduce((n, m) => n + m.approximateBytes, 0),
+      blockCacheBytes: s.blockCache.usedBytes,
+      tableReadersBytes: s.tableCache.residentBytes,
+      budget: memoryBudget(s.options),
+    },
+    blockCache: { capacityBytes: s.blockCache.capacityBytes, hits: s.blockCache.hits, misses: s.blockCache.misses },
+    openTables: s.tableCache.openCount,
+    liveSnapshots: s.liveSnapshots,
+    writes: { ...w },
+    compaction: { ...s.compaction, byReason: { ...s.compaction.byReason } },
+    pendingCompactionBytes: pendingCompactionBytes(s.version, s.options),
+    levelScores: levelScores(s.version, s.options),
+    writeAmplification: w.userBytes === 0 ? 0 : (w.walBytes + w.flushBytes + s.compaction.bytesWritten) / w.userBytes,
+    backgroundError: s.backgroundError,
+  }
 }

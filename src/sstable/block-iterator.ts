@@ -134,15 +134,7 @@ export class BlockIterator implements InternalIterator {
    * newest version of `target` not newer than `sequence`, or a larger key.
    */
   seekInternal(target: Uint8Array, sequence: number): void {
-    let lo = 0
-    let hi = this.restartCount - 1
-    // Last restart whose key is < target (by user key), so equal keys are scanned in order.
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1
-      if (this.compareRestartKey(mid, target) < 0) lo = mid
-      else hi = mid - 1
-    }
-    this.seekToRestart(lo)
+    this.seekToRestartBefore(target)
     while (this.parseNext()) {
       const c = compareBytes(this.keyBuf, 0, this.keyLength, target, 0, target.length)
       if (c > 0 || (c === 0 && this.seq <= sequence)) return
@@ -157,6 +149,18 @@ export class BlockIterator implements InternalIterator {
 
   /** First entry whose user key is > target (strict) or >= target. */
   private seekUser(target: Uint8Array, strict: boolean): void {
+    this.seekToRestartBefore(target)
+    while (this.parseNext()) {
+      const c = compareBytes(this.keyBuf, 0, this.keyLength, target, 0, target.length)
+      if (strict ? c > 0 : c >= 0) return
+    }
+  }
+
+  /**
+   * Binary search: moves to the last restart whose key is < target (or the
+   * first restart), so every version of target is still ahead.
+   */
+  private seekToRestartBefore(target: Uint8Array): void {
     let lo = 0
     let hi = this.restartCount - 1
     while (lo < hi) {
@@ -165,10 +169,6 @@ export class BlockIterator implements InternalIterator {
       else hi = mid - 1
     }
     this.seekToRestart(lo)
-    while (this.parseNext()) {
-      const c = compareBytes(this.keyBuf, 0, this.keyLength, target, 0, target.length)
-      if (strict ? c > 0 : c >= 0) return
-    }
   }
 
   private restartPoint(i: number): number {

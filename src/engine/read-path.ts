@@ -1,0 +1,98 @@
+import type { InternalIterator } from '../iterators/internal-iterator.js'
+import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
+import { overlapsRange, type TableMeta } from '../manifest/table-meta.js'
+import type { Version } from '../manifest/version.js'
+import type { Found, Memtable } from '../memtable/memtable.js'
+import { filterHash } from '../sstable/filter-block.js'
+import type { TableCache } from '../sstable/table-cache.js'
+import type { KeyRange } from '../iterators/db-iterator.js'
+
+/**
+ * Point read, newest source first: the active memtable, frozen memtables
+ * (newest first), L0 tables (newest first, only those whose range holds the
+ * key), then at most one table per deeper level. The first source holding any
+ * version <= `sequence` decides. The filter hash is computed once and shared.
+ */
+export function readPoint(
+  mem: Memtable,
+  imms: readonly Memtable[],
+  version: Version,
+  tables: TableCache,
+  key: Buffer,
+  sequence: number,
+): Found | undefined {
+  const k = key.toString('latin1')
+  let found = mem.get(k, sequence)
+  if (found !== undefined) return found
+  for (let i = imms.length - 1; i >= 0; i--) {
+    found = imms[i].get(k, sequence)
+    if (found !== undefined) return found
+  }
+  const levels = version.levels
+  let hash = -1
+  for (const t of levels[0]) {
+    if (Buffer.compare(key, t.smallestKey) < 0 || Buffer.compare(key, t.largestKey) > 0) continue
+    if (hash < 0) hash = filterHash(key)
+    found = tables.get(t.number).get(key, sequence, hash)
+    if (found !== undefined) return found
+  }
+  for (let l = 1; l < levels.length; l++) {
+    const t = findTable(levels[l], key)
+    if (t === undefined) continue
+    if (hash < 0) hash = filterHash(key)
+    found = tables.get(t.number).get(key, sequence, hash)
+    if (found !== undefined) return found
+  }
+  return undefined
+}
+
+/**
+ * One child iterator per source overlapping `range`: each memtable, each L0
+ * table, one two-level iterator per deeper level (opening its tables lazily).
+ * The caller pins `version` for as long as the children live.
+ */
+export function openSources(
+  mem: Memtable,
+  imms: readonly Memtable[],
+  version: Version,
+  tables: TableCache,
+  range: KeyRange,
+): InternalIterator[] {
+  const children: InternalIterator[] = [mem.iterator()]
+  for (const m of imms) children.push(m.iterator())
+  const low = range.gte ?? range.gt
+  const high = range.lte ?? range.lt
+  try {
+    for (const t of version.levels[0]) {
+      if (overlapsRange(t, low, high)) children.push(tables.get(t.number).iterator())
+    }
+    for (let l = 1; l < version.levels.length; l++) {
+      const level = version.levels[l]
+      if (level.length === 0) continue
+      children.push(
+        new TwoLevelIterator({
+          count: level.length,
+          compareLastKey: (i, key) => Buffer.compare(level[i].largestKey, key),
+          open: (i) => tables.get(level[i].number).iterator(),
+        }),
+      )
+    }
+  } catch (err) {
+    for (const c of children) c.close()
+    throw err
+  }
+  return children
+}
+
+/** The table of a sorted, non-overlapping level whose range holds `key`. */
+function findTable(tables: readonly TableMeta[], key: Buffer): TableMeta | undefined {
+  let lo = 0
+  let hi = tables.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (Buffer.compare(tables[mid].largestKey, key) < 0) lo = mid + 1
+    else hi = mid
+  }
+  if (lo === tables.length || Buffer.compare(tables[lo].smallestKey, key) > 0) return undefined
+  return tables[lo]
+}
