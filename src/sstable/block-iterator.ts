@@ -189,12 +189,18 @@ export class BlockIterator implements InternalIterator {
     const end = this.restartsOffset
     const b = this.block
     let o = this.restartPoint(i)
-    readVarint(b, o, end)
-    if (cursor.value !== 0) throw corruption('restart entry has a shared prefix', this.fileName)
-    readVarint(b, cursor.offset, end)
-    const unshared = cursor.value
-    readVarint(b, cursor.offset, end) // value length
-    o = cursor.offset + 1
+    let unshared: number
+    if (b[o] === 0 && (b[o + 1] | b[o + 2]) < 0x80 && o + 4 < end) {
+      unshared = b[o + 1] // the common case: one-byte varints
+      o += 4
+    } else {
+      readVarint(b, o, end)
+      if (cursor.value !== 0) throw corruption('restart entry has a shared prefix', this.fileName)
+      readVarint(b, cursor.offset, end)
+      unshared = cursor.value
+      readVarint(b, cursor.offset, end) // value length
+      o = cursor.offset + 1
+    }
     readVarint(b, o, end) // sequence
     const keyStart = cursor.offset
     if (keyStart + unshared > end) throw corruption('restart key runs past its block', this.fileName)
@@ -211,14 +217,22 @@ export class BlockIterator implements InternalIterator {
       this.current = this.nextOffset = end
       return false
     }
-    readVarint(b, this.current, end)
-    const shared = cursor.value
-    readVarint(b, cursor.offset, end)
-    const unshared = cursor.value
-    readVarint(b, cursor.offset, end)
-    const valueLength = cursor.value
-    let o = cursor.offset
-    if (o >= end) throw corruption('block entry truncated', this.fileName)
+    let o = this.current
+    let shared = b[o]
+    let unshared = b[o + 1]
+    let valueLength = b[o + 2]
+    if ((shared | unshared | valueLength) < 0x80 && o + 3 < end) {
+      o += 3 // the common case: three one-byte varints
+    } else {
+      readVarint(b, o, end)
+      shared = cursor.value
+      readVarint(b, cursor.offset, end)
+      unshared = cursor.value
+      readVarint(b, cursor.offset, end)
+      valueLength = cursor.value
+      o = cursor.offset
+      if (o >= end) throw corruption('block entry truncated', this.fileName)
+    }
     const kind = b[o++]
     if (kind !== KIND_PUT && kind !== KIND_DELETE) throw corruption(`unknown entry kind ${kind}`, this.fileName)
     readVarint(b, o, end)
@@ -233,7 +247,13 @@ export class BlockIterator implements InternalIterator {
       this.keyBuf.copy(grown, 0, 0, shared)
       this.keyBuf = grown
     }
-    b.copy(this.keyBuf, shared, o, o + unshared)
+    // A byte loop beats a native copy call for the few bytes a prefix-compressed key adds.
+    if (unshared <= 32) {
+      const kb = this.keyBuf
+      for (let i = 0; i < unshared; i++) kb[shared + i] = b[o + i]
+    } else {
+      b.copy(this.keyBuf, shared, o, o + unshared)
+    }
     this.keyLength = keyLength
     this.keyView = undefined
     this.entryKind = kind

@@ -1,0 +1,242 @@
+/**
+ * Prometheus metrics of the server (GET /metrics), on a registry of its own
+ * so that several servers in one process do not collide. Hot-path counters
+ * are plain numbers turned into metrics when scraped; engine figures come
+ * from `db.stats()` at scrape time.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { EngineStats } from '../index.js'
+
+/** Live figures of the server the metrics read at scrape time. */
+export interface MetricsSource {
+  engineStats(): EngineStats | undefined
+  connections(): { http: number; resp: number }
+  pendingWrites(): number
+  writeStalledMs(): number
+  busyRefusals(): number
+}
+
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/** The metrics of one server. */
+export class ServerMetrics {
+  readonly registry = new Registry()
+  private readonly respCalls = new Map<string, { calls: number; errors: number; observe: (seconds: number) => void }>()
+  private readonly rejected = { http: 0, resp: 0 }
+  private readonly protocolErrors = { resp: 0, http: 0 }
+  private readonly httpRequests: Counter<'method' | 'route' | 'status'>
+  private readonly httpLatency: Histogram<'route'>
+  private readonly respLatency: Histogram<'command'>
+
+  constructor(source: MetricsSource) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry })
+    this.httpRequests = new Counter({
+      name: 'strata_http_requests_total',
+      help: 'HTTP requests answered, by method, route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+    })
+    this.httpLatency = new Histogram({
+      name: 'strata_http_request_duration_seconds',
+      help: 'Time from request to end of response, by route',
+      labelNames: ['route'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    this.respLatency = new Histogram({
+      name: 'strata_resp_command_duration_seconds',
+      help: 'Time from parsing a RESP command to its reply being ready, by command',
+      labelNames: ['command'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    })
+    const calls = this.respCalls
+    new Counter({
+      name: 'strata_resp_commands_total',
+      help: 'RESP commands executed, by command',
+      labelNames: ['command'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [command, c] of calls) this.inc({ command }, c.calls)
+      },
+    })
+    new Counter({
+      name: 'strata_resp_command_errors_total',
+      help: 'RESP commands answered with an error, by command',
+      labelNames: ['command'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [command, c] of calls) if (c.errors > 0) this.inc({ command }, c.errors)
+      },
+    })
+    const rejected = this.rejected
+    new Counter({
+      name: 'strata_connections_rejected_total',
+      help: 'Connections refused because maxConnections was reached, by protocol',
+      labelNames: ['protocol'],
+      registers,
+      collect() {
+        this.reset()
+        this.inc({ protocol: 'http' }, rejected.http)
+        this.inc({ protocol: 'resp' }, rejected.resp)
+      },
+    })
+    const protocolErrors = this.protocolErrors
+    new Counter({
+      name: 'strata_protocol_errors_total',
+      help: 'Malformed requests (connection answered and closed), by protocol',
+      labelNames: ['protocol'],
+      registers,
+      collect() {
+        this.reset()
+        this.inc({ protocol: 'http' }, protocolErrors.http)
+        this.inc({ protocol: 'resp' }, protocolErrors.resp)
+      },
+    })
+    new Gauge({
+      name: 'strata_connections',
+      help: 'Open connections, by protocol',
+      labelNames: ['protocol'],
+      registers,
+      collect() {
+        const c = source.connections()
+        this.set({ protocol: 'http' }, c.http)
+        this.set({ protocol: 'resp' }, c.resp)
+      },
+    })
+    new Gauge({
+      name: 'strata_pending_writes',
+      help: 'Writes handed to the engine and not yet acknowledged',
+      registers,
+      collect() {
+        this.set(source.pendingWrites())
+      },
+    })
+    new Gauge({
+      name: 'strata_write_stall_seconds',
+      help: 'How long pending writes have gone without any completing',
+      registers,
+      collect() {
+        this.set(source.writeStalledMs() / 1000)
+      },
+    })
+    new Counter({
+      name: 'strata_busy_refusals_total',
+      help: 'Writes refused with 503 / -BUSY because of too many pending writes or a write stall',
+      registers,
+      collect() {
+        this.reset()
+        this.inc(source.busyRefusals())
+      },
+    })
+    this.engineMetrics(source, registers)
+  }
+
+  /** Counts one RESP command and its latency. */
+  respCommand(command: string, seconds: number, failed: boolean): void {
+    let c = this.respCalls.get(command)
+    if (c === undefined) {
+      const child = this.respLatency.labels(command)
+      c = { calls: 0, errors: 0, observe: (s) => child.observe(s) }
+      this.respCalls.set(command, c)
+    }
+    c.calls++
+    if (failed) c.errors++
+    c.observe(seconds)
+  }
+
+  /** Counts one answered HTTP request. */
+  httpRequest(method: string, route: string, status: number, seconds: number): void {
+    this.httpRequests.inc({ method, route, status: String(status) })
+    this.httpLatency.observe({ route }, seconds)
+  }
+
+  connectionRejected(protocol: 'http' | 'resp'): void {
+    this.rejected[protocol]++
+  }
+
+  protocolError(protocol: 'http' | 'resp'): void {
+    this.protocolErrors[protocol]++
+  }
+
+  /** The exposition text and its content type. */
+  async scrape(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+
+  private engineMetrics(source: MetricsSource, registers: Registry[]): void {
+    let cached: { at: number; stats: EngineStats | undefined } = { at: -1, stats: undefined }
+    // One stats() call per scrape, shared by every engine metric.
+    const stats = (): EngineStats | undefined => {
+      const now = performance.now()
+      if (now - cached.at > 100) cached = { at: now, stats: source.engineStats() }
+      return cached.stats
+    }
+    const gauge = (name: string, help: string, read: (s: EngineStats) => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = stats()
+          if (s !== undefined) this.set(read(s))
+        },
+      })
+    }
+    const counter = (name: string, help: string, read: (s: EngineStats) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = stats()
+          this.reset()
+          if (s !== undefined) this.inc(read(s))
+        },
+      })
+    }
+    gauge('strata_engine_last_sequence', 'Sequence number of the newest applied write', (s) => s.lastSequence)
+    gauge('strata_engine_memtable_bytes', 'Bytes in the active memtable', (s) => s.memtable.activeBytes)
+    gauge('strata_engine_immutable_memtables', 'Frozen memtables waiting for flush', (s) => s.memtable.immutableCount)
+    gauge('strata_engine_block_cache_bytes', 'Bytes in the block cache', (s) => s.memory.blockCacheBytes)
+    gauge('strata_engine_table_readers_bytes', 'Bytes of open table indexes and filters', (s) => s.memory.tableReadersBytes)
+    gauge('strata_engine_memory_budget_bytes', 'Memory bound derived from the options', (s) => s.memory.budget.totalBytes)
+    gauge('strata_engine_open_tables', 'Open table files', (s) => s.openTables)
+    gauge('strata_engine_live_snapshots', 'Snapshots and iterators pinning old versions', (s) => s.liveSnapshots)
+    gauge('strata_engine_pending_compaction_bytes', 'Estimated bytes compaction still has to rewrite', (s) => s.pendingCompactionBytes)
+    gauge('strata_engine_write_amplification', 'Bytes written to disk per user byte since open', (s) => s.writeAmplification)
+    gauge('strata_engine_compactions_running', 'Compactions running now', (s) => s.compaction.running)
+    gauge('strata_engine_background_error', '1 when a failed write or flush made the database read-only', (s) => (s.backgroundError ? 1 : 0))
+    counter('strata_engine_block_cache_hits_total', 'Block cache hits', (s) => s.blockCache.hits)
+    counter('strata_engine_block_cache_misses_total', 'Block cache misses', (s) => s.blockCache.misses)
+    counter('strata_engine_writes_total', 'Writes applied', (s) => s.writes.writes)
+    counter('strata_engine_write_groups_total', 'Write groups committed (group commit)', (s) => s.writes.writeGroups)
+    counter('strata_engine_syncs_total', 'WAL fsyncs', (s) => s.writes.syncs)
+    counter('strata_engine_wal_bytes_total', 'Bytes appended to WALs', (s) => s.writes.walBytes)
+    counter('strata_engine_user_bytes_total', 'Key and value bytes written by callers', (s) => s.writes.userBytes)
+    counter('strata_engine_flushes_total', 'Memtable flushes', (s) => s.writes.flushes)
+    counter('strata_engine_write_stalls_total', 'Write groups that waited for compaction or a flush slot', (s) => s.writes.stalls)
+    counter('strata_engine_write_stall_seconds_total', 'Time write groups spent stalled', (s) => s.writes.stallMs / 1000)
+    counter('strata_engine_write_slowdowns_total', 'Write groups delayed by compaction debt', (s) => s.writes.slowdowns)
+    counter('strata_engine_compactions_total', 'Compactions finished', (s) => s.compaction.compactions)
+    counter('strata_engine_compaction_bytes_written_total', 'Bytes written by compactions', (s) => s.compaction.bytesWritten)
+    const levelGauge = (name: string, help: string, read: (l: EngineStats['levels'][number]) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['level'],
+        registers,
+        collect() {
+          const s = stats()
+          this.reset()
+          if (s !== undefined) for (const l of s.levels) this.set({ level: String(l.level) }, read(l))
+        },
+      })
+    }
+    levelGauge('strata_engine_level_tables', 'Table files per level', (l) => l.tables)
+    levelGauge('strata_engine_level_bytes', 'Bytes per level', (l) => l.bytes)
+  }
+}
