@@ -183,5 +183,8 @@ export function pickRangeCompaction(
   if (level === 0 && inPlace) return undefined
   if (level >= NUM_LEVELS - 1 && !inPlace) return undefined
   const inputs = overlapping(version.levels[level], start, end)
+  // L0 tables overlap in key and sequence: moving only some of them could
+  // leave an older version of a key in L0 above a newer one in L1.
+  if (level === 0 && inputs.length > 0) return plan(version, 0, [...version.levels[0]], busy, 'manual')
   return plan(version, level, inputs, busy, 'manual', inPlace)
 }

@@ -88,7 +88,9 @@ export class CompactionScheduler {
         for (let l = NUM_LEVELS - 1; l > 0; l--) if (levels[l].length > 0) return l
         return 0
       }
-      for (let level = 0; level < deepest(); level++) {
+      // L0 tables overlap each other: all of them move together (a subset could
+      // leave an older version above a newer one). Then level by level.
+      for (let level = 0; level === 0 || level < deepest(); level++) {
         const plan = pickRangeCompaction(this.host.versions.current, level, start, end, this.busy)
         if (plan !== undefined) for (const n of await this.run(plan)) written.add(n)
       }

@@ -23,6 +23,8 @@ const ENTRIES_PER_YIELD = 1024
  */
 export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
   private readonly merge: MergingIterator
+  /** At most one bound per side: the stricter of gt/gte and of lt/lte. */
+  private readonly range: KeyRange
   private started = false
   private done = false
   private emitted = 0
@@ -31,7 +33,7 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
   constructor(
     children: InternalIterator[],
     private readonly sequence: number,
-    private readonly range: KeyRange,
+    range: KeyRange,
     private readonly reverse: boolean,
     private readonly limit: number,
     private readonly release: () => void,
@@ -39,6 +41,7 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     private readonly closeAtEnd = true,
   ) {
     this.merge = new MergingIterator(children, reverse)
+    this.range = tightestBounds(range)
   }
 
   [Symbol.asyncIterator](): this {
@@ -195,4 +198,17 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     }
     return undefined
   }
+}
+
+/**
+ * Keeps the stricter of gt/gte and of lt/lte, so that every bound given is
+ * applied (the range is their intersection) whichever direction walks it.
+ */
+export function tightestBounds(r: KeyRange): KeyRange {
+  const out: KeyRange = {}
+  if (r.gt !== undefined && (r.gte === undefined || Buffer.compare(r.gt, r.gte) >= 0)) out.gt = r.gt
+  else if (r.gte !== undefined) out.gte = r.gte
+  if (r.lt !== undefined && (r.lte === undefined || Buffer.compare(r.lt, r.lte) <= 0)) out.lt = r.lt
+  else if (r.lte !== undefined) out.lte = r.lte
+  return out
 }

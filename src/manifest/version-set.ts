@@ -65,7 +65,8 @@ export class VersionSet {
       throw ioError(`cannot read ${file}`, err)
     }
     // A torn tail is an edit whose append never completed: its operation did not happen.
-    const { payloads } = scanRecords(buf, file)
+    // A complete record that fails its checksum is not: tables and WALs may depend on it.
+    const { payloads } = scanRecords(buf, file, 'strict')
     if (payloads.length === 0) throw corruption('manifest holds no complete record', file)
     let version = Version.empty()
     let logNumber = 0

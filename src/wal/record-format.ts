@@ -54,13 +54,35 @@ function intactRecordLength(buf: Buffer, offset: number): number {
   return RECORD_HEADER_BYTES + payloadLength
 }
 
+/** How a log's last damaged record is judged when nothing intact follows it. */
+export type TailPolicy =
+  /** WAL: a complete record with a bad payload at the very end is dropped like a torn one. */
+  | 'drop-damaged-tail'
+  /** Manifest: only an incomplete record (a torn append) may end the log; a complete damaged one is corruption. */
+  | 'strict'
+
+/** True when a valid header at `offset` claims more bytes than the file has: an append cut short. */
+function headerOfTornAppend(buf: Buffer, offset: number): boolean {
+  if (buf.length - offset < RECORD_HEADER_BYTES) return true // even the header was cut short
+  if (checksum32(buf.subarray(offset, offset + 8), HEADER_SEED) !== readU32(buf, offset + 8)) return false
+  const payloadLength = readU32(buf, offset)
+  return payloadLength <= RECORD_PAYLOAD_MAX_BYTES && offset + RECORD_HEADER_BYTES + payloadLength > buf.length
+}
+
 /**
- * Splits a whole log file into record payloads. Stops cleanly at the first
- * damaged record when nothing intact follows it (a torn tail); throws
- * STRATA_CORRUPTION when an intact record follows a damaged one, because then
- * acknowledged data in the middle of the log was lost.
+ * Splits a whole log file into record payloads. Where the first damaged record
+ * is:
+ *  - an append cut short (header incomplete, or a valid header claiming more
+ *    bytes than the file has), the log ends there cleanly: a crash mid-append.
+ *    Nothing after it is looked at, so a payload that happens to contain
+ *    framed bytes cannot be mistaken for a later record;
+ *  - anything else (garbage, a flipped bit): an intact record anywhere after it
+ *    means acknowledged data in the middle was lost, which throws
+ *    STRATA_CORRUPTION; with nothing intact after it, it is a garbage tail,
+ *    dropped under 'drop-damaged-tail' and corruption under 'strict' when it
+ *    has a valid header (a complete record whose payload went bad).
  */
-export function scanRecords(buf: Buffer, fileName: string): RecordScan {
+export function scanRecords(buf: Buffer, fileName: string, policy: TailPolicy = 'drop-damaged-tail'): RecordScan {
   const payloads: Buffer[] = []
   let offset = 0
   while (offset < buf.length) {
@@ -69,13 +91,16 @@ export function scanRecords(buf: Buffer, fileName: string): RecordScan {
     payloads.push(buf.subarray(offset + RECORD_HEADER_BYTES, offset + length))
     offset += length
   }
-  if (offset < buf.length) {
+  if (offset < buf.length && !headerOfTornAppend(buf, offset)) {
     // Error path only: look for any intact record after the damage.
-    for (let probe = offset + 1; probe + RECORD_HEADER_BYTES <= buf.length; probe++) {
+    const validHeader = checksum32(buf.subarray(offset, offset + 8), HEADER_SEED) === readU32(buf, offset + 8)
+    const from = validHeader ? offset + RECORD_HEADER_BYTES + readU32(buf, offset) : offset + 1
+    for (let probe = from; probe + RECORD_HEADER_BYTES <= buf.length; probe++) {
       if (intactRecordLength(buf, probe) > 0) {
         throw corruption(`damaged record followed by intact records (intact record at ${probe})`, fileName, offset)
       }
     }
+    if (validHeader && policy === 'strict') throw corruption('last record is complete but its checksum does not match', fileName, offset)
   }
   return { payloads, validBytes: offset, tornTail: offset < buf.length }
 }

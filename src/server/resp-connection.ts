@@ -1,0 +1,524 @@
+/**
+ * One RESP client connection: parsing, in-order execution with pipelining,
+ * MULTI/EXEC/WATCH, backpressure, and orderly closing.
+ *
+ * Ordering. Commands of one connection take effect in the order they were
+ * sent, as in Redis, while independent commands still overlap so that
+ * pipelined writes share the engine's group commit:
+ *
+ * - a blind write (SET, MSET) is issued the moment it is parsed, unless one
+ *   of its keys is exclusively locked, in which case later commands wait
+ *   until it has been issued;
+ * - a read runs synchronously once this connection's earlier writes have
+ *   been applied (later commands wait for it);
+ * - read-modify-write commands, EXEC and WATCH are barriers: later commands
+ *   wait until they completed.
+ *
+ * Replies are queued in command order; each is encoded when it and all
+ * before it are ready, and flushed once per event-loop turn.
+ *
+ * Backpressure. Input is paused while `maxPendingReplies` replies are
+ * outstanding, while more than `maxOutputBufferBytes` wait to be sent (a
+ * client that does not read), and while a barrier is pending.
+ */
+import type * as net from 'node:net'
+import { ConflictError } from '../index.js'
+import type { ServerContext } from './context.js'
+import { isExpected, respErrorLine } from './errors.js'
+import { keyId } from './key-locks.js'
+import { isPromise, type MaybePromise } from './maybe.js'
+import {
+  COMMANDS,
+  NO_AUTH_COMMANDS,
+  arityOk,
+  commandKeys,
+  commandKind,
+  conflictTouches,
+  type Call,
+  type CommandSpec,
+  type ConnectionState,
+} from './resp-commands.js'
+import { RespParser, RespProtocolError } from './resp-parser.js'
+import { ErrorReply, NullArray, OK, OutputBuffer, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
+import { BufferedStore, DirectStore } from './store.js'
+
+/** Re-runs of a read-modify-write command or EXEC after a conflict before giving up. */
+const MAX_RMW_ATTEMPTS = 16
+
+interface Slot {
+  done: boolean
+  reply: Reply
+  protocol: Protocol
+}
+
+interface Queued {
+  spec: CommandSpec
+  args: Buffer[]
+}
+
+let nextConnectionId = 1
+
+/** A RESP connection; see the file comment. */
+export class RespConnection implements ConnectionState {
+  readonly id = nextConnectionId++
+  name: string | null = null
+  protocol: Protocol = 2
+  authenticated: boolean
+  libName: string | null = null
+  libVersion: string | null = null
+  readonly remoteAddress: string
+  readonly createdAtMs = performance.now()
+  lastCommand = 'NULL'
+
+  private readonly parser: RespParser
+  private readonly out = new OutputBuffer()
+  private readonly direct: DirectStore
+  private readonly slots: Slot[] = []
+  private slotHead = 0
+  private barrier = false
+  /** Writes of this connection handed to the engine and not yet settled. */
+  private writesInFlight = 0
+  private writesIdle: Array<() => void> = []
+  private multi: { queue: Queued[]; failed: boolean } | undefined
+  private watched: Map<string, { key: Buffer; version: number }> | undefined
+  /** Pending WATCH reads; EXEC waits for them. */
+  private flushScheduled = false
+  private inputPaused = false
+  /** No further commands are taken; the socket ends once every reply is sent. */
+  private closing = false
+  private closed = false
+  private readonly track = (write: Promise<void>): Promise<void> => this.trackWrite(write)
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly server: ServerContext,
+    private readonly onClose: (c: RespConnection) => void,
+  ) {
+    const l = server.options.limits
+    this.parser = new RespParser({ maxBulkBytes: l.maxBulkBytes, maxArgs: l.maxArgs, maxInlineBytes: l.maxInlineBytes, maxCommandBytes: l.maxCommandBytes })
+    this.authenticated = server.auth === undefined
+    this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
+    this.direct = new DirectStore(server.db, this.track)
+    socket.setNoDelay(true)
+    socket.setKeepAlive(true, 60_000)
+    if (server.options.respIdleTimeoutMs > 0) {
+      socket.setTimeout(server.options.respIdleTimeoutMs, () => {
+        if (this.pendingReplies() === 0) socket.destroy()
+      })
+    }
+    socket.on('data', (chunk: Buffer) => {
+      this.parser.push(chunk)
+      this.pump()
+    })
+    socket.on('drain', () => this.maybeResume())
+    socket.on('error', () => socket.destroy())
+    socket.on('close', () => {
+      this.closed = true
+      this.onClose(this)
+    })
+    socket.on('end', () => {
+      // The client is done sending: answer what it sent, then close.
+      this.closing = true
+      this.maybeEnd()
+    })
+  }
+
+  /** Stops taking commands, answers those in progress, then closes (graceful shutdown). */
+  shutdown(): void {
+    this.closing = true
+    this.pauseInput()
+    this.maybeEnd()
+  }
+
+  /** Closes at once (shutdown timeout). */
+  destroy(): void {
+    this.socket.destroy()
+  }
+
+  // ---- input -------------------------------------------------------------------
+
+  private pump(): void {
+    const limits = this.server.options.limits
+    while (!this.closing && !this.closed && !this.barrier) {
+      if (this.pendingReplies() >= limits.maxPendingReplies || this.socket.writableLength + this.out.size > limits.maxOutputBufferBytes) {
+        this.pauseInput()
+        break
+      }
+      let args: Buffer[] | undefined
+      try {
+        args = this.parser.next()
+      } catch (e) {
+        if (!(e instanceof RespProtocolError)) throw e
+        this.server.metrics.protocolError('resp')
+        this.pushReply(err(e.message))
+        this.closing = true
+        break
+      }
+      if (args === undefined) {
+        this.resumeInput()
+        break
+      }
+      this.dispatch(args)
+    }
+    if (this.barrier || this.closing) this.pauseInput()
+    this.scheduleFlush()
+    this.maybeEnd()
+  }
+
+  private pauseInput(): void {
+    if (!this.inputPaused) {
+      this.inputPaused = true
+      this.socket.pause()
+    }
+  }
+
+  private resumeInput(): void {
+    if (this.inputPaused && !this.closing) {
+      this.inputPaused = false
+      this.socket.resume()
+    }
+  }
+
+  /** Called when replies were sent or a barrier cleared: take more commands if there is room. */
+  private maybeResume(): void {
+    if (this.closed || this.closing || this.barrier) return
+    const limits = this.server.options.limits
+    if (this.pendingReplies() >= limits.maxPendingReplies || this.socket.writableLength > limits.maxOutputBufferBytes) return
+    this.pump()
+  }
+
+  // ---- dispatch ----------------------------------------------------------------
+
+  private dispatch(args: Buffer[]): void {
+    const name = args[0].toString('latin1').toLowerCase()
+    if (name === 'post' || name === 'host:') {
+      // Someone talks HTTP to the RESP port (maybe a browser used for cross-protocol attacks): close silently, as Redis.
+      this.server.log(`RESP: HTTP request on the RESP port from ${this.remoteAddress}; connection closed`)
+      this.server.metrics.protocolError('resp')
+      this.closing = true
+      this.socket.destroy()
+      return
+    }
+    const spec = COMMANDS.get(name)
+    this.lastCommand = spec?.name ?? name.slice(0, 32)
+    if (!this.authenticated && !NO_AUTH_COMMANDS.has(name)) {
+      this.pushReply(new ErrorReply('NOAUTH Authentication required.'))
+      return
+    }
+    if (spec === undefined) {
+      if (this.multi !== undefined) this.multi.failed = true
+      this.pushReply(err(unknownCommandMessage(args)))
+      return
+    }
+    if (!arityOk(spec, args)) {
+      if (this.multi !== undefined) this.multi.failed = true
+      this.pushReply(err(`wrong number of arguments for '${spec.name}' command`))
+      return
+    }
+    if (this.multi !== undefined && !['exec', 'discard', 'multi', 'watch', 'quit', 'reset'].includes(spec.name)) {
+      this.multi.queue.push({ spec, args: args.map((a) => Buffer.from(a)) })
+      this.pushReply(QUEUED)
+      return
+    }
+    const started = performance.now()
+    const reply = this.execute(spec, args)
+    this.pushReply(reply, (r) => this.server.metrics.respCommand(spec.name, (performance.now() - started) / 1000, r instanceof ErrorReply))
+  }
+
+  private execute(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> {
+    const kind = commandKind(spec, args)
+    switch (kind) {
+      case 'conn':
+        return this.run(spec, args, this.direct)
+      case 'read':
+        if (this.writesInFlight === 0) return this.run(spec, args, this.direct)
+        return this.hold(this.writesApplied().then(() => this.run(spec, args, this.direct)))
+      case 'write': {
+        const busy = this.busy()
+        if (busy !== undefined) return busy
+        const ids = commandKeys(spec, args).map(keyId)
+        const issued = this.server.locks.whenFree(ids, () => ({ reply: this.run(spec, args, this.direct) }))
+        if (!isPromise(issued)) return issued.reply
+        this.hold(issued)
+        return issued.then((i) => i.reply)
+      }
+      case 'rmw': {
+        const busy = this.busy()
+        if (busy !== undefined) return busy
+        return this.hold(this.readModifyWrite(spec, args))
+      }
+      case 'tx':
+        return this.transactionCommand(spec, args)
+    }
+  }
+
+  /** Runs a handler, turning exceptions into error replies. */
+  private run(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore): MaybePromise<Reply> {
+    const call: Call = { args, store, conn: this, server: this.server }
+    try {
+      const r = spec.run(call)
+      return isPromise(r) ? r.catch((e: unknown) => this.errorReply(e)) : r
+    } catch (e) {
+      return this.errorReply(e)
+    }
+  }
+
+  private errorReply(e: unknown): ErrorReply {
+    if (!isExpected(e)) this.server.log(`RESP: ${this.lastCommand} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
+    return new ErrorReply(respErrorLine(e))
+  }
+
+  private busy(): ErrorReply | undefined {
+    const reason = this.server.gate.admit()
+    return reason === undefined ? undefined : new ErrorReply(`BUSY try again later: ${reason.message}`)
+  }
+
+  /** Makes later commands wait until `p` settles. */
+  private hold<T>(p: Promise<T>): Promise<T> {
+    this.barrier = true
+    const release = (): void => {
+      this.barrier = false
+      if (!this.closed) queueMicrotask(() => this.maybeResumeAfterBarrier())
+    }
+    p.then(release, release)
+    return p
+  }
+
+  private maybeResumeAfterBarrier(): void {
+    if (this.barrier || this.closed) return
+    if (this.closing) {
+      this.maybeEnd()
+      return
+    }
+    this.pump()
+  }
+
+  private async readModifyWrite(spec: CommandSpec, args: Buffer[]): Promise<Reply> {
+    const release = await this.server.locks.acquire(commandKeys(spec, args).map(keyId))
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const store = new BufferedStore(this.server.db)
+        const reply = await this.run(spec, args, store)
+        if (reply instanceof ErrorReply) return reply
+        try {
+          await store.commit(this.track)
+          return reply
+        } catch (e) {
+          // Under the key lock only a writer outside this server could conflict: retry a few times.
+          if (!(e instanceof ConflictError) || attempt >= MAX_RMW_ATTEMPTS) return this.errorReply(e)
+        }
+      }
+    } finally {
+      release()
+    }
+  }
+
+  // ---- MULTI / EXEC / WATCH ------------------------------------------------------
+
+  private transactionCommand(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> {
+    switch (spec.name) {
+      case 'multi':
+        if (this.multi !== undefined) return err('MULTI calls can not be nested')
+        this.multi = { queue: [], failed: false }
+        return OK
+      case 'discard':
+        if (this.multi === undefined) return err('DISCARD without MULTI')
+        this.multi = undefined
+        this.watched = undefined
+        return OK
+      case 'unwatch':
+        this.watched = undefined
+        return OK
+      case 'watch':
+        if (this.multi !== undefined) return err('WATCH inside MULTI is not allowed')
+        return this.hold(this.watch(args.slice(1)))
+      case 'exec': {
+        const multi = this.multi
+        if (multi === undefined) return err('EXEC without MULTI')
+        this.multi = undefined
+        const watched = this.watched
+        this.watched = undefined
+        if (multi.failed) return new ErrorReply('EXECABORT Transaction discarded because of previous errors.')
+        return this.hold(this.exec(multi.queue, watched))
+      }
+      case 'quit':
+        this.closing = true
+        return OK
+      case 'reset':
+        this.multi = undefined
+        this.watched = undefined
+        this.protocol = 2
+        this.name = null
+        this.authenticated = this.server.auth === undefined
+        return new SimpleString('RESET')
+      default:
+        return err(`unexpected command ${spec.name}`)
+    }
+  }
+
+  private async watch(keys: Buffer[]): Promise<Reply> {
+    // db.getEntry sees this connection's earlier writes (it waits for every write issued before it).
+    const entries = await Promise.all(keys.map((k) => this.server.db.getEntry(k)))
+    const watched = (this.watched ??= new Map())
+    keys.forEach((key, i) => {
+      const id = keyId(key)
+      if (!watched.has(id)) watched.set(id, { key: Buffer.from(key), version: entries[i]?.version ?? 0 })
+    })
+    return OK
+  }
+
+  private async exec(queue: Queued[], watched: Map<string, { key: Buffer; version: number }> | undefined): Promise<Reply> {
+    const kinds = queue.map((q) => commandKind(q.spec, q.args))
+    if (kinds.some((k) => k === 'write' || k === 'rmw')) {
+      const busy = this.busy()
+      if (busy !== undefined) return busy
+    }
+    if (this.writesInFlight > 0) await this.writesApplied()
+    const ids = new Set<string>()
+    for (const q of queue) for (const k of commandKeys(q.spec, q.args)) ids.add(keyId(k))
+    const watchedIds = new Set(watched?.keys() ?? [])
+    const release = await this.server.locks.acquire(ids)
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const store = new BufferedStore(this.server.db)
+        if (watched !== undefined) {
+          for (const w of watched.values()) {
+            const now = await this.server.db.getEntry(w.key)
+            if ((now?.version ?? 0) !== w.version) return NullArray.instance
+            store.expect(w.key, w.version)
+          }
+        }
+        const replies: Reply[] = []
+        for (const q of queue) {
+          const started = performance.now()
+          const reply = await this.run(q.spec, q.args, store)
+          this.server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
+          replies.push(reply)
+        }
+        try {
+          await store.commit(this.track)
+          return replies
+        } catch (e) {
+          if (conflictTouches(e, watchedIds)) return NullArray.instance
+          if (!(e instanceof ConflictError) || attempt >= MAX_RMW_ATTEMPTS) return this.errorReply(e)
+        }
+      }
+    } finally {
+      release()
+    }
+  }
+
+  // ---- writes ------------------------------------------------------------------
+
+  private trackWrite(write: Promise<void>): Promise<void> {
+    this.writesInFlight++
+    const settled = (): void => {
+      if (--this.writesInFlight === 0) {
+        const waiters = this.writesIdle
+        this.writesIdle = []
+        for (const w of waiters) w()
+      }
+    }
+    write.then(settled, settled)
+    return this.server.gate.track(write)
+  }
+
+  /** Resolves once every write this connection issued so far has settled. */
+  private writesApplied(): Promise<void> {
+    if (this.writesInFlight === 0) return Promise.resolve()
+    return new Promise((resolve) => this.writesIdle.push(resolve))
+  }
+
+  // ---- output ------------------------------------------------------------------
+
+  private pendingReplies(): number {
+    return this.slots.length - this.slotHead
+  }
+
+  private pushReply(reply: MaybePromise<Reply>, done?: (r: Reply) => void): void {
+    if (!isPromise(reply)) {
+      done?.(reply)
+      if (this.pendingReplies() === 0) {
+        this.out.reply(reply, this.protocol)
+        return
+      }
+      this.slots.push({ done: true, reply, protocol: this.protocol })
+      return
+    }
+    const slot: Slot = { done: false, reply: null, protocol: this.protocol }
+    this.slots.push(slot)
+    reply.then(
+      (r) => {
+        done?.(r)
+        slot.done = true
+        slot.reply = r
+        this.drainSlots()
+      },
+      (e: unknown) => {
+        slot.done = true
+        slot.reply = this.errorReply(e)
+        this.drainSlots()
+      },
+    )
+  }
+
+  private drainSlots(): void {
+    let encoded = false
+    while (this.slotHead < this.slots.length && this.slots[this.slotHead].done) {
+      const s = this.slots[this.slotHead++]
+      this.out.reply(s.reply, s.protocol)
+      encoded = true
+    }
+    if (this.slotHead === this.slots.length) {
+      this.slots.length = 0
+      this.slotHead = 0
+    } else if (this.slotHead > 1024) {
+      this.slots.splice(0, this.slotHead)
+      this.slotHead = 0
+    }
+    if (encoded) this.scheduleFlush()
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.out.size === 0) return
+    this.flushScheduled = true
+    setImmediate(() => {
+      this.flushScheduled = false
+      this.flush()
+    })
+  }
+
+  private flush(): void {
+    if (this.closed) return
+    const chunks = this.out.take()
+    if (chunks.length === 1) this.socket.write(chunks[0])
+    else if (chunks.length > 1) {
+      this.socket.cork()
+      for (const c of chunks) this.socket.write(c)
+      this.socket.uncork()
+    }
+    this.maybeEnd()
+    this.maybeResume()
+  }
+
+  /** Ends the socket once closing and every reply has been written. */
+  private maybeEnd(): void {
+    if (!this.closing || this.closed || this.barrier) return
+    if (this.pendingReplies() > 0 || this.out.size > 0) {
+      this.scheduleFlush()
+      return
+    }
+    if (this.socket.writable) this.socket.end()
+    else this.socket.destroy()
+  }
+}
+
+function unknownCommandMessage(args: Buffer[]): string {
+  const show = (b: Buffer): string => b.toString('latin1').slice(0, 128).replace(/[^\x20-\x7e]/g, '?')
+  const rest = args
+    .slice(1)
+    .slice(0, 8)
+    .map((a) => `'${show(a)}' `)
+    .join('')
+  return `unknown command '${show(args[0])}', with args beginning with: ${rest}`
+}

@@ -1,0 +1,74 @@
+/**
+ * The RESP (Redis protocol) listener: accepts connections up to
+ * `maxConnections` (beyond that, an error reply and close, as Redis), and
+ * shuts down gracefully: stop accepting, let every connection answer the
+ * commands it already took, close.
+ */
+import * as net from 'node:net'
+import type { ServerContext } from './context.js'
+import type { ListenAddress } from './address.js'
+import { RespConnection } from './resp-connection.js'
+
+/** A listening RESP server. */
+export class RespServer {
+  private readonly server: net.Server
+  private readonly connections = new Set<RespConnection>()
+  private readonly sockets = new Set<net.Socket>()
+
+  constructor(private readonly ctx: ServerContext) {
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket))
+    this.server.on('error', (e) => ctx.log(`RESP listener error: ${e.message}`))
+  }
+
+  /** Open client connections. */
+  get connectionCount(): number {
+    return this.connections.size
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 gets an ephemeral port). */
+  listen(address: ListenAddress): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error): void => reject(new Error(`cannot listen for RESP on ${address.host}:${address.port}: ${e.message}`))
+      this.server.once('error', onError)
+      this.server.listen({ host: address.host, port: address.port, backlog: 511 }, () => {
+        this.server.off('error', onError)
+        resolve(this.server.address() as net.AddressInfo)
+      })
+    })
+  }
+
+  /**
+   * Stops accepting, asks every connection to finish the commands it took and
+   * close; after `timeoutMs` closes the rest. Resolves when all are closed.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    for (const c of this.connections) c.shutdown()
+    const deadline = setTimeout(() => {
+      for (const c of this.connections) c.destroy()
+      for (const s of this.sockets) s.destroy()
+    }, timeoutMs)
+    deadline.unref()
+    while (this.sockets.size > 0) await new Promise((r) => setTimeout(r, 10))
+    clearTimeout(deadline)
+    await listenerClosed
+  }
+
+  private accept(socket: net.Socket): void {
+    this.sockets.add(socket)
+    socket.on('close', () => this.sockets.delete(socket))
+    if (this.ctx.shuttingDown) {
+      socket.destroy()
+      return
+    }
+    if (this.connections.size >= this.ctx.options.limits.maxConnections) {
+      this.ctx.metrics.connectionRejected('resp')
+      socket.on('error', () => socket.destroy())
+      socket.end('-ERR max number of clients reached\r\n')
+      setTimeout(() => socket.destroy(), 1000).unref()
+      return
+    }
+    const conn = new RespConnection(socket, this.ctx, (c) => this.connections.delete(c))
+    this.connections.add(conn)
+  }
+}
