@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { StrataError } from './base/errors.js'
 import type { Bytes } from './base/keys.js'
 import type { BatchOp, Database, Entry, IteratorOptions, Snapshot } from './db.js'
@@ -27,6 +28,11 @@ export interface Transaction {
 }
 
 const DEFAULT_RETRIES = 10
+/**
+ * An attempt waits at most this long for its turn, so a turn holder that
+ * awaits another transaction cannot hang them both; it then runs unturned.
+ */
+const TURN_WAIT_MAX_MS = 250
 /** After this many conflicts a transaction escalates: it and all new attempts take turns (FIFO). */
 const ESCALATE_AFTER_CONFLICTS = 3
 
@@ -46,7 +52,9 @@ class Turns {
     const mine = new Promise<void>((resolve) => (release = resolve))
     const before = this.tail
     this.tail = before.then(() => mine)
-    await before
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([before, new Promise<void>((resolve) => (timer = setTimeout(resolve, TURN_WAIT_MAX_MS)))])
+    clearTimeout(timer)
     return () => {
       this.waiting--
       release()
@@ -55,6 +63,8 @@ class Turns {
 }
 
 const turnsByDb = new WeakMap<Database, Turns>()
+/** Set while a transaction's fn runs holding a turn. */
+const holdingTurn = new AsyncLocalStorage<Turns>()
 
 export async function runTransaction<T>(
   db: Database,
@@ -70,10 +80,12 @@ export async function runTransaction<T>(
   if (turns === undefined) turnsByDb.set(db, (turns = new Turns()))
   for (let attempt = 0; ; attempt++) {
     const escalated = attempt >= ESCALATE_AFTER_CONFLICTS
-    const release = escalated || turns.waiting > 0 ? await turns.take() : undefined
+    // A transaction run from inside one that holds a turn must not queue behind it.
+    const nested = holdingTurn.getStore() === turns
+    const release = !nested && (escalated || turns.waiting > 0) ? await turns.take() : undefined
     const tx = new TransactionState(db, db.snapshot())
     try {
-      const result = await fn(tx.handle)
+      const result = await (release === undefined ? fn(tx.handle) : holdingTurn.run(turns, () => fn(tx.handle)))
       await tx.commit()
       return result
     } catch (err) {
@@ -125,11 +137,21 @@ class TransactionState {
     this.writes.set(k.toString('latin1'), { key: k, value: value === null ? null : this.db.checkedValue(value) })
   }
 
-  /** Merges own writes in range over the snapshot's iterator; records the range covered. */
+  /**
+   * Merges own writes in range over the snapshot's iterator. What the snapshot
+   * iterator has read so far is recorded for validation as it goes (from the
+   * start bound to the last key read; the whole range once exhausted), so an
+   * iterator dropped half-way is validated for the part it read.
+   */
   private async *iterate(o: IteratorOptions): AsyncIterableIterator<[Buffer, Buffer]> {
     this.checkActive()
     const reverse = o.reverse === true
-    const limit = o.limit ?? Infinity
+    let limit = Infinity
+    if (o.limit !== undefined && o.limit !== Infinity && o.limit !== -1) {
+      if (!Number.isInteger(o.limit) || o.limit < 0) throw new StrataError('STRATA_INVALID_ARGUMENT', 'limit must be a non-negative integer')
+      limit = o.limit
+    }
+    if (limit === 0) return
     const range: KeyRange = {}
     for (const b of ['gt', 'gte', 'lt', 'lte'] as const) if (o[b] !== undefined) range[b] = this.db.checkedKey(o[b])
     const inRange = (k: Buffer): boolean =>
@@ -140,23 +162,22 @@ class TransactionState {
     const own = [...this.writes.values()].filter((w) => inRange(w.key))
     own.sort((a, b) => (reverse ? -1 : 1) * Buffer.compare(a.key, b.key))
     const base = this.snapshot.iterator({ ...range, reverse })
-    // What was scanned: from the start bound up to the last key looked at (the whole range if exhausted).
-    const covered: KeyRange = { ...range }
-    const record = (last: Buffer | undefined): void => {
-      if (last !== undefined) {
-        if (reverse) {
-          delete covered.gt
-          covered.gte = last
-        } else {
-          delete covered.lt
-          covered.lte = last
-        }
+    // Validated: from the start bound to the last key handed out; the whole range once exhausted.
+    let covered: KeyRange | undefined
+    const cover = (upTo: Buffer | undefined): void => {
+      if (covered === undefined) this.ranges.push((covered = {}))
+      for (const b of ['gt', 'gte', 'lt', 'lte'] as const) delete covered[b]
+      Object.assign(covered, range)
+      if (upTo === undefined) return
+      if (reverse) {
+        delete covered.gt
+        covered.gte = upTo
+      } else {
+        delete covered.lt
+        covered.lte = upTo
       }
-      this.ranges.push(covered)
     }
     let yielded = 0
-    let last: Buffer | undefined
-    let exhausted = false
     let i = 0
     let next = await base.next()
     try {
@@ -164,19 +185,19 @@ class TransactionState {
         const fromBase = next.done ? undefined : next.value
         const mine = i < own.length ? own[i] : undefined
         if (fromBase === undefined && mine === undefined) {
-          exhausted = true
+          cover(undefined)
           break
         }
         const c = fromBase === undefined ? 1 : mine === undefined ? -1 : (reverse ? -1 : 1) * Buffer.compare(fromBase[0], mine.key)
         if (c < 0) {
-          last = fromBase![0]
           next = await base.next()
           yielded++
-          yield [last, fromBase![1]]
+          cover(fromBase![0])
+          yield fromBase!
         } else {
           if (c === 0) next = await base.next()
           i++
-          last = mine!.key
+          cover(mine!.key)
           if (mine!.value !== null) {
             yielded++
             yield [Buffer.from(mine!.key), Buffer.from(mine!.value)]
@@ -185,7 +206,6 @@ class TransactionState {
       }
     } finally {
       base.close()
-      record(exhausted ? undefined : last)
     }
   }
 

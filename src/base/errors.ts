@@ -27,9 +27,13 @@ export class StrataError extends Error {
 
 /** A failed precondition: nothing of the write was applied. `keys` names what conflicted. */
 export class ConflictError extends StrataError {
-  constructor(readonly keys: Buffer[]) {
-    super('STRATA_CONFLICT', `conflict on ${keys.length} key(s): ${keys.map((k) => JSON.stringify(k.toString('utf8'))).join(', ')}`)
+  readonly keys: Buffer[]
+
+  constructor(keys: Buffer[]) {
+    const unique = keys.filter((k, i) => keys.findIndex((o) => o.equals(k)) === i)
+    super('STRATA_CONFLICT', `conflict on ${unique.length} key(s): ${unique.map((k) => JSON.stringify(k.toString('utf8'))).join(', ')}`)
     this.name = 'ConflictError'
+    this.keys = unique
   }
 }
 

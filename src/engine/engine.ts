@@ -24,6 +24,9 @@ import { MAX_SLOWDOWN_MS, compactionDebt } from './write-pacing.js'
 import { takeGroup, type Condition, type PendingWrite } from './write-group.js'
 import { collectStats, type EngineStats } from './stats.js'
 
+/** Write groups committed back to back before the drain lets the event loop turn. */
+const GROUPS_PER_EVENT_LOOP_TURN = 64
+
 /** What recovery hands to the engine. */
 export interface RecoveredEngineState {
   dir: string
@@ -69,6 +72,7 @@ export class Engine implements CompactionHost {
 
   private readonly queue: PendingWrite[] = []
   private drainPromise: Promise<void> | undefined
+  private groupsSinceYield = 0
   private flushPromise: Promise<void> = Promise.resolve()
   /** True while flushLoop runs; cleared synchronously when it ends, so a freeze right after is not missed. */
   private flushing = false
@@ -213,6 +217,11 @@ export class Engine implements CompactionHost {
           this.setBackgroundError(err)
           continue
         }
+        if (++this.groupsSinceYield >= GROUPS_PER_EVENT_LOOP_TURN) {
+          // Writes that never wait on I/O resolve through microtasks only; let timers and I/O run.
+          this.groupsSinceYield = 0
+          await new Promise<void>((resolve) => setImmediate(resolve))
+        }
         const group = takeGroup(this.queue)
         await this.commitGroup(group)
       }
@@ -253,6 +262,7 @@ export class Engine implements CompactionHost {
       this.counters.walBytes += record.length
       if (sync) {
         this.counters.syncs++
+        this.groupsSinceYield = 0
         await this.wal.sync()
       }
     } catch (err) {

@@ -412,7 +412,7 @@ function helloCommand(call: Call): Reply {
     i = 2
   }
   let authenticated = conn.authenticated
-  let name: string | null | undefined
+  let name: string | undefined
   for (; i < args.length; i++) {
     const opt = lower(args[i])
     if (opt === 'auth' && i + 2 < args.length) {

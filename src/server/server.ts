@@ -1,0 +1,119 @@
+/**
+ * A running stratadb server: opens the database, starts the HTTP and RESP
+ * listeners, and shuts everything down in order.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { open, type Database } from '../index.js'
+import { formatAddress, parseListenAddress, type ListenAddress } from './address.js'
+import { TokenChecker, checkExposure } from './auth.js'
+import type { ServerContext } from './context.js'
+import { HttpServer } from './http-server.js'
+import { KeyLocks } from './key-locks.js'
+import { ServerMetrics } from './metrics.js'
+import { resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './options.js'
+import { setStrataVersion } from './resp-commands.js'
+import { RespServer } from './resp-server.js'
+import { ScanCursors } from './scan-cursors.js'
+import { WriteGate } from './write-gate.js'
+
+/** A started server. */
+export interface StrataServer {
+  /** Bound HTTP address (`host:port`), or null when HTTP is off. */
+  readonly http: string | null
+  /** Bound RESP address, or null when RESP is off. */
+  readonly resp: string | null
+  readonly httpPort: number | null
+  readonly respPort: number | null
+  readonly options: ServerOptions
+  readonly db: Database
+  /**
+   * Graceful shutdown: stop accepting, finish in-flight requests (up to
+   * `shutdownTimeoutMs`), close the database. Idempotent.
+   */
+  close(): Promise<void>
+}
+
+/**
+ * Validates the options (refusing a non-loopback address without a token),
+ * opens the database and starts listening. Throws a readable Error.
+ */
+export async function startServer(input: ServerOptionsInput = {}): Promise<StrataServer> {
+  const options = resolveServerOptions(input)
+  const httpAddress = options.http === null ? undefined : parseListenAddress(options.http, '--http')
+  const respAddress = options.resp === null ? undefined : parseListenAddress(options.resp, '--resp')
+  const addresses: Array<{ name: string; address: ListenAddress }> = []
+  if (httpAddress) addresses.push({ name: 'HTTP', address: httpAddress })
+  if (respAddress) addresses.push({ name: 'RESP', address: respAddress })
+  checkExposure(addresses, options.token)
+  setStrataVersion(ownVersion())
+
+  const db = await open(options.dir, { ...options.dbOptions, syncWrites: options.sync })
+  let httpServer: HttpServer | undefined
+  let respServer: RespServer | undefined
+  const gate = new WriteGate(options.limits.maxPendingWrites, options.limits.maxWriteStallMs)
+  const ctx: ServerContext = {
+    db,
+    options,
+    locks: new KeyLocks(),
+    gate,
+    cursors: new ScanCursors(options.limits.maxScanCursorBytes),
+    auth: options.token === undefined ? undefined : new TokenChecker(options.token),
+    startedAtMs: performance.now(),
+    shuttingDown: false,
+    log: options.log,
+    connectionCount: () => ({ http: httpServer?.connectionCount ?? 0, resp: respServer?.connectionCount ?? 0 }),
+    metrics: new ServerMetrics({
+      engineStats: () => (db.isOpen ? db.stats() : undefined),
+      connections: () => ({ http: httpServer?.connectionCount ?? 0, resp: respServer?.connectionCount ?? 0 }),
+      pendingWrites: () => gate.pending,
+      writeStalledMs: () => gate.stalledMs(),
+      busyRefusals: () => gate.refused,
+    }),
+  }
+  let httpBound: string | null = null
+  let respBound: string | null = null
+  let httpPort: number | null = null
+  let respPort: number | null = null
+  try {
+    if (httpAddress) {
+      httpServer = new HttpServer(ctx)
+      const a = await httpServer.listen(httpAddress)
+      httpBound = formatAddress(a.address, a.port)
+      httpPort = a.port
+    }
+    if (respAddress) {
+      respServer = new RespServer(ctx)
+      const a = await respServer.listen(respAddress)
+      respBound = formatAddress(a.address, a.port)
+      respPort = a.port
+    }
+  } catch (e) {
+    await Promise.allSettled([httpServer?.close(0), respServer?.close(0)])
+    await db.close()
+    throw e
+  }
+
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      ctx.shuttingDown = true
+      await Promise.all([httpServer?.close(options.shutdownTimeoutMs), respServer?.close(options.shutdownTimeoutMs)])
+      await db.close()
+    })()
+    return closing
+  }
+  return { http: httpBound, resp: respBound, httpPort, respPort, options, db, close }
+}
+
+/** The version in package.json, or 0.0.0 when it cannot be read. */
+export function ownVersion(): string {
+  try {
+    const here = path.dirname(fileURLToPath(import.meta.url))
+    const pkg = JSON.parse(fs.readFileSync(path.join(here, '..', '..', 'package.json'), 'utf8')) as { version?: string }
+    return pkg.version ?? '0.0.0'
+  } catch {
+    return '0.0.0'
+  }
+}
