@@ -3,7 +3,7 @@
  * The `strata` command line. For now one subcommand: `strata bench`, a
  * db_bench-style comparison of stratadb with classic-level and lmdb.
  */
-import { Command, InvalidArgumentError } from 'commander'
+import { Command, InvalidArgumentError, Option } from 'commander'
 import { DEFAULT_CONFIG, ENGINE_NAMES, WORKLOAD_NAMES, validateConfig, type BenchConfig, type EngineName, type WorkloadName } from './bench/config.js'
 import { ownVersion } from './bench/engines.js'
 import { formatHeader, formatTables, writeJsonReport } from './bench/report.js'
@@ -97,7 +97,7 @@ function main(): Promise<unknown> {
     .option('--concurrency <n>', 'asynchronous operations in flight', positiveInteger, d.concurrency)
     .option('--batch <n>', 'entries per batch (fillbatch)', positiveInteger, d.batchEntries)
     .option('--seed <n>', 'seed of the key and value streams', nonNegativeInteger, d.seed)
-    .option('--engines <list>', 'comma-separated engines', engineList, d.engines)
+    .addOption(new Option('--engines <list>', 'comma-separated engines').argParser(engineList).default(d.engines, d.engines.join(',')))
     .option('--runs <n>', 'repetitions of the workload list (engines interleaved)', positiveInteger, d.runs)
     .option('--dir <path>', 'new or empty directory for the databases, kept afterwards (default: a temporary directory, removed)')
     .option('--out <file>', 'write every raw figure as JSON to this file')
