@@ -146,13 +146,12 @@ export class Database {
     }
   }
 
-  /** The value of `key` with its version, or undefined. Sees every write issued before this call. */
+  /** The value of `key` with its version, or undefined, at the point in time of the call (as `get`). */
   async getEntry(key: Bytes): Promise<Entry | undefined> {
     this.checkOpen()
     const k = this.key(key, false)
     const pending = this.engine.writesBefore()
-    if (pending !== undefined) await pending
-    return this.readEntry(k, this.engine.lastSequence)
+    return this.readEntry(k, pending === undefined ? this.engine.lastSequence : await pending)
   }
 
   /**
@@ -166,13 +165,15 @@ export class Database {
     return runTransaction(this, fn, options)
   }
 
-  /** The value of `key`, or undefined. Sees every write issued before this call. */
+  /**
+   * The value of `key`, or undefined. Reads at the point in time of the call:
+   * every write issued before it (even if not yet resolved), none after.
+   */
   async get(key: Bytes): Promise<Buffer | undefined> {
     this.checkOpen()
     const k = this.key(key, false)
     const pending = this.engine.writesBefore()
-    if (pending !== undefined) await pending
-    return this.read(k, this.engine.lastSequence)
+    return this.read(k, pending === undefined ? this.engine.lastSequence : await pending)
   }
 
   /** Synchronous get: sees every write whose promise has resolved. */

@@ -56,6 +56,21 @@ describe('write semantics', () => {
     expect((await db.get('b'))?.toString()).toBe('2')
   })
 
+  it('get reads at the point in time of its call: earlier writes yes, later ones no', async () => {
+    const { db } = await fresh({ syncWrites: true })
+    void db.put('k', '1')
+    const first = db.get('k')
+    void db.put('k', '2')
+    const entry = db.getEntry('k')
+    void db.batch([{ type: 'put', key: 'k', value: '3', ifVersion: 999 }]).catch(() => undefined) // rejected: conflict
+    const second = db.get('k')
+    void db.put('k', '4')
+    expect((await first)?.toString()).toBe('1')
+    expect((await entry)?.value.toString()).toBe('2')
+    expect((await second)?.toString()).toBe('2')
+    expect((await db.get('k'))?.toString()).toBe('4')
+  })
+
   it('shares one fsync among concurrent synced writers (group commit)', async () => {
     const { db } = await fresh({ syncWrites: true })
     await Promise.all(Array.from({ length: 500 }, (_, i) => db.put(`k${i}`, 'v')))

@@ -16,11 +16,11 @@ type Overlay = Map<string, { key: Buffer; version: number }>
 /**
  * Checks the conditions of a group's writes in queue order, each against the
  * applied state plus the writes admitted before it in this group (whose
- * sequences are known: they follow lastSequence in order). Settles the writes
- * whose conditions fail (STRATA_CONFLICT, or the read error) through
- * `reject`; returns the admitted ones.
+ * sequences are known: they follow lastSequence in order). Marks the writes
+ * whose conditions fail with their error (STRATA_CONFLICT, or the read error);
+ * returns the admitted ones.
  */
-export function admitWrites(group: PendingWrite[], reader: ConditionReader, reject: (w: PendingWrite, err: unknown) => void): PendingWrite[] {
+export function admitWrites(group: PendingWrite[], reader: ConditionReader): PendingWrite[] {
   let lastConditional = 0
   group.forEach((w, i) => w.conditions !== undefined && (lastConditional = i))
   const overlay: Overlay = new Map()
@@ -33,11 +33,11 @@ export function admitWrites(group: PendingWrite[], reader: ConditionReader, reje
       try {
         failed = failedConditions(w.conditions, overlay, reader)
       } catch (err) {
-        reject(w, err)
+        w.error = err
         continue
       }
       if (failed.length > 0) {
-        reject(w, new ConflictError(failed))
+        w.error = new ConflictError(failed)
         continue
       }
     }

@@ -80,7 +80,9 @@ export class Engine implements CompactionHost {
   private backgroundError: StrataError | undefined
   private writesIssued = 0
   private writesSettled = 0
-  private readonly settleWaiters: Array<{ ticket: number; resolve: () => void }> = []
+  private readonly settleWaiters: Array<{ ticket: number; resolve: (sequence: number) => void }> = []
+  /** Sequence after the last write settled so far (in ticket order). */
+  private settledSequence: number
   private state: 'open' | 'closing' | 'closed' = 'open'
 
   private readonly counters = {
@@ -104,6 +106,7 @@ export class Engine implements CompactionHost {
     this.mem = s.mem
     this.wal = s.wal
     this.lastSequence = s.lastSequence
+    this.settledSequence = s.lastSequence
     this.releaseLock = s.releaseLock
     this.blockCache = new BlockCache(s.options.blockCacheBytes)
     this.tableCache = new TableCache(s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes)
@@ -188,16 +191,20 @@ export class Engine implements CompactionHost {
     assert(this.state === 'open', 'write on a closed engine')
     if (this.backgroundError) return Promise.reject(this.backgroundError)
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ ops, encodedBytes, sync: sync || this.options.syncWrites, conditions, resolve, reject })
-      this.writesIssued++
+      const ticket = ++this.writesIssued
+      this.queue.push({ ops, encodedBytes, sync: sync || this.options.syncWrites, conditions, ticket, resolve, reject })
       if (this.drainPromise === undefined) {
         this.drainPromise = Promise.resolve().then(() => this.drain())
       }
     })
   }
 
-  /** Resolves when every write queued before this call has settled. */
-  writesBefore(): Promise<void> | undefined {
+  /**
+   * Resolves, once every write queued before this call has settled, with the
+   * sequence number right after the last of them: reading at it sees those
+   * writes and none issued later. Undefined when nothing is in flight.
+   */
+  writesBefore(): Promise<number> | undefined {
     if (this.writesSettled === this.writesIssued) return undefined
     const ticket = this.writesIssued
     return new Promise((resolve) => this.settleWaiters.push({ ticket, resolve }))
@@ -231,8 +238,8 @@ export class Engine implements CompactionHost {
   }
 
   private async commitGroup(taken: PendingWrite[]): Promise<void> {
-    const group = taken.some((w) => w.conditions !== undefined) ? admitWrites(taken, this, (w, err) => this.settle([w], err)) : taken
-    if (group.length === 0) return
+    const group = taken.some((w) => w.conditions !== undefined) ? admitWrites(taken, this) : taken
+    if (group.length === 0) return this.settle(taken, undefined)
     let ops: WriteOp[]
     let bytes = 0
     let sync = false
@@ -250,7 +257,7 @@ export class Engine implements CompactionHost {
     }
     if (ops.length === 0) {
       // Only preconditions (all held): nothing to log.
-      this.settle(group, undefined)
+      this.settle(taken, undefined)
       return
     }
     const firstSequence = this.lastSequence + 1
@@ -268,7 +275,7 @@ export class Engine implements CompactionHost {
     } catch (err) {
       // The WAL tail is now unknown: later appends could sit behind garbage. Stop writing.
       this.setBackgroundError(err)
-      this.settle(group, this.backgroundError)
+      this.settle(taken, this.backgroundError)
       return
     }
     let seq = firstSequence
@@ -283,7 +290,7 @@ export class Engine implements CompactionHost {
     this.counters.writeGroups++
     this.counters.writes += group.length
     this.counters.userBytes += bytes
-    this.settle(group, undefined)
+    this.settle(taken, undefined)
   }
 
   /** Sequence of the write that produced the key's value at `sequence`; 0 when absent or deleted. */
@@ -302,14 +309,24 @@ export class Engine implements CompactionHost {
     }
   }
 
-  private settle(group: PendingWrite[], err: unknown): void {
-    for (const w of group) {
-      if (err === undefined) w.resolve()
-      else w.reject(err)
-    }
-    this.writesSettled += group.length
-    while (this.settleWaiters.length > 0 && this.settleWaiters[0].ticket <= this.writesSettled) {
-      this.settleWaiters.shift()!.resolve()
+  /**
+   * Settles writes in ticket order: each rejected with its own admission error
+   * or `err`, else resolved (its entries are applied). Reads waiting for a
+   * ticket learn the sequence reached right after it.
+   */
+  private settle(writes: PendingWrite[], err: unknown): void {
+    for (const w of writes) {
+      const failure = w.error ?? err
+      if (failure === undefined) {
+        this.settledSequence += w.ops.length
+        w.resolve()
+      } else {
+        w.reject(failure)
+      }
+      this.writesSettled = w.ticket
+      while (this.settleWaiters.length > 0 && this.settleWaiters[0].ticket <= w.ticket) {
+        this.settleWaiters.shift()!.resolve(this.settledSequence)
+      }
     }
   }
 

@@ -18,6 +18,10 @@ export interface PendingWrite {
   sync: boolean
   /** Preconditions, checked in queue order before anything of the group is written. */
   conditions?: Condition[]
+  /** 1-based issue order; reads wait for tickets issued before them. */
+  ticket: number
+  /** Set when admission rejected this write (its conditions failed); settled with the group. */
+  error?: unknown
   resolve: () => void
   reject: (err: unknown) => void
 }
