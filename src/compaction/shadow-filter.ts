@@ -1,3 +1,5 @@
+import { compareBytes } from '../base/coding.js'
+
 /**
  * Decides which versions of a key a flush or compaction must keep. A version
  * is needed by the newest reader and by every live snapshot whose sequence is
@@ -7,7 +9,9 @@
  * Entries must be fed in internal-key order (key ascending, sequence descending).
  */
 export class ShadowFilter {
-  private lastKey: Buffer | undefined
+  /** The previous key, copied into a reused buffer (no allocation per entry). */
+  private lastKey = Buffer.allocUnsafe(64)
+  private lastKeyLength = -1
   private lastStripe = -1
 
   /** @param snapshots live snapshot sequences, ascending. */
@@ -15,11 +19,13 @@ export class ShadowFilter {
 
   /** True when the entry must be written; false when a newer version hides it from everyone. */
   keep(key: Buffer, sequence: number): boolean {
-    const stripe = this.stripeOf(sequence)
-    if (this.lastKey !== undefined && this.lastKey.equals(key)) {
+    const stripe = this.snapshots.length === 0 ? 0 : this.stripeOf(sequence)
+    if (this.lastKeyLength >= 0 && compareBytes(this.lastKey, 0, this.lastKeyLength, key, 0, key.length) === 0) {
       if (stripe === this.lastStripe) return false
     } else {
-      this.lastKey = Buffer.from(key)
+      if (key.length > this.lastKey.length) this.lastKey = Buffer.allocUnsafe(key.length * 2)
+      for (let i = 0; i < key.length; i++) this.lastKey[i] = key[i]
+      this.lastKeyLength = key.length
     }
     this.lastStripe = stripe
     return true

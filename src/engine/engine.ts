@@ -283,8 +283,9 @@ export class Engine implements CompactionHost {
     const backing = record.buffer as ArrayBuffer
     let v = 0
     for (const op of ops) {
-      if (op.value === null) this.mem.addRange(op.key, seq++, null, 0, 0)
-      else this.mem.addRange(op.key, seq++, backing, record.byteOffset + valueOffsets[v++], op.value.length)
+      const k = op.key.toString('latin1')
+      if (op.value === null) this.mem.addRange(k, seq++, null, 0, 0)
+      else this.mem.addRange(k, seq++, backing, record.byteOffset + valueOffsets[v++], op.value.length)
     }
     this.lastSequence = seq - 1
     this.counters.writeGroups++

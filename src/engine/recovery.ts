@@ -9,7 +9,7 @@ import { Version } from '../manifest/version.js'
 import { VersionSet, type RecoveredState } from '../manifest/version-set.js'
 import { Memtable } from '../memtable/memtable.js'
 import type { ResolvedOptions } from '../options.js'
-import { readWal } from '../wal/wal-reader.js'
+import { visitWal } from '../wal/wal-reader.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { Engine } from './engine.js'
 
@@ -92,15 +92,14 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
   let replayedSequence = 0
   for (const number of wals) {
     const file = path.join(dir, walFileName(number))
-    for (const batch of readWal(file).batches) {
-      if (batch.firstSequence <= replayedSequence) {
-        throw corruption(`WAL sequence ${batch.firstSequence} does not follow ${replayedSequence}`, file)
-      }
-      let seq = batch.firstSequence
-      // Values stay views into the WAL buffer: no copy, and the buffer lives only as long as the memtable.
-      for (const op of batch.ops) mem.add(op.key, seq++, op.value)
-      replayedSequence = seq - 1
-    }
+    let first = true
+    // Values stay in the WAL file buffer: no copy, and the buffer lives only as long as the memtable.
+    visitWal(file, (p, seq, ks, ke, vs, ve) => {
+      if (first && seq <= replayedSequence) throw corruption(`WAL sequence ${seq} does not follow ${replayedSequence}`, file)
+      first = false
+      mem.addRange(p.toString('latin1', ks, ke), seq, vs < 0 ? null : (p.buffer as ArrayBuffer), p.byteOffset + vs, ve - vs)
+      replayedSequence = seq
+    })
   }
   lastSequence = Math.max(lastSequence, replayedSequence)
 

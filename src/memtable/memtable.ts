@@ -95,23 +95,24 @@ export class Memtable {
 
   /** Inserts one version; keeps a reference to `value`'s underlying buffer. */
   add(key: Buffer, sequence: number, value: Buffer | null): void {
-    if (value === null) this.addRange(key, sequence, null, 0, 0)
-    else this.addRange(key, sequence, value.buffer as ArrayBuffer, value.byteOffset, value.length)
+    const k = key.toString('latin1')
+    if (value === null) this.addRange(k, sequence, null, 0, 0)
+    else this.addRange(k, sequence, value.buffer as ArrayBuffer, value.byteOffset, value.length)
   }
 
   /**
-   * Inserts one version whose value is bytes [offset, offset + length) of
-   * `backing` (null for a delete). REQUIRES: `sequence` greater than every
-   * sequence already here, and the bytes never change afterwards.
+   * Inserts one version of key `k` (latin1: one char per byte) whose value is
+   * bytes [offset, offset + length) of `backing` (null for a delete).
+   * REQUIRES: `sequence` greater than every sequence already here, and the
+   * bytes never change afterwards.
    */
-  addRange(key: Buffer, sequence: number, backing: ArrayBuffer | null, offset: number, length: number): void {
-    const k = key.toString('latin1')
+  addRange(k: string, sequence: number, backing: ArrayBuffer | null, offset: number, length: number): void {
     const older = this.latest.get(k)
     const entry: MemEntry = { k, s: sequence, b: backing, o: offset, n: length, older }
     this.latest.set(k, entry)
     this.unsorted.push(entry)
     this.count++
-    this.bytes += key.length + length + MEMTABLE_ENTRY_OVERHEAD_BYTES
+    this.bytes += k.length + length + MEMTABLE_ENTRY_OVERHEAD_BYTES
   }
 
   /**

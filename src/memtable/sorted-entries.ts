@@ -5,6 +5,9 @@ import type { InternalIterator } from '../iterators/internal-iterator.js'
 /** An entry as a flush sees it: latin1 key, sequence, value as a buffer range (b null = delete). */
 export interface SortableEntry {
   readonly k: string
+  /** Where the key bytes lie, when the entry has them at hand (saves rebuilding them from k). */
+  readonly kw?: ArrayBuffer
+  readonly ko?: number
   readonly s: number
   readonly b: ArrayBuffer | null
   readonly o: number
@@ -39,7 +42,10 @@ export class EntryArrayIterator implements InternalIterator {
     this.keyBuf = undefined
   }
   key(): Buffer {
-    this.keyBuf ??= Buffer.from(this.entries[this.i].k, 'latin1')
+    if (this.keyBuf === undefined) {
+      const e = this.entries[this.i]
+      this.keyBuf = e.kw !== undefined ? Buffer.from(e.kw, e.ko, e.k.length) : Buffer.from(e.k, 'latin1')
+    }
     return this.keyBuf
   }
   sequence(): number {

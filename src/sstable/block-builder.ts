@@ -1,5 +1,5 @@
 import { assert } from '../base/assert.js'
-import { compareBytes, varintLength, writeU32, writeVarint } from '../base/coding.js'
+import { compareBytes, writeU32, writeVarint } from '../base/coding.js'
 
 /**
  * Builds one block: entries with prefix-compressed user keys, a restart point
@@ -42,19 +42,27 @@ export class BlockBuilder {
       while (shared < n && this.lastKey[shared] === key[shared]) shared++
     }
     const unshared = key.length - shared
-    const need =
-      varintLength(shared) + varintLength(unshared) + varintLength(value.length) + 1 + varintLength(sequence) +
-      unshared + value.length
-    this.reserve(need)
-    let o = writeVarint(this.buf, this.used, shared)
-    o = writeVarint(this.buf, o, unshared)
-    o = writeVarint(this.buf, o, value.length)
-    this.buf[o++] = kind
-    o = writeVarint(this.buf, o, sequence)
-    this.buf.set(key.subarray(shared), o)
-    o += unshared
-    this.buf.set(value, o)
-    o += value.length
+    // Upper bound: 8 bytes per varint; reserving a little more is cheaper than measuring.
+    this.reserve(4 * 8 + 1 + unshared + value.length)
+    const buf = this.buf
+    let o = this.used
+    if ((shared | unshared | value.length) < 0x80) {
+      buf[o++] = shared
+      buf[o++] = unshared
+      buf[o++] = value.length
+    } else {
+      o = writeVarint(buf, o, shared)
+      o = writeVarint(buf, o, unshared)
+      o = writeVarint(buf, o, value.length)
+    }
+    buf[o++] = kind
+    o = writeVarint(buf, o, sequence)
+    for (let i = shared; i < key.length; i++) buf[o++] = key[i]
+    if (value.length <= 64) for (let i = 0; i < value.length; i++) buf[o++] = value[i]
+    else {
+      buf.set(value, o)
+      o += value.length
+    }
     this.used = o
     this.rememberKey(key)
     this.sinceRestart++

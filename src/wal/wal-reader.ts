@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
-import { ioError } from '../base/errors.js'
+import { corruption, ioError } from '../base/errors.js'
 import { scanRecords } from './record-format.js'
-import { decodeWalRecord, type WalBatch } from './wal-record.js'
+import { decodeWalRecord, forEachWalEntry, type WalBatch, type WalEntryVisitor } from './wal-record.js'
 
 /** What replaying one WAL file found. */
 export interface WalContents {
@@ -17,13 +17,32 @@ export interface WalContents {
  * throws STRATA_CORRUPTION.
  */
 export function readWal(path: string): WalContents {
-  let buf: Buffer
+  const scan = scanRecords(readWalFile(path), path)
+  const batches = scan.payloads.map((p) => decodeWalRecord(p, path))
+  return { batches, validBytes: scan.validBytes, tornTail: scan.tornTail }
+}
+
+/**
+ * Visits every entry of a WAL file without making objects per entry (replay
+ * and flush read whole memtables this way); returns the entry count.
+ */
+export function visitWal(path: string, visit: WalEntryVisitor): number {
+  let n = 0
+  let lastSequence = 0
+  for (const payload of scanRecords(readWalFile(path), path).payloads) {
+    n += forEachWalEntry(payload, path, (p, seq, ks, ke, vs, ve) => {
+      if (seq <= lastSequence) throw corruption(`WAL sequence ${seq} does not follow ${lastSequence}`, path)
+      lastSequence = seq
+      visit(p, seq, ks, ke, vs, ve)
+    })
+  }
+  return n
+}
+
+function readWalFile(path: string): Buffer {
   try {
-    buf = fs.readFileSync(path)
+    return fs.readFileSync(path)
   } catch (err) {
     throw ioError(`cannot read WAL ${path}`, err)
   }
-  const scan = scanRecords(buf, path)
-  const batches = scan.payloads.map((p) => decodeWalRecord(p, path))
-  return { batches, validBytes: scan.validBytes, tornTail: scan.tornTail }
 }
