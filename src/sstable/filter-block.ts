@@ -63,12 +63,19 @@ export class Filter {
     this.bits.array = contents.subarray(FILTER_HEADER_BYTES)
   }
 
-  /** False means the key is certainly absent from the table. */
+  /**
+   * False means the key is certainly absent from the table. Tests the bits of
+   * the BitSet's array directly (same layout as BitSet.has): this runs for every
+   * table a point read considers.
+   */
   mayContain(hash: number): boolean {
+    const bits = this.bits.array
+    const bitCount = this.bitCount
     let h = hash
     const delta = ((h >>> 17) | (h << 15)) >>> 0
     for (let i = 0; i < this.hashCount; i++) {
-      if (!this.bits.has(h % this.bitCount)) return false
+      const bit = h % bitCount
+      if ((bits[bit >>> 3] & (1 << (bit & 7))) === 0) return false
       h = (h + delta) >>> 0
     }
     return true

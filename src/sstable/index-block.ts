@@ -17,6 +17,14 @@ export class IndexBlock {
   private readonly seqs: Float64Array
   private readonly offsets: Float64Array
   private readonly sizes: Uint32Array
+  /** Bytes every index key starts with. */
+  private readonly commonLength: number
+  /**
+   * Per block: the PREFIX_BYTES key bytes after the common prefix, as a
+   * big-endian number (missing bytes as 0). Binary search compares these
+   * numbers and only compares bytes on a tie: several times cheaper.
+   */
+  private readonly prefixes: Float64Array
 
   constructor(private readonly raw: Buffer, fileName: string, dataEndOffset: number) {
     const starts: number[] = []
@@ -48,11 +56,19 @@ export class IndexBlock {
     this.seqs = Float64Array.from(seqs)
     this.offsets = Float64Array.from(offsets)
     this.sizes = Uint32Array.from(sizes)
+    const last = this.count - 1
+    let common = 0
+    const firstLength = this.keyEnd[0] - this.keyStart[0]
+    const lastLength = this.keyEnd[last] - this.keyStart[last]
+    while (common < firstLength && common < lastLength && raw[this.keyStart[0] + common] === raw[this.keyStart[last] + common]) common++
+    this.commonLength = common
+    this.prefixes = new Float64Array(this.count)
+    for (let i = 0; i < this.count; i++) this.prefixes[i] = prefixNumber(raw, this.keyStart[i] + common, this.keyEnd[i])
   }
 
   /** Heap bytes this index holds. */
   get sizeBytes(): number {
-    return this.raw.length + this.count * 32
+    return this.raw.length + this.count * 40
   }
 
   /** Compares the last user key of data block i with `key`. */
@@ -75,14 +91,38 @@ export class IndexBlock {
 
   /** First block whose last internal key is >= (key, sequence); count when none. */
   findInternal(key: Uint8Array, sequence: number): number {
+    // Keys not starting with the common prefix sort before or after every block.
+    const common = this.commonLength
+    const start0 = this.keyStart[0]
+    const c0 = compareBytes(key, 0, Math.min(common, key.length), this.raw, start0, start0 + Math.min(common, key.length))
+    if (c0 < 0 || (c0 === 0 && key.length < common)) return 0
+    if (c0 > 0) return this.count
+    const target = prefixNumber(key, common, key.length)
     let lo = 0
     let hi = this.count
     while (lo < hi) {
       const mid = (lo + hi) >>> 1
-      const c = compareBytes(this.raw, this.keyStart[mid], this.keyEnd[mid], key, 0, key.length)
-      if (c < 0 || (c === 0 && this.seqs[mid] > sequence)) lo = mid + 1
+      const p = this.prefixes[mid]
+      let before: boolean
+      if (p !== target) {
+        before = p < target
+      } else {
+        const c = compareBytes(this.raw, this.keyStart[mid], this.keyEnd[mid], key, 0, key.length)
+        before = c < 0 || (c === 0 && this.seqs[mid] > sequence)
+      }
+      if (before) lo = mid + 1
       else hi = mid
     }
     return lo
   }
+}
+
+/** Key bytes per block packed into a number: 6 bytes fit a double exactly. */
+const PREFIX_BYTES = 6
+
+/** Bytes [start, start + PREFIX_BYTES) of buf, stopping at end, as a big-endian number. */
+function prefixNumber(buf: Uint8Array, start: number, end: number): number {
+  let p = 0
+  for (let i = start; i < start + PREFIX_BYTES; i++) p = p * 256 + (i < end ? buf[i] : 0)
+  return p
 }
