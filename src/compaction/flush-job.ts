@@ -33,8 +33,7 @@ export async function runFlushJob(job: FlushJob): Promise<TableMeta | undefined>
   const entries: SortableEntry[] = []
   for (const number of job.walNumbers) {
     visitWal(path.join(job.dir, walFileName(number)), (p, s, ks, ke, vs, ve) => {
-      const w = p.buffer as ArrayBuffer
-      entries.push({ k: p.toString('latin1', ks, ke), s, b: vs < 0 ? null : w, o: p.byteOffset + vs, n: ve - vs, kw: w, ko: p.byteOffset + ks })
+      entries.push({ k: p.toString('latin1', ks, ke), s, b: vs < 0 ? null : p, o: vs, n: ve - vs, kw: p, ko: ks })
     })
   }
   if (entries.length !== job.entryCount) {

@@ -280,12 +280,11 @@ export class Engine implements CompactionHost {
     }
     let seq = firstSequence
     // Values stay in the record buffer: no per-entry Buffer objects in the memtable.
-    const backing = record.buffer as ArrayBuffer
     let v = 0
     for (const op of ops) {
       const k = op.key.toString('latin1')
       if (op.value === null) this.mem.addRange(k, seq++, null, 0, 0)
-      else this.mem.addRange(k, seq++, backing, record.byteOffset + valueOffsets[v++], op.value.length)
+      else this.mem.addRange(k, seq++, record, valueOffsets[v++], op.value.length)
     }
     this.lastSequence = seq - 1
     this.counters.writeGroups++

@@ -97,7 +97,7 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
     visitWal(file, (p, seq, ks, ke, vs, ve) => {
       if (first && seq <= replayedSequence) throw corruption(`WAL sequence ${seq} does not follow ${replayedSequence}`, file)
       first = false
-      mem.addRange(p.toString('latin1', ks, ke), seq, vs < 0 ? null : (p.buffer as ArrayBuffer), p.byteOffset + vs, ve - vs)
+      mem.addRange(p.toString('latin1', ks, ke), seq, vs < 0 ? null : p, vs, ve - vs)
       replayedSequence = seq
     })
   }

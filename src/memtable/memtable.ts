@@ -30,10 +30,10 @@ export interface MemEntry {
   readonly s: number
   /**
    * Where the value bytes live: a range of a larger buffer (the WAL record it
-   * was written in, or the WAL file it was replayed from), so that an entry
-   * costs no Buffer object of its own. null for a delete.
+   * was written in, or the WAL file it was replayed from), shared by many
+   * entries, so that an entry costs no Buffer object of its own. null for a delete.
    */
-  readonly b: ArrayBuffer | null
+  readonly b: Buffer | null
   readonly o: number
   readonly n: number
   /** The next older version of the same key, if any. */
@@ -41,8 +41,8 @@ export interface MemEntry {
 }
 
 /** The value bytes of an entry (a view), or null for a delete. */
-export function entryValue(e: { b: ArrayBuffer | null; o: number; n: number }): Buffer | null {
-  return e.b === null ? null : Buffer.from(e.b, e.o, e.n)
+export function entryValue(e: { b: Buffer | null; o: number; n: number }): Buffer | null {
+  return e.b === null ? null : e.b.subarray(e.o, e.o + e.n)
 }
 
 /** Sequence numbers stay below 2^53; this sorts before every real entry of a key. */
@@ -97,7 +97,7 @@ export class Memtable {
   add(key: Buffer, sequence: number, value: Buffer | null): void {
     const k = key.toString('latin1')
     if (value === null) this.addRange(k, sequence, null, 0, 0)
-    else this.addRange(k, sequence, value.buffer as ArrayBuffer, value.byteOffset, value.length)
+    else this.addRange(k, sequence, value, 0, value.length)
   }
 
   /**
@@ -106,7 +106,7 @@ export class Memtable {
    * REQUIRES: `sequence` greater than every sequence already here, and the
    * bytes never change afterwards.
    */
-  addRange(k: string, sequence: number, backing: ArrayBuffer | null, offset: number, length: number): void {
+  addRange(k: string, sequence: number, backing: Buffer | null, offset: number, length: number): void {
     const older = this.latest.get(k)
     const entry: MemEntry = { k, s: sequence, b: backing, o: offset, n: length, older }
     this.latest.set(k, entry)
@@ -208,7 +208,7 @@ class MemtableIterator implements InternalIterator {
   }
   value(): Buffer {
     const e = this.entry!
-    return e.b === null ? EMPTY : Buffer.from(e.b, e.o, e.n)
+    return e.b === null ? EMPTY : e.b.subarray(e.o, e.o + e.n)
   }
   close(): void {
     this.ok = false

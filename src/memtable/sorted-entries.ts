@@ -6,10 +6,10 @@ import type { InternalIterator } from '../iterators/internal-iterator.js'
 export interface SortableEntry {
   readonly k: string
   /** Where the key bytes lie, when the entry has them at hand (saves rebuilding them from k). */
-  readonly kw?: ArrayBuffer
+  readonly kw?: Buffer
   readonly ko?: number
   readonly s: number
-  readonly b: ArrayBuffer | null
+  readonly b: Buffer | null
   readonly o: number
   readonly n: number
 }
@@ -44,7 +44,7 @@ export class EntryArrayIterator implements InternalIterator {
   key(): Buffer {
     if (this.keyBuf === undefined) {
       const e = this.entries[this.i]
-      this.keyBuf = e.kw !== undefined ? Buffer.from(e.kw, e.ko, e.k.length) : Buffer.from(e.k, 'latin1')
+      this.keyBuf = e.kw !== undefined ? e.kw.subarray(e.ko!, e.ko! + e.k.length) : Buffer.from(e.k, 'latin1')
     }
     return this.keyBuf
   }
@@ -56,7 +56,7 @@ export class EntryArrayIterator implements InternalIterator {
   }
   value(): Buffer {
     const e = this.entries[this.i]
-    return e.b === null ? EMPTY : Buffer.from(e.b, e.o, e.n)
+    return e.b === null ? EMPTY : e.b.subarray(e.o, e.o + e.n)
   }
   close(): void {
     this.i = this.entries.length
