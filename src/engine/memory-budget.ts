@@ -26,8 +26,8 @@ export interface MemoryBudget {
 export const MEMTABLE_RSS_FACTOR = 1.25
 /** A worker thread: its V8 isolate, 4 MiB young generation, its job's block cache and input readers. */
 export const WORKER_BYTES = 40 << 20
-/** Garbage V8 keeps between collections on the main thread (measured, docs/performance.md). */
-export const GC_HEADROOM_BYTES = 96 << 20
+/** Garbage V8 keeps between collections, all threads (memory test: 100-110 MiB measured; docs/performance.md). */
+export const GC_HEADROOM_BYTES = 128 << 20
 
 export function memoryBudget(o: ResolvedOptions): MemoryBudget {
   const memtablesBytes = (1 + o.maxImmutableMemtables) * o.memtableBytes * MEMTABLE_RSS_FACTOR
