@@ -142,7 +142,7 @@ export class Engine implements CompactionHost {
 
   afterInstall(): void {
     if (this.state !== 'closed') this.deleteObsoleteFiles()
-    for (const wake of this.flushWaiters.splice(0)) wake()
+    this.wakeBackgroundWaiters()
   }
 
   onError(err: unknown): void {
@@ -174,11 +174,19 @@ export class Engine implements CompactionHost {
   private async forceFlush(): Promise<void> {
     const pending = this.writesBefore()
     if (pending !== undefined) await pending
-    while (this.imms.length >= this.options.maxImmutableMemtables) await new Promise<void>((r) => this.flushWaiters.push(r))
+    while (this.imms.length >= this.options.maxImmutableMemtables) await this.backgroundProgress()
     if (this.mem.entryCount > 0) this.freezeMemtable()
-    while (this.imms.length > 0 && !this.backgroundError) await new Promise<void>((r) => this.flushWaiters.push(r))
+    while (this.imms.length > 0 && !this.backgroundError) await this.backgroundProgress()
   }
 
+  /** Resolves at the next flush or compaction that finishes (or fails). */
+  private backgroundProgress(): Promise<void> {
+    return new Promise<void>((resolve) => this.flushWaiters.push(resolve))
+  }
+
+  private wakeBackgroundWaiters(): void {
+    for (const wake of this.flushWaiters.splice(0)) wake()
+  }
 
   // ---- writes ------------------------------------------------------------
 
@@ -336,7 +344,7 @@ export class Engine implements CompactionHost {
       if (this.backgroundError) throw this.backgroundError
       this.counters.stalls++
       const started = performance.now()
-      await new Promise<void>((resolve) => this.flushWaiters.push(resolve))
+      await this.backgroundProgress()
       this.counters.stallMs += performance.now() - started
     }
     this.freezeMemtable()
@@ -354,7 +362,7 @@ export class Engine implements CompactionHost {
       this.counters.stalls++
       const started = performance.now()
       while (debt >= 1 && !this.backgroundError && this.state !== 'closed') {
-        await new Promise<void>((resolve) => this.flushWaiters.push(resolve))
+        await this.backgroundProgress()
         debt = compactionDebt(this.versions.current, this.options)
       }
       this.counters.stallMs += performance.now() - started
@@ -388,7 +396,7 @@ export class Engine implements CompactionHost {
       `database is read-only after a failed write: ${cause.message}`,
       { cause },
     )
-    for (const wake of this.flushWaiters.splice(0)) wake()
+    this.wakeBackgroundWaiters()
   }
 
   // ---- flush -------------------------------------------------------------
@@ -407,7 +415,7 @@ export class Engine implements CompactionHost {
         } catch (err) {
           this.setBackgroundError(err)
         }
-        for (const wake of this.flushWaiters.splice(0)) wake()
+        this.wakeBackgroundWaiters()
       }
     } finally {
       this.flushing = false
