@@ -1,18 +1,28 @@
 /**
- * `strata bench`: the deterministic streams, the figures, and a small run of
- * the built command (dist/, built by `pretest`) end to end.
+ * `strata bench`: the deterministic streams, the figures, argument parsing,
+ * the per-second timeline and the chart, and small runs of every workload
+ * through the built command (dist/, built by `pretest`) end to end: these
+ * check counts and correctness, not speed.
  */
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { describe, expect, it } from 'vitest'
-import { KeyFormat, ValuePool, randomIndices, streamSeed } from '../src/cli/bench/key-stream.js'
+import { Command } from 'commander'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { chartRows, escapeXml, niceMax, niceStep, writeChart } from '../src/cli/bench/chart.js'
+import { addBenchCommand, benchConfig, type BenchCliOptions } from '../src/cli/bench/command.js'
+import { DEFAULT_WORKLOADS, WORKLOAD_NAMES, applyApi, type BenchConfig } from '../src/cli/bench/config.js'
+import { nextCount } from '../src/cli/bench/engines.js'
+import { KeyFormat, Permutation, ValuePool, randomIndices, streamSeed } from '../src/cli/bench/key-stream.js'
 import { formatNs } from '../src/cli/bench/report.js'
 import { median } from '../src/cli/bench/summary.js'
+import { Timeline, windowStats } from '../src/cli/bench/timeline.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli/strata.js', import.meta.url))
+const RENDER = fileURLToPath(new URL('../bench/render-chart.mjs', import.meta.url))
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 
 describe('bench streams', () => {
   it('gives the same keys for the same seed and label, other keys otherwise', () => {
@@ -24,11 +34,14 @@ describe('bench streams', () => {
     expect(new Set(a).size).toBeGreaterThan(400) // about 1 - 1/e^2 of 500 distinct
   })
 
-  it('writes keys as zero-padded decimal, so byte order is numeric order', () => {
+  it('writes keys as zero-padded decimal, so byte order is numeric order; missing keys sort right after', () => {
     const keys = new KeyFormat(16)
     expect(keys.encode(0).toString()).toBe('0000000000000000')
     expect(keys.encode(1234567).toString()).toBe('0000000001234567')
     expect(Buffer.compare(keys.encode(99), keys.encode(100))).toBe(-1)
+    expect(keys.encodeMissing(99).toString()).toBe('0000000000000099.')
+    expect(Buffer.compare(keys.encode(99), keys.encodeMissing(99))).toBe(-1)
+    expect(Buffer.compare(keys.encodeMissing(99), keys.encode(100))).toBe(-1)
   })
 
   it('cuts deterministic values of the requested size', () => {
@@ -37,6 +50,33 @@ describe('bench streams', () => {
     expect(a.valueFor(5)).toHaveLength(100)
     expect(a.valueFor(5).equals(b.valueFor(5))).toBe(true)
     expect(a.valueFor(5).equals(a.valueFor(6))).toBe(false)
+    expect(new ValuePool(256 * 1024, 1).valueFor(3)).toHaveLength(256 * 1024)
+  })
+
+  it('permutes [0, n) for bigdata: every key once, in a seeded, shuffled order', () => {
+    for (const n of [1, 2, 7, 1000, 12_345]) {
+      const p = new Permutation(n, 42)
+      const seen = new Set<number>()
+      for (let i = 0; i < n; i++) {
+        const x = p.at(i)
+        expect(x).toBeGreaterThanOrEqual(0)
+        expect(x).toBeLessThan(n)
+        seen.add(x)
+      }
+      expect(seen.size).toBe(n)
+    }
+    const p = new Permutation(1_000_000, 42)
+    const first = Array.from({ length: 20 }, (_, i) => p.at(i))
+    expect(Array.from({ length: 20 }, (_, i) => new Permutation(1_000_000, 42).at(i))).toEqual(first)
+    expect(Array.from({ length: 20 }, (_, i) => new Permutation(1_000_000, 43).at(i))).not.toEqual(first)
+    // Not in order: fewer than half of the steps go up by one.
+    expect(first.filter((x, i) => i > 0 && x === first[i - 1] + 1).length).toBeLessThan(10)
+    expect(new Permutation(2 ** 32, 1).at(2 ** 32 - 1)).toBeLessThan(2 ** 32)
+  })
+
+  it('counts in decimal for the increment workloads', () => {
+    expect(nextCount(undefined).toString()).toBe('1')
+    expect(nextCount(Buffer.from('41')).toString()).toBe('42')
   })
 })
 
@@ -49,36 +89,284 @@ describe('bench figures', () => {
     expect(formatNs(45_600_000)).toBe('45.6ms')
     expect(formatNs(2_100_000_000)).toBe('2.10s')
   })
+
+  it('keeps throughput and p99 per second, with zeros for a stall, and windows of n operations', () => {
+    const t = new Timeline(4)
+    t.start(1000)
+    // Second 0: 6 ops of 1 µs; nothing in seconds 1 and 2 (a stall); second 3: 2 ops, one of 2 s.
+    for (let i = 0; i < 6; i++) t.record(1000 + i * 100, 1000)
+    t.record(4100, 2e9)
+    t.record(4200, 1000)
+    t.finish(4500)
+    expect(t.series.map((p) => p.ops)).toEqual([6, 0, 0, 2])
+    expect(t.series.map((p) => p.t)).toEqual([0, 1, 2, 3])
+    expect(t.series[0].opsPerSec).toBe(6)
+    expect(t.series[1].p99Ns).toBeUndefined()
+    expect(t.series[3].seconds).toBeCloseTo(0.5)
+    expect(t.series[3].opsPerSec).toBeCloseTo(4)
+    expect(t.series[3].maxNs).toBeGreaterThan(1.9e9)
+    // Windows of 4: ops 1-4 end at 1300 ms, 5-8 at 4200 ms; nothing left for a partial window.
+    expect(t.windows.map((w) => w.endOps)).toEqual([4, 8])
+    expect(t.windows[0].seconds).toBeCloseTo(0.3)
+    expect(t.windows[1].seconds).toBeCloseTo(2.9)
+    const stats = windowStats(t.windows)!
+    expect(stats.min).toBeCloseTo(4 / 2.9)
+    expect(stats.minOverMedian).toBeLessThan(0.25)
+  })
+
+  it('leaves a partial last window out of the window statistics unless it is the only one', () => {
+    const w = [
+      { endOps: 10, ops: 10, seconds: 1, opsPerSec: 10 },
+      { endOps: 20, ops: 10, seconds: 2, opsPerSec: 5 },
+      { endOps: 21, ops: 1, seconds: 1, opsPerSec: 1, partial: true },
+    ]
+    expect(windowStats(w)).toEqual({ min: 5, median: 7.5, minOverMedian: 5 / 7.5 })
+    expect(windowStats([w[2]])?.min).toBe(1)
+    expect(windowStats([])).toBeUndefined()
+  })
+
+  it('picks round axis steps and escapes chart text', () => {
+    expect(niceStep(0.3)).toBe(0.5)
+    expect(niceStep(3)).toBe(5)
+    expect(niceStep(120)).toBe(200)
+    expect(niceMax(93_000)).toBe(100_000)
+    expect(niceMax(100.5)).toBe(120)
+    expect(escapeXml('a<b & "c"')).toBe('a&lt;b &amp; &quot;c&quot;')
+  })
 })
 
+/** Parses `strata bench ...args` into the config the bench would run. */
+function parse(...args: string[]): BenchConfig {
+  let config: BenchConfig | undefined
+  const program = new Command('strata').exitOverride()
+  addBenchCommand(program, (workloads: string[], options: BenchCliOptions) => {
+    config = benchConfig(workloads, options)
+  }).exitOverride()
+  program.parse(['node', 'strata', 'bench', ...args])
+  return config!
+}
+
+describe('bench arguments', () => {
+  it('runs every workload but bigdata on the three engines by default', () => {
+    const c = parse()
+    expect(c.workloads).toEqual([...DEFAULT_WORKLOADS])
+    expect(c.workloads).not.toContain('bigdata')
+    expect(c.workloads).toHaveLength(WORKLOAD_NAMES.length - 1)
+    expect(c.engines).toEqual(['stratadb', 'classic-level', 'lmdb'])
+    expect(c).toMatchObject({ num: 200_000, concurrency: 64, progress: true, chartPath: undefined, bigdataNum: 20_000_000 })
+    expect(c.bigdataReads).toBe(1_000_000)
+    expect(c.bigdataWindow).toBe(1_000_000)
+    expect(c.bigdataMemtableBytes).toBe(64 * 2 ** 20)
+    expect(c.bigdataCacheBytes).toBe(64 * 2 ** 20)
+    expect(c.incrementTasks).toBe(512)
+    expect(c.incrementsPerTask).toBe(Math.ceil(200_000 / 512))
+  })
+
+  it('parses workloads, aliases and the numeric options', () => {
+    const c = parse('fillsync', 'readrandomsync', 'bigdata', '--num', '1e4', '--bigdata-num', '2_000_000', '--chart', 'c.svg', '--no-progress', '--tasks', '8')
+    expect(c.workloads).toEqual(['fillsync', 'readrandom', 'bigdata'])
+    expect(c.num).toBe(10_000)
+    expect(c.bigdataNum).toBe(2_000_000)
+    expect(c.bigdataWindow).toBe(100_000) // at least 20 windows
+    expect(c.bigdataReads).toBe(1_000_000)
+    expect(c.chartPath).toBe('c.svg')
+    expect(c.progress).toBe(false)
+    expect(c.incrementsPerTask).toBe(1250)
+    const small = parse('bigdata', '--bigdata-num', '20000', '--bigdata-reads', '5000', '--bigdata-window', '2000', '--increments', '1000')
+    expect(small).toMatchObject({ bigdataNum: 20_000, bigdataReads: 5000, bigdataWindow: 2000, incrementsPerTask: 1000 })
+    expect(parse('bigdata', '--bigdata-num', '20000').bigdataReads).toBe(20_000)
+  })
+
+  it('selects the API: level drives stratadb through StrataLevel and drops lmdb, both adds stratadb-level', () => {
+    expect(parse('--api', 'level').engines).toEqual(['stratadb-level', 'classic-level'])
+    expect(parse('--api', 'both').engines).toEqual(['stratadb', 'stratadb-level', 'classic-level', 'lmdb'])
+    expect(parse('--api', 'both', '--engines', 'stratadb').engines).toEqual(['stratadb', 'stratadb-level'])
+    expect(applyApi(['lmdb'], 'level')).toEqual([])
+    expect(() => parse('--api', 'level', '--engines', 'lmdb')).toThrow(/no engine/)
+    expect(() => parse('--api', 'sideways')).toThrow(/expected one of native, level, both/)
+  })
+
+  it('rejects unknown workloads and engines, and keys too short for bigdata', () => {
+    expect(() => parse('fillsideways')).toThrow(/unknown workload fillsideways/)
+    expect(() => parse('--engines', 'rocksdb')).toThrow(/unknown engine rocksdb/)
+    expect(() => parse('bigdata', '--key-bytes', '6')).toThrow(/too small/)
+    expect(() => parse('fillseq', '--key-bytes', '6')).not.toThrow()
+  })
+})
+
+type Result = {
+  workload: string
+  engine: string
+  ok: boolean
+  error?: string
+  skipped?: string
+  ops: number
+  found?: number
+  series?: Array<{ ops: number; opsPerSec: number }>
+  details?: Record<string, unknown>
+}
+type Report = { engines: Array<{ name: string; available: boolean }>; results: Result[] }
+
+function runCli(args: string[], timeoutMs: number): { stdout: string; stderr: string; status: number | null } {
+  const run = spawnSync(process.execPath, [CLI, 'bench', ...args], { encoding: 'utf8', timeout: timeoutMs })
+  return { stdout: run.stdout, stderr: run.stderr, status: run.status }
+}
+
 describe('strata bench command', () => {
-  it('runs every workload on every engine and writes the JSON report', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-bench-test-'))
-    try {
-      const out = path.join(dir, 'results.json')
-      const run = spawnSync(process.execPath, [CLI, 'bench', '--num', '2000', '--out', out], { encoding: 'utf8', timeout: 120_000 })
-      expect(run.status, run.stderr).toBe(0)
-      expect(run.stdout).toContain('machine:')
-      const report = JSON.parse(fs.readFileSync(out, 'utf8')) as {
-        engines: Array<{ name: string; available: boolean }>
-        results: Array<{ workload: string; engine: string; ok: boolean; error?: string; found?: number }>
+  let dir: string
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-bench-test-'))
+  })
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('runs every default workload on every engine, writes the JSON report and the chart', () => {
+    const out = path.join(dir, 'results.json')
+    const chart = path.join(dir, 'chart.svg')
+    const run = runCli(['--num', '2000', '--tasks', '16', '--increments', '20', '--out', out, '--chart', chart], 180_000)
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout).toContain('machine:')
+    const report = JSON.parse(fs.readFileSync(out, 'utf8')) as Report
+    const engines = report.engines.filter((e) => e.available).map((e) => e.name)
+    expect(engines).toContain('stratadb')
+    expect(report.results).toHaveLength(DEFAULT_WORKLOADS.length * engines.length)
+    const get = (workload: string, engine: string): Result => report.results.find((r) => r.workload === workload && r.engine === engine)!
+    for (const r of report.results) {
+      if (r.engine === 'classic-level' && r.workload.startsWith('increment')) {
+        expect(r.skipped).toMatch(/no transactions/)
+        continue
       }
-      const engines = report.engines.filter((e) => e.available).map((e) => e.name)
-      expect(engines).toContain('stratadb')
-      expect(report.results).toHaveLength(8 * engines.length)
-      for (const r of report.results) expect(r.ok, `${r.workload} ${r.engine}: ${r.error}`).toBe(true)
-      for (const workload of ['readrandom', 'readrandom-async']) {
-        const found = report.results.filter((r) => r.workload === workload).map((r) => r.found)
-        expect(new Set(found).size).toBe(1)
-      }
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true })
+      expect(r.ok, `${r.workload} ${r.engine}: ${r.error}`).toBe(true)
     }
+    for (const engine of engines) {
+      expect(get('fillseq', engine).ops).toBe(2000)
+      expect(get('fillsync', engine).ops).toBe(20) // num / 100
+      expect(get('seekrandom', engine).ops).toBe(100) // num / 20
+      expect(get('seekrandom', engine).details?.entriesPerSeek).toBeGreaterThan(90)
+      expect(get('largevalues', engine).ops).toBe(10) // num / 200
+      expect(get('largevalues', engine).details?.readFound).toBeGreaterThan(0)
+      expect(get('readmissing', engine).found).toBe(0)
+      expect(get('readwhilewriting', engine).ops).toBe(2000)
+      expect(get('readwhilewriting', engine).details?.writes).toBeGreaterThan(0)
+      expect(get('deleterandom', engine).ops).toBe(2000)
+      // Scans see the whole database the fills and overwrite left: about 86% of 2,000 keys after fillrandom and overwrite.
+      expect(get('readseq', engine).ops).toBe(get('readreverse', engine).ops)
+      expect(get('readseq', engine).ops).toBeGreaterThan(1500)
+      expect(get('fillrandom', engine).series?.reduce((n, p) => n + p.ops, 0)).toBe(2000)
+    }
+    for (const engine of ['stratadb', 'lmdb'].filter((e) => engines.includes(e))) {
+      for (const workload of ['increment', 'increment-keys']) {
+        const d = get(workload, engine).details!
+        expect(d).toMatchObject({ commits: 320, finalCount: 320, tasks: 16, incrementsPerTask: 20 })
+        expect(d.retries).toBe(d.conflicts)
+        expect(get(workload, engine).ops).toBe(320)
+      }
+    }
+    // Every engine reads the same keys from the same database state.
+    for (const workload of ['readrandom', 'readrandom-async', 'readmissing']) {
+      const found = report.results.filter((r) => r.workload === workload).map((r) => r.found)
+      expect(new Set(found).size).toBe(1)
+    }
+    expect(run.stdout).toContain('classic-level  skipped: classic-level (LevelDB) has no transactions')
+    const svg = fs.readFileSync(chart, 'utf8')
+    expect(svg.startsWith('<svg')).toBe(true)
+    expect(svg.trimEnd().endsWith('</svg>')).toBe(true)
+    expect(svg).toContain('>fillrandom<')
+    expect(svg).not.toContain('>readseq<') // no per-operation timing, no row
+  })
+
+  it('runs bigdata in a child process per engine at a tiny size', () => {
+    const out = path.join(dir, 'bigdata.json')
+    const chart = path.join(dir, 'bigdata.svg')
+    const run = runCli(['bigdata', '--bigdata-num', '20000', '--bigdata-reads', '5000', '--out', out, '--chart', chart], 180_000)
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout).toContain('bigdata memory (peaks over the whole child process) and disk')
+    expect(run.stdout).toMatch(/targets \(stratadb\): peak RSS/)
+    const report = JSON.parse(fs.readFileSync(out, 'utf8')) as Report
+    const engines = report.engines.filter((e) => e.available).map((e) => e.name)
+    expect(report.results).toHaveLength(engines.length)
+    for (const r of report.results) {
+      expect(r.ok, `${r.engine}: ${r.error}`).toBe(true)
+      expect(r.ops).toBe(20_000)
+      const b = r.details!.bigdata as {
+        num: number
+        windows?: unknown
+        write: { windows: Array<{ endOps: number }>; windowStats: { minOverMedian: number }; latencyNs: { p999: number } }
+        read: { found: number }
+        memory: { peakRssSampledBytes: number; vmHwmBytes: number; samples: number }
+        diskBytesAfterWrite: number
+        diskBytesFinal: number
+        io: { userBytes: number; wcharBytes: number }
+        engineStatsAfterWrite?: { writeAmplification: number; writes: { stalls: number } }
+      }
+      expect(b.num).toBe(20_000)
+      expect(b.write.windows.filter((w) => w.endOps % 1000 === 0)).toHaveLength(20) // 20 windows of 1,000
+      expect(b.write.windowStats.minOverMedian).toBeGreaterThan(0)
+      expect(b.write.latencyNs.p999).toBeGreaterThan(0)
+      expect(b.read.found).toBe(5000) // every key exists: each was written once
+      expect(b.memory.peakRssSampledBytes).toBeGreaterThan(10 * 2 ** 20)
+      expect(b.memory.vmHwmBytes).toBeGreaterThanOrEqual(b.memory.peakRssSampledBytes * 0.9)
+      expect(b.memory.samples).toBeGreaterThan(1)
+      expect(b.diskBytesAfterWrite).toBeGreaterThan(0)
+      expect(b.diskBytesFinal).toBeGreaterThan(0)
+      expect(b.io.userBytes).toBe(20_000 * 116)
+      expect(b.io.wcharBytes).toBeGreaterThan(0)
+      if (r.engine === 'stratadb') {
+        expect(b.engineStatsAfterWrite!.writeAmplification).toBeGreaterThanOrEqual(1)
+        expect(b.engineStatsAfterWrite!.writes.stalls).toBeGreaterThanOrEqual(0)
+      }
+    }
+    expect(fs.readFileSync(chart, 'utf8')).toContain('resident memory')
+  })
+
+  it('drives stratadb through StrataLevel next to its own API with --api both', () => {
+    const out = path.join(dir, 'level.json')
+    const run = runCli(
+      ['fillbatch', 'readrandom', 'readrandom-async', 'readreverse', 'seekrandom', 'increment', '--api', 'both', '--engines', 'stratadb,classic-level', '--num', '2000', '--tasks', '4', '--increments', '5', '--out', out],
+      120_000,
+    )
+    expect(run.status, run.stderr).toBe(0)
+    const report = JSON.parse(fs.readFileSync(out, 'utf8')) as Report
+    expect(report.engines.map((e) => e.name)).toEqual(['stratadb', 'stratadb-level', 'classic-level'])
+    const level = report.results.filter((r) => r.engine === 'stratadb-level')
+    expect(level.map((r) => r.workload)).toEqual(['fillbatch', 'readrandom', 'readrandom-async', 'readreverse', 'seekrandom', 'increment'])
+    for (const r of level.filter((r) => r.workload !== 'increment')) expect(r.ok, `${r.workload}: ${r.error}`).toBe(true)
+    expect(level.find((r) => r.workload === 'increment')?.skipped).toMatch(/abstract-level has no transactions/)
+    const found = report.results.filter((r) => r.workload === 'readrandom').map((r) => r.found)
+    expect(found).toEqual([2000, 2000, 2000])
+    expect(level.find((r) => r.workload === 'readreverse')?.ops).toBe(2000)
   })
 
   it('rejects an unknown workload', () => {
-    const run = spawnSync(process.execPath, [CLI, 'bench', 'fillsideways'], { encoding: 'utf8', timeout: 30_000 })
+    const run = runCli(['fillsideways'], 30_000)
     expect(run.status).not.toBe(0)
     expect(run.stderr).toContain('unknown workload fillsideways')
+  })
+
+  it.skipIf(!fs.existsSync(CHROMIUM))('renders the chart in headless Chromium', () => {
+    const outcome = {
+      config: { workloads: ['fillrandom'], num: 10, concurrency: 1, runs: 1 },
+      environment: { cpuModel: 'test', cores: 1, node: 'v20', startedAt: 'now' },
+      engines: [
+        { name: 'stratadb', available: true },
+        { name: 'lmdb', available: true },
+      ],
+      results: ['stratadb', 'lmdb'].map((engine, e) => ({
+        workload: 'fillrandom',
+        engine,
+        ok: true,
+        series: Array.from({ length: 30 }, (_, t) => ({ t, seconds: 1, ops: 1000, opsPerSec: 1000 * (e + 1) * (t === 12 ? 0 : 1), p99Ns: t === 12 ? undefined : 1e5 * (t + 1) })),
+      })),
+    } as unknown as Parameters<typeof writeChart>[1]
+    expect(chartRows(outcome)).toHaveLength(1)
+    const svg = path.join(dir, 'render.svg')
+    const png = path.join(dir, 'render.png')
+    writeChart(svg, outcome)
+    const run = spawnSync(process.execPath, [RENDER, svg, png], { encoding: 'utf8', timeout: 90_000 })
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout).toMatch(/\d+ lines/)
+    const header = fs.readFileSync(png).subarray(0, 8)
+    expect(header.equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true)
   })
 })

@@ -3,9 +3,20 @@
  * Every size carries its unit in its name.
  */
 
-/** Engines the bench knows how to drive, stratadb first (the others are its peers). */
-export const ENGINE_NAMES = ['stratadb', 'classic-level', 'lmdb'] as const
+/**
+ * Engines the bench knows how to drive, stratadb first (the others are its
+ * peers). `stratadb-level` is stratadb through its abstract-level adapter
+ * (StrataLevel), driven with the same calls as classic-level.
+ */
+export const ENGINE_NAMES = ['stratadb', 'stratadb-level', 'classic-level', 'lmdb'] as const
 export type EngineName = (typeof ENGINE_NAMES)[number]
+
+/** Engines compared when `--engines` is not given. */
+export const DEFAULT_ENGINES: readonly EngineName[] = ['stratadb', 'classic-level', 'lmdb']
+
+/** Which API stratadb is driven through: its own (`open()`), abstract-level (`StrataLevel`), or both side by side. */
+export const API_NAMES = ['native', 'level', 'both'] as const
+export type ApiName = (typeof API_NAMES)[number]
 
 /**
  * Workloads in the order of the default run. The order matters: fills leave a
@@ -15,13 +26,29 @@ export const WORKLOAD_NAMES = [
   'fillseq',
   'fillbatch',
   'fillrandom',
+  'fillsync',
   'overwrite',
   'readrandom',
   'readrandom-async',
+  'readmissing',
   'readseq',
+  'readreverse',
+  'seekrandom',
+  'readwhilewriting',
+  'deleterandom',
+  'largevalues',
+  'increment',
+  'increment-keys',
   'reopen',
+  'bigdata',
 ] as const
 export type WorkloadName = (typeof WORKLOAD_NAMES)[number]
+
+/** Workloads run when none is named: all but bigdata (which writes ~2.3 GB per engine). */
+export const DEFAULT_WORKLOADS: readonly WorkloadName[] = WORKLOAD_NAMES.filter((w) => w !== 'bigdata')
+
+/** Other names accepted on the command line, after db_bench's. */
+export const WORKLOAD_ALIASES: Readonly<Record<string, WorkloadName>> = { readrandomsync: 'readrandom' }
 
 /** The settings of one bench invocation. */
 export interface BenchConfig {
@@ -45,15 +72,62 @@ export interface BenchConfig {
   dir: string | undefined
   /** Path of the JSON report; undefined means none. */
   outPath: string | undefined
+  /** Path of the SVG chart of throughput and p99 per second; undefined means none. */
+  chartPath: string | undefined
+  /** Draw a progress bar on stderr (only when stderr is a terminal). */
+  progress: boolean
+  /** Keys written by bigdata (each once, in a random order); independent of num. */
+  bigdataNum: number
+  /** Random point reads of bigdata's read phase. */
+  bigdataReads: number
+  /** Keys per throughput window of bigdata. */
+  bigdataWindow: number
+  /** Memtable (write buffer) budget of bigdata, per engine that has one. */
+  bigdataMemtableBytes: number
+  /** Block cache budget of bigdata, per engine that has one. */
+  bigdataCacheBytes: number
+  /** Concurrent tasks of the increment workloads. */
+  incrementTasks: number
+  /** Read-modify-write increments per task. */
+  incrementsPerTask: number
 }
+
+/** Bytes of one largevalues value. */
+export const LARGE_VALUE_BYTES = 256 * 1024
+/** Entries read by each seek of seekrandom. */
+export const SEEK_ENTRIES = 100
+/** Keys of the increment-keys variant. */
+export const INCREMENT_KEYS = 1000
+
+/** Operations of the workloads that do fewer than num (each one costs much more than a plain put or get). */
+export const scaledOps = {
+  /** fillsync: one fsync per write (db_bench uses num / 1000). */
+  fillsync: (num: number): number => Math.max(1, Math.floor(num / 100)),
+  /** seekrandom: each seek reads SEEK_ENTRIES entries. */
+  seekrandom: (num: number): number => Math.max(1, Math.floor(num / 20)),
+  /** largevalues: 256 KiB each, so num / 200 writes 256 MiB at the default num. */
+  largevalues: (num: number): number => Math.max(1, Math.floor(num / 200)),
+}
+
+/** bigdata's default window: 1,000,000 keys, smaller for small runs so there are at least 20 windows. */
+export function defaultBigdataWindow(bigdataNum: number): number {
+  return Math.max(1, Math.min(1_000_000, Math.ceil(bigdataNum / 20)))
+}
+
+/** Increments per task when not given: num increments in all, so the default run stays short (`--num 512000` is the full 512 × 1,000). */
+export function defaultIncrementsPerTask(num: number, tasks: number): number {
+  return Math.max(1, Math.ceil(num / tasks))
+}
+
+const MIB = 2 ** 20
 
 /**
  * Defaults of the command line. `num` is sized so that the default run (every
- * workload, three engines, one run) takes about a minute on a 2-core machine.
+ * workload but bigdata, three engines, one run) takes a few minutes on a 2-core machine.
  */
 export const DEFAULT_CONFIG: BenchConfig = {
-  workloads: [...WORKLOAD_NAMES],
-  engines: [...ENGINE_NAMES],
+  workloads: [...DEFAULT_WORKLOADS],
+  engines: [...DEFAULT_ENGINES],
   num: 200_000,
   keyBytes: 16,
   valueBytes: 100,
@@ -63,6 +137,36 @@ export const DEFAULT_CONFIG: BenchConfig = {
   runs: 1,
   dir: undefined,
   outPath: undefined,
+  chartPath: undefined,
+  progress: true,
+  bigdataNum: 20_000_000,
+  bigdataReads: 1_000_000,
+  bigdataWindow: 1_000_000,
+  bigdataMemtableBytes: 64 * MIB,
+  bigdataCacheBytes: 64 * MIB,
+  incrementTasks: 512,
+  incrementsPerTask: defaultIncrementsPerTask(200_000, 512),
+}
+
+/**
+ * The engines `--api` selects from `engines`: `native` leaves them as they
+ * are, `level` drives stratadb through StrataLevel instead and drops lmdb
+ * (it has no abstract-level API), `both` adds stratadb-level next to stratadb.
+ */
+export function applyApi(engines: readonly EngineName[], api: ApiName): EngineName[] {
+  let out: EngineName[]
+  switch (api) {
+    case 'native':
+      out = [...engines]
+      break
+    case 'level':
+      out = engines.flatMap((e): EngineName[] => (e === 'stratadb' ? ['stratadb-level'] : e === 'lmdb' ? [] : [e]))
+      break
+    case 'both':
+      out = engines.flatMap((e): EngineName[] => (e === 'stratadb' ? ['stratadb', 'stratadb-level'] : [e]))
+      break
+  }
+  return [...new Set(out)]
 }
 
 /** Largest key the bench generates (lmdb's own limit is 1978 bytes). */
@@ -70,12 +174,14 @@ export const MAX_KEY_BYTES = 1024
 
 /** Throws an Error naming the first inconsistent setting. */
 export function validateConfig(config: BenchConfig): void {
-  const digits = String(Math.max(0, config.num - 1)).length
+  const largest = Math.max(config.num, config.workloads.includes('bigdata') ? config.bigdataNum : 0)
+  const digits = String(Math.max(0, largest - 1)).length
   if (config.keyBytes < digits) {
-    throw new Error(`--key-bytes ${config.keyBytes} is too small for --num ${config.num}: keys are ${digits}-digit decimal numbers`)
+    throw new Error(`--key-bytes ${config.keyBytes} is too small for ${largest} keys: keys are ${digits}-digit decimal numbers`)
   }
   if (config.keyBytes > MAX_KEY_BYTES) throw new Error(`--key-bytes must be at most ${MAX_KEY_BYTES}`)
   if (config.num > 2 ** 32) throw new Error('--num must be at most 2^32')
-  if (config.engines.length === 0) throw new Error('--engines names no engine')
+  if (config.bigdataNum > 2 ** 32) throw new Error('--bigdata-num must be at most 2^32')
+  if (config.engines.length === 0) throw new Error('--engines names no engine (lmdb has no abstract-level API, so --api level drops it)')
   if (config.workloads.length === 0) throw new Error('no workload to run')
 }

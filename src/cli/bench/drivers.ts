@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { LatencyRecorder } from './latency.js'
+import { activeProgress } from './progress.js'
 
 /**
  * How operations are issued and timed. Latency is the time from issuing an
@@ -38,11 +39,15 @@ export async function runConcurrent(
       latency.recordSince(startMs)
     }
   }
+  activeProgress().phase(count)
   const startMs = performance.now()
+  latency.start(startMs)
   const workers: Array<Promise<void>> = []
   for (let i = 0; i < Math.min(concurrency, count); i++) workers.push(worker())
   await Promise.all(workers)
-  const elapsedMs = performance.now() - startMs
+  const endMs = performance.now()
+  latency.finish(endMs)
+  const elapsedMs = endMs - startMs
   if (failed) throw failure
   return elapsedMs
 }
@@ -52,11 +57,15 @@ export async function runConcurrent(
  * @returns the elapsed wall-clock time in milliseconds.
  */
 export function runSync(count: number, run: (op: number) => void, latency: LatencyRecorder): number {
+  activeProgress().phase(count)
   const startMs = performance.now()
+  latency.start(startMs)
   for (let op = 0; op < count; op++) {
     const opStartMs = performance.now()
     run(op)
     latency.recordSince(opStartMs)
   }
-  return performance.now() - startMs
+  const endMs = performance.now()
+  latency.finish(endMs)
+  return endMs - startMs
 }

@@ -71,13 +71,73 @@ export class KeyFormat {
   /** A new Buffer holding the key of `index` (new, so an engine may keep it). */
   encode(index: number): Buffer {
     const out = Buffer.allocUnsafe(this.keyBytes)
+    this.write(out, index)
+    return out
+  }
+
+  /**
+   * A key that no workload writes: the key of `index` followed by "." (as
+   * db_bench's readmissing), so it sorts right after an existing key.
+   */
+  encodeMissing(index: number): Buffer {
+    const out = Buffer.allocUnsafe(this.keyBytes + 1)
+    this.write(out, index)
+    out[this.keyBytes] = 0x2e
+    return out
+  }
+
+  private write(out: Buffer, index: number): void {
     let n = index
     for (let p = this.keyBytes - 1; p >= 0; p--) {
       const q = Math.floor(n / 10)
       out[p] = 48 + (n - q * 10)
       n = q
     }
-    return out
+  }
+}
+
+/**
+ * A pseudo-random permutation of [0, n), n <= 2^32, computed on the fly (no
+ * table, so bigdata's 20M keys cost no memory): a 4-round Feistel network on
+ * the smallest even number of bits that covers n, cycle-walking back into range.
+ */
+export class Permutation {
+  private readonly half: number
+  private readonly mask: number
+  private readonly roundKeys: number[]
+
+  constructor(
+    readonly n: number,
+    seed: number,
+  ) {
+    let bits = 2
+    while (2 ** bits < n) bits += 2
+    this.half = 2 ** (bits / 2)
+    this.mask = this.half - 1
+    const random = new SeededRandom(seed)
+    this.roundKeys = [random.nextUint32(), random.nextUint32(), random.nextUint32(), random.nextUint32()]
+  }
+
+  /** The element at position `i` of the permutation, for i in [0, n). */
+  at(i: number): number {
+    let x = i
+    do x = this.encrypt(x)
+    while (x >= this.n)
+    return x
+  }
+
+  private encrypt(x: number): number {
+    let l = Math.floor(x / this.half)
+    let r = x - l * this.half
+    for (const k of this.roundKeys) {
+      let z = Math.imul(r ^ k, 0x9e3779b1)
+      z = Math.imul(z ^ (z >>> 15), 0x85ebca6b)
+      z ^= z >>> 13
+      const t = l ^ (z & this.mask)
+      l = r
+      r = t
+    }
+    return l * this.half + r
   }
 }
 

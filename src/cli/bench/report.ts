@@ -1,8 +1,9 @@
 import * as fs from 'node:fs'
-import type { BenchConfig } from './config.js'
+import type { BigdataResult } from './bigdata-child.js'
+import type { BenchConfig, WorkloadName } from './config.js'
 import type { Environment } from './environment.js'
-import type { BenchOutcome, EngineInfo } from './runner.js'
-import { summarizeOutcome, type Summary } from './summary.js'
+import type { BenchOutcome, EngineInfo, RunResult } from './runner.js'
+import { baseEngine, summarizeOutcome, type Summary } from './summary.js'
 import { WORKLOADS } from './workloads.js'
 
 /** The human-readable report (tables on stdout) and the JSON report. */
@@ -35,6 +36,13 @@ function formatBytes(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`
 }
 
+/** Bytes in MiB below 10 GiB, else GiB. */
+export function formatSize(bytes: number | undefined): string {
+  if (bytes === undefined || !Number.isFinite(bytes)) return '-'
+  if (bytes >= 10 * 2 ** 30) return `${(bytes / 2 ** 30).toFixed(1)} GiB`
+  return `${(bytes / 2 ** 20).toFixed(bytes >= 100 * 2 ** 20 ? 0 : 1)} MiB`
+}
+
 /** The header: machine, software versions, settings and each engine's durability mode. */
 export function formatHeader(config: BenchConfig, engines: EngineInfo[], env: Environment): string {
   const lines: string[] = []
@@ -54,6 +62,15 @@ export function formatHeader(config: BenchConfig, engines: EngineInfo[], env: En
     `settings: num ${int(config.num)}, keys ${config.keyBytes} B, values ${config.valueBytes} B (random), ` +
       `concurrency ${config.concurrency}, batch ${int(config.batchEntries)}, seed ${config.seed}, runs ${config.runs}`,
   )
+  if (config.workloads.includes('increment') || config.workloads.includes('increment-keys')) {
+    lines.push(`increment: ${int(config.incrementTasks)} tasks × ${int(config.incrementsPerTask)} increments (--tasks, --increments)`)
+  }
+  if (config.workloads.includes('bigdata')) {
+    lines.push(
+      `bigdata:  ${int(config.bigdataNum)} keys, windows of ${int(config.bigdataWindow)}, ${int(config.bigdataReads)} reads, ` +
+        `write buffer ${formatSize(config.bigdataMemtableBytes)}, cache ${formatSize(config.bigdataCacheBytes)}`,
+    )
+  }
   lines.push('engines (durability, then calls used):')
   const width = Math.max(...engines.map((e) => e.name.length)) + 2
   for (const e of engines) {
@@ -78,6 +95,7 @@ type Column = { title: string; align: 'left' | 'right'; cell: (s: Summary) => st
 export function formatTables(outcome: BenchOutcome): string {
   const summaries = summarizeOutcome(outcome)
   const multiRun = outcome.config.runs > 1
+  const base = baseEngine(outcome.engines) ?? 'stratadb'
   const columns: Column[] = [
     { title: 'engine', align: 'left', cell: (s) => s.engine },
     { title: multiRun ? 'ops/s (median)' : 'ops/s', align: 'right', cell: (s) => formatRate(s.opsPerSecMedian) },
@@ -90,10 +108,10 @@ export function formatTables(outcome: BenchOutcome): string {
     { title: 'p99.9', align: 'right', cell: (s) => (s.latencyNs ? formatNs(s.latencyNs.p999) : '-') },
     { title: 'max', align: 'right', cell: (s) => (s.latencyNs ? formatNs(s.latencyNs.max) : '-') },
     { title: 'close', align: 'right', cell: (s) => (s.closeMsMedian !== undefined ? formatNs(s.closeMsMedian * 1e6) : '-') },
-    { title: 'stratadb ÷ peer', align: 'right', cell: (s) => (s.stratadbSpeedRatio !== undefined ? `${s.stratadbSpeedRatio.toFixed(2)}×` : '') },
+    { title: `${base} ÷ peer`, align: 'right', cell: (s) => (s.stratadbSpeedRatio !== undefined ? `${s.stratadbSpeedRatio.toFixed(2)}×` : '') },
   ]
   const out: string[] = []
-  for (const workload of outcome.config.workloads) {
+  for (const workload of new Set(outcome.config.workloads)) {
     const rows = summaries.filter((s) => s.workload === workload)
     if (rows.length === 0) continue
     out.push('')
@@ -106,24 +124,207 @@ export function formatTables(outcome: BenchOutcome): string {
     out.push(line(columns.map((c) => c.title)))
     for (const row of cells) out.push(line(row))
     for (const s of rows) {
+      if (s.skipped !== undefined && s.runs === 0) out.push(`  ${s.engine.padEnd(widths[0])}  skipped: ${s.skipped}`)
       for (const error of new Set(s.errors)) out.push(`  ${s.engine.padEnd(widths[0])}  FAILED${s.runs > 0 ? ' in some runs' : ''}: ${error}`)
     }
-    const foundNote = formatFound(ok, outcome.config.num)
+    const foundNote = formatFound(ok, workload === 'bigdata' ? outcome.config.bigdataReads : outcome.config.num, workload)
     if (foundNote) out.push(`  ${foundNote}`)
+    for (const note of workloadNotes(outcome, workload)) out.push(`  ${note}`)
     const statsNote = formatStratadbStats(outcome, workload)
     if (statsNote) out.push(`  ${statsNote}`)
+    if (workload === 'bigdata') out.push(...formatBigdata(outcome))
   }
   out.push('')
-  out.push('stratadb ÷ peer: stratadb ops/s divided by that engine\'s (> 1 means stratadb is faster); reopen: opens per second.')
+  out.push(`${base} ÷ peer: ${base} ops/s divided by that engine's (> 1 means ${base} is faster); reopen: opens per second.`)
   return out.join('\n')
 }
 
+/** The last successful result of `workload` on each engine, in engine order. */
+function lastResults(outcome: BenchOutcome, workload: WorkloadName): RunResult[] {
+  return outcome.engines.flatMap((e) => {
+    const r = outcome.results.filter((r) => r.ok && r.workload === workload && r.engine === e.name).at(-1)
+    return r ? [r] : []
+  })
+}
+
+/** Workload-specific lines under a table (last run of each engine). */
+function workloadNotes(outcome: BenchOutcome, workload: WorkloadName): string[] {
+  const notes: string[] = []
+  const results = lastResults(outcome, workload)
+  const detail = <T>(r: RunResult, key: string): T | undefined => (r.details as Record<string, T> | undefined)?.[key]
+  switch (workload) {
+    case 'fillsync':
+      for (const e of outcome.engines) if (e.available) notes.push(`${e.name}: ${e.syncWrites}`)
+      break
+    case 'readwhilewriting':
+      for (const r of results) {
+        const lat = detail<{ p50: number; p99: number }>(r, 'writeLatencyNs')
+        notes.push(
+          `${r.engine}: the writer made ${int(detail<number>(r, 'writes') ?? 0)} puts during the reads ` +
+            `(${formatRate(detail<number>(r, 'writesPerSec') ?? 0)} puts/s${lat ? `, p50 ${formatNs(lat.p50)}, p99 ${formatNs(lat.p99)}` : ''})`,
+        )
+      }
+      break
+    case 'seekrandom':
+      for (const r of results) {
+        notes.push(`${r.engine}: ${(detail<number>(r, 'entriesPerSeek') ?? 0).toFixed(1)} entries per seek, ${formatRate((detail<number>(r, 'entries') ?? 0) / (r.elapsedMs / 1000))} entries/s`)
+      }
+      break
+    case 'largevalues':
+      for (const r of results) {
+        notes.push(
+          `${r.engine}: read back (synchronous gets of random keys): ${formatRate(detail<number>(r, 'readOpsPerSec') ?? 0)} gets/s, ` +
+            `${(detail<number>(r, 'readMbPerSec') ?? 0).toFixed(0)} MB/s, p99 ${formatNs(detail<number>(r, 'readP99Ns') ?? 0)}, ` +
+            `found ${int(detail<number>(r, 'readFound') ?? 0)} of ${int(detail<number>(r, 'readOps') ?? 0)}`,
+        )
+      }
+      break
+    case 'increment':
+    case 'increment-keys':
+      for (const r of results) {
+        notes.push(
+          `${r.engine}: ${int(detail<number>(r, 'commits') ?? 0)} commits, ${int(detail<number>(r, 'conflicts') ?? 0)} conflicts = retries, ` +
+            `at most ${int(detail<number>(r, 'maxAttemptsPerTransaction') ?? 0)} attempts for one increment; final count ${int(detail<number>(r, 'finalCount') ?? 0)} (checked)`,
+        )
+      }
+      for (const e of outcome.engines) if (e.available && results.some((r) => r.engine === e.name)) notes.push(`${e.name} transaction: ${e.transactions}`)
+      break
+  }
+  return notes
+}
+
+/** bigdata's own tables: windows, stalls, write amplification; memory, disk and the reads; the issue's targets. */
+function formatBigdata(outcome: BenchOutcome): string[] {
+  const rows = lastResults(outcome, 'bigdata').flatMap((r) => {
+    const b = (r.details as { bigdata?: BigdataResult } | undefined)?.bigdata
+    return b ? [{ r, b }] : []
+  })
+  if (rows.length === 0) return []
+  const out: string[] = []
+  const stratadbStats = (b: BigdataResult) =>
+    b.engineStatsAfterWrite as
+      | {
+          writeAmplification: number
+          writes: { stalls: number; stallMs: number; slowdowns: number; slowdownMs: number; flushes: number }
+          compaction: { compactions: number; running: number; bytesRead: number; bytesWritten: number; ms: number }
+          levels: Array<{ tables: number; bytes: number }>
+        }
+      | undefined
+  const isStrata = (name: string): boolean => name === 'stratadb' || name === 'stratadb-level'
+  out.push('')
+  out.push(`  bigdata writes (windows of ${int(outcome.config.bigdataWindow)} keys)${outcome.config.runs > 1 ? ', last run' : ''}:`)
+  out.push(
+    ...table(
+      ['engine', 'puts/s', 'slowest window', 'median window', 'slowest ÷ median', 'p99.9', 'stalls', 'slowdowns', 'write amp (engine)', 'write amp (write syscalls)'],
+      rows.map(({ r, b }) => {
+        const w = b.write.windowStats
+        const st = isStrata(r.engine) ? stratadbStats(b) : undefined
+        return [
+          r.engine,
+          formatRate(b.write.opsPerSec),
+          w ? formatRate(w.min) : '-',
+          w ? formatRate(w.median) : '-',
+          w ? `${(w.minOverMedian * 100).toFixed(0)}%` : '-',
+          b.write.latencyNs ? formatNs(b.write.latencyNs.p999) : '-',
+          st ? `${int(st.writes.stalls)} (${formatNs(st.writes.stallMs * 1e6)})` : '-',
+          st ? `${int(st.writes.slowdowns)} (${formatNs(st.writes.slowdownMs * 1e6)})` : '-',
+          st ? st.writeAmplification.toFixed(2) : '-',
+          b.io.writeAmpSyscalls !== undefined ? b.io.writeAmpSyscalls.toFixed(2) : '-',
+        ]
+      }),
+    ),
+  )
+  out.push(`  throughput per window, thousands of puts/s (the last one may be partial):`)
+  for (const { r, b } of rows) out.push(`  ${r.engine.padEnd(14)} ${b.write.windows.map((w) => (w.opsPerSec / 1000).toFixed(0)).join(' ')}`)
+  const base = rows.find(({ r }) => r.engine === baseEngine(outcome.engines))
+  out.push('')
+  out.push('  bigdata memory (peaks over the whole child process) and disk:')
+  out.push(
+    ...table(
+      ['engine', 'peak RSS (sampled)', 'VmHWM', 'peak anon', 'peak file-backed', 'peak JS heap', 'peak external', 'disk after writes', 'disk at end'],
+      rows.map(({ r, b }) => [
+        r.engine,
+        formatSize(b.memory.peakRssSampledBytes),
+        formatSize(b.memory.vmHwmBytes),
+        formatSize(b.memory.peakRssAnonBytes),
+        formatSize(b.memory.peakRssFileBytes),
+        formatSize(b.memory.peakHeapUsedBytes),
+        formatSize(b.memory.peakExternalBytes),
+        formatSize(b.diskBytesAfterWrite),
+        formatSize(b.diskBytesFinal),
+      ]),
+    ),
+  )
+  out.push('')
+  out.push('  bigdata reads (random keys over the whole set, after reopening):')
+  out.push(
+    ...table(
+      ['engine', 'reads/s', 'p50', 'p99', 'p99.9', 'max', 'found', 'base ÷ peer'],
+      rows.map(({ r, b }) => [
+        r.engine,
+        formatRate(b.read.opsPerSec),
+        b.read.latencyNs ? formatNs(b.read.latencyNs.p50) : '-',
+        b.read.latencyNs ? formatNs(b.read.latencyNs.p99) : '-',
+        b.read.latencyNs ? formatNs(b.read.latencyNs.p999) : '-',
+        b.read.latencyNs ? formatNs(b.read.latencyNs.max) : '-',
+        `${int(b.read.found)}/${int(b.reads)}`,
+        base && base.r !== r && b.read.opsPerSec > 0 ? `${(base.b.read.opsPerSec / b.read.opsPerSec).toFixed(2)}×` : '',
+      ]),
+    ),
+  )
+  for (const { r, b } of rows) {
+    const st = isStrata(r.engine) ? stratadbStats(b) : undefined
+    if (st) {
+      out.push(
+        `  ${r.engine} at the end of the writes: ${int(st.writes.flushes)} flushes, ${int(st.compaction.compactions)} compactions done, ${int(st.compaction.running)} running ` +
+          `(${formatSize(st.compaction.bytesRead)} read, ${formatSize(st.compaction.bytesWritten)} written, ${formatNs(st.compaction.ms * 1e6)}), ` +
+          `tables per level ${st.levels.map((l) => l.tables).join('/')}, bytes per level ${st.levels.map((l) => formatSize(l.bytes)).join(' / ')}`,
+      )
+    }
+  }
+  for (const { r, b } of rows) out.push(`  ${r.engine}: ${b.tuning}; open ${formatNs(b.openMs * 1e6)}, close after writes ${formatNs(b.closeMs * 1e6)}, reopen ${formatNs(b.reopenMs * 1e6)}, reads with ${b.read.call}`)
+  out.push(
+    '  RSS: process.memoryUsage().rss sampled every 100 ms in the engine\'s own process, with RssAnon and RssFile from /proc/self/status and the V8 heap; ' +
+      'VmHWM: the kernel\'s peak RSS of that process. RSS counts pages of mapped files too (file-backed: Node\'s own binary, ~40 MiB, LevelDB\'s mmapped tables, lmdb\'s memory map). write amp (engine): stratadb\'s db.stats().writeAmplification at the end of the writes ((WAL + flush + compaction bytes) ÷ user bytes; ' +
+      'compactions still running are not in it); (write syscalls): bytes the process passed to write(2) during open, writes and close (/proc/self/io wchar; ' +
+      'the close waits for running compactions) ÷ key and value bytes.',
+  )
+  for (const { r, b } of rows) {
+    if (!isStrata(r.engine)) continue
+    const checks = bigdataChecks(b)
+    out.push(`  targets (${r.engine}): ${checks.map((c) => `${c.what}: ${c.ok ? 'ok' : 'MISSED'}`).join('; ')}`)
+  }
+  return out
+}
+
+/** The compaction issue's targets for bigdata. */
+export function bigdataChecks(b: BigdataResult): Array<{ what: string; ok: boolean }> {
+  const peak = Math.max(b.memory.peakRssSampledBytes, b.memory.vmHwmBytes ?? 0)
+  const w = b.write.windowStats
+  const p999 = b.write.latencyNs?.p999
+  return [
+    { what: `peak RSS ${formatSize(peak)} < 400 MiB`, ok: peak < 400 * 2 ** 20 },
+    { what: `slowest window ${w ? (w.minOverMedian * 100).toFixed(0) : '?'}% of the median >= 25%`, ok: w !== undefined && w.minOverMedian >= 0.25 },
+    { what: `p99.9 put ${p999 !== undefined ? formatNs(p999) : '?'} < 50 ms`, ok: p999 !== undefined && p999 < 50e6 },
+  ]
+}
+
+/** A table of strings, first column left-aligned, the others right-aligned. */
+function table(titles: string[], rows: string[][]): string[] {
+  const widths = titles.map((t, i) => Math.max(t.length, ...rows.map((r) => r[i].length)))
+  const line = (values: string[]): string =>
+    '  ' + values.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join('  ').trimEnd()
+  return [line(titles), ...rows.map(line)]
+}
+
 /** "found 126,424 of 200,000 (63.2%)", and a warning when engines disagree. */
-function formatFound(rows: Summary[], num: number): string | undefined {
+function formatFound(rows: Summary[], num: number, workload: WorkloadName): string | undefined {
   const withFound = rows.filter((s) => s.found !== undefined)
   if (withFound.length === 0) return undefined
   const all = withFound.flatMap((s) => s.found!)
   if (all.every((f) => f === all[0])) return `found ${int(all[0])} of ${int(num)} (${((all[0] / num) * 100).toFixed(1)}%) on every engine`
+  // The writer adds keys while the readers read, at each engine's own pace.
+  if (workload === 'readwhilewriting') return `found: ${withFound.map((s) => `${s.engine} ${s.found!.map(int).join('/')}`).join(', ')} of ${int(num)} (depends on the writer's progress)`
   return `WARNING: engines found different key counts: ${withFound.map((s) => `${s.engine} ${s.found!.map(int).join('/')}`).join(', ')}`
 }
 
@@ -133,17 +334,21 @@ function formatStratadbStats(outcome: BenchOutcome, workload: string): string | 
   if (last === undefined) return undefined
   const stats = last.engineStats as {
     levels?: Array<{ tables: number }>
-    writes?: { flushes: number; stalls: number; stallMs: number }
+    writes?: { flushes: number; stalls: number; stallMs: number; slowdowns: number; slowdownMs: number }
+    compaction?: { compactions: number }
   }
   if (stats.writes === undefined || stats.levels === undefined) return undefined
   const tables = stats.levels.map((l) => l.tables).join('/')
-  return `stratadb counters at the end: ${stats.writes.flushes} flushes, ${stats.writes.stalls} write stalls (${Math.round(stats.writes.stallMs)} ms), tables per level ${tables}`
+  return (
+    `stratadb counters at the end: ${stats.writes.flushes} flushes, ${stats.compaction?.compactions ?? 0} compactions, ` +
+    `${stats.writes.stalls} write stalls (${Math.round(stats.writes.stallMs)} ms), ${stats.writes.slowdowns} slowdowns (${Math.round(stats.writes.slowdownMs)} ms), tables per level ${tables}`
+  )
 }
 
 /** Writes every raw figure, the summaries and the settings as JSON. */
 export function writeJsonReport(outPath: string, outcome: BenchOutcome): void {
   const report = {
-    schema: 'stratadb-bench/1',
+    schema: 'stratadb-bench/2',
     units: { latencyNs: 'nanoseconds', mbPerSec: '10^6 bytes per second', ms: 'milliseconds' },
     config: outcome.config,
     environment: outcome.environment,

@@ -7,7 +7,18 @@ import type { BenchConfig, EngineName, WorkloadName } from './config.js'
 import { loadEngine, type BenchDb, type EngineAdapter } from './engines.js'
 import { describeEnvironment, type Environment } from './environment.js'
 import { summarize, type LatencySummaryNs } from './latency.js'
-import { WORKLOADS, createContext, populate, type Measurement, type Workload, type WorkloadContext } from './workloads.js'
+import { activeProgress } from './progress.js'
+import type { SeriesPoint } from './timeline.js'
+import {
+  SkipWorkload,
+  WORKLOADS,
+  createContext,
+  populate,
+  type DatabaseWorkload,
+  type Measurement,
+  type Workload,
+  type WorkloadContext,
+} from './workloads.js'
 
 /**
  * Runs the workloads on every engine, interleaved: within a run, each
@@ -23,6 +34,10 @@ export interface EngineInfo {
   version?: string
   durability?: string
   calls?: string
+  /** How fillsync makes each write durable. */
+  syncWrites?: string
+  /** The transaction of the increment workloads, or why there is none. */
+  transactions?: string
   /** Why it could not be loaded. */
   error?: string
 }
@@ -34,6 +49,8 @@ export interface RunResult {
   engine: EngineName
   ok: boolean
   error?: string
+  /** Why the engine cannot run this workload (e.g. no transactions); such a result is neither ok nor a failure. */
+  skipped?: string
   ops: number
   /** Key and value bytes written, or read and found. */
   bytes: number
@@ -53,6 +70,8 @@ export interface RunResult {
   /** The engine's own counters after the workload (stratadb: db.stats()). */
   engineStats?: unknown
   details?: Record<string, unknown>
+  /** Throughput and latency per second of the timed part (absent for scans). */
+  series?: SeriesPoint[]
   /** Raw latencies, for merging across runs; not serialized. */
   histogram?: RecordableHistogram
 }
@@ -81,7 +100,15 @@ export async function loadEngines(config: BenchConfig): Promise<{ infos: EngineI
     try {
       const adapter = await loadEngine(name)
       adapters.push(adapter)
-      infos.push({ name, available: true, version: adapter.version, durability: adapter.durability, calls: adapter.calls })
+      infos.push({
+        name,
+        available: true,
+        version: adapter.version,
+        durability: adapter.durability,
+        calls: adapter.calls,
+        syncWrites: adapter.syncWrites,
+        transactions: adapter.transactions.supported ? adapter.transactions.how : `none (${adapter.transactions.why})`,
+      })
     } catch (err) {
       infos.push({ name, available: false, error: errorMessage(err) })
     }
@@ -117,7 +144,13 @@ export async function runBench(
       const states = adapters.map((adapter): EngineState => ({ adapter, dir: path.join(runDir, adapter.name), hasData: false }))
       for (const name of config.workloads) {
         for (const state of states) {
-          const result = await runOne(WORKLOADS[name], state, ctx, scratchDir, run)
+          activeProgress().begin(`${config.runs > 1 ? `run ${run} ` : ''}${name} ${state.adapter.name}`)
+          let result: RunResult
+          try {
+            result = await runOne(WORKLOADS[name], state, ctx, scratchDir, run)
+          } finally {
+            activeProgress().end()
+          }
           outcome.results.push(result)
           progress(progressLine(result, config.runs))
           await settle()
@@ -150,18 +183,63 @@ async function runOne(workload: Workload, state: EngineState, ctx: WorkloadConte
     let measured: Measurement
     if (workload.database === 'own') {
       measured = await workload.run(state.adapter, scratchDir, ctx)
+    } else if (workload.database === 'scratch') {
+      workload.check?.(state.adapter)
+      measured = await runOnScratch(workload, state.adapter, ctx, scratchDir, timings)
     } else {
+      workload.check?.(state.adapter)
       measured = await runOnDatabase(workload, state, ctx, timings)
     }
     return { ...base, ok: true, ...toRates(measured), ...timings }
   } catch (err) {
-    return { ...base, ok: false, error: errorMessage(err), ops: 0, bytes: 0, elapsedMs: 0, opsPerSec: 0, mbPerSec: 0 }
+    const failed = { ...base, ok: false, ops: 0, bytes: 0, elapsedMs: 0, opsPerSec: 0, mbPerSec: 0 }
+    if (err instanceof SkipWorkload) return { ...failed, skipped: err.message }
+    return { ...failed, error: errorMessage(err) }
+  }
+}
+
+/** Runs the workload on a new database in `scratchDir`, removed afterwards; the engine's main database is left as it is. */
+async function runOnScratch(
+  workload: DatabaseWorkload,
+  adapter: EngineAdapter,
+  ctx: WorkloadContext,
+  scratchDir: string,
+  timings: Partial<RunResult>,
+): Promise<Measurement> {
+  const dir = path.join(scratchDir, `${workload.name}-${adapter.name}`)
+  fs.rmSync(dir, { recursive: true, force: true })
+  try {
+    return await timedRun(workload, adapter, dir, ctx, timings)
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** Opens, runs the workload, records the engine's counters, closes; the open and close are timed apart. */
+async function timedRun(
+  workload: DatabaseWorkload,
+  adapter: EngineAdapter,
+  dir: string,
+  ctx: WorkloadContext,
+  timings: Partial<RunResult>,
+): Promise<Measurement> {
+  const openStartMs = performance.now()
+  const db = await adapter.open(dir)
+  timings.openMs = performance.now() - openStartMs
+  try {
+    const measured = await workload.run(db, ctx)
+    timings.engineStats = db.stats()
+    return measured
+  } finally {
+    const closeStartMs = performance.now()
+    await db.close()
+    timings.closeMs = performance.now() - closeStartMs
   }
 }
 
 /** Opens the engine's database as the workload needs it, runs the workload, closes; records the untimed steps in `timings`. */
 async function runOnDatabase(
-  workload: Workload & { database: 'fresh' | 'existing' },
+  workload: DatabaseWorkload,
   state: EngineState,
   ctx: WorkloadContext,
   timings: Partial<RunResult>,
@@ -179,18 +257,7 @@ async function runOnDatabase(
   // Until the workload completes, the database may hold a partial state.
   const hadData = state.hasData
   state.hasData = false
-  const openStartMs = performance.now()
-  const db = await state.adapter.open(state.dir)
-  timings.openMs = performance.now() - openStartMs
-  let measured: Measurement
-  try {
-    measured = await workload.run(db, ctx)
-    timings.engineStats = db.stats()
-  } finally {
-    const closeStartMs = performance.now()
-    await db.close()
-    timings.closeMs = performance.now() - closeStartMs
-  }
+  const measured = await timedRun(workload, state.adapter, state.dir, ctx, timings)
   state.hasData = hadData || workload.database === 'fresh'
   return measured
 }
@@ -212,15 +279,17 @@ function toRates(m: Measurement): Omit<RunResult, 'run' | 'workload' | 'engine' 
     elapsedMs: m.elapsedMs,
     opsPerSec: seconds > 0 ? m.ops / seconds : 0,
     mbPerSec: seconds > 0 ? m.bytes / 1e6 / seconds : 0,
-    latencyNs: m.latency ? summarize(m.latency.histogram) : undefined,
+    latencyNs: m.latency ? summarize(m.latency.histogram) : m.latencySummary,
     histogram: m.latency?.histogram,
     found: m.found,
     details: m.details,
+    series: m.latency !== undefined && m.latency.timeline.started ? m.latency.timeline.series : m.series,
   }
 }
 
 function progressLine(r: RunResult, runs: number): string {
   const where = `${runs > 1 ? `run ${r.run}/${runs} ` : ''}${r.workload} ${r.engine}`
+  if (r.skipped !== undefined) return `${where}: skipped: ${r.skipped}`
   if (!r.ok) return `${where}: FAILED: ${r.error}`
   const rate = r.workload === 'reopen' ? `open ${r.elapsedMs.toFixed(1)} ms` : `${Math.round(r.opsPerSec).toLocaleString('en-US')} ops/s`
   return `${where}: ${rate} (${(r.elapsedMs / 1000).toFixed(2)} s timed)`

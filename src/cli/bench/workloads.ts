@@ -1,10 +1,14 @@
 import { performance } from 'node:perf_hooks'
-import type { BenchConfig, WorkloadName } from './config.js'
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
+import { measureBigdata } from './bigdata.js'
+import { INCREMENT_KEYS, LARGE_VALUE_BYTES, SEEK_ENTRIES, scaledOps, type BenchConfig, type WorkloadName } from './config.js'
 import { runConcurrent, runSync } from './drivers.js'
 import type { BenchDb, EngineAdapter } from './engines.js'
-import { KeyFormat, ValuePool, randomIndices, streamSeed } from './key-stream.js'
-import { LatencyRecorder } from './latency.js'
+import { KeyFormat, SeededRandom, ValuePool, randomIndices, streamSeed } from './key-stream.js'
+import { LatencyRecorder, type LatencySummaryNs } from './latency.js'
+import { activeProgress } from './progress.js'
 import { measureReopenAfterKill } from './reopen.js'
+import type { SeriesPoint } from './timeline.js'
 
 /**
  * The workloads, after db_bench. Each one times only its operations: opening
@@ -16,6 +20,8 @@ export interface WorkloadContext {
   readonly config: BenchConfig
   readonly keys: KeyFormat
   readonly values: ValuePool
+  /** The 256 KiB values of largevalues, made on first use. */
+  largeValues?: ValuePool
 }
 
 /** Builds the context of `config`. */
@@ -30,24 +36,35 @@ export interface Measurement {
   /** Key and value bytes written, or read and found. */
   bytes: number
   elapsedMs: number
-  /** Per-operation latencies; undefined where not measured (readseq). */
+  /** Per-operation latencies (with the per-second timeline); undefined where not measured (scans). */
   latency: LatencyRecorder | undefined
+  /** Percentiles measured elsewhere (bigdata's child process), when there is no recorder. */
+  latencySummary?: LatencySummaryNs
   /** Point reads that found their key. */
   found?: number
+  /** Per-second throughput and latency measured elsewhere (bigdata), when there is no recorder. */
+  series?: SeriesPoint[]
   /** Workload-specific figures for the JSON report. */
   details?: Record<string, unknown>
 }
+
+/** Thrown by a workload that cannot run on an engine (e.g. no transactions); recorded as skipped, not failed. */
+export class SkipWorkload extends Error {}
 
 /** A workload that runs on an open database the runner provides. */
 export interface DatabaseWorkload {
   readonly name: WorkloadName
   /**
-   * 'fresh': a new empty database; 'existing': the database the previous
-   * workloads left (the runner loads num keys in order first when there is none).
+   * 'fresh': a new empty database that later workloads use; 'existing': the
+   * database the previous workloads left (the runner loads num keys in order
+   * first when there is none); 'scratch': a new empty database of its own,
+   * removed afterwards (the database for the next workloads stays as it is).
    */
-  readonly database: 'fresh' | 'existing'
+  readonly database: 'fresh' | 'existing' | 'scratch'
   /** One line saying what is timed. */
   describe(config: BenchConfig): string
+  /** Throws SkipWorkload before anything is opened when the engine cannot run it. */
+  check?(adapter: EngineAdapter): void
   run(db: BenchDb, ctx: WorkloadContext): Promise<Measurement>
 }
 
@@ -63,13 +80,20 @@ export type Workload = DatabaseWorkload | OwnWorkload
 
 const count = (n: number): string => n.toLocaleString('en-US')
 
-/** Puts keys `keyIndex(op)` for op in [0, num), `concurrency` in flight. */
-async function putAll(db: BenchDb, ctx: WorkloadContext, keyIndex: (op: number) => number): Promise<Measurement> {
-  const { num, concurrency, keyBytes, valueBytes } = ctx.config
-  const { keys, values } = ctx
+/** Puts `n` keys `keyIndex(op)`, `concurrency` in flight, through `put` (the engine's put unless given). */
+async function putAll(
+  db: BenchDb,
+  ctx: WorkloadContext,
+  n: number,
+  keyIndex: (op: number) => number,
+  put: (key: Buffer, value: Buffer) => Promise<unknown> = (key, value) => db.put(key, value),
+  values: ValuePool = ctx.values,
+): Promise<Measurement> {
+  const { concurrency, keyBytes } = ctx.config
+  const { keys } = ctx
   const latency = new LatencyRecorder()
-  const elapsedMs = await runConcurrent(num, concurrency, (op) => db.put(keys.encode(keyIndex(op)), values.valueFor(op)), latency)
-  return { ops: num, bytes: num * (keyBytes + valueBytes), elapsedMs, latency }
+  const elapsedMs = await runConcurrent(n, concurrency, (op) => put(keys.encode(keyIndex(op)), values.valueFor(op)), latency)
+  return { ops: n, bytes: n * (keyBytes + values.valueBytes), elapsedMs, latency }
 }
 
 /**
@@ -78,7 +102,7 @@ async function putAll(db: BenchDb, ctx: WorkloadContext, keyIndex: (op: number) 
  */
 export function putRandom(db: BenchDb, ctx: WorkloadContext, streamLabel: string): Promise<Measurement> {
   const indices = randomIndices(ctx.config.num, ctx.config.num, streamSeed(ctx.config.seed, streamLabel))
-  return putAll(db, ctx, (op) => indices[op])
+  return putAll(db, ctx, ctx.config.num, (op) => indices[op])
 }
 
 /** Writes keys 0..num-1 in order as batches, one batch in flight. */
@@ -108,11 +132,12 @@ export async function populate(db: BenchDb, ctx: WorkloadContext): Promise<void>
   await putBatches(db, ctx, new LatencyRecorder())
 }
 
-/** Reads num uniformly random keys from [0, num). */
-async function readRandom(db: BenchDb, ctx: WorkloadContext, mode: 'sync' | 'async'): Promise<Measurement> {
-  const { num, concurrency, seed } = ctx.config
-  const indices = randomIndices(num, num, streamSeed(seed, 'readrandom'))
-  const keys = ctx.keys
+/**
+ * `n` point reads of `keyFor(op)`: 'sync' uses the engine's synchronous get
+ * back to back (an awaited get, one at a time, where it has none); 'async'
+ * keeps `concurrency` awaited gets in flight.
+ */
+async function pointReads(db: BenchDb, ctx: WorkloadContext, n: number, keyFor: (op: number) => Buffer, mode: 'sync' | 'async'): Promise<Measurement> {
   const latency = new LatencyRecorder()
   let found = 0
   let bytes = 0
@@ -125,25 +150,250 @@ async function readRandom(db: BenchDb, ctx: WorkloadContext, mode: 'sync' | 'asy
   const getSync = db.getSync
   if (mode === 'sync' && getSync !== undefined) {
     elapsedMs = runSync(
-      num,
+      n,
       (op) => {
-        const key = keys.encode(indices[op])
+        const key = keyFor(op)
         tally(key, getSync(key))
       },
       latency,
     )
   } else {
     elapsedMs = await runConcurrent(
-      num,
-      mode === 'sync' ? 1 : concurrency,
+      n,
+      mode === 'sync' ? 1 : ctx.config.concurrency,
       (op) => {
-        const key = keys.encode(indices[op])
+        const key = keyFor(op)
         return db.get(key).then((value) => tally(key, value))
       },
       latency,
     )
   }
-  return { ops: num, bytes, elapsedMs, latency, found }
+  return { ops: n, bytes, elapsedMs, latency, found }
+}
+
+/** Reads num uniformly random keys from [0, num). */
+function readRandom(db: BenchDb, ctx: WorkloadContext, mode: 'sync' | 'async'): Promise<Measurement> {
+  const { num, seed } = ctx.config
+  const indices = randomIndices(num, num, streamSeed(seed, 'readrandom'))
+  return pointReads(db, ctx, num, (op) => ctx.keys.encode(indices[op]), mode)
+}
+
+/** One scan of the whole database; no per-entry latency. */
+async function scanAll(db: BenchDb, reverse: boolean): Promise<Measurement> {
+  let bytes = 0
+  let previous: Buffer | undefined
+  let outOfOrder = 0
+  const startMs = performance.now()
+  const entries = await db.scan((key, value) => {
+    bytes += key.length + value.length
+    // Spot-check the order on a sample (a copy per entry would cost more than the scan).
+    if ((bytes & 0xfff) < key.length + value.length) {
+      const k = Buffer.from(key)
+      if (previous !== undefined && Buffer.compare(previous, k) !== (reverse ? 1 : -1)) outOfOrder++
+      previous = k
+    }
+  }, reverse)
+  const elapsedMs = performance.now() - startMs
+  if (outOfOrder > 0) throw new Error(`${outOfOrder} sampled entries out of ${reverse ? 'descending' : 'ascending'} order`)
+  return { ops: entries, bytes, elapsedMs, latency: undefined }
+}
+
+/**
+ * Reads while one writer writes: `concurrency` readers make num awaited gets
+ * of random keys (measured) while a single writer keeps one put of a random
+ * key in flight until the readers are done. Each reader yields to the event
+ * loop every READER_YIELD_OPS reads, so a writer whose puts complete in a
+ * later event turn (all three engines) gets turns even when a get resolves at once.
+ */
+const READER_YIELD_OPS = 16
+
+async function readWhileWriting(db: BenchDb, ctx: WorkloadContext): Promise<Measurement> {
+  const { num, concurrency, seed, keyBytes, valueBytes } = ctx.config
+  const reads = randomIndices(num, num, streamSeed(seed, 'readwhilewriting'))
+  const writerRandom = new SeededRandom(streamSeed(seed, 'readwhilewriting-writer'))
+  let readersDone = false
+  let writes = 0
+  let writerError: unknown
+  const writeLatency = new LatencyRecorder()
+  const writer = (async () => {
+    try {
+      while (!readersDone) {
+        const startMs = performance.now()
+        await db.put(ctx.keys.encode(writerRandom.below(num)), ctx.values.valueFor(writes))
+        writeLatency.recordMs(performance.now() - startMs)
+        writes++
+      }
+    } catch (err) {
+      writerError = err
+    }
+  })()
+  // The readers: as runConcurrent, with the yields outside the timed part.
+  const latency = new LatencyRecorder()
+  let found = 0
+  let bytes = 0
+  let next = 0
+  let readerError: unknown
+  const reader = async (): Promise<void> => {
+    let mine = 0
+    while (readerError === undefined && next < num) {
+      const op = next++
+      const key = ctx.keys.encode(reads[op])
+      const startMs = performance.now()
+      try {
+        const value = await db.get(key)
+        latency.recordSince(startMs)
+        if (value !== undefined) {
+          found++
+          bytes += key.length + value.length
+        }
+      } catch (err) {
+        readerError ??= err
+        return
+      }
+      if (++mine % READER_YIELD_OPS === 0) await yieldToEventLoop()
+    }
+  }
+  activeProgress().phase(num)
+  const startMs = performance.now()
+  latency.start(startMs)
+  try {
+    await Promise.all(Array.from({ length: Math.min(concurrency, num) }, reader))
+  } finally {
+    readersDone = true
+    await writer
+  }
+  const endMs = performance.now()
+  latency.finish(endMs)
+  const elapsedMs = endMs - startMs
+  if (readerError !== undefined) throw readerError
+  if (writerError !== undefined) throw writerError
+  const h = writeLatency.histogram
+  return {
+    ops: num,
+    bytes,
+    elapsedMs,
+    latency,
+    found,
+    details: {
+      writes,
+      writesPerSec: elapsedMs > 0 ? writes / (elapsedMs / 1000) : 0,
+      writeMbPerSec: elapsedMs > 0 ? (writes * (keyBytes + valueBytes)) / 1e6 / (elapsedMs / 1000) : 0,
+      writeLatencyNs: h.count > 0 ? { p50: h.percentile(50), p99: h.percentile(99), max: h.max } : undefined,
+    },
+  }
+}
+
+/** Random-key seeks of SEEK_ENTRIES entries each, `concurrency` in flight; ops are seeks. */
+async function seekRandom(db: BenchDb, ctx: WorkloadContext): Promise<Measurement> {
+  const { num, concurrency, seed } = ctx.config
+  const seeks = scaledOps.seekrandom(num)
+  const starts = randomIndices(seeks, num, streamSeed(seed, 'seekrandom'))
+  const latency = new LatencyRecorder()
+  let entries = 0
+  let bytes = 0
+  const visit = (key: Uint8Array, value: Uint8Array): void => {
+    entries++
+    bytes += key.length + value.length
+  }
+  const elapsedMs = await runConcurrent(seeks, concurrency, (op) => db.seek(ctx.keys.encode(starts[op]), SEEK_ENTRIES, visit), latency)
+  return { ops: seeks, bytes, elapsedMs, latency, details: { entries, entriesPerSeek: entries / seeks } }
+}
+
+/** Random deletes of num keys from [0, num), `concurrency` in flight. */
+async function deleteRandom(db: BenchDb, ctx: WorkloadContext): Promise<Measurement> {
+  const { num, concurrency, seed, keyBytes } = ctx.config
+  const indices = randomIndices(num, num, streamSeed(seed, 'deleterandom'))
+  const latency = new LatencyRecorder()
+  const elapsedMs = await runConcurrent(num, concurrency, (op) => db.del(ctx.keys.encode(indices[op])), latency)
+  // Spot-check: the last keys deleted are gone.
+  for (let op = Math.max(0, num - 100); op < num; op++) {
+    if ((await db.get(ctx.keys.encode(indices[op]))) !== undefined) throw new Error(`key ${indices[op]} is still there after its delete`)
+  }
+  return { ops: num, bytes: num * keyBytes, elapsedMs, latency }
+}
+
+/** 256 KiB values: random-key puts into a new database, then (in details) as many synchronous gets of random keys. */
+async function largeValues(db: BenchDb, ctx: WorkloadContext): Promise<Measurement> {
+  const { num, seed } = ctx.config
+  const n = scaledOps.largevalues(num)
+  ctx.largeValues ??= new ValuePool(LARGE_VALUE_BYTES, seed)
+  const writes = randomIndices(n, n, streamSeed(seed, 'largevalues'))
+  const written = await putAll(db, ctx, n, (op) => writes[op], undefined, ctx.largeValues)
+  const readIndices = randomIndices(n, n, streamSeed(seed, 'largevalues-read'))
+  const read = await pointReads(db, ctx, n, (op) => ctx.keys.encode(readIndices[op]), 'sync')
+  const readSeconds = read.elapsedMs / 1000
+  return {
+    ...written,
+    details: {
+      valueBytes: LARGE_VALUE_BYTES,
+      readOps: n,
+      readFound: read.found,
+      readOpsPerSec: readSeconds > 0 ? n / readSeconds : 0,
+      readMbPerSec: readSeconds > 0 ? read.bytes / 1e6 / readSeconds : 0,
+      readP99Ns: read.latency?.histogram.percentile(99),
+    },
+  }
+}
+
+/** The key of the increment workloads' counter `i`. */
+function counterKey(i: number): Buffer {
+  return Buffer.from(`counter-${String(i).padStart(4, '0')}`, 'latin1')
+}
+
+/**
+ * `incrementTasks` concurrent tasks, each making `incrementsPerTask`
+ * read-modify-write increments, of one hot counter or of counters drawn at
+ * random from INCREMENT_KEYS. Ops are committed transactions; afterwards the
+ * counters must add up to the number of increments (no lost update).
+ */
+async function increments(db: BenchDb, ctx: WorkloadContext, keys: 1 | typeof INCREMENT_KEYS): Promise<Measurement> {
+  const increment = db.increment
+  if (increment === undefined) throw new SkipWorkload('no transactions')
+  const { incrementTasks: tasks, incrementsPerTask: perTask, seed } = ctx.config
+  const total = tasks * perTask
+  const picks = keys === 1 ? undefined : randomIndices(total, keys, streamSeed(seed, 'increment-keys'))
+  const counters = Array.from({ length: keys }, (_, i) => counterKey(i))
+  let attempts = 0
+  let maxAttempts = 0
+  const latency = new LatencyRecorder()
+  const elapsedMs = await runConcurrent(
+    total,
+    tasks,
+    async (op) => {
+      const a = await increment(counters[picks === undefined ? 0 : picks[op]])
+      attempts += a
+      if (a > maxAttempts) maxAttempts = a
+    },
+    latency,
+  )
+  let sum = 0
+  for (const key of counters) {
+    const value = await db.get(key)
+    if (value !== undefined) sum += Number(Buffer.from(value).toString('latin1'))
+  }
+  if (sum !== total) throw new Error(`lost updates: the counters add up to ${sum}, expected ${total}`)
+  return {
+    ops: total,
+    bytes: 0,
+    elapsedMs,
+    latency,
+    details: {
+      tasks,
+      incrementsPerTask: perTask,
+      keys,
+      commits: total,
+      attempts,
+      // With retries: Infinity every conflict re-runs the function once, so the two are equal.
+      conflicts: attempts - total,
+      retries: attempts - total,
+      maxAttemptsPerTransaction: maxAttempts,
+      finalCount: sum,
+    },
+  }
+}
+
+const requireTransactions = (adapter: EngineAdapter): void => {
+  if (!adapter.transactions.supported) throw new SkipWorkload(adapter.transactions.why)
 }
 
 /** Every workload, by name. */
@@ -152,7 +402,7 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
     name: 'fillseq',
     database: 'fresh',
     describe: (c) => `${count(c.num)} puts in key order into a new database, ${c.concurrency} in flight`,
-    run: (db, ctx) => putAll(db, ctx, (op) => op),
+    run: (db, ctx) => putAll(db, ctx, ctx.config.num, (op) => op),
   },
   fillbatch: {
     name: 'fillbatch',
@@ -171,6 +421,18 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
     database: 'fresh',
     describe: (c) => `${count(c.num)} puts of uniformly random keys from [0, ${count(c.num)}) into a new database, ${c.concurrency} in flight`,
     run: (db, ctx) => putRandom(db, ctx, 'fillrandom'),
+  },
+  fillsync: {
+    name: 'fillsync',
+    database: 'scratch',
+    describe: (c) =>
+      `${count(scaledOps.fillsync(c.num))} (num / 100) puts of random keys into a new scratch database, each durable (fsync) before it resolves, ${c.concurrency} in flight`,
+    run(db, ctx) {
+      const { num, seed } = ctx.config
+      const n = scaledOps.fillsync(num)
+      const indices = randomIndices(n, num, streamSeed(seed, 'fillsync'))
+      return putAll(db, ctx, n, (op) => indices[op], (key, value) => db.putDurable(key, value))
+    },
   },
   overwrite: {
     name: 'overwrite',
@@ -192,18 +454,70 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
       `${count(c.num)} awaited gets (stratadb get, classic-level get, lmdb get in an async function) of uniformly random keys, ${c.concurrency} in flight`,
     run: (db, ctx) => readRandom(db, ctx, 'async'),
   },
+  readmissing: {
+    name: 'readmissing',
+    database: 'existing',
+    describe: (c) => `${count(c.num)} synchronous gets of keys that do not exist (a random key followed by ".")`,
+    run(db, ctx) {
+      const { num, seed } = ctx.config
+      const indices = randomIndices(num, num, streamSeed(seed, 'readmissing'))
+      return pointReads(db, ctx, num, (op) => ctx.keys.encodeMissing(indices[op]), 'sync')
+    },
+  },
   readseq: {
     name: 'readseq',
     database: 'existing',
-    describe: () => 'one forward scan of the whole database (stratadb and classic-level iterators, lmdb getRange); no per-entry latency',
-    async run(db) {
-      let bytes = 0
-      const startMs = performance.now()
-      const entries = await db.scan((key, value) => {
-        bytes += key.length + value.length
-      })
-      return { ops: entries, bytes, elapsedMs: performance.now() - startMs, latency: undefined }
-    },
+    describe: () => 'one forward scan of the whole database (stratadb iterator, abstract-level nextv, lmdb getRange); no per-entry latency',
+    run: (db) => scanAll(db, false),
+  },
+  readreverse: {
+    name: 'readreverse',
+    database: 'existing',
+    describe: () => 'one reverse scan of the whole database (iterator / getRange with reverse: true); no per-entry latency',
+    run: (db) => scanAll(db, true),
+  },
+  seekrandom: {
+    name: 'seekrandom',
+    database: 'existing',
+    describe: (c) =>
+      `${count(scaledOps.seekrandom(c.num))} (num / 20) range reads of ${SEEK_ENTRIES} entries from a random key (stratadb iterator({ gte, limit })), ${c.concurrency} in flight; ops = seeks`,
+    run: (db, ctx) => seekRandom(db, ctx),
+  },
+  readwhilewriting: {
+    name: 'readwhilewriting',
+    database: 'existing',
+    describe: (c) =>
+      `${count(c.num)} awaited gets of random keys, ${c.concurrency} in flight (measured), while one writer keeps one put of a random key in flight`,
+    run: (db, ctx) => readWhileWriting(db, ctx),
+  },
+  deleterandom: {
+    name: 'deleterandom',
+    database: 'existing',
+    describe: (c) => `${count(c.num)} deletes of uniformly random keys from the existing database, ${c.concurrency} in flight`,
+    run: (db, ctx) => deleteRandom(db, ctx),
+  },
+  largevalues: {
+    name: 'largevalues',
+    database: 'scratch',
+    describe: (c) =>
+      `${count(scaledOps.largevalues(c.num))} (num / 200) puts of ${LARGE_VALUE_BYTES / 1024} KiB values with random keys into a new scratch database, ${c.concurrency} in flight`,
+    run: (db, ctx) => largeValues(db, ctx),
+  },
+  increment: {
+    name: 'increment',
+    database: 'scratch',
+    describe: (c) =>
+      `${count(c.incrementTasks)} concurrent tasks, each ${count(c.incrementsPerTask)} read-modify-write increments of one hot key in a transaction; ops = commits`,
+    check: requireTransactions,
+    run: (db, ctx) => increments(db, ctx, 1),
+  },
+  'increment-keys': {
+    name: 'increment-keys',
+    database: 'scratch',
+    describe: (c) =>
+      `${count(c.incrementTasks)} concurrent tasks, each ${count(c.incrementsPerTask)} read-modify-write increments of one of ${count(INCREMENT_KEYS)} keys drawn at random, in a transaction; ops = commits`,
+    check: requireTransactions,
+    run: (db, ctx) => increments(db, ctx, INCREMENT_KEYS),
   },
   reopen: {
     name: 'reopen',
@@ -211,5 +525,14 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
     describe: (c) =>
       `open() of a database right after the child process that wrote it (${count(c.num)} fillrandom puts, ${c.concurrency} in flight) was killed with SIGKILL; ops/s = opens/s`,
     run: (adapter, scratchDir, ctx) => measureReopenAfterKill(adapter, scratchDir, ctx.config),
+  },
+  bigdata: {
+    name: 'bigdata',
+    database: 'own',
+    describe: (c) =>
+      `in a child process per engine: ${count(c.bigdataNum)} puts of distinct keys in random order (${((c.bigdataNum * (c.keyBytes + c.valueBytes)) / 2 ** 30).toFixed(2)} GiB raw), ` +
+      `${c.concurrency} in flight, write buffer ${c.bigdataMemtableBytes / 2 ** 20} MiB and cache ${c.bigdataCacheBytes / 2 ** 20} MiB where the engine has them; ` +
+      `then ${count(c.bigdataReads)} synchronous gets of random keys after reopening; ops/s and latency are the puts'`,
+    run: (adapter, scratchDir, ctx) => measureBigdata(adapter, scratchDir, ctx.config),
   },
 }
