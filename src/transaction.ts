@@ -1,7 +1,7 @@
 import { StrataError } from './base/errors.js'
 import type { Bytes } from './base/keys.js'
 import type { BatchOp, Database, Entry, IteratorOptions, Snapshot } from './db.js'
-import type { KeyRange } from './iterators/db-iterator.js'
+import { inRange, type KeyRange } from './iterators/db-iterator.js'
 import type { Condition } from './engine/write-group.js'
 
 /** Options of `db.transaction`. */
@@ -151,12 +151,7 @@ class TransactionState {
     if (limit === 0) return
     const range: KeyRange = {}
     for (const b of ['gt', 'gte', 'lt', 'lte'] as const) if (o[b] !== undefined) range[b] = this.db.checkedKey(o[b])
-    const inRange = (k: Buffer): boolean =>
-      !(range.gt && Buffer.compare(k, range.gt) <= 0) &&
-      !(range.gte && Buffer.compare(k, range.gte) < 0) &&
-      !(range.lt && Buffer.compare(k, range.lt) >= 0) &&
-      !(range.lte && Buffer.compare(k, range.lte) > 0)
-    const own = [...this.writes.values()].filter((w) => inRange(w.key))
+    const own = [...this.writes.values()].filter((w) => inRange(w.key, range))
     own.sort((a, b) => (reverse ? -1 : 1) * Buffer.compare(a.key, b.key))
     const base = this.snapshot.iterator({ ...range, reverse })
     // Validated: from the start bound to the last key handed out; the whole range once exhausted.

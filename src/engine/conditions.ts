@@ -1,5 +1,5 @@
 import { ConflictError } from '../base/errors.js'
-import type { KeyRange } from '../iterators/db-iterator.js'
+import { inRange, type KeyRange } from '../iterators/db-iterator.js'
 import type { Condition, PendingWrite } from './write-group.js'
 
 /** What checking conditions needs to read: the applied state. */
@@ -66,12 +66,4 @@ function failedConditions(conditions: readonly Condition[], overlay: Overlay, re
     }
   }
   return failed
-}
-
-function inRange(key: Buffer, r: KeyRange): boolean {
-  if (r.gt !== undefined && Buffer.compare(key, r.gt) <= 0) return false
-  if (r.gte !== undefined && Buffer.compare(key, r.gte) < 0) return false
-  if (r.lt !== undefined && Buffer.compare(key, r.lt) >= 0) return false
-  if (r.lte !== undefined && Buffer.compare(key, r.lte) > 0) return false
-  return true
 }

@@ -200,6 +200,15 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
   }
 }
 
+/** True when `key` lies within every bound of `r`. */
+export function inRange(key: Buffer, r: KeyRange): boolean {
+  if (r.gt !== undefined && Buffer.compare(key, r.gt) <= 0) return false
+  if (r.gte !== undefined && Buffer.compare(key, r.gte) < 0) return false
+  if (r.lt !== undefined && Buffer.compare(key, r.lt) >= 0) return false
+  if (r.lte !== undefined && Buffer.compare(key, r.lte) > 0) return false
+  return true
+}
+
 /**
  * Keeps the stricter of gt/gte and of lt/lte, so that every bound given is
  * applied (the range is their intersection) whichever direction walks it.
