@@ -88,8 +88,11 @@ if [ -n "${STRATA:-}" ]; then
   # shellcheck disable=SC2086
   $STRATA "${strata_args[@]}" >"$work/strata.log" 2>&1 &
 else
-  node --input-type=module -e "import('$repo/dist/server/index.js').then((m) => m.runServe(process.argv.slice(1))).catch((e) => { console.error(e.message); process.exit(1) })" \
-    -- "${strata_args[@]}" >"$work/strata.log" 2>&1 &
+  # A launcher file rather than `node --input-type=module -e`: worker threads inherit execArgv,
+  # and the engine's flush/compaction workers cannot start under --input-type.
+  printf '%s\n' "import { runServe } from '$repo/dist/server/index.js'" \
+    "try { await runServe(process.argv.slice(2)) } catch (e) { console.error(e.message); process.exitCode = 1 }" >"$work/serve.mjs"
+  node "$work/serve.mjs" "${strata_args[@]}" >"$work/strata.log" 2>&1 &
 fi
 strata_pid=$!
 pids+=("$strata_pid")
@@ -114,10 +117,14 @@ common=(-h 127.0.0.1 -t "$TESTS" -c "$CLIENTS" -n "$REQUESTS" --csv)
 [ "$KEYSPACE" != 0 ] && common+=(-r "$KEYSPACE")
 
 # Prints "TEST|rps|p50" lines from redis-benchmark --csv (test names contain spaces: "MSET (10 keys)").
+# redis-benchmark stops at the first error reply: say so instead of dying quietly.
 run_one() {
-  local port="$1"; shift
-  redis-benchmark -p "$port" "${common[@]}" "$@" 2>/dev/null |
-    awk -F'","' 'NR > 1 { gsub(/"/, "", $1); gsub(/"/, "", $2); gsub(/"/, "", $5); print $1 "|" $2 "|" $5 }'
+  local port="$1" name="$2"; shift 2
+  local csv
+  if ! csv="$(redis-benchmark -p "$port" "${common[@]}" "$@" 2>>"$work/benchmark-errors.log")"; then
+    echo "warning: redis-benchmark failed against $name (errors: $work/benchmark-errors.log; server log: $work/$name.log); KEEP=1 keeps them" >&2
+  fi
+  printf '%s\n' "$csv" | awk -F'","' 'NR > 1 { gsub(/"/, "", $1); gsub(/"/, "", $2); gsub(/"/, "", $5); print $1 "|" $2 "|" $5 }'
 }
 
 echo "redis-benchmark $(redis-benchmark --version 2>/dev/null | awk '{print $2}' || true): ${common[*]}"
@@ -129,9 +136,9 @@ echo
 for round in "no pipelining" "pipeline $PIPELINE"; do
   extra=()
   [ "$round" != "no pipelining" ] && extra=(-P "$PIPELINE")
-  s="$(run_one "$strata_port" "${extra[@]}")"
+  s="$(run_one "$strata_port" strata "${extra[@]}")"
   r=""
-  [ -n "$redis_port" ] && r="$(run_one "$redis_port" "${extra[@]}")"
+  [ -n "$redis_port" ] && r="$(run_one "$redis_port" redis "${extra[@]}")"
   echo "== $round (-c $CLIENTS${extra:+ ${extra[*]}}) =="
   printf '%-16s %14s %10s %14s %10s %8s\n' test strata_rps p50_ms redis_rps p50_ms ratio
   while IFS='|' read -r name rps p50; do

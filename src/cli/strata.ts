@@ -5,11 +5,13 @@
  */
 import { Command } from 'commander'
 import { addBenchCommand } from './bench/command.js'
+import { registerServeCommand } from '../server/index.js'
 import { ownVersion } from './bench/engines.js'
 
 function main(): Promise<unknown> {
   const program = new Command('strata').description('stratadb command line').version(ownVersion())
   addBenchCommand(program)
+  registerServeCommand(program)
   return program.parseAsync(process.argv)
 }
 

@@ -58,7 +58,8 @@ export class BackgroundRunner {
     if (script === undefined) return undefined
     // A small young generation keeps the worker's garbage (block buffers read
     // once) from growing its heap far past what a job holds live.
-    const worker = new Worker(script, { resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } })
+    // execArgv: [] so that flags meant for the main script (--input-type, -e, profilers) do not reach the worker.
+    const worker = new Worker(script, { execArgv: [], resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } })
     worker.unref()
     worker.on('message', (msg: { id: number; result?: unknown; error?: { code?: string; message: string } }) => {
       const p = this.pending.get(msg.id)

@@ -21,6 +21,8 @@ export interface ServerContext {
   /** undefined when no token is configured (loopback only). */
   readonly auth: TokenChecker | undefined
   readonly startedAtMs: number
+  /** Bound ports (null when that protocol is off), known once listening. */
+  ports: { http: number | null; resp: number | null }
   /** Set once a graceful shutdown began: no new work is accepted. */
   shuttingDown: boolean
   log(line: string): void

@@ -167,6 +167,7 @@ export class HttpApi {
         lockedKeys: this.ctx.locks.heldCount,
         scanCursors: this.ctx.cursors.size,
         syncWrites: this.ctx.options.sync,
+        memory: processMemory(),
       },
     }
   }
@@ -223,7 +224,15 @@ export class HttpApi {
   }
 
   private async read(req: http.IncomingMessage, res: http.ServerResponse, key: Buffer, pre: Preconditions): Promise<void> {
-    const entry = await this.ctx.db.getEntry(key)
+    // A snapshot read sees every acknowledged write without waiting for writes still queued
+    // (db.getEntry would wait for them, and so hang in a write stall).
+    const snapshot = this.ctx.db.snapshot()
+    let entry: Entry | undefined
+    try {
+      entry = await snapshot.getEntry(key)
+    } finally {
+      snapshot.release()
+    }
     if (pre.ifMatch !== undefined && !matchesIfMatch(pre.ifMatch, entry)) {
       throw new HttpError(412, 'STRATA_PRECONDITION_FAILED', 'If-Match does not match the current version', { version: entry?.version ?? 0 })
     }
@@ -380,6 +389,11 @@ export class HttpApi {
     })
     return { ops, sync }
   }
+}
+
+function processMemory(): { rssBytes: number; heapUsedBytes: number; externalBytes: number } {
+  const m = process.memoryUsage()
+  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, externalBytes: m.external }
 }
 
 function matchesIfMatch(tags: '*' | number[], entry: Entry | undefined): boolean {

@@ -13,6 +13,13 @@ import { declaredLength } from './http-body.js'
 import { HttpApi, bodyLimitOf, routeOf } from './http-api.js'
 
 const REJECTED = Symbol('strata.rejected')
+const QUEUE = Symbol('strata.requestQueue')
+
+/** Requests of one connection, handled one after the other (pipelining). */
+interface RequestQueue {
+  pending: number
+  tail: Promise<void>
+}
 
 /** A listening HTTP server. */
 export class HttpServer {
@@ -98,7 +105,22 @@ export class HttpServer {
       return
     }
     if (this.ctx.shuttingDown) res.shouldKeepAlive = false
-    this.api.handle(req, res).catch((e: unknown) => this.api.fail(req, res, e))
+    // Node hands over pipelined requests of a connection as soon as they are parsed. HTTP
+    // allows parallel handling only of safe methods, and a GET pipelined after a PUT must
+    // see it: run them one after the other (responses go out in order anyway).
+    const socket = req.socket as unknown as Record<symbol, RequestQueue | undefined>
+    const queue = (socket[QUEUE] ??= { pending: 0, tail: Promise.resolve() })
+    const finished = new Promise<void>((resolve) => {
+      res.once('finish', resolve)
+      res.once('close', resolve)
+    })
+    void finished.then(() => queue.pending--)
+    const run = (): Promise<void> => {
+      this.api.handle(req, res).catch((e: unknown) => this.api.fail(req, res, e))
+      return finished
+    }
+    if (queue.pending++ === 0) queue.tail = run()
+    else queue.tail = queue.tail.then(run)
   }
 
   private checkContinue(req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -9,6 +9,6 @@ export function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
 }
 
 /** Applies `fn` now when `value` is ready, else after it resolves: avoids a microtask per call on hot paths. */
-export function then<T, U>(value: MaybePromise<T>, fn: (v: T) => MaybePromise<U>): MaybePromise<U> {
+export function andThen<T, U>(value: MaybePromise<T>, fn: (v: T) => MaybePromise<U>): MaybePromise<U> {
   return isPromise(value) ? value.then(fn) : fn(value)
 }

@@ -17,7 +17,7 @@ import * as os from 'node:os'
 import { ConflictError, type Database } from '../index.js'
 import type { ServerContext } from './context.js'
 import { globMatch, isLiteral, literalPrefix, prefixEnd } from './glob.js'
-import { then, type MaybePromise } from './maybe.js'
+import { andThen, type MaybePromise } from './maybe.js'
 import { ErrorReply, MapReply, OK, PONG, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
 import type { KvStore } from './store.js'
 
@@ -120,12 +120,12 @@ function setCommand(call: Call): MaybePromise<Reply> {
   const o = parseSetOptions(args)
   if (o instanceof ErrorReply) return o
   const [, key, value] = args
-  if (!o.nx && !o.xx && !o.get) return then(store.put(key, value), () => OK)
-  return then(store.getEntry(key), (old) => {
+  if (!o.nx && !o.xx && !o.get) return andThen(store.put(key, value), () => OK)
+  return andThen(store.getEntry(key), (old) => {
     const exists = old !== undefined
     const previous = o.get ? (old?.value ?? null) : null
     if ((o.nx && exists) || (o.xx && !exists)) return previous
-    return then(store.put(key, value), () => (o.get ? previous : OK))
+    return andThen(store.put(key, value), () => (o.get ? previous : OK))
   })
 }
 
@@ -158,12 +158,12 @@ function incrBy(call: Call, delta: bigint | undefined): MaybePromise<Reply> {
   if (delta === undefined) return NOT_INTEGER
   const { store } = call
   const key = call.args[1]
-  return then(store.get(key), (old) => {
+  return andThen(store.get(key), (old) => {
     const current = old === undefined ? 0n : parseInteger(old)
     if (current === undefined) return NOT_INTEGER
     const next = current + delta
     if (next < INT64_MIN || next > INT64_MAX) return err('increment or decrement would overflow')
-    return then(store.put(key, Buffer.from(next.toString(), 'latin1')), () => safeNumber(next))
+    return andThen(store.put(key, Buffer.from(next.toString(), 'latin1')), () => safeNumber(next))
   })
 }
 
@@ -270,7 +270,7 @@ async function countKeys(db: Database): Promise<number> {
 }
 
 function infoText(call: Call, sectionArgs: Buffer[]): string {
-  const { server, conn } = call
+  const { server } = call
   const wanted = new Set(sectionArgs.map(lower))
   const all = wanted.size === 0 || wanted.has('all') || wanted.has('everything') || wanted.has('default')
   const want = (s: string): boolean => all || wanted.has(s)
@@ -281,8 +281,6 @@ function infoText(call: Call, sectionArgs: Buffer[]): string {
     lines.push(`# ${name}`)
     for (const [k, v] of fields) lines.push(`${k}:${v}`)
   }
-  const addr = server.options.resp ?? ''
-  const port = addr.slice(addr.lastIndexOf(':') + 1)
   const uptime = Math.floor((performance.now() - server.startedAtMs) / 1000)
   section('Server', [
     ['redis_version', REDIS_COMPAT_VERSION],
@@ -291,7 +289,7 @@ function infoText(call: Call, sectionArgs: Buffer[]): string {
     ['os', `${os.type()} ${os.release()} ${os.arch()}`],
     ['arch_bits', process.arch.includes('64') ? 64 : 32],
     ['process_id', process.pid],
-    ['tcp_port', port],
+    ['tcp_port', server.ports.resp ?? 0],
     ['uptime_in_seconds', uptime],
     ['uptime_in_days', Math.floor(uptime / 86400)],
     ['executable', process.argv[1] ?? ''],
@@ -339,7 +337,6 @@ function infoText(call: Call, sectionArgs: Buffer[]): string {
       ])
     }
   }
-  void conn
   return lines.join('\r\n') + '\r\n'
 }
 
@@ -569,7 +566,7 @@ def({ name: 'watch', arity: -2, kind: 'tx', flags: ['noscript', 'loading', 'stal
 def({ name: 'unwatch', arity: 1, kind: 'tx', flags: ['noscript', 'loading', 'stale', 'fast'], run: () => OK })
 
 // Strings.
-def({ name: 'get', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => then(store.get(args[1]), (v) => v ?? null) })
+def({ name: 'get', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => v ?? null) })
 def({ name: 'set', arity: -3, kind: setKind, flags: ['write', 'denyoom'], keys: KEY1, run: setCommand })
 def({
   name: 'setnx',
@@ -577,7 +574,7 @@ def({
   kind: 'rmw',
   flags: ['write', 'denyoom', 'fast'],
   keys: KEY1,
-  run: ({ args, store }) => then(store.getEntry(args[1]), (old) => (old !== undefined ? 0 : then(store.put(args[1], args[2]), () => 1))),
+  run: ({ args, store }) => andThen(store.getEntry(args[1]), (old) => (old !== undefined ? 0 : andThen(store.put(args[1], args[2]), () => 1))),
 })
 def({
   name: 'getset',
@@ -585,7 +582,7 @@ def({
   kind: 'rmw',
   flags: ['write', 'denyoom', 'fast'],
   keys: KEY1,
-  run: ({ args, store }) => then(store.get(args[1]), (old) => then(store.put(args[1], args[2]), () => old ?? null)),
+  run: ({ args, store }) => andThen(store.get(args[1]), (old) => andThen(store.put(args[1], args[2]), () => old ?? null)),
 })
 def({
   name: 'getdel',
@@ -593,7 +590,7 @@ def({
   kind: 'rmw',
   flags: ['write', 'fast'],
   keys: KEY1,
-  run: ({ args, store }) => then(store.get(args[1]), (old) => (old === undefined ? null : then(store.del(args[1]), () => old))),
+  run: ({ args, store }) => andThen(store.get(args[1]), (old) => (old === undefined ? null : andThen(store.del(args[1]), () => old))),
 })
 for (const name of ['del', 'unlink']) {
   def({
@@ -624,9 +621,9 @@ def({
   kind: 'read',
   flags: ['readonly', 'fast'],
   keys: ALL_KEYS,
-  run: ({ args, store }) => then(store.getMany(args.slice(1)), (values) => values.filter((v) => v !== undefined).length),
+  run: ({ args, store }) => andThen(store.getMany(args.slice(1)), (values) => values.filter((v) => v !== undefined).length),
 })
-def({ name: 'mget', arity: -2, kind: 'read', flags: ['readonly', 'fast'], keys: ALL_KEYS, run: ({ args, store }) => then(store.getMany(args.slice(1)), (values) => values.map((v) => v ?? null)) })
+def({ name: 'mget', arity: -2, kind: 'read', flags: ['readonly', 'fast'], keys: ALL_KEYS, run: ({ args, store }) => andThen(store.getMany(args.slice(1)), (values) => values.map((v) => v ?? null)) })
 def({
   name: 'mset',
   arity: -3,
@@ -637,7 +634,7 @@ def({
     if (args.length % 2 !== 1) return err("wrong number of arguments for 'mset' command")
     const pairs: Array<[Buffer, Buffer]> = []
     for (let i = 1; i < args.length; i += 2) pairs.push([args[i], args[i + 1]])
-    return then(store.putMany(pairs), () => OK)
+    return andThen(store.putMany(pairs), () => OK)
   },
 })
 def({
@@ -678,18 +675,18 @@ def({
   flags: ['write', 'denyoom', 'fast'],
   keys: KEY1,
   run: ({ args, store }) =>
-    then(store.get(args[1]), (old) => {
+    andThen(store.get(args[1]), (old) => {
       const next = old === undefined ? args[2] : Buffer.concat([old, args[2]])
-      return then(store.put(args[1], next), () => next.length)
+      return andThen(store.put(args[1], next), () => next.length)
     }),
 })
-def({ name: 'strlen', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => then(store.get(args[1]), (v) => v?.length ?? 0) })
+def({ name: 'strlen', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => v?.length ?? 0) })
 for (const name of ['getrange', 'substr']) {
-  def({ name, arity: 4, kind: 'read', flags: ['readonly'], keys: KEY1, run: ({ args, store }) => then(store.get(args[1]), (v) => getRange(v, args[2], args[3])) })
+  def({ name, arity: 4, kind: 'read', flags: ['readonly'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => getRange(v, args[2], args[3])) })
 }
-def({ name: 'type', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => then(store.get(args[1]), (v) => new SimpleString(v === undefined ? 'none' : 'string')) })
+def({ name: 'type', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => new SimpleString(v === undefined ? 'none' : 'string')) })
 for (const name of ['ttl', 'pttl']) {
-  def({ name, arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => then(store.get(args[1]), (v) => (v === undefined ? -2 : -1)) })
+  def({ name, arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => (v === undefined ? -2 : -1)) })
 }
 
 // Key space.

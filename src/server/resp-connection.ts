@@ -22,7 +22,6 @@
  * client that does not read), and while a barrier is pending.
  */
 import type * as net from 'node:net'
-import { ConflictError } from '../index.js'
 import type { ServerContext } from './context.js'
 import { isExpected, respErrorLine } from './errors.js'
 import { keyId } from './key-locks.js'
@@ -41,9 +40,6 @@ import {
 import { RespParser, RespProtocolError } from './resp-parser.js'
 import { ErrorReply, NullArray, OK, OutputBuffer, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
 import { BufferedStore, DirectStore } from './store.js'
-
-/** Re-runs of a read-modify-write command or EXEC after a conflict before giving up. */
-const MAX_RMW_ATTEMPTS = 16
 
 interface Slot {
   done: boolean
@@ -81,7 +77,6 @@ export class RespConnection implements ConnectionState {
   private writesIdle: Array<() => void> = []
   private multi: { queue: Queued[]; failed: boolean } | undefined
   private watched: Map<string, { key: Buffer; version: number }> | undefined
-  /** Pending WATCH reads; EXEC waits for them. */
   private flushScheduled = false
   private inputPaused = false
   /** No further commands are taken; the socket ends once every reply is sent. */
@@ -193,7 +188,7 @@ export class RespConnection implements ConnectionState {
     const name = args[0].toString('latin1').toLowerCase()
     if (name === 'post' || name === 'host:') {
       // Someone talks HTTP to the RESP port (maybe a browser used for cross-protocol attacks): close silently, as Redis.
-      this.server.log(`RESP: HTTP request on the RESP port from ${this.remoteAddress}; connection closed`)
+      logCrossProtocol(this.server, this.remoteAddress)
       this.server.metrics.protocolError('resp')
       this.closing = true
       this.socket.destroy()
@@ -245,7 +240,7 @@ export class RespConnection implements ConnectionState {
       case 'rmw': {
         const busy = this.busy()
         if (busy !== undefined) return busy
-        return this.hold(this.readModifyWrite(spec, args))
+        return this.holdUntilIssued((issued) => this.readModifyWrite(spec, args, issued))
       }
       case 'tx':
         return this.transactionCommand(spec, args)
@@ -293,24 +288,49 @@ export class RespConnection implements ConnectionState {
     this.pump()
   }
 
-  private async readModifyWrite(spec: CommandSpec, args: Buffer[]): Promise<Reply> {
+  /**
+   * Runs `body`, holding later commands back until it calls `issued()` (its
+   * write is queued in the engine, so anything issued later is ordered after
+   * it) or finishes. Resolves with its reply.
+   */
+  private holdUntilIssued(body: (issued: () => void) => Promise<Reply>): Promise<Reply> {
+    let markIssued!: () => void
+    const issued = new Promise<void>((resolve) => (markIssued = resolve))
+    const reply = body(markIssued)
+    reply.then(markIssued, markIssued)
+    this.hold(issued)
+    return reply
+  }
+
+  /**
+   * A read-modify-write command: under exclusive locks on its keys, run the
+   * handler on a BufferedStore and commit. The locks are released, and later
+   * commands let go, as soon as the commit is queued: every later reader of
+   * these keys (db.getEntry, or a read after this connection's writes settle)
+   * sees it. Under the locks no other writer of this server can intervene,
+   * so the commit's version checks cannot fail unless something outside the
+   * server wrote (the database is locked against that).
+   */
+  private async readModifyWrite(spec: CommandSpec, args: Buffer[], issued: () => void): Promise<Reply> {
     const release = await this.server.locks.acquire(commandKeys(spec, args).map(keyId))
+    let reply: Reply
+    let commit: Promise<void> | undefined
     try {
-      for (let attempt = 1; ; attempt++) {
-        const store = new BufferedStore(this.server.db)
-        const reply = await this.run(spec, args, store)
-        if (reply instanceof ErrorReply) return reply
-        try {
-          await store.commit(this.track)
-          return reply
-        } catch (e) {
-          // Under the key lock only a writer outside this server could conflict: retry a few times.
-          if (!(e instanceof ConflictError) || attempt >= MAX_RMW_ATTEMPTS) return this.errorReply(e)
-        }
-      }
+      const store = new BufferedStore(this.server.db)
+      reply = await this.run(spec, args, store)
+      if (!(reply instanceof ErrorReply)) commit = store.commit(this.track)
     } finally {
       release()
+      issued()
     }
+    if (commit !== undefined) {
+      try {
+        await commit
+      } catch (e) {
+        return this.errorReply(e)
+      }
+    }
+    return reply
   }
 
   // ---- MULTI / EXEC / WATCH ------------------------------------------------------
@@ -339,7 +359,7 @@ export class RespConnection implements ConnectionState {
         const watched = this.watched
         this.watched = undefined
         if (multi.failed) return new ErrorReply('EXECABORT Transaction discarded because of previous errors.')
-        return this.hold(this.exec(multi.queue, watched))
+        return this.holdUntilIssued((issued) => this.exec(multi.queue, watched, issued))
       }
       case 'quit':
         this.closing = true
@@ -367,7 +387,13 @@ export class RespConnection implements ConnectionState {
     return OK
   }
 
-  private async exec(queue: Queued[], watched: Map<string, { key: Buffer; version: number }> | undefined): Promise<Reply> {
+  /**
+   * Runs a MULTI queue atomically: exclusive locks on every key it names, the
+   * watched versions checked, the commands run on one BufferedStore, one
+   * conditional batch. Null (nil) when a watched key changed, also between
+   * the check and the commit (the batch re-checks the versions).
+   */
+  private async exec(queue: Queued[], watched: Map<string, { key: Buffer; version: number }> | undefined, issued: () => void): Promise<Reply> {
     const kinds = queue.map((q) => commandKind(q.spec, q.args))
     if (kinds.some((k) => k === 'write' || k === 'rmw')) {
       const busy = this.busy()
@@ -378,34 +404,37 @@ export class RespConnection implements ConnectionState {
     for (const q of queue) for (const k of commandKeys(q.spec, q.args)) ids.add(keyId(k))
     const watchedIds = new Set(watched?.keys() ?? [])
     const release = await this.server.locks.acquire(ids)
+    let commit: Promise<void> | undefined
+    const replies: Reply[] = []
     try {
-      for (let attempt = 1; ; attempt++) {
-        const store = new BufferedStore(this.server.db)
-        if (watched !== undefined) {
-          for (const w of watched.values()) {
-            const now = await this.server.db.getEntry(w.key)
-            if ((now?.version ?? 0) !== w.version) return NullArray.instance
-            store.expect(w.key, w.version)
-          }
-        }
-        const replies: Reply[] = []
-        for (const q of queue) {
-          const started = performance.now()
-          const reply = await this.run(q.spec, q.args, store)
-          this.server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
-          replies.push(reply)
-        }
-        try {
-          await store.commit(this.track)
-          return replies
-        } catch (e) {
-          if (conflictTouches(e, watchedIds)) return NullArray.instance
-          if (!(e instanceof ConflictError) || attempt >= MAX_RMW_ATTEMPTS) return this.errorReply(e)
+      const store = new BufferedStore(this.server.db)
+      if (watched !== undefined) {
+        for (const w of watched.values()) {
+          const now = await this.server.db.getEntry(w.key)
+          if ((now?.version ?? 0) !== w.version) return NullArray.instance
+          store.expect(w.key, w.version)
         }
       }
+      for (const q of queue) {
+        const started = performance.now()
+        const reply = await this.run(q.spec, q.args, store)
+        this.server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
+        replies.push(reply)
+      }
+      commit = store.commit(this.track)
     } finally {
       release()
+      issued()
     }
+    if (commit !== undefined) {
+      try {
+        await commit
+      } catch (e) {
+        if (conflictTouches(e, watchedIds)) return NullArray.instance
+        return this.errorReply(e)
+      }
+    }
+    return replies
   }
 
   // ---- writes ------------------------------------------------------------------
@@ -511,6 +540,21 @@ export class RespConnection implements ConnectionState {
     if (this.socket.writable) this.socket.end()
     else this.socket.destroy()
   }
+}
+
+/** At most one log line per minute about HTTP requests on the RESP port (an attack could flood the log). */
+let crossProtocolLoggedAtMs = -Infinity
+let crossProtocolSuppressed = 0
+function logCrossProtocol(server: ServerContext, from: string): void {
+  const now = performance.now()
+  if (now - crossProtocolLoggedAtMs < 60_000) {
+    crossProtocolSuppressed++
+    return
+  }
+  const more = crossProtocolSuppressed > 0 ? ` (and ${crossProtocolSuppressed} more since the last report)` : ''
+  server.log(`RESP: HTTP request on the RESP port from ${from}, connection closed${more}`)
+  crossProtocolLoggedAtMs = now
+  crossProtocolSuppressed = 0
 }
 
 function unknownCommandMessage(args: Buffer[]): string {

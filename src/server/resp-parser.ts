@@ -47,9 +47,14 @@ export class RespParser {
   private commandBytes = 0
   /** Length of the bulk string whose `$` header has been read, or -1. */
   private bulkLength = -1
-  /** A large bulk string being filled directly. */
+  /**
+   * A large bulk string being received directly: `direct` grows (doubling)
+   * as bytes actually arrive, up to `directLength` (its length + CRLF), so a
+   * peer that only announces a large value gets nothing allocated for it.
+   */
   private direct: Buffer | undefined
   private directFilled = 0
+  private directLength = 0
   private failed: RespProtocolError | undefined
 
   constructor(private readonly limits: RespParserLimits) {}
@@ -59,12 +64,22 @@ export class RespParser {
     return this.end - this.start + this.directFilled
   }
 
+  /** Bytes of buffers the parser holds (what a peer can make it allocate). */
+  get allocatedBytes(): number {
+    return (this.ownsBuffer ? this.buf.length : 0) + (this.direct?.length ?? 0)
+  }
+
   /** Appends received bytes. The parser keeps views of `chunk`; do not reuse it. */
   push(chunk: Buffer): void {
     if (this.failed !== undefined || chunk.length === 0) return
     if (this.direct !== undefined) {
-      const need = this.direct.length - this.directFilled
+      const need = this.directLength - this.directFilled
       const n = Math.min(need, chunk.length)
+      if (this.directFilled + n > this.direct.length) {
+        const grown = Buffer.allocUnsafe(Math.min(this.directLength, Math.max(2 * this.direct.length, this.directFilled + n)))
+        this.direct.copy(grown, 0, 0, this.directFilled)
+        this.direct = grown
+      }
       chunk.copy(this.direct, this.directFilled, 0, n)
       this.directFilled += n
       if (n === chunk.length) return
@@ -169,7 +184,7 @@ export class RespParser {
     }
     const n = this.bulkLength
     if (this.direct !== undefined) {
-      if (this.directFilled < this.direct.length) return undefined
+      if (this.directFilled < this.directLength) return undefined
       const full = this.direct
       this.direct = undefined
       this.directFilled = 0
@@ -181,7 +196,8 @@ export class RespParser {
     if (available < n + 2) {
       if (n + 2 >= DIRECT_BULK_BYTES) {
         // Receive the rest straight into a buffer of the final size: no repeated copying.
-        this.direct = Buffer.allocUnsafe(n + 2)
+        this.directLength = n + 2
+        this.direct = Buffer.allocUnsafe(Math.min(n + 2, Math.max(DIRECT_BULK_BYTES, 2 * available)))
         this.buf.copy(this.direct, 0, this.start, this.end)
         this.directFilled = available
         this.buf = EMPTY

@@ -32,11 +32,6 @@ function nonNegativeInteger(value: string): number {
   return n
 }
 
-/** `off`/`none` disables a listener. */
-function listenOption(value: string): string {
-  return value
-}
-
 /** Adds the `serve` subcommand to a commander program (the `strata` CLI). */
 export function registerServeCommand(program: Command): Command {
   const d = DEFAULT_SERVER_OPTIONS
@@ -62,7 +57,8 @@ export function registerServeCommand(program: Command): Command {
 
 /** Turns CLI options into server options (reads the token file). */
 export function serverOptionsFromCli(o: ServeCliOptions): ServerOptionsInput {
-  const off = (v: string): string | null => (['off', 'none', 'no', 'false', ''].includes(v.trim().toLowerCase()) ? null : listenOption(v))
+  // `off` (or none/no/false) disables a listener.
+  const off = (v: string): string | null => (['off', 'none', 'no', 'false', ''].includes(v.trim().toLowerCase()) ? null : v)
   const limits: Partial<ServerLimits> = {
     maxConnections: o.maxConnections,
     maxKeyBytes: o.maxKeyBytes,
@@ -85,11 +81,38 @@ export function serverOptionsFromCli(o: ServeCliOptions): ServerOptionsInput {
 /**
  * Starts the server, prints where it listens, and runs until SIGTERM or
  * SIGINT; resolves after the graceful shutdown (the caller exits 0).
+ * The signal handlers are installed before anything else, so a signal sent
+ * as soon as the ready line is read (or during startup) is never missed.
  */
 export async function serve(o: ServeCliOptions, out: (line: string) => void = (l) => process.stdout.write(l + '\n')): Promise<void> {
-  const server = await startServer(serverOptionsFromCli(o))
-  announce(server, out)
-  await untilSignal(server, out)
+  let signalled: NodeJS.Signals | undefined
+  let server: StrataServer | undefined
+  let stop: (() => void) | undefined
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled !== undefined) {
+      out(`strata serve: second ${signal}, exiting now`)
+      process.exit(130)
+    }
+    signalled = signal
+    if (server !== undefined) out(`strata serve: ${signal}: finishing in-flight requests, closing the database`)
+    stop?.()
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+  try {
+    server = await startServer(serverOptionsFromCli(o))
+    if (signalled === undefined) {
+      announce(server, out)
+      await new Promise<void>((resolve) => (stop = resolve))
+    } else {
+      out(`strata serve: ${signalled} during startup, closing the database`)
+    }
+    await server.close()
+    out('strata serve: stopped')
+  } finally {
+    process.off('SIGTERM', onSignal)
+    process.off('SIGINT', onSignal)
+  }
 }
 
 function announce(server: StrataServer, out: (line: string) => void): void {
@@ -97,31 +120,6 @@ function announce(server: StrataServer, out: (line: string) => void): void {
   if (server.http !== null) out(`strata serve: HTTP listening on http://${server.http}`)
   if (server.resp !== null) out(`strata serve: RESP listening on redis://${server.resp}`)
   out(`strata serve: ready http=${server.http ?? 'off'} resp=${server.resp ?? 'off'} pid=${process.pid}`)
-}
-
-function untilSignal(server: StrataServer, out: (line: string) => void): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    let signalled = false
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (signalled) {
-        out(`strata serve: second ${signal}, exiting now`)
-        process.exit(130)
-      }
-      signalled = true
-      out(`strata serve: ${signal}: finishing in-flight requests, closing the database`)
-      server.close().then(
-        () => {
-          process.off('SIGTERM', onSignal)
-          process.off('SIGINT', onSignal)
-          out('strata serve: stopped')
-          resolve()
-        },
-        (e: unknown) => reject(e instanceof Error ? e : new Error(String(e))),
-      )
-    }
-    process.on('SIGTERM', onSignal)
-    process.on('SIGINT', onSignal)
-  })
 }
 
 /**

@@ -62,6 +62,7 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
     auth: options.token === undefined ? undefined : new TokenChecker(options.token),
     startedAtMs: performance.now(),
     shuttingDown: false,
+    ports: { http: null, resp: null },
     log: options.log,
     connectionCount: () => ({ http: httpServer?.connectionCount ?? 0, resp: respServer?.connectionCount ?? 0 }),
     metrics: new ServerMetrics({
@@ -81,13 +82,13 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
       httpServer = new HttpServer(ctx)
       const a = await httpServer.listen(httpAddress)
       httpBound = formatAddress(a.address, a.port)
-      httpPort = a.port
+      httpPort = ctx.ports.http = a.port
     }
     if (respAddress) {
       respServer = new RespServer(ctx)
       const a = await respServer.listen(respAddress)
       respBound = formatAddress(a.address, a.port)
-      respPort = a.port
+      respPort = ctx.ports.resp = a.port
     }
   } catch (e) {
     await Promise.allSettled([httpServer?.close(0), respServer?.close(0)])
