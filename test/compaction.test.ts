@@ -141,3 +141,16 @@ describe('leveled compaction', () => {
     expect(db.getSync(key(5))?.toString()).toBe('b5')
   })
 })
+
+describe('close under write pressure', () => {
+  it('closes while writes are held back by compaction debt, and twice at once', async () => {
+    const { db } = await fresh({ l0CompactionTrigger: 1, l0SlowdownTrigger: 1, l0StopTrigger: 2, memtableBytes: 16 * 1024 })
+    const pending: Promise<void>[] = []
+    for (let i = 0; i < 3000; i++) pending.push(db.put(key(i), 'v'.repeat(50)))
+    const closing = [db.close(), db.close()]
+    await Promise.all(closing)
+    const settled = await Promise.allSettled(pending)
+    expect(settled.every((s) => s.status === 'fulfilled')).toBe(true)
+    expect(db.isOpen).toBe(false)
+  })
+})

@@ -84,6 +84,7 @@ export class Engine implements CompactionHost {
   /** Sequence after the last write settled so far (in ticket order). */
   private settledSequence: number
   private state: 'open' | 'closing' | 'closed' = 'open'
+  private closePromise: Promise<void> | undefined
 
   private readonly counters = {
     flushes: 0,
@@ -361,7 +362,8 @@ export class Engine implements CompactionHost {
     if (debt >= 1) {
       this.counters.stalls++
       const started = performance.now()
-      while (debt >= 1 && !this.backgroundError && this.state !== 'closed') {
+      // While closing no new compaction starts: let the queued writes through instead of waiting.
+      while (debt >= 1 && !this.backgroundError && this.state === 'open') {
         await this.backgroundProgress()
         debt = compactionDebt(this.versions.current, this.options)
       }
@@ -504,9 +506,13 @@ export class Engine implements CompactionHost {
 
   // ---- lifecycle and stats -----------------------------------------------
 
-  /** Waits for queued writes and the running flush, then releases every resource. */
-  async close(): Promise<void> {
-    if (this.state !== 'open') return
+  /** Waits for queued writes and running flushes and compactions, then releases everything. Idempotent. */
+  close(): Promise<void> {
+    this.closePromise ??= this.closeOnce()
+    return this.closePromise
+  }
+
+  private async closeOnce(): Promise<void> {
     this.state = 'closing'
     while (this.drainPromise !== undefined) await this.drainPromise
     while (this.flushing) await this.flushPromise
