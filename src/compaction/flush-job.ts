@@ -5,7 +5,8 @@ import { walFileName } from '../base/file-names.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import { EntryArrayIterator, compareEntries, type SortableEntry } from '../memtable/sorted-entries.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
-import { visitWal } from '../wal/wal-reader.js'
+import { visitRecords, visitWal } from '../wal/wal-reader.js'
+import type { RecordSegment } from '../wal/record-arena.js'
 import { writeTable } from './table-writer.js'
 
 /** Everything a flush needs, as plain data (it crosses a worker boundary). */
@@ -13,6 +14,8 @@ export interface FlushJob {
   dir: string
   /** WALs holding exactly the frozen memtable's entries. */
   walNumbers: number[]
+  /** The memtable's records in memory (shared, not copied); when absent, the WAL files are read. */
+  segments?: RecordSegment[]
   /** Entries the memtable holds: the WALs must yield exactly this many. */
   entryCount: number
   tableNumber: number
@@ -31,10 +34,13 @@ export interface FlushJob {
 export async function runFlushJob(job: FlushJob): Promise<TableMeta | undefined> {
   await initChecksum()
   const entries: SortableEntry[] = []
-  for (const number of job.walNumbers) {
-    visitWal(path.join(job.dir, walFileName(number)), (p, s, ks, ke, vs, ve) => {
-      entries.push({ k: p.toString('latin1', ks, ke), s, b: vs < 0 ? null : p, o: vs, n: ve - vs, kw: p, ko: ks })
-    })
+  const collect = (p: Buffer, s: number, ks: number, ke: number, vs: number, ve: number): void => {
+    entries.push({ k: p.toString('latin1', ks, ke), s, b: vs < 0 ? null : p, o: vs, n: ve - vs, kw: p, ko: ks })
+  }
+  if (job.segments !== undefined) {
+    for (const seg of job.segments) visitRecords(Buffer.from(seg.buffer, 0, seg.end), `memtable of WAL ${job.walNumbers[0]}`, collect)
+  } else {
+    for (const number of job.walNumbers) visitWal(path.join(job.dir, walFileName(number)), collect)
   }
   if (entries.length !== job.entryCount) {
     throw corruption(`WALs ${job.walNumbers.join(',')} hold ${entries.length} entries, memtable ${job.entryCount}`)

@@ -273,8 +273,14 @@ export class Engine implements CompactionHost {
     const valueOffsets: number[] = []
     let record: Buffer
     try {
-      record = encodeWalRecord(firstSequence, ops, bytes, valueOffsets)
-      this.wal.append(record)
+      const arena = this.mem.arena
+      record = encodeWalRecord(firstSequence, ops, bytes, valueOffsets, (size) => arena.allocate(size))
+      try {
+        this.wal.append(record)
+      } catch (err) {
+        arena.release(record)
+        throw err
+      }
       this.counters.walBytes += record.length
       if (sync) {
         this.counters.syncs++
@@ -433,6 +439,8 @@ export class Engine implements CompactionHost {
       const meta = await this.flushRunner.flush({
         dir: this.dir,
         walNumbers: imm.walNumbers,
+        // A memtable holding replayed entries flushes from its WAL files; others from their records in memory.
+        segments: imm.replayed ? undefined : imm.arena.segments(),
         entryCount: imm.entryCount,
         tableNumber: number,
         tableOptions: this.tableOptions,

@@ -98,6 +98,7 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
       if (first && seq <= replayedSequence) throw corruption(`WAL sequence ${seq} does not follow ${replayedSequence}`, file)
       first = false
       mem.addRange(p.toString('latin1', ks, ke), seq, vs < 0 ? null : p, vs, ve - vs)
+      mem.replayed = true
       replayedSequence = seq
     })
   }

@@ -1,6 +1,7 @@
 import { OrderedMap, type OrderedMapIterator } from '@js-sdsl/ordered-map'
 import { assert } from '../base/assert.js'
 import { compareEntries } from './sorted-entries.js'
+import { RecordArena } from '../wal/record-arena.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 
@@ -75,6 +76,11 @@ export class Memtable {
    * The WAL files holding exactly this memtable's entries, oldest first. A
    * recovered memtable spans the replayed WALs and the fresh one.
    */
+  /** Where this memtable's own writes keep their WAL records (shared with the flush worker). */
+  readonly arena = new RecordArena()
+  /** True when entries were replayed from WAL files at open (they are not in the arena). */
+  replayed = false
+
   constructor(readonly walNumbers: number[]) {
     assert(walNumbers.length > 0, 'a memtable is backed by at least one WAL')
   }

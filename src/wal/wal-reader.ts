@@ -27,11 +27,16 @@ export function readWal(path: string): WalContents {
  * and flush read whole memtables this way); returns the entry count.
  */
 export function visitWal(path: string, visit: WalEntryVisitor): number {
+  return visitRecords(readWalFile(path), path, visit)
+}
+
+/** Visits every entry of the framed records in `buf` (a WAL file's bytes, or a memtable's record arena). */
+export function visitRecords(buf: Buffer, name: string, visit: WalEntryVisitor): number {
   let n = 0
   let lastSequence = 0
-  for (const payload of scanRecords(readWalFile(path), path).payloads) {
-    n += forEachWalEntry(payload, path, (p, seq, ks, ke, vs, ve) => {
-      if (seq <= lastSequence) throw corruption(`WAL sequence ${seq} does not follow ${lastSequence}`, path)
+  for (const payload of scanRecords(buf, name).payloads) {
+    n += forEachWalEntry(payload, name, (p, seq, ks, ke, vs, ve) => {
+      if (seq <= lastSequence) throw corruption(`WAL sequence ${seq} does not follow ${lastSequence}`, name)
       lastSequence = seq
       visit(p, seq, ks, ke, vs, ve)
     })

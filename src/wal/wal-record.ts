@@ -37,8 +37,14 @@ export function encodedOpBytes(op: WriteOp): number {
  * `firstSequence`. When `valueOffsets` is given, it receives the offset of each
  * put's value inside the record (the memtable keeps values there).
  */
-export function encodeWalRecord(firstSequence: number, ops: readonly WriteOp[], opBytes: number, valueOffsets?: number[]): Buffer {
-  const buf = Buffer.allocUnsafe(RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES + opBytes)
+export function encodeWalRecord(
+  firstSequence: number,
+  ops: readonly WriteOp[],
+  opBytes: number,
+  valueOffsets?: number[],
+  allocate: (size: number) => Buffer = Buffer.allocUnsafe,
+): Buffer {
+  const buf = allocate(RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES + opBytes)
   let o = RECORD_HEADER_BYTES
   buf[o++] = WAL_FORMAT_VERSION
   writeU64(buf, o, firstSequence)

@@ -1,0 +1,60 @@
+import { assert } from '../base/assert.js'
+
+/** Where a run of whole framed records lies: bytes [0, end) of a shared buffer. */
+export interface RecordSegment {
+  buffer: SharedArrayBuffer
+  end: number
+}
+
+/** Records are carved from chunks of this size (a larger record gets a chunk of its own). */
+const CHUNK_BYTES = 1 << 20
+
+/**
+ * Memory for a memtable's WAL records, in SharedArrayBuffer chunks. Each
+ * record is written here once and serves three readers without a copy: the
+ * WAL append, the memtable (its values stay in place), and the flush worker,
+ * which receives the chunks (shared, not cloned) and sorts their entries.
+ * Before, the worker re-read the WAL file: a second copy of the whole
+ * memtable in memory while it was flushed.
+ */
+export class RecordArena {
+  private readonly sealed: RecordSegment[] = []
+  private chunk: SharedArrayBuffer | undefined
+  private used = 0
+  private frozen = false
+
+  /** A buffer of `size` bytes for the next record, right after the previous one. */
+  allocate(size: number): Buffer {
+    assert(!this.frozen, 'allocate from a frozen arena')
+    if (this.chunk === undefined || this.used + size > this.chunk.byteLength) {
+      this.seal()
+      this.chunk = new SharedArrayBuffer(Math.max(CHUNK_BYTES, size))
+      this.used = 0
+    }
+    const buf = Buffer.from(this.chunk, this.used, size)
+    this.used += size
+    return buf
+  }
+
+  /**
+   * Gives back the last allocation (its record was not written to the WAL),
+   * so that the segments hold exactly the records that were.
+   */
+  release(buf: Buffer): void {
+    assert(this.chunk !== undefined && buf.buffer === this.chunk && buf.byteOffset + buf.length === this.used, 'release of a record that is not the last one')
+    this.used = buf.byteOffset
+  }
+
+  /** Every record allocated and kept, in order. Freezes the arena. */
+  segments(): RecordSegment[] {
+    this.frozen = true
+    this.seal()
+    return this.sealed
+  }
+
+  private seal(): void {
+    if (this.chunk !== undefined && this.used > 0) this.sealed.push({ buffer: this.chunk, end: this.used })
+    this.chunk = undefined
+    this.used = 0
+  }
+}
