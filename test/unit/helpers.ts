@@ -14,16 +14,7 @@ export async function ready(): Promise<void> {
   await initChecksum()
 }
 
-/** Deterministic PRNG (mulberry32) so failures reproduce from the printed seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Deterministic PRNG (mulberry32) so failures reproduce from the printed seed; shared with the crash fixtures. */
+export { makeRng as rng } from '../fixtures/crash-format.mjs'
 
 export const b = (s: string): Buffer => Buffer.from(s, 'latin1')
