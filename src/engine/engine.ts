@@ -3,11 +3,11 @@ import { assert } from '../base/assert.js'
 import { StrataError, ioError } from '../base/errors.js'
 import { walFileName } from '../base/file-names.js'
 import { syncDirectory } from '../base/fs-util.js'
-import { BackgroundRunner } from '../compaction/background-runner.js'
 import { CompactionScheduler, type CompactionHost } from '../compaction/scheduler.js'
 import { DbIterator, type KeyRange } from '../iterators/db-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { Version } from '../manifest/version.js'
+import type { TableMeta } from '../manifest/table-meta.js'
 import type { VersionSet } from '../manifest/version-set.js'
 import { Memtable, type Found } from '../memtable/memtable.js'
 import type { ResolvedOptions } from '../options.js'
@@ -17,6 +17,7 @@ import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { encodeWalRecord, type WriteOp } from '../wal/wal-record.js'
 import { SnapshotList } from './snapshot-list.js'
+import { Flusher, type FlushHost } from './flusher.js'
 import { removeObsoleteFiles } from './obsolete-files.js'
 import { openSources, readPoint } from './read-path.js'
 import { admitWrites } from './conditions.js'
@@ -47,7 +48,7 @@ export interface RecoveredEngineState {
  * it to the WAL as one record (write(2)), fsyncs when any member asked for it,
  * applies it to the memtable and resolves the members in order.
  */
-export class Engine implements CompactionHost {
+export class Engine implements CompactionHost, FlushHost {
   readonly dir: string
   readonly options: ResolvedOptions
   /** Sequence of the newest write applied to the memtable (visible to reads). */
@@ -67,15 +68,12 @@ export class Engine implements CompactionHost {
   /** Table numbers being written, not yet in any version. */
   private readonly pendingOutputs = new Set<number>()
   private readonly releaseLock: () => void
-  private readonly flushRunner = new BackgroundRunner()
+  private readonly flusher = new Flusher(this)
   private readonly compactions: CompactionScheduler
 
   private readonly queue: PendingWrite[] = []
   private drainPromise: Promise<void> | undefined
   private groupsSinceYield = 0
-  private flushPromise: Promise<void> = Promise.resolve()
-  /** True while flushLoop runs; cleared synchronously when it ends, so a freeze right after is not missed. */
-  private flushing = false
   private readonly flushWaiters: Array<() => void> = []
   private backgroundError: StrataError | undefined
   private writesIssued = 0
@@ -393,7 +391,7 @@ export class Engine implements CompactionHost {
     this.wal = wal
     this.imms.push(this.mem)
     this.mem = new Memtable([number])
-    this.scheduleFlush()
+    this.flusher.schedule()
   }
 
   private setBackgroundError(err: unknown): void {
@@ -407,58 +405,30 @@ export class Engine implements CompactionHost {
     this.wakeBackgroundWaiters()
   }
 
-  // ---- flush -------------------------------------------------------------
+  // ---- flush host --------------------------------------------------------
 
-  private scheduleFlush(): void {
-    if (this.flushing || this.imms.length === 0) return
-    this.flushing = true
-    this.flushPromise = this.flushLoop()
+  frozenMemtables(): readonly Memtable[] {
+    return this.imms
   }
 
-  private async flushLoop(): Promise<void> {
-    try {
-      while (this.imms.length > 0 && !this.backgroundError) {
-        try {
-          await this.flushOldest()
-        } catch (err) {
-          this.setBackgroundError(err)
-        }
-        this.wakeBackgroundWaiters()
-      }
-    } finally {
-      this.flushing = false
-    }
-  }
-
-  /** Writes the oldest frozen memtable to an L0 table and records it in the manifest. */
-  private async flushOldest(): Promise<void> {
-    const imm = this.imms[0]
-    const number = this.versions.newFileNumber()
-    this.pendingOutputs.add(number)
-    try {
-      const meta = await this.flushRunner.flush({
-        dir: this.dir,
-        walNumbers: imm.walNumbers,
-        // A memtable holding replayed entries flushes from its WAL files; others from their records in memory.
-        segments: imm.replayed ? undefined : imm.arena.segments(),
-        entryCount: imm.entryCount,
-        tableNumber: number,
-        tableOptions: this.tableOptions,
-        snapshots: this.snapshots.sequences(),
-      })
-      // Every WAL older than the next memtable's first WAL is now in tables.
-      const logNumber = this.imms.length > 1 ? this.imms[1].firstWalNumber : this.mem.firstWalNumber
-      const edit = { logNumber, deleted: [], added: meta ? [{ level: 0, table: meta }] : [] }
-      await this.versions.logAndApply(edit, this.lastSequence)
-      this.counters.flushes++
-      this.counters.flushBytes += meta?.fileBytes ?? 0
-    } finally {
-      this.pendingOutputs.delete(number)
-    }
+  async installFlush(imm: Memtable, table: TableMeta | undefined): Promise<void> {
     assert(this.imms[0] === imm, 'flushed memtable is not the oldest')
+    // Every WAL older than the next memtable's first WAL is now in tables.
+    const logNumber = this.imms.length > 1 ? this.imms[1].firstWalNumber : this.mem.firstWalNumber
+    await this.versions.logAndApply({ logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }, this.lastSequence)
+    this.counters.flushes++
+    this.counters.flushBytes += table?.fileBytes ?? 0
     this.imms.shift()
     this.deleteObsoleteFiles()
     this.compactions.maybeSchedule()
+  }
+
+  flushEnded(): void {
+    this.wakeBackgroundWaiters()
+  }
+
+  hasBackgroundError(): boolean {
+    return this.backgroundError !== undefined
   }
 
   /** Deletes tables no version uses, WALs already in tables, old manifests and temp files. */
@@ -523,9 +493,8 @@ export class Engine implements CompactionHost {
   private async closeOnce(): Promise<void> {
     this.state = 'closing'
     while (this.drainPromise !== undefined) await this.drainPromise
-    while (this.flushing) await this.flushPromise
+    await this.flusher.close()
     await this.compactions.close()
-    await this.flushRunner.close()
     this.wal.close()
     this.versions.close()
     this.tableCache.close()

@@ -1,0 +1,84 @@
+import { BackgroundRunner } from '../compaction/background-runner.js'
+import type { TableMeta } from '../manifest/table-meta.js'
+import type { Memtable } from '../memtable/memtable.js'
+import type { TableBuilderOptions } from '../sstable/table-builder.js'
+
+/** What the flush loop needs from the engine. */
+export interface FlushHost {
+  readonly dir: string
+  readonly tableOptions: TableBuilderOptions
+  /** Frozen memtables, oldest first. */
+  frozenMemtables(): readonly Memtable[]
+  snapshotSequences(): number[]
+  /** Allocates file numbers and protects them from obsolete-file deletion. */
+  reserveOutputs(count: number): number[]
+  releaseOutputs(numbers: readonly number[]): void
+  /** Records the oldest frozen memtable's table (undefined: it held nothing) in the manifest and drops the memtable. */
+  installFlush(memtable: Memtable, table: TableMeta | undefined): Promise<void>
+  /** After each flush, successful or not: wake writers waiting for room. */
+  flushEnded(): void
+  onError(err: unknown): void
+  hasBackgroundError(): boolean
+}
+
+/**
+ * The background flush loop: while frozen memtables wait, the oldest is
+ * written to an L0 table on the flush worker thread and installed. One loop
+ * at a time; `running` is cleared synchronously when the loop ends, so a
+ * memtable frozen right after is never missed.
+ */
+export class Flusher {
+  private readonly runner = new BackgroundRunner()
+  private running = false
+  private loop: Promise<void> = Promise.resolve()
+
+  constructor(private readonly host: FlushHost) {}
+
+  /** Starts the loop unless it runs or nothing waits. */
+  schedule(): void {
+    if (this.running || this.host.frozenMemtables().length === 0) return
+    this.running = true
+    this.loop = this.run()
+  }
+
+  /** Waits for the running loop, then stops the worker thread. */
+  async close(): Promise<void> {
+    while (this.running) await this.loop
+    await this.runner.close()
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.host.frozenMemtables().length > 0 && !this.host.hasBackgroundError()) {
+        try {
+          await this.flushOldest()
+        } catch (err) {
+          this.host.onError(err)
+        }
+        this.host.flushEnded()
+      }
+    } finally {
+      this.running = false
+    }
+  }
+
+  private async flushOldest(): Promise<void> {
+    const imm = this.host.frozenMemtables()[0]
+    const outputs = this.host.reserveOutputs(1)
+    try {
+      const meta = await this.runner.flush({
+        dir: this.host.dir,
+        walNumbers: imm.walNumbers,
+        // A memtable holding replayed entries flushes from its WAL files; others from their records in memory.
+        segments: imm.replayed ? undefined : imm.arena.segments(),
+        entryCount: imm.entryCount,
+        tableNumber: outputs[0],
+        tableOptions: this.host.tableOptions,
+        snapshots: this.host.snapshotSequences(),
+      })
+      await this.host.installFlush(imm, meta)
+    } finally {
+      this.host.releaseOutputs(outputs)
+    }
+  }
+}
