@@ -1,6 +1,5 @@
 import { OrderedMap, type OrderedMapIterator } from '@js-sdsl/ordered-map'
 import { assert } from '../base/assert.js'
-import { compareEntries } from './sorted-entries.js'
 import { RecordArena } from '../wal/record-arena.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
@@ -44,6 +43,11 @@ export interface MemEntry {
 /** The value bytes of an entry (a view), or null for a delete. */
 export function entryValue(e: { b: Buffer | null; o: number; n: number }): Buffer | null {
   return e.b === null ? null : e.b.subarray(e.o, e.o + e.n)
+}
+
+/** Internal-key order on latin1 keys: k ascending, then s descending. */
+function compareEntries(a: MemEntry, b: MemEntry): number {
+  return a.k < b.k ? -1 : a.k > b.k ? 1 : b.s - a.s
 }
 
 /** Sequence numbers stay below 2^53; this sorts before every real entry of a key. */

@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest'
+import { SortedRun } from '../../src/compaction/sorted-run.js'
+import { KIND_DELETE, KIND_PUT } from '../../src/wal/wal-record.js'
+import { rng } from './helpers.js'
+
+interface Entry {
+  key: Buffer
+  seq: number
+  value: Buffer | null
+}
+
+/** Packs entries into a few shared buffers, like WAL record payloads, and adds them to a run. */
+function runOf(entries: Entry[], perBuffer: number): SortedRun {
+  const run = new SortedRun()
+  for (let i = 0; i < entries.length; i += perBuffer) {
+    const group = entries.slice(i, i + perBuffer)
+    const parts: Buffer[] = [Buffer.from([0xee])] // offsets must not start at 0
+    const spans: Array<[number, number, number, number]> = []
+    let o = 1
+    for (const e of group) {
+      parts.push(e.key)
+      const ks = o
+      o += e.key.length
+      let vs = -1
+      let ve = -1
+      if (e.value !== null) {
+        parts.push(e.value)
+        vs = o
+        o += e.value.length
+        ve = o
+      }
+      spans.push([ks, ks + e.key.length, vs, ve])
+    }
+    const id = run.addBuffer(Buffer.concat(parts))
+    group.forEach((e, j) => run.add(id, e.seq, ...spans[j]))
+  }
+  return run
+}
+
+function expectSorted(entries: Entry[], perBuffer: number): void {
+  const run = runOf(entries, perBuffer)
+  run.sort()
+  const want = [...entries].sort((a, b) => Buffer.compare(a.key, b.key) || b.seq - a.seq)
+  const it = run.iterator()
+  const got: Entry[] = []
+  for (it.seekToFirst(); it.valid(); it.next()) {
+    got.push({ key: Buffer.from(it.key()), seq: it.sequence(), value: it.kind() === KIND_DELETE ? null : Buffer.from(it.value()) })
+    if (it.kind() === KIND_DELETE) expect(it.value().length).toBe(0)
+    else expect(it.kind()).toBe(KIND_PUT)
+  }
+  expect(got).toEqual(want)
+}
+
+describe('SortedRun (a flush sorts a memtable)', () => {
+  it('sorts by key bytes, then by sequence descending, across buffers', () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const r = rng(seed)
+      const entries: Entry[] = []
+      const prefix = Buffer.from('user:00', 'latin1')
+      for (let i = 0; i < 2000; i++) {
+        // Keys share a long prefix, differ in length (some are prefixes of others),
+        // and repeat, so both the numeric prefix and the byte comparison decide.
+        const tail = Buffer.alloc(Math.floor(r() * 12))
+        for (let j = 0; j < tail.length; j++) tail[j] = Math.floor(r() * 4) * 85
+        const key = r() < 0.1 ? Buffer.from(prefix) : Buffer.concat([prefix, tail])
+        const value = r() < 0.2 ? null : Buffer.from(`v${i}`)
+        entries.push({ key, seq: 1 + i, value })
+      }
+      // Shuffle: a memtable's records are in sequence order, but the run must not rely on it.
+      for (let i = entries.length - 1; i > 0; i--) {
+        const j = Math.floor(r() * (i + 1))
+        ;[entries[i], entries[j]] = [entries[j], entries[i]]
+      }
+      expectSorted(entries, 1 + seed * 7)
+    }
+  })
+
+  it('handles empty, single and binary keys with bytes >= 0x80', () => {
+    expectSorted([], 4)
+    expectSorted([{ key: Buffer.from([0xff]), seq: 1, value: Buffer.from('x') }], 4)
+    expectSorted(
+      [
+        { key: Buffer.from([0xff, 0x00]), seq: 3, value: null },
+        { key: Buffer.from([0x7f]), seq: 1, value: Buffer.alloc(0) },
+        { key: Buffer.from([0xff]), seq: 2, value: Buffer.from('a') },
+        { key: Buffer.from([0xff]), seq: 9, value: Buffer.from('b') },
+        { key: Buffer.from([0x80, 1, 2, 3, 4, 5, 6, 7, 8]), seq: 4, value: Buffer.from('c') },
+        { key: Buffer.from([0x80, 1, 2, 3, 4, 5, 6, 7]), seq: 5, value: Buffer.from('d') },
+      ],
+      2,
+    )
+  })
+})
