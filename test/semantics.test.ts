@@ -172,6 +172,26 @@ describe('snapshots and iterators', () => {
     rev.close()
   })
 
+  it('an open iterator keeps reading its memtables after they are flushed and their memory reused', async () => {
+    // Flushed memtables hand their record memory to the next memtables; an
+    // iterator opened before must still see the old bytes, not the new ones.
+    const { db } = await fresh({ memtableBytes: 64 * 1024 })
+    const key = (i: number): string => `k${String(i).padStart(4, '0')}`
+    for (let i = 0; i < 200; i++) await db.put(key(i), `old-${String(i).padStart(4, '0')}`.repeat(8))
+    const it = db.iterator()
+    const seen: string[] = []
+    for (let i = 0; i < 10; i++) seen.push(it.nextSync()!.join('='))
+    const flushesBefore = db.stats().writes.flushes
+    for (let round = 0; round < 30; round++) {
+      for (let i = 0; i < 200; i++) await db.put(key(i), `new-${String(round).padStart(4, '0')}`.repeat(8))
+    }
+    expect(db.stats().writes.flushes).toBeGreaterThan(flushesBefore + 5)
+    for (let e = it.nextSync(); e !== undefined; e = it.nextSync()) seen.push(e.join('='))
+    expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => `${key(i)}=${`old-${String(i).padStart(4, '0')}`.repeat(8)}`))
+    it.close()
+    expect(db.getSync(key(7))?.toString()).toBe('new-0029'.repeat(8))
+  })
+
   it('an abandoned iterator can be closed early and releases its tables', async () => {
     const { db, dir } = await fresh({ memtableBytes: 4096 })
     for (let i = 0; i < 500; i++) await db.put(`k${i}`, 'v'.repeat(50))

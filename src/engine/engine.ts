@@ -10,6 +10,7 @@ import type { Version } from '../manifest/version.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import type { VersionSet } from '../manifest/version-set.js'
 import { Memtable, type Found } from '../memtable/memtable.js'
+import type { Recycler } from '../memtable/recycler.js'
 import type { ResolvedOptions } from '../options.js'
 import { BlockCache } from '../sstable/block-cache.js'
 import { TableCache } from '../sstable/table-cache.js'
@@ -34,6 +35,8 @@ export interface RecoveredEngineState {
   options: ResolvedOptions
   versions: VersionSet
   mem: Memtable
+  /** Where memtables get their memory and return it once flushed. */
+  recycler: Recycler
   wal: WalWriter
   lastSequence: number
   releaseLock: () => void
@@ -58,6 +61,7 @@ export class Engine implements CompactionHost, FlushHost {
   private mem: Memtable
   /** Frozen memtables, oldest first, waiting for (or in) flush. */
   private readonly imms: Memtable[] = []
+  private readonly recycler: Recycler
   private wal: WalWriter
   readonly versions: VersionSet
   private readonly blockCache: BlockCache
@@ -103,6 +107,7 @@ export class Engine implements CompactionHost, FlushHost {
     this.options = s.options
     this.versions = s.versions
     this.mem = s.mem
+    this.recycler = s.recycler
     this.wal = s.wal
     this.lastSequence = s.lastSequence
     this.settledSequence = s.lastSequence
@@ -268,11 +273,11 @@ export class Engine implements CompactionHost, FlushHost {
       return
     }
     const firstSequence = this.lastSequence + 1
-    const valueOffsets: number[] = []
+    const offsets: number[] = []
     let record: Buffer
     try {
       const arena = this.mem.arena
-      record = encodeWalRecord(firstSequence, ops, bytes, valueOffsets, (size) => arena.allocate(size))
+      record = encodeWalRecord(firstSequence, ops, bytes, offsets, (size) => arena.allocate(size))
       try {
         this.wal.append(record)
       } catch (err) {
@@ -292,12 +297,12 @@ export class Engine implements CompactionHost, FlushHost {
       return
     }
     let seq = firstSequence
-    // Values stay in the record buffer: no per-entry Buffer objects in the memtable.
-    let v = 0
-    for (const op of ops) {
-      const k = op.key.toString('latin1')
-      if (op.value === null) this.mem.addRange(k, seq++, null, 0, 0)
-      else this.mem.addRange(k, seq++, record, valueOffsets[v++], op.value.length)
+    // Keys and values stay in the record buffer: the memtable keeps offsets.
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]
+      const ks = offsets[2 * i]
+      const vs = offsets[2 * i + 1]
+      this.mem.addRange(record, seq++, ks, ks + op.key.length, vs, op.value === null ? -1 : vs + op.value.length)
     }
     this.lastSequence = seq - 1
     this.counters.writeGroups++
@@ -390,7 +395,7 @@ export class Engine implements CompactionHost, FlushHost {
     this.wal.close()
     this.wal = wal
     this.imms.push(this.mem)
-    this.mem = new Memtable([number])
+    this.mem = new Memtable([number], this.recycler)
     this.flusher.schedule()
   }
 
@@ -418,7 +423,8 @@ export class Engine implements CompactionHost, FlushHost {
     await this.versions.logAndApply({ logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }, this.lastSequence)
     this.counters.flushes++
     this.counters.flushBytes += table?.fileBytes ?? 0
-    this.imms.shift()
+    // Reads that start from now on do not see it; open iterators keep their references.
+    this.imms.shift()!.unref()
     this.deleteObsoleteFiles()
     this.compactions.maybeSchedule()
   }

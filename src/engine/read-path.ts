@@ -21,11 +21,10 @@ export function readPoint(
   key: Buffer,
   sequence: number,
 ): Found | undefined {
-  const k = key.toString('latin1')
-  let found = mem.get(k, sequence)
+  let found = mem.get(key, sequence)
   if (found !== undefined) return found
   for (let i = imms.length - 1; i >= 0; i--) {
-    found = imms[i].get(k, sequence)
+    found = imms[i].get(key, sequence)
     if (found !== undefined) return found
   }
   const levels = version.levels

@@ -8,6 +8,7 @@ import { initChecksum } from '../base/checksum.js'
 import { Version } from '../manifest/version.js'
 import { VersionSet, type RecoveredState } from '../manifest/version-set.js'
 import { Memtable } from '../memtable/memtable.js'
+import { Recycler } from '../memtable/recycler.js'
 import type { ResolvedOptions } from '../options.js'
 import { visitWal } from '../wal/wal-reader.js'
 import { WalWriter } from '../wal/wal-writer.js'
@@ -87,7 +88,8 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
 
   const versions = new VersionSet(dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) })
   const walNumber = versions.newFileNumber()
-  let mem = new Memtable([...wals, walNumber])
+  const recycler = Recycler.forMemtableBytes(options.memtableBytes)
+  let mem = new Memtable([...wals, walNumber], recycler)
   let lastSequence = state.lastSequence
   let replayedSequence = 0
   for (const number of wals) {
@@ -97,7 +99,7 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
     visitWal(file, (p, seq, ks, ke, vs, ve) => {
       if (first && seq <= replayedSequence) throw corruption(`WAL sequence ${seq} does not follow ${replayedSequence}`, file)
       first = false
-      mem.addRange(p.toString('latin1', ks, ke), seq, vs < 0 ? null : p, vs, ve - vs)
+      mem.addRange(p, seq, ks, ke, vs, ve)
       mem.replayed = true
       replayedSequence = seq
     })
@@ -107,7 +109,7 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
   const wal = WalWriter.create(path.join(dir, walFileName(walNumber)), walNumber)
   if (mem.entryCount === 0) {
     // Nothing to keep from older WALs (at most torn tails): retire them now.
-    mem = new Memtable([walNumber])
+    mem = new Memtable([walNumber], recycler)
     versions.logNumber = walNumber
   }
   versions.lastSequence = lastSequence
@@ -118,7 +120,7 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
     wal.close()
     throw err
   }
-  const engine = new Engine({ dir, options, versions, mem, wal, lastSequence, releaseLock })
+  const engine = new Engine({ dir, options, versions, mem, recycler, wal, lastSequence, releaseLock })
   engine.deleteObsoleteFiles()
   return engine
 }

@@ -1,13 +1,20 @@
 import { assert } from '../base/assert.js'
 
+const DEFAULT_CHUNK_BYTES = 64 << 10
+
 /** Where a run of whole framed records lies: bytes [0, end) of a shared buffer. */
 export interface RecordSegment {
   buffer: SharedArrayBuffer
   end: number
 }
 
-/** Records are carved from chunks of this size (a larger record gets a chunk of its own). */
-const CHUNK_BYTES = 1 << 20
+/** Where an arena gets chunks and gives them back when its memtable is released. */
+export interface ChunkSource {
+  /** Records are carved from chunks of this size (a larger record gets a chunk of its own). */
+  readonly chunkBytes: number
+  takeChunk(): SharedArrayBuffer | undefined
+  giveChunk(chunk: SharedArrayBuffer): void
+}
 
 /**
  * Memory for a memtable's WAL records, in SharedArrayBuffer chunks. Each
@@ -22,13 +29,20 @@ export class RecordArena {
   private chunk: SharedArrayBuffer | undefined
   private used = 0
   private frozen = false
+  private recycled = false
+
+  private readonly chunkBytes: number
+
+  constructor(private readonly source?: ChunkSource) {
+    this.chunkBytes = source?.chunkBytes ?? DEFAULT_CHUNK_BYTES
+  }
 
   /** A buffer of `size` bytes for the next record, right after the previous one. */
   allocate(size: number): Buffer {
     assert(!this.frozen, 'allocate from a frozen arena')
     if (this.chunk === undefined || this.used + size > this.chunk.byteLength) {
       this.seal()
-      this.chunk = new SharedArrayBuffer(Math.max(CHUNK_BYTES, size))
+      this.chunk = (size <= this.chunkBytes ? this.source?.takeChunk() : undefined) ?? new SharedArrayBuffer(Math.max(this.chunkBytes, size))
       this.used = 0
     }
     const buf = Buffer.from(this.chunk, this.used, size)
@@ -50,6 +64,19 @@ export class RecordArena {
     this.frozen = true
     this.seal()
     return this.sealed
+  }
+
+  /**
+   * Hands every chunk back to the source for reuse. REQUIRES: nothing reads
+   * the records any more (the memtable is released, its flush is done).
+   */
+  recycle(): void {
+    assert(!this.recycled, 'arena recycled twice')
+    this.recycled = true
+    this.frozen = true
+    this.seal()
+    if (this.source !== undefined) for (const seg of this.sealed) this.source.giveChunk(seg.buffer)
+    this.sealed.length = 0
   }
 
   private seal(): void {

@@ -34,14 +34,15 @@ export function encodedOpBytes(op: WriteOp): number {
 
 /**
  * Encodes a framed record holding `ops`, the first taking sequence
- * `firstSequence`. When `valueOffsets` is given, it receives the offset of each
- * put's value inside the record (the memtable keeps values there).
+ * `firstSequence`. When `entryOffsets` is given, it receives two numbers per
+ * op: the offset of its key inside the record, and of its value (-1 for a
+ * delete); the memtable keeps keys and values there.
  */
 export function encodeWalRecord(
   firstSequence: number,
   ops: readonly WriteOp[],
   opBytes: number,
-  valueOffsets?: number[],
+  entryOffsets?: number[],
   allocate: (size: number) => Buffer = Buffer.allocUnsafe,
 ): Buffer {
   const buf = allocate(RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES + opBytes)
@@ -54,13 +55,16 @@ export function encodeWalRecord(
   for (const op of ops) {
     buf[o++] = op.value === null ? KIND_DELETE : KIND_PUT
     o = writeVarint(buf, o, op.key.length)
+    entryOffsets?.push(o)
     buf.set(op.key, o)
     o += op.key.length
     if (op.value !== null) {
       o = writeVarint(buf, o, op.value.length)
-      if (valueOffsets !== undefined) valueOffsets.push(o)
+      entryOffsets?.push(o)
       buf.set(op.value, o)
       o += op.value.length
+    } else {
+      entryOffsets?.push(-1)
     }
   }
   assert(o === buf.length, 'WAL record size mismatch')
