@@ -108,6 +108,7 @@ export class Engine implements CompactionHost, FlushHost {
     this.versions = s.versions
     this.mem = s.mem
     this.recycler = s.recycler
+    this.recycler.activeBytes = () => this.mem.approximateBytes
     this.wal = s.wal
     this.lastSequence = s.lastSequence
     this.settledSequence = s.lastSequence
@@ -120,7 +121,7 @@ export class Engine implements CompactionHost, FlushHost {
       bloomBitsPerKey: s.options.bloomBitsPerKey,
     }
     this.compactions = new CompactionScheduler(this)
-    if (this.mem.approximateBytes >= this.options.memtableBytes) this.freezeMemtable()
+    if (this.memtableFull()) this.freezeMemtable()
     this.compactions.maybeSchedule()
   }
 
@@ -230,7 +231,7 @@ export class Engine implements CompactionHost, FlushHost {
           break
         }
         try {
-          if (this.mem.approximateBytes >= this.options.memtableBytes) await this.makeRoomForWrite()
+          if (this.memtableFull()) await this.makeRoomForWrite()
           if (this.options.autoCompaction && compactionDebt(this.versions.current, this.options) > 0) await this.paceWrites()
         } catch (err) {
           this.setBackgroundError(err)
@@ -386,6 +387,11 @@ export class Engine implements CompactionHost, FlushHost {
       await new Promise<void>((resolve) => setTimeout(resolve, delayMs))
       this.counters.slowdownMs += performance.now() - started
     }
+  }
+
+  /** The active memtable (with the columns kept for its successor) has reached memtableBytes. */
+  private memtableFull(): boolean {
+    return this.mem.approximateBytes + this.recycler.heldColumnBytes >= this.options.memtableBytes
   }
 
   private freezeMemtable(): void {

@@ -4,7 +4,9 @@ import type { ResolvedOptions } from '../options.js'
  * The memory the engine may use, derived from its options (docs/design.md,
  * "Memory"). Each term is the most that part holds live:
  *
- *   memtables      (1 + maxImmutableMemtables) × memtableBytes × MEMTABLE_RSS_FACTOR
+ *   memtables      (1 + maxImmutableMemtables) × memtableBytes
+ *                  (each memtable counts its record chunks, columns and hash
+ *                  table; memory kept for reuse counts against the active one)
  *   block cache    blockCacheBytes
  *   table readers  tableCacheBytes (index and filter of open tables)
  *   workers        (1 flush + maxConcurrentCompactions) × WORKER_BYTES
@@ -22,15 +24,13 @@ export interface MemoryBudget {
   totalBytes: number
 }
 
-/** Accounted memtable bytes (key + value + per-entry overhead) to resident bytes, measured. */
-export const MEMTABLE_RSS_FACTOR = 1.25
 /** A worker thread: its V8 isolate, 4 MiB young generation, its job's block cache and input readers. */
 export const WORKER_BYTES = 40 << 20
 /** Garbage V8 keeps between collections, all threads (memory test: 100-110 MiB measured; docs/performance.md). */
 export const GC_HEADROOM_BYTES = 128 << 20
 
 export function memoryBudget(o: ResolvedOptions): MemoryBudget {
-  const memtablesBytes = (1 + o.maxImmutableMemtables) * o.memtableBytes * MEMTABLE_RSS_FACTOR
+  const memtablesBytes = (1 + o.maxImmutableMemtables) * o.memtableBytes
   const workersBytes = (1 + o.maxConcurrentCompactions) * WORKER_BYTES
   const parts = {
     memtablesBytes,

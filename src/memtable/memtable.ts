@@ -141,9 +141,10 @@ export class Memtable {
   unref(): void {
     assert(this.refs > 0, 'memtable released twice')
     if (--this.refs > 0) return
-    this.arena.recycle()
+    // Columns first: a memtable that has to grow its own leaves more garbage than one missing chunks.
     this.recycler?.giveColumns(this.takeColumns())
     this.useColumns(EMPTY_COLUMNS)
+    this.arena.recycle()
     this.chunks.length = 0
     this.chunkIds.clear()
     this.lastChunk = undefined
