@@ -121,7 +121,10 @@ export class Engine implements CompactionHost, FlushHost {
       bloomBitsPerKey: s.options.bloomBitsPerKey,
     }
     this.compactions = new CompactionScheduler(this)
-    if (this.memtableFull()) this.freezeMemtable()
+    // Entries replayed from WAL files live in whole-file buffers: flush them to
+    // L0 in the background right away (as LevelDB does at recovery) instead of
+    // holding those buffers until the memtable fills.
+    if (this.mem.replayed) this.freezeMemtable()
     this.compactions.maybeSchedule()
   }
 
