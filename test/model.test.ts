@@ -710,7 +710,7 @@ describe('long scans that yield to the event loop', () => {
         for await (const entry of db.iterator({ reverse })) {
           got.push(entry)
           // Writes issued here run while the scan waits at its next yield.
-          if (got.length % 50 === 0) {
+          if (got.length % 20 === 0) {
             const k = keyOf(rng.int(0, 4999))
             if (rng.chance(0.3)) {
               inflight.push(db.delete(k))

@@ -108,7 +108,6 @@ export class Engine implements CompactionHost, FlushHost {
     this.versions = s.versions
     this.mem = s.mem
     this.recycler = s.recycler
-    this.recycler.activeBytes = () => this.mem.approximateBytes
     this.wal = s.wal
     this.lastSequence = s.lastSequence
     this.settledSequence = s.lastSequence
@@ -392,9 +391,8 @@ export class Engine implements CompactionHost, FlushHost {
     }
   }
 
-  /** The active memtable (with the columns kept for its successor) has reached memtableBytes. */
   private memtableFull(): boolean {
-    return this.mem.approximateBytes + this.recycler.heldColumnBytes >= this.options.memtableBytes
+    return this.mem.approximateBytes >= this.options.memtableBytes
   }
 
   private freezeMemtable(): void {

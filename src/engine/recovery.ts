@@ -88,7 +88,7 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
 
   const versions = new VersionSet(dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) })
   const walNumber = versions.newFileNumber()
-  const recycler = Recycler.forMemtableBytes(options.memtableBytes)
+  const recycler = Recycler.forMemtableBytes(options.memtableBytes, 1 + options.maxImmutableMemtables)
   let mem = new Memtable([...wals, walNumber], recycler)
   let lastSequence = state.lastSequence
   let replayedSequence = 0

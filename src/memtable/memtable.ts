@@ -4,7 +4,7 @@ import { compareBytes } from '../base/coding.js'
 import { RecordArena } from '../wal/record-arena.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
-import type { MemtableColumns, Recycler } from './recycler.js'
+import type { Recycler } from './recycler.js'
 
 /**
  * The in-memory table of recent writes.
@@ -52,15 +52,37 @@ const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER
 /** The tree's search key (never inserted): compares as the probe fields. */
 const PROBE = -1
 
-const INITIAL_ENTRIES = 64
-const COLUMN_BYTES_PER_ENTRY = 4 * 7 + 8
-const SLOT_BYTES = 4
+/**
+ * An entry is 10 32-bit words of a page: chunk id, key offset, key length,
+ * value offset, value length (NONE for a delete), next older entry of the
+ * same key (NONE for none), key hash, unused, then the sequence as a float64.
+ */
+const WORDS = 10
+const W_CHUNK = 0
+const W_KEY = 1
+const W_KEY_LENGTH = 2
+const W_VALUE = 3
+const W_VALUE_LENGTH = 4
+const W_OLDER = 5
+const W_HASH = 6
+/** Float64 index of the sequence within an entry (words 8-9). */
+const F_SEQUENCE = 4
+const NONE = 0xffffffff
+export const ENTRY_BYTES = WORDS * 4
+const DEFAULT_PAGE_ENTRIES = 1024
+const INITIAL_SLOTS = 64
 
-/** 32-bit FNV-1a of bytes [start, end). */
+/** 32-bit FNV-1a of bytes [start, end), unsigned. */
 function hashBytes(b: Uint8Array, start: number, end: number): number {
   let h = 0x811c9dc5
   for (let i = start; i < end; i++) h = Math.imul(h ^ b[i], 0x01000193)
-  return h | 0
+  return h >>> 0
+}
+
+/** One page of entries: two views over the same buffer. */
+interface Page {
+  u32: Uint32Array
+  f64: Float64Array
 }
 
 export class Memtable {
@@ -71,21 +93,15 @@ export class Memtable {
   private lastChunk: ArrayBufferLike | undefined
   private lastChunkId = 0
 
-  // Columns, one element per entry.
-  private chunkOf: Uint32Array = new Uint32Array(INITIAL_ENTRIES)
-  private keyStart: Uint32Array = new Uint32Array(INITIAL_ENTRIES)
-  private keyLength: Uint32Array = new Uint32Array(INITIAL_ENTRIES)
-  private valueStart: Uint32Array = new Uint32Array(INITIAL_ENTRIES)
-  /** -1 for a delete. */
-  private valueLength: Int32Array = new Int32Array(INITIAL_ENTRIES)
-  /** Next older entry of the same key, -1 for none. */
-  private older: Int32Array = new Int32Array(INITIAL_ENTRIES)
-  private hashes: Int32Array = new Int32Array(INITIAL_ENTRIES)
-  private seqs: Float64Array = new Float64Array(INITIAL_ENTRIES)
+  /** Entries, in pages of `pageEntries` (from the recycler: no buffer is ever grown by copying). */
+  private readonly pages: Page[] = []
+  private readonly pageShift: number
+  private readonly pageMask: number
+  private readonly pageBytes: number
   private count = 0
 
   /** Hash table: entry number + 1 of each key's newest entry, 0 = empty. Load <= 1/2. */
-  private slots: Int32Array = new Int32Array(INITIAL_ENTRIES * 2)
+  private slots: Int32Array
   private keys = 0
 
   private readonly sorted = new OrderedMap<number, null>([], (a, b) => this.compareEntries(a, b))
@@ -108,8 +124,11 @@ export class Memtable {
   constructor(readonly walNumbers: number[], private readonly recycler?: Recycler) {
     assert(walNumbers.length > 0, 'a memtable is backed by at least one WAL')
     this.arena = new RecordArena(recycler)
-    const c = recycler?.takeColumns()
-    if (c !== undefined) this.useColumns(c)
+    const pageEntries = recycler?.pageEntries ?? DEFAULT_PAGE_ENTRIES
+    this.pageShift = Math.log2(pageEntries)
+    this.pageMask = pageEntries - 1
+    this.pageBytes = pageEntries * ENTRY_BYTES
+    this.slots = recycler?.takeSlots(INITIAL_SLOTS) ?? new Int32Array(INITIAL_SLOTS)
   }
 
   /** The oldest WAL this memtable needs; older WALs are not needed by it. */
@@ -117,9 +136,9 @@ export class Memtable {
     return this.walNumbers[0]
   }
 
-  /** Memory held: the buffers entries lie in, the columns and the hash table. */
+  /** Memory held: the buffers entries lie in, the entry pages and the hash table. */
   get approximateBytes(): number {
-    return this.chunkBytes + this.seqs.length * COLUMN_BYTES_PER_ENTRY + this.slots.length * SLOT_BYTES
+    return this.chunkBytes + this.pages.length * this.pageBytes + this.slots.byteLength
   }
 
   get entryCount(): number {
@@ -134,17 +153,20 @@ export class Memtable {
 
   /**
    * Drops a reference. At zero nothing reads the memtable any more (the engine
-   * dropped it after its flush, every iterator is closed): its record chunks
-   * and columns go back to the recycler for the next memtable, and any later
-   * read of this one fails loudly instead of seeing reused bytes.
+   * dropped it after its flush, every iterator is closed): its record chunks,
+   * pages and hash table go back to the recycler for the next memtable, and
+   * any later read of this one fails loudly instead of seeing reused bytes.
    */
   unref(): void {
     assert(this.refs > 0, 'memtable released twice')
     if (--this.refs > 0) return
-    // Columns first: a memtable that has to grow its own leaves more garbage than one missing chunks.
-    this.recycler?.giveColumns(this.takeColumns())
-    this.useColumns(EMPTY_COLUMNS)
+    if (this.recycler !== undefined) {
+      for (const p of this.pages) this.recycler.givePage(p.u32.buffer as ArrayBuffer)
+      this.recycler.giveSlots(this.slots)
+    }
     this.arena.recycle()
+    this.pages.length = 0
+    this.slots = new Int32Array(0)
     this.chunks.length = 0
     this.chunkIds.clear()
     this.lastChunk = undefined
@@ -165,22 +187,25 @@ export class Memtable {
    * here, and the bytes never change afterwards.
    */
   addRange(buf: Buffer, sequence: number, ks: number, ke: number, vs: number, ve: number): void {
-    assert(this.count === 0 || sequence > this.seqs[this.count - 1], 'memtable sequences must ascend')
-    if (this.count === this.seqs.length) this.growColumns()
-    const i = this.count++
-    const chunk = this.chunkIdOf(buf)
+    assert(this.count === 0 || sequence > this.sequenceAt(this.count - 1), 'memtable sequences must ascend')
+    const i = this.count
+    if ((i & this.pageMask) === 0) this.addPage()
+    this.count++
+    const page = this.pages[i >>> this.pageShift]
+    const u = page.u32
+    const w = (i & this.pageMask) * WORDS
     const base = buf.byteOffset
-    this.chunkOf[i] = chunk
-    this.keyStart[i] = base + ks
-    this.keyLength[i] = ke - ks
-    this.valueStart[i] = vs < 0 ? 0 : base + vs
-    this.valueLength[i] = vs < 0 ? -1 : ve - vs
-    this.seqs[i] = sequence
     const h = hashBytes(buf, ks, ke)
-    this.hashes[i] = h
+    u[w + W_CHUNK] = this.chunkIdOf(buf)
+    u[w + W_KEY] = base + ks
+    u[w + W_KEY_LENGTH] = ke - ks
+    u[w + W_VALUE] = vs < 0 ? 0 : base + vs
+    u[w + W_VALUE_LENGTH] = vs < 0 ? NONE : ve - vs
+    u[w + W_HASH] = h
+    page.f64[(w >>> 1) + F_SEQUENCE] = sequence
     const slot = this.findSlot(buf, ks, ke, h)
     const newest = this.slots[slot] - 1
-    this.older[i] = newest
+    u[w + W_OLDER] = newest < 0 ? NONE : newest
     this.slots[slot] = i + 1
     if (newest < 0 && ++this.keys * 2 > this.slots.length) this.growSlots()
   }
@@ -192,8 +217,14 @@ export class Memtable {
   get(key: Buffer, sequence: number): Found | undefined {
     assert(this.refs > 0, 'read of a released memtable')
     let i = this.slots[this.findSlot(key, 0, key.length, hashBytes(key, 0, key.length))] - 1
-    while (i >= 0 && this.seqs[i] > sequence) i = this.older[i]
-    return i < 0 ? undefined : { s: this.seqs[i], v: this.valueAt(i) }
+    while (i >= 0) {
+      const page = this.pages[i >>> this.pageShift]
+      const w = (i & this.pageMask) * WORDS
+      if (page.f64[(w >>> 1) + F_SEQUENCE] <= sequence) break
+      const older = page.u32[w + W_OLDER]
+      i = older === NONE ? -1 : older
+    }
+    return i < 0 ? undefined : { s: this.sequenceAt(i), v: this.valueAt(i) }
   }
 
   /** An iterator in internal-key order; it holds a reference until closed. */
@@ -205,23 +236,27 @@ export class Memtable {
 
   /** @internal for the iterator: the key bytes of entry `i` (a view). */
   keyAt(i: number): Buffer {
-    const s = this.keyStart[i]
-    return this.chunks[this.chunkOf[i]].subarray(s, s + this.keyLength[i])
+    const u = this.pages[i >>> this.pageShift].u32
+    const w = (i & this.pageMask) * WORDS
+    const s = u[w + W_KEY]
+    return this.chunks[u[w + W_CHUNK]].subarray(s, s + u[w + W_KEY_LENGTH])
   }
   /** @internal */
   sequenceAt(i: number): number {
-    return this.seqs[i]
+    return this.pages[i >>> this.pageShift].f64[(((i & this.pageMask) * WORDS) >>> 1) + F_SEQUENCE]
   }
   /** @internal */
   isDeleteAt(i: number): boolean {
-    return this.valueLength[i] < 0
+    return this.pages[i >>> this.pageShift].u32[(i & this.pageMask) * WORDS + W_VALUE_LENGTH] === NONE
   }
   /** @internal Value bytes of entry `i` (a view), null for a delete. */
   valueAt(i: number): Buffer | null {
-    const n = this.valueLength[i]
-    if (n < 0) return null
-    const s = this.valueStart[i]
-    return this.chunks[this.chunkOf[i]].subarray(s, s + n)
+    const u = this.pages[i >>> this.pageShift].u32
+    const w = (i & this.pageMask) * WORDS
+    const n = u[w + W_VALUE_LENGTH]
+    if (n === NONE) return null
+    const s = u[w + W_VALUE]
+    return this.chunks[u[w + W_CHUNK]].subarray(s, s + n)
   }
   /** @internal The tree position of the first entry >= (key, sequence) in internal-key order. */
   lowerBound(key: Uint8Array, sequence: number): OrderedMapIterator<number, null> {
@@ -241,17 +276,22 @@ export class Memtable {
 
   /** Internal-key order of entry numbers (PROBE: the probe fields). */
   private compareEntries(a: number, b: number): number {
+    if (b === PROBE) return -this.compareEntries(b, a)
+    const ub = this.pages[b >>> this.pageShift].u32
+    const wb = (b & this.pageMask) * WORDS
+    const bs = ub[wb + W_KEY]
+    const bChunk = this.chunks[ub[wb + W_CHUNK]]
+    const bEnd = bs + ub[wb + W_KEY_LENGTH]
     let c: number
     if (a === PROBE) {
-      const bs = this.keyStart[b]
-      c = compareBytes(this.probeKey, 0, this.probeKey.length, this.chunks[this.chunkOf[b]], bs, bs + this.keyLength[b])
-      return c !== 0 ? c : this.seqs[b] - this.probeSequence
+      c = compareBytes(this.probeKey, 0, this.probeKey.length, bChunk, bs, bEnd)
+      return c !== 0 ? c : this.sequenceAt(b) - this.probeSequence
     }
-    if (b === PROBE) return -this.compareEntries(b, a)
-    const as = this.keyStart[a]
-    const bs = this.keyStart[b]
-    c = compareBytes(this.chunks[this.chunkOf[a]], as, as + this.keyLength[a], this.chunks[this.chunkOf[b]], bs, bs + this.keyLength[b])
-    return c !== 0 ? c : this.seqs[b] - this.seqs[a]
+    const ua = this.pages[a >>> this.pageShift].u32
+    const wa = (a & this.pageMask) * WORDS
+    const as = ua[wa + W_KEY]
+    c = compareBytes(this.chunks[ua[wa + W_CHUNK]], as, as + ua[wa + W_KEY_LENGTH], bChunk, bs, bEnd)
+    return c !== 0 ? c : this.sequenceAt(b) - this.sequenceAt(a)
   }
 
   /** The slot holding `key`'s newest entry, or the empty slot where it would go. */
@@ -262,9 +302,11 @@ export class Memtable {
     for (let p = h & mask; ; p = (p + 1) & mask) {
       const e = slots[p] - 1
       if (e < 0) return p
-      if (this.hashes[e] !== h || this.keyLength[e] !== n) continue
-      const chunk = this.chunks[this.chunkOf[e]]
-      const s = this.keyStart[e]
+      const u = this.pages[e >>> this.pageShift].u32
+      const w = (e & this.pageMask) * WORDS
+      if (u[w + W_HASH] !== h || u[w + W_KEY_LENGTH] !== n) continue
+      const chunk = this.chunks[u[w + W_CHUNK]]
+      const s = u[w + W_KEY]
       let j = 0
       while (j < n && chunk[s + j] === key[ks + j]) j++
       if (j === n) return p
@@ -286,46 +328,26 @@ export class Memtable {
     return id
   }
 
-  private useColumns(c: MemtableColumns): void {
-    this.chunkOf = c.chunkOf
-    this.keyStart = c.keyStart
-    this.keyLength = c.keyLength
-    this.valueStart = c.valueStart
-    this.valueLength = c.valueLength
-    this.older = c.older
-    this.hashes = c.hashes
-    this.seqs = c.seqs
-    this.slots = c.slots
+  private addPage(): void {
+    const buffer = this.recycler?.takePage() ?? new ArrayBuffer(this.pageBytes)
+    assert(buffer.byteLength === this.pageBytes, 'recycled page of another size')
+    this.pages.push({ u32: new Uint32Array(buffer), f64: new Float64Array(buffer) })
   }
 
-  private takeColumns(): MemtableColumns {
-    const { chunkOf, keyStart, keyLength, valueStart, valueLength, older, hashes, seqs, slots } = this
-    return { chunkOf, keyStart, keyLength, valueStart, valueLength, older, hashes, seqs, slots }
-  }
-
-  private growColumns(): void {
-    const size = this.seqs.length * 2
-    this.chunkOf = grown(this.chunkOf, new Uint32Array(size))
-    this.keyStart = grown(this.keyStart, new Uint32Array(size))
-    this.keyLength = grown(this.keyLength, new Uint32Array(size))
-    this.valueStart = grown(this.valueStart, new Uint32Array(size))
-    this.valueLength = grown(this.valueLength, new Int32Array(size))
-    this.older = grown(this.older, new Int32Array(size))
-    this.hashes = grown(this.hashes, new Int32Array(size))
-    this.seqs = grown(this.seqs, new Float64Array(size))
-  }
-
-  /** Doubles the hash table; each key's newest entry moves, its older chain follows. */
+  /** Doubles the hash table (a kept larger one if the recycler has it). */
   private growSlots(): void {
-    const slots = new Int32Array(this.slots.length * 2)
+    const old = this.slots
+    const slots = this.recycler?.takeSlots(old.length * 2) ?? new Int32Array(old.length * 2)
     const mask = slots.length - 1
-    for (const v of this.slots) {
+    for (const v of old) {
       if (v === 0) continue
-      let p = this.hashes[v - 1] & mask
+      const e = v - 1
+      let p = this.pages[e >>> this.pageShift].u32[(e & this.pageMask) * WORDS + W_HASH] & mask
       while (slots[p] !== 0) p = (p + 1) & mask
       slots[p] = v
     }
     this.slots = slots
+    this.recycler?.giveSlots(old)
   }
 
   /** Moves waiting entries into the ordered map. */
@@ -336,23 +358,6 @@ export class Memtable {
 }
 
 const EMPTY = Buffer.alloc(0)
-
-const EMPTY_COLUMNS: MemtableColumns = {
-  chunkOf: new Uint32Array(0),
-  keyStart: new Uint32Array(0),
-  keyLength: new Uint32Array(0),
-  valueStart: new Uint32Array(0),
-  valueLength: new Int32Array(0),
-  older: new Int32Array(0),
-  hashes: new Int32Array(0),
-  seqs: new Float64Array(0),
-  slots: new Int32Array(0),
-}
-
-function grown<T extends Uint32Array | Int32Array | Float64Array>(from: T, to: T): T {
-  to.set(from)
-  return to
-}
 
 /** Walks the ordered map in internal-key order; survives concurrent inserts. */
 class MemtableIterator implements InternalIterator {

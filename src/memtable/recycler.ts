@@ -1,60 +1,57 @@
 import { assert } from '../base/assert.js'
 
+const MIN_CHUNK_BYTES = 4 << 10
 const MAX_CHUNK_BYTES = 1 << 20
 
-/** The per-entry arrays of a memtable (see Memtable), handed on whole. */
-export interface MemtableColumns {
-  chunkOf: Uint32Array
-  keyStart: Uint32Array
-  keyLength: Uint32Array
-  valueStart: Uint32Array
-  valueLength: Int32Array
-  older: Int32Array
-  hashes: Int32Array
-  seqs: Float64Array
-  slots: Int32Array
-}
-
 /**
- * Memory a released memtable leaves for the next one: its record-arena
- * chunks and its columns. Without it, each flushed memtable's buffers stayed
- * resident as garbage until V8's next full collection, which a heap holding
- * no per-entry objects rarely needs: in a random-write stream the process held
- * about two memtables' worth of dead buffers (docs/performance.md, "Memory").
- * Recycled, the engine's memtable memory stays at the live memtables: what
- * the recycler keeps counts against the active memtable's share, so the
- * active memtable plus the recycler never hold more than `memtableBytes`
- * (memory beyond that is left to the GC).
+ * Memory a released memtable leaves for the next ones: its record-arena
+ * chunks, its entry pages and its hash table. Every large buffer a memtable
+ * uses comes from here and goes back here, so a stream of writes allocates
+ * memtable memory once and then reuses it.
+ *
+ * Why: a memtable holds no JS objects, so V8 seldom needs a full collection,
+ * and buffers dropped by flushed memtables stayed resident as garbage; the
+ * process also grew by malloc fragmentation from freeing and reallocating
+ * megabyte buffers (glibc raises its mmap threshold after such frees). Both
+ * were measured in docs/performance.md ("Memory").
+ *
+ * Bound: the active memtable takes kept buffers before allocating new ones,
+ * so buffers are allocated only while nothing is kept, and the active plus
+ * the frozen memtables plus what is kept never exceed what the live
+ * memtables can hold at once ((1 + maxImmutableMemtables) × memtableBytes).
+ * `maxKeptBytes` caps what is kept as a backstop.
  *
  * A memtable is released only when nothing can read it any more (Memtable.unref).
  */
 export class Recycler {
   /**
-   * A recycler for memtables of `memtableBytes`: arena chunks of 1/32 of it
-   * (4 KiB to 1 MiB, so that a chunk is a small part of even a tiny memtable).
+   * A recycler for memtables of `memtableBytes`: arena chunks and entry pages
+   * of about 1/32 of it (chunks 4 KiB to 1 MiB), so that one is a small part
+   * of even a tiny memtable.
    */
-  static forMemtableBytes(memtableBytes: number): Recycler {
-    let chunk = 4096
+  static forMemtableBytes(memtableBytes: number, liveMemtables: number): Recycler {
+    let chunk = MIN_CHUNK_BYTES
     while (chunk < MAX_CHUNK_BYTES && chunk * 32 <= memtableBytes) chunk *= 2
-    return new Recycler(chunk, memtableBytes)
+    return new Recycler(chunk, chunk / 64, liveMemtables * memtableBytes)
   }
 
   private readonly chunks: SharedArrayBuffer[] = []
-  private columns: MemtableColumns | undefined
+  private readonly pages: ArrayBuffer[] = []
+  private slots: Int32Array | undefined
   private keptBytes = 0
-  /** Bytes the active memtable holds (set by the engine). */
-  activeBytes: () => number = () => 0
-
-  /** @param maxBytes the active memtable plus what is kept here stay within this. */
-  constructor(readonly chunkBytes: number, private readonly maxBytes: number) {}
 
   /**
-   * Bytes of the columns kept for the next memtable. They wait until the
-   * active memtable is frozen, so they count toward it being full; kept
-   * chunks need not, the active memtable takes them before allocating.
+   * @param chunkBytes size of a record-arena chunk
+   * @param pageEntries entries per page (a power of two)
+   * @param maxKeptBytes most bytes kept; more is left to the GC
    */
-  get heldColumnBytes(): number {
-    return this.columns === undefined ? 0 : columnsBytes(this.columns)
+  constructor(readonly chunkBytes: number, readonly pageEntries: number, private readonly maxKeptBytes: number) {
+    assert(pageEntries > 0 && (pageEntries & (pageEntries - 1)) === 0, 'page entries must be a power of two')
+  }
+
+  /** Bytes kept for reuse. */
+  get heldBytes(): number {
+    return this.keptBytes
   }
 
   takeChunk(): SharedArrayBuffer | undefined {
@@ -69,30 +66,39 @@ export class Recycler {
     this.keptBytes += chunk.byteLength
   }
 
-  /** Columns of a released memtable (contents are stale; slots are cleared). */
-  takeColumns(): MemtableColumns | undefined {
-    const c = this.columns
-    if (c === undefined) return undefined
-    this.columns = undefined
-    this.keptBytes -= columnsBytes(c)
-    c.slots.fill(0)
-    return c
+  /** A page's buffer (stale contents), or undefined when none is kept. */
+  takePage(): ArrayBuffer | undefined {
+    const p = this.pages.pop()
+    if (p !== undefined) this.keptBytes -= p.byteLength
+    return p
   }
 
-  giveColumns(c: MemtableColumns): void {
-    assert(c.seqs.length === c.chunkOf.length, 'columns of unequal length')
-    if (this.columns !== undefined || !this.fits(columnsBytes(c))) return
-    this.columns = c
-    this.keptBytes += columnsBytes(c)
+  givePage(page: ArrayBuffer): void {
+    if (!this.fits(page.byteLength)) return
+    this.pages.push(page)
+    this.keptBytes += page.byteLength
+  }
+
+  /** A cleared hash table of at least `minLength` slots, if one is kept. */
+  takeSlots(minLength: number): Int32Array | undefined {
+    const s = this.slots
+    if (s === undefined || s.length < minLength) return undefined
+    this.slots = undefined
+    this.keptBytes -= s.byteLength
+    s.fill(0)
+    return s
+  }
+
+  giveSlots(slots: Int32Array): void {
+    if (this.slots !== undefined && this.slots.length >= slots.length) return
+    if (this.slots !== undefined) this.keptBytes -= this.slots.byteLength
+    this.slots = undefined
+    if (!this.fits(slots.byteLength)) return
+    this.slots = slots
+    this.keptBytes += slots.byteLength
   }
 
   private fits(bytes: number): boolean {
-    return this.activeBytes() + this.keptBytes + bytes <= this.maxBytes
+    return this.keptBytes + bytes <= this.maxKeptBytes
   }
-}
-
-function columnsBytes(c: MemtableColumns): number {
-  let n = 0
-  for (const a of Object.values(c) as ArrayBufferView[]) n += a.byteLength
-  return n
 }
