@@ -192,6 +192,33 @@ describe('snapshots and iterators', () => {
     expect(db.getSync(key(7))?.toString()).toBe('new-0029'.repeat(8))
   })
 
+  it('an open iterator keeps reading its table blocks while point reads churn the block cache', async () => {
+    // Evicted blocks' buffers are reused for the next reads; the block an
+    // iterator stands on must not be reused under it.
+    const { db } = await fresh({ memtableBytes: 64 * 1024, blockCacheBytes: 16 * 1024 })
+    const key = (i: number): string => `k${String(i).padStart(5, '0')}`
+    const value = (i: number): string => `value-${i}-`.repeat(6)
+    for (let i = 0; i < 3000; i++) await db.put(key(i), value(i))
+    await db.compactRange()
+    const it = db.iterator()
+    const seen: string[] = []
+    for (let round = 0; round < 60; round++) {
+      for (let j = 0; j < 50; j++) {
+        const e = it.nextSync()
+        if (e !== undefined) seen.push(e.join('='))
+      }
+      // Random point reads between the iterator's steps read (and evict) other blocks.
+      for (let r = 0; r < 40; r++) {
+        const i = (round * 7919 + r * 104729) % 3000
+        expect(db.getSync(key(i))?.toString()).toBe(value(i))
+      }
+    }
+    for (let e = it.nextSync(); e !== undefined; e = it.nextSync()) seen.push(e.join('='))
+    it.close()
+    expect(seen).toEqual(Array.from({ length: 3000 }, (_, i) => `${key(i)}=${value(i)}`))
+    expect(db.stats().blockCache.misses).toBeGreaterThan(1000)
+  })
+
   it('an abandoned iterator can be closed early and releases its tables', async () => {
     const { db, dir } = await fresh({ memtableBytes: 4096 })
     for (let i = 0; i < 500; i++) await db.put(`k${i}`, 'v'.repeat(50))

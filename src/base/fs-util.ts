@@ -26,6 +26,17 @@ export function writeFully(fd: number, buf: Uint8Array, position: number | null)
 }
 
 /** Reads exactly `length` bytes at `position` into a new buffer; fewer bytes mean the file is short. */
+/** Reads up to `buf.length` bytes at `position` into `buf`; returns the count (short only at end of file). */
+export function readInto(fd: number, buf: Buffer, position: number): number {
+  let done = 0
+  while (done < buf.length) {
+    const n = fs.readSync(fd, buf, done, buf.length - done, position + done)
+    if (n === 0) break
+    done += n
+  }
+  return done
+}
+
 export function readExactly(fd: number, length: number, position: number): Buffer {
   const buf = Buffer.allocUnsafe(length)
   let done = 0

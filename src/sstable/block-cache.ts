@@ -1,34 +1,58 @@
+import { assert } from '../base/assert.js'
+
 /**
  * Cache of verified data blocks with a byte budget, shared by all tables.
  * Each table owns a Map from block offset to entry; the cache owns one
  * recency ring across all of them. Replacement is CLOCK (second chance): a
  * hit only sets a flag, so the hot path does no list surgery; eviction walks
  * from the oldest entry, giving flagged entries another round.
+ *
+ * Buffers are reused: a block is read into a buffer from `allocate` (sizes
+ * rounded up to 512 bytes), and an evicted block's buffer goes back to a free
+ * list for the next read. A random-read stream misses on most reads; dropping
+ * each evicted block to the GC kept tens of MiB of dead blocks resident
+ * (docs/performance.md, "Memory"). A buffer is reused only when nothing can
+ * still read it: iterators pin the block they stand on (`pin`/`unpin`); point
+ * lookups use a block synchronously and hand out copies.
  */
 export interface CacheEntry {
   readonly block: Buffer
   readonly offset: number
   readonly owner: Map<number, CacheEntry>
+  /** The whole buffer the block was read into (from `allocate`), or null when not reusable. */
+  readonly buffer: Buffer | null
   referenced: boolean
+  /** Iterators standing on this block; its buffer is reused only at 0. */
+  pins: number
+  evicted: boolean
   newer: CacheEntry | null
   older: CacheEntry | null
 }
+
+/** Buffer sizes are multiples of this, so blocks of nearby sizes share free lists. */
+const SIZE_CLASS_BYTES = 512
 
 export class BlockCache {
   private newest: CacheEntry | null = null
   private oldest: CacheEntry | null = null
   private bytes = 0
+  /** Free buffers by size class (bytes / SIZE_CLASS_BYTES). */
+  private readonly free = new Map<number, Buffer[]>()
+  private freeBytes = 0
+  private readonly maxFreeBytes: number
   hits = 0
   misses = 0
 
-  constructor(readonly capacityBytes: number) {}
+  constructor(readonly capacityBytes: number) {
+    this.maxFreeBytes = Math.max(64 << 10, capacityBytes >>> 4)
+  }
 
   get usedBytes(): number {
     return this.bytes
   }
 
   /** Looks a block up in a table's map. */
-  lookup(owner: Map<number, CacheEntry>, offset: number): Buffer | undefined {
+  lookup(owner: Map<number, CacheEntry>, offset: number): CacheEntry | undefined {
     const e = owner.get(offset)
     if (e === undefined) {
       this.misses++
@@ -36,12 +60,33 @@ export class BlockCache {
     }
     this.hits++
     e.referenced = true
-    return e.block
+    return e
   }
 
-  insert(owner: Map<number, CacheEntry>, offset: number, block: Buffer): void {
-    if (block.length > this.capacityBytes || owner.has(offset)) return
-    const e: CacheEntry = { block, offset, owner, referenced: false, newer: null, older: null }
+  /** A buffer of at least `size` bytes (stale contents) to read a block into. */
+  allocate(size: number): Buffer {
+    const cls = Math.ceil(size / SIZE_CLASS_BYTES)
+    const list = this.free.get(cls)
+    const reused = list?.pop()
+    if (reused !== undefined) {
+      this.freeBytes -= reused.length
+      return reused
+    }
+    return Buffer.allocUnsafeSlow(cls * SIZE_CLASS_BYTES)
+  }
+
+  /**
+   * Adds a block read into `buffer` (from `allocate`; null if it is not to be
+   * reused) and returns its entry. May evict older blocks.
+   */
+  insert(owner: Map<number, CacheEntry>, offset: number, block: Buffer, buffer: Buffer | null): CacheEntry {
+    const present = owner.get(offset)
+    assert(present === undefined, 'block inserted twice')
+    const e: CacheEntry = { block, offset, owner, buffer, referenced: false, pins: 0, evicted: false, newer: null, older: null }
+    if (block.length > this.capacityBytes) {
+      e.evicted = true // never cached: its buffer is freed when its last pin goes
+      return e
+    }
     owner.set(offset, e)
     this.pushNewest(e)
     this.bytes += block.length
@@ -55,9 +100,19 @@ export class BlockCache {
         this.evict(victim)
       }
     }
+    return e
   }
 
-  /** Drops every block of one table (its file is gone). */
+  /** Keeps `e`'s buffer from reuse until `unpin`. */
+  pin(e: CacheEntry): void {
+    e.pins++
+  }
+
+  unpin(e: CacheEntry): void {
+    assert(e.pins > 0, 'unpin of a block that is not pinned')
+    if (--e.pins === 0 && e.evicted) this.release(e)
+  }
+
   dropOwner(owner: Map<number, CacheEntry>): void {
     for (const e of [...owner.values()]) this.evict(e)
   }
@@ -66,6 +121,23 @@ export class BlockCache {
     this.unlink(e)
     e.owner.delete(e.offset)
     this.bytes -= e.block.length
+    e.evicted = true
+    if (e.pins === 0) this.release(e)
+  }
+
+  /** Puts an evicted, unpinned block's buffer on the free list (or leaves it to the GC). */
+  private release(e: CacheEntry): void {
+    if (e.buffer !== null) this.recycle(e.buffer)
+  }
+
+  /** Returns a buffer from `allocate` that holds nothing anyone reads. */
+  recycle(buf: Buffer): void {
+    if (buf.length % SIZE_CLASS_BYTES !== 0 || this.freeBytes + buf.length > this.maxFreeBytes) return
+    const cls = buf.length / SIZE_CLASS_BYTES
+    let list = this.free.get(cls)
+    if (list === undefined) this.free.set(cls, (list = []))
+    list.push(buf)
+    this.freeBytes += buf.length
   }
 
   private pushNewest(e: CacheEntry): void {

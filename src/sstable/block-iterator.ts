@@ -25,9 +25,11 @@ export class BlockIterator implements InternalIterator {
   private valueStart = 0
   private valueEnd = 0
 
+  /** @param onClose called once, at the first close (releases the block's pin). */
   constructor(
     block: Buffer,
     private readonly fileName: string,
+    private onClose?: () => void,
   ) {
     this.block = block
     this.current = this.nextOffset = 0
@@ -77,6 +79,9 @@ export class BlockIterator implements InternalIterator {
 
   close(): void {
     this.ok = false
+    const done = this.onClose
+    this.onClose = undefined
+    done?.()
   }
 
   seekToFirst(): void {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { corruption, ioError } from '../base/errors.js'
-import { readExactly } from '../base/fs-util.js'
+import { readExactly, readInto } from '../base/fs-util.js'
 import { tableFileName } from '../base/file-names.js'
 import { KIND_DELETE } from '../wal/wal-record.js'
 import type { Found } from '../memtable/memtable.js'
@@ -94,19 +94,38 @@ export class TableReader {
     const parts = {
       count: this.index.count,
       compareLastKey: (i: number, key: Buffer) => this.index.compareLastKey(i, key),
-      open: (i: number) => new BlockIterator(this.readBlock(i), this.fileName),
+      open: (i: number) => {
+        // Pinned while the iterator stands on it, so its buffer is not reused under it.
+        const entry = this.cachedBlock(i)
+        this.cache.pin(entry)
+        return new BlockIterator(entry.block, this.fileName, () => this.cache.unpin(entry))
+      },
     }
     return new TwoLevelIterator(parts, () => this.unref())
   }
 
-  /** Contents of data block `i`, from the cache or the file (verified). */
+  /**
+   * Contents of data block `i`, from the cache or the file (verified). Valid
+   * until the cache next reads a block (callers use it synchronously).
+   */
   readBlock(i: number): Buffer {
+    return this.cachedBlock(i).block
+  }
+
+  private cachedBlock(i: number): CacheEntry {
     const offset = this.index.blockOffset(i)
     const hit = this.cache.lookup(this.cached, offset)
     if (hit !== undefined) return hit
-    const block = readVerified(this.fd, { offset, size: this.index.blockSize(i) }, this.fileName)
-    this.cache.insert(this.cached, offset, block)
-    return block
+    const size = this.index.blockSize(i) + BLOCK_TRAILER_BYTES
+    const buffer = this.cache.allocate(size)
+    let block: Buffer
+    try {
+      block = readVerifiedInto(buffer.subarray(0, size), this.fd, offset, this.fileName)
+    } catch (err) {
+      this.cache.recycle(buffer)
+      throw err
+    }
+    return this.cache.insert(this.cached, offset, block, buffer)
   }
 
   ref(): void {
@@ -125,6 +144,17 @@ export class TableReader {
   get isClosed(): boolean {
     return this.closed
   }
+}
+
+/** Reads a block and its trailer into `raw` (exactly their size), verifies it, returns the block. */
+function readVerifiedInto(raw: Buffer, fd: number, offset: number, file: string): Buffer {
+  let done: number
+  try {
+    done = readInto(fd, raw, offset)
+  } catch (err) {
+    throw ioError(`read of ${file} failed`, err)
+  }
+  return checkBlock(raw.subarray(0, done), file, offset)
 }
 
 function readVerified(fd: number, handle: BlockHandle, file: string): Buffer {

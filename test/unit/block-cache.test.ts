@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest'
+import { BlockCache, type CacheEntry } from '../../src/sstable/block-cache.js'
+
+/** Reads a fake block of `size` bytes filled with `fill` through the cache's allocator. */
+function read(cache: BlockCache, owner: Map<number, CacheEntry>, offset: number, size: number, fill: number): CacheEntry {
+  const buffer = cache.allocate(size)
+  buffer.fill(fill, 0, size)
+  return cache.insert(owner, offset, buffer.subarray(0, size), buffer)
+}
+
+describe('BlockCache buffer reuse', () => {
+  it('reuses the buffer of an evicted block for the next read of a similar size', () => {
+    const cache = new BlockCache(8192)
+    const owner = new Map<number, CacheEntry>()
+    const a = read(cache, owner, 0, 4100, 1)
+    read(cache, owner, 1, 4100, 2)
+    expect(owner.has(0)).toBe(false) // a was evicted to stay within 8 KiB
+    const c = read(cache, owner, 2, 4400, 3)
+    expect(c.buffer).toBe(a.buffer) // same 4608-byte size class
+    expect(cache.usedBytes).toBeLessThanOrEqual(8192)
+  })
+
+  it('never reuses the buffer of a pinned block, until the pin is released', () => {
+    const cache = new BlockCache(8192)
+    const owner = new Map<number, CacheEntry>()
+    const a = read(cache, owner, 0, 4100, 1)
+    cache.pin(a)
+    read(cache, owner, 1, 4100, 2) // evicts a, which stays pinned
+    expect(owner.has(0)).toBe(false)
+    const c = read(cache, owner, 2, 4100, 3)
+    expect(c.buffer).not.toBe(a.buffer)
+    expect(a.block.every((b) => b === 1)).toBe(true)
+    cache.unpin(a)
+    const d = read(cache, owner, 3, 4100, 4)
+    expect(d.buffer).toBe(a.buffer)
+    expect(() => cache.unpin(a)).toThrow()
+  })
+
+  it('frees the blocks of a dropped table, except pinned ones until unpinned', () => {
+    const cache = new BlockCache(1 << 20)
+    const t1 = new Map<number, CacheEntry>()
+    const a = read(cache, t1, 0, 1000, 1)
+    const b = read(cache, t1, 1, 1000, 2)
+    cache.pin(b)
+    cache.dropOwner(t1)
+    expect(t1.size).toBe(0)
+    expect(cache.usedBytes).toBe(0)
+    const t2 = new Map<number, CacheEntry>()
+    expect(read(cache, t2, 0, 1000, 3).buffer).toBe(a.buffer)
+    expect(read(cache, t2, 1, 1000, 4).buffer).not.toBe(b.buffer)
+    expect(b.block.every((x) => x === 2)).toBe(true)
+  })
+})
