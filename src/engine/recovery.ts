@@ -88,9 +88,28 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
 
   const versions = new VersionSet(dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) })
   const walNumber = versions.newFileNumber()
-  const recycler = Recycler.forMemtableBytes(options.memtableBytes, 1 + options.maxImmutableMemtables)
+  const recycler = Recycler.acquire(options.memtableBytes, 1 + options.maxImmutableMemtables)
+  try {
+    return replayAndStart(dir, options, releaseLock, versions, wals, walNumber, state.lastSequence, recycler)
+  } catch (err) {
+    Recycler.release(recycler)
+    throw err
+  }
+}
+
+/** Steps 4-6 of `recover`: replay the WALs into a memtable, write a fresh manifest, start the engine. */
+function replayAndStart(
+  dir: string,
+  options: ResolvedOptions,
+  releaseLock: () => void,
+  versions: VersionSet,
+  wals: number[],
+  walNumber: number,
+  manifestLastSequence: number,
+  recycler: Recycler,
+): Engine {
   let mem = new Memtable([...wals, walNumber], recycler)
-  let lastSequence = state.lastSequence
+  let lastSequence = manifestLastSequence
   let replayedSequence = 0
   for (const number of wals) {
     const file = path.join(dir, walFileName(number))
@@ -109,6 +128,7 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
   const wal = WalWriter.create(path.join(dir, walFileName(walNumber)), walNumber)
   if (mem.entryCount === 0) {
     // Nothing to keep from older WALs (at most torn tails): retire them now.
+    mem.unref()
     mem = new Memtable([walNumber], recycler)
     versions.logNumber = walNumber
   }

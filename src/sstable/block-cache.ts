@@ -97,14 +97,17 @@ export class BlockCache {
         this.unlink(victim)
         this.pushNewest(victim)
       } else {
-        this.evict(victim)
+        // The block just read may itself go, but its caller is about to use
+        // (or pin) it: its buffer is freed only by an unpin, else left to the GC.
+        this.evict(victim, victim !== e)
       }
     }
     return e
   }
 
-  /** Keeps `e`'s buffer from reuse until `unpin`. */
+  /** Keeps `e`'s buffer from reuse until `unpin`. REQUIRES: `e` was just looked up or inserted. */
   pin(e: CacheEntry): void {
+    assert(!e.evicted || e.buffer === null || e.pins > 0 || !this.isFree(e.buffer), 'pin of a block whose buffer was reused')
     e.pins++
   }
 
@@ -113,16 +116,20 @@ export class BlockCache {
     if (--e.pins === 0 && e.evicted) this.release(e)
   }
 
+  private isFree(buf: Buffer): boolean {
+    return this.free.get(buf.length / SIZE_CLASS_BYTES)?.includes(buf) ?? false
+  }
+
   dropOwner(owner: Map<number, CacheEntry>): void {
     for (const e of [...owner.values()]) this.evict(e)
   }
 
-  private evict(e: CacheEntry): void {
+  private evict(e: CacheEntry, reuse = true): void {
     this.unlink(e)
     e.owner.delete(e.offset)
     this.bytes -= e.block.length
     e.evicted = true
-    if (e.pins === 0) this.release(e)
+    if (reuse && e.pins === 0) this.release(e)
   }
 
   /** Puts an evicted, unpinned block's buffer on the free list (or leaves it to the GC). */

@@ -50,4 +50,21 @@ describe('BlockCache buffer reuse', () => {
     expect(read(cache, t2, 1, 1000, 4).buffer).not.toBe(b.buffer)
     expect(b.block.every((x) => x === 2)).toBe(true)
   })
+
+  it('does not reuse the buffer of a block evicted by its own insert before its reader is done', () => {
+    // Everything older is flagged (second chance), so the new block is the one evicted.
+    const cache = new BlockCache(6000)
+    const owner = new Map<number, CacheEntry>()
+    const a = read(cache, owner, 0, 3000, 1)
+    cache.lookup(owner, 0) // flags a
+    const b = read(cache, owner, 1, 3500, 2)
+    expect(owner.has(1)).toBe(false) // b evicted itself
+    cache.pin(b) // an iterator opens b
+    const c = read(cache, owner, 2, 3500, 3)
+    expect(c.buffer).not.toBe(b.buffer)
+    expect(b.block.every((x) => x === 2)).toBe(true)
+    cache.unpin(b)
+    expect(read(cache, owner, 3, 3500, 4).buffer).toBe(b.buffer)
+    expect(a.block.every((x) => x === 1)).toBe(true)
+  })
 })
