@@ -27,12 +27,12 @@ import { isExpected, respErrorLine } from './errors.js'
 import { keyId } from './key-locks.js'
 import { isPromise, type MaybePromise } from './maybe.js'
 import {
-  COMMANDS,
   NO_AUTH_COMMANDS,
   arityOk,
   commandKeys,
   commandKind,
   conflictTouches,
+  lookupCommand,
   type Call,
   type CommandSpec,
   type ConnectionState,
@@ -45,7 +45,14 @@ interface Slot {
   done: boolean
   reply: Reply
   protocol: Protocol
+  /** The command, for its metrics (undefined: not counted, e.g. QUEUED or a refusal before running). */
+  spec: CommandSpec | undefined
+  /** performance.now() when the command started. */
+  started: number
 }
+
+/** Commands that run at once inside MULTI instead of being queued. */
+const MULTI_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset'])
 
 interface Queued {
   spec: CommandSpec
@@ -83,6 +90,17 @@ export class RespConnection implements ConnectionState {
   private closing = false
   private closed = false
   private readonly track = (write: Promise<void>): Promise<void> => this.trackWrite(write)
+  /** One reaction per write does this connection's and the write gate's bookkeeping. */
+  private readonly writeSettled = (): void => {
+    this.server.gate.end()
+    if (--this.writesInFlight === 0) {
+      const waiters = this.writesIdle
+      this.writesIdle = []
+      for (const w of waiters) w()
+    }
+  }
+  /** performance.now() at the end of the previous command of this pump (the start of the next). */
+  private clock = 0
 
   constructor(
     private readonly socket: net.Socket,
@@ -134,6 +152,7 @@ export class RespConnection implements ConnectionState {
 
   private pump(): void {
     const limits = this.server.options.limits
+    this.clock = performance.now()
     while (!this.closing && !this.closed && !this.barrier) {
       if (this.pendingReplies() >= limits.maxPendingReplies || this.socket.writableLength + this.out.size > limits.maxOutputBufferBytes) {
         this.pauseInput()
@@ -145,7 +164,7 @@ export class RespConnection implements ConnectionState {
       } catch (e) {
         if (!(e instanceof RespProtocolError)) throw e
         this.server.metrics.protocolError('resp')
-        this.pushReply(err(e.message))
+        this.pushReply(err(e.message), undefined, 0)
         this.closing = true
         break
       }
@@ -156,6 +175,8 @@ export class RespConnection implements ConnectionState {
       this.dispatch(args)
     }
     if (this.barrier || this.closing) this.pauseInput()
+    // Replies go out once per event-loop turn (setImmediate), after every connection's input of
+    // this turn was handled: writing at once from here measured ~10% slower on pipelined GETs.
     this.scheduleFlush()
     this.maybeEnd()
   }
@@ -185,6 +206,34 @@ export class RespConnection implements ConnectionState {
   // ---- dispatch ----------------------------------------------------------------
 
   private dispatch(args: Buffer[]): void {
+    const spec = lookupCommand(args[0])
+    if (spec === undefined) {
+      this.dispatchUnknown(args)
+      return
+    }
+    this.lastCommand = spec.name
+    if (!this.authenticated && !NO_AUTH_COMMANDS.has(spec.name)) {
+      this.pushReply(new ErrorReply('NOAUTH Authentication required.'), undefined, 0)
+      return
+    }
+    if (!arityOk(spec, args)) {
+      if (this.multi !== undefined) this.multi.failed = true
+      this.pushReply(err(`wrong number of arguments for '${spec.name}' command`), undefined, 0)
+      return
+    }
+    if (this.multi !== undefined && !MULTI_CONTROL.has(spec.name)) {
+      this.multi.queue.push({ spec, args: args.map((a) => Buffer.from(a)) })
+      this.pushReply(QUEUED, undefined, 0)
+      return
+    }
+    const started = this.clock
+    const reply = this.execute(spec, args)
+    this.clock = performance.now()
+    this.pushReply(reply, spec, started)
+  }
+
+  /** A command name that is not in the table (or an HTTP request on the RESP port). */
+  private dispatchUnknown(args: Buffer[]): void {
     const name = args[0].toString('latin1').toLowerCase()
     if (name === 'post' || name === 'host:') {
       // Someone talks HTTP to the RESP port (maybe a browser used for cross-protocol attacks): close silently, as Redis.
@@ -194,30 +243,13 @@ export class RespConnection implements ConnectionState {
       this.socket.destroy()
       return
     }
-    const spec = COMMANDS.get(name)
-    this.lastCommand = spec?.name ?? name.slice(0, 32)
+    this.lastCommand = name.slice(0, 32)
     if (!this.authenticated && !NO_AUTH_COMMANDS.has(name)) {
-      this.pushReply(new ErrorReply('NOAUTH Authentication required.'))
+      this.pushReply(new ErrorReply('NOAUTH Authentication required.'), undefined, 0)
       return
     }
-    if (spec === undefined) {
-      if (this.multi !== undefined) this.multi.failed = true
-      this.pushReply(err(unknownCommandMessage(args)))
-      return
-    }
-    if (!arityOk(spec, args)) {
-      if (this.multi !== undefined) this.multi.failed = true
-      this.pushReply(err(`wrong number of arguments for '${spec.name}' command`))
-      return
-    }
-    if (this.multi !== undefined && !['exec', 'discard', 'multi', 'watch', 'quit', 'reset'].includes(spec.name)) {
-      this.multi.queue.push({ spec, args: args.map((a) => Buffer.from(a)) })
-      this.pushReply(QUEUED)
-      return
-    }
-    const started = performance.now()
-    const reply = this.execute(spec, args)
-    this.pushReply(reply, (r) => this.server.metrics.respCommand(spec.name, (performance.now() - started) / 1000, r instanceof ErrorReply))
+    if (this.multi !== undefined) this.multi.failed = true
+    this.pushReply(err(unknownCommandMessage(args)), undefined, 0)
   }
 
   private execute(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> {
@@ -231,6 +263,8 @@ export class RespConnection implements ConnectionState {
       case 'write': {
         const busy = this.busy()
         if (busy !== undefined) return busy
+        // No key of the server is exclusively held (the usual case): issue now.
+        if (this.server.locks.heldCount === 0) return this.run(spec, args, this.direct)
         const ids = commandKeys(spec, args).map(keyId)
         const issued = this.server.locks.whenFree(ids, () => ({ reply: this.run(spec, args, this.direct) }))
         if (!isPromise(issued)) return issued.reply
@@ -441,15 +475,9 @@ export class RespConnection implements ConnectionState {
 
   private trackWrite(write: Promise<void>): Promise<void> {
     this.writesInFlight++
-    const settled = (): void => {
-      if (--this.writesInFlight === 0) {
-        const waiters = this.writesIdle
-        this.writesIdle = []
-        for (const w of waiters) w()
-      }
-    }
-    write.then(settled, settled)
-    return this.server.gate.track(write)
+    this.server.gate.begin()
+    write.then(this.writeSettled, this.writeSettled)
+    return write
   }
 
   /** Resolves once every write this connection issued so far has settled. */
@@ -464,31 +492,30 @@ export class RespConnection implements ConnectionState {
     return this.slots.length - this.slotHead
   }
 
-  private pushReply(reply: MaybePromise<Reply>, done?: (r: Reply) => void): void {
+  /** Queues a reply in command order; `spec` and `started` are for the command's metrics. */
+  private pushReply(reply: MaybePromise<Reply>, spec: CommandSpec | undefined, started: number): void {
     if (!isPromise(reply)) {
-      done?.(reply)
+      if (spec !== undefined) this.server.metrics.respCommand(spec.name, (this.clock - started) / 1000, reply instanceof ErrorReply)
       if (this.pendingReplies() === 0) {
         this.out.reply(reply, this.protocol)
         return
       }
-      this.slots.push({ done: true, reply, protocol: this.protocol })
+      this.slots.push({ done: true, reply, protocol: this.protocol, spec: undefined, started })
       return
     }
-    const slot: Slot = { done: false, reply: null, protocol: this.protocol }
+    const slot: Slot = { done: false, reply: null, protocol: this.protocol, spec, started }
     this.slots.push(slot)
     reply.then(
-      (r) => {
-        done?.(r)
-        slot.done = true
-        slot.reply = r
-        this.drainSlots()
-      },
-      (e: unknown) => {
-        slot.done = true
-        slot.reply = this.errorReply(e)
-        this.drainSlots()
-      },
+      (r) => this.settleSlot(slot, r),
+      (e: unknown) => this.settleSlot(slot, this.errorReply(e)),
     )
+  }
+
+  private settleSlot(slot: Slot, reply: Reply): void {
+    if (slot.spec !== undefined) this.server.metrics.respCommand(slot.spec.name, (performance.now() - slot.started) / 1000, reply instanceof ErrorReply)
+    slot.done = true
+    slot.reply = reply
+    this.drainSlots()
   }
 
   private drainSlots(): void {
@@ -519,6 +546,14 @@ export class RespConnection implements ConnectionState {
 
   private flush(): void {
     if (this.closed) return
+    this.writeOut()
+    this.maybeEnd()
+    this.maybeResume()
+  }
+
+  /** Hands everything encoded so far to the socket (one write, or several corked together). */
+  private writeOut(): void {
+    if (this.closed || this.out.size === 0) return
     const chunks = this.out.take()
     if (chunks.length === 1) this.socket.write(chunks[0])
     else if (chunks.length > 1) {
@@ -526,8 +561,6 @@ export class RespConnection implements ConnectionState {
       for (const c of chunks) this.socket.write(c)
       this.socket.uncork()
     }
-    this.maybeEnd()
-    this.maybeResume()
   }
 
   /** Ends the socket once closing and every reply has been written. */
