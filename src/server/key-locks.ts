@@ -34,6 +34,13 @@ export function keyId(key: Buffer): string {
 /** Exclusive per-key locks plus a "run when free" for blind writers. */
 export class KeyLocks {
   private readonly states = new Map<string, KeyState>()
+  /**
+   * Called synchronously at the start of every `acquire`, before anything is
+   * held: the server issues the blind writes it has queued (write-batcher.ts),
+   * so that they are ordered before the exclusive holder, as if issued when
+   * they were parsed.
+   */
+  beforeExclusive: (() => void) | undefined
 
   /** Keys currently held (for stats and tests). */
   get heldCount(): number {
@@ -64,6 +71,7 @@ export class KeyLocks {
    * with the function that releases them all. Always release, also on error.
    */
   async acquire(ids: Iterable<string>): Promise<() => void> {
+    this.beforeExclusive?.()
     const sorted = [...new Set(ids)].sort()
     const taken: string[] = []
     try {

@@ -6,9 +6,13 @@
  * sent, as in Redis, while independent commands still overlap so that
  * pipelined writes share the engine's group commit:
  *
- * - a blind write (SET, MSET) is issued the moment it is parsed, unless one
- *   of its keys is exclusively locked, in which case later commands wait
- *   until it has been issued;
+ * - a blind write (SET, MSET) parsed while no key of the server is
+ *   exclusively locked joins the server's batch of this event-loop turn
+ *   (write-batcher.ts: every connection's blind writes of the turn become
+ *   one engine batch, issued before any exclusive lock is taken and before
+ *   this connection's next command of another kind); while some key is
+ *   locked it is issued at once unless one of its own keys is locked, in
+ *   which case later commands wait until it has been issued;
  * - a read runs synchronously once this connection's earlier writes have
  *   been applied (later commands wait for it);
  * - read-modify-write commands, EXEC and WATCH are barriers: later commands
@@ -39,7 +43,7 @@ import {
 } from './resp-commands.js'
 import { RespParser, RespProtocolError } from './resp-parser.js'
 import { ErrorReply, NullArray, OK, OutputBuffer, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
-import { BufferedStore, DirectStore } from './store.js'
+import { BatchingStore, BufferedStore, DirectStore } from './store.js'
 
 interface Slot {
   done: boolean
@@ -76,6 +80,10 @@ export class RespConnection implements ConnectionState {
   private readonly parser: RespParser
   private readonly out = new OutputBuffer()
   private readonly direct: DirectStore
+  /** Blind writes through the server's write batcher (write-batcher.ts). */
+  private readonly batching: BatchingStore
+  /** The batcher's generation when this connection last queued a write (-1: never). */
+  private queuedAt = -1
   private readonly slots: Slot[] = []
   private slotHead = 0
   private barrier = false
@@ -112,6 +120,7 @@ export class RespConnection implements ConnectionState {
     this.authenticated = server.auth === undefined
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
     this.direct = new DirectStore(server.db, this.track)
+    this.batching = new BatchingStore(server.db, this.track, server.batcher)
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 60_000)
     if (server.options.respIdleTimeoutMs > 0) {
@@ -254,17 +263,24 @@ export class RespConnection implements ConnectionState {
 
   private execute(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> {
     const kind = commandKind(spec, args)
+    if (kind === 'conn') return this.run(spec, args, this.direct)
+    if (kind === 'write') {
+      const busy = this.busy()
+      if (busy !== undefined) return busy
+      if (this.server.locks.heldCount === 0) {
+        // No key is exclusively held (the usual case): join this turn's batch.
+        this.queuedAt = this.server.batcher.generation
+        return this.run(spec, args, this.batching)
+      }
+    }
+    // Anything else is ordered after this connection's queued writes: issue them first.
+    if (this.server.batcher.queuedSince(this.queuedAt)) this.server.batcher.flush()
     switch (kind) {
-      case 'conn':
-        return this.run(spec, args, this.direct)
       case 'read':
         if (this.writesInFlight === 0) return this.run(spec, args, this.direct)
         return this.hold(this.writesApplied().then(() => this.run(spec, args, this.direct)))
       case 'write': {
-        const busy = this.busy()
-        if (busy !== undefined) return busy
-        // No key of the server is exclusively held (the usual case): issue now.
-        if (this.server.locks.heldCount === 0) return this.run(spec, args, this.direct)
+        // Some key is held: issue at once when none of ours is, else wait (later commands too).
         const ids = commandKeys(spec, args).map(keyId)
         const issued = this.server.locks.whenFree(ids, () => ({ reply: this.run(spec, args, this.direct) }))
         if (!isPromise(issued)) return issued.reply

@@ -16,6 +16,7 @@ import { resolveServerOptions, type ServerOptions, type ServerOptionsInput } fro
 import { setStrataVersion } from './resp-commands.js'
 import { RespServer } from './resp-server.js'
 import { ScanCursors } from './scan-cursors.js'
+import { WriteBatcher } from './write-batcher.js'
 import { WriteGate } from './write-gate.js'
 
 /** A started server. */
@@ -53,11 +54,16 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
   let httpServer: HttpServer | undefined
   let respServer: RespServer | undefined
   const gate = new WriteGate(options.limits.maxPendingWrites, options.limits.maxWriteStallMs)
+  const batcher = new WriteBatcher(db)
+  const locks = new KeyLocks()
+  // Queued blind writes go to the engine before any exclusive holder takes a key (write-batcher.ts).
+  locks.beforeExclusive = () => batcher.flush()
   const ctx: ServerContext = {
     db,
     options,
-    locks: new KeyLocks(),
+    locks,
     gate,
+    batcher,
     cursors: new ScanCursors(options.limits.maxScanCursorBytes),
     auth: options.token === undefined ? undefined : new TokenChecker(options.token),
     startedAtMs: performance.now(),
@@ -101,6 +107,7 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
     closing ??= (async () => {
       ctx.shuttingDown = true
       await Promise.all([httpServer?.close(options.shutdownTimeoutMs), respServer?.close(options.shutdownTimeoutMs)])
+      batcher.flush()
       await db.close()
     })()
     return closing

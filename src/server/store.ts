@@ -13,6 +13,7 @@
  */
 import type { BatchOp, Database, Entry } from '../index.js'
 import { keyId } from './key-locks.js'
+import type { WriteBatcher } from './write-batcher.js'
 import type { MaybePromise } from './maybe.js'
 
 /** Reads and writes of command handlers. Keys and values are bytes. */
@@ -61,6 +62,28 @@ export class DirectStore implements KvStore {
 
   putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
     return this.track(this.db.batch(pairs.map(([key, value]) => ({ type: 'put', key, value }))))
+  }
+}
+
+/**
+ * A DirectStore whose writes join the turn's batch (write-batcher.ts). Only
+ * for blind writes parsed while no key is exclusively held.
+ */
+export class BatchingStore extends DirectStore {
+  constructor(
+    db: Database,
+    private readonly batchTrack: WriteTracker,
+    private readonly batcher: WriteBatcher,
+  ) {
+    super(db, batchTrack)
+  }
+
+  override put(key: Buffer, value: Buffer): Promise<void> {
+    return this.batchTrack(this.batcher.put([[key, value]]))
+  }
+
+  override putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
+    return this.batchTrack(this.batcher.put(pairs))
   }
 }
 

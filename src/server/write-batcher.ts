@@ -1,0 +1,116 @@
+/**
+ * Blind RESP writes (plain SET, MSET) of one event-loop turn, from every
+ * connection, committed to the engine as one batch.
+ *
+ * Without this, each connection's commands are issued from their own socket
+ * callback, and the engine commits (one WAL write(2)) after each callback:
+ * 50 clients sending one SET each cost 50 group commits. Queued here, the
+ * writes read in one turn go to the engine together at the end of the turn
+ * (setImmediate), or earlier when something needs them issued:
+ *
+ * - `KeyLocks.acquire` flushes first (the server wires `beforeExclusive`),
+ *   so a queued blind write never lands inside an exclusive holder's critical
+ *   section, exactly as if it had been issued when it was parsed (no key was
+ *   held then: only writes parsed while no key is held are queued);
+ * - a connection flushes before running any other kind of command after a
+ *   write of its own was queued (`queuedSince`), so its later reads and
+ *   read-modify-writes are ordered after its writes, as before;
+ * - past `MAX_OPS` operations or `MAX_BYTES` bytes the batch is issued at once.
+ *
+ * A write's promise resolves only when the engine's batch containing it has
+ * resolved (it is in the WAL, fsynced in --sync mode), so replies still go
+ * out only after the write is durable in the configured mode. The batch is
+ * atomic, which is more than each write needs; if it fails (an invalid key,
+ * an I/O error), nothing of it was written and every write is issued again
+ * on its own, in the same order, so each gets its own outcome.
+ */
+import type { BatchOp, Database } from '../index.js'
+
+/** Issue the queued batch at once past this many operations... */
+export const MAX_OPS = 4096
+/** ...or this many key and value bytes. */
+export const MAX_BYTES = 1 << 20
+
+interface Queued {
+  pairs: ReadonlyArray<readonly [Buffer, Buffer]>
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
+/** See the file comment. */
+export class WriteBatcher {
+  private queue: Queued[] = []
+  private ops = 0
+  private bytes = 0
+  private immediate: NodeJS.Immediate | undefined
+  /** Incremented at every flush: a connection that queued at generation g has nothing queued once it changed. */
+  generation = 0
+  /** Batches issued and writes they carried (for tests and stats). */
+  batches = 0
+  batchedWrites = 0
+
+  constructor(private readonly db: Database) {}
+
+  /** Writes queued and not yet issued. */
+  get pending(): number {
+    return this.queue.length
+  }
+
+  /** Queues puts (one command's: atomic together); resolves once the batch holding them is durable. */
+  put(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ pairs, resolve, reject })
+      this.ops += pairs.length
+      for (const [k, v] of pairs) this.bytes += k.length + v.length
+      if (this.ops >= MAX_OPS || this.bytes >= MAX_BYTES) this.flush()
+      else this.immediate ??= setImmediate(this.onImmediate)
+    })
+  }
+
+  /** Whether writes queued at `generation` are still waiting (see `generation`). */
+  queuedSince(generation: number): boolean {
+    return this.generation === generation && this.queue.length > 0
+  }
+
+  /** Issues everything queued, now, in queue order. */
+  flush(): void {
+    if (this.immediate !== undefined) {
+      clearImmediate(this.immediate)
+      this.immediate = undefined
+    }
+    const queue = this.queue
+    if (queue.length === 0) return
+    this.queue = []
+    this.ops = 0
+    this.bytes = 0
+    this.generation++
+    this.batches++
+    this.batchedWrites += queue.length
+    if (queue.length === 1) {
+      issueOne(this.db, queue[0])
+      return
+    }
+    const ops: BatchOp[] = []
+    for (const q of queue) for (const [key, value] of q.pairs) ops.push({ type: 'put', key, value })
+    this.db.batch(ops).then(
+      () => {
+        for (const q of queue) q.resolve()
+      },
+      () => {
+        // Nothing of the batch was written: give every write its own outcome, in order.
+        for (const q of queue) issueOne(this.db, q)
+      },
+    )
+  }
+
+  private readonly onImmediate = (): void => {
+    this.immediate = undefined
+    this.flush()
+  }
+}
+
+function issueOne(db: Database, q: Queued): void {
+  const write =
+    q.pairs.length === 1 ? db.put(q.pairs[0][0], q.pairs[0][1]) : db.batch(q.pairs.map(([key, value]) => ({ type: 'put' as const, key, value })))
+  write.then(q.resolve, q.reject)
+}
