@@ -555,6 +555,32 @@ describe('overload', () => {
   })
 })
 
+describe('RESP metrics', () => {
+  it('counts commands, errors and latencies per command in /metrics', async () => {
+    const s = await start({ http: '127.0.0.1:0' })
+    try {
+      const r = client(s.server.respPort!)
+      for (let i = 0; i < 5; i++) await r.set(`met:${i}`, 'v')
+      await r.get('met:0')
+      await expect(r.incr('met:0')).rejects.toThrow(/not an integer/)
+      const text = await (await fetch(`http://${s.server.http}/metrics`)).text()
+      expect(text).toMatch(/^# TYPE strata_resp_command_duration_seconds histogram$/m)
+      expect(text).toMatch(/^strata_resp_commands_total\{command="set"\} 5$/m)
+      expect(text).toMatch(/^strata_resp_command_errors_total\{command="incr"\} 1$/m)
+      expect(text).toMatch(/^strata_resp_command_duration_seconds_bucket\{le="\+Inf",command="set"\} 5$/m)
+      expect(text).toMatch(/^strata_resp_command_duration_seconds_count\{command="get"\} 1$/m)
+      expect(text).toMatch(/^strata_resp_command_duration_seconds_sum\{command="set"\} [0-9.e-]+$/m)
+      // Buckets are cumulative and end at the count.
+      const buckets = [...text.matchAll(/^strata_resp_command_duration_seconds_bucket\{le="([^"]+)",command="set"\} (\d+)$/gm)].map((m) => Number(m[2]))
+      expect(buckets.length).toBe(17)
+      expect(buckets.every((n, i) => i === 0 || n >= buckets[i - 1])).toBe(true)
+      expect(buckets.at(-1)).toBe(5)
+    } finally {
+      await s.stop()
+    }
+  })
+})
+
 describe('HTTP and RESP on the same keys', () => {
   it('ETags name exactly the version a PUT produced, and INCR and CAS loops lose no update', async () => {
     const s = await start({ http: '127.0.0.1:0' })
