@@ -117,6 +117,7 @@ function safeNumber(n: bigint): number | bigint {
 
 function setCommand(call: Call): MaybePromise<Reply> {
   const { args, store } = call
+  if (args.length === 3) return andThen(store.put(args[1], args[2]), () => OK)
   const o = parseSetOptions(args)
   if (o instanceof ErrorReply) return o
   const [, key, value] = args

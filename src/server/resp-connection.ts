@@ -297,15 +297,24 @@ export class RespConnection implements ConnectionState {
     }
   }
 
-  /** Runs a handler, turning exceptions into error replies. */
+  /**
+   * Runs a handler, turning a thrown exception into an error reply. A
+   * rejected promise is left as it is: pushReply turns it into the error
+   * reply (no extra promise per command on the hot path).
+   */
   private run(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore): MaybePromise<Reply> {
     const call: Call = { args, store, conn: this, server: this.server }
     try {
-      const r = spec.run(call)
-      return isPromise(r) ? r.catch((e: unknown) => this.errorReply(e)) : r
+      return spec.run(call)
     } catch (e) {
       return this.errorReply(e)
     }
+  }
+
+  /** As run(), but a rejection also becomes an error reply (for callers that await the reply). */
+  private runCaught(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore): MaybePromise<Reply> {
+    const r = this.run(spec, args, store)
+    return isPromise(r) ? r.catch((e: unknown) => this.errorReply(e)) : r
   }
 
   private errorReply(e: unknown): ErrorReply {
@@ -367,7 +376,7 @@ export class RespConnection implements ConnectionState {
     let commit: Promise<void> | undefined
     try {
       const store = new BufferedStore(this.server.db)
-      reply = await this.run(spec, args, store)
+      reply = await this.runCaught(spec, args, store)
       if (!(reply instanceof ErrorReply)) commit = store.commit(this.track)
     } finally {
       release()
@@ -467,7 +476,7 @@ export class RespConnection implements ConnectionState {
       }
       for (const q of queue) {
         const started = performance.now()
-        const reply = await this.run(q.spec, q.args, store)
+        const reply = await this.runCaught(q.spec, q.args, store)
         this.server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
         replies.push(reply)
       }

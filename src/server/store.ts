@@ -79,11 +79,11 @@ export class BatchingStore extends DirectStore {
   }
 
   override put(key: Buffer, value: Buffer): Promise<void> {
-    return this.batchTrack(this.batcher.put([[key, value]]))
+    return this.batchTrack(this.batcher.put(key, value))
   }
 
   override putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
-    return this.batchTrack(this.batcher.put(pairs))
+    return this.batchTrack(this.batcher.putMany(pairs))
   }
 }
 

@@ -32,7 +32,11 @@ export const MAX_OPS = 4096
 export const MAX_BYTES = 1 << 20
 
 interface Queued {
-  pairs: ReadonlyArray<readonly [Buffer, Buffer]>
+  /** One put (SET)... */
+  key: Buffer | undefined
+  value: Buffer | undefined
+  /** ...or several, atomic together (MSET). */
+  pairs: ReadonlyArray<readonly [Buffer, Buffer]> | undefined
   resolve: () => void
   reject: (err: unknown) => void
 }
@@ -56,15 +60,24 @@ export class WriteBatcher {
     return this.queue.length
   }
 
-  /** Queues puts (one command's: atomic together); resolves once the batch holding them is durable. */
-  put(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ pairs, resolve, reject })
-      this.ops += pairs.length
-      for (const [k, v] of pairs) this.bytes += k.length + v.length
-      if (this.ops >= MAX_OPS || this.bytes >= MAX_BYTES) this.flush()
-      else this.immediate ??= setImmediate(this.onImmediate)
-    })
+  /** Queues one put; resolves once the batch holding it is durable. */
+  put(key: Buffer, value: Buffer): Promise<void> {
+    return new Promise<void>((resolve, reject) => this.enqueue({ key, value, pairs: undefined, resolve, reject }, 1, key.length + value.length))
+  }
+
+  /** Queues puts, atomic together (one MSET); resolves once the batch holding them is durable. */
+  putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
+    let bytes = 0
+    for (const [k, v] of pairs) bytes += k.length + v.length
+    return new Promise<void>((resolve, reject) => this.enqueue({ key: undefined, value: undefined, pairs, resolve, reject }, pairs.length, bytes))
+  }
+
+  private enqueue(q: Queued, ops: number, bytes: number): void {
+    this.queue.push(q)
+    this.ops += ops
+    this.bytes += bytes
+    if (this.ops >= MAX_OPS || this.bytes >= MAX_BYTES) this.flush()
+    else this.immediate ??= setImmediate(this.onImmediate)
   }
 
   /** Whether writes queued at `generation` are still waiting (see `generation`). */
@@ -91,7 +104,10 @@ export class WriteBatcher {
       return
     }
     const ops: BatchOp[] = []
-    for (const q of queue) for (const [key, value] of q.pairs) ops.push({ type: 'put', key, value })
+    for (const q of queue) {
+      if (q.pairs === undefined) ops.push({ type: 'put', key: q.key!, value: q.value! })
+      else for (const [key, value] of q.pairs) ops.push({ type: 'put', key, value })
+    }
     this.db.batch(ops).then(
       () => {
         for (const q of queue) q.resolve()
@@ -110,7 +126,6 @@ export class WriteBatcher {
 }
 
 function issueOne(db: Database, q: Queued): void {
-  const write =
-    q.pairs.length === 1 ? db.put(q.pairs[0][0], q.pairs[0][1]) : db.batch(q.pairs.map(([key, value]) => ({ type: 'put' as const, key, value })))
+  const write = q.pairs === undefined ? db.put(q.key!, q.value!) : db.batch(q.pairs.map(([key, value]) => ({ type: 'put' as const, key, value })))
   write.then(q.resolve, q.reject)
 }
