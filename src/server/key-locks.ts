@@ -35,12 +35,12 @@ export function keyId(key: Buffer): string {
 export class KeyLocks {
   private readonly states = new Map<string, KeyState>()
   /**
-   * Called synchronously at the start of every `acquire`, before anything is
-   * held: the server issues the blind writes it has queued (write-batcher.ts),
-   * so that they are ordered before the exclusive holder, as if issued when
-   * they were parsed.
+   * Called synchronously by `acquire` once it holds all its ids, before it
+   * resolves: the server issues the writes it has queued that may touch
+   * them (write-batcher.ts), so the holder reads them and commits after
+   * them. (Not before taking them: a writer holding them could still queue.)
    */
-  beforeExclusive: (() => void) | undefined
+  onAcquired: ((ids: readonly string[]) => void) | undefined
 
   /** Keys currently held (for stats and tests). */
   get heldCount(): number {
@@ -71,7 +71,6 @@ export class KeyLocks {
    * with the function that releases them all. Always release, also on error.
    */
   async acquire(ids: Iterable<string>): Promise<() => void> {
-    this.beforeExclusive?.()
     const sorted = [...new Set(ids)].sort()
     const taken: string[] = []
     try {
@@ -84,6 +83,7 @@ export class KeyLocks {
       for (const id of taken) this.releaseOne(id)
       throw err
     }
+    this.onAcquired?.(sorted)
     let released = false
     return () => {
       if (released) return

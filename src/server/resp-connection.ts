@@ -8,15 +8,17 @@
  *
  * - a blind write (SET, MSET) parsed while no key of the server is
  *   exclusively locked joins the server's batch of this event-loop turn
- *   (write-batcher.ts: every connection's blind writes of the turn become
- *   one engine batch, issued before any exclusive lock is taken and before
- *   this connection's next command of another kind); while some key is
- *   locked it is issued at once unless one of its own keys is locked, in
- *   which case later commands wait until it has been issued;
+ *   (write-batcher.ts: every connection's writes of the turn become one
+ *   engine batch, issued before an exclusive holder takes a key they touch,
+ *   before any direct write, and before this connection's next command of
+ *   another kind); while some key is locked it is issued at once unless one
+ *   of its own keys is locked, in which case later commands wait until it
+ *   has been issued;
  * - a read runs synchronously once this connection's earlier writes have
  *   been applied (later commands wait for it);
  * - read-modify-write commands, EXEC and WATCH are barriers: later commands
- *   wait until they completed.
+ *   wait until they completed (read-modify-writes and EXEC: until their
+ *   commit is queued in the write batcher, see readModifyWrite).
  *
  * Replies are queued in command order; each is encoded when it and all
  * before it are ready, and flushed once per event-loop turn.
@@ -26,6 +28,7 @@
  * client that does not read), and while a barrier is pending.
  */
 import type * as net from 'node:net'
+import type { BatchOp } from '../index.js'
 import type { ServerContext } from './context.js'
 import { isExpected, respErrorLine } from './errors.js'
 import { keyId } from './key-locks.js'
@@ -98,6 +101,11 @@ export class RespConnection implements ConnectionState {
   private closing = false
   private closed = false
   private readonly track = (write: Promise<void>): Promise<void> => this.trackWrite(write)
+  /** Commits of read-modify-writes and EXEC join the turn's batch (write-batcher.ts). */
+  private readonly submitBatch = (ops: BatchOp[]): Promise<void> => {
+    this.queuedAt = this.server.batcher.generation
+    return this.server.batcher.batch(ops)
+  }
   /** One reaction per write does this connection's and the write gate's bookkeeping. */
   private readonly writeSettled = (): void => {
     this.server.gate.end()
@@ -119,7 +127,7 @@ export class RespConnection implements ConnectionState {
     this.parser = new RespParser({ maxBulkBytes: l.maxBulkBytes, maxArgs: l.maxArgs, maxInlineBytes: l.maxInlineBytes, maxCommandBytes: l.maxCommandBytes })
     this.authenticated = server.auth === undefined
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
-    this.direct = new DirectStore(server.db, this.track)
+    this.direct = new DirectStore(server.db, this.track, server.batcher)
     this.batching = new BatchingStore(server.db, this.track, server.batcher)
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 60_000)
@@ -364,11 +372,13 @@ export class RespConnection implements ConnectionState {
   /**
    * A read-modify-write command: under exclusive locks on its keys, run the
    * handler on a BufferedStore and commit. The locks are released, and later
-   * commands let go, as soon as the commit is queued: every later reader of
-   * these keys (db.getEntry, or a read after this connection's writes settle)
-   * sees it. Under the locks no other writer of this server can intervene,
-   * so the commit's version checks cannot fail unless something outside the
-   * server wrote (the database is locked against that).
+   * commands let go, as soon as the commit is queued in the write batcher:
+   * the next exclusive holder of these keys has it issued first (and reads
+   * it), this connection's next command of another kind too, and every
+   * later blind write of these keys is queued or issued after it. Under the
+   * locks no other writer of this server can intervene, so the commit's
+   * version checks cannot fail unless something outside the server wrote
+   * (the database is locked against that).
    */
   private async readModifyWrite(spec: CommandSpec, args: Buffer[], issued: () => void): Promise<Reply> {
     const release = await this.server.locks.acquire(commandKeys(spec, args).map(keyId))
@@ -377,7 +387,7 @@ export class RespConnection implements ConnectionState {
     try {
       const store = new BufferedStore(this.server.db)
       reply = await this.runCaught(spec, args, store)
-      if (!(reply instanceof ErrorReply)) commit = store.commit(this.track)
+      if (!(reply instanceof ErrorReply)) commit = store.commit(this.track, this.submitBatch)
     } finally {
       release()
       issued()
@@ -480,7 +490,7 @@ export class RespConnection implements ConnectionState {
         this.server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
         replies.push(reply)
       }
-      commit = store.commit(this.track)
+      commit = store.commit(this.track, this.submitBatch)
     } finally {
       release()
       issued()

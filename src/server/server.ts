@@ -6,6 +6,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { open, type Database } from '../index.js'
+import { resolveOptions } from '../options.js'
 import { formatAddress, parseListenAddress, type ListenAddress } from './address.js'
 import { TokenChecker, checkExposure } from './auth.js'
 import type { ServerContext } from './context.js'
@@ -54,10 +55,11 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
   let httpServer: HttpServer | undefined
   let respServer: RespServer | undefined
   const gate = new WriteGate(options.limits.maxPendingWrites, options.limits.maxWriteStallMs)
-  const batcher = new WriteBatcher(db)
+  const dbOptions = resolveOptions(options.dbOptions)
+  const batcher = new WriteBatcher(db, { maxKeyBytes: dbOptions.maxKeyBytes, maxValueBytes: dbOptions.maxValueBytes })
   const locks = new KeyLocks()
-  // Queued blind writes go to the engine before any exclusive holder takes a key (write-batcher.ts).
-  locks.beforeExclusive = () => batcher.flush()
+  // Queued writes touching a key go to the engine once an exclusive holder has taken it, before it reads (write-batcher.ts).
+  locks.onAcquired = (ids) => batcher.flushIfTouching(ids)
   const ctx: ServerContext = {
     db,
     options,

@@ -34,9 +34,14 @@ export type WriteTracker = (write: Promise<void>) => Promise<void>
 
 /** Direct reads and writes; see the file comment. */
 export class DirectStore implements KvStore {
+  /**
+   * `batcher`: the server's write batcher, whose queued writes are issued
+   * before every direct write so that the direct write is ordered after them.
+   */
   constructor(
-    private readonly db: Database,
-    private readonly track: WriteTracker,
+    protected readonly db: Database,
+    protected readonly track: WriteTracker,
+    protected readonly batcher?: WriteBatcher,
   ) {}
 
   get(key: Buffer): Buffer | undefined {
@@ -53,14 +58,17 @@ export class DirectStore implements KvStore {
   }
 
   put(key: Buffer, value: Buffer): Promise<void> {
+    this.batcher?.flush()
     return this.track(this.db.put(key, value))
   }
 
   del(key: Buffer): Promise<void> {
+    this.batcher?.flush()
     return this.track(this.db.delete(key))
   }
 
   putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
+    this.batcher?.flush()
     return this.track(this.db.batch(pairs.map(([key, value]) => ({ type: 'put', key, value }))))
   }
 }
@@ -72,18 +80,18 @@ export class DirectStore implements KvStore {
 export class BatchingStore extends DirectStore {
   constructor(
     db: Database,
-    private readonly batchTrack: WriteTracker,
-    private readonly batcher: WriteBatcher,
+    track: WriteTracker,
+    private readonly queue: WriteBatcher,
   ) {
-    super(db, batchTrack)
+    super(db, track, queue)
   }
 
   override put(key: Buffer, value: Buffer): Promise<void> {
-    return this.batchTrack(this.batcher.put(key, value))
+    return this.track(this.queue.put(key, value))
   }
 
   override putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
-    return this.batchTrack(this.batcher.putMany(pairs))
+    return this.track(this.queue.batch(pairs.map(([key, value]) => ({ type: 'put', key, value }))))
   }
 }
 
@@ -140,9 +148,10 @@ export class BufferedStore implements KvStore {
   /**
    * Applies the buffered writes if every key read still has the version read;
    * rejects with STRATA_CONFLICT (nothing written) otherwise. Returns
-   * undefined when there is nothing to apply or check.
+   * undefined when there is nothing to apply or check. `submit` issues the
+   * batch (default db.batch; the connection passes the write batcher's).
    */
-  commit(track: WriteTracker): Promise<void> | undefined {
+  commit(track: WriteTracker, submit: (ops: BatchOp[]) => Promise<void> = (ops) => this.db.batch(ops)): Promise<void> | undefined {
     // A single read and no write is trivially consistent.
     if (this.writes.size === 0 && this.reads.size <= 1) return undefined
     const ops: BatchOp[] = []
@@ -150,7 +159,7 @@ export class BufferedStore implements KvStore {
     for (const w of this.writes.values()) {
       ops.push(w.value === null ? { type: 'del', key: w.key } : { type: 'put', key: w.key, value: w.value })
     }
-    const write = this.db.batch(ops)
-    return this.writes.size > 0 ? track(write) : write
+    if (this.writes.size === 0) return this.db.batch(ops)
+    return track(submit(ops))
   }
 }
