@@ -34,6 +34,7 @@ import { isExpected, respErrorLine } from './errors.js'
 import { keyId } from './key-locks.js'
 import { isPromise, type MaybePromise } from './maybe.js'
 import {
+  COMMANDS,
   NO_AUTH_COMMANDS,
   arityOk,
   commandKeys,
@@ -57,6 +58,9 @@ interface Slot {
   /** performance.now() when the command started. */
   started: number
 }
+
+/** GET, served directly on the hot path (same result as its handler). */
+const GET = COMMANDS.get('get')
 
 /** Commands that run at once inside MULTI instead of being queued. */
 const MULTI_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset'])
@@ -285,7 +289,17 @@ export class RespConnection implements ConnectionState {
     if (this.server.batcher.queuedSince(this.queuedAt)) this.server.batcher.flush()
     switch (kind) {
       case 'read':
-        if (this.writesInFlight === 0) return this.run(spec, args, this.direct)
+        if (this.writesInFlight === 0) {
+          if (spec === GET) {
+            // The hottest command, without the handler's call object and closures.
+            try {
+              return this.server.db.getSync(args[1]) ?? null
+            } catch (e) {
+              return this.errorReply(e)
+            }
+          }
+          return this.run(spec, args, this.direct)
+        }
         return this.hold(this.writesApplied().then(() => this.run(spec, args, this.direct)))
       case 'write': {
         // Some key is held: issue at once when none of ours is, else wait (later commands too).
