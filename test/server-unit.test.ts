@@ -205,6 +205,24 @@ describe('key locks', () => {
     expect(log).toEqual(['release1', 'blind', 'x2'])
   })
 
+  it('takes free keys at once with tryAcquire, and nothing when one is held', async () => {
+    const locks = new KeyLocks()
+    const seen: string[][] = []
+    locks.onAcquired = (ids) => seen.push([...ids])
+    const r1 = locks.tryAcquire(['a', 'b', 'a'])!
+    expect(r1).toBeTypeOf('function')
+    expect(locks.isLocked('a') && locks.isLocked('b')).toBe(true)
+    expect(locks.tryAcquire(['c', 'b'])).toBeUndefined()
+    expect(locks.isLocked('c')).toBe(false)
+    const waiting = locks.acquire(['b'])
+    r1()
+    const r2 = await waiting
+    expect(locks.tryAcquire(['b'])).toBeUndefined()
+    r2()
+    expect(locks.heldCount).toBe(0)
+    expect(seen).toEqual([['a', 'b'], ['b']])
+  })
+
   it('never deadlocks with overlapping multi-key holders', async () => {
     const locks = new KeyLocks()
     const random = rng(3)

@@ -92,6 +92,24 @@ export class KeyLocks {
     }
   }
 
+  /**
+   * Takes exclusive locks on `ids` at once if none of them is held or waited
+   * for (returns the release function, as `acquire` resolves with); else
+   * takes nothing and returns undefined (then use `acquire`).
+   */
+  tryAcquire(ids: readonly string[]): (() => void) | undefined {
+    for (const id of ids) if (this.states.has(id)) return undefined
+    const taken = ids.length === 1 ? [ids[0]] : [...new Set(ids)]
+    for (const id of taken) this.states.set(id, { locked: true, waiters: [] })
+    this.onAcquired?.(taken)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      for (const id of taken) this.releaseOne(id)
+    }
+  }
+
   private firstLocked(ids: readonly string[]): string | undefined {
     for (const id of ids) if (this.isLocked(id)) return id
     return undefined

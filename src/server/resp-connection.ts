@@ -395,7 +395,9 @@ export class RespConnection implements ConnectionState {
    * (the database is locked against that).
    */
   private async readModifyWrite(spec: CommandSpec, args: Buffer[], issued: () => void): Promise<Reply> {
-    const release = await this.server.locks.acquire(commandKeys(spec, args).map(keyId))
+    const ids = commandKeys(spec, args).map(keyId)
+    // Free keys (the usual case) are taken at once, without a round through the promise queue.
+    const release = this.server.locks.tryAcquire(ids) ?? (await this.server.locks.acquire(ids))
     let reply: Reply
     let commit: Promise<void> | undefined
     try {
