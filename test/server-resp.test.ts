@@ -221,6 +221,88 @@ describe('pipelining', () => {
   })
 })
 
+describe('batched blind writes', () => {
+  it('answers each write of a pipeline on its own: invalid ones fail alone, MSET stays atomic', async () => {
+    // One pipeline: the valid writes share one engine batch; the empty keys are refused alone.
+    const input =
+      '*3\r\n$3\r\nSET\r\n$4\r\nbw:a\r\n$1\r\n1\r\n' +
+      '*3\r\n$3\r\nSET\r\n$0\r\n\r\n$1\r\nx\r\n' +
+      '*5\r\n$4\r\nMSET\r\n$4\r\nbw:m\r\n$1\r\n1\r\n$0\r\n\r\n$1\r\n2\r\n' +
+      '*3\r\n$3\r\nSET\r\n$4\r\nbw:b\r\n$1\r\n2\r\n' +
+      '*2\r\n$3\r\nGET\r\n$4\r\nbw:b\r\n' +
+      '*2\r\n$6\r\nEXISTS\r\n$4\r\nbw:m\r\n' +
+      '*1\r\n$4\r\nQUIT\r\n'
+    const { text } = await raw(port, input)
+    const lines = text.split('\r\n')
+    expect(lines[0]).toBe('+OK')
+    expect(lines[1]).toMatch(/^-ERR .*key/i)
+    expect(lines[2]).toMatch(/^-ERR .*key/i)
+    expect(lines.slice(3, 8)).toEqual(['+OK', '$1', '2', ':0', '+OK'])
+  })
+
+  it('orders the queued writes of a connection before its WATCH, reads and read-modify-writes', async () => {
+    const r = client(port)
+    const res = await r.pipeline().set('bw:w', '5').watch('bw:w').get('bw:w').incr('bw:w').set('bw:w', '10').incr('bw:w').exec()
+    expect(res!.map(([e, v]) => e?.message ?? v)).toEqual(['OK', 'OK', '5', 6, 'OK', 11])
+    // WATCH saw the connection's own SET: EXEC commits.
+    const w = client(port)
+    await w.pipeline().set('bw:x', '1').watch('bw:x').exec()
+    const exec = await w.multi().set('bw:x', '2').exec()
+    expect(exec).toEqual([[null, 'OK']])
+    expect(await w.get('bw:x')).toBe('2')
+  })
+
+  it('pipelined INCRs of many clients on shared keys lose no update and read their own writes', async () => {
+    const cs = Array.from({ length: 8 }, () => client(port))
+    const keys = ['bw:i0', 'bw:i1', 'bw:i2']
+    const results = await Promise.all(
+      cs.map(async (c, ci) => {
+        const p = c.pipeline()
+        const kinds: string[] = []
+        for (let i = 0; i < 300; i++) {
+          const k = keys[(i + ci) % keys.length]
+          if (i % 5 === 4) {
+            p.get(k)
+            kinds.push(`get ${k}`)
+          } else {
+            p.incr(k)
+            kinds.push(`incr ${k}`)
+          }
+        }
+        const res = (await p.exec())!
+        return res.map(([e, v], i) => ({ kind: kinds[i], e, v }))
+      }),
+    )
+    for (const res of results) {
+      const last = new Map<string, number>()
+      for (const { kind, e, v } of res) {
+        expect(e).toBeNull()
+        const [op, k] = kind.split(' ')
+        const n = Number(v)
+        // Each client sees its own increments in order, and a GET at least its own last INCR.
+        expect(n).toBeGreaterThanOrEqual(last.get(k) ?? 0)
+        if (op === 'incr') expect(n).toBeGreaterThan(last.get(k) ?? 0)
+        last.set(k, n)
+      }
+    }
+    const total = (await cs[0].mget(...keys)).reduce((a, v) => a + Number(v), 0)
+    expect(total).toBe(8 * 240)
+  })
+
+  it('commits the SETs of many clients in few engine writes, each acknowledged and readable', async () => {
+    const cs = Array.from({ length: 20 }, () => client(port))
+    await Promise.all(cs.map((c) => c.ping()))
+    const before = main.server.db.stats().writes
+    await Promise.all(cs.map((c, i) => Promise.all(Array.from({ length: 25 }, (_, j) => c.set(`bw:c${i}:${j}`, `${i}.${j}`)))))
+    const after = main.server.db.stats().writes
+    // stats().writes counts engine write calls: a batch is one. 500 SETs sent at once share some.
+    expect(after.writes - before.writes).toBeGreaterThan(0)
+    expect(after.writes - before.writes).toBeLessThan(20 * 25)
+    const values = await cs[0].mget(...cs.flatMap((_, i) => Array.from({ length: 25 }, (_, j) => `bw:c${i}:${j}`)))
+    expect(values).toEqual(cs.flatMap((_, i) => Array.from({ length: 25 }, (_, j) => `${i}.${j}`)))
+  })
+})
+
 describe('atomicity across clients', () => {
   it('INCR and APPEND from many clients lose no update', async () => {
     const cs = Array.from({ length: 16 }, () => client(port))
@@ -506,6 +588,32 @@ describe('overload', () => {
     }
     sock.destroy()
     expect(await r.ping()).toBe('PONG')
+  })
+})
+
+describe('RESP metrics', () => {
+  it('counts commands, errors and latencies per command in /metrics', async () => {
+    const s = await start({ http: '127.0.0.1:0' })
+    try {
+      const r = client(s.server.respPort!)
+      for (let i = 0; i < 5; i++) await r.set(`met:${i}`, 'v')
+      await r.get('met:0')
+      await expect(r.incr('met:0')).rejects.toThrow(/not an integer/)
+      const text = await (await fetch(`http://${s.server.http}/metrics`)).text()
+      expect(text).toMatch(/^# TYPE strata_resp_command_duration_seconds histogram$/m)
+      expect(text).toMatch(/^strata_resp_commands_total\{command="set"\} 5$/m)
+      expect(text).toMatch(/^strata_resp_command_errors_total\{command="incr"\} 1$/m)
+      expect(text).toMatch(/^strata_resp_command_duration_seconds_bucket\{le="\+Inf",command="set"\} 5$/m)
+      expect(text).toMatch(/^strata_resp_command_duration_seconds_count\{command="get"\} 1$/m)
+      expect(text).toMatch(/^strata_resp_command_duration_seconds_sum\{command="set"\} [0-9.e-]+$/m)
+      // Buckets are cumulative and end at the count.
+      const buckets = [...text.matchAll(/^strata_resp_command_duration_seconds_bucket\{le="([^"]+)",command="set"\} (\d+)$/gm)].map((m) => Number(m[2]))
+      expect(buckets.length).toBe(17)
+      expect(buckets.every((n, i) => i === 0 || n >= buckets[i - 1])).toBe(true)
+      expect(buckets.at(-1)).toBe(5)
+    } finally {
+      await s.stop()
+    }
   })
 })
 

@@ -12,7 +12,9 @@ import { KeyLocks } from '../src/server/key-locks.js'
 import { OutputBuffer, MapReply, NullArray, SimpleString, ErrorReply } from '../src/server/resp-reply.js'
 import { RespParser, RespProtocolError, splitInline } from '../src/server/resp-parser.js'
 import { ScanCursors } from '../src/server/scan-cursors.js'
+import { WriteBatcher } from '../src/server/write-batcher.js'
 import { WriteGate } from '../src/server/write-gate.js'
+import type { BatchOp, Database } from '../src/index.js'
 import { rng } from './unit/helpers.js'
 
 const LIMITS = { maxBulkBytes: 1 << 20, maxArgs: 1000, maxInlineBytes: 1024, maxCommandBytes: 4 << 20 }
@@ -203,6 +205,24 @@ describe('key locks', () => {
     expect(log).toEqual(['release1', 'blind', 'x2'])
   })
 
+  it('takes free keys at once with tryAcquire, and nothing when one is held', async () => {
+    const locks = new KeyLocks()
+    const seen: string[][] = []
+    locks.onAcquired = (ids) => seen.push([...ids])
+    const r1 = locks.tryAcquire(['a', 'b', 'a'])!
+    expect(r1).toBeTypeOf('function')
+    expect(locks.isLocked('a') && locks.isLocked('b')).toBe(true)
+    expect(locks.tryAcquire(['c', 'b'])).toBeUndefined()
+    expect(locks.isLocked('c')).toBe(false)
+    const waiting = locks.acquire(['b'])
+    r1()
+    const r2 = await waiting
+    expect(locks.tryAcquire(['b'])).toBeUndefined()
+    r2()
+    expect(locks.heldCount).toBe(0)
+    expect(seen).toEqual([['a', 'b'], ['b']])
+  })
+
   it('never deadlocks with overlapping multi-key holders', async () => {
     const locks = new KeyLocks()
     const random = rng(3)
@@ -245,6 +265,69 @@ describe('write gate', () => {
     expect(gate.pending).toBe(0)
     expect(gate.admit()).toBeUndefined()
     expect(gate.refused).toBe(2)
+  })
+})
+
+describe('write batcher', () => {
+  /** A database double that logs calls; a batch holding a check of key "bad" fails as a whole. */
+  function fakeDb(log: string[]): Database {
+    const name = (ops: readonly BatchOp[]): string => ops.map((o) => `${o.type}:${String(o.key)}`).join(',')
+    return {
+      put: (k: Buffer) => {
+        log.push(`put ${String(k)}`)
+        return k.length === 0 ? Promise.reject(new Error('empty key')) : Promise.resolve()
+      },
+      batch: (ops: readonly BatchOp[]) => {
+        log.push(`batch ${name(ops)}`)
+        return ops.some((o) => o.type === 'check' && String(o.key) === 'bad') ? Promise.reject(new Error('conflict')) : Promise.resolve()
+      },
+    } as unknown as Database
+  }
+  const LIMITS = { maxKeyBytes: 10, maxValueBytes: 10 }
+  const settle = (p: Promise<void>): Promise<string> => p.then(() => 'ok', (e: Error) => e.message)
+
+  it('commits the writes of a turn as one batch, in order, and resolves each', async () => {
+    const log: string[] = []
+    const b = new WriteBatcher(fakeDb(log), LIMITS)
+    const g = b.generation
+    const all = [b.put(Buffer.from('a'), Buffer.from('1')), b.batch([{ type: 'put', key: Buffer.from('b'), value: Buffer.from('2') }]), b.put(Buffer.from('c'), Buffer.from('3'))]
+    expect(b.pending).toBe(3)
+    expect(b.queuedSince(g)).toBe(true)
+    expect(log).toEqual([])
+    expect(await Promise.all(all.map(settle))).toEqual(['ok', 'ok', 'ok'])
+    expect(log).toEqual(['batch put:a,put:b,put:c'])
+    expect(b.queuedSince(g)).toBe(false)
+  })
+
+  it('refuses invalid writes at once, without queueing them', async () => {
+    const log: string[] = []
+    const b = new WriteBatcher(fakeDb(log), LIMITS)
+    const empty = settle(b.put(Buffer.alloc(0), Buffer.from('x')))
+    expect(b.pending).toBe(0)
+    expect(await empty).toBe('empty key')
+    expect(log).toEqual(['put '])
+  })
+
+  it('gives every write of a failed batch its own outcome, in order', async () => {
+    const log: string[] = []
+    const b = new WriteBatcher(fakeDb(log), LIMITS)
+    const a = settle(b.put(Buffer.from('a'), Buffer.from('1')))
+    const bad = settle(b.batch([{ type: 'check', key: Buffer.from('bad'), ifVersion: 3 }, { type: 'put', key: Buffer.from('bad'), value: Buffer.from('x') }]))
+    const c = settle(b.put(Buffer.from('c'), Buffer.from('3')))
+    b.flush()
+    expect(await Promise.all([a, bad, c])).toEqual(['ok', 'conflict', 'ok'])
+    expect(log).toEqual(['batch put:a,check:bad,put:bad,put:c', 'put a', 'batch check:bad,put:bad', 'put c'])
+  })
+
+  it('flushes early only for keys a queued write may touch', () => {
+    const log: string[] = []
+    const b = new WriteBatcher(fakeDb(log), LIMITS)
+    void b.put(Buffer.from('k1'), Buffer.from('1'))
+    b.flushIfTouching(['zz', 'other-key'])
+    expect(b.pending).toBe(1) // (the filter is a hash: these two do not collide with k1)
+    b.flushIfTouching(['x', 'k1'])
+    expect(b.pending).toBe(0)
+    expect(log).toEqual(['put k1'])
   })
 })
 

@@ -1,6 +1,6 @@
 /**
  * What both front ends share: the database, the options, the key locks, the
- * write gate, metrics, authentication and the shutdown state.
+ * write gate, the write batcher, metrics, authentication and the shutdown state.
  */
 import type { Database } from '../index.js'
 import type { TokenChecker } from './auth.js'
@@ -8,6 +8,7 @@ import type { KeyLocks } from './key-locks.js'
 import type { ServerMetrics } from './metrics.js'
 import type { ServerOptions } from './options.js'
 import type { ScanCursors } from './scan-cursors.js'
+import type { WriteBatcher } from './write-batcher.js'
 import type { WriteGate } from './write-gate.js'
 
 /** Shared state of one running server. */
@@ -16,6 +17,8 @@ export interface ServerContext {
   readonly options: ServerOptions
   readonly locks: KeyLocks
   readonly gate: WriteGate
+  /** Blind RESP writes of one event-loop turn, committed as one batch. */
+  readonly batcher: WriteBatcher
   readonly metrics: ServerMetrics
   readonly cursors: ScanCursors
   /** undefined when no token is configured (loopback only). */

@@ -34,6 +34,13 @@ export function keyId(key: Buffer): string {
 /** Exclusive per-key locks plus a "run when free" for blind writers. */
 export class KeyLocks {
   private readonly states = new Map<string, KeyState>()
+  /**
+   * Called synchronously by `acquire` once it holds all its ids, before it
+   * resolves: the server issues the writes it has queued that may touch
+   * them (write-batcher.ts), so the holder reads them and commits after
+   * them. (Not before taking them: a writer holding them could still queue.)
+   */
+  onAcquired: ((ids: readonly string[]) => void) | undefined
 
   /** Keys currently held (for stats and tests). */
   get heldCount(): number {
@@ -76,6 +83,25 @@ export class KeyLocks {
       for (const id of taken) this.releaseOne(id)
       throw err
     }
+    this.onAcquired?.(sorted)
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      for (const id of taken) this.releaseOne(id)
+    }
+  }
+
+  /**
+   * Takes exclusive locks on `ids` at once if none of them is held or waited
+   * for (returns the release function, as `acquire` resolves with); else
+   * takes nothing and returns undefined (then use `acquire`).
+   */
+  tryAcquire(ids: readonly string[]): (() => void) | undefined {
+    for (const id of ids) if (this.states.has(id)) return undefined
+    const taken = ids.length === 1 ? [ids[0]] : [...new Set(ids)]
+    for (const id of taken) this.states.set(id, { locked: true, waiters: [] })
+    this.onAcquired?.(taken)
     let released = false
     return () => {
       if (released) return

@@ -117,6 +117,7 @@ function safeNumber(n: bigint): number | bigint {
 
 function setCommand(call: Call): MaybePromise<Reply> {
   const { args, store } = call
+  if (args.length === 3) return andThen(store.put(args[1], args[2]), () => OK)
   const o = parseSetOptions(args)
   if (o instanceof ErrorReply) return o
   const [, key, value] = args
@@ -526,9 +527,55 @@ type SpecInput = Omit<CommandSpec, 'firstKey' | 'lastKey' | 'step' | 'flags'> & 
 /** Every command, by lower-case name. */
 export const COMMANDS = new Map<string, CommandSpec>()
 
+/** Commands by a hash of their lower-case name, so that lookups need no string (see lookupCommand). */
+const BY_NAME_HASH = new Map<number, CommandSpec[]>()
+/** Longest command name. */
+let longestName = 0
+
 function def(s: SpecInput): void {
   const [firstKey, lastKey, step] = s.keys ?? [0, 0, 0]
-  COMMANDS.set(s.name, { ...s, firstKey, lastKey, step, flags: s.flags ?? [] })
+  const spec: CommandSpec = { ...s, firstKey, lastKey, step, flags: s.flags ?? [] }
+  COMMANDS.set(s.name, spec)
+  const bytes = Buffer.from(s.name, 'latin1')
+  const h = nameHash(bytes)
+  const bucket = BY_NAME_HASH.get(h)
+  if (bucket === undefined) BY_NAME_HASH.set(h, [spec])
+  else bucket.push(spec)
+  longestName = Math.max(longestName, bytes.length)
+}
+
+/** ASCII lower case of a byte. */
+function lowerByte(c: number): number {
+  return c >= 0x41 && c <= 0x5a ? c | 0x20 : c
+}
+
+function nameHash(b: Buffer): number {
+  let h = b.length
+  for (let i = 0; i < b.length; i++) h = (Math.imul(h, 31) + lowerByte(b[i])) | 0
+  return h
+}
+
+/**
+ * The command named by `name` (ASCII case-insensitive), as COMMANDS.get(name
+ * in lower case) but without making a string: this runs for every command.
+ */
+export function lookupCommand(name: Buffer): CommandSpec | undefined {
+  if (name.length === 0 || name.length > longestName) return undefined
+  const bucket = BY_NAME_HASH.get(nameHash(name))
+  if (bucket === undefined) return undefined
+  for (const spec of bucket) {
+    const n = spec.name
+    if (n.length !== name.length) continue
+    let same = true
+    for (let i = 0; i < n.length; i++) {
+      if (n.charCodeAt(i) !== lowerByte(name[i])) {
+        same = false
+        break
+      }
+    }
+    if (same) return spec
+  }
+  return undefined
 }
 
 const KEY1 = [1, 1, 1] as const

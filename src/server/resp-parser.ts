@@ -215,21 +215,49 @@ export class RespParser {
     return this.buf.subarray(at, at + n)
   }
 
-  /** Reads `*<n>\r\n` or `$<n>\r\n` (the type byte is at `start`); undefined when incomplete. */
+  /**
+   * Reads `*<n>\r\n` or `$<n>\r\n` (the type byte is at `start`); undefined when incomplete.
+   * The number must match /^-?\d{1,18}$/ (as Redis: no '+', no spaces). Parsed byte by
+   * byte: no string, no regular expression (this runs for every argument).
+   */
   private readHeaderNumber(what: string): number | undefined {
-    const eol = this.buf.indexOf(CR, this.start + 1)
-    if (eol < 0 || eol >= this.end) {
-      if (this.end - this.start > MAX_HEADER_LINE) throw new RespProtocolError(`Protocol error: too big ${what} string`)
-      return undefined
+    const buf = this.buf
+    const end = this.end
+    let i = this.start + 1
+    let negative = false
+    if (i < end && buf[i] === 0x2d /* '-' */) {
+      negative = true
+      i++
     }
-    if (eol + 1 >= this.end) return undefined // CR seen, LF not yet
-    if (this.buf[eol + 1] !== LF) throw new RespProtocolError(`Protocol error: invalid ${what}`)
-    const text = this.buf.toString('latin1', this.start + 1, eol)
-    if (!/^-?\d{1,18}$/.test(text)) {
+    const digitsFrom = i
+    let n = 0
+    let c = 0
+    while (i < end) {
+      c = buf[i]
+      if (c < 0x30 || c > 0x39) break
+      n = n * 10 + (c - 0x30)
+      i++
+    }
+    const digits = i - digitsFrom
+    if (i >= end || c !== CR) {
+      // Not a clean number up to here: find the end of the line (or wait for it) to tell which error.
+      const eol = i < end ? buf.indexOf(CR, i) : -1
+      if (eol < 0 || eol >= end) {
+        if (end - this.start > MAX_HEADER_LINE) throw new RespProtocolError(`Protocol error: too big ${what} string`)
+        return undefined
+      }
+      if (eol + 1 >= end) return undefined // CR seen, LF not yet
+      if (buf[eol + 1] !== LF) throw new RespProtocolError(`Protocol error: invalid ${what}`)
       throw new RespProtocolError(what === 'bulk length' ? 'Protocol error: invalid bulk length' : 'Protocol error: invalid multibulk length')
     }
-    this.start = eol + 2
-    return Number(text)
+    // buf[i] is CR.
+    if (i + 1 >= end) return undefined // CR seen, LF not yet
+    if (buf[i + 1] !== LF) throw new RespProtocolError(`Protocol error: invalid ${what}`)
+    if (digits === 0 || digits > 18) {
+      throw new RespProtocolError(what === 'bulk length' ? 'Protocol error: invalid bulk length' : 'Protocol error: invalid multibulk length')
+    }
+    this.start = i + 2
+    return negative ? -n : n
   }
 
   /** One inline command line; undefined when incomplete, [] for a blank line. */

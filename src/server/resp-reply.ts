@@ -65,13 +65,15 @@ export class OutputBuffer {
   /** Appends `reply` encoded for `protocol`. */
   reply(reply: Reply, protocol: Protocol): void {
     if (reply === null) {
-      this.text(protocol === 3 ? '_\r\n' : '$-1\r\n')
+      this.ascii(protocol === 3 ? '_\r\n' : '$-1\r\n')
     } else if (Buffer.isBuffer(reply)) {
-      this.text(`$${reply.length}\r\n`)
-      this.bytes(reply)
-      this.text(CRLF)
+      this.bulk(reply)
+    } else if (reply === OK) {
+      this.ascii('+OK\r\n')
     } else if (typeof reply === 'string') {
       this.text(`$${Buffer.byteLength(reply)}\r\n${reply}\r\n`)
+    } else if (typeof reply === 'number' && Number.isSafeInteger(reply)) {
+      this.integer(reply)
     } else if (typeof reply === 'number' || typeof reply === 'bigint') {
       this.text(`:${reply}\r\n`)
     } else if (reply instanceof SimpleString) {
@@ -90,6 +92,58 @@ export class OutputBuffer {
       this.text(`*${reply.length}\r\n`)
       for (const r of reply) this.reply(r, protocol)
     }
+  }
+
+  /** `$<length>\r\n<bytes>\r\n`, written byte by byte for small values (the GET reply). */
+  private bulk(b: Buffer): void {
+    const n = b.length
+    if (n >= SMALL_BULK_BYTES) {
+      this.ascii(`$${n}\r\n`)
+      this.bytes(b)
+      this.ascii(CRLF)
+      return
+    }
+    this.ensure(n + 16)
+    const buf = this.buf!
+    let p = this.len
+    buf[p++] = 0x24 // '$'
+    p = writeDigits(buf, p, n)
+    buf[p++] = 13
+    buf[p++] = 10
+    if (n <= 32) {
+      for (let i = 0; i < n; i++) buf[p + i] = b[i]
+    } else {
+      buf.set(b, p)
+    }
+    p += n
+    buf[p++] = 13
+    buf[p++] = 10
+    this.len = p
+  }
+
+  /** `:<n>\r\n` for a safe integer. */
+  private integer(n: number): void {
+    this.ensure(24)
+    const buf = this.buf!
+    let p = this.len
+    buf[p++] = 0x3a // ':'
+    if (n < 0) {
+      buf[p++] = 0x2d
+      n = -n
+    }
+    p = writeDigits(buf, p, n)
+    buf[p++] = 13
+    buf[p++] = 10
+    this.len = p
+  }
+
+  /** A short ASCII string, byte by byte. */
+  private ascii(s: string): void {
+    this.ensure(s.length)
+    const buf = this.buf!
+    let p = this.len
+    for (let i = 0; i < s.length; i++) buf[p++] = s.charCodeAt(i)
+    this.len = p
   }
 
   /** Raw text (UTF-8). */
@@ -138,6 +192,19 @@ export class OutputBuffer {
     this.buf = Buffer.allocUnsafe(Math.max(16 * 1024, extra))
     this.len = 0
   }
+}
+
+/** Writes the decimal digits of the non-negative safe integer `n` at `p`; returns the position after them. */
+function writeDigits(buf: Buffer, p: number, n: number): number {
+  if (n < 10) {
+    buf[p] = 0x30 + n
+    return p + 1
+  }
+  let digits = 1
+  for (let x = n; x >= 10; x = Math.floor(x / 10)) digits++
+  let q = p + digits - 1
+  for (let x = n; q >= p; x = Math.floor(x / 10)) buf[q--] = 0x30 + (x % 10)
+  return p + digits
 }
 
 /** Status and error lines must not contain CR or LF. */

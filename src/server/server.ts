@@ -6,6 +6,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { open, type Database } from '../index.js'
+import { resolveOptions } from '../options.js'
 import { formatAddress, parseListenAddress, type ListenAddress } from './address.js'
 import { TokenChecker, checkExposure } from './auth.js'
 import type { ServerContext } from './context.js'
@@ -16,6 +17,7 @@ import { resolveServerOptions, type ServerOptions, type ServerOptionsInput } fro
 import { setStrataVersion } from './resp-commands.js'
 import { RespServer } from './resp-server.js'
 import { ScanCursors } from './scan-cursors.js'
+import { WriteBatcher } from './write-batcher.js'
 import { WriteGate } from './write-gate.js'
 
 /** A started server. */
@@ -53,11 +55,17 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
   let httpServer: HttpServer | undefined
   let respServer: RespServer | undefined
   const gate = new WriteGate(options.limits.maxPendingWrites, options.limits.maxWriteStallMs)
+  const dbOptions = resolveOptions(options.dbOptions)
+  const batcher = new WriteBatcher(db, { maxKeyBytes: dbOptions.maxKeyBytes, maxValueBytes: dbOptions.maxValueBytes })
+  const locks = new KeyLocks()
+  // Queued writes touching a key go to the engine once an exclusive holder has taken it, before it reads (write-batcher.ts).
+  locks.onAcquired = (ids) => batcher.flushIfTouching(ids)
   const ctx: ServerContext = {
     db,
     options,
-    locks: new KeyLocks(),
+    locks,
     gate,
+    batcher,
     cursors: new ScanCursors(options.limits.maxScanCursorBytes),
     auth: options.token === undefined ? undefined : new TokenChecker(options.token),
     startedAtMs: performance.now(),
@@ -101,6 +109,7 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
     closing ??= (async () => {
       ctx.shuttingDown = true
       await Promise.all([httpServer?.close(options.shutdownTimeoutMs), respServer?.close(options.shutdownTimeoutMs)])
+      batcher.flush()
       await db.close()
     })()
     return closing

@@ -13,6 +13,7 @@
  */
 import type { BatchOp, Database, Entry } from '../index.js'
 import { keyId } from './key-locks.js'
+import type { WriteBatcher } from './write-batcher.js'
 import type { MaybePromise } from './maybe.js'
 
 /** Reads and writes of command handlers. Keys and values are bytes. */
@@ -33,9 +34,14 @@ export type WriteTracker = (write: Promise<void>) => Promise<void>
 
 /** Direct reads and writes; see the file comment. */
 export class DirectStore implements KvStore {
+  /**
+   * `batcher`: the server's write batcher, whose queued writes are issued
+   * before every direct write so that the direct write is ordered after them.
+   */
   constructor(
-    private readonly db: Database,
-    private readonly track: WriteTracker,
+    protected readonly db: Database,
+    protected readonly track: WriteTracker,
+    protected readonly batcher?: WriteBatcher,
   ) {}
 
   get(key: Buffer): Buffer | undefined {
@@ -52,15 +58,40 @@ export class DirectStore implements KvStore {
   }
 
   put(key: Buffer, value: Buffer): Promise<void> {
+    this.batcher?.flush()
     return this.track(this.db.put(key, value))
   }
 
   del(key: Buffer): Promise<void> {
+    this.batcher?.flush()
     return this.track(this.db.delete(key))
   }
 
   putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
+    this.batcher?.flush()
     return this.track(this.db.batch(pairs.map(([key, value]) => ({ type: 'put', key, value }))))
+  }
+}
+
+/**
+ * A DirectStore whose writes join the turn's batch (write-batcher.ts). Only
+ * for blind writes parsed while no key is exclusively held.
+ */
+export class BatchingStore extends DirectStore {
+  constructor(
+    db: Database,
+    track: WriteTracker,
+    private readonly queue: WriteBatcher,
+  ) {
+    super(db, track, queue)
+  }
+
+  override put(key: Buffer, value: Buffer): Promise<void> {
+    return this.track(this.queue.put(key, value))
+  }
+
+  override putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
+    return this.track(this.queue.batch(pairs.map(([key, value]) => ({ type: 'put', key, value }))))
   }
 }
 
@@ -117,9 +148,10 @@ export class BufferedStore implements KvStore {
   /**
    * Applies the buffered writes if every key read still has the version read;
    * rejects with STRATA_CONFLICT (nothing written) otherwise. Returns
-   * undefined when there is nothing to apply or check.
+   * undefined when there is nothing to apply or check. `submit` issues the
+   * batch (default db.batch; the connection passes the write batcher's).
    */
-  commit(track: WriteTracker): Promise<void> | undefined {
+  commit(track: WriteTracker, submit: (ops: BatchOp[]) => Promise<void> = (ops) => this.db.batch(ops)): Promise<void> | undefined {
     // A single read and no write is trivially consistent.
     if (this.writes.size === 0 && this.reads.size <= 1) return undefined
     const ops: BatchOp[] = []
@@ -127,7 +159,7 @@ export class BufferedStore implements KvStore {
     for (const w of this.writes.values()) {
       ops.push(w.value === null ? { type: 'del', key: w.key } : { type: 'put', key: w.key, value: w.value })
     }
-    const write = this.db.batch(ops)
-    return this.writes.size > 0 ? track(write) : write
+    if (this.writes.size === 0) return this.db.batch(ops)
+    return track(submit(ops))
   }
 }

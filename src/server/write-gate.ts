@@ -51,12 +51,21 @@ export class WriteGate {
 
   /** Counts `write` as in flight until it settles; returns it unchanged. */
   track<T>(write: Promise<T>): Promise<T> {
-    if (this.inFlight++ === 0) this.lastProgressMs = this.now()
-    const settled = (): void => {
-      this.inFlight--
-      this.lastProgressMs = this.now()
-    }
-    write.then(settled, settled)
+    this.begin()
+    write.then(this.settled, this.settled)
     return write
   }
+
+  /** Counts one write as in flight; the caller calls `end()` exactly once when it settles. */
+  begin(): void {
+    if (this.inFlight++ === 0) this.lastProgressMs = this.now()
+  }
+
+  /** One write counted by `begin()` has settled. */
+  end(): void {
+    this.inFlight--
+    this.lastProgressMs = this.now()
+  }
+
+  private readonly settled = (): void => this.end()
 }
