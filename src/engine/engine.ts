@@ -10,7 +10,7 @@ import type { Version } from '../manifest/version.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import type { VersionSet } from '../manifest/version-set.js'
 import { Memtable, type Found } from '../memtable/memtable.js'
-import { Recycler } from '../memtable/recycler.js'
+import type { Recycler } from '../memtable/recycler.js'
 import type { ResolvedOptions } from '../options.js'
 import { BlockCache } from '../sstable/block-cache.js'
 import { TableCache } from '../sstable/table-cache.js'
@@ -511,11 +511,10 @@ export class Engine implements CompactionHost, FlushHost {
     this.wal.close()
     this.versions.close()
     this.tableCache.close()
-    // Memtable memory goes back to the process's recycler (a reopen reuses it);
-    // iterators still open keep their memtables until they close.
+    // Drop the memtables' memory (iterators still open keep theirs until they close).
     this.mem.unref()
     for (const m of this.imms.splice(0)) m.unref()
-    Recycler.release(this.recycler)
+    this.recycler.clear()
     this.releaseLock()
     this.state = 'closed'
   }

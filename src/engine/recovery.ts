@@ -88,13 +88,8 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
 
   const versions = new VersionSet(dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) })
   const walNumber = versions.newFileNumber()
-  const recycler = Recycler.acquire(options.memtableBytes, 1 + options.maxImmutableMemtables)
-  try {
-    return replayAndStart(dir, options, releaseLock, versions, wals, walNumber, state.lastSequence, recycler)
-  } catch (err) {
-    Recycler.release(recycler)
-    throw err
-  }
+  const recycler = Recycler.forMemtables(options.memtableBytes, 1 + options.maxImmutableMemtables)
+  return replayAndStart(dir, options, releaseLock, versions, wals, walNumber, state.lastSequence, recycler)
 }
 
 /** Steps 4-6 of `recover`: replay the WALs into a memtable, write a fresh manifest, start the engine. */

@@ -1,17 +1,7 @@
 import { assert } from '../base/assert.js'
 
 const MIN_CHUNK_BYTES = 4 << 10
-/** Kept memory outlives the last database using it by this long (a reopen finds it). */
-const IDLE_RELEASE_MS = 5000
 
-interface SharedRecycler {
-  recycler: Recycler
-  users: number
-  key: string
-  idleTimer?: NodeJS.Timeout
-}
-
-const shared = new Map<string, SharedRecycler>()
 const MAX_CHUNK_BYTES = 1 << 20
 
 /**
@@ -36,42 +26,15 @@ const MAX_CHUNK_BYTES = 1 << 20
  */
 export class Recycler {
   /**
-   * The process's recycler for memtables of `memtableBytes` (arena chunks and
-   * entry pages of about 1/32 of it, chunks 4 KiB to 1 MiB, so that one is a
-   * small part of even a tiny memtable), shared by every open database with
-   * that memtable size. A database gives everything back at close, so a
-   * database opened next (a reopen) reuses it instead of allocating while
-   * the closed one's buffers still wait for the GC. `release` when done;
-   * the kept memory is dropped IDLE_RELEASE_MS after the last user leaves.
+   * A recycler for memtables of `memtableBytes`, `liveMemtables` of which can
+   * be live at once: arena chunks and entry pages of about 1/32 of it (chunks
+   * 4 KiB to 1 MiB), so that one is a small part of even a tiny memtable.
    */
-  static acquire(memtableBytes: number, liveMemtables: number): Recycler {
+  static forMemtables(memtableBytes: number, liveMemtables: number): Recycler {
     let chunk = MIN_CHUNK_BYTES
     while (chunk < MAX_CHUNK_BYTES && chunk * 32 <= memtableBytes) chunk *= 2
-    const key = `${chunk}/${chunk / 64}`
-    let s = shared.get(key)
-    if (s === undefined) shared.set(key, (s = { recycler: new Recycler(chunk, chunk / 64, 0), users: 0, key }))
-    clearTimeout(s.idleTimer)
-    s.idleTimer = undefined
-    s.users++
-    s.recycler.maxKeptBytes = Math.max(s.recycler.maxKeptBytes, liveMemtables * memtableBytes)
-    s.recycler.owner = s
-    return s.recycler
+    return new Recycler(chunk, chunk / 64, liveMemtables * memtableBytes)
   }
-
-  /** Gives up a recycler from `acquire`. */
-  static release(r: Recycler): void {
-    const s = r.owner
-    assert(s !== undefined && s.users > 0, 'release of a recycler not acquired')
-    if (--s.users > 0) return
-    s.idleTimer = setTimeout(() => {
-      if (s.users > 0) return
-      shared.delete(s.key)
-      s.recycler.clear()
-    }, IDLE_RELEASE_MS)
-    s.idleTimer.unref()
-  }
-
-  private owner: SharedRecycler | undefined
 
   private readonly chunks: SharedArrayBuffer[] = []
   private readonly pages: ArrayBuffer[] = []
@@ -83,7 +46,7 @@ export class Recycler {
    * @param pageEntries entries per page (a power of two)
    * @param maxKeptBytes most bytes kept; more is left to the GC
    */
-  constructor(readonly chunkBytes: number, readonly pageEntries: number, private maxKeptBytes: number) {
+  constructor(readonly chunkBytes: number, readonly pageEntries: number, private readonly maxKeptBytes: number) {
     assert(pageEntries > 0 && (pageEntries & (pageEntries - 1)) === 0, 'page entries must be a power of two')
   }
 

@@ -1,0 +1,67 @@
+// A random-write stream against stratadb alone, for memory and pacing work:
+// N distinct random 16-byte keys with 100-byte values, 64 puts in flight,
+// memtableBytes and blockCacheBytes 64 MiB (bigdata's settings). Prints the
+// throughput of each twentieth of the stream, the slowest ÷ median window,
+// stalls and slowdowns, write amplification and peak RSS (sampled every
+// 100 ms). Needs a build (npm run build).
+//
+//   node bench/write-stream-probe.mjs [N=10000000] ['{"l0SlowdownTrigger":8}']
+import { rmSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { open } from '../dist/index.js'
+
+const N = Number(process.argv[2] ?? 10_000_000)
+const extra = JSON.parse(process.argv[3] ?? '{}')
+const dir = mkdtempSync(join(tmpdir(), 'strata-probe-'))
+const db = await open(dir, { memtableBytes: 64 << 20, blockCacheBytes: 64 << 20, ...extra })
+
+let seed = 1
+const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0)
+const value = Buffer.alloc(100, 7)
+const windowOps = Math.floor(N / 20)
+const windows = []
+let issued = 0
+let done = 0
+let windowStart = performance.now()
+let peakRss = 0
+const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100)
+
+async function writer() {
+  while (issued < N) {
+    issued++
+    const key = Buffer.alloc(16)
+    key.writeUInt32BE(next(), 0)
+    key.writeUInt32BE(next(), 4)
+    key.writeUInt32BE(next(), 8)
+    await db.put(key, value)
+    if (++done % windowOps === 0) {
+      const now = performance.now()
+      windows.push(Math.round(windowOps / (now - windowStart)))
+      windowStart = now
+    }
+  }
+}
+
+const started = performance.now()
+await Promise.all(Array.from({ length: 64 }, writer))
+const seconds = (performance.now() - started) / 1000
+clearInterval(sampler)
+const sorted = [...windows].sort((a, b) => a - b)
+const s = db.stats()
+console.log(
+  JSON.stringify({
+    options: extra,
+    putsPerSecond: Math.round(N / seconds),
+    windowsKPerSecond: windows.join(' '),
+    slowestOverMedian: +(sorted[0] / sorted[sorted.length >> 1]).toFixed(2),
+    stalls: s.writes.stalls,
+    stallSeconds: +(s.writes.stallMs / 1000).toFixed(1),
+    slowdowns: s.writes.slowdowns,
+    slowdownSeconds: +(s.writes.slowdownMs / 1000).toFixed(1),
+    writeAmplification: +s.writeAmplification.toFixed(2),
+    peakRssMiB: Math.round(peakRss / 1048576),
+  }),
+)
+await db.close()
+rmSync(dir, { recursive: true, force: true })
