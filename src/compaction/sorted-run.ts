@@ -4,7 +4,9 @@ import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 
 /** Bytes of each key, after the prefix all keys share, packed into a number that orders like them. */
-const SORT_PREFIX_BYTES = 6
+const SORT_PREFIX_BYTES = 4
+/** Entry numbers take the low 21 bits of a packed sort key (4 prefix bytes + 21 bits = 53 bits). */
+const PACKED_MAX_ENTRIES = 1 << 21
 
 /**
  * A flush's entries in internal-key order, held in typed arrays: per entry the
@@ -27,6 +29,11 @@ export class SortedRun {
   private seq = new Float64Array(1024)
   private count = 0
   private order: Uint32Array | undefined
+
+  /** @param packedMaxEntries most entries sorted by packed keys (tests lower it to reach the other path). */
+  constructor(private readonly packedMaxEntries = PACKED_MAX_ENTRIES) {
+    assert(packedMaxEntries <= PACKED_MAX_ENTRIES, 'packed sort keys hold at most 2^21 entry numbers')
+  }
 
   get length(): number {
     return this.count
@@ -53,22 +60,49 @@ export class SortedRun {
 
   /**
    * Sorts into internal-key order (key ascending, sequence descending).
-   * Comparing numbers is several times cheaper than comparing bytes, so each
-   * entry first gets the 6 key bytes after the prefix common to all keys, as a
-   * big-endian number (missing bytes count as 0); only ties compare bytes.
+   *
+   * Each entry gets the 4 key bytes after the prefix common to all keys, as
+   * a number (missing bytes count as 0), packed with its entry number into
+   * one float64 (32 + 21 bits, exact): a native numeric sort of those orders
+   * all entries whose 4 bytes differ, with no comparator call; only runs that
+   * share the 4 bytes (repeated keys, long shared prefixes) are then sorted by
+   * comparing bytes. For random keys this cut the sort of a 64 MiB memtable
+   * from ~350 ms (comparator sort on a 6-byte prefix) to ~60 ms
+   * (docs/performance.md). Runs of more than 2^21 entries use the comparator.
    */
   sort(): void {
     const n = this.count
     const order = new Uint32Array(n)
+    this.order = order
     for (let i = 0; i < n; i++) order[i] = i
-    if (n < 2) {
-      this.order = order
+    if (n < 2) return
+    const common = this.commonPrefixLength()
+    const prefix = new Float64Array(n)
+    for (let i = 0; i < n; i++) prefix[i] = this.prefixAt(i, common)
+    const byKey = (a: number, b: number): number => this.compareKeys(a, b) || this.seq[b] - this.seq[a]
+    if (n > this.packedMaxEntries) {
+      order.sort((a, b) => prefix[a] - prefix[b] || byKey(a, b))
       return
     }
-    const { buffers, bufferOf, keyStart, keyEnd, seq } = this
+    const packed = new Float64Array(n)
+    for (let i = 0; i < n; i++) packed[i] = prefix[i] * PACKED_MAX_ENTRIES + i
+    packed.sort()
+    for (let i = 0; i < n; i++) order[i] = packed[i] % PACKED_MAX_ENTRIES
+    // Entries sharing their 4 prefix bytes are adjacent; order each such run by the full comparison.
+    for (let start = 0; start < n; ) {
+      let end = start + 1
+      while (end < n && prefix[order[end]] === prefix[order[start]]) end++
+      if (end - start > 1) order.subarray(start, end).sort(byKey)
+      start = end
+    }
+  }
+
+  /** Length of the prefix all keys share: that of the smallest and the largest key. */
+  private commonPrefixLength(): number {
+    const { buffers, bufferOf, keyStart, keyEnd } = this
     let min = 0
     let max = 0
-    for (let i = 1; i < n; i++) {
+    for (let i = 1; i < this.count; i++) {
       if (this.compareKeys(i, min) < 0) min = i
       else if (this.compareKeys(i, max) > 0) max = i
     }
@@ -78,17 +112,17 @@ export class SortedRun {
     const maxLen = keyEnd[max] - keyStart[max]
     let common = 0
     while (common < minLen && common < maxLen && minBuf[keyStart[min] + common] === maxBuf[keyStart[max] + common]) common++
-    const prefix = new Float64Array(n)
-    for (let i = 0; i < n; i++) {
-      const b = buffers[bufferOf[i]]
-      const start = keyStart[i] + common
-      const end = keyEnd[i]
-      let p = 0
-      for (let j = start; j < start + SORT_PREFIX_BYTES; j++) p = p * 256 + (j < end ? b[j] : 0)
-      prefix[i] = p
-    }
-    order.sort((a, b) => prefix[a] - prefix[b] || this.compareKeys(a, b) || seq[b] - seq[a])
-    this.order = order
+    return common
+  }
+
+  /** The SORT_PREFIX_BYTES key bytes of entry `i` after `common`, big-endian (missing bytes are 0). */
+  private prefixAt(i: number, common: number): number {
+    const b = this.buffers[this.bufferOf[i]]
+    const start = this.keyStart[i] + common
+    const end = this.keyEnd[i]
+    let p = 0
+    for (let j = start; j < start + SORT_PREFIX_BYTES; j++) p = p * 256 + (j < end ? b[j] : 0)
+    return p
   }
 
   /** A forward iterator over the sorted entries. REQUIRES: sorted. */

@@ -10,8 +10,8 @@ interface Entry {
 }
 
 /** Packs entries into a few shared buffers, like WAL record payloads, and adds them to a run. */
-function runOf(entries: Entry[], perBuffer: number): SortedRun {
-  const run = new SortedRun()
+function runOf(entries: Entry[], perBuffer: number, packedMax?: number): SortedRun {
+  const run = new SortedRun(packedMax)
   for (let i = 0; i < entries.length; i += perBuffer) {
     const group = entries.slice(i, i + perBuffer)
     const parts: Buffer[] = [Buffer.from([0xee])] // offsets must not start at 0
@@ -37,8 +37,8 @@ function runOf(entries: Entry[], perBuffer: number): SortedRun {
   return run
 }
 
-function expectSorted(entries: Entry[], perBuffer: number): void {
-  const run = runOf(entries, perBuffer)
+function expectSorted(entries: Entry[], perBuffer: number, packedMax?: number): void {
+  const run = runOf(entries, perBuffer, packedMax)
   run.sort()
   const want = [...entries].sort((a, b) => Buffer.compare(a.key, b.key) || b.seq - a.seq)
   const it = run.iterator()
@@ -72,7 +72,19 @@ describe('SortedRun (a flush sorts a memtable)', () => {
         ;[entries[i], entries[j]] = [entries[j], entries[i]]
       }
       expectSorted(entries, 1 + seed * 7)
+      expectSorted(entries, 1 + seed * 7, 1000) // more entries than packed keys hold: comparator sort
     }
+  })
+
+  it('sorts random binary keys, some repeated, by packed prefixes and by comparison alike', () => {
+    const r = rng(99)
+    const entries: Entry[] = []
+    for (let i = 0; i < 5000; i++) {
+      const key = i > 0 && r() < 0.1 ? entries[Math.floor(r() * i)].key : Buffer.from(Array.from({ length: 16 }, () => Math.floor(r() * 256)))
+      entries.push({ key, seq: 5000 - i, value: Buffer.from(`v${i}`) })
+    }
+    expectSorted(entries, 13)
+    expectSorted(entries, 13, 100)
   })
 
   it('handles empty, single and binary keys with bytes >= 0x80', () => {
