@@ -502,6 +502,22 @@ describe('protocol errors and limits', () => {
     }
   })
 
+  it('refuses keys longer than maxKeyBytes in any key position, writing nothing', async () => {
+    const s = await start({ limits: { maxKeyBytes: 8 } })
+    try {
+      const p = s.server.respPort!
+      const cmd = (...a: string[]): string => `*${a.length}\r\n${a.map((x) => `$${x.length}\r\n${x}\r\n`).join('')}`
+      expect((await raw(p, cmd('SET', '123456789', 'v'), 300)).text).toMatch(/^-ERR key of 9 bytes exceeds maxKeyBytes \(8\)/)
+      expect((await raw(p, cmd('MSET', 'a', '1', '123456789', '2'), 300)).text).toMatch(/^-ERR key of 9 bytes/)
+      expect((await raw(p, cmd('GET', '123456789'), 300)).text).toMatch(/^-ERR key of 9 bytes/)
+      // Nothing of the refused MSET was written; a key within the limit works.
+      expect((await raw(p, cmd('EXISTS', 'a'), 300)).text).toBe(':0\r\n')
+      expect((await raw(p, cmd('SET', '12345678', 'v'), 300)).text).toBe('+OK\r\n')
+    } finally {
+      await s.stop()
+    }
+  })
+
   it('refuses connections beyond maxConnections with the Redis error', async () => {
     const s = await start({ limits: { maxConnections: 2 } })
     try {

@@ -79,6 +79,14 @@ export function commandKeys(spec: CommandSpec, args: Buffer[]): Buffer[] {
   return keys
 }
 
+/** The length of the first of the command's keys longer than `maxKeyBytes`, if any (no allocation). */
+export function overlongKey(spec: CommandSpec, args: Buffer[], maxKeyBytes: number): number | undefined {
+  if (spec.firstKey === 0 || args.length <= spec.firstKey) return undefined
+  const last = spec.lastKey < 0 ? args.length + spec.lastKey : Math.min(spec.lastKey, args.length - 1)
+  for (let i = spec.firstKey; i <= last; i += spec.step) if (args[i].length > maxKeyBytes) return args[i].length
+  return undefined
+}
+
 /** The kind of this invocation. */
 export function commandKind(spec: CommandSpec, args: Buffer[]): CommandKind {
   return typeof spec.kind === 'function' ? spec.kind(args) : spec.kind

@@ -37,6 +37,7 @@ import {
   COMMANDS,
   NO_AUTH_COMMANDS,
   arityOk,
+  overlongKey,
   commandKeys,
   commandKind,
   conflictTouches,
@@ -240,6 +241,12 @@ export class RespConnection implements ConnectionState {
     if (!arityOk(spec, args)) {
       if (this.multi !== undefined) this.multi.failed = true
       this.pushReply(err(`wrong number of arguments for '${spec.name}' command`), undefined, 0)
+      return
+    }
+    const longKey = overlongKey(spec, args, this.server.options.limits.maxKeyBytes)
+    if (longKey !== undefined) {
+      if (this.multi !== undefined) this.multi.failed = true
+      this.pushReply(err(`key of ${longKey} bytes exceeds maxKeyBytes (${this.server.options.limits.maxKeyBytes})`), undefined, 0)
       return
     }
     if (this.multi !== undefined && !MULTI_CONTROL.has(spec.name)) {
