@@ -5,8 +5,9 @@ import type { ResolvedOptions } from '../options.js'
  * "Memory"). Each term is the most that part holds live:
  *
  *   memtables      (1 + maxImmutableMemtables) × memtableBytes
- *                  (each memtable counts its record chunks, columns and hash
- *                  table; memory kept for reuse counts against the active one)
+ *                  (each memtable counts its record chunks, entry pages and
+ *                  hash table; the recycler's kept buffers stand in for
+ *                  allocations, since the active memtable takes them first)
  *   block cache    blockCacheBytes
  *   table readers  tableCacheBytes (index and filter of open tables)
  *   workers        (1 flush + maxConcurrentCompactions) × WORKER_BYTES

@@ -97,4 +97,3 @@ export class Filter {
     return new Filter(null, '')
   }
 }
-
