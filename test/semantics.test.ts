@@ -186,6 +186,11 @@ describe('snapshots and iterators', () => {
       for (let i = 0; i < 200; i++) await db.put(key(i), `new-${String(round).padStart(4, '0')}`.repeat(8))
     }
     expect(db.stats().writes.flushes).toBeGreaterThan(flushesBefore + 5)
+    // Flushed memtables' memory is kept for reuse, bounded by what the live memtables may hold
+    // (plus one write group of overshoot and the iterator's pinned memtable).
+    const memory = db.stats().memory
+    expect(memory.recycledBytes).toBeGreaterThan(0)
+    expect(memory.memtableBytes + memory.recycledBytes).toBeLessThanOrEqual(memory.budget.memtablesBytes * 1.25)
     for (let e = it.nextSync(); e !== undefined; e = it.nextSync()) seen.push(e.join('='))
     expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => `${key(i)}=${`old-${String(i).padStart(4, '0')}`.repeat(8)}`))
     it.close()

@@ -525,6 +525,7 @@ export class Engine implements CompactionHost, FlushHost {
       version: this.versions.current,
       lastSequence: this.lastSequence,
       memtables: [this.mem, ...this.imms],
+      recycledBytes: this.recycler.heldBytes,
       blockCache: this.blockCache,
       tableCache: this.tableCache,
       liveSnapshots: this.snapshots.size,

@@ -17,6 +17,8 @@ export interface EngineStats {
   /** Memory in use by part, in bytes. */
   memory: {
     memtableBytes: number
+    /** Memtable buffers kept for the next memtables (record chunks, pages, hash table). */
+    recycledBytes: number
     blockCacheBytes: number
     tableReadersBytes: number
     /** The bound derived from the options (docs/design.md, "Memory"). */
@@ -61,6 +63,7 @@ export interface StatsSources {
   lastSequence: number
   /** Active memtable first, then the frozen ones. */
   memtables: Memtable[]
+  recycledBytes: number
   blockCache: BlockCache
   tableCache: TableCache
   liveSnapshots: number
@@ -83,6 +86,7 @@ export function collectStats(s: StatsSources): EngineStats {
     memtable: { activeBytes: active.approximateBytes, immutableCount: s.memtables.length - 1 },
     memory: {
       memtableBytes: s.memtables.reduce((n, m) => n + m.approximateBytes, 0),
+      recycledBytes: s.recycledBytes,
       blockCacheBytes: s.blockCache.usedBytes,
       tableReadersBytes: s.tableCache.residentBytes,
       budget: memoryBudget(s.options),

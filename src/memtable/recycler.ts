@@ -1,7 +1,6 @@
 import { assert } from '../base/assert.js'
 
 const MIN_CHUNK_BYTES = 4 << 10
-
 const MAX_CHUNK_BYTES = 1 << 20
 
 /**
