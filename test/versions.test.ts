@@ -488,10 +488,14 @@ describe('conditional batches against a model', () => {
           if (r < 0.8) {
             const h = history.get(key) ?? []
             const stale = h.filter((v) => v !== cur)
-            return stale.length > 0 ? pick(stale) : Math.max(1, cur - 1)
+            if (stale.length > 0) return pick(stale)
+            // No older version of this key: another number no fresh write can have (<= high).
+            return cur > 0 ? cur - 1 : high === 0 ? 0 : int(1, high)
           }
           if (r < 0.9) return 0
-          return int(1, Math.max(1, high))
+          // Only versions already observed: one above `high` may be a fresh version written
+          // in this very round (at round 0, high = 0 and version 1 is the round's first write).
+          return high === 0 ? 0 : int(1, high)
         }
         // Build the round's writes (conditional batches, some plain writes), in call order.
         type Planned =
