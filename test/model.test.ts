@@ -17,40 +17,14 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { open, type Database, type IteratorOptions, type OpenOptions, type Snapshot } from '../src/index.js'
+import { SeededRandom } from '../src/cli/bench/key-stream.js'
 
 // ---- seeded randomness ----------------------------------------------------
 
-/** sfc32 seeded through splitmix32: fast, good enough, and identical on every platform. */
-class Rng {
-  private a: number
-  private b: number
-  private c: number
-  private d: number
-
-  constructor(seed: number) {
-    let x = seed >>> 0
-    const mix = (): number => {
-      x = (x + 0x9e3779b9) >>> 0
-      let z = x
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b)
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35)
-      return (z ^ (z >>> 16)) >>> 0
-    }
-    this.a = mix()
-    this.b = mix()
-    this.c = mix()
-    this.d = mix()
-    for (let i = 0; i < 12; i++) this.u32()
-  }
-
+/** The bench's seeded sfc32 (same streams as before it was shared), with the helpers the model needs. */
+class Rng extends SeededRandom {
   u32(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0
-    this.d = (this.d + 1) | 0
-    this.a = this.b ^ (this.b >>> 9)
-    this.b = (this.c + (this.c << 3)) | 0
-    this.c = (this.c << 21) | (this.c >>> 11)
-    this.c = (this.c + t) | 0
-    return t >>> 0
+    return this.nextUint32()
   }
 
   float(): number {
