@@ -25,7 +25,6 @@ export function writeFully(fd: number, buf: Uint8Array, position: number | null)
   }
 }
 
-/** Reads exactly `length` bytes at `position` into a new buffer; fewer bytes mean the file is short. */
 /** Reads up to `buf.length` bytes at `position` into `buf`; returns the count (short only at end of file). */
 export function readInto(fd: number, buf: Buffer, position: number): number {
   let done = 0
@@ -37,14 +36,10 @@ export function readInto(fd: number, buf: Buffer, position: number): number {
   return done
 }
 
+/** Reads exactly `length` bytes at `position` into a new buffer; fewer bytes mean the file is short. */
 export function readExactly(fd: number, length: number, position: number): Buffer {
   const buf = Buffer.allocUnsafe(length)
-  let done = 0
-  while (done < length) {
-    const n = fs.readSync(fd, buf, done, length - done, position + done)
-    if (n === 0) break
-    done += n
-  }
+  const done = readInto(fd, buf, position)
   return done === length ? buf : buf.subarray(0, done)
 }
 

@@ -89,22 +89,8 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
   const versions = new VersionSet(dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) })
   const walNumber = versions.newFileNumber()
   const recycler = Recycler.forMemtables(options.memtableBytes, 1 + options.maxImmutableMemtables)
-  return replayAndStart(dir, options, releaseLock, versions, wals, walNumber, state.lastSequence, recycler)
-}
-
-/** Steps 4-6 of `recover`: replay the WALs into a memtable, write a fresh manifest, start the engine. */
-function replayAndStart(
-  dir: string,
-  options: ResolvedOptions,
-  releaseLock: () => void,
-  versions: VersionSet,
-  wals: number[],
-  walNumber: number,
-  manifestLastSequence: number,
-  recycler: Recycler,
-): Engine {
   let mem = new Memtable([...wals, walNumber], recycler)
-  let lastSequence = manifestLastSequence
+  let lastSequence = state.lastSequence
   let replayedSequence = 0
   for (const number of wals) {
     const file = path.join(dir, walFileName(number))

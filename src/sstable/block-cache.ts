@@ -25,6 +25,8 @@ export interface CacheEntry {
   /** Iterators standing on this block; its buffer is reused only at 0. */
   pins: number
   evicted: boolean
+  /** Its buffer went back to the free list: the block must not be read any more. */
+  released: boolean
   newer: CacheEntry | null
   older: CacheEntry | null
 }
@@ -82,7 +84,7 @@ export class BlockCache {
   insert(owner: Map<number, CacheEntry>, offset: number, block: Buffer, buffer: Buffer | null): CacheEntry {
     const present = owner.get(offset)
     assert(present === undefined, 'block inserted twice')
-    const e: CacheEntry = { block, offset, owner, buffer, referenced: false, pins: 0, evicted: false, newer: null, older: null }
+    const e: CacheEntry = { block, offset, owner, buffer, referenced: false, pins: 0, evicted: false, released: false, newer: null, older: null }
     if (block.length > this.capacityBytes) {
       e.evicted = true // never cached: its buffer is freed when its last pin goes
       return e
@@ -107,17 +109,13 @@ export class BlockCache {
 
   /** Keeps `e`'s buffer from reuse until `unpin`. REQUIRES: `e` was just looked up or inserted. */
   pin(e: CacheEntry): void {
-    assert(!e.evicted || e.buffer === null || e.pins > 0 || !this.isFree(e.buffer), 'pin of a block whose buffer was reused')
+    assert(!e.released, 'pin of a block whose buffer was reused')
     e.pins++
   }
 
   unpin(e: CacheEntry): void {
     assert(e.pins > 0, 'unpin of a block that is not pinned')
     if (--e.pins === 0 && e.evicted) this.release(e)
-  }
-
-  private isFree(buf: Buffer): boolean {
-    return this.free.get(buf.length / SIZE_CLASS_BYTES)?.includes(buf) ?? false
   }
 
   dropOwner(owner: Map<number, CacheEntry>): void {
@@ -134,6 +132,7 @@ export class BlockCache {
 
   /** Puts an evicted, unpinned block's buffer on the free list (or leaves it to the GC). */
   private release(e: CacheEntry): void {
+    e.released = true
     if (e.buffer !== null) this.recycle(e.buffer)
   }
 
