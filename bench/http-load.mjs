@@ -39,6 +39,7 @@ import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
+import { SeededRandom } from '../dist/cli/bench/key-stream.js'
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -103,16 +104,10 @@ for (const t of tests) {
   }
 }
 
-/** mulberry32: a small seeded PRNG, so every run draws the same key sequence per connection. */
+/** The bench's seeded PRNG (dist/cli/bench/key-stream.js), so every run draws the same key sequence per connection. */
 function prng(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const random = new SeededRandom(seed)
+  return () => random.nextUint32() / 4294967296
 }
 
 const keyOf = (i) => String(i).padStart(16, '0')
