@@ -279,7 +279,10 @@ export class Database {
 
   private read(key: Buffer, sequence: number): Buffer | undefined {
     const found = this.engine.get(key, sequence)
-    return found === undefined || found.v === null ? undefined : Buffer.from(found.v)
+    if (found === undefined || found.v === null) return undefined
+    const value = Buffer.allocUnsafe(found.v.length) // from the pool for small values
+    found.v.copy(value)
+    return value
   }
 
   private openIterator(options: IteratorOptions | undefined, sequence: number, closeAtEnd = true): StrataIterator {

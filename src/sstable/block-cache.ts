@@ -2,7 +2,9 @@ import { assert } from '../base/assert.js'
 
 /**
  * Cache of verified data blocks with a byte budget, shared by all tables.
- * Each table owns a Map from block offset to entry; the cache owns one
+ * Each table owns an array of entries indexed by block number (an array
+ * index is several times cheaper than a Map lookup on the point-read path,
+ * docs/performance.md); the cache owns one
  * recency ring across all of them. Replacement is CLOCK (second chance): a
  * hit only sets a flag, so the hot path does no list surgery; eviction walks
  * from the oldest entry, giving flagged entries another round.
@@ -17,8 +19,9 @@ import { assert } from '../base/assert.js'
  */
 export interface CacheEntry {
   readonly block: Buffer
-  readonly offset: number
-  readonly owner: Map<number, CacheEntry>
+  /** Index of the block in its table (its slot in `owner`). */
+  readonly slot: number
+  readonly owner: BlockSlots
   /** The whole buffer the block was read into (from `allocate`), or null when not reusable. */
   readonly buffer: Buffer | null
   referenced: boolean
@@ -30,6 +33,9 @@ export interface CacheEntry {
   newer: CacheEntry | null
   older: CacheEntry | null
 }
+
+/** A table's cached blocks by block number. */
+export type BlockSlots = (CacheEntry | undefined)[]
 
 /** Buffer sizes are multiples of this, so blocks of nearby sizes share free lists. */
 const SIZE_CLASS_BYTES = 512
@@ -53,9 +59,9 @@ export class BlockCache {
     return this.bytes
   }
 
-  /** Looks a block up in a table's map. */
-  lookup(owner: Map<number, CacheEntry>, offset: number): CacheEntry | undefined {
-    const e = owner.get(offset)
+  /** Looks block `slot` up in a table's slots. */
+  lookup(owner: BlockSlots, slot: number): CacheEntry | undefined {
+    const e = owner[slot]
     if (e === undefined) {
       this.misses++
       return undefined
@@ -81,15 +87,14 @@ export class BlockCache {
    * Adds a block read into `buffer` (from `allocate`; null if it is not to be
    * reused) and returns its entry. May evict older blocks.
    */
-  insert(owner: Map<number, CacheEntry>, offset: number, block: Buffer, buffer: Buffer | null): CacheEntry {
-    const present = owner.get(offset)
-    assert(present === undefined, 'block inserted twice')
-    const e: CacheEntry = { block, offset, owner, buffer, referenced: false, pins: 0, evicted: false, released: false, newer: null, older: null }
+  insert(owner: BlockSlots, slot: number, block: Buffer, buffer: Buffer | null): CacheEntry {
+    assert(owner[slot] === undefined, 'block inserted twice')
+    const e: CacheEntry = { block, slot, owner, buffer, referenced: false, pins: 0, evicted: false, released: false, newer: null, older: null }
     if (block.length > this.capacityBytes) {
       e.evicted = true // never cached: its buffer is freed when its last pin goes
       return e
     }
-    owner.set(offset, e)
+    owner[slot] = e
     this.pushNewest(e)
     this.bytes += block.length
     while (this.bytes > this.capacityBytes && this.oldest !== null) {
@@ -118,13 +123,13 @@ export class BlockCache {
     if (--e.pins === 0 && e.evicted) this.release(e)
   }
 
-  dropOwner(owner: Map<number, CacheEntry>): void {
-    for (const e of [...owner.values()]) this.evict(e)
+  dropOwner(owner: BlockSlots): void {
+    for (const e of owner) if (e !== undefined) this.evict(e)
   }
 
   private evict(e: CacheEntry, reuse = true): void {
     this.unlink(e)
-    e.owner.delete(e.offset)
+    e.owner[e.slot] = undefined
     this.bytes -= e.block.length
     e.evicted = true
     if (reuse && e.pins === 0) this.release(e)

@@ -7,10 +7,16 @@ import { TableReader } from './table-reader.js'
  * memory. Past either bound the least recently used reader is dropped (its
  * descriptor closes once no iterator still holds it); opening a table again
  * re-reads its index and filter.
+ *
+ * Recency is a use counter stamped on each reader (a hit does no Map surgery:
+ * re-inserting into the Map on every hit cost ~10% of a cached point read,
+ * docs/performance.md); eviction scans for the smallest stamp, which only
+ * happens when a table is opened.
  */
 export class TableCache {
   private readonly readers = new Map<number, TableReader>()
   private bytes = 0
+  private uses = 0
 
   constructor(
     private readonly dir: string,
@@ -22,18 +28,23 @@ export class TableCache {
   get(fileNumber: number): TableReader {
     let r = this.readers.get(fileNumber)
     if (r !== undefined) {
-      // Refresh recency: Map iteration order is insertion order.
-      this.readers.delete(fileNumber)
-      this.readers.set(fileNumber, r)
+      r.lastUse = ++this.uses
       return r
     }
     r = TableReader.open(this.dir, fileNumber, this.blockCache)
+    r.lastUse = ++this.uses
     this.readers.set(fileNumber, r)
     this.bytes += r.residentBytes
     while (this.readers.size > 1 && (this.readers.size > this.maxOpenTables || this.bytes > this.capacityBytes)) {
-      this.evict(this.readers.keys().next().value as number)
+      this.evict(this.leastRecentlyUsed())
     }
     return r
+  }
+
+  private leastRecentlyUsed(): number {
+    let oldest: TableReader | undefined
+    for (const r of this.readers.values()) if (oldest === undefined || r.lastUse < oldest.lastUse) oldest = r
+    return oldest!.fileNumber
   }
 
   /** Forgets a reader (its file was deleted or is about to be). */

@@ -5,7 +5,7 @@ import { readExactly, readInto } from '../base/fs-util.js'
 import { tableFileName } from '../base/file-names.js'
 import { KIND_DELETE } from '../wal/wal-record.js'
 import type { Found } from '../memtable/memtable.js'
-import type { BlockCache, CacheEntry } from './block-cache.js'
+import type { BlockCache, BlockSlots, CacheEntry } from './block-cache.js'
 import { BlockIterator } from './block-iterator.js'
 import { IndexBlock } from './index-block.js'
 import { Filter, filterHash } from './filter-block.js'
@@ -23,11 +23,14 @@ export class TableReader {
   readonly fileName: string
   /** Set by open() right after construction. */
   index!: IndexBlock
-  private readonly cached = new Map<number, CacheEntry>()
+  /** This table's blocks in the block cache, by block number (sized at open). */
+  private cached: BlockSlots = []
   private refs = 1
   private closed = false
   /** Reused by point lookups, which are synchronous and so never overlap. */
   private pointIterator: BlockIterator | undefined
+  /** Recency stamp kept by the table cache. */
+  lastUse = 0
 
   private constructor(
     readonly fileNumber: number,
@@ -59,6 +62,7 @@ export class TableReader {
       const filter = withFilter ? new Filter(readVerified(fd, footer.filter, file), file) : Filter.passAll()
       const reader = new TableReader(fileNumber, fd, fileBytes, cache, filter)
       reader.index = new IndexBlock(readVerified(fd, footer.index, file), file, fileBytes - FOOTER_BYTES)
+      reader.cached = new Array<CacheEntry | undefined>(reader.index.count).fill(undefined)
       return reader
     } catch (err) {
       fs.closeSync(fd)
@@ -113,9 +117,9 @@ export class TableReader {
   }
 
   private cachedBlock(i: number): CacheEntry {
-    const offset = this.index.blockOffset(i)
-    const hit = this.cache.lookup(this.cached, offset)
+    const hit = this.cache.lookup(this.cached, i)
     if (hit !== undefined) return hit
+    const offset = this.index.blockOffset(i)
     const size = this.index.blockSize(i) + BLOCK_TRAILER_BYTES
     const buffer = this.cache.allocate(size)
     let block: Buffer
@@ -125,7 +129,7 @@ export class TableReader {
       this.cache.recycle(buffer)
       throw err
     }
-    return this.cache.insert(this.cached, offset, block, buffer)
+    return this.cache.insert(this.cached, i, block, buffer)
   }
 
   ref(): void {

@@ -83,6 +83,7 @@ export interface BenchCliOptions {
   bigdataWindow?: number
   bigdataMemtableMib: number
   bigdataCacheMib: number
+  cacheMib?: number
   tasks: number
   increments?: number
 }
@@ -108,6 +109,7 @@ export function benchConfig(workloadNames: string[], options: BenchCliOptions): 
     bigdataWindow: options.bigdataWindow ?? defaultBigdataWindow(options.bigdataNum),
     bigdataMemtableBytes: options.bigdataMemtableMib * 2 ** 20,
     bigdataCacheBytes: options.bigdataCacheMib * 2 ** 20,
+    cacheBytes: options.cacheMib === undefined ? undefined : options.cacheMib * 2 ** 20,
     incrementTasks: options.tasks,
     incrementsPerTask: options.increments ?? defaultIncrementsPerTask(options.num, options.tasks),
   }
@@ -166,6 +168,7 @@ export function addBenchCommand(
     .option('--out <file>', 'write every raw figure as JSON to this file')
     .option('--chart <file>', 'write an SVG chart of throughput and p99 latency per second, one line per engine')
     .option('--no-progress', 'no progress bar (it is drawn on stderr only when stderr is a terminal)')
+    .option('--cache-mib <n>', 'block cache of every workload but bigdata: stratadb blockCacheBytes, classic-level cacheSize (default: each engine\'s own; lmdb has none, it reads through the OS page cache)', nonNegativeInteger)
     .option('--bigdata-num <n>', 'keys written by bigdata', positiveInteger, d.bigdataNum)
     .option('--bigdata-reads <n>', 'random reads of bigdata (default: 1,000,000 or --bigdata-num when smaller)', positiveInteger)
     .option('--bigdata-window <n>', 'keys per throughput window of bigdata (default: 1,000,000, or --bigdata-num / 20 when smaller)', positiveInteger)

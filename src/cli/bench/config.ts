@@ -82,6 +82,8 @@ export interface BenchConfig {
   bigdataReads: number
   /** Keys per throughput window of bigdata. */
   bigdataWindow: number
+  /** Block cache of every workload but bigdata (stratadb blockCacheBytes, classic-level cacheSize); undefined: each engine's default. */
+  cacheBytes: number | undefined
   /** Memtable (write buffer) budget of bigdata, per engine that has one. */
   bigdataMemtableBytes: number
   /** Block cache budget of bigdata, per engine that has one. */
@@ -142,6 +144,7 @@ export const DEFAULT_CONFIG: BenchConfig = {
   bigdataNum: 20_000_000,
   bigdataReads: 1_000_000,
   bigdataWindow: 1_000_000,
+  cacheBytes: undefined,
   bigdataMemtableBytes: 64 * MIB,
   bigdataCacheBytes: 64 * MIB,
   incrementTasks: 512,

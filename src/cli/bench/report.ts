@@ -62,6 +62,9 @@ export function formatHeader(config: BenchConfig, engines: EngineInfo[], env: En
     `settings: num ${int(config.num)}, keys ${config.keyBytes} B, values ${config.valueBytes} B (random), ` +
       `concurrency ${config.concurrency}, batch ${int(config.batchEntries)}, seed ${config.seed}, runs ${config.runs}`,
   )
+  if (config.cacheBytes !== undefined) {
+    lines.push(`cache:    ${formatSize(config.cacheBytes)} block cache for stratadb and classic-level (--cache-mib; bigdata has its own)`)
+  }
   if (config.workloads.includes('increment') || config.workloads.includes('increment-keys')) {
     lines.push(`increment: ${int(config.incrementTasks)} tasks × ${int(config.incrementsPerTask)} increments (--tasks, --increments)`)
   }

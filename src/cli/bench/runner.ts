@@ -4,7 +4,7 @@ import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { RecordableHistogram } from 'node:perf_hooks'
 import type { BenchConfig, EngineName, WorkloadName } from './config.js'
-import { loadEngine, type BenchDb, type EngineAdapter } from './engines.js'
+import { loadEngine, type BenchDb, type EngineAdapter, type OpenSettings } from './engines.js'
 import { describeEnvironment, type Environment } from './environment.js'
 import { summarize, type LatencySummaryNs } from './latency.js'
 import { activeProgress } from './progress.js'
@@ -224,7 +224,7 @@ async function timedRun(
   timings: Partial<RunResult>,
 ): Promise<Measurement> {
   const openStartMs = performance.now()
-  const db = await adapter.open(dir)
+  const db = await adapter.open(dir, openSettings(ctx))
   timings.openMs = performance.now() - openStartMs
   try {
     const measured = await workload.run(db, ctx)
@@ -250,7 +250,7 @@ async function runOnDatabase(
   }
   if (workload.database === 'existing' && !state.hasData) {
     const startMs = performance.now()
-    await withDatabase(state.adapter, state.dir, (db) => populate(db, ctx))
+    await withDatabase(state.adapter, state.dir, openSettings(ctx), (db) => populate(db, ctx))
     timings.populateMs = performance.now() - startMs
     state.hasData = true
   }
@@ -262,13 +262,23 @@ async function runOnDatabase(
   return measured
 }
 
-async function withDatabase(adapter: EngineAdapter, dir: string, use: (db: BenchDb) => Promise<void>): Promise<void> {
-  const db = await adapter.open(dir)
+async function withDatabase(
+  adapter: EngineAdapter,
+  dir: string,
+  settings: OpenSettings,
+  use: (db: BenchDb) => Promise<void>,
+): Promise<void> {
+  const db = await adapter.open(dir, settings)
   try {
     await use(db)
   } finally {
     await db.close()
   }
+}
+
+/** The budgets --cache-mib asks for (none: engine defaults). */
+function openSettings(ctx: WorkloadContext): OpenSettings {
+  return ctx.config.cacheBytes === undefined ? {} : { cacheBytes: ctx.config.cacheBytes }
 }
 
 function toRates(m: Measurement): Omit<RunResult, 'run' | 'workload' | 'engine' | 'ok'> {
