@@ -79,7 +79,7 @@ export class Database {
   put(key: Bytes, value: Bytes, options?: WriteOptions): Promise<void> {
     try {
       this.checkOpen()
-      const op: WriteOp = { key: this.key(key, true), value: this.value(value) }
+      const op: WriteOp = { key: this.key(key), value: this.value(value) }
       return this.engine.write([op], encodedOpBytes(op), syncOption(options))
     } catch (err) {
       return Promise.reject(err)
@@ -90,7 +90,7 @@ export class Database {
   delete(key: Bytes, options?: WriteOptions): Promise<void> {
     try {
       this.checkOpen()
-      const op: WriteOp = { key: this.key(key, true), value: null }
+      const op: WriteOp = { key: this.key(key), value: null }
       return this.engine.write([op], encodedOpBytes(op), syncOption(options))
     } catch (err) {
       return Promise.reject(err)
@@ -107,7 +107,7 @@ export class Database {
     return this.conditionalBatch(ops, options, undefined)
   }
 
-  /** @internal batch() plus extra preconditions (transactions add range checks). */
+  /** @internal batch() plus extra preconditions. */
   conditionalBatch(ops: readonly BatchOp[], options: WriteOptions | undefined, extra: Condition[] | undefined): Promise<void> {
     try {
       this.checkOpen()
@@ -123,13 +123,13 @@ export class Database {
           throw invalid(`batch operation ${i}: ifVersion must be a non-negative integer`)
         }
         let w: WriteOp | undefined
-        if (type === 'put') w = { key: this.key(key, true), value: this.value(value) }
-        else if (type === 'del') w = { key: this.key(key, true), value: null }
+        if (type === 'put') w = { key: this.key(key), value: this.value(value) }
+        else if (type === 'del') w = { key: this.key(key), value: null }
         else if (type !== 'check') throw invalid(`batch operation ${i} has type ${String(type)}; expected 'put', 'del' or 'check'`)
         else if (ifVersion === undefined) throw invalid(`batch operation ${i}: check needs ifVersion`)
         if (ifVersion !== undefined) {
           conditions = conditions === extra ? [...(extra ?? [])] : conditions
-          conditions!.push({ type: 'key', key: w?.key ?? this.key(key, true), version: ifVersion as number })
+          conditions!.push({ type: 'key', key: w?.key ?? this.key(key), version: ifVersion as number })
         }
         if (w !== undefined) {
           writeOps.push(w)
@@ -149,9 +149,9 @@ export class Database {
   /** The value of `key` with its version, or undefined, at the point in time of the call (as `get`). */
   async getEntry(key: Bytes): Promise<Entry | undefined> {
     this.checkOpen()
-    const k = this.key(key, false)
+    const k = this.key(key)
     const pending = this.engine.writesBefore()
-    return this.readEntry(k, pending === undefined ? this.engine.lastSequence : await pending)
+    return this.readEntry(k, pending === undefined ? this.engine.visibleSequence : await pending)
   }
 
   /**
@@ -171,21 +171,21 @@ export class Database {
    */
   async get(key: Bytes): Promise<Buffer | undefined> {
     this.checkOpen()
-    const k = this.key(key, false)
+    const k = this.key(key)
     const pending = this.engine.writesBefore()
-    return this.read(k, pending === undefined ? this.engine.lastSequence : await pending)
+    return this.read(k, pending === undefined ? this.engine.visibleSequence : await pending)
   }
 
   /** Synchronous get: sees every write whose promise has resolved. */
   getSync(key: Bytes): Buffer | undefined {
     this.checkOpen()
-    return this.read(this.key(key, false), this.engine.lastSequence)
+    return this.read(this.key(key), this.engine.visibleSequence)
   }
 
   /** Iterates [key, value] pairs in bytewise key order, at the point in time of this call. */
   iterator(options?: IteratorOptions): StrataIterator {
     this.checkOpen()
-    return this.openIterator(options, this.engine.lastSequence)
+    return this.openIterator(options, this.engine.visibleSequence)
   }
 
   /**
@@ -194,14 +194,81 @@ export class Database {
    */
   seekableIterator(options: IteratorOptions | undefined, snapshot?: Snapshot): StrataIterator {
     this.checkOpen()
-    return this.openIterator(options, snapshot?.sequence ?? this.engine.lastSequence, false)
+    return this.openIterator(options, snapshot?.sequence ?? this.engine.visibleSequence, false)
   }
 
   /** Pins the current point in time for consistent reads until `release()`. */
   snapshot(): Snapshot {
     this.checkOpen()
+    return this.snapshotAt(this.engine.visibleSequence)
+  }
+
+  /**
+   * @internal Pins the applied state (like a snapshot, see unpinSequence) and
+   * returns its sequence: it also holds writes admitted but not yet durable
+   * (Engine.write). Transactions read it; they resolve only after every write
+   * they read is durable.
+   */
+  pinAppliedSequence(): number {
+    this.checkOpen()
+    const sequence = this.engine.lastSequence
+    this.engine.snapshots.add(sequence)
+    return sequence
+  }
+
+  /** @internal Releases a sequence pinned by pinAppliedSequence. */
+  unpinSequence(sequence: number): void {
+    if (this.engine.isOpen) this.engine.snapshots.remove(sequence)
+  }
+
+  /** @internal Sequence of the newest applied write (durable or not yet). */
+  get appliedSequence(): number {
+    return this.engine.lastSequence
+  }
+
+  /** @internal The entry of `key` (validated) at a pinned `sequence`. */
+  readAt(key: Buffer, sequence: number): Entry | undefined {
+    this.checkOpen()
+    return this.readEntry(key, sequence)
+  }
+
+  /** @internal An iterator at a pinned `sequence`. */
+  iteratorAt(options: IteratorOptions, sequence: number): StrataIterator {
+    this.checkOpen()
+    return this.openIterator(options, sequence)
+  }
+
+  /**
+   * @internal Writes `ops` (keys and values already validated) if all
+   * `conditions` hold; `onAdmitted` runs once the write is admitted or
+   * rejected, before it is durable (Engine.write).
+   */
+  conditionalWrite(ops: WriteOp[], conditions: Condition[], onAdmitted: () => void): Promise<void> {
+    try {
+      this.checkOpen()
+      let bytes = 0
+      for (const op of ops) bytes += encodedOpBytes(op)
+      if (bytes > this.engine.options.maxBatchBytes) {
+        throw new StrataError('STRATA_TOO_LARGE', `transaction of ${bytes} bytes exceeds maxBatchBytes (${this.engine.options.maxBatchBytes})`)
+      }
+      return this.engine.write(ops, bytes, false, conditions, onAdmitted)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * @internal Resolves once every write up to `sequence` is durable, or
+   * rejects when one of them failed (the database is then read-only).
+   */
+  async durableThrough(sequence: number): Promise<void> {
+    const pending = this.engine.writesBefore()
+    if (pending !== undefined) await pending
+    if (this.engine.visibleSequence < sequence) throw this.engine.failure ?? new StrataError('STRATA_READ_ONLY', 'writes read by this transaction failed')
+  }
+
+  private snapshotAt(sequence: number): Snapshot {
     const engine = this.engine
-    const sequence = engine.lastSequence
     engine.snapshots.add(sequence)
     let released = false
     const check = (): void => {
@@ -212,15 +279,15 @@ export class Database {
       sequence,
       get: async (key) => {
         check()
-        return this.read(this.key(key, false), sequence)
+        return this.read(this.key(key), sequence)
       },
       getSync: (key) => {
         check()
-        return this.read(this.key(key, false), sequence)
+        return this.read(this.key(key), sequence)
       },
       getEntry: async (key) => {
         check()
-        return this.readEntry(this.key(key, false), sequence)
+        return this.readEntry(this.key(key), sequence)
       },
       iterator: (options) => {
         check()
@@ -267,14 +334,14 @@ export class Database {
     return found === undefined || found.v === null ? undefined : { value: Buffer.from(found.v), version: found.s }
   }
 
-  /** @internal Validates a key the way every public method does. */
+  /** @internal Validates a key the way every public method does; returns bytes the caller cannot change. */
   checkedKey(key: unknown): Buffer {
-    return this.key(key, true)
+    return ownBytes(this.key(key), key)
   }
 
-  /** @internal Validates a value the way every public method does. */
+  /** @internal Validates a value the way every public method does; returns bytes the caller cannot change. */
   checkedValue(value: unknown): Buffer {
-    return this.value(value)
+    return ownBytes(this.value(value), value)
   }
 
   private read(key: Buffer, sequence: number): Buffer | undefined {
@@ -313,15 +380,16 @@ export class Database {
     }
   }
 
-  private key(input: unknown, copy: boolean): Buffer {
-    const k = checkKey(input, this.engine.options.maxKeyBytes)
-    // Writes are applied after the call returns: own the bytes so later mutation by the caller cannot leak in.
-    return copy && typeof input !== 'string' ? Buffer.from(k) : k
+  /**
+   * Validates a key. Not copied: a write copies its bytes into the WAL record
+   * before the call returns, or into a queued copy (Engine.write).
+   */
+  private key(input: unknown): Buffer {
+    return checkKey(input, this.engine.options.maxKeyBytes)
   }
 
   private value(input: unknown): Buffer {
-    const v = checkValue(input, this.engine.options.maxValueBytes)
-    return typeof input !== 'string' ? Buffer.from(v) : v
+    return checkValue(input, this.engine.options.maxValueBytes)
   }
 
   private checkOpen(): void {
@@ -345,4 +413,9 @@ export async function open(dir: string, options?: OpenOptions): Promise<Database
   if (typeof dir !== 'string' || dir.length === 0) throw invalid('dir must be a non-empty string')
   const resolved = resolveOptions(options)
   return new Database(await openEngine(dir, resolved))
+}
+
+/** `bytes` (validated from `input`), copied unless they are already a new Buffer made from a string. */
+function ownBytes(bytes: Buffer, input: unknown): Buffer {
+  return typeof input === 'string' ? bytes : Buffer.from(bytes)
 }

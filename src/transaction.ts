@@ -1,8 +1,11 @@
 import { StrataError } from './base/errors.js'
 import type { Bytes } from './base/keys.js'
-import type { BatchOp, Database, Entry, IteratorOptions, Snapshot } from './db.js'
+import type { ConflictError } from './base/errors.js'
+import type { Database, Entry, IteratorOptions } from './db.js'
 import { inRange, type KeyRange } from './iterators/db-iterator.js'
 import type { Condition } from './engine/write-group.js'
+import { TurnQueue } from './transaction-turns.js'
+import type { WriteOp } from './wal/wal-record.js'
 
 /** Options of `db.transaction`. */
 export interface TransactionOptions {
@@ -28,48 +31,67 @@ export interface Transaction {
 
 const DEFAULT_RETRIES = 10
 /**
- * An attempt waits at most this long for its turn, so a turn holder that
- * awaits another transaction (or runs one inside its fn) cannot hang them
- * both; it then runs unturned. (Detecting nesting with AsyncLocalStorage would
+ * A turn is waited for at most this long, so a turn holder that awaits
+ * another transaction (or runs one inside its fn) cannot hang them both; the
+ * waiter then runs unturned. (Detecting nesting with AsyncLocalStorage would
  * turn on promise hooks for the whole process: measured 2-3x slower commits.)
  */
 const TURN_WAIT_MAX_MS = 250
-/** After this many conflicts a transaction escalates: it and all new attempts take turns (FIFO). */
+/** After this many conflicts a transaction escalates: it and all new attempts take the database's turn (FIFO). */
 const ESCALATE_AFTER_CONFLICTS = 3
+/** A key stays contended this long after a conflict on it or a wait for its turn. */
+const KEY_CONTENDED_MS = 50
 
 /**
- * Per-database FIFO turn for transactions under contention. While any
- * escalated transaction waits or runs, every attempt takes a turn, so the
- * oldest struggling transaction runs with no other transaction racing it and
- * commits: no starvation, and no hang (a turn is released in `finally`).
- * Only escalated transactions keep the database in turns: when the last one
- * is done, new attempts run concurrently again even if turn takers are still
- * queued. (Counting every queued taker kept 512 tasks over 1,000 keys in
- * turns for good after the first escalation: one commit per WAL write,
- * 69k commits/s; now 141k/s. docs/performance.md.)
+ * Contention control, per database. Two levels of FIFO turns (turns pass on
+ * when a commit is admitted, see TurnQueue):
+ *  - per key: a conflict marks its keys contended; a transaction that reads a
+ *    contended key first waits for that key's turn (only when it holds no
+ *    other turn, so turns cannot deadlock). One hot key then commits at the
+ *    speed of the commit path, with no retries, while other keys run free.
+ *  - per database: a transaction that conflicted ESCALATE_AFTER_CONFLICTS
+ *    times (e.g. on ranges or many keys) escalates; while any escalated
+ *    transaction is in flight, every attempt takes the database's turn, so the
+ *    oldest struggling one runs alone and commits: no starvation.
  */
-class Turns {
-  private tail: Promise<void> = Promise.resolve()
-  /** Escalated transactions waiting for or holding a turn: while any, every attempt takes a turn. */
+class Contention {
+  readonly database = new TurnQueue(TURN_WAIT_MAX_MS)
+  /** Escalated transactions in flight: while any, every attempt takes the database's turn. */
   escalated = 0
+  private readonly keys = new Map<string, { turns: TurnQueue; conflictMs: number }>()
 
-  async take(escalated: boolean): Promise<() => void> {
-    if (escalated) this.escalated++
-    let release!: () => void
-    const mine = new Promise<void>((resolve) => (release = resolve))
-    const before = this.tail
-    this.tail = before.then(() => mine)
-    let timer: NodeJS.Timeout | undefined
-    await Promise.race([before, new Promise<void>((resolve) => (timer = setTimeout(resolve, TURN_WAIT_MAX_MS)))])
-    clearTimeout(timer)
-    return () => {
-      if (escalated) this.escalated--
-      release()
-    }
+  noteConflict(keys: readonly Buffer[]): void {
+    for (const k of keys) this.noteContended(k.toString('latin1'))
+  }
+
+  /**
+   * Key `id` is (still) contended: a conflict on it, or a transaction that had
+   * to wait for its turn (in turns, contention no longer shows as conflicts).
+   */
+  noteContended(id: string): void {
+    const now = performance.now()
+    const e = this.keys.get(id)
+    if (e === undefined) this.keys.set(id, { turns: new TurnQueue(TURN_WAIT_MAX_MS), conflictMs: now })
+    else e.conflictMs = now
+  }
+
+  /** The turns of key `id` while it is contended; undefined (and forgotten) otherwise. */
+  keyTurns(id: string): TurnQueue | undefined {
+    if (this.keys.size === 0) return undefined
+    const e = this.keys.get(id)
+    if (e === undefined) return undefined
+    if (e.turns.busy || performance.now() - e.conflictMs < KEY_CONTENDED_MS) return e.turns
+    this.keys.delete(id)
+    return undefined
   }
 }
 
-const turnsByDb = new WeakMap<Database, Turns>()
+const contentionByDb = new WeakMap<Database, Contention>()
+
+async function takeTurn(turns: TurnQueue): Promise<() => void> {
+  const t = turns.take()
+  return typeof t === 'function' ? t : await t
+}
 
 export async function runTransaction<T>(
   db: Database,
@@ -81,60 +103,135 @@ export async function runTransaction<T>(
   if (!(retries === Infinity || (Number.isInteger(retries) && retries >= 0))) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'retries must be a non-negative integer or Infinity')
   }
-  let turns = turnsByDb.get(db)
-  if (turns === undefined) turnsByDb.set(db, (turns = new Turns()))
+  let contention = contentionByDb.get(db)
+  if (contention === undefined) contentionByDb.set(db, (contention = new Contention()))
+  let conflicted: readonly Buffer[] = []
   for (let attempt = 0; ; attempt++) {
     const escalated = attempt >= ESCALATE_AFTER_CONFLICTS
-    const release = escalated || turns.escalated > 0 ? await turns.take(escalated) : undefined
-    const tx = new TransactionState(db, db.snapshot())
+    if (escalated) contention.escalated++
+    let tx: TransactionState | undefined
     try {
+      const turn = escalated || contention.escalated > 0 ? await takeTurn(contention.database) : undefined
+      // A retry waits for the turn of a key it conflicted on (when still contended) before it reads anything.
+      let keyTurn: (() => void) | undefined
+      if (turn === undefined) {
+        for (const k of conflicted) {
+          const id = k.toString('latin1')
+          const turns = contention.keyTurns(id)
+          if (turns === undefined) continue
+          if (turns.busy) contention.noteContended(id)
+          keyTurn = await takeTurn(turns)
+          break
+        }
+      }
+      tx = new TransactionState(db, contention, turn, keyTurn)
       const result = await fn(tx.handle)
       await tx.commit()
       return result
     } catch (err) {
-      if ((err as StrataError).code !== 'STRATA_CONFLICT' || attempt >= retries) throw err
+      if ((err as StrataError).code !== 'STRATA_CONFLICT') throw err
+      conflicted = (err as ConflictError).keys ?? []
+      contention.noteConflict(conflicted)
+      if (attempt >= retries) throw err
     } finally {
-      tx.snapshot.release()
-      release?.()
+      tx?.end()
+      if (escalated) contention.escalated--
     }
+  }
+}
+
+/** What `fn` receives: a thin face over the attempt's state (no closures per attempt). */
+class TransactionHandle implements Transaction {
+  constructor(private readonly state: TransactionState) {}
+  async get(key: Bytes): Promise<Buffer | undefined> {
+    return (await this.state.getEntry(key))?.value
+  }
+  getEntry(key: Bytes): Promise<Entry | undefined> {
+    return this.state.getEntry(key)
+  }
+  put(key: Bytes, value: Bytes): void {
+    this.state.write(key, value)
+  }
+  delete(key: Bytes): void {
+    this.state.write(key, null)
+  }
+  iterator(options?: IteratorOptions): AsyncIterableIterator<[Buffer, Buffer]> {
+    return this.state.iterate(options ?? {})
   }
 }
 
 class TransactionState {
   /** Buffered writes by latin1 key: value, or null for a delete. */
   private readonly writes = new Map<string, { key: Buffer; value: Buffer | null }>()
-  /** Versions read from the snapshot, by latin1 key (0 = absent). */
+  /** Versions read, by latin1 key (0 = absent). */
   private readonly reads = new Map<string, { key: Buffer; version: number }>()
   private readonly ranges: KeyRange[] = []
   private done = false
+  private ended = false
+  /** An iterator was opened: the read point is fixed from then on. */
+  private iterated = false
+  /** Sequence of the applied state this attempt reads (pinned like a snapshot until `end`). */
+  private sequence: number
   readonly handle: Transaction
 
   constructor(
     private readonly db: Database,
-    readonly snapshot: Snapshot,
+    private readonly contention: Contention,
+    /** The database's turn, when this attempt took it. */
+    private turn: (() => void) | undefined,
+    /** A contended key's turn: taken before the attempt or at the first read of that key; held until the commit is admitted. */
+    private keyTurn: (() => void) | undefined,
   ) {
-    this.handle = {
-      get: async (key) => (await this.getEntry(key))?.value,
-      getEntry: (key) => this.getEntry(key),
-      put: (key, value) => this.write(key, value),
-      delete: (key) => this.write(key, null),
-      iterator: (o) => this.iterate(o ?? {}),
-    }
+    this.sequence = db.pinAppliedSequence()
+    this.handle = new TransactionHandle(this)
   }
 
-  private async getEntry(key: Bytes): Promise<Entry | undefined> {
+  /** Moves the read point to the applied state as it is now. */
+  private repin(): void {
+    const sequence = this.db.pinAppliedSequence()
+    this.db.unpinSequence(this.sequence)
+    this.sequence = sequence
+  }
+
+  /** Gives back the turns (if the commit did not already) and the pinned sequence. Idempotent. */
+  end(): void {
+    this.releaseTurns()
+    if (this.ended) return
+    this.ended = true
+    this.db.unpinSequence(this.sequence)
+  }
+
+  private releaseTurns(): void {
+    this.keyTurn?.()
+    this.keyTurn = undefined
+    this.turn?.()
+    this.turn = undefined
+  }
+
+  async getEntry(key: Bytes): Promise<Entry | undefined> {
     this.checkActive()
     const k = this.db.checkedKey(key)
     const id = k.toString('latin1')
     const own = this.writes.get(id)
     // The transaction's own write has no version until it commits: reported as 0.
     if (own !== undefined) return own.value === null ? undefined : { value: Buffer.from(own.value), version: 0 }
-    const entry = await this.snapshot.getEntry(k)
+    if (this.turn === undefined && this.keyTurn === undefined) {
+      const turns = this.contention.keyTurns(id)
+      if (turns !== undefined) {
+        if (turns.busy) this.contention.noteContended(id)
+        this.keyTurn = await takeTurn(turns)
+        this.checkActive()
+        // Nothing read yet: the attempt may as well have started now, after
+        // the commits it waited for (its blind writes do not depend on when).
+        if (this.reads.size === 0 && !this.iterated) this.repin()
+      }
+    }
+    const entry = this.db.readAt(k, this.sequence)
     if (!this.reads.has(id)) this.reads.set(id, { key: k, version: entry?.version ?? 0 })
     return entry
   }
 
-  private write(key: Bytes, value: Bytes | null): void {
+  write(key: Bytes, value: Bytes | null): void {
     this.checkActive()
     const k = this.db.checkedKey(key)
     this.writes.set(k.toString('latin1'), { key: k, value: value === null ? null : this.db.checkedValue(value) })
@@ -146,7 +243,7 @@ class TransactionState {
    * start bound to the last key read; the whole range once exhausted), so an
    * iterator dropped half-way is validated for the part it read.
    */
-  private async *iterate(o: IteratorOptions): AsyncIterableIterator<[Buffer, Buffer]> {
+  async *iterate(o: IteratorOptions): AsyncIterableIterator<[Buffer, Buffer]> {
     this.checkActive()
     const reverse = o.reverse === true
     let limit = Infinity
@@ -159,7 +256,8 @@ class TransactionState {
     for (const b of ['gt', 'gte', 'lt', 'lte'] as const) if (o[b] !== undefined) range[b] = this.db.checkedKey(o[b])
     const own = [...this.writes.values()].filter((w) => inRange(w.key, range))
     own.sort((a, b) => (reverse ? -1 : 1) * Buffer.compare(a.key, b.key))
-    const base = this.snapshot.iterator({ ...range, reverse })
+    this.iterated = true
+    const base = this.db.iteratorAt({ ...range, reverse }, this.sequence)
     // Validated: from the start bound to the last key handed out; the whole range once exhausted.
     let covered: KeyRange | undefined
     const cover = (upTo: Buffer | undefined): void => {
@@ -207,18 +305,26 @@ class TransactionState {
     }
   }
 
+  /**
+   * Commits as one conditional write. The turns pass on as soon as it is
+   * admitted (or rejected), before it is durable.
+   */
   async commit(): Promise<void> {
     this.checkActive()
     this.done = true
-    const ops: BatchOp[] = []
-    for (const w of this.writes.values()) {
-      ops.push(w.value === null ? { type: 'del', key: w.key } : { type: 'put', key: w.key, value: w.value })
+    if (this.writes.size === 0) {
+      // A read-only transaction read one consistent state: nothing to
+      // validate, but what it read must be durable before it resolves.
+      this.releaseTurns()
+      await this.db.durableThrough(this.db.appliedSequence)
+      return
     }
-    for (const r of this.reads.values()) ops.push({ type: 'check', key: r.key, ifVersion: r.version })
-    // A read-only transaction read one consistent snapshot: nothing to validate.
-    if (this.writes.size === 0) return
-    const extra: Condition[] = this.ranges.map((range) => ({ type: 'range', range, sinceSequence: this.snapshot.sequence }))
-    await this.db.conditionalBatch(ops, undefined, extra.length > 0 ? extra : undefined)
+    const ops: WriteOp[] = []
+    for (const w of this.writes.values()) ops.push({ key: w.key, value: w.value })
+    const conditions: Condition[] = []
+    for (const r of this.reads.values()) conditions.push({ type: 'key', key: r.key, version: r.version })
+    for (const range of this.ranges) conditions.push({ type: 'range', range, sinceSequence: this.sequence })
+    await this.db.conditionalWrite(ops, conditions, () => this.releaseTurns())
   }
 
   private checkActive(): void {

@@ -3,6 +3,16 @@ import { compareBytes } from '../base/coding.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 
+/** Int32 words per entry (see SortedRun's fields). */
+const WORDS = 8
+const W_BUFFER = 0
+const W_KEY_START = 1
+const W_KEY_END = 2
+const W_VALUE_START = 3
+const W_VALUE_END = 4
+/** Float64 index of the sequence within an entry's words / 2. */
+const F_SEQUENCE = 3
+
 /** Key bytes per digit of a small-run comparison (exact as a number). */
 const DIGIT_BYTES = 4
 /** Positions take the low 21 bits of a packed 64-bit sort key, key bits the other 43. */
@@ -29,13 +39,17 @@ const MAX_RADIX_BYTES = 64
  */
 export class SortedRun {
   private readonly buffers: Buffer[] = []
-  private bufferOf = new Uint32Array(1024)
-  private keyStart = new Uint32Array(1024)
-  private keyEnd = new Uint32Array(1024)
-  /** -1 for a delete. */
-  private valueStart = new Int32Array(1024)
-  private valueEnd = new Int32Array(1024)
-  private seq = new Float64Array(1024)
+  /**
+   * Entry i is words [8i, 8i + 8) of one array (32 bytes, half a cache line):
+   * buffer id, key start, key end, value start (-1 for a delete), value end,
+   * an unused word, and the sequence as the float64 at index 4i + 3. The sort
+   * leaves entries in place and the writer visits them in key order, i.e. at
+   * random: one array keeps that to one cache miss per entry where six
+   * parallel arrays cost six (~35% of a flush's table build, docs/performance.md).
+   */
+  private i32 = new Int32Array(1024 * WORDS)
+  private f64 = new Float64Array(this.i32.buffer)
+  private capacity = 1024
   private count = 0
   private order: Uint32Array | undefined
   /** Scratch for small runs: a digit per entry number. */
@@ -59,14 +73,16 @@ export class SortedRun {
   /** One entry: key bytes [ks, ke) of buffer `id`, value [vs, ve) (vs < 0: a delete). */
   add(id: number, sequence: number, ks: number, ke: number, vs: number, ve: number): void {
     assert(this.order === undefined, 'add to a sorted run')
-    if (this.count === this.seq.length) this.grow()
+    if (this.count === this.capacity) this.grow()
     const i = this.count++
-    this.bufferOf[i] = id
-    this.keyStart[i] = ks
-    this.keyEnd[i] = ke
-    this.valueStart[i] = vs
-    this.valueEnd[i] = ve
-    this.seq[i] = sequence
+    const w = i * WORDS
+    const a = this.i32
+    a[w + W_BUFFER] = id
+    a[w + W_KEY_START] = ks
+    a[w + W_KEY_END] = ke
+    a[w + W_VALUE_START] = vs
+    a[w + W_VALUE_END] = ve
+    this.f64[(w >>> 1) + F_SEQUENCE] = sequence
   }
 
   /**
@@ -132,11 +148,12 @@ export class SortedRun {
     const packed = new BigUint64Array(n)
     const halves = new Uint32Array(packed.buffer)
     let longer = false
+    const a = this.i32
     for (let k = 0; k < n; k++) {
-      const i = order[start + k]
-      const b = this.buffers[this.bufferOf[i]]
-      const from = this.keyStart[i] + offset
-      const keyEnd = this.keyEnd[i]
+      const w = order[start + k] * WORDS
+      const b = this.buffers[a[w + W_BUFFER]]
+      const from = a[w + W_KEY_START] + offset
+      const keyEnd = a[w + W_KEY_END]
       let hi: number
       let lo: number
       if (from + 6 <= keyEnd) {
@@ -172,9 +189,10 @@ export class SortedRun {
 
   /** Key bytes [offset, offset + 4) of entry `i`, big-endian (missing bytes are 0). */
   private digitAt(i: number, offset: number): number {
-    const b = this.buffers[this.bufferOf[i]]
-    const start = this.keyStart[i] + offset
-    const end = this.keyEnd[i]
+    const w = i * WORDS
+    const b = this.buffers[this.i32[w + W_BUFFER]]
+    const start = this.i32[w + W_KEY_START] + offset
+    const end = this.i32[w + W_KEY_END]
     let p = 0
     for (let j = start; j < start + DIGIT_BYTES; j++) p = p * 256 + (j < end ? b[j] : 0)
     return p
@@ -182,19 +200,21 @@ export class SortedRun {
 
   /** Length of the prefix all keys share: that of the smallest and the largest key. */
   private commonPrefixLength(): number {
-    const { buffers, bufferOf, keyStart, keyEnd } = this
+    const { buffers, i32: a } = this
     let min = 0
     let max = 0
     for (let i = 1; i < this.count; i++) {
       if (this.compareKeys(i, min) < 0) min = i
       else if (this.compareKeys(i, max) > 0) max = i
     }
-    const minBuf = buffers[bufferOf[min]]
-    const maxBuf = buffers[bufferOf[max]]
-    const minLen = keyEnd[min] - keyStart[min]
-    const maxLen = keyEnd[max] - keyStart[max]
+    const minBuf = buffers[a[min * WORDS + W_BUFFER]]
+    const maxBuf = buffers[a[max * WORDS + W_BUFFER]]
+    const minStart = a[min * WORDS + W_KEY_START]
+    const maxStart = a[max * WORDS + W_KEY_START]
+    const minLen = a[min * WORDS + W_KEY_END] - minStart
+    const maxLen = a[max * WORDS + W_KEY_END] - maxStart
     let common = 0
-    while (common < minLen && common < maxLen && minBuf[keyStart[min] + common] === maxBuf[keyStart[max] + common]) common++
+    while (common < minLen && common < maxLen && minBuf[minStart + common] === maxBuf[maxStart + common]) common++
     return common
   }
 
@@ -206,56 +226,78 @@ export class SortedRun {
 
   /** @internal for the iterator */
   keyAt(i: number): Buffer {
-    return this.buffers[this.bufferOf[i]].subarray(this.keyStart[i], this.keyEnd[i])
+    const w = i * WORDS
+    return this.buffers[this.i32[w + W_BUFFER]].subarray(this.i32[w + W_KEY_START], this.i32[w + W_KEY_END])
+  }
+  /**
+   * @internal Reads entry `i`'s words and first key and value bytes so the
+   * CPU starts fetching them; the result means nothing (see SortedRunIterator).
+   */
+  touchRecord(i: number): number {
+    return this.i32[i * WORDS + W_KEY_START]
+  }
+  /** @internal */
+  touchBytes(i: number): number {
+    const w = i * WORDS
+    const b = this.buffers[this.i32[w + W_BUFFER]]
+    return b[this.i32[w + W_KEY_START]] ^ b[this.i32[w + W_VALUE_END] - 1]
   }
   /** @internal */
   sequenceAt(i: number): number {
-    return this.seq[i]
+    return this.f64[i * (WORDS >>> 1) + F_SEQUENCE]
   }
   /** @internal */
   isDeleteAt(i: number): boolean {
-    return this.valueStart[i] < 0
+    return this.i32[i * WORDS + W_VALUE_START] < 0
   }
   /** @internal */
   valueAt(i: number): Buffer {
-    const vs = this.valueStart[i]
-    return vs < 0 ? EMPTY : this.buffers[this.bufferOf[i]].subarray(vs, this.valueEnd[i])
+    const w = i * WORDS
+    const vs = this.i32[w + W_VALUE_START]
+    return vs < 0 ? EMPTY : this.buffers[this.i32[w + W_BUFFER]].subarray(vs, this.i32[w + W_VALUE_END])
   }
 
   /** Internal-key order of entries a and b: key bytes, then sequence descending. */
   private compareEntries(a: number, b: number): number {
-    return this.compareKeys(a, b) || this.seq[b] - this.seq[a]
+    return this.compareKeys(a, b) || this.sequenceAt(b) - this.sequenceAt(a)
   }
 
   private compareKeys(a: number, b: number): number {
+    const x = this.i32
+    const wa = a * WORDS
+    const wb = b * WORDS
     return compareBytes(
-      this.buffers[this.bufferOf[a]], this.keyStart[a], this.keyEnd[a],
-      this.buffers[this.bufferOf[b]], this.keyStart[b], this.keyEnd[b],
+      this.buffers[x[wa + W_BUFFER]], x[wa + W_KEY_START], x[wa + W_KEY_END],
+      this.buffers[x[wb + W_BUFFER]], x[wb + W_KEY_START], x[wb + W_KEY_END],
     )
   }
 
   private grow(): void {
-    const size = this.seq.length * 2
-    const bigger = <T extends Uint32Array | Int32Array | Float64Array>(a: T, make: new (n: number) => T): T => {
-      const b = new make(size)
-      b.set(a)
-      return b
-    }
-    this.bufferOf = bigger(this.bufferOf, Uint32Array)
-    this.keyStart = bigger(this.keyStart, Uint32Array)
-    this.keyEnd = bigger(this.keyEnd, Uint32Array)
-    this.valueStart = bigger(this.valueStart, Int32Array)
-    this.valueEnd = bigger(this.valueEnd, Int32Array)
-    this.seq = bigger(this.seq, Float64Array)
+    this.capacity *= 2
+    const next = new Int32Array(this.capacity * WORDS)
+    next.set(this.i32)
+    this.i32 = next
+    this.f64 = new Float64Array(next.buffer)
   }
 }
 
 const EMPTY = Buffer.alloc(0)
 
 /** Forward walk over a sorted run; only seekToFirst and next are supported. */
+/** Entries ahead of the iterator whose bytes it touches, and twice that for their words. */
+const PREFETCH_DISTANCE = 8
+
 class SortedRunIterator implements InternalIterator {
   private i: number
   private keyBuf: Buffer | undefined
+  /**
+   * Entries lie in the record buffers in arrival order, so a walk in key order
+   * reads them at random: every entry costs cache misses on its words, key and
+   * value. Reading entries a little ahead (a loaded byte is kept here so the
+   * compiler cannot drop the load) lets those misses overlap with the work on
+   * the current entry.
+   */
+  private touched = 0
 
   constructor(private readonly run: SortedRun, private readonly order: Uint32Array) {
     this.i = order.length
@@ -269,8 +311,11 @@ class SortedRunIterator implements InternalIterator {
     this.keyBuf = undefined
   }
   next(): void {
-    this.i++
+    const i = ++this.i
     this.keyBuf = undefined
+    const order = this.order
+    if (i + 2 * PREFETCH_DISTANCE < order.length) this.touched ^= this.run.touchRecord(order[i + 2 * PREFETCH_DISTANCE])
+    if (i + PREFETCH_DISTANCE < order.length) this.touched ^= this.run.touchBytes(order[i + PREFETCH_DISTANCE])
   }
   key(): Buffer {
     this.keyBuf ??= this.run.keyAt(this.order[this.i])

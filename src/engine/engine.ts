@@ -16,14 +16,15 @@ import { BlockCache } from '../sstable/block-cache.js'
 import { TableCache } from '../sstable/table-cache.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { WalWriter } from '../wal/wal-writer.js'
-import { encodeWalRecord, type WriteOp } from '../wal/wal-record.js'
+import { WalRecordBuilder } from '../wal/record-builder.js'
+import type { WriteOp } from '../wal/wal-record.js'
 import { SnapshotList } from './snapshot-list.js'
 import { Flusher, type FlushHost } from './flusher.js'
 import { removeObsoleteFiles } from './obsolete-files.js'
 import { openSources, readPoint } from './read-path.js'
-import { admitWrites } from './conditions.js'
+import { checkConditions } from './conditions.js'
 import { MAX_SLOWDOWN_MS, compactionDebt } from './write-pacing.js'
-import { takeGroup, type Condition, type PendingWrite } from './write-group.js'
+import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
 import { collectStats, type EngineStats } from './stats.js'
 
 /** Write groups committed back to back before the drain lets the event loop turn. */
@@ -47,14 +48,21 @@ export interface RecoveredEngineState {
  * queue (group commit) and the background flush. Arguments are validated by
  * the facade (db.ts) before they reach here; this class asserts.
  *
- * Write path: callers enqueue; one drain at a time takes a FIFO group, appends
- * it to the WAL as one record (write(2)), fsyncs when any member asked for it,
- * applies it to the memtable and resolves the members in order.
+ * Write path (docs/design.md, "Write path"): a write is applied when it is
+ * issued (conditions checked, bytes copied into the open WAL record, entries
+ * added to the memtable) unless something holds writes back, then it waits
+ * in a FIFO queue. One drain at a time writes the applied writes' record
+ * (one write(2) per group), fsyncs when any of them asked for it, and
+ * resolves them in order; only then do reads see them.
  */
 export class Engine implements CompactionHost, FlushHost {
   readonly dir: string
   readonly options: ResolvedOptions
-  /** Sequence of the newest write applied to the memtable (visible to reads). */
+  /**
+   * Sequence of the newest write applied to the memtable: admitted, maybe not
+   * yet in the WAL. Reads see `visibleSequence`; transactions and conditions
+   * see this.
+   */
   lastSequence: number
   readonly snapshots = new SnapshotList()
 
@@ -75,7 +83,18 @@ export class Engine implements CompactionHost, FlushHost {
   private readonly flusher = new Flusher(this)
   private readonly compactions: CompactionScheduler
 
+  /** Writes waiting to be applied (memtable full, compaction debt, or behind others), in call order. */
   private readonly queue: PendingWrite[] = []
+  /** Writes applied (or rejected by their conditions) whose records are not yet written, in call order. */
+  private readonly applied: PendingWrite[] = []
+  /** Encoded bytes of the applied writes. */
+  private appliedBytes = 0
+  /** The open WAL record(s) of the applied writes, in the active memtable's arena. */
+  private records: WalRecordBuilder
+  private readonly offsetScratch: number[] = []
+  /** Compaction debt of `debtVersion` (recomputed when the version changes). */
+  private debtVersion: Version | undefined
+  private debt = 0
   private drainPromise: Promise<void> | undefined
   private groupsSinceYield = 0
   private readonly flushWaiters: Array<() => void> = []
@@ -119,6 +138,7 @@ export class Engine implements CompactionHost, FlushHost {
       blockRestartInterval: s.options.blockRestartInterval,
       bloomBitsPerKey: s.options.bloomBitsPerKey,
     }
+    this.records = new WalRecordBuilder(this.mem.arena, MAX_GROUP_BYTES)
     this.compactions = new CompactionScheduler(this)
     // Entries replayed from WAL files live in whole-file buffers: flush them to
     // L0 in the background right away (as LevelDB does at recovery) instead of
@@ -168,6 +188,11 @@ export class Engine implements CompactionHost, FlushHost {
     return this.state === 'open'
   }
 
+  /** The error that made the database read-only, if any. */
+  get failure(): StrataError | undefined {
+    return this.backgroundError
+  }
+
   /** Compacts the key range [start, end] down to the deepest populated level. */
   async compactRange(start: Buffer | undefined, end: Buffer | undefined): Promise<void> {
     if (this.mem.entryCount > 0) {
@@ -179,9 +204,13 @@ export class Engine implements CompactionHost, FlushHost {
 
   /** Freezes the memtable (after queued writes) and waits until every frozen memtable is flushed. */
   private async forceFlush(): Promise<void> {
-    const pending = this.writesBefore()
-    if (pending !== undefined) await pending
-    while (this.imms.length >= this.options.maxImmutableMemtables) await this.backgroundProgress()
+    // Freeze only with every applied write in the WAL (checked again after each wait).
+    for (;;) {
+      const pending = this.writesBefore()
+      if (pending !== undefined) await pending
+      else if (this.imms.length >= this.options.maxImmutableMemtables) await this.backgroundProgress()
+      else break
+    }
     if (this.mem.entryCount > 0) this.freezeMemtable()
     while (this.imms.length > 0 && !this.backgroundError) await this.backgroundProgress()
   }
@@ -198,24 +227,38 @@ export class Engine implements CompactionHost, FlushHost {
   // ---- writes ------------------------------------------------------------
 
   /**
-   * Queues one caller's write; resolves once it is in the WAL (and synced when
+   * Takes one caller's write; resolves once it is in the WAL (and synced when
    * asked). With `conditions`, rejects with STRATA_CONFLICT, writing nothing,
-   * unless all of them hold when the write reaches the head of the queue.
+   * unless all of them hold against every write issued before it.
+   *
+   * Writes are applied in call order. When nothing holds writes back (no
+   * queue, room in the memtable, no compaction debt), a write is applied at
+   * once: its conditions are checked, its bytes copied into the open WAL
+   * record and its entries added to the memtable under their final sequence
+   * numbers. It stays invisible to reads (which read at the settled sequence)
+   * until the drain has written its record and resolves it; transactions read
+   * the applied state, so a chain of them on one key does not wait for a WAL
+   * write per link. Otherwise the write waits in the queue (a copy of its
+   * bytes) and the drain applies it once room is made.
    */
-  write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[]): Promise<void> {
+  write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[], onAdmitted?: () => void): Promise<void> {
     assert(this.state === 'open', 'write on a closed engine')
     if (this.backgroundError) return Promise.reject(this.backgroundError)
     return new Promise<void>((resolve, reject) => {
-      const ticket = ++this.writesIssued
-      this.queue.push({ ops, encodedBytes, sync: sync || this.options.syncWrites, conditions, ticket, resolve, reject })
-      if (this.drainPromise === undefined) {
-        this.drainPromise = Promise.resolve().then(() => this.drain())
+      const w: PendingWrite = { ops, encodedBytes, sync: sync || this.options.syncWrites, conditions, ticket: ++this.writesIssued, resolve, reject, onAdmitted }
+      if (this.queue.length === 0 && this.canApplyNow()) {
+        this.apply(w)
+      } else {
+        w.ops = ops.map((op) => ({ key: Buffer.from(op.key), value: op.value === null ? null : Buffer.from(op.value) }))
+        if (conditions !== undefined) w.conditions = conditions.map((c) => (c.type === 'key' ? { ...c, key: Buffer.from(c.key) } : c))
+        this.queue.push(w)
       }
+      this.drainPromise ??= Promise.resolve().then(() => this.drain())
     })
   }
 
   /**
-   * Resolves, once every write queued before this call has settled, with the
+   * Resolves, once every write issued before this call has settled, with the
    * sequence number right after the last of them: reading at it sees those
    * writes and none issued later. Undefined when nothing is in flight.
    */
@@ -225,13 +268,74 @@ export class Engine implements CompactionHost, FlushHost {
     return new Promise((resolve) => this.settleWaiters.push({ ticket, resolve }))
   }
 
+  /** Sequence of the newest write settled (resolved): what reads see. */
+  get visibleSequence(): number {
+    return this.settledSequence
+  }
+
+  /** True when a write may be applied right away (nothing to wait for first). */
+  private canApplyNow(): boolean {
+    if (this.memtableFull()) return false
+    if (!this.options.autoCompaction) return true
+    const version = this.versions.current
+    if (version !== this.debtVersion) {
+      this.debtVersion = version
+      this.debt = compactionDebt(version, this.options)
+    }
+    return this.debt === 0
+  }
+
+  /**
+   * Admits `w`: checks its conditions against the applied state, then copies
+   * its ops into the open WAL record and adds them to the memtable. It joins
+   * `applied` either way, to be settled in order after the record is written.
+   */
+  private apply(w: PendingWrite): void {
+    if (w.conditions !== undefined) {
+      try {
+        w.error = checkConditions(w.conditions, this)
+      } catch (err) {
+        w.error = err
+      }
+    }
+    if (w.error === undefined && w.ops.length > 0) {
+      const first = this.lastSequence + 1
+      const offsets = this.offsetScratch
+      offsets.length = 0
+      const buf = this.records.append(w.ops, w.encodedBytes, first, offsets)
+      const mem = this.mem
+      for (let i = 0; i < w.ops.length; i++) {
+        const op = w.ops[i]
+        const ks = offsets[2 * i]
+        const vs = offsets[2 * i + 1]
+        mem.addRange(buf, first + i, ks, ks + op.key.length, vs, op.value === null ? -1 : vs + op.value.length)
+      }
+      this.lastSequence += w.ops.length
+      this.appliedBytes += w.encodedBytes
+    }
+    this.applied.push(w)
+    w.onAdmitted?.()
+  }
+
   private async drain(): Promise<void> {
     try {
-      while (this.queue.length > 0) {
+      while (this.applied.length > 0 || this.queue.length > 0) {
         if (this.backgroundError) {
+          this.settle(this.applied.splice(0), this.backgroundError)
           this.settle(this.queue.splice(0), this.backgroundError)
           break
         }
+        if (this.applied.length > 0) {
+          if (++this.groupsSinceYield >= GROUPS_PER_EVENT_LOOP_TURN) {
+            // Writes that never wait on I/O resolve through microtasks only; let timers and I/O run.
+            this.groupsSinceYield = 0
+            await new Promise<void>((resolve) => setImmediate(resolve))
+          }
+          await this.commitApplied()
+          continue
+        }
+        // Queued writes: make room and pace first. Nothing is applied meanwhile
+        // (a write is applied at once only while the queue is empty).
         try {
           if (this.memtableFull()) await this.makeRoomForWrite()
           if (this.options.autoCompaction && compactionDebt(this.versions.current, this.options) > 0) await this.paceWrites()
@@ -239,56 +343,35 @@ export class Engine implements CompactionHost, FlushHost {
           this.setBackgroundError(err)
           continue
         }
-        if (++this.groupsSinceYield >= GROUPS_PER_EVENT_LOOP_TURN) {
-          // Writes that never wait on I/O resolve through microtasks only; let timers and I/O run.
-          this.groupsSinceYield = 0
-          await new Promise<void>((resolve) => setImmediate(resolve))
+        assert(this.applied.length === 0, 'writes applied past the queue')
+        // One group: at least one write, then more while they fit (as they would have eagerly).
+        let n = 0
+        let bytes = 0
+        while (n < this.queue.length && (n === 0 || (bytes + this.queue[n].encodedBytes <= MAX_GROUP_BYTES && !this.memtableFull()))) {
+          bytes += this.queue[n].encodedBytes
+          this.apply(this.queue[n++])
         }
-        const group = takeGroup(this.queue)
-        await this.commitGroup(group)
+        this.queue.splice(0, n)
       }
     } finally {
       this.drainPromise = undefined
     }
   }
 
-  private async commitGroup(taken: PendingWrite[]): Promise<void> {
-    const group = taken.some((w) => w.conditions !== undefined) ? admitWrites(taken, this) : taken
-    if (group.length === 0) return this.settle(taken, undefined)
-    let ops: WriteOp[]
-    let bytes = 0
+  /** Writes the applied writes' records to the WAL (one write(2) each, one fsync if any asked) and settles them. */
+  private async commitApplied(): Promise<void> {
+    const group = this.applied.splice(0)
+    const records = this.records.take()
+    const bytes = this.appliedBytes
+    this.appliedBytes = 0
     let sync = false
-    if (group.length === 1) {
-      ops = group[0].ops
-      bytes = group[0].encodedBytes
-      sync = group[0].sync
-    } else {
-      ops = []
-      for (const w of group) {
-        for (const op of w.ops) ops.push(op)
-        bytes += w.encodedBytes
-        sync ||= w.sync
-      }
-    }
-    if (ops.length === 0) {
-      // Only preconditions (all held): nothing to log.
-      this.settle(taken, undefined)
-      return
-    }
-    const firstSequence = this.lastSequence + 1
-    const offsets: number[] = []
-    let record: Buffer
+    for (const w of group) sync ||= w.sync && w.error === undefined
     try {
-      const arena = this.mem.arena
-      record = encodeWalRecord(firstSequence, ops, bytes, offsets, (size) => arena.allocate(size))
-      try {
+      for (const record of records) {
         this.wal.append(record)
-      } catch (err) {
-        arena.release(record)
-        throw err
+        this.counters.walBytes += record.length
       }
-      this.counters.walBytes += record.length
-      if (sync) {
+      if (sync && records.length > 0) {
         this.counters.syncs++
         this.groupsSinceYield = 0
         await this.wal.sync()
@@ -296,22 +379,13 @@ export class Engine implements CompactionHost, FlushHost {
     } catch (err) {
       // The WAL tail is now unknown: later appends could sit behind garbage. Stop writing.
       this.setBackgroundError(err)
-      this.settle(taken, this.backgroundError)
+      this.settle(group, this.backgroundError)
       return
     }
-    let seq = firstSequence
-    // Keys and values stay in the record buffer: the memtable keeps offsets.
-    for (let i = 0; i < ops.length; i++) {
-      const op = ops[i]
-      const ks = offsets[2 * i]
-      const vs = offsets[2 * i + 1]
-      this.mem.addRange(record, seq++, ks, ks + op.key.length, vs, op.value === null ? -1 : vs + op.value.length)
-    }
-    this.lastSequence = seq - 1
-    this.counters.writeGroups++
+    if (records.length > 0) this.counters.writeGroups++
     this.counters.writes += group.length
     this.counters.userBytes += bytes
-    this.settle(taken, undefined)
+    this.settle(group, undefined)
   }
 
   /** Sequence of the write that produced the key's value at `sequence`; 0 when absent or deleted. */
@@ -396,6 +470,7 @@ export class Engine implements CompactionHost, FlushHost {
   }
 
   private freezeMemtable(): void {
+    assert(this.applied.length === 0 && this.records.isEmpty, 'memtable frozen with writes not yet in its WAL')
     const number = this.versions.newFileNumber()
     const wal = WalWriter.create(path.join(this.dir, walFileName(number)), number)
     syncDirectory(this.dir)
@@ -403,6 +478,7 @@ export class Engine implements CompactionHost, FlushHost {
     this.wal = wal
     this.imms.push(this.mem)
     this.mem = new Memtable([number], this.recycler)
+    this.records = new WalRecordBuilder(this.mem.arena, MAX_GROUP_BYTES)
     this.flusher.schedule()
   }
 
@@ -427,7 +503,7 @@ export class Engine implements CompactionHost, FlushHost {
     assert(this.imms[0] === imm, 'flushed memtable is not the oldest')
     // Every WAL older than the next memtable's first WAL is now in tables.
     const logNumber = this.imms.length > 1 ? this.imms[1].firstWalNumber : this.mem.firstWalNumber
-    await this.versions.logAndApply({ logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }, this.lastSequence)
+    await this.versions.logAndApply({ logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }, this.settledSequence)
     this.counters.flushes++
     this.counters.flushBytes += table?.fileBytes ?? 0
     // Reads that start from now on do not see it; open iterators keep their references.

@@ -22,23 +22,15 @@ export interface PendingWrite {
   ticket: number
   /** Set when admission rejected this write (its conditions failed); settled with the group. */
   error?: unknown
+  /**
+   * Called once the write is admitted or rejected, before it is durable: from
+   * then on its effect is in the applied state that transactions read, so a
+   * transaction's FIFO turn can pass to the next one without waiting for the WAL.
+   */
+  onAdmitted?: () => void
   resolve: () => void
   reject: (err: unknown) => void
 }
 
-/** A group commit never grows past this, unless its first write alone is larger. */
+/** A WAL record (one group commit) never grows past this, unless its first write alone is larger. */
 export const MAX_GROUP_BYTES = 4 << 20
-
-/**
- * Takes writes from the head of `queue` (FIFO) for one group commit: at least
- * one, then more while the group stays under MAX_GROUP_BYTES.
- */
-export function takeGroup(queue: PendingWrite[]): PendingWrite[] {
-  let bytes = queue[0].encodedBytes
-  let n = 1
-  while (n < queue.length && bytes + queue[n].encodedBytes <= MAX_GROUP_BYTES) {
-    bytes += queue[n].encodedBytes
-    n++
-  }
-  return queue.splice(0, n)
-}

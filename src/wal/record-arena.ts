@@ -51,6 +51,27 @@ export class RecordArena {
   }
 
   /**
+   * The free rest of the current chunk (at least `minBytes`, taking a fresh
+   * chunk when the current one has less), for a record written in place and
+   * grown until `commit`. Nothing else is allocated from the arena meanwhile.
+   */
+  tail(minBytes: number): Buffer {
+    assert(!this.frozen, 'allocate from a frozen arena')
+    if (this.chunk === undefined || this.used + minBytes > this.chunk.byteLength) {
+      this.seal()
+      this.chunk = (minBytes <= this.chunkBytes ? this.source?.takeChunk() : undefined) ?? new SharedArrayBuffer(Math.max(this.chunkBytes, minBytes))
+      this.used = 0
+    }
+    return Buffer.from(this.chunk, this.used, this.chunk.byteLength - this.used)
+  }
+
+  /** Keeps the first `bytes` of the buffer `tail` returned: one or more whole records. */
+  commit(bytes: number): void {
+    assert(this.chunk !== undefined && this.used + bytes <= this.chunk.byteLength, 'commit past the chunk')
+    this.used += bytes
+  }
+
+  /**
    * Gives back the last allocation (its record was not written to the WAL),
    * so that the segments hold exactly the records that were.
    */

@@ -13,7 +13,7 @@ import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-format.js'
  * which is what makes a batch atomic across a crash.
  */
 export const WAL_FORMAT_VERSION = 1
-const PAYLOAD_HEADER_BYTES = 1 + 8 + 4
+export const PAYLOAD_HEADER_BYTES = 1 + 8 + 4
 
 /** Kind of an internal entry; the values are part of the on-disk format. */
 export const KIND_DELETE = 0

@@ -1,0 +1,100 @@
+import { assert } from '../base/assert.js'
+import { writeU32, writeU64, writeVarint } from '../base/coding.js'
+import type { RecordArena } from './record-arena.js'
+import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-format.js'
+import { KIND_DELETE, KIND_PUT, PAYLOAD_HEADER_BYTES, WAL_FORMAT_VERSION, type WriteOp } from './wal-record.js'
+
+/**
+ * Builds WAL records in place in a memtable's record arena, one write at a
+ * time: each write's key and value bytes are copied into the open record when
+ * the write is applied (so the caller may reuse its buffers at once), and the
+ * record is framed (count, checksums) when the group is written. The layout is
+ * exactly encodeWalRecord's (docs/format.md, "WAL record"): a group of writes
+ * is one record, applied whole or not at all after a crash.
+ *
+ * A record never spans arena chunks and stays under `maxRecordBytes`: a
+ * write that does not fit closes the open record and starts the next one.
+ */
+export class WalRecordBuilder {
+  /** The arena's free tail from the open record's first byte; undefined when no record is open. */
+  private buf: Buffer | undefined
+  private used = 0
+  private count = 0
+  private readonly closed: Buffer[] = []
+
+  constructor(
+    private readonly arena: RecordArena,
+    private readonly maxRecordBytes: number,
+  ) {}
+
+  /** True when no write is waiting to be written. */
+  get isEmpty(): boolean {
+    return this.buf === undefined && this.closed.length === 0
+  }
+
+  /**
+   * Appends `ops` (the first gets `firstSequence`, the rest follow) and
+   * returns the buffer they now lie in; `offsets` receives two numbers per op,
+   * relative to that buffer: its key and its value (-1 for a delete).
+   * `opBytes` is the ops' encodedOpBytes sum.
+   */
+  append(ops: readonly WriteOp[], opBytes: number, firstSequence: number, offsets: number[]): Buffer {
+    if (this.buf !== undefined && (this.used + opBytes > this.buf.length || this.used + opBytes > this.maxRecordBytes)) this.close()
+    let buf = this.buf
+    if (buf === undefined) {
+      buf = this.buf = this.arena.tail(RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES + opBytes)
+      let o = RECORD_HEADER_BYTES
+      buf[o++] = WAL_FORMAT_VERSION
+      writeU64(buf, o, firstSequence)
+      this.used = RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES
+      this.count = 0
+    }
+    let o = this.used
+    for (let i = 0; i < ops.length; i++) {
+      const { key, value } = ops[i]
+      buf[o++] = value === null ? KIND_DELETE : KIND_PUT
+      o = writeVarint(buf, o, key.length)
+      offsets.push(o)
+      o = copyInto(buf, o, key)
+      if (value !== null) {
+        o = writeVarint(buf, o, value.length)
+        offsets.push(o)
+        o = copyInto(buf, o, value)
+      } else {
+        offsets.push(-1)
+      }
+    }
+    assert(o - this.used === opBytes, 'WAL record size mismatch')
+    this.used = o
+    this.count += ops.length
+    return buf
+  }
+
+  /** Frames the open record and every closed one, and hands them out in order. */
+  take(): Buffer[] {
+    this.close()
+    return this.closed.splice(0)
+  }
+
+  private close(): void {
+    const buf = this.buf
+    if (buf === undefined) return
+    this.buf = undefined
+    writeU32(buf, RECORD_HEADER_BYTES + 9, this.count)
+    const record = buf.subarray(0, this.used)
+    frameRecordInPlace(record)
+    this.arena.commit(this.used)
+    this.closed.push(record)
+  }
+}
+
+/** Copies `src` into `dst` at `o`; a byte loop for the short keys and values that dominate. */
+function copyInto(dst: Buffer, o: number, src: Buffer): number {
+  const n = src.length
+  if (n <= 32) {
+    for (let i = 0; i < n; i++) dst[o + i] = src[i]
+  } else {
+    dst.set(src, o)
+  }
+  return o + n
+}
