@@ -28,24 +28,13 @@
  * client that does not read), and while a barrier is pending.
  */
 import type * as net from 'node:net'
-import type { BatchOp } from '../index.js'
+import { ConflictError, type BatchOp } from '../index.js'
 import type { ServerContext } from './context.js'
 import { isExpected, respErrorLine } from './errors.js'
 import { keyId } from './key-locks.js'
 import { isPromise, type MaybePromise } from './maybe.js'
-import {
-  COMMANDS,
-  NO_AUTH_COMMANDS,
-  arityOk,
-  overlongKey,
-  commandKeys,
-  commandKind,
-  conflictTouches,
-  lookupCommand,
-  type Call,
-  type CommandSpec,
-  type ConnectionState,
-} from './resp-commands.js'
+import { arityOk, overlongKey, commandKeys, commandKind, type Call, type CommandSpec, type ConnectionState } from './resp-command-spec.js'
+import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand } from './resp-command-table.js'
 import { RespParser, RespProtocolError } from './resp-parser.js'
 import { ErrorReply, NullArray, OK, OutputBuffer, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
 import { BatchingStore, BufferedStore, DirectStore } from './store.js'
@@ -656,4 +645,9 @@ function unknownCommandMessage(args: Buffer[]): string {
     .map((a) => `'${show(a)}' `)
     .join('')
   return `unknown command '${show(args[0])}', with args beginning with: ${rest}`
+}
+
+/** True when a conflict error names one of `ids` (latin1 key ids). */
+function conflictTouches(e: unknown, ids: ReadonlySet<string>): boolean {
+  return e instanceof ConflictError && e.keys.some((k) => ids.has(k.toString('latin1')))
 }
