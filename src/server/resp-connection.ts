@@ -21,7 +21,8 @@
  *   commit is queued in the write batcher, see readModifyWrite).
  *
  * Replies are queued in command order; each is encoded when it and all
- * before it are ready, and flushed once per event-loop turn.
+ * before it are ready, and flushed once per event-loop turn
+ * (resp-reply-queue.ts).
  *
  * Backpressure. Input is paused while `maxPendingReplies` replies are
  * outstanding, while more than `maxOutputBufferBytes` wait to be sent (a
@@ -36,18 +37,9 @@ import { isPromise, type MaybePromise } from './maybe.js'
 import { arityOk, overlongKey, commandKeys, commandKind, type Call, type CommandSpec, type ConnectionState } from './resp-command-spec.js'
 import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand } from './resp-command-table.js'
 import { RespParser, RespProtocolError } from './resp-parser.js'
-import { ErrorReply, NullArray, OK, OutputBuffer, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
+import { ErrorReply, NullArray, OK, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
+import { ReplyQueue } from './resp-reply-queue.js'
 import { BatchingStore, BufferedStore, DirectStore } from './store.js'
-
-interface Slot {
-  done: boolean
-  reply: Reply
-  protocol: Protocol
-  /** The command, for its metrics (undefined: not counted, e.g. QUEUED or a refusal before running). */
-  spec: CommandSpec | undefined
-  /** performance.now() when the command started. */
-  started: number
-}
 
 /** GET, served directly on the hot path (same result as its handler). */
 const GET = COMMANDS.get('get')
@@ -75,21 +67,18 @@ export class RespConnection implements ConnectionState {
   lastCommand = 'NULL'
 
   private readonly parser: RespParser
-  private readonly out = new OutputBuffer()
+  private readonly replies: ReplyQueue
   private readonly direct: DirectStore
   /** Blind writes through the server's write batcher (write-batcher.ts). */
   private readonly batching: BatchingStore
   /** The batcher's generation when this connection last queued a write (-1: never). */
   private queuedAt = -1
-  private readonly slots: Slot[] = []
-  private slotHead = 0
   private barrier = false
   /** Writes of this connection handed to the engine and not yet settled. */
   private writesInFlight = 0
   private writesIdle: Array<() => void> = []
   private multi: { queue: Queued[]; failed: boolean } | undefined
   private watched: Map<string, { key: Buffer; version: number }> | undefined
-  private flushScheduled = false
   private inputPaused = false
   /** No further commands are taken; the socket ends once every reply is sent. */
   private closing = false
@@ -119,6 +108,7 @@ export class RespConnection implements ConnectionState {
   ) {
     const l = server.options.limits
     this.parser = new RespParser({ maxBulkBytes: l.maxBulkBytes, maxArgs: l.maxArgs, maxInlineBytes: l.maxInlineBytes, maxCommandBytes: l.maxCommandBytes })
+    this.replies = new ReplyQueue(socket, server.metrics, (e) => this.errorReply(e), () => this.flush())
     this.authenticated = server.auth === undefined
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
     this.direct = new DirectStore(server.db, this.track, server.batcher)
@@ -127,7 +117,7 @@ export class RespConnection implements ConnectionState {
     socket.setKeepAlive(true, 60_000)
     if (server.options.respIdleTimeoutMs > 0) {
       socket.setTimeout(server.options.respIdleTimeoutMs, () => {
-        if (this.pendingReplies() === 0) socket.destroy()
+        if (this.replies.pending === 0) socket.destroy()
       })
     }
     socket.on('data', (chunk: Buffer) => {
@@ -165,7 +155,7 @@ export class RespConnection implements ConnectionState {
     const limits = this.server.options.limits
     this.clock = performance.now()
     while (!this.closing && !this.closed && !this.barrier) {
-      if (this.pendingReplies() >= limits.maxPendingReplies || this.socket.writableLength + this.out.size > limits.maxOutputBufferBytes) {
+      if (this.replies.pending >= limits.maxPendingReplies || this.socket.writableLength + this.replies.size > limits.maxOutputBufferBytes) {
         this.pauseInput()
         break
       }
@@ -188,7 +178,7 @@ export class RespConnection implements ConnectionState {
     if (this.barrier || this.closing) this.pauseInput()
     // Replies go out once per event-loop turn (setImmediate), after every connection's input of
     // this turn was handled: writing at once from here measured ~10% slower on pipelined GETs.
-    this.scheduleFlush()
+    this.replies.scheduleFlush()
     this.maybeEnd()
   }
 
@@ -210,7 +200,7 @@ export class RespConnection implements ConnectionState {
   private maybeResume(): void {
     if (this.closed || this.closing || this.barrier) return
     const limits = this.server.options.limits
-    if (this.pendingReplies() >= limits.maxPendingReplies || this.socket.writableLength > limits.maxOutputBufferBytes) return
+    if (this.replies.pending >= limits.maxPendingReplies || this.socket.writableLength > limits.maxOutputBufferBytes) return
     this.pump()
   }
 
@@ -535,86 +525,24 @@ export class RespConnection implements ConnectionState {
 
   // ---- output ------------------------------------------------------------------
 
-  private pendingReplies(): number {
-    return this.slots.length - this.slotHead
-  }
-
   /** Queues a reply in command order; `spec` and `started` are for the command's metrics. */
   private pushReply(reply: MaybePromise<Reply>, spec: CommandSpec | undefined, started: number): void {
-    if (!isPromise(reply)) {
-      if (spec !== undefined) this.server.metrics.respCommand(spec.name, (this.clock - started) / 1000, reply instanceof ErrorReply)
-      if (this.pendingReplies() === 0) {
-        this.out.reply(reply, this.protocol)
-        return
-      }
-      this.slots.push({ done: true, reply, protocol: this.protocol, spec: undefined, started })
-      return
-    }
-    const slot: Slot = { done: false, reply: null, protocol: this.protocol, spec, started }
-    this.slots.push(slot)
-    reply.then(
-      (r) => this.settleSlot(slot, r),
-      (e: unknown) => this.settleSlot(slot, this.errorReply(e)),
-    )
+    this.replies.push(reply, this.protocol, spec, started, this.clock)
   }
 
-  private settleSlot(slot: Slot, reply: Reply): void {
-    if (slot.spec !== undefined) this.server.metrics.respCommand(slot.spec.name, (performance.now() - slot.started) / 1000, reply instanceof ErrorReply)
-    slot.done = true
-    slot.reply = reply
-    this.drainSlots()
-  }
-
-  private drainSlots(): void {
-    let encoded = false
-    while (this.slotHead < this.slots.length && this.slots[this.slotHead].done) {
-      const s = this.slots[this.slotHead++]
-      this.out.reply(s.reply, s.protocol)
-      encoded = true
-    }
-    if (this.slotHead === this.slots.length) {
-      this.slots.length = 0
-      this.slotHead = 0
-    } else if (this.slotHead > 1024) {
-      this.slots.splice(0, this.slotHead)
-      this.slotHead = 0
-    }
-    if (encoded) this.scheduleFlush()
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled || this.out.size === 0) return
-    this.flushScheduled = true
-    setImmediate(() => {
-      this.flushScheduled = false
-      this.flush()
-    })
-  }
-
+  /** The reply queue's flush: sends what is encoded, then ends the socket or takes more commands. */
   private flush(): void {
     if (this.closed) return
-    this.writeOut()
+    this.replies.writeOut()
     this.maybeEnd()
     this.maybeResume()
-  }
-
-  /** Hands everything encoded so far to the socket (one write, or several corked together). */
-  private writeOut(): void {
-    if (this.closed || this.out.size === 0) return
-    const chunks = this.out.take()
-    if (chunks.length === 1) this.socket.write(chunks[0])
-    else if (chunks.length > 1) {
-      this.socket.cork()
-      for (const c of chunks) this.socket.write(c)
-      this.socket.uncork()
-    }
   }
 
   /** Ends the socket once closing and every reply has been written. */
   private maybeEnd(): void {
     if (!this.closing || this.closed || this.barrier) return
-    if (this.pendingReplies() > 0 || this.out.size > 0) {
-      this.scheduleFlush()
+    if (this.replies.pending > 0 || this.replies.size > 0) {
+      this.replies.scheduleFlush()
       return
     }
     if (this.socket.writable) this.socket.end()
