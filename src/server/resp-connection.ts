@@ -29,13 +29,14 @@
  * client that does not read), and while a barrier is pending.
  */
 import type * as net from 'node:net'
-import { ConflictError, type BatchOp } from '../index.js'
+import { ConflictError } from '../index.js'
 import type { ServerContext } from './context.js'
 import { isExpected, respErrorLine } from './errors.js'
 import { keyId } from './key-locks.js'
 import { isPromise, type MaybePromise } from './maybe.js'
 import { arityOk, overlongKey, commandKeys, commandKind, type Call, type CommandSpec, type ConnectionState } from './resp-command-spec.js'
 import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand } from './resp-command-table.js'
+import { ConnectionWrites } from './resp-connection-writes.js'
 import { RespParser, RespProtocolError } from './resp-parser.js'
 import { ErrorReply, NullArray, OK, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
 import { ReplyQueue } from './resp-reply-queue.js'
@@ -71,33 +72,15 @@ export class RespConnection implements ConnectionState {
   private readonly direct: DirectStore
   /** Blind writes through the server's write batcher (write-batcher.ts). */
   private readonly batching: BatchingStore
-  /** The batcher's generation when this connection last queued a write (-1: never). */
-  private queuedAt = -1
+  /** This connection's writes in flight and queued in the batcher (resp-connection-writes.ts). */
+  private readonly writes: ConnectionWrites
   private barrier = false
-  /** Writes of this connection handed to the engine and not yet settled. */
-  private writesInFlight = 0
-  private writesIdle: Array<() => void> = []
   private multi: { queue: Queued[]; failed: boolean } | undefined
   private watched: Map<string, { key: Buffer; version: number }> | undefined
   private inputPaused = false
   /** No further commands are taken; the socket ends once every reply is sent. */
   private closing = false
   private closed = false
-  private readonly track = (write: Promise<void>): Promise<void> => this.trackWrite(write)
-  /** Commits of read-modify-writes and EXEC join the turn's batch (write-batcher.ts). */
-  private readonly submitBatch = (ops: BatchOp[]): Promise<void> => {
-    this.queuedAt = this.server.batcher.generation
-    return this.server.batcher.batch(ops)
-  }
-  /** One reaction per write does this connection's and the write gate's bookkeeping. */
-  private readonly writeSettled = (): void => {
-    this.server.gate.end()
-    if (--this.writesInFlight === 0) {
-      const waiters = this.writesIdle
-      this.writesIdle = []
-      for (const w of waiters) w()
-    }
-  }
   /** performance.now() at the end of the previous command of this pump (the start of the next). */
   private clock = 0
 
@@ -111,8 +94,9 @@ export class RespConnection implements ConnectionState {
     this.replies = new ReplyQueue(socket, server.metrics, (e) => this.errorReply(e), () => this.flush())
     this.authenticated = server.auth === undefined
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
-    this.direct = new DirectStore(server.db, this.track, server.batcher)
-    this.batching = new BatchingStore(server.db, this.track, server.batcher)
+    this.writes = new ConnectionWrites(server.gate, server.batcher)
+    this.direct = new DirectStore(server.db, this.writes.track, server.batcher)
+    this.batching = new BatchingStore(server.db, this.writes.track, server.batcher)
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 60_000)
     if (server.options.respIdleTimeoutMs > 0) {
@@ -263,19 +247,19 @@ export class RespConnection implements ConnectionState {
     const kind = commandKind(spec, args)
     if (kind === 'conn') return this.run(spec, args, this.direct)
     if (kind === 'write') {
-      const busy = this.busy()
+      const busy = this.writes.busy()
       if (busy !== undefined) return busy
       if (this.server.locks.heldCount === 0) {
         // No key is exclusively held (the usual case): join this turn's batch.
-        this.queuedAt = this.server.batcher.generation
+        this.writes.noteQueued()
         return this.run(spec, args, this.batching)
       }
     }
     // Anything else is ordered after this connection's queued writes: issue them first.
-    if (this.server.batcher.queuedSince(this.queuedAt)) this.server.batcher.flush()
+    this.writes.flushQueued()
     switch (kind) {
       case 'read':
-        if (this.writesInFlight === 0) {
+        if (this.writes.inFlight === 0) {
           if (spec === GET) {
             // The hottest command, without the handler's call object and closures.
             try {
@@ -286,7 +270,7 @@ export class RespConnection implements ConnectionState {
           }
           return this.run(spec, args, this.direct)
         }
-        return this.hold(this.writesApplied().then(() => this.run(spec, args, this.direct)))
+        return this.hold(this.writes.applied().then(() => this.run(spec, args, this.direct)))
       case 'write': {
         // Some key is held: issue at once when none of ours is, else wait (later commands too).
         const ids = commandKeys(spec, args).map(keyId)
@@ -296,7 +280,7 @@ export class RespConnection implements ConnectionState {
         return issued.then((i) => i.reply)
       }
       case 'rmw': {
-        const busy = this.busy()
+        const busy = this.writes.busy()
         if (busy !== undefined) return busy
         return this.holdUntilIssued((issued) => this.readModifyWrite(spec, args, issued))
       }
@@ -328,11 +312,6 @@ export class RespConnection implements ConnectionState {
   private errorReply(e: unknown): ErrorReply {
     if (!isExpected(e)) this.server.log(`RESP: ${this.lastCommand} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
     return new ErrorReply(respErrorLine(e))
-  }
-
-  private busy(): ErrorReply | undefined {
-    const reason = this.server.gate.admit()
-    return reason === undefined ? undefined : new ErrorReply(`BUSY try again later: ${reason.message}`)
   }
 
   /** Makes later commands wait until `p` settles. */
@@ -389,7 +368,7 @@ export class RespConnection implements ConnectionState {
     try {
       const store = new BufferedStore(this.server.db)
       reply = await this.runCaught(spec, args, store)
-      if (!(reply instanceof ErrorReply)) commit = store.commit(this.track, this.submitBatch)
+      if (!(reply instanceof ErrorReply)) commit = store.commit(this.writes.track, this.writes.submitBatch)
     } finally {
       release()
       issued()
@@ -467,10 +446,10 @@ export class RespConnection implements ConnectionState {
   private async exec(queue: Queued[], watched: Map<string, { key: Buffer; version: number }> | undefined, issued: () => void): Promise<Reply> {
     const kinds = queue.map((q) => commandKind(q.spec, q.args))
     if (kinds.some((k) => k === 'write' || k === 'rmw')) {
-      const busy = this.busy()
+      const busy = this.writes.busy()
       if (busy !== undefined) return busy
     }
-    if (this.writesInFlight > 0) await this.writesApplied()
+    if (this.writes.inFlight > 0) await this.writes.applied()
     const ids = new Set<string>()
     for (const q of queue) for (const k of commandKeys(q.spec, q.args)) ids.add(keyId(k))
     const watchedIds = new Set(watched?.keys() ?? [])
@@ -492,7 +471,7 @@ export class RespConnection implements ConnectionState {
         this.server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
         replies.push(reply)
       }
-      commit = store.commit(this.track, this.submitBatch)
+      commit = store.commit(this.writes.track, this.writes.submitBatch)
     } finally {
       release()
       issued()
@@ -506,21 +485,6 @@ export class RespConnection implements ConnectionState {
       }
     }
     return replies
-  }
-
-  // ---- writes ------------------------------------------------------------------
-
-  private trackWrite(write: Promise<void>): Promise<void> {
-    this.writesInFlight++
-    this.server.gate.begin()
-    write.then(this.writeSettled, this.writeSettled)
-    return write
-  }
-
-  /** Resolves once every write this connection issued so far has settled. */
-  private writesApplied(): Promise<void> {
-    if (this.writesInFlight === 0) return Promise.resolve()
-    return new Promise((resolve) => this.writesIdle.push(resolve))
   }
 
   // ---- output ------------------------------------------------------------------
