@@ -31,10 +31,10 @@
 import type * as net from 'node:net'
 import { ConflictError } from '../index.js'
 import type { ServerContext } from './context.js'
-import { isExpected, respErrorLine } from './errors.js'
 import { keyId } from './key-locks.js'
 import { isPromise, type MaybePromise } from './maybe.js'
-import { arityOk, overlongKey, commandKeys, commandKind, type Call, type CommandSpec, type ConnectionState } from './resp-command-spec.js'
+import { CommandRunner } from './resp-command-runner.js'
+import { arityOk, overlongKey, commandKeys, commandKind, type CommandSpec, type ConnectionState } from './resp-command-spec.js'
 import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand } from './resp-command-table.js'
 import { ConnectionWrites } from './resp-connection-writes.js'
 import { RespParser, RespProtocolError } from './resp-parser.js'
@@ -74,6 +74,8 @@ export class RespConnection implements ConnectionState {
   private readonly batching: BatchingStore
   /** This connection's writes in flight and queued in the batcher (resp-connection-writes.ts). */
   private readonly writes: ConnectionWrites
+  /** Runs handlers for this connection (resp-command-runner.ts). */
+  private readonly runner: CommandRunner
   private barrier = false
   private multi: { queue: Queued[]; failed: boolean } | undefined
   private watched: Map<string, { key: Buffer; version: number }> | undefined
@@ -91,10 +93,11 @@ export class RespConnection implements ConnectionState {
   ) {
     const l = server.options.limits
     this.parser = new RespParser({ maxBulkBytes: l.maxBulkBytes, maxArgs: l.maxArgs, maxInlineBytes: l.maxInlineBytes, maxCommandBytes: l.maxCommandBytes })
-    this.replies = new ReplyQueue(socket, server.metrics, (e) => this.errorReply(e), () => this.flush())
+    this.replies = new ReplyQueue(socket, server.metrics, (e) => this.runner.errorReply(e), () => this.flush())
     this.authenticated = server.auth === undefined
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
     this.writes = new ConnectionWrites(server.gate, server.batcher)
+    this.runner = new CommandRunner(this, server, this.writes)
     this.direct = new DirectStore(server.db, this.writes.track, server.batcher)
     this.batching = new BatchingStore(server.db, this.writes.track, server.batcher)
     socket.setNoDelay(true)
@@ -245,14 +248,14 @@ export class RespConnection implements ConnectionState {
 
   private execute(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> {
     const kind = commandKind(spec, args)
-    if (kind === 'conn') return this.run(spec, args, this.direct)
+    if (kind === 'conn') return this.runner.run(spec, args, this.direct)
     if (kind === 'write') {
       const busy = this.writes.busy()
       if (busy !== undefined) return busy
       if (this.server.locks.heldCount === 0) {
         // No key is exclusively held (the usual case): join this turn's batch.
         this.writes.noteQueued()
-        return this.run(spec, args, this.batching)
+        return this.runner.run(spec, args, this.batching)
       }
     }
     // Anything else is ordered after this connection's queued writes: issue them first.
@@ -265,16 +268,16 @@ export class RespConnection implements ConnectionState {
             try {
               return this.server.db.getSync(args[1]) ?? null
             } catch (e) {
-              return this.errorReply(e)
+              return this.runner.errorReply(e)
             }
           }
-          return this.run(spec, args, this.direct)
+          return this.runner.run(spec, args, this.direct)
         }
-        return this.hold(this.writes.applied().then(() => this.run(spec, args, this.direct)))
+        return this.hold(this.writes.applied().then(() => this.runner.run(spec, args, this.direct)))
       case 'write': {
         // Some key is held: issue at once when none of ours is, else wait (later commands too).
         const ids = commandKeys(spec, args).map(keyId)
-        const issued = this.server.locks.whenFree(ids, () => ({ reply: this.run(spec, args, this.direct) }))
+        const issued = this.server.locks.whenFree(ids, () => ({ reply: this.runner.run(spec, args, this.direct) }))
         if (!isPromise(issued)) return issued.reply
         this.hold(issued)
         return issued.then((i) => i.reply)
@@ -287,31 +290,6 @@ export class RespConnection implements ConnectionState {
       case 'tx':
         return this.transactionCommand(spec, args)
     }
-  }
-
-  /**
-   * Runs a handler, turning a thrown exception into an error reply. A
-   * rejected promise is left as it is: pushReply turns it into the error
-   * reply (no extra promise per command on the hot path).
-   */
-  private run(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore): MaybePromise<Reply> {
-    const call: Call = { args, store, conn: this, server: this.server }
-    try {
-      return spec.run(call)
-    } catch (e) {
-      return this.errorReply(e)
-    }
-  }
-
-  /** As run(), but a rejection also becomes an error reply (for callers that await the reply). */
-  private runCaught(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore): MaybePromise<Reply> {
-    const r = this.run(spec, args, store)
-    return isPromise(r) ? r.catch((e: unknown) => this.errorReply(e)) : r
-  }
-
-  private errorReply(e: unknown): ErrorReply {
-    if (!isExpected(e)) this.server.log(`RESP: ${this.lastCommand} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
-    return new ErrorReply(respErrorLine(e))
   }
 
   /** Makes later commands wait until `p` settles. */
@@ -367,7 +345,7 @@ export class RespConnection implements ConnectionState {
     let commit: Promise<void> | undefined
     try {
       const store = new BufferedStore(this.server.db)
-      reply = await this.runCaught(spec, args, store)
+      reply = await this.runner.runCaught(spec, args, store)
       if (!(reply instanceof ErrorReply)) commit = store.commit(this.writes.track, this.writes.submitBatch)
     } finally {
       release()
@@ -377,7 +355,7 @@ export class RespConnection implements ConnectionState {
       try {
         await commit
       } catch (e) {
-        return this.errorReply(e)
+        return this.runner.errorReply(e)
       }
     }
     return reply
@@ -467,7 +445,7 @@ export class RespConnection implements ConnectionState {
       }
       for (const q of queue) {
         const started = performance.now()
-        const reply = await this.runCaught(q.spec, q.args, store)
+        const reply = await this.runner.runCaught(q.spec, q.args, store)
         this.server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
         replies.push(reply)
       }
@@ -481,7 +459,7 @@ export class RespConnection implements ConnectionState {
         await commit
       } catch (e) {
         if (conflictTouches(e, watchedIds)) return NullArray.instance
-        return this.errorReply(e)
+        return this.runner.errorReply(e)
       }
     }
     return replies
