@@ -18,7 +18,7 @@
  *   been applied (later commands wait for it);
  * - read-modify-write commands, EXEC and WATCH are barriers: later commands
  *   wait until they completed (read-modify-writes and EXEC: until their
- *   commit is queued in the write batcher, see readModifyWrite).
+ *   commit is queued in the write batcher, see resp-read-modify-write.ts).
  *
  * Replies are queued in command order; each is encoded when it and all
  * before it are ready, and flushed once per event-loop turn
@@ -39,6 +39,7 @@ import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand } from './resp-command-table.
 import { ConnectionWrites } from './resp-connection-writes.js'
 import { RespParser, RespProtocolError } from './resp-parser.js'
 import { ErrorReply, NullArray, OK, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
+import { readModifyWrite } from './resp-read-modify-write.js'
 import { ReplyQueue } from './resp-reply-queue.js'
 import { BatchingStore, BufferedStore, DirectStore } from './store.js'
 
@@ -285,7 +286,7 @@ export class RespConnection implements ConnectionState {
       case 'rmw': {
         const busy = this.writes.busy()
         if (busy !== undefined) return busy
-        return this.holdUntilIssued((issued) => this.readModifyWrite(spec, args, issued))
+        return this.holdUntilIssued((issued) => readModifyWrite(this.runner, spec, args, issued))
       }
       case 'tx':
         return this.transactionCommand(spec, args)
@@ -323,41 +324,6 @@ export class RespConnection implements ConnectionState {
     const reply = body(markIssued)
     reply.then(markIssued, markIssued)
     this.hold(issued)
-    return reply
-  }
-
-  /**
-   * A read-modify-write command: under exclusive locks on its keys, run the
-   * handler on a BufferedStore and commit. The locks are released, and later
-   * commands let go, as soon as the commit is queued in the write batcher:
-   * the next exclusive holder of these keys has it issued first (and reads
-   * it), this connection's next command of another kind too, and every
-   * later blind write of these keys is queued or issued after it. Under the
-   * locks no other writer of this server can intervene, so the commit's
-   * version checks cannot fail unless something outside the server wrote
-   * (the database is locked against that).
-   */
-  private async readModifyWrite(spec: CommandSpec, args: Buffer[], issued: () => void): Promise<Reply> {
-    const ids = commandKeys(spec, args).map(keyId)
-    // Free keys (the usual case) are taken at once, without a round through the promise queue.
-    const release = this.server.locks.tryAcquire(ids) ?? (await this.server.locks.acquire(ids))
-    let reply: Reply
-    let commit: Promise<void> | undefined
-    try {
-      const store = new BufferedStore(this.server.db)
-      reply = await this.runner.runCaught(spec, args, store)
-      if (!(reply instanceof ErrorReply)) commit = store.commit(this.writes.track, this.writes.submitBatch)
-    } finally {
-      release()
-      issued()
-    }
-    if (commit !== undefined) {
-      try {
-        await commit
-      } catch (e) {
-        return this.runner.errorReply(e)
-      }
-    }
     return reply
   }
 
