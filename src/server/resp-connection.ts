@@ -1,6 +1,6 @@
 /**
  * One RESP client connection: parsing, in-order execution with pipelining,
- * MULTI/EXEC/WATCH, backpressure, and orderly closing.
+ * MULTI/EXEC/WATCH (resp-transaction.ts), backpressure, and orderly closing.
  *
  * Ordering. Commands of one connection take effect in the order they were
  * sent, as in Redis, while independent commands still overlap so that
@@ -29,7 +29,6 @@
  * client that does not read), and while a barrier is pending.
  */
 import type * as net from 'node:net'
-import { ConflictError } from '../index.js'
 import type { ServerContext } from './context.js'
 import { keyId } from './key-locks.js'
 import { isPromise, type MaybePromise } from './maybe.js'
@@ -38,21 +37,14 @@ import { arityOk, overlongKey, commandKeys, commandKind, type CommandSpec, type 
 import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand } from './resp-command-table.js'
 import { ConnectionWrites } from './resp-connection-writes.js'
 import { RespParser, RespProtocolError } from './resp-parser.js'
-import { ErrorReply, NullArray, OK, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
 import { readModifyWrite } from './resp-read-modify-write.js'
+import { ErrorReply, OK, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
 import { ReplyQueue } from './resp-reply-queue.js'
-import { BatchingStore, BufferedStore, DirectStore } from './store.js'
+import { Transaction, exec } from './resp-transaction.js'
+import { BatchingStore, DirectStore } from './store.js'
 
 /** GET, served directly on the hot path (same result as its handler). */
 const GET = COMMANDS.get('get')
-
-/** Commands that run at once inside MULTI instead of being queued. */
-const MULTI_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset'])
-
-interface Queued {
-  spec: CommandSpec
-  args: Buffer[]
-}
 
 let nextConnectionId = 1
 
@@ -78,8 +70,8 @@ export class RespConnection implements ConnectionState {
   /** Runs handlers for this connection (resp-command-runner.ts). */
   private readonly runner: CommandRunner
   private barrier = false
-  private multi: { queue: Queued[]; failed: boolean } | undefined
-  private watched: Map<string, { key: Buffer; version: number }> | undefined
+  /** MULTI/EXEC/WATCH state (resp-transaction.ts). */
+  private readonly tx = new Transaction()
   private inputPaused = false
   /** No further commands are taken; the socket ends once every reply is sent. */
   private closing = false
@@ -206,18 +198,17 @@ export class RespConnection implements ConnectionState {
       return
     }
     if (!arityOk(spec, args)) {
-      if (this.multi !== undefined) this.multi.failed = true
+      this.tx.fail()
       this.pushReply(err(`wrong number of arguments for '${spec.name}' command`), undefined, 0)
       return
     }
     const longKey = overlongKey(spec, args, this.server.options.limits.maxKeyBytes)
     if (longKey !== undefined) {
-      if (this.multi !== undefined) this.multi.failed = true
+      this.tx.fail()
       this.pushReply(err(`key of ${longKey} bytes exceeds maxKeyBytes (${this.server.options.limits.maxKeyBytes})`), undefined, 0)
       return
     }
-    if (this.multi !== undefined && !MULTI_CONTROL.has(spec.name)) {
-      this.multi.queue.push({ spec, args: args.map((a) => Buffer.from(a)) })
+    if (this.tx.enqueue(spec, args)) {
       this.pushReply(QUEUED, undefined, 0)
       return
     }
@@ -243,7 +234,7 @@ export class RespConnection implements ConnectionState {
       this.pushReply(new ErrorReply('NOAUTH Authentication required.'), undefined, 0)
       return
     }
-    if (this.multi !== undefined) this.multi.failed = true
+    this.tx.fail()
     this.pushReply(err(unknownCommandMessage(args)), undefined, 0)
   }
 
@@ -327,40 +318,30 @@ export class RespConnection implements ConnectionState {
     return reply
   }
 
-  // ---- MULTI / EXEC / WATCH ------------------------------------------------------
+  // ---- MULTI / EXEC / WATCH, QUIT, RESET -------------------------------------------
 
   private transactionCommand(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> {
     switch (spec.name) {
       case 'multi':
-        if (this.multi !== undefined) return err('MULTI calls can not be nested')
-        this.multi = { queue: [], failed: false }
-        return OK
+        return this.tx.begin()
       case 'discard':
-        if (this.multi === undefined) return err('DISCARD without MULTI')
-        this.multi = undefined
-        this.watched = undefined
-        return OK
+        return this.tx.discard()
       case 'unwatch':
-        this.watched = undefined
-        return OK
-      case 'watch':
-        if (this.multi !== undefined) return err('WATCH inside MULTI is not allowed')
-        return this.hold(this.watch(args.slice(1)))
+        return this.tx.unwatch()
+      case 'watch': {
+        const watching = this.tx.watch(this.server.db, args.slice(1))
+        return watching instanceof ErrorReply ? watching : this.hold(watching)
+      }
       case 'exec': {
-        const multi = this.multi
-        if (multi === undefined) return err('EXEC without MULTI')
-        this.multi = undefined
-        const watched = this.watched
-        this.watched = undefined
-        if (multi.failed) return new ErrorReply('EXECABORT Transaction discarded because of previous errors.')
-        return this.holdUntilIssued((issued) => this.exec(multi.queue, watched, issued))
+        const unit = this.tx.end()
+        if (unit instanceof ErrorReply) return unit
+        return this.holdUntilIssued((issued) => exec(this.runner, unit, issued))
       }
       case 'quit':
         this.closing = true
         return OK
       case 'reset':
-        this.multi = undefined
-        this.watched = undefined
+        this.tx.reset()
         this.protocol = 2
         this.name = null
         this.authenticated = this.server.auth === undefined
@@ -368,67 +349,6 @@ export class RespConnection implements ConnectionState {
       default:
         return err(`unexpected command ${spec.name}`)
     }
-  }
-
-  private async watch(keys: Buffer[]): Promise<Reply> {
-    // db.getEntry sees this connection's earlier writes (it waits for every write issued before it).
-    const entries = await Promise.all(keys.map((k) => this.server.db.getEntry(k)))
-    const watched = (this.watched ??= new Map())
-    keys.forEach((key, i) => {
-      const id = keyId(key)
-      if (!watched.has(id)) watched.set(id, { key: Buffer.from(key), version: entries[i]?.version ?? 0 })
-    })
-    return OK
-  }
-
-  /**
-   * Runs a MULTI queue atomically: exclusive locks on every key it names, the
-   * watched versions checked, the commands run on one BufferedStore, one
-   * conditional batch. Null (nil) when a watched key changed, also between
-   * the check and the commit (the batch re-checks the versions).
-   */
-  private async exec(queue: Queued[], watched: Map<string, { key: Buffer; version: number }> | undefined, issued: () => void): Promise<Reply> {
-    const kinds = queue.map((q) => commandKind(q.spec, q.args))
-    if (kinds.some((k) => k === 'write' || k === 'rmw')) {
-      const busy = this.writes.busy()
-      if (busy !== undefined) return busy
-    }
-    if (this.writes.inFlight > 0) await this.writes.applied()
-    const ids = new Set<string>()
-    for (const q of queue) for (const k of commandKeys(q.spec, q.args)) ids.add(keyId(k))
-    const watchedIds = new Set(watched?.keys() ?? [])
-    const release = await this.server.locks.acquire(ids)
-    let commit: Promise<void> | undefined
-    const replies: Reply[] = []
-    try {
-      const store = new BufferedStore(this.server.db)
-      if (watched !== undefined) {
-        for (const w of watched.values()) {
-          const now = await this.server.db.getEntry(w.key)
-          if ((now?.version ?? 0) !== w.version) return NullArray.instance
-          store.expect(w.key, w.version)
-        }
-      }
-      for (const q of queue) {
-        const started = performance.now()
-        const reply = await this.runner.runCaught(q.spec, q.args, store)
-        this.server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
-        replies.push(reply)
-      }
-      commit = store.commit(this.writes.track, this.writes.submitBatch)
-    } finally {
-      release()
-      issued()
-    }
-    if (commit !== undefined) {
-      try {
-        await commit
-      } catch (e) {
-        if (conflictTouches(e, watchedIds)) return NullArray.instance
-        return this.runner.errorReply(e)
-      }
-    }
-    return replies
   }
 
   // ---- output ------------------------------------------------------------------
@@ -481,9 +401,4 @@ function unknownCommandMessage(args: Buffer[]): string {
     .map((a) => `'${show(a)}' `)
     .join('')
   return `unknown command '${show(args[0])}', with args beginning with: ${rest}`
-}
-
-/** True when a conflict error names one of `ids` (latin1 key ids). */
-function conflictTouches(e: unknown, ids: ReadonlySet<string>): boolean {
-  return e instanceof ConflictError && e.keys.some((k) => ids.has(k.toString('latin1')))
 }
