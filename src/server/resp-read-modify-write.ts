@@ -1,9 +1,11 @@
 /**
  * The read-modify-write commit path: a command of kind `rmw` runs under
  * exclusive locks on its keys as a small optimistic transaction
- * (BufferedStore) whose commit joins the write batcher's batch.
+ * (BufferedStore) whose commit joins the write batcher's batch. EXEC
+ * (resp-transaction.ts) commits its queue through the same path.
  */
 import { keyId } from './key-locks.js'
+import type { MaybePromise } from './maybe.js'
 import type { CommandRunner } from './resp-command-runner.js'
 import { commandKeys, type CommandSpec } from './resp-command-spec.js'
 import { ErrorReply, type Reply } from './resp-reply.js'
@@ -22,16 +24,41 @@ import { BufferedStore } from './store.js'
  * later commands go (holdUntilIssued in resp-connection.ts).
  */
 export async function readModifyWrite(runner: CommandRunner, spec: CommandSpec, args: Buffer[], issued: () => void): Promise<Reply> {
-  const { server, writes } = runner
   const ids = commandKeys(spec, args).map(keyId)
   // Free keys (the usual case) are taken at once, without a round through the promise queue.
-  const release = server.locks.tryAcquire(ids) ?? (await server.locks.acquire(ids))
+  const release = runner.server.locks.tryAcquire(ids) ?? (await runner.server.locks.acquire(ids))
+  return commitLocked(runner, release, issued, (store) => runner.runCaught(spec, args, store), notAnError, (e) => runner.errorReply(e))
+}
+
+function notAnError(reply: Reply): boolean {
+  return !(reply instanceof ErrorReply)
+}
+
+/**
+ * The commit path of read-modify-write commands and EXEC. The caller holds
+ * exclusive locks on the keys, which `release` gives back. `body` runs on a
+ * fresh BufferedStore; if `commits(reply)`, what it read and wrote is then
+ * committed as one conditional batch in the write batcher (see
+ * readModifyWrite). The locks are released and `issued()` is called as
+ * soon as that commit is queued (or nothing is to be committed, or `body`
+ * threw); then the commit is awaited, and its failure `e` becomes the reply
+ * `commitFailed(e)`.
+ */
+export async function commitLocked(
+  runner: CommandRunner,
+  release: () => void,
+  issued: () => void,
+  body: (store: BufferedStore) => MaybePromise<Reply>,
+  commits: (reply: Reply) => boolean,
+  commitFailed: (e: unknown) => Reply,
+): Promise<Reply> {
+  const { server, writes } = runner
   let reply: Reply
   let commit: Promise<void> | undefined
   try {
     const store = new BufferedStore(server.db)
-    reply = await runner.runCaught(spec, args, store)
-    if (!(reply instanceof ErrorReply)) commit = store.commit(writes.track, writes.submitBatch)
+    reply = await body(store)
+    if (commits(reply)) commit = store.commit(writes.track, writes.submitBatch)
   } finally {
     release()
     issued()
@@ -40,7 +67,7 @@ export async function readModifyWrite(runner: CommandRunner, spec: CommandSpec, 
     try {
       await commit
     } catch (e) {
-      return runner.errorReply(e)
+      return commitFailed(e)
     }
   }
   return reply

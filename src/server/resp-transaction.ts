@@ -7,8 +7,9 @@ import { ConflictError, type Database } from '../index.js'
 import { keyId } from './key-locks.js'
 import type { CommandRunner } from './resp-command-runner.js'
 import { commandKeys, commandKind, type CommandSpec } from './resp-command-spec.js'
+import { commitLocked } from './resp-read-modify-write.js'
 import { ErrorReply, NullArray, OK, err, type Reply } from './resp-reply.js'
-import { BufferedStore } from './store.js'
+import type { BufferedStore } from './store.js'
 
 /** Commands that run at once inside MULTI instead of being queued. */
 const MULTI_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset'])
@@ -110,8 +111,9 @@ export class Transaction {
 /**
  * Runs a MULTI queue atomically: exclusive locks on every key it names, the
  * watched versions checked, the commands run on one BufferedStore, one
- * conditional batch. Null (nil) when a watched key changed, also between
- * the check and the commit (the batch re-checks the versions).
+ * conditional batch (through the read-modify-write commit path,
+ * commitLocked). Null (nil) when a watched key changed, also between the
+ * check and the commit (the batch re-checks the versions).
  */
 export async function exec(runner: CommandRunner, { queue, watched }: ExecUnit, issued: () => void): Promise<Reply> {
   const { server, writes } = runner
@@ -125,10 +127,7 @@ export async function exec(runner: CommandRunner, { queue, watched }: ExecUnit, 
   for (const q of queue) for (const k of commandKeys(q.spec, q.args)) ids.add(keyId(k))
   const watchedIds = new Set(watched?.keys() ?? [])
   const release = await server.locks.acquire(ids)
-  let commit: Promise<void> | undefined
-  const replies: Reply[] = []
-  try {
-    const store = new BufferedStore(server.db)
+  const runQueue = async (store: BufferedStore): Promise<Reply> => {
     if (watched !== undefined) {
       for (const w of watched.values()) {
         const now = await server.db.getEntry(w.key)
@@ -136,26 +135,24 @@ export async function exec(runner: CommandRunner, { queue, watched }: ExecUnit, 
         store.expect(w.key, w.version)
       }
     }
+    const replies: Reply[] = []
     for (const q of queue) {
       const started = performance.now()
       const reply = await runner.runCaught(q.spec, q.args, store)
       server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
       replies.push(reply)
     }
-    commit = store.commit(writes.track, writes.submitBatch)
-  } finally {
-    release()
-    issued()
+    return replies
   }
-  if (commit !== undefined) {
-    try {
-      await commit
-    } catch (e) {
-      if (conflictTouches(e, watchedIds)) return NullArray.instance
-      return runner.errorReply(e)
-    }
-  }
-  return replies
+  // Nil (a watched key changed) commits nothing; a conflict on a watched key is nil too.
+  return commitLocked(
+    runner,
+    release,
+    issued,
+    runQueue,
+    (reply) => reply !== NullArray.instance,
+    (e) => (conflictTouches(e, watchedIds) ? NullArray.instance : runner.errorReply(e)),
+  )
 }
 
 /** True when a conflict error names one of `ids` (latin1 key ids). */
