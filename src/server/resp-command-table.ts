@@ -1,6 +1,7 @@
 /**
  * The RESP command table: every command by name, in the order COMMAND lists
- * them, and the lookup the connection runs for every command. The commands
+ * them, the lookup the connection runs for every command, and the error
+ * for a name that is not in the table. The commands
  * come from their families (resp-commands-*.ts); the table itself adds
  * COMMAND, which reports it, and the commands the connection handles itself
  * (kind `tx`). See resp-command-spec.ts for what a command is.
@@ -66,6 +67,17 @@ export function lookupCommand(name: Buffer): CommandSpec | undefined {
     if (same) return spec
   }
   return undefined
+}
+
+/** The error message for a command name lookupCommand does not know, as Redis words it. */
+export function unknownCommandMessage(args: Buffer[]): string {
+  const show = (b: Buffer): string => b.toString('latin1').slice(0, 128).replace(/[^\x20-\x7e]/g, '?')
+  const rest = args
+    .slice(1)
+    .slice(0, 8)
+    .map((a) => `'${show(a)}' `)
+    .join('')
+  return `unknown command '${show(args[0])}', with args beginning with: ${rest}`
 }
 
 function commandInfo(spec: CommandSpec): Reply {

@@ -34,7 +34,7 @@ import { keyId } from './key-locks.js'
 import { isPromise, type MaybePromise } from './maybe.js'
 import { CommandRunner } from './resp-command-runner.js'
 import { arityOk, overlongKey, commandKeys, commandKind, type CommandSpec, type ConnectionState } from './resp-command-spec.js'
-import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand } from './resp-command-table.js'
+import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand, unknownCommandMessage } from './resp-command-table.js'
 import { ConnectionWrites } from './resp-connection-writes.js'
 import { RespParser, RespProtocolError } from './resp-parser.js'
 import { readModifyWrite } from './resp-read-modify-write.js'
@@ -391,14 +391,4 @@ function logCrossProtocol(server: ServerContext, from: string): void {
   server.log(`RESP: HTTP request on the RESP port from ${from}, connection closed${more}`)
   crossProtocolLoggedAtMs = now
   crossProtocolSuppressed = 0
-}
-
-function unknownCommandMessage(args: Buffer[]): string {
-  const show = (b: Buffer): string => b.toString('latin1').slice(0, 128).replace(/[^\x20-\x7e]/g, '?')
-  const rest = args
-    .slice(1)
-    .slice(0, 8)
-    .map((a) => `'${show(a)}' `)
-    .join('')
-  return `unknown command '${show(args[0])}', with args beginning with: ${rest}`
 }
