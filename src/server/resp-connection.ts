@@ -1,6 +1,6 @@
 /**
  * One RESP client connection: parsing, in-order execution with pipelining,
- * MULTI/EXEC/WATCH, backpressure, and orderly closing.
+ * MULTI/EXEC/WATCH (resp-transaction.ts), backpressure, and orderly closing.
  *
  * Ordering. Commands of one connection take effect in the order they were
  * sent, as in Redis, while independent commands still overlap so that
@@ -18,58 +18,33 @@
  *   been applied (later commands wait for it);
  * - read-modify-write commands, EXEC and WATCH are barriers: later commands
  *   wait until they completed (read-modify-writes and EXEC: until their
- *   commit is queued in the write batcher, see readModifyWrite).
+ *   commit is queued in the write batcher, see resp-read-modify-write.ts).
  *
  * Replies are queued in command order; each is encoded when it and all
- * before it are ready, and flushed once per event-loop turn.
+ * before it are ready, and flushed once per event-loop turn
+ * (resp-reply-queue.ts).
  *
  * Backpressure. Input is paused while `maxPendingReplies` replies are
  * outstanding, while more than `maxOutputBufferBytes` wait to be sent (a
  * client that does not read), and while a barrier is pending.
  */
 import type * as net from 'node:net'
-import type { BatchOp } from '../index.js'
 import type { ServerContext } from './context.js'
-import { isExpected, respErrorLine } from './errors.js'
 import { keyId } from './key-locks.js'
 import { isPromise, type MaybePromise } from './maybe.js'
-import {
-  COMMANDS,
-  NO_AUTH_COMMANDS,
-  arityOk,
-  overlongKey,
-  commandKeys,
-  commandKind,
-  conflictTouches,
-  lookupCommand,
-  type Call,
-  type CommandSpec,
-  type ConnectionState,
-} from './resp-commands.js'
+import { CommandRunner } from './resp-command-runner.js'
+import { arityOk, overlongKey, commandKeys, commandKind, type CommandSpec, type ConnectionState } from './resp-command-spec.js'
+import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand, unknownCommandMessage } from './resp-command-table.js'
+import { ConnectionWrites } from './resp-connection-writes.js'
 import { RespParser, RespProtocolError } from './resp-parser.js'
-import { ErrorReply, NullArray, OK, OutputBuffer, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
-import { BatchingStore, BufferedStore, DirectStore } from './store.js'
-
-interface Slot {
-  done: boolean
-  reply: Reply
-  protocol: Protocol
-  /** The command, for its metrics (undefined: not counted, e.g. QUEUED or a refusal before running). */
-  spec: CommandSpec | undefined
-  /** performance.now() when the command started. */
-  started: number
-}
+import { readModifyWrite } from './resp-read-modify-write.js'
+import { ErrorReply, OK, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
+import { ReplyQueue } from './resp-reply-queue.js'
+import { Transaction, exec } from './resp-transaction.js'
+import { BatchingStore, DirectStore } from './store.js'
 
 /** GET, served directly on the hot path (same result as its handler). */
 const GET = COMMANDS.get('get')
-
-/** Commands that run at once inside MULTI instead of being queued. */
-const MULTI_CONTROL = new Set(['exec', 'discard', 'multi', 'watch', 'quit', 'reset'])
-
-interface Queued {
-  spec: CommandSpec
-  args: Buffer[]
-}
 
 let nextConnectionId = 1
 
@@ -86,40 +61,21 @@ export class RespConnection implements ConnectionState {
   lastCommand = 'NULL'
 
   private readonly parser: RespParser
-  private readonly out = new OutputBuffer()
+  private readonly replies: ReplyQueue
   private readonly direct: DirectStore
   /** Blind writes through the server's write batcher (write-batcher.ts). */
   private readonly batching: BatchingStore
-  /** The batcher's generation when this connection last queued a write (-1: never). */
-  private queuedAt = -1
-  private readonly slots: Slot[] = []
-  private slotHead = 0
+  /** This connection's writes in flight and queued in the batcher (resp-connection-writes.ts). */
+  private readonly writes: ConnectionWrites
+  /** Runs handlers for this connection (resp-command-runner.ts). */
+  private readonly runner: CommandRunner
   private barrier = false
-  /** Writes of this connection handed to the engine and not yet settled. */
-  private writesInFlight = 0
-  private writesIdle: Array<() => void> = []
-  private multi: { queue: Queued[]; failed: boolean } | undefined
-  private watched: Map<string, { key: Buffer; version: number }> | undefined
-  private flushScheduled = false
+  /** MULTI/EXEC/WATCH state (resp-transaction.ts). */
+  private readonly tx = new Transaction()
   private inputPaused = false
   /** No further commands are taken; the socket ends once every reply is sent. */
   private closing = false
   private closed = false
-  private readonly track = (write: Promise<void>): Promise<void> => this.trackWrite(write)
-  /** Commits of read-modify-writes and EXEC join the turn's batch (write-batcher.ts). */
-  private readonly submitBatch = (ops: BatchOp[]): Promise<void> => {
-    this.queuedAt = this.server.batcher.generation
-    return this.server.batcher.batch(ops)
-  }
-  /** One reaction per write does this connection's and the write gate's bookkeeping. */
-  private readonly writeSettled = (): void => {
-    this.server.gate.end()
-    if (--this.writesInFlight === 0) {
-      const waiters = this.writesIdle
-      this.writesIdle = []
-      for (const w of waiters) w()
-    }
-  }
   /** performance.now() at the end of the previous command of this pump (the start of the next). */
   private clock = 0
 
@@ -130,15 +86,18 @@ export class RespConnection implements ConnectionState {
   ) {
     const l = server.options.limits
     this.parser = new RespParser({ maxBulkBytes: l.maxBulkBytes, maxArgs: l.maxArgs, maxInlineBytes: l.maxInlineBytes, maxCommandBytes: l.maxCommandBytes })
+    this.replies = new ReplyQueue(socket, server.metrics, (e) => this.runner.errorReply(e), () => this.flush())
     this.authenticated = server.auth === undefined
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
-    this.direct = new DirectStore(server.db, this.track, server.batcher)
-    this.batching = new BatchingStore(server.db, this.track, server.batcher)
+    this.writes = new ConnectionWrites(server.gate, server.batcher)
+    this.runner = new CommandRunner(this, server, this.writes)
+    this.direct = new DirectStore(server.db, this.writes.track, server.batcher)
+    this.batching = new BatchingStore(server.db, this.writes.track, server.batcher)
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 60_000)
     if (server.options.respIdleTimeoutMs > 0) {
       socket.setTimeout(server.options.respIdleTimeoutMs, () => {
-        if (this.pendingReplies() === 0) socket.destroy()
+        if (this.replies.pending === 0) socket.destroy()
       })
     }
     socket.on('data', (chunk: Buffer) => {
@@ -176,7 +135,7 @@ export class RespConnection implements ConnectionState {
     const limits = this.server.options.limits
     this.clock = performance.now()
     while (!this.closing && !this.closed && !this.barrier) {
-      if (this.pendingReplies() >= limits.maxPendingReplies || this.socket.writableLength + this.out.size > limits.maxOutputBufferBytes) {
+      if (this.replies.pending >= limits.maxPendingReplies || this.socket.writableLength + this.replies.size > limits.maxOutputBufferBytes) {
         this.pauseInput()
         break
       }
@@ -199,7 +158,7 @@ export class RespConnection implements ConnectionState {
     if (this.barrier || this.closing) this.pauseInput()
     // Replies go out once per event-loop turn (setImmediate), after every connection's input of
     // this turn was handled: writing at once from here measured ~10% slower on pipelined GETs.
-    this.scheduleFlush()
+    this.replies.scheduleFlush()
     this.maybeEnd()
   }
 
@@ -221,7 +180,7 @@ export class RespConnection implements ConnectionState {
   private maybeResume(): void {
     if (this.closed || this.closing || this.barrier) return
     const limits = this.server.options.limits
-    if (this.pendingReplies() >= limits.maxPendingReplies || this.socket.writableLength > limits.maxOutputBufferBytes) return
+    if (this.replies.pending >= limits.maxPendingReplies || this.socket.writableLength > limits.maxOutputBufferBytes) return
     this.pump()
   }
 
@@ -239,18 +198,17 @@ export class RespConnection implements ConnectionState {
       return
     }
     if (!arityOk(spec, args)) {
-      if (this.multi !== undefined) this.multi.failed = true
+      this.tx.fail()
       this.pushReply(err(`wrong number of arguments for '${spec.name}' command`), undefined, 0)
       return
     }
     const longKey = overlongKey(spec, args, this.server.options.limits.maxKeyBytes)
     if (longKey !== undefined) {
-      if (this.multi !== undefined) this.multi.failed = true
+      this.tx.fail()
       this.pushReply(err(`key of ${longKey} bytes exceeds maxKeyBytes (${this.server.options.limits.maxKeyBytes})`), undefined, 0)
       return
     }
-    if (this.multi !== undefined && !MULTI_CONTROL.has(spec.name)) {
-      this.multi.queue.push({ spec, args: args.map((a) => Buffer.from(a)) })
+    if (this.tx.enqueue(spec, args)) {
       this.pushReply(QUEUED, undefined, 0)
       return
     }
@@ -276,84 +234,54 @@ export class RespConnection implements ConnectionState {
       this.pushReply(new ErrorReply('NOAUTH Authentication required.'), undefined, 0)
       return
     }
-    if (this.multi !== undefined) this.multi.failed = true
+    this.tx.fail()
     this.pushReply(err(unknownCommandMessage(args)), undefined, 0)
   }
 
   private execute(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> {
     const kind = commandKind(spec, args)
-    if (kind === 'conn') return this.run(spec, args, this.direct)
+    if (kind === 'conn') return this.runner.run(spec, args, this.direct)
     if (kind === 'write') {
-      const busy = this.busy()
+      const busy = this.writes.busy()
       if (busy !== undefined) return busy
       if (this.server.locks.heldCount === 0) {
         // No key is exclusively held (the usual case): join this turn's batch.
-        this.queuedAt = this.server.batcher.generation
-        return this.run(spec, args, this.batching)
+        this.writes.noteQueued()
+        return this.runner.run(spec, args, this.batching)
       }
     }
     // Anything else is ordered after this connection's queued writes: issue them first.
-    if (this.server.batcher.queuedSince(this.queuedAt)) this.server.batcher.flush()
+    this.writes.flushQueued()
     switch (kind) {
       case 'read':
-        if (this.writesInFlight === 0) {
+        if (this.writes.inFlight === 0) {
           if (spec === GET) {
             // The hottest command, without the handler's call object and closures.
             try {
               return this.server.db.getSync(args[1]) ?? null
             } catch (e) {
-              return this.errorReply(e)
+              return this.runner.errorReply(e)
             }
           }
-          return this.run(spec, args, this.direct)
+          return this.runner.run(spec, args, this.direct)
         }
-        return this.hold(this.writesApplied().then(() => this.run(spec, args, this.direct)))
+        return this.hold(this.writes.applied().then(() => this.runner.run(spec, args, this.direct)))
       case 'write': {
         // Some key is held: issue at once when none of ours is, else wait (later commands too).
         const ids = commandKeys(spec, args).map(keyId)
-        const issued = this.server.locks.whenFree(ids, () => ({ reply: this.run(spec, args, this.direct) }))
+        const issued = this.server.locks.whenFree(ids, () => ({ reply: this.runner.run(spec, args, this.direct) }))
         if (!isPromise(issued)) return issued.reply
         this.hold(issued)
         return issued.then((i) => i.reply)
       }
       case 'rmw': {
-        const busy = this.busy()
+        const busy = this.writes.busy()
         if (busy !== undefined) return busy
-        return this.holdUntilIssued((issued) => this.readModifyWrite(spec, args, issued))
+        return this.holdUntilIssued((issued) => readModifyWrite(this.runner, spec, args, issued))
       }
       case 'tx':
         return this.transactionCommand(spec, args)
     }
-  }
-
-  /**
-   * Runs a handler, turning a thrown exception into an error reply. A
-   * rejected promise is left as it is: pushReply turns it into the error
-   * reply (no extra promise per command on the hot path).
-   */
-  private run(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore): MaybePromise<Reply> {
-    const call: Call = { args, store, conn: this, server: this.server }
-    try {
-      return spec.run(call)
-    } catch (e) {
-      return this.errorReply(e)
-    }
-  }
-
-  /** As run(), but a rejection also becomes an error reply (for callers that await the reply). */
-  private runCaught(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore): MaybePromise<Reply> {
-    const r = this.run(spec, args, store)
-    return isPromise(r) ? r.catch((e: unknown) => this.errorReply(e)) : r
-  }
-
-  private errorReply(e: unknown): ErrorReply {
-    if (!isExpected(e)) this.server.log(`RESP: ${this.lastCommand} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`)
-    return new ErrorReply(respErrorLine(e))
-  }
-
-  private busy(): ErrorReply | undefined {
-    const reason = this.server.gate.admit()
-    return reason === undefined ? undefined : new ErrorReply(`BUSY try again later: ${reason.message}`)
   }
 
   /** Makes later commands wait until `p` settles. */
@@ -390,75 +318,30 @@ export class RespConnection implements ConnectionState {
     return reply
   }
 
-  /**
-   * A read-modify-write command: under exclusive locks on its keys, run the
-   * handler on a BufferedStore and commit. The locks are released, and later
-   * commands let go, as soon as the commit is queued in the write batcher:
-   * the next exclusive holder of these keys has it issued first (and reads
-   * it), this connection's next command of another kind too, and every
-   * later blind write of these keys is queued or issued after it. Under the
-   * locks no other writer of this server can intervene, so the commit's
-   * version checks cannot fail unless something outside the server wrote
-   * (the database is locked against that).
-   */
-  private async readModifyWrite(spec: CommandSpec, args: Buffer[], issued: () => void): Promise<Reply> {
-    const ids = commandKeys(spec, args).map(keyId)
-    // Free keys (the usual case) are taken at once, without a round through the promise queue.
-    const release = this.server.locks.tryAcquire(ids) ?? (await this.server.locks.acquire(ids))
-    let reply: Reply
-    let commit: Promise<void> | undefined
-    try {
-      const store = new BufferedStore(this.server.db)
-      reply = await this.runCaught(spec, args, store)
-      if (!(reply instanceof ErrorReply)) commit = store.commit(this.track, this.submitBatch)
-    } finally {
-      release()
-      issued()
-    }
-    if (commit !== undefined) {
-      try {
-        await commit
-      } catch (e) {
-        return this.errorReply(e)
-      }
-    }
-    return reply
-  }
-
-  // ---- MULTI / EXEC / WATCH ------------------------------------------------------
+  // ---- MULTI / EXEC / WATCH, QUIT, RESET -------------------------------------------
 
   private transactionCommand(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> {
     switch (spec.name) {
       case 'multi':
-        if (this.multi !== undefined) return err('MULTI calls can not be nested')
-        this.multi = { queue: [], failed: false }
-        return OK
+        return this.tx.begin()
       case 'discard':
-        if (this.multi === undefined) return err('DISCARD without MULTI')
-        this.multi = undefined
-        this.watched = undefined
-        return OK
+        return this.tx.discard()
       case 'unwatch':
-        this.watched = undefined
-        return OK
-      case 'watch':
-        if (this.multi !== undefined) return err('WATCH inside MULTI is not allowed')
-        return this.hold(this.watch(args.slice(1)))
+        return this.tx.unwatch()
+      case 'watch': {
+        const watching = this.tx.watch(this.server.db, args.slice(1))
+        return watching instanceof ErrorReply ? watching : this.hold(watching)
+      }
       case 'exec': {
-        const multi = this.multi
-        if (multi === undefined) return err('EXEC without MULTI')
-        this.multi = undefined
-        const watched = this.watched
-        this.watched = undefined
-        if (multi.failed) return new ErrorReply('EXECABORT Transaction discarded because of previous errors.')
-        return this.holdUntilIssued((issued) => this.exec(multi.queue, watched, issued))
+        const unit = this.tx.end()
+        if (unit instanceof ErrorReply) return unit
+        return this.holdUntilIssued((issued) => exec(this.runner, unit, issued))
       }
       case 'quit':
         this.closing = true
         return OK
       case 'reset':
-        this.multi = undefined
-        this.watched = undefined
+        this.tx.reset()
         this.protocol = 2
         this.name = null
         this.authenticated = this.server.auth === undefined
@@ -468,164 +351,26 @@ export class RespConnection implements ConnectionState {
     }
   }
 
-  private async watch(keys: Buffer[]): Promise<Reply> {
-    // db.getEntry sees this connection's earlier writes (it waits for every write issued before it).
-    const entries = await Promise.all(keys.map((k) => this.server.db.getEntry(k)))
-    const watched = (this.watched ??= new Map())
-    keys.forEach((key, i) => {
-      const id = keyId(key)
-      if (!watched.has(id)) watched.set(id, { key: Buffer.from(key), version: entries[i]?.version ?? 0 })
-    })
-    return OK
-  }
-
-  /**
-   * Runs a MULTI queue atomically: exclusive locks on every key it names, the
-   * watched versions checked, the commands run on one BufferedStore, one
-   * conditional batch. Null (nil) when a watched key changed, also between
-   * the check and the commit (the batch re-checks the versions).
-   */
-  private async exec(queue: Queued[], watched: Map<string, { key: Buffer; version: number }> | undefined, issued: () => void): Promise<Reply> {
-    const kinds = queue.map((q) => commandKind(q.spec, q.args))
-    if (kinds.some((k) => k === 'write' || k === 'rmw')) {
-      const busy = this.busy()
-      if (busy !== undefined) return busy
-    }
-    if (this.writesInFlight > 0) await this.writesApplied()
-    const ids = new Set<string>()
-    for (const q of queue) for (const k of commandKeys(q.spec, q.args)) ids.add(keyId(k))
-    const watchedIds = new Set(watched?.keys() ?? [])
-    const release = await this.server.locks.acquire(ids)
-    let commit: Promise<void> | undefined
-    const replies: Reply[] = []
-    try {
-      const store = new BufferedStore(this.server.db)
-      if (watched !== undefined) {
-        for (const w of watched.values()) {
-          const now = await this.server.db.getEntry(w.key)
-          if ((now?.version ?? 0) !== w.version) return NullArray.instance
-          store.expect(w.key, w.version)
-        }
-      }
-      for (const q of queue) {
-        const started = performance.now()
-        const reply = await this.runCaught(q.spec, q.args, store)
-        this.server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
-        replies.push(reply)
-      }
-      commit = store.commit(this.track, this.submitBatch)
-    } finally {
-      release()
-      issued()
-    }
-    if (commit !== undefined) {
-      try {
-        await commit
-      } catch (e) {
-        if (conflictTouches(e, watchedIds)) return NullArray.instance
-        return this.errorReply(e)
-      }
-    }
-    return replies
-  }
-
-  // ---- writes ------------------------------------------------------------------
-
-  private trackWrite(write: Promise<void>): Promise<void> {
-    this.writesInFlight++
-    this.server.gate.begin()
-    write.then(this.writeSettled, this.writeSettled)
-    return write
-  }
-
-  /** Resolves once every write this connection issued so far has settled. */
-  private writesApplied(): Promise<void> {
-    if (this.writesInFlight === 0) return Promise.resolve()
-    return new Promise((resolve) => this.writesIdle.push(resolve))
-  }
-
   // ---- output ------------------------------------------------------------------
-
-  private pendingReplies(): number {
-    return this.slots.length - this.slotHead
-  }
 
   /** Queues a reply in command order; `spec` and `started` are for the command's metrics. */
   private pushReply(reply: MaybePromise<Reply>, spec: CommandSpec | undefined, started: number): void {
-    if (!isPromise(reply)) {
-      if (spec !== undefined) this.server.metrics.respCommand(spec.name, (this.clock - started) / 1000, reply instanceof ErrorReply)
-      if (this.pendingReplies() === 0) {
-        this.out.reply(reply, this.protocol)
-        return
-      }
-      this.slots.push({ done: true, reply, protocol: this.protocol, spec: undefined, started })
-      return
-    }
-    const slot: Slot = { done: false, reply: null, protocol: this.protocol, spec, started }
-    this.slots.push(slot)
-    reply.then(
-      (r) => this.settleSlot(slot, r),
-      (e: unknown) => this.settleSlot(slot, this.errorReply(e)),
-    )
+    this.replies.push(reply, this.protocol, spec, started, this.clock)
   }
 
-  private settleSlot(slot: Slot, reply: Reply): void {
-    if (slot.spec !== undefined) this.server.metrics.respCommand(slot.spec.name, (performance.now() - slot.started) / 1000, reply instanceof ErrorReply)
-    slot.done = true
-    slot.reply = reply
-    this.drainSlots()
-  }
-
-  private drainSlots(): void {
-    let encoded = false
-    while (this.slotHead < this.slots.length && this.slots[this.slotHead].done) {
-      const s = this.slots[this.slotHead++]
-      this.out.reply(s.reply, s.protocol)
-      encoded = true
-    }
-    if (this.slotHead === this.slots.length) {
-      this.slots.length = 0
-      this.slotHead = 0
-    } else if (this.slotHead > 1024) {
-      this.slots.splice(0, this.slotHead)
-      this.slotHead = 0
-    }
-    if (encoded) this.scheduleFlush()
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled || this.out.size === 0) return
-    this.flushScheduled = true
-    setImmediate(() => {
-      this.flushScheduled = false
-      this.flush()
-    })
-  }
-
+  /** The reply queue's flush: sends what is encoded, then ends the socket or takes more commands. */
   private flush(): void {
     if (this.closed) return
-    this.writeOut()
+    this.replies.writeOut()
     this.maybeEnd()
     this.maybeResume()
-  }
-
-  /** Hands everything encoded so far to the socket (one write, or several corked together). */
-  private writeOut(): void {
-    if (this.closed || this.out.size === 0) return
-    const chunks = this.out.take()
-    if (chunks.length === 1) this.socket.write(chunks[0])
-    else if (chunks.length > 1) {
-      this.socket.cork()
-      for (const c of chunks) this.socket.write(c)
-      this.socket.uncork()
-    }
   }
 
   /** Ends the socket once closing and every reply has been written. */
   private maybeEnd(): void {
     if (!this.closing || this.closed || this.barrier) return
-    if (this.pendingReplies() > 0 || this.out.size > 0) {
-      this.scheduleFlush()
+    if (this.replies.pending > 0 || this.replies.size > 0) {
+      this.replies.scheduleFlush()
       return
     }
     if (this.socket.writable) this.socket.end()
@@ -646,14 +391,4 @@ function logCrossProtocol(server: ServerContext, from: string): void {
   server.log(`RESP: HTTP request on the RESP port from ${from}, connection closed${more}`)
   crossProtocolLoggedAtMs = now
   crossProtocolSuppressed = 0
-}
-
-function unknownCommandMessage(args: Buffer[]): string {
-  const show = (b: Buffer): string => b.toString('latin1').slice(0, 128).replace(/[^\x20-\x7e]/g, '?')
-  const rest = args
-    .slice(1)
-    .slice(0, 8)
-    .map((a) => `'${show(a)}' `)
-    .join('')
-  return `unknown command '${show(args[0])}', with args beginning with: ${rest}`
 }

@@ -1,0 +1,135 @@
+/** The server commands: INFO, CONFIG, TIME, DBSIZE, and the versions they and HELLO report. */
+import * as os from 'node:os'
+import type { Database } from '../index.js'
+import { globMatch } from './glob.js'
+import { lower } from './resp-arguments.js'
+import type { Call, DefineCommand } from './resp-command-spec.js'
+import { unsupported } from './resp-commands-unsupported.js'
+import { MapReply, OK, err, type Reply } from './resp-reply.js'
+
+async function countKeys(db: Database): Promise<number> {
+  let n = 0
+  for await (const _ of db.iterator()) n++
+  return n
+}
+
+function infoText(call: Call, sectionArgs: Buffer[]): string {
+  const { server } = call
+  const wanted = new Set(sectionArgs.map(lower))
+  const all = wanted.size === 0 || wanted.has('all') || wanted.has('everything') || wanted.has('default')
+  const want = (s: string): boolean => all || wanted.has(s)
+  const lines: string[] = []
+  const section = (name: string, fields: Array<[string, string | number]>): void => {
+    if (!want(name.toLowerCase())) return
+    if (lines.length > 0) lines.push('')
+    lines.push(`# ${name}`)
+    for (const [k, v] of fields) lines.push(`${k}:${v}`)
+  }
+  const uptime = Math.floor((performance.now() - server.startedAtMs) / 1000)
+  section('Server', [
+    ['redis_version', REDIS_COMPAT_VERSION],
+    ['strata_version', STRATA_VERSION],
+    ['redis_mode', 'standalone'],
+    ['os', `${os.type()} ${os.release()} ${os.arch()}`],
+    ['arch_bits', process.arch.includes('64') ? 64 : 32],
+    ['process_id', process.pid],
+    ['tcp_port', server.ports.resp ?? 0],
+    ['uptime_in_seconds', uptime],
+    ['uptime_in_days', Math.floor(uptime / 86400)],
+    ['executable', process.argv[1] ?? ''],
+  ])
+  const counts = server.connectionCount()
+  section('Clients', [
+    ['connected_clients', counts.resp],
+    ['connected_http_clients', counts.http],
+    ['maxclients', server.options.limits.maxConnections],
+    ['blocked_clients', 0],
+  ])
+  const mem = process.memoryUsage()
+  section('Memory', [
+    ['used_memory', mem.heapUsed + mem.external],
+    ['used_memory_rss', mem.rss],
+    ['used_memory_human', `${((mem.heapUsed + mem.external) / 2 ** 20).toFixed(2)}M`],
+    ['maxmemory', 0],
+  ])
+  section('Persistence', [
+    ['loading', 0],
+    ['aof_enabled', 0],
+    ['strata_sync_writes', server.options.sync ? 1 : 0],
+    ['strata_dir', server.options.dir],
+  ])
+  section('Stats', [
+    ['strata_pending_writes', server.gate.pending],
+    ['strata_busy_refusals', server.gate.refused],
+    ['strata_write_stalled_ms', Math.round(server.gate.stalledMs())],
+  ])
+  section('Replication', [
+    ['role', 'master'],
+    ['connected_slaves', 0],
+  ])
+  if (want('strata')) {
+    const s = server.db.isOpen ? server.db.stats() : undefined
+    if (s !== undefined) {
+      section('Strata', [
+        ['last_sequence', s.lastSequence],
+        ['levels', s.levels.map((l) => `L${l.level}=${l.tables}/${l.bytes}`).join(',')],
+        ['memtable_bytes', s.memtable.activeBytes],
+        ['pending_compaction_bytes', s.pendingCompactionBytes],
+        ['write_stalls', s.writes.stalls],
+        ['write_stall_ms', Math.round(s.writes.stallMs)],
+        ['write_amplification', s.writeAmplification.toFixed(2)],
+      ])
+    }
+  }
+  return lines.join('\r\n') + '\r\n'
+}
+
+/** The version INFO and HELLO report as `redis_version`/`version`: the Redis API level implemented. */
+export const REDIS_COMPAT_VERSION = '7.0.0'
+/** stratadb's own version, set by the server at start. */
+export let STRATA_VERSION = '0.0.0'
+export function setStrataVersion(v: string): void {
+  STRATA_VERSION = v
+}
+
+function configCommand(call: Call): Reply {
+  const { args, server } = call
+  const sub = lower(args[1])
+  if (sub === 'get') {
+    if (args.length < 3) return err(`wrong number of arguments for 'config|get' command`)
+    const params: Array<[string, string]> = [
+      ['save', ''],
+      ['appendonly', 'no'],
+      ['appendfsync', server.options.sync ? 'always' : 'no'],
+      ['databases', '1'],
+      ['maxmemory', '0'],
+      ['maxclients', String(server.options.limits.maxConnections)],
+      ['proto-max-bulk-len', String(server.options.limits.maxBulkBytes)],
+      ['timeout', String(Math.round(server.options.respIdleTimeoutMs / 1000))],
+    ]
+    const out: Array<[Reply, Reply]> = []
+    for (const [name, value] of params) {
+      if (args.slice(2).some((p) => globMatch(Buffer.from(lower(p), 'latin1'), Buffer.from(name, 'latin1')))) out.push([name, value])
+    }
+    return new MapReply(out)
+  }
+  if (sub === 'resetstat') return OK
+  return unsupported(`CONFIG ${args[1].toString('latin1').toUpperCase().slice(0, 32)}`, 'configure the server with command-line options')
+}
+
+/** Adds the server commands to the table, in order. */
+export function defineServerCommands(def: DefineCommand): void {
+  def({ name: 'info', arity: -1, kind: 'conn', flags: ['loading', 'stale'], run: (c) => infoText(c, c.args.slice(1)) })
+  def({ name: 'config', arity: -2, kind: 'conn', flags: ['admin', 'noscript', 'loading', 'stale'], run: configCommand })
+  def({
+    name: 'time',
+    arity: 1,
+    kind: 'conn',
+    flags: ['loading', 'stale', 'fast'],
+    run: () => {
+      const us = BigInt(Date.now()) * 1000n + BigInt(Math.floor((performance.now() % 1) * 1000))
+      return [String(us / 1_000_000n), String(us % 1_000_000n)]
+    },
+  })
+  def({ name: 'dbsize', arity: 1, kind: 'read', flags: ['readonly'], run: ({ server }) => countKeys(server.db) })
+}

@@ -1,0 +1,209 @@
+/**
+ * The string commands (GET, SET, INCR, APPEND, ...) and the generic key
+ * commands on strings (DEL, EXISTS, TYPE, TTL): stratadb's values are all strings.
+ */
+import { andThen, type MaybePromise } from './maybe.js'
+import { INT64_MAX, INT64_MIN, NOT_INTEGER, lower, parseInteger } from './resp-arguments.js'
+import { ALL_KEYS, KEY1, type Call, type CommandKind, type DefineCommand } from './resp-command-spec.js'
+import { NO_EXPIRY, unsupported } from './resp-commands-unsupported.js'
+import { ErrorReply, OK, SimpleString, err, type Reply } from './resp-reply.js'
+
+function safeNumber(n: bigint): number | bigint {
+  return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n
+}
+
+function setCommand(call: Call): MaybePromise<Reply> {
+  const { args, store } = call
+  if (args.length === 3) return andThen(store.put(args[1], args[2]), () => OK)
+  const o = parseSetOptions(args)
+  if (o instanceof ErrorReply) return o
+  const [, key, value] = args
+  if (!o.nx && !o.xx && !o.get) return andThen(store.put(key, value), () => OK)
+  return andThen(store.getEntry(key), (old) => {
+    const exists = old !== undefined
+    const previous = o.get ? (old?.value ?? null) : null
+    if ((o.nx && exists) || (o.xx && !exists)) return previous
+    return andThen(store.put(key, value), () => (o.get ? previous : OK))
+  })
+}
+
+interface SetOptions {
+  nx: boolean
+  xx: boolean
+  get: boolean
+}
+
+function parseSetOptions(args: Buffer[]): SetOptions | ErrorReply {
+  const o: SetOptions = { nx: false, xx: false, get: false }
+  for (let i = 3; i < args.length; i++) {
+    const opt = lower(args[i])
+    if (opt === 'nx') o.nx = true
+    else if (opt === 'xx') o.xx = true
+    else if (opt === 'get') o.get = true
+    else if (opt === 'keepttl') continue // no key has a TTL: keeping it is what happens anyway
+    else if (opt === 'ex' || opt === 'px' || opt === 'exat' || opt === 'pxat') return unsupported(`SET ${opt.toUpperCase()}`, NO_EXPIRY)
+    else return err('syntax error')
+  }
+  if (o.nx && o.xx) return err('syntax error')
+  return o
+}
+
+function setKind(args: Buffer[]): CommandKind {
+  return args.length > 3 ? 'rmw' : 'write'
+}
+
+function incrBy(call: Call, delta: bigint | undefined): MaybePromise<Reply> {
+  if (delta === undefined) return NOT_INTEGER
+  const { store } = call
+  const key = call.args[1]
+  return andThen(store.get(key), (old) => {
+    const current = old === undefined ? 0n : parseInteger(old)
+    if (current === undefined) return NOT_INTEGER
+    const next = current + delta
+    if (next < INT64_MIN || next > INT64_MAX) return err('increment or decrement would overflow')
+    return andThen(store.put(key, Buffer.from(next.toString(), 'latin1')), () => safeNumber(next))
+  })
+}
+
+function getRange(value: Buffer | undefined, startArg: Buffer, endArg: Buffer): Reply {
+  const s = parseInteger(startArg)
+  const e = parseInteger(endArg)
+  if (s === undefined || e === undefined) return NOT_INTEGER
+  const len = BigInt(value?.length ?? 0)
+  let start = s
+  let end = e
+  if (start < 0n && end < 0n && start > end) return ''
+  if (start < 0n) start = len + start
+  if (end < 0n) end = len + end
+  if (start < 0n) start = 0n
+  if (end < 0n) end = 0n
+  if (end >= len) end = len - 1n
+  if (value === undefined || len === 0n || start > end) return ''
+  return value.subarray(Number(start), Number(end) + 1)
+}
+
+/** Adds the string commands to the table, in order. */
+export function defineStringCommands(def: DefineCommand): void {
+  def({ name: 'get', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => v ?? null) })
+  def({ name: 'set', arity: -3, kind: setKind, flags: ['write', 'denyoom'], keys: KEY1, run: setCommand })
+  def({
+    name: 'setnx',
+    arity: 3,
+    kind: 'rmw',
+    flags: ['write', 'denyoom', 'fast'],
+    keys: KEY1,
+    run: ({ args, store }) => andThen(store.getEntry(args[1]), (old) => (old !== undefined ? 0 : andThen(store.put(args[1], args[2]), () => 1))),
+  })
+  def({
+    name: 'getset',
+    arity: 3,
+    kind: 'rmw',
+    flags: ['write', 'denyoom', 'fast'],
+    keys: KEY1,
+    run: ({ args, store }) => andThen(store.get(args[1]), (old) => andThen(store.put(args[1], args[2]), () => old ?? null)),
+  })
+  def({
+    name: 'getdel',
+    arity: 2,
+    kind: 'rmw',
+    flags: ['write', 'fast'],
+    keys: KEY1,
+    run: ({ args, store }) => andThen(store.get(args[1]), (old) => (old === undefined ? null : andThen(store.del(args[1]), () => old))),
+  })
+  for (const name of ['del', 'unlink']) {
+    def({
+      name,
+      arity: -2,
+      kind: 'rmw',
+      flags: ['write'],
+      keys: ALL_KEYS,
+      run: async ({ args, store }) => {
+        let n = 0
+        const seen = new Set<string>()
+        for (const key of args.slice(1)) {
+          const id = key.toString('latin1')
+          if (seen.has(id)) continue
+          seen.add(id)
+          if ((await store.getEntry(key)) !== undefined) {
+            await store.del(key)
+            n++
+          }
+        }
+        return n
+      },
+    })
+  }
+  def({
+    name: 'exists',
+    arity: -2,
+    kind: 'read',
+    flags: ['readonly', 'fast'],
+    keys: ALL_KEYS,
+    run: ({ args, store }) => andThen(store.getMany(args.slice(1)), (values) => values.filter((v) => v !== undefined).length),
+  })
+  def({ name: 'mget', arity: -2, kind: 'read', flags: ['readonly', 'fast'], keys: ALL_KEYS, run: ({ args, store }) => andThen(store.getMany(args.slice(1)), (values) => values.map((v) => v ?? null)) })
+  def({
+    name: 'mset',
+    arity: -3,
+    kind: 'write',
+    flags: ['write', 'denyoom'],
+    keys: [1, -1, 2],
+    run: ({ args, store }) => {
+      if (args.length % 2 !== 1) return err("wrong number of arguments for 'mset' command")
+      const pairs: Array<[Buffer, Buffer]> = []
+      for (let i = 1; i < args.length; i += 2) pairs.push([args[i], args[i + 1]])
+      return andThen(store.putMany(pairs), () => OK)
+    },
+  })
+  def({
+    name: 'msetnx',
+    arity: -3,
+    kind: 'rmw',
+    flags: ['write', 'denyoom'],
+    keys: [1, -1, 2],
+    run: async ({ args, store }) => {
+      if (args.length % 2 !== 1) return err("wrong number of arguments for 'msetnx' command")
+      const pairs: Array<[Buffer, Buffer]> = []
+      for (let i = 1; i < args.length; i += 2) pairs.push([args[i], args[i + 1]])
+      const existing = await store.getMany(pairs.map((p) => p[0]))
+      if (existing.some((v) => v !== undefined)) return 0
+      await store.putMany(pairs)
+      return 1
+    },
+  })
+  def({ name: 'incr', arity: 2, kind: 'rmw', flags: ['write', 'denyoom', 'fast'], keys: KEY1, run: (c) => incrBy(c, 1n) })
+  def({ name: 'decr', arity: 2, kind: 'rmw', flags: ['write', 'denyoom', 'fast'], keys: KEY1, run: (c) => incrBy(c, -1n) })
+  def({ name: 'incrby', arity: 3, kind: 'rmw', flags: ['write', 'denyoom', 'fast'], keys: KEY1, run: (c) => incrBy(c, parseInteger(c.args[2])) })
+  def({
+    name: 'decrby',
+    arity: 3,
+    kind: 'rmw',
+    flags: ['write', 'denyoom', 'fast'],
+    keys: KEY1,
+    run: (c) => {
+      const d = parseInteger(c.args[2])
+      if (d === INT64_MIN) return err('decrement would overflow')
+      return incrBy(c, d === undefined ? undefined : -d)
+    },
+  })
+  def({
+    name: 'append',
+    arity: 3,
+    kind: 'rmw',
+    flags: ['write', 'denyoom', 'fast'],
+    keys: KEY1,
+    run: ({ args, store }) =>
+      andThen(store.get(args[1]), (old) => {
+        const next = old === undefined ? args[2] : Buffer.concat([old, args[2]])
+        return andThen(store.put(args[1], next), () => next.length)
+      }),
+  })
+  def({ name: 'strlen', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => v?.length ?? 0) })
+  for (const name of ['getrange', 'substr']) {
+    def({ name, arity: 4, kind: 'read', flags: ['readonly'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => getRange(v, args[2], args[3])) })
+  }
+  def({ name: 'type', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => new SimpleString(v === undefined ? 'none' : 'string')) })
+  for (const name of ['ttl', 'pttl']) {
+    def({ name, arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => (v === undefined ? -2 : -1)) })
+  }
+}
