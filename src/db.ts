@@ -216,6 +216,11 @@ export class Database {
     return sequence
   }
 
+  /** @internal See Engine.holdGroupsWhile. */
+  holdWriteGroupsWhile(more: () => boolean): void {
+    this.engine.holdGroupsWhile = more
+  }
+
   /** @internal Releases a sequence pinned by pinAppliedSequence. */
   unpinSequence(sequence: number): void {
     if (this.engine.isOpen) this.engine.snapshots.remove(sequence)

@@ -15,7 +15,14 @@ export class TurnQueue {
   private readonly waiters: Array<{ grant: () => void; sinceMs: number }> = []
   private timer: NodeJS.Timeout | undefined
 
-  constructor(private readonly maxWaitMs: number) {}
+  /**
+   * @param waiting shared count of waiters across the queues of one database
+   *   (the engine defers a group's WAL write while a chain of turns goes on).
+   */
+  constructor(
+    private readonly maxWaitMs: number,
+    private readonly waiting: { count: number },
+  ) {}
 
   /** True while a turn is held or waited for. */
   get busy(): boolean {
@@ -30,6 +37,7 @@ export class TurnQueue {
     }
     return new Promise((resolve) => {
       this.waiters.push({ grant: () => resolve(this.releaser()), sinceMs: performance.now() })
+      this.waiting.count++
       this.timer ??= setInterval(() => this.expire(), this.maxWaitMs / 2).unref()
     })
   }
@@ -50,6 +58,7 @@ export class TurnQueue {
       this.stopTimer()
       return
     }
+    this.waiting.count--
     next.grant()
   }
 
@@ -61,7 +70,10 @@ export class TurnQueue {
    */
   private expire(): void {
     const now = performance.now()
-    while (this.waiters.length > 0 && now - this.waiters[0].sinceMs >= this.maxWaitMs) this.waiters.shift()!.grant()
+    while (this.waiters.length > 0 && now - this.waiters[0].sinceMs >= this.maxWaitMs) {
+      this.waiting.count--
+      this.waiters.shift()!.grant()
+    }
     if (this.waiters.length === 0) this.stopTimer()
   }
 

@@ -55,7 +55,9 @@ const KEY_CONTENDED_MS = 50
  *    oldest struggling one runs alone and commits: no starvation.
  */
 class Contention {
-  readonly database = new TurnQueue(TURN_WAIT_MAX_MS)
+  /** Transactions waiting for any turn of this database. */
+  readonly waiting = { count: 0 }
+  readonly database = new TurnQueue(TURN_WAIT_MAX_MS, this.waiting)
   /** Escalated transactions in flight: while any, every attempt takes the database's turn. */
   escalated = 0
   private readonly keys = new Map<string, { turns: TurnQueue; conflictMs: number }>()
@@ -71,7 +73,7 @@ class Contention {
   noteContended(id: string): void {
     const now = performance.now()
     const e = this.keys.get(id)
-    if (e === undefined) this.keys.set(id, { turns: new TurnQueue(TURN_WAIT_MAX_MS), conflictMs: now })
+    if (e === undefined) this.keys.set(id, { turns: new TurnQueue(TURN_WAIT_MAX_MS, this.waiting), conflictMs: now })
     else e.conflictMs = now
   }
 
@@ -104,7 +106,13 @@ export async function runTransaction<T>(
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'retries must be a non-negative integer or Infinity')
   }
   let contention = contentionByDb.get(db)
-  if (contention === undefined) contentionByDb.set(db, (contention = new Contention()))
+  if (contention === undefined) {
+    const c = (contention = new Contention())
+    contentionByDb.set(db, c)
+    // While transactions wait for turns, the chain of commits is still going:
+    // let it run to the end of the event-loop turn so its commits share one WAL write.
+    db.holdWriteGroupsWhile(() => c.waiting.count > 0)
+  }
   let conflicted: readonly Buffer[] = []
   for (let attempt = 0; ; attempt++) {
     const escalated = attempt >= ESCALATE_AFTER_CONFLICTS
