@@ -24,6 +24,8 @@ const RADIX_BYTES = 5
 const TINY_RUN = 8
 /** Runs this short are sorted by comparison (a native sort per run costs more below it). */
 const SMALL_RUN = 256
+/** Keys with at most this many bytes after the common prefix are sorted by the LSD path. */
+const LSD_MAX_BYTES = 8
 /** Past this many bytes after the common prefix, runs are sorted by comparison. */
 const MAX_RADIX_BYTES = 64
 
@@ -51,6 +53,9 @@ export class SortedRun {
   private f64 = new Float64Array(this.i32.buffer)
   private capacity = 1024
   private count = 0
+  /** Entries were added in ascending sequence order (a memtable's are): lets sort use the LSD path. */
+  private ascending = true
+  private lastAdded = -Infinity
   private order: Uint32Array | undefined
   /** Scratch for small runs: a digit per entry number. */
   private digits: Float64Array | undefined
@@ -83,18 +88,21 @@ export class SortedRun {
     a[w + W_VALUE_START] = vs
     a[w + W_VALUE_END] = ve
     this.f64[(w >>> 1) + F_SEQUENCE] = sequence
+    if (sequence <= this.lastAdded) this.ascending = false
+    this.lastAdded = sequence
   }
 
   /**
-   * Sorts into internal-key order (key ascending, sequence descending), like
-   * an MSD radix sort with 4-byte digits: entries get the 4 key bytes after
-   * the prefix all keys share, as a number (missing bytes count as 0), packed
-   * with their position into one float64 (32 + 21 bits, exact), and a native
-   * numeric sort orders them with no comparator call. Runs that share those
-   * 4 bytes are sorted the same way on the next 4, down to runs of a few
-   * entries or keys with no bytes left, which compare bytes. A comparator
-   * sort on a 6-byte numeric prefix took ~350 ms for a 64 MiB memtable of
-   * random keys; this takes ~70 ms (docs/performance.md).
+   * Sorts into internal-key order (key ascending, sequence descending).
+   * Keys that differ in at most LSD_MAX_BYTES bytes after the prefix all keys
+   * share go through an LSD radix sort (sortLsd). Others, like an MSD radix
+   * sort: each entry gets the 43 key bits after the shared prefix (missing
+   * bytes count as 0) packed with its position into a 64-bit number, and a
+   * native sort of a BigUint64Array orders them with no comparator call.
+   * Runs that share those bits are sorted the same way on the next bytes,
+   * down to short runs, which compare a 4-byte digit and then bytes. A
+   * comparator sort took ~350 ms for a 64 MiB memtable of random keys; this
+   * takes ~55 ms (docs/performance.md).
    */
   sort(): void {
     const n = this.count
@@ -103,8 +111,68 @@ export class SortedRun {
     for (let i = 0; i < n; i++) order[i] = i
     if (n < 2) return
     const common = this.commonPrefixLength()
-    this.sortRange(order, 0, n, common, common)
+    let rest = 0
+    for (let w = 0; w < n * WORDS; w += WORDS) rest = Math.max(rest, this.i32[w + W_KEY_END] - this.i32[w + W_KEY_START] - common)
+    if (this.ascending && rest <= LSD_MAX_BYTES && n <= this.packedMaxEntries) this.sortLsd(order, common, rest)
+    else this.sortRange(order, 0, n, common, common)
     this.digits = undefined
+  }
+
+  /**
+   * LSD radix sort for keys that differ only in a few bytes after their common
+   * prefix (e.g. fixed-width decimal keys, where the packed 43-bit digits of
+   * the MSD path hold only 5 of the varying bytes and leave ~100k tiny runs
+   * to sort in JavaScript: ~160 ms for a 64 MiB memtable, this ~30 ms,
+   * docs/performance.md). The varying bytes are first copied, in entry order
+   * (a sequential read of the records), into one small array; then one stable
+   * counting-sort pass per byte, last byte first, then by length (a shorter
+   * key sorts first among keys equal up to its end). Passes where every entry
+   * has the same byte are skipped. Entries were added in ascending sequence
+   * order, so starting from the reverse order leaves the newest version of a
+   * key first (stability keeps it there).
+   */
+  private sortLsd(order: Uint32Array, common: number, width: number): void {
+    const n = this.count
+    const a = this.i32
+    const bytes = new Uint8Array(n * width)
+    const lengths = new Uint8Array(n)
+    for (let i = 0, w = 0; i < n; i++, w += WORDS) {
+      const b = this.buffers[a[w + W_BUFFER]]
+      const from = a[w + W_KEY_START] + common
+      const len = a[w + W_KEY_END] - from
+      lengths[i] = len
+      const o = i * width
+      for (let j = 0; j < len; j++) bytes[o + j] = b[from + j]
+    }
+    for (let k = 0; k < n; k++) order[k] = n - 1 - k
+    let from: Uint32Array = order
+    let to: Uint32Array = new Uint32Array(n)
+    const counts = new Uint32Array(257)
+    // Least significant first: each byte position from the last, then the length.
+    for (let p = width; p >= 0; p--) {
+      counts.fill(0)
+      if (p === width) for (let i = 0; i < n; i++) counts[lengths[i] + 1]++
+      else for (let i = 0; i < n; i++) counts[bytes[i * width + p] + 1]++
+      let single = false
+      for (let c = 1; c <= 256; c++) if (counts[c] === n) single = true
+      if (single) continue
+      for (let c = 1; c <= 256; c++) counts[c] += counts[c - 1]
+      if (p === width) {
+        for (let k = 0; k < n; k++) {
+          const i = from[k]
+          to[counts[lengths[i]]++] = i
+        }
+      } else {
+        for (let k = 0; k < n; k++) {
+          const i = from[k]
+          to[counts[bytes[i * width + p]]++] = i
+        }
+      }
+      const t = from
+      from = to
+      to = t
+    }
+    if (from !== order) order.set(from)
   }
 
   /**

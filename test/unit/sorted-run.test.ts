@@ -87,6 +87,29 @@ describe('SortedRun (a flush sorts a memtable)', () => {
     expectSorted(entries, 13, 100)
   })
 
+  it('sorts keys that differ in at most 8 bytes after a shared prefix, added in sequence order (the LSD path)', () => {
+    for (const seed of [7, 8, 9]) {
+      const r = rng(seed)
+      const entries: Entry[] = []
+      const prefix = Buffer.from('0000000000', 'latin1')
+      for (let i = 0; i < 3000; i++) {
+        // Up to 6 varying bytes (decimal digits, 0x00 and >= 0x80), keys of several lengths,
+        // some a prefix of others or equal but for a trailing 0x00, many repeated.
+        let key: Buffer
+        if (i > 0 && r() < 0.3) key = entries[Math.floor(r() * i)].key
+        else {
+          const tail = Buffer.alloc(Math.floor(r() * 7))
+          for (let j = 0; j < tail.length; j++) tail[j] = [0x30 + Math.floor(r() * 10), 0x00, 0xff, 0x80][Math.floor(r() * 4)]
+          key = Buffer.concat([prefix, tail])
+        }
+        entries.push({ key, seq: 1 + i, value: r() < 0.2 ? null : Buffer.from(`v${i}`) })
+      }
+      entries.push({ key: Buffer.from('0000000000ab', 'latin1'), seq: 5000, value: null })
+      entries.push({ key: Buffer.from('0000000000ab\0', 'latin1'), seq: 5001, value: Buffer.from('z') })
+      expectSorted(entries, 1 + seed * 5)
+    }
+  })
+
   it('handles empty, single and binary keys with bytes >= 0x80', () => {
     expectSorted([], 4)
     expectSorted([{ key: Buffer.from([0xff]), seq: 1, value: Buffer.from('x') }], 4)
