@@ -50,6 +50,12 @@ export interface OpenOptions {
   maxConcurrentCompactions?: number
   /** Run automatic background compactions. Default true (tests may turn it off). */
   autoCompaction?: boolean
+  /**
+   * `close()` writes the active memtable to an L0 table, so the next open
+   * replays nothing (fast open, no replayed memtable in memory). Default true;
+   * false leaves the writes in the WAL (like RocksDB's avoid_flush_during_shutdown).
+   */
+  flushOnClose?: boolean
 }
 
 export type ResolvedOptions = Required<OpenOptions>
@@ -79,6 +85,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   hardPendingCompactionBytes: 16 * 2 ** 30,
   maxConcurrentCompactions: 1,
   autoCompaction: true,
+  flushOnClose: true,
 }
 
 /** Limits on numeric options: [minimum, maximum]. */

@@ -297,7 +297,7 @@ async function expectContent(db: Database, expected: Map<string, string>): Promi
 
 /**
  * A database with two tables of disjoint key ranges (a/… in the older, b/… in
- * the newer) and one key, c/0, only in the WAL. Disjoint ranges mean a read of
+ * the newer) and one key, c/0, only in the WAL (flushOnClose off). Disjoint ranges mean a read of
  * b/… or c/0 never needs table a, so it must keep working when table a is damaged.
  */
 const MEMTABLE = 16 * 1024
@@ -309,7 +309,7 @@ let tableB: ParsedTable
 
 beforeAll(async () => {
   tableTemplate = newDir('tables-template')
-  const db = await open(tableTemplate, { memtableBytes: MEMTABLE, blockBytes: 1024, autoCompaction: false })
+  const db = await open(tableTemplate, { memtableBytes: MEMTABLE, blockBytes: 1024, autoCompaction: false, flushOnClose: false })
   // Fill exactly one memtable per prefix: the write after a full memtable freezes it into its own table.
   const fill = async (prefix: string): Promise<void> => {
     let i = 0
@@ -577,7 +577,8 @@ describe('missing or partial tables and manifest damage: open fails and changes 
 /**
  * A database whose only data is in one WAL: 20 single puts of varied sizes
  * and, in the middle, a batch that also deletes an earlier key. The memtable
- * is large, so nothing is flushed and close leaves the WAL in place.
+ * is large and flushOnClose is off, so nothing is flushed and close leaves
+ * the WAL in place.
  */
 let walTemplate: string
 let walRecords: WalRecord[]
@@ -585,7 +586,7 @@ const BATCH_RECORD = 10
 
 beforeAll(async () => {
   walTemplate = newDir('wal-template')
-  const db = await open(walTemplate, { memtableBytes: 1 << 20 })
+  const db = await open(walTemplate, { memtableBytes: 1 << 20, flushOnClose: false })
   for (let i = 0; i < 20; i++) {
     if (i === BATCH_RECORD) {
       await db.batch([
@@ -670,7 +671,7 @@ describe('WAL: torn tails and garbage are recovered from', () => {
     // the embedded copy, the torn-tail check must not mistake the copy for an
     // intact later record: a crash must never make the database unopenable.
     const dir = newDir('embedded')
-    let db = await openDb(dir, { memtableBytes: 1 << 20 })
+    let db = await openDb(dir, { memtableBytes: 1 << 20, flushOnClose: false })
     await db.put('first', 'kept')
     await db.put('blob', Buffer.concat([Buffer.alloc(64, 7), fs.readFileSync(walIn(walTemplate)), Buffer.alloc(64, 7)]))
     await db.close()

@@ -115,6 +115,55 @@ describe('write semantics', () => {
     got.fill(0)
     expect(db.getSync('key')?.toString()).toBe('value')
   })
+
+  it('copies caller buffers of writes that wait in the queue (memtable full, flush pending)', async () => {
+    const { db } = await fresh({ memtableBytes: 4096, autoCompaction: false })
+    const key = Buffer.alloc(8)
+    const value = Buffer.alloc(200)
+    const pending: Promise<void>[] = []
+    for (let i = 0; i < 500; i++) {
+      // One buffer reused for every call: each write must keep the bytes it had when called.
+      key.writeUInt32BE(i, 4)
+      value.fill(i & 0xff)
+      pending.push(db.put(key, value))
+      if (i % 50 === 0) pending.push(db.batch([{ type: 'put', key, value }]))
+    }
+    await Promise.all(pending)
+    expect(db.stats().writes.stalls).toBeGreaterThan(0) // some writes really waited in the queue
+    for (let i = 0; i < 500; i++) {
+      key.writeUInt32BE(i, 4)
+      const got = db.getSync(key)
+      expect(got?.length).toBe(200)
+      expect(got?.every((b) => b === (i & 0xff))).toBe(true)
+    }
+  })
+})
+
+describe('close', () => {
+  const files = (dir: string, ending: string): string[] => fs.readdirSync(dir).filter((f) => f.endsWith(ending))
+  const walBytes = (dir: string): number => files(dir, '.log').reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0)
+
+  it('flushes the memtable by default, so the next open replays nothing', async () => {
+    const { db: first, dir } = await fresh()
+    for (let i = 0; i < 100; i++) await first.put(`k${i}`, `v${i}`)
+    await first.close()
+    expect(walBytes(dir)).toBe(0)
+    expect(files(dir, '.sst')).toHaveLength(1)
+    db = await open(dir)
+    expect(db.stats().memtable.activeBytes).toBeLessThan(1024) // nothing replayed
+    expect(db.getSync('k42')?.toString()).toBe('v42')
+    expect(await scan(db.iterator({ gte: 'k98' }))).toEqual(['k98=v98', 'k99=v99'])
+  })
+
+  it('with flushOnClose false leaves the writes in the WAL, and they are replayed', async () => {
+    const { db: first, dir } = await fresh({ flushOnClose: false })
+    for (let i = 0; i < 100; i++) await first.put(`k${i}`, `v${i}`)
+    await first.close()
+    expect(walBytes(dir)).toBeGreaterThan(0)
+    expect(files(dir, '.sst')).toHaveLength(0)
+    db = await open(dir)
+    expect(db.getSync('k42')?.toString()).toBe('v42')
+  })
 })
 
 describe('snapshots and iterators', () => {

@@ -589,6 +589,12 @@ export class Engine implements CompactionHost, FlushHost {
   private async closeOnce(): Promise<void> {
     this.state = 'closing'
     while (this.drainPromise !== undefined) await this.drainPromise
+    // Every write is in the WAL now; with flushOnClose the memtable goes to a
+    // table too (the flush loop runs while closing, compactions do not start).
+    if (this.options.flushOnClose && this.mem.entryCount > 0 && this.backgroundError === undefined) {
+      while (this.imms.length >= this.options.maxImmutableMemtables && this.backgroundError === undefined) await this.backgroundProgress()
+      if (this.backgroundError === undefined) this.freezeMemtable()
+    }
     await this.flusher.close()
     await this.compactions.close()
     this.wal.close()
