@@ -38,9 +38,9 @@ export interface OpenOptions {
   targetTableBytes?: number
   /** L0 table count that triggers an L0 compaction. Default 4. */
   l0CompactionTrigger?: number
-  /** L0 table count at which writes are slowed, in proportion to the excess. Default 12. */
+  /** L0 table count at which writes start to be slowed (their rate falls with the excess). Default 8. */
   l0SlowdownTrigger?: number
-  /** L0 table count at which writes wait for compaction. Default 20. */
+  /** L0 table count at which writes wait for compaction. Default 36 (RocksDB's). */
   l0StopTrigger?: number
   /** Estimated compaction debt at which writes are slowed. Default 4 GiB. */
   softPendingCompactionBytes?: number
@@ -79,8 +79,8 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   levelSizeMultiplier: 10,
   targetTableBytes: 16 << 20,
   l0CompactionTrigger: 4,
-  l0SlowdownTrigger: 12,
-  l0StopTrigger: 20,
+  l0SlowdownTrigger: 8,
+  l0StopTrigger: 36,
   softPendingCompactionBytes: 4 * 2 ** 30,
   hardPendingCompactionBytes: 16 * 2 ** 30,
   maxConcurrentCompactions: 1,

@@ -4,9 +4,8 @@ import { syncDirectory } from '../base/fs-util.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { MergingIterator } from '../iterators/merging-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
-import { BlockCache } from '../sstable/block-cache.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
-import { TableReader } from '../sstable/table-reader.js'
+import { TableScanner } from '../sstable/table-scanner.js'
 import { KIND_DELETE } from '../wal/wal-record.js'
 import { ShadowFilter } from './shadow-filter.js'
 import { TableFile } from './table-writer.js'
@@ -33,6 +32,8 @@ export interface CompactionJob {
   grandparents: KeySpan[]
   /** Tables of every level below the output (sorted per level): a delete is dropped only where none holds its key. */
   deeperLevels: KeySpan[][]
+  /** Shared flag (non-zero: stop): the engine is closing. The job then stops at its next output chunk. */
+  cancel?: Int32Array
 }
 
 export interface CompactionResult {
@@ -41,10 +42,10 @@ export interface CompactionResult {
   bytesWritten: number
   entriesIn: number
   entriesDropped: number
+  /** True when the job stopped early on `cancel`: its outputs are partial and must not be installed. */
+  cancelled?: boolean
 }
 
-/** Input tables are read sequentially once; a small private cache is enough. */
-const JOB_BLOCK_CACHE_BYTES = 4 << 20
 
 /**
  * Merges the input tables into new tables, in internal-key order:
@@ -59,11 +60,15 @@ const JOB_BLOCK_CACHE_BYTES = 4 << 20
  */
 export async function runCompactionJob(job: CompactionJob): Promise<CompactionResult> {
   await initChecksum()
-  const cache = new BlockCache(JOB_BLOCK_CACHE_BYTES)
-  // Inputs are only scanned: their filters (about 60% of a reader's memory) are not loaded.
-  const readers = job.inputNumbers.map((n) => TableReader.open(job.dir, n, cache, false))
-  const children: InternalIterator[] = readers.map((r) => r.iterator())
-  for (const r of readers) r.unref() // the iterators hold their own references
+  // Inputs are only scanned, once, forward: no filter, no decoded index, no block cache (TableScanner).
+  const scanners: TableScanner[] = []
+  try {
+    for (const n of job.inputNumbers) scanners.push(TableScanner.open(job.dir, n))
+  } catch (err) {
+    for (const s of scanners) s.close()
+    throw err
+  }
+  const children: InternalIterator[] = scanners
   const merge = new MergingIterator(children, false)
   const shadow = new ShadowFilter(job.snapshots)
   const deeper = job.deeperLevels.map((spans) => ({ spans, i: 0 }))
@@ -75,7 +80,7 @@ export async function runCompactionJob(job: CompactionJob): Promise<CompactionRe
   let lastKey: Buffer | undefined
   let entriesIn = 0
   let entriesDropped = 0
-  const bytesRead = readers.reduce((n, r) => n + r.fileBytes, 0)
+  const bytesRead = scanners.reduce((n, r) => n + r.fileBytes, 0)
 
   const finishOutput = async (): Promise<void> => {
     if (out === undefined) return
@@ -115,7 +120,14 @@ export async function runCompactionJob(job: CompactionJob): Promise<CompactionRe
         out = new TableFile(job.dir, job.outputNumbers[outputs.length], job.tableOptions)
       }
       const due = out.add(key, seq, top.kind(), top.value())
-      if (due !== undefined) await due
+      if (due !== undefined) {
+        await due
+        if (job.cancel !== undefined && Atomics.load(job.cancel, 0) !== 0) {
+          // Closing: leave the partial outputs (no manifest lists them; the next open deletes them).
+          await out.abandon()
+          return { outputs: [], bytesRead, bytesWritten: 0, entriesIn, entriesDropped, cancelled: true }
+        }
+      }
     }
     await finishOutput()
     if (outputs.length > 0) syncDirectory(job.dir)

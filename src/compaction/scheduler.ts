@@ -58,8 +58,24 @@ export class CompactionScheduler {
   private readonly allRunners: BackgroundRunner[] = []
   private readonly idleWaiters: Array<() => void> = []
   private manual = false
+  /** Shared with every job: set at close. */
+  private readonly cancel = new Int32Array(new SharedArrayBuffer(4))
 
-  constructor(private readonly host: CompactionHost) {}
+  /**
+   * @param sharedRunner the worker thread the first compaction runs on (the
+   *   engine's flushes run there too: one isolate less, ~20-40 MiB; on 2 cores
+   *   the two jobs share one core either way). Further concurrent compactions
+   *   get threads of their own. Closed with the others by `close`.
+   */
+  constructor(
+    private readonly host: CompactionHost,
+    sharedRunner?: BackgroundRunner,
+  ) {
+    if (sharedRunner !== undefined) {
+      this.idleRunners.push(sharedRunner)
+      this.allRunners.push(sharedRunner)
+    }
+  }
 
   /** Starts automatic compactions while there are free slots and work to do. */
   maybeSchedule(): void {
@@ -108,7 +124,14 @@ export class CompactionScheduler {
     return new Promise((resolve) => this.idleWaiters.push(resolve))
   }
 
+  /**
+   * Stops running compactions at their next output chunk (their partial
+   * outputs are never installed; the next open deletes them), waits for them,
+   * and stops the worker threads. A compaction can take tens of seconds; a
+   * close should not.
+   */
   async close(): Promise<void> {
+    Atomics.store(this.cancel, 0, 1)
     await this.idle()
     await Promise.all(this.allRunners.map((r) => r.close()))
   }
@@ -137,7 +160,9 @@ export class CompactionScheduler {
         snapshots: host.snapshotSequences(),
         grandparents: toSpans(plan.grandparents),
         deeperLevels: version.levels.slice(plan.outputLevel + 1).map(toSpans),
+        cancel: this.cancel,
       })
+      if (result.cancelled === true) return written
       await host.versions.logAndApply(
         {
           deleted: [

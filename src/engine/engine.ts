@@ -3,6 +3,7 @@ import { assert } from '../base/assert.js'
 import { StrataError, ioError } from '../base/errors.js'
 import { walFileName } from '../base/file-names.js'
 import { syncDirectory } from '../base/fs-util.js'
+import { BackgroundRunner } from '../compaction/background-runner.js'
 import { CompactionScheduler, type CompactionHost } from '../compaction/scheduler.js'
 import { DbIterator, type KeyRange } from '../iterators/db-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
@@ -23,7 +24,7 @@ import { Flusher, type FlushHost } from './flusher.js'
 import { removeObsoleteFiles } from './obsolete-files.js'
 import { openSources, readPoint } from './read-path.js'
 import { checkConditions } from './conditions.js'
-import { MAX_SLOWDOWN_MS, compactionDebt } from './write-pacing.js'
+import { WritePacer, compactionDebt } from './write-pacing.js'
 import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
 import { collectStats, type EngineStats } from './stats.js'
 
@@ -80,7 +81,7 @@ export class Engine implements CompactionHost, FlushHost {
   /** Table numbers being written, not yet in any version. */
   private readonly pendingOutputs = new Set<number>()
   private readonly releaseLock: () => void
-  private readonly flusher = new Flusher(this)
+  private readonly flusher: Flusher
   private readonly compactions: CompactionScheduler
 
   /** Writes waiting to be applied (memtable full, compaction debt, or behind others), in call order. */
@@ -95,6 +96,7 @@ export class Engine implements CompactionHost, FlushHost {
   /** Compaction debt of `debtVersion` (recomputed when the version changes). */
   private debtVersion: Version | undefined
   private debt = 0
+  private readonly pacer = new WritePacer()
   /**
    * When this says more writes are coming in this event-loop turn (a chain of
    * transaction turns is running), the drain lets the turn finish before it
@@ -146,7 +148,10 @@ export class Engine implements CompactionHost, FlushHost {
       bloomBitsPerKey: s.options.bloomBitsPerKey,
     }
     this.records = new WalRecordBuilder(this.mem.arena, MAX_GROUP_BYTES)
-    this.compactions = new CompactionScheduler(this)
+    // One worker thread runs the flushes and the first compaction (see CompactionScheduler).
+    const runner = new BackgroundRunner()
+    this.flusher = new Flusher(this, runner)
+    this.compactions = new CompactionScheduler(this, runner)
     // Entries replayed from WAL files live in whole-file buffers: flush them to
     // L0 in the background right away (as LevelDB does at recovery) instead of
     // holding those buffers until the memtable fills.
@@ -283,13 +288,18 @@ export class Engine implements CompactionHost, FlushHost {
   /** True when a write may be applied right away (nothing to wait for first). */
   private canApplyNow(): boolean {
     if (this.memtableFull()) return false
-    if (!this.options.autoCompaction) return true
+    return this.currentDebt() === 0
+  }
+
+  /** Compaction debt of the current version (0 without automatic compaction); cached per version. */
+  private currentDebt(): number {
+    if (!this.options.autoCompaction) return 0
     const version = this.versions.current
     if (version !== this.debtVersion) {
       this.debtVersion = version
       this.debt = compactionDebt(version, this.options)
     }
-    return this.debt === 0
+    return this.debt
   }
 
   /**
@@ -343,9 +353,10 @@ export class Engine implements CompactionHost, FlushHost {
         }
         // Queued writes: make room and pace first. Nothing is applied meanwhile
         // (a write is applied at once only while the queue is empty).
+        let debt = 0
         try {
           if (this.memtableFull()) await this.makeRoomForWrite()
-          if (this.options.autoCompaction && compactionDebt(this.versions.current, this.options) > 0) await this.paceWrites()
+          if (this.currentDebt() > 0) debt = await this.paceWrites()
         } catch (err) {
           this.setBackgroundError(err)
           continue
@@ -359,6 +370,7 @@ export class Engine implements CompactionHost, FlushHost {
           this.apply(this.queue[n++])
         }
         this.queue.splice(0, n)
+        if (debt > 0) this.pacer.charge(bytes, debt, performance.now())
       }
     } finally {
       this.drainPromise = undefined
@@ -389,6 +401,7 @@ export class Engine implements CompactionHost, FlushHost {
       this.settle(group, this.backgroundError)
       return
     }
+    this.pacer.record(bytes, this.currentDebt() > 0, performance.now())
     if (records.length > 0) this.counters.writeGroups++
     this.counters.writes += group.length
     this.counters.userBytes += bytes
@@ -445,12 +458,13 @@ export class Engine implements CompactionHost, FlushHost {
   }
 
   /**
-   * Paces writes by compaction debt: a delay per write group that grows from
-   * ~1 ms at the soft threshold to MAX_SLOWDOWN_MS near the hard one, and a
-   * wait for compaction progress at the hard threshold. Gradual, so write
-   * latency rises smoothly instead of falling off a cliff.
+   * Paces writes by compaction debt: between the soft and hard thresholds the
+   * write rate is limited to a share of the unpaced rate that shrinks with the
+   * debt (WritePacer); at the hard threshold writes wait for compaction
+   * progress. Gradual, so throughput and latency change smoothly instead of
+   * falling off a cliff. Returns the debt the next group is paced at.
    */
-  private async paceWrites(): Promise<void> {
+  private async paceWrites(): Promise<number> {
     let debt = compactionDebt(this.versions.current, this.options)
     if (debt >= 1) {
       this.counters.stalls++
@@ -465,11 +479,13 @@ export class Engine implements CompactionHost, FlushHost {
     }
     if (debt > 0) {
       this.counters.slowdowns++
-      const delayMs = Math.max(1, Math.round(debt * MAX_SLOWDOWN_MS))
       const started = performance.now()
-      await new Promise<void>((resolve) => setTimeout(resolve, delayMs))
+      const waitMs = this.pacer.waitMs(started)
+      // Timers have millisecond resolution: shorter waits are carried by the bucket.
+      if (waitMs >= 1) await new Promise<void>((resolve) => setTimeout(resolve, waitMs))
       this.counters.slowdownMs += performance.now() - started
     }
+    return debt
   }
 
   private memtableFull(): boolean {

@@ -1,4 +1,4 @@
-import { BackgroundRunner } from '../compaction/background-runner.js'
+import type { BackgroundRunner } from '../compaction/background-runner.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import type { Memtable } from '../memtable/memtable.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
@@ -28,11 +28,14 @@ export interface FlushHost {
  * memtable frozen right after is never missed.
  */
 export class Flusher {
-  private readonly runner = new BackgroundRunner()
   private running = false
   private loop: Promise<void> = Promise.resolve()
 
-  constructor(private readonly host: FlushHost) {}
+  /** @param runner the worker thread flushes run on (shared with compactions; its owner closes it). */
+  constructor(
+    private readonly host: FlushHost,
+    private readonly runner: BackgroundRunner,
+  ) {}
 
   /** Starts the loop unless it runs or nothing waits. */
   schedule(): void {
@@ -41,10 +44,9 @@ export class Flusher {
     this.loop = this.run()
   }
 
-  /** Waits for the running loop, then stops the worker thread. */
+  /** Waits for the running loop (the runner is closed by its owner). */
   async close(): Promise<void> {
     while (this.running) await this.loop
-    await this.runner.close()
   }
 
   private async run(): Promise<void> {

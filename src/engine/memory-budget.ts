@@ -10,7 +10,7 @@ import type { ResolvedOptions } from '../options.js'
  *                  allocations, since the active memtable takes them first)
  *   block cache    blockCacheBytes
  *   table readers  tableCacheBytes (index and filter of open tables)
- *   workers        (1 flush + maxConcurrentCompactions) × WORKER_BYTES
+ *   workers        maxConcurrentCompactions × WORKER_BYTES (flushes share the first)
  *
  * On top of live data, V8 lets garbage accumulate between collections; that
  * headroom is GC_HEADROOM_BYTES. The engine bounds each part by construction;
@@ -25,14 +25,14 @@ export interface MemoryBudget {
   totalBytes: number
 }
 
-/** A worker thread: its V8 isolate, 4 MiB young generation, its job's block cache and input readers. */
+/** A worker thread: its V8 isolate, 4 MiB young generation, its job's input scanners and output builder. */
 export const WORKER_BYTES = 40 << 20
 /** Garbage V8 keeps between collections, all threads (memory test: 100-110 MiB measured; docs/performance.md). */
 export const GC_HEADROOM_BYTES = 128 << 20
 
 export function memoryBudget(o: ResolvedOptions): MemoryBudget {
   const memtablesBytes = (1 + o.maxImmutableMemtables) * o.memtableBytes
-  const workersBytes = (1 + o.maxConcurrentCompactions) * WORKER_BYTES
+  const workersBytes = o.maxConcurrentCompactions * WORKER_BYTES
   const parts = {
     memtablesBytes,
     blockCacheBytes: o.blockCacheBytes,

@@ -2,8 +2,12 @@ import { pendingCompactionBytes } from '../compaction/picker.js'
 import type { Version } from '../manifest/version.js'
 import type { ResolvedOptions } from '../options.js'
 
-/** Longest delay a paced write group waits, just below the hard threshold. */
-export const MAX_SLOWDOWN_MS = 20
+/** Near the hard threshold writes still get this fraction of their unpaced rate. */
+const MIN_RATE_FRACTION = 0.05
+/** Unpaced rate assumed before one was measured (bytes per ms, ~4 MB/s). */
+const DEFAULT_UNPACED_BYTES_PER_MS = 4096
+/** The unpaced write rate is measured over windows of at least this long. */
+const RATE_SAMPLE_MS = 200
 
 /** Pending compaction bytes of a version (immutable) under given options, computed once. */
 const pendingByVersion = new WeakMap<Version, { options: ResolvedOptions; bytes: number }>()
@@ -27,4 +31,58 @@ export function compactionDebt(version: Version, o: ResolvedOptions): number {
       ? 0
       : (pending - o.softPendingCompactionBytes + 1) / (o.hardPendingCompactionBytes - o.softPendingCompactionBytes + 1)
   return Math.max(byFiles, byBytes)
+}
+
+/**
+ * Slows writes to a rate, not by a fixed delay: while compaction debt is in
+ * (0, 1) the allowed write rate falls from the rate measured while writes
+ * were not paced (debt 0) to 5% of it near the hard threshold, linearly in
+ * the debt. Groups pass through a token bucket: a group waits until the bytes
+ * before it have had their time at the allowed rate. A fixed 1-20 ms delay
+ * per group (the first version) cut a 300k puts/s stream to ~60k at the
+ * slightest debt: the windows dropped to a fifth of the median long before the
+ * stop threshold (docs/performance.md, "Pacing").
+ */
+export class WritePacer {
+  private unpacedBytesPerMs = 0
+  private sampleStartMs = -1
+  private sampleBytes = 0
+  /** When the next paced group may be written. */
+  private nextGroupMs = 0
+
+  /** Records a group of `bytes` written at `nowMs`; only unpaced groups measure the unpaced rate. */
+  record(bytes: number, paced: boolean, nowMs: number): void {
+    if (paced) {
+      this.sampleStartMs = -1
+      return
+    }
+    if (this.sampleStartMs < 0) {
+      this.sampleStartMs = nowMs
+      this.sampleBytes = 0
+      return
+    }
+    this.sampleBytes += bytes
+    const elapsedMs = nowMs - this.sampleStartMs
+    if (elapsedMs < RATE_SAMPLE_MS) return
+    const rate = this.sampleBytes / elapsedMs
+    this.unpacedBytesPerMs = this.unpacedBytesPerMs === 0 ? rate : 0.7 * this.unpacedBytesPerMs + 0.3 * rate
+    this.sampleStartMs = nowMs
+    this.sampleBytes = 0
+  }
+
+  /** Bytes per ms allowed at `debt` (in (0, 1)). */
+  allowedBytesPerMs(debt: number): number {
+    const unpaced = this.unpacedBytesPerMs > 0 ? this.unpacedBytesPerMs : DEFAULT_UNPACED_BYTES_PER_MS
+    return unpaced * Math.max(MIN_RATE_FRACTION, 1 - debt)
+  }
+
+  /** How long the next paced group waits, from `nowMs`. */
+  waitMs(nowMs: number): number {
+    return Math.max(0, this.nextGroupMs - nowMs)
+  }
+
+  /** Charges a paced group of `bytes` sent at `nowMs` at the rate allowed at `debt`. */
+  charge(bytes: number, debt: number, nowMs: number): void {
+    this.nextGroupMs = Math.max(this.nextGroupMs, nowMs) + bytes / this.allowedBytesPerMs(debt)
+  }
 }

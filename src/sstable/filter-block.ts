@@ -51,14 +51,7 @@ export class Filter {
   private readonly bitCount: number
   private readonly hashCount: number
 
-  /** `contents` null: no bits, every key passes (see passAll). */
-  constructor(contents: Buffer | null, fileName: string) {
-    if (contents === null) {
-      this.bits = new BitSet(8)
-      this.bitCount = 8
-      this.hashCount = 0
-      return
-    }
+  constructor(contents: Buffer, fileName: string) {
     if (contents.length < FILTER_HEADER_BYTES) throw corruption('filter block too short', fileName)
     this.bitCount = readU32(contents, 0)
     this.hashCount = contents[4]
@@ -90,10 +83,5 @@ export class Filter {
 
   get sizeBytes(): number {
     return this.bits.array.length + FILTER_HEADER_BYTES
-  }
-
-  /** A filter that holds no bits and lets every key through (readers that never look keys up). */
-  static passAll(): Filter {
-    return new Filter(null, '')
   }
 }

@@ -42,12 +42,8 @@ export class TableReader {
     this.fileName = tableFileName(fileNumber)
   }
 
-  /**
-   * Opens and verifies a table; throws STRATA_CORRUPTION or STRATA_IO_ERROR.
-   * `withFilter` false skips loading the filter block (a compaction only
-   * scans its inputs): point lookups then read blocks for every key.
-   */
-  static open(dir: string, fileNumber: number, cache: BlockCache, withFilter = true): TableReader {
+  /** Opens and verifies a table; throws STRATA_CORRUPTION or STRATA_IO_ERROR. */
+  static open(dir: string, fileNumber: number, cache: BlockCache): TableReader {
     const file = path.join(dir, tableFileName(fileNumber))
     let fd: number
     try {
@@ -59,7 +55,7 @@ export class TableReader {
       const fileBytes = fs.fstatSync(fd).size
       if (fileBytes < FOOTER_BYTES) throw corruption('table shorter than its footer', file)
       const footer = decodeFooter(readExactly(fd, FOOTER_BYTES, fileBytes - FOOTER_BYTES), file, fileBytes)
-      const filter = withFilter ? new Filter(readVerified(fd, footer.filter, file), file) : Filter.passAll()
+      const filter = new Filter(readVerified(fd, footer.filter, file), file)
       const reader = new TableReader(fileNumber, fd, fileBytes, cache, filter)
       reader.index = new IndexBlock(readVerified(fd, footer.index, file), file, fileBytes - FOOTER_BYTES)
       reader.cached = new Array<CacheEntry | undefined>(reader.index.count).fill(undefined)

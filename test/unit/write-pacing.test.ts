@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { Version } from '../../src/manifest/version.js'
 import type { TableMeta } from '../../src/manifest/table-meta.js'
-import { compactionDebt } from '../../src/engine/write-pacing.js'
+import { WritePacer, compactionDebt } from '../../src/engine/write-pacing.js'
 import { resolveOptions } from '../../src/options.js'
 
 const MiB = 1 << 20
@@ -40,5 +40,43 @@ describe('write pacing', () => {
     const debt = compactionDebt(big, tight)
     expect(debt).toBeGreaterThan(0.35)
     expect(debt).toBeLessThan(0.45)
+  })
+})
+
+describe('WritePacer (rate-based slowdown)', () => {
+  /** Feeds unpaced groups of `bytes` every `everyMs` for `forMs`, starting at `t0`; returns the end time. */
+  const unpaced = (p: WritePacer, bytes: number, everyMs: number, t0: number, forMs: number): number => {
+    let t = t0
+    for (; t < t0 + forMs; t += everyMs) p.record(bytes, false, t)
+    return t
+  }
+
+  it('limits paced groups to the unpaced rate times (1 - debt), down to 5%', () => {
+    const p = new WritePacer()
+    const t = unpaced(p, 10_000, 1, 0, 2000) // 10 KB per ms
+    expect(p.allowedBytesPerMs(0.5)).toBeGreaterThan(4_500)
+    expect(p.allowedBytesPerMs(0.5)).toBeLessThan(5_500)
+    expect(p.allowedBytesPerMs(0.99)).toBeCloseTo(500, -1) // the 5% floor
+    // Token bucket: 100 groups of 10 KB at debt 0.5 take ~200 ms of waits.
+    let now = t
+    let waited = 0
+    for (let i = 0; i < 100; i++) {
+      const w = p.waitMs(now)
+      waited += w
+      now += w
+      p.charge(10_000, 0.5, now)
+    }
+    expect(waited).toBeGreaterThan(180)
+    expect(waited).toBeLessThan(220)
+  })
+
+  it('lets the first group after a pause go at once, and measures no rate while paced', () => {
+    const p = new WritePacer()
+    const t = unpaced(p, 1_000, 1, 0, 1000) // 1 KB per ms
+    p.charge(50_000, 0.5, t) // 50 KB at 0.5 KB/ms: 100 ms until the next group
+    expect(p.waitMs(t)).toBeGreaterThan(90)
+    expect(p.waitMs(t + 1000)).toBe(0)
+    for (let i = 0; i < 1000; i++) p.record(1_000_000, true, t + i) // paced groups do not count
+    expect(p.allowedBytesPerMs(0)).toBeLessThan(1_200)
   })
 })
