@@ -39,6 +39,8 @@ const DEFAULT_RETRIES = 10
 const TURN_WAIT_MAX_MS = 250
 /** After this many conflicts a transaction escalates: it and all new attempts take the database's turn (FIFO). */
 const ESCALATE_AFTER_CONFLICTS = 3
+/** Transactions waiting for turns from which the engine defers a group's WAL write (see runTransaction). */
+const HOLD_GROUPS_MIN_WAITERS = 16
 /** A key stays contended this long after a conflict on it or a wait for its turn. */
 const KEY_CONTENDED_MS = 50
 
@@ -109,9 +111,11 @@ export async function runTransaction<T>(
   if (contention === undefined) {
     const c = (contention = new Contention())
     contentionByDb.set(db, c)
-    // While transactions wait for turns, the chain of commits is still going:
-    // let it run to the end of the event-loop turn so its commits share one WAL write.
-    db.holdWriteGroupsWhile(() => c.waiting.count > 0)
+    // While a long chain of transactions waits for turns (a hot key), let it
+    // run to the end of the event-loop turn so its commits share one WAL
+    // write. Not for a few waiters: over 1,000 keys the deferral cost more
+    // than it saved (95k vs 117k commits/s, docs/performance.md).
+    db.holdWriteGroupsWhile(() => c.waiting.count >= HOLD_GROUPS_MIN_WAITERS)
   }
   let conflicted: readonly Buffer[] = []
   for (let attempt = 0; ; attempt++) {
