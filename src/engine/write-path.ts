@@ -7,6 +7,7 @@ import type { WalWriter } from '../wal/wal-writer.js'
 import { WalRecordBuilder } from '../wal/record-builder.js'
 import type { WriteOp } from '../wal/wal-record.js'
 import { checkConditions, type ConditionReader } from './conditions.js'
+import type { EngineStats } from './stats.js'
 import { WritePacer, compactionDebt } from './write-pacing.js'
 import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
 
@@ -43,18 +44,8 @@ export interface WriteHost extends ConditionReader {
   readonly isOpen: boolean
 }
 
-/** Write counters reported in `stats().writes` (see EngineStats). */
-export interface WriteCounters {
-  walBytes: number
-  writeGroups: number
-  writes: number
-  stalls: number
-  stallMs: number
-  slowdowns: number
-  slowdownMs: number
-  syncs: number
-  userBytes: number
-}
+/** The write path's share of `stats().writes` (flushes are counted by the engine). */
+export type WriteCounters = Omit<EngineStats['writes'], 'flushes' | 'flushBytes'>
 
 /**
  * The write queue and group commit (docs/design.md, "Write path"): a write is
