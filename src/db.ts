@@ -206,7 +206,7 @@ export class Database {
   /**
    * @internal Pins the applied state (like a snapshot, see unpinSequence) and
    * returns its sequence: it also holds writes admitted but not yet durable
-   * (Engine.write). Transactions read it; they resolve only after every write
+   * (WritePath.write). Transactions read it; they resolve only after every write
    * they read is durable.
    */
   pinAppliedSequence(): number {
@@ -216,7 +216,7 @@ export class Database {
     return sequence
   }
 
-  /** @internal See Engine.holdGroupsWhile. */
+  /** @internal See WritePath.holdGroupsWhile. */
   holdWriteGroupsWhile(more: () => boolean): void {
     this.engine.holdGroupsWhile = more
   }
@@ -246,7 +246,7 @@ export class Database {
   /**
    * @internal Writes `ops` (keys and values already validated) if all
    * `conditions` hold; `onAdmitted` runs once the write is admitted or
-   * rejected, before it is durable (Engine.write).
+   * rejected, before it is durable (WritePath.write).
    */
   conditionalWrite(ops: WriteOp[], conditions: Condition[], onAdmitted: () => void): Promise<void> {
     try {
@@ -387,7 +387,7 @@ export class Database {
 
   /**
    * Validates a key. Not copied: a write copies its bytes into the WAL record
-   * before the call returns, or into a queued copy (Engine.write).
+   * before the call returns, or into a queued copy (WritePath.write).
    */
   private key(input: unknown): Buffer {
     return checkKey(input, this.engine.options.maxKeyBytes)

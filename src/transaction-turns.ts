@@ -2,7 +2,7 @@
  * FIFO turns that keep contending optimistic transactions from wasting their
  * work on conflicts. A turn passes to the next waiter as soon as the holder's
  * commit is admitted (not once it is durable: the next transaction reads the
- * applied state, see Engine.write), so a chain of turns runs at the speed of
+ * applied state, see WritePath.write), so a chain of turns runs at the speed of
  * the commit path, not of the WAL.
  *
  * A waiter waits at most `maxWaitMs`, then runs unturned: a turn holder that

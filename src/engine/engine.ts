@@ -17,19 +17,14 @@ import { BlockCache } from '../sstable/block-cache.js'
 import { TableCache } from '../sstable/table-cache.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { WalWriter } from '../wal/wal-writer.js'
-import { WalRecordBuilder } from '../wal/record-builder.js'
 import type { WriteOp } from '../wal/wal-record.js'
 import { SnapshotList } from './snapshot-list.js'
 import { Flusher, type FlushHost } from './flusher.js'
 import { removeObsoleteFiles } from './obsolete-files.js'
 import { openSources, readPoint } from './read-path.js'
-import { checkConditions } from './conditions.js'
-import { WritePacer, compactionDebt } from './write-pacing.js'
-import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
+import type { Condition } from './write-group.js'
+import { WritePath, type WriteHost } from './write-path.js'
 import { collectStats, type EngineStats } from './stats.js'
-
-/** Write groups committed back to back before the drain lets the event loop turn. */
-const GROUPS_PER_EVENT_LOOP_TURN = 64
 
 /** What recovery hands to the engine. */
 export interface RecoveredEngineState {
@@ -45,26 +40,15 @@ export interface RecoveredEngineState {
 }
 
 /**
- * The running database: memtables, WAL, table versions and caches, the write
- * queue (group commit) and the background flush. Arguments are validated by
- * the facade (db.ts) before they reach here; this class asserts.
- *
- * Write path (docs/design.md, "Write path"): a write is applied when it is
- * issued (conditions checked, bytes copied into the open WAL record, entries
- * added to the memtable) unless something holds writes back, then it waits
- * in a FIFO queue. One drain at a time writes the applied writes' record
- * (one write(2) per group), fsyncs when any of them asked for it, and
- * resolves them in order; only then do reads see them.
+ * The running database: memtables and their WALs, table versions and caches,
+ * the background flush and compactions, and reads. Writes go through the
+ * write path (write-path.ts: write queue, group commit, pacing), which applies
+ * them to the active memtable and appends them to its WAL. Arguments are
+ * validated by the facade (db.ts) before they reach here; this class asserts.
  */
-export class Engine implements CompactionHost, FlushHost {
+export class Engine implements CompactionHost, FlushHost, WriteHost {
   readonly dir: string
   readonly options: ResolvedOptions
-  /**
-   * Sequence of the newest write applied to the memtable: admitted, maybe not
-   * yet in the WAL. Reads see `visibleSequence`; transactions and conditions
-   * see this.
-   */
-  lastSequence: number
   readonly snapshots = new SnapshotList()
 
   private mem: Memtable
@@ -83,52 +67,13 @@ export class Engine implements CompactionHost, FlushHost {
   private readonly releaseLock: () => void
   private readonly flusher: Flusher
   private readonly compactions: CompactionScheduler
-
-  /** Writes waiting to be applied (memtable full, compaction debt, or behind others), in call order. */
-  private readonly queue: PendingWrite[] = []
-  /** Writes applied (or rejected by their conditions) whose records are not yet written, in call order. */
-  private readonly applied: PendingWrite[] = []
-  /** Encoded bytes of the applied writes. */
-  private appliedBytes = 0
-  /** The open WAL record(s) of the applied writes, in the active memtable's arena. */
-  private records: WalRecordBuilder
-  private readonly offsetScratch: number[] = []
-  /** Compaction debt of `debtVersion` (recomputed when the version changes). */
-  private debtVersion: Version | undefined
-  private debt = 0
-  private readonly pacer = new WritePacer()
-  /**
-   * When this says more writes are coming in this event-loop turn (a chain of
-   * transaction turns is running), the drain lets the turn finish before it
-   * writes the group, so the chain shares one WAL write instead of one per
-   * few links. Not used for plain writes: a lone awaited put would wait a turn.
-   */
-  holdGroupsWhile: (() => boolean) | undefined
-  private drainPromise: Promise<void> | undefined
-  private groupsSinceYield = 0
+  /** The write queue and group commit. */
+  private readonly writePath: WritePath
   private readonly flushWaiters: Array<() => void> = []
   private backgroundError: StrataError | undefined
-  private writesIssued = 0
-  private writesSettled = 0
-  private readonly settleWaiters: Array<{ ticket: number; resolve: (sequence: number) => void }> = []
-  /** Sequence after the last write settled so far (in ticket order). */
-  private settledSequence: number
   private state: 'open' | 'closing' | 'closed' = 'open'
   private closePromise: Promise<void> | undefined
-
-  private readonly counters = {
-    flushes: 0,
-    flushBytes: 0,
-    walBytes: 0,
-    writeGroups: 0,
-    writes: 0,
-    stalls: 0,
-    stallMs: 0,
-    slowdowns: 0,
-    slowdownMs: 0,
-    syncs: 0,
-    userBytes: 0,
-  }
+  private readonly flushCounters = { flushes: 0, flushBytes: 0 }
 
   constructor(s: RecoveredEngineState) {
     this.dir = s.dir
@@ -137,8 +82,6 @@ export class Engine implements CompactionHost, FlushHost {
     this.mem = s.mem
     this.recycler = s.recycler
     this.wal = s.wal
-    this.lastSequence = s.lastSequence
-    this.settledSequence = s.lastSequence
     this.releaseLock = s.releaseLock
     this.blockCache = new BlockCache(s.options.blockCacheBytes)
     this.tableCache = new TableCache(s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes)
@@ -147,7 +90,7 @@ export class Engine implements CompactionHost, FlushHost {
       blockRestartInterval: s.options.blockRestartInterval,
       bloomBitsPerKey: s.options.bloomBitsPerKey,
     }
-    this.records = new WalRecordBuilder(this.mem.arena, MAX_GROUP_BYTES)
+    this.writePath = new WritePath(this, s.lastSequence)
     // One worker thread runs the flushes and the first compaction (see CompactionScheduler).
     const runner = new BackgroundRunner()
     this.flusher = new Flusher(this, runner)
@@ -228,7 +171,7 @@ export class Engine implements CompactionHost, FlushHost {
   }
 
   /** Resolves at the next flush or compaction that finishes (or fails). */
-  private backgroundProgress(): Promise<void> {
+  backgroundProgress(): Promise<void> {
     return new Promise<void>((resolve) => this.flushWaiters.push(resolve))
   }
 
@@ -236,37 +179,16 @@ export class Engine implements CompactionHost, FlushHost {
     for (const wake of this.flushWaiters.splice(0)) wake()
   }
 
-  // ---- writes ------------------------------------------------------------
+  // ---- writes (the write path does the work) -----------------------------
 
   /**
    * Takes one caller's write; resolves once it is in the WAL (and synced when
    * asked). With `conditions`, rejects with STRATA_CONFLICT, writing nothing,
-   * unless all of them hold against every write issued before it.
-   *
-   * Writes are applied in call order. When nothing holds writes back (no
-   * queue, room in the memtable, no compaction debt), a write is applied at
-   * once: its conditions are checked, its bytes copied into the open WAL
-   * record and its entries added to the memtable under their final sequence
-   * numbers. It stays invisible to reads (which read at the settled sequence)
-   * until the drain has written its record and resolves it; transactions read
-   * the applied state, so a chain of them on one key does not wait for a WAL
-   * write per link. Otherwise the write waits in the queue (a copy of its
-   * bytes) and the drain applies it once room is made.
+   * unless all of them hold against every write issued before it. Ordering
+   * and when a write becomes visible: WritePath.write.
    */
   write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[], onAdmitted?: () => void): Promise<void> {
-    assert(this.state === 'open', 'write on a closed engine')
-    if (this.backgroundError) return Promise.reject(this.backgroundError)
-    return new Promise<void>((resolve, reject) => {
-      const w: PendingWrite = { ops, encodedBytes, sync: sync || this.options.syncWrites, conditions, ticket: ++this.writesIssued, resolve, reject, onAdmitted }
-      if (this.queue.length === 0 && this.canApplyNow()) {
-        this.apply(w)
-      } else {
-        w.ops = ops.map((op) => ({ key: Buffer.from(op.key), value: op.value === null ? null : Buffer.from(op.value) }))
-        if (conditions !== undefined) w.conditions = conditions.map((c) => (c.type === 'key' ? { ...c, key: Buffer.from(c.key) } : c))
-        this.queue.push(w)
-      }
-      this.drainPromise ??= Promise.resolve().then(() => this.drain())
-    })
+    return this.writePath.write(ops, encodedBytes, sync, conditions, onAdmitted)
   }
 
   /**
@@ -275,137 +197,44 @@ export class Engine implements CompactionHost, FlushHost {
    * writes and none issued later. Undefined when nothing is in flight.
    */
   writesBefore(): Promise<number> | undefined {
-    if (this.writesSettled === this.writesIssued) return undefined
-    const ticket = this.writesIssued
-    return new Promise((resolve) => this.settleWaiters.push({ ticket, resolve }))
+    return this.writePath.writesBefore()
   }
 
   /** Sequence of the newest write settled (resolved): what reads see. */
   get visibleSequence(): number {
-    return this.settledSequence
-  }
-
-  /** True when a write may be applied right away (nothing to wait for first). */
-  private canApplyNow(): boolean {
-    if (this.memtableFull()) return false
-    return this.currentDebt() === 0
-  }
-
-  /** Compaction debt of the current version (0 without automatic compaction); cached per version. */
-  private currentDebt(): number {
-    if (!this.options.autoCompaction) return 0
-    const version = this.versions.current
-    if (version !== this.debtVersion) {
-      this.debtVersion = version
-      this.debt = compactionDebt(version, this.options)
-    }
-    return this.debt
+    return this.writePath.visibleSequence
   }
 
   /**
-   * Admits `w`: checks its conditions against the applied state, then copies
-   * its ops into the open WAL record and adds them to the memtable. It joins
-   * `applied` either way, to be settled in order after the record is written.
+   * Sequence of the newest write applied to the memtable: admitted, maybe not
+   * yet in the WAL. Reads see `visibleSequence`; transactions and conditions
+   * see this.
    */
-  private apply(w: PendingWrite): void {
-    if (w.conditions !== undefined) {
-      try {
-        w.error = checkConditions(w.conditions, this)
-      } catch (err) {
-        w.error = err
-      }
-    }
-    if (w.error === undefined && w.ops.length > 0) {
-      const first = this.lastSequence + 1
-      const offsets = this.offsetScratch
-      offsets.length = 0
-      const buf = this.records.append(w.ops, w.encodedBytes, first, offsets)
-      const mem = this.mem
-      for (let i = 0; i < w.ops.length; i++) {
-        const op = w.ops[i]
-        const ks = offsets[2 * i]
-        const vs = offsets[2 * i + 1]
-        mem.addRange(buf, first + i, ks, ks + op.key.length, vs, op.value === null ? -1 : vs + op.value.length)
-      }
-      this.lastSequence += w.ops.length
-      this.appliedBytes += w.encodedBytes
-    }
-    this.applied.push(w)
-    w.onAdmitted?.()
+  get lastSequence(): number {
+    return this.writePath.lastSequence
   }
 
-  private async drain(): Promise<void> {
-    try {
-      while (this.applied.length > 0 || this.queue.length > 0) {
-        if (this.backgroundError) {
-          this.settle(this.applied.splice(0), this.backgroundError)
-          this.settle(this.queue.splice(0), this.backgroundError)
-          break
-        }
-        if (this.applied.length > 0) {
-          if (++this.groupsSinceYield >= GROUPS_PER_EVENT_LOOP_TURN || this.holdGroupsWhile?.() === true) {
-            // Writes that never wait on I/O resolve through microtasks only; let timers and I/O run.
-            this.groupsSinceYield = 0
-            await new Promise<void>((resolve) => setImmediate(resolve))
-          }
-          await this.commitApplied()
-          continue
-        }
-        // Queued writes: make room and pace first. Nothing is applied meanwhile
-        // (a write is applied at once only while the queue is empty).
-        let debt = 0
-        try {
-          if (this.memtableFull()) await this.makeRoomForWrite()
-          if (this.currentDebt() > 0) debt = await this.paceWrites()
-        } catch (err) {
-          this.setBackgroundError(err)
-          continue
-        }
-        assert(this.applied.length === 0, 'writes applied past the queue')
-        // One group: at least one write, then more while they fit (as they would have eagerly).
-        let n = 0
-        let bytes = 0
-        while (n < this.queue.length && (n === 0 || (bytes + this.queue[n].encodedBytes <= MAX_GROUP_BYTES && !this.memtableFull()))) {
-          bytes += this.queue[n].encodedBytes
-          this.apply(this.queue[n++])
-        }
-        this.queue.splice(0, n)
-        if (debt > 0) this.pacer.charge(bytes, debt, performance.now())
-      }
-    } finally {
-      this.drainPromise = undefined
-    }
+  /** Lets chains of transaction turns share WAL writes: see WritePath.holdGroupsWhile. */
+  get holdGroupsWhile(): (() => boolean) | undefined {
+    return this.writePath.holdGroupsWhile
   }
 
-  /** Writes the applied writes' records to the WAL (one write(2) each, one fsync if any asked) and settles them. */
-  private async commitApplied(): Promise<void> {
-    const group = this.applied.splice(0)
-    const records = this.records.take()
-    const bytes = this.appliedBytes
-    this.appliedBytes = 0
-    let sync = false
-    for (const w of group) sync ||= w.sync && w.error === undefined
-    try {
-      for (const record of records) {
-        this.wal.append(record)
-        this.counters.walBytes += record.length
-      }
-      if (sync && records.length > 0) {
-        this.counters.syncs++
-        this.groupsSinceYield = 0
-        await this.wal.sync()
-      }
-    } catch (err) {
-      // The WAL tail is now unknown: later appends could sit behind garbage. Stop writing.
-      this.setBackgroundError(err)
-      this.settle(group, this.backgroundError)
-      return
-    }
-    this.pacer.record(bytes, this.currentDebt() > 0, performance.now())
-    if (records.length > 0) this.counters.writeGroups++
-    this.counters.writes += group.length
-    this.counters.userBytes += bytes
-    this.settle(group, undefined)
+  set holdGroupsWhile(more: (() => boolean) | undefined) {
+    this.writePath.holdGroupsWhile = more
+  }
+
+  // ---- write host ----------------------------------------------------------
+
+  currentVersion(): Version {
+    return this.versions.current
+  }
+
+  activeMemtable(): Memtable {
+    return this.mem
+  }
+
+  activeWal(): WalWriter {
+    return this.wal
   }
 
   /** Sequence of the write that produced the key's value at `sequence`; 0 when absent or deleted. */
@@ -425,75 +254,11 @@ export class Engine implements CompactionHost, FlushHost {
   }
 
   /**
-   * Settles writes in ticket order: each rejected with its own admission error
-   * or `err`, else resolved (its entries are applied). Reads waiting for a
-   * ticket learn the sequence reached right after it.
+   * Freezes the active memtable (it waits for flush) and starts the next one
+   * with a new WAL. Only when every applied write is in the active WAL (asserted).
    */
-  private settle(writes: PendingWrite[], err: unknown): void {
-    for (const w of writes) {
-      const failure = w.error ?? err
-      if (failure === undefined) {
-        this.settledSequence += w.ops.length
-        w.resolve()
-      } else {
-        w.reject(failure)
-      }
-      this.writesSettled = w.ticket
-      while (this.settleWaiters.length > 0 && this.settleWaiters[0].ticket <= w.ticket) {
-        this.settleWaiters.shift()!.resolve(this.settledSequence)
-      }
-    }
-  }
-
-  /** Freezes the full memtable, waiting first if too many are already waiting for flush. */
-  private async makeRoomForWrite(): Promise<void> {
-    while (this.imms.length >= this.options.maxImmutableMemtables) {
-      if (this.backgroundError) throw this.backgroundError
-      this.counters.stalls++
-      const started = performance.now()
-      await this.backgroundProgress()
-      this.counters.stallMs += performance.now() - started
-    }
-    this.freezeMemtable()
-  }
-
-  /**
-   * Paces writes by compaction debt: between the soft and hard thresholds the
-   * write rate is limited to a share of the unpaced rate that shrinks with the
-   * debt (WritePacer); at the hard threshold writes wait for compaction
-   * progress. Gradual, so throughput and latency change smoothly instead of
-   * falling off a cliff. Returns the debt the next group is paced at.
-   */
-  private async paceWrites(): Promise<number> {
-    let debt = compactionDebt(this.versions.current, this.options)
-    if (debt >= 1) {
-      this.counters.stalls++
-      const started = performance.now()
-      // While closing no new compaction starts: let the queued writes through instead of waiting.
-      while (debt >= 1 && !this.backgroundError && this.state === 'open') {
-        await this.backgroundProgress()
-        debt = compactionDebt(this.versions.current, this.options)
-      }
-      this.counters.stallMs += performance.now() - started
-      if (this.backgroundError) throw this.backgroundError
-    }
-    if (debt > 0) {
-      this.counters.slowdowns++
-      const started = performance.now()
-      const waitMs = this.pacer.waitMs(started)
-      // Timers have millisecond resolution: shorter waits are carried by the bucket.
-      if (waitMs >= 1) await new Promise<void>((resolve) => setTimeout(resolve, waitMs))
-      this.counters.slowdownMs += performance.now() - started
-    }
-    return debt
-  }
-
-  private memtableFull(): boolean {
-    return this.mem.approximateBytes >= this.options.memtableBytes
-  }
-
-  private freezeMemtable(): void {
-    assert(this.applied.length === 0 && this.records.isEmpty, 'memtable frozen with writes not yet in its WAL')
+  freezeMemtable(): void {
+    assert(this.writePath.allWritten, 'memtable frozen with writes not yet in its WAL')
     const number = this.versions.newFileNumber()
     const wal = WalWriter.create(path.join(this.dir, walFileName(number)), number)
     syncDirectory(this.dir)
@@ -501,7 +266,7 @@ export class Engine implements CompactionHost, FlushHost {
     this.wal = wal
     this.imms.push(this.mem)
     this.mem = new Memtable([number], this.recycler)
-    this.records = new WalRecordBuilder(this.mem.arena, MAX_GROUP_BYTES)
+    this.writePath.memtableSwitched()
     this.flusher.schedule()
   }
 
@@ -526,9 +291,9 @@ export class Engine implements CompactionHost, FlushHost {
     assert(this.imms[0] === imm, 'flushed memtable is not the oldest')
     // Every WAL older than the next memtable's first WAL is now in tables.
     const logNumber = this.imms.length > 1 ? this.imms[1].firstWalNumber : this.mem.firstWalNumber
-    await this.versions.logAndApply({ logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }, this.settledSequence)
-    this.counters.flushes++
-    this.counters.flushBytes += table?.fileBytes ?? 0
+    await this.versions.logAndApply({ logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }, this.writePath.visibleSequence)
+    this.flushCounters.flushes++
+    this.flushCounters.flushBytes += table?.fileBytes ?? 0
     // Reads that start from now on do not see it; open iterators keep their references.
     this.imms.shift()!.unref()
     this.deleteObsoleteFiles()
@@ -604,7 +369,7 @@ export class Engine implements CompactionHost, FlushHost {
 
   private async closeOnce(): Promise<void> {
     this.state = 'closing'
-    while (this.drainPromise !== undefined) await this.drainPromise
+    while (this.writePath.currentDrain !== undefined) await this.writePath.currentDrain
     // Every write is in the WAL now; with flushOnClose the memtable goes to a
     // table too (the flush loop runs while closing, compactions do not start).
     if (this.options.flushOnClose && this.mem.entryCount > 0 && this.backgroundError === undefined) {
@@ -634,7 +399,7 @@ export class Engine implements CompactionHost, FlushHost {
       blockCache: this.blockCache,
       tableCache: this.tableCache,
       liveSnapshots: this.snapshots.size,
-      writes: this.counters,
+      writes: { ...this.flushCounters, ...this.writePath.counters },
       compaction: this.compactions.stats,
       backgroundError: this.backgroundError?.message,
     })

@@ -1,0 +1,375 @@
+import { assert } from '../base/assert.js'
+import type { StrataError } from '../base/errors.js'
+import type { Version } from '../manifest/version.js'
+import type { Memtable } from '../memtable/memtable.js'
+import type { ResolvedOptions } from '../options.js'
+import type { WalWriter } from '../wal/wal-writer.js'
+import { WalRecordBuilder } from '../wal/record-builder.js'
+import type { WriteOp } from '../wal/wal-record.js'
+import { checkConditions, type ConditionReader } from './conditions.js'
+import type { EngineStats } from './stats.js'
+import { WritePacer, compactionDebt } from './write-pacing.js'
+import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
+
+/** Write groups committed back to back before the drain lets the event loop turn. */
+const GROUPS_PER_EVENT_LOOP_TURN = 64
+
+/**
+ * What the write path needs from the engine. As a ConditionReader it reads
+ * the applied state for write conditions (its `lastSequence` is the write
+ * path's own).
+ */
+export interface WriteHost extends ConditionReader {
+  readonly options: ResolvedOptions
+  /** The current table version (compaction debt is computed from it). */
+  currentVersion(): Version
+  /** The memtable writes are applied to; it changes only through `freezeMemtable`. */
+  activeMemtable(): Memtable
+  /** The active memtable's WAL. */
+  activeWal(): WalWriter
+  /** Frozen memtables, oldest first, waiting for (or in) flush. */
+  frozenMemtables(): readonly Memtable[]
+  /**
+   * Freezes the active memtable, opens the next one and its WAL, and calls
+   * `memtableSwitched`. Only when `allWritten` (asserted).
+   */
+  freezeMemtable(): void
+  /** Resolves at the next flush or compaction that finishes (or fails). */
+  backgroundProgress(): Promise<void>
+  /** The error that made the database read-only, if any. */
+  readonly failure: StrataError | undefined
+  /** Makes the database read-only after `err` (the first error wins). */
+  onError(err: unknown): void
+  /** False once closing. */
+  readonly isOpen: boolean
+}
+
+/** The write path's share of `stats().writes` (flushes are counted by the engine). */
+export type WriteCounters = Omit<EngineStats['writes'], 'flushes' | 'flushBytes'>
+
+/**
+ * The write queue and group commit (docs/design.md, "Write path"): a write is
+ * applied when it is issued (conditions checked, bytes copied into the open
+ * WAL record, entries added to the memtable) unless something holds writes
+ * back, then it waits in a FIFO queue. One drain at a time writes the applied
+ * writes' record (one write(2) per group), fsyncs when any of them asked for
+ * it, and resolves them in order; only then do reads see them.
+ */
+export class WritePath {
+  /**
+   * Sequence of the newest write applied to the memtable: admitted, maybe not
+   * yet in the WAL. Reads see `visibleSequence`; transactions and conditions
+   * see this.
+   */
+  lastSequence: number
+  readonly counters: WriteCounters = {
+    walBytes: 0,
+    writeGroups: 0,
+    writes: 0,
+    stalls: 0,
+    stallMs: 0,
+    slowdowns: 0,
+    slowdownMs: 0,
+    syncs: 0,
+    userBytes: 0,
+  }
+  /**
+   * When this says more writes are coming in this event-loop turn (a chain of
+   * transaction turns is running), the drain lets the turn finish before it
+   * writes the group, so the chain shares one WAL write instead of one per
+   * few links. Not used for plain writes: a lone awaited put would wait a turn.
+   */
+  holdGroupsWhile: (() => boolean) | undefined
+
+  /** Writes waiting to be applied (memtable full, compaction debt, or behind others), in call order. */
+  private readonly queue: PendingWrite[] = []
+  /** Writes applied (or rejected by their conditions) whose records are not yet written, in call order. */
+  private readonly applied: PendingWrite[] = []
+  /** Encoded bytes of the applied writes. */
+  private appliedBytes = 0
+  /** The open WAL record(s) of the applied writes, in the active memtable's arena. */
+  private records: WalRecordBuilder
+  private readonly offsetScratch: number[] = []
+  /** Compaction debt of `debtVersion` (recomputed when the version changes). */
+  private debtVersion: Version | undefined
+  private debt = 0
+  private readonly pacer = new WritePacer()
+  private drainPromise: Promise<void> | undefined
+  private groupsSinceYield = 0
+  private writesIssued = 0
+  private writesSettled = 0
+  private readonly settleWaiters: Array<{ ticket: number; resolve: (sequence: number) => void }> = []
+  /** Sequence after the last write settled so far (in ticket order). */
+  private settledSequence: number
+
+  constructor(
+    private readonly host: WriteHost,
+    lastSequence: number,
+  ) {
+    this.lastSequence = lastSequence
+    this.settledSequence = lastSequence
+    this.records = new WalRecordBuilder(host.activeMemtable().arena, MAX_GROUP_BYTES)
+  }
+
+  /**
+   * Takes one caller's write; resolves once it is in the WAL (and synced when
+   * asked). With `conditions`, rejects with STRATA_CONFLICT, writing nothing,
+   * unless all of them hold against every write issued before it.
+   *
+   * Writes are applied in call order. When nothing holds writes back (no
+   * queue, room in the memtable, no compaction debt), a write is applied at
+   * once: its conditions are checked, its bytes copied into the open WAL
+   * record and its entries added to the memtable under their final sequence
+   * numbers. It stays invisible to reads (which read at the settled sequence)
+   * until the drain has written its record and resolves it; transactions read
+   * the applied state, so a chain of them on one key does not wait for a WAL
+   * write per link. Otherwise the write waits in the queue (a copy of its
+   * bytes) and the drain applies it once room is made.
+   */
+  write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[], onAdmitted?: () => void): Promise<void> {
+    assert(this.host.isOpen, 'write on a closed engine')
+    const failure = this.host.failure
+    if (failure) return Promise.reject(failure)
+    return new Promise<void>((resolve, reject) => {
+      const w: PendingWrite = { ops, encodedBytes, sync: sync || this.host.options.syncWrites, conditions, ticket: ++this.writesIssued, resolve, reject, onAdmitted }
+      if (this.queue.length === 0 && this.canApplyNow()) {
+        this.apply(w)
+      } else {
+        w.ops = ops.map((op) => ({ key: Buffer.from(op.key), value: op.value === null ? null : Buffer.from(op.value) }))
+        if (conditions !== undefined) w.conditions = conditions.map((c) => (c.type === 'key' ? { ...c, key: Buffer.from(c.key) } : c))
+        this.queue.push(w)
+      }
+      this.drainPromise ??= Promise.resolve().then(() => this.drain())
+    })
+  }
+
+  /**
+   * Resolves, once every write issued before this call has settled, with the
+   * sequence number right after the last of them: reading at it sees those
+   * writes and none issued later. Undefined when nothing is in flight.
+   */
+  writesBefore(): Promise<number> | undefined {
+    if (this.writesSettled === this.writesIssued) return undefined
+    const ticket = this.writesIssued
+    return new Promise((resolve) => this.settleWaiters.push({ ticket, resolve }))
+  }
+
+  /** Sequence of the newest write settled (resolved): what reads see. */
+  get visibleSequence(): number {
+    return this.settledSequence
+  }
+
+  /** The running drain, if any (it ends once no write is queued or applied). */
+  get currentDrain(): Promise<void> | undefined {
+    return this.drainPromise
+  }
+
+  /**
+   * True when every applied write's record is in the WAL: the only time the
+   * active memtable may be frozen.
+   */
+  get allWritten(): boolean {
+    return this.applied.length === 0 && this.records.isEmpty
+  }
+
+  /** The host froze the memtable: later writes build their records in the new one's arena. */
+  memtableSwitched(): void {
+    this.records = new WalRecordBuilder(this.host.activeMemtable().arena, MAX_GROUP_BYTES)
+  }
+
+  /** True when a write may be applied right away (nothing to wait for first). */
+  private canApplyNow(): boolean {
+    if (this.memtableFull()) return false
+    return this.currentDebt() === 0
+  }
+
+  /** Compaction debt of the current version (0 without automatic compaction); cached per version. */
+  private currentDebt(): number {
+    if (!this.host.options.autoCompaction) return 0
+    const version = this.host.currentVersion()
+    if (version !== this.debtVersion) {
+      this.debtVersion = version
+      this.debt = compactionDebt(version, this.host.options)
+    }
+    return this.debt
+  }
+
+  /**
+   * Admits `w`: checks its conditions against the applied state, then copies
+   * its ops into the open WAL record and adds them to the memtable. It joins
+   * `applied` either way, to be settled in order after the record is written.
+   */
+  private apply(w: PendingWrite): void {
+    if (w.conditions !== undefined) {
+      try {
+        w.error = checkConditions(w.conditions, this.host)
+      } catch (err) {
+        w.error = err
+      }
+    }
+    if (w.error === undefined && w.ops.length > 0) {
+      const first = this.lastSequence + 1
+      const offsets = this.offsetScratch
+      offsets.length = 0
+      const buf = this.records.append(w.ops, w.encodedBytes, first, offsets)
+      const mem = this.host.activeMemtable()
+      for (let i = 0; i < w.ops.length; i++) {
+        const op = w.ops[i]
+        const ks = offsets[2 * i]
+        const vs = offsets[2 * i + 1]
+        mem.addRange(buf, first + i, ks, ks + op.key.length, vs, op.value === null ? -1 : vs + op.value.length)
+      }
+      this.lastSequence += w.ops.length
+      this.appliedBytes += w.encodedBytes
+    }
+    this.applied.push(w)
+    w.onAdmitted?.()
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.applied.length > 0 || this.queue.length > 0) {
+        const failure = this.host.failure
+        if (failure) {
+          this.settle(this.applied.splice(0), failure)
+          this.settle(this.queue.splice(0), failure)
+          break
+        }
+        if (this.applied.length > 0) {
+          if (++this.groupsSinceYield >= GROUPS_PER_EVENT_LOOP_TURN || this.holdGroupsWhile?.() === true) {
+            // Writes that never wait on I/O resolve through microtasks only; let timers and I/O run.
+            this.groupsSinceYield = 0
+            await new Promise<void>((resolve) => setImmediate(resolve))
+          }
+          await this.commitApplied()
+          continue
+        }
+        // Queued writes: make room and pace first. Nothing is applied meanwhile
+        // (a write is applied at once only while the queue is empty).
+        let debt = 0
+        try {
+          if (this.memtableFull()) await this.makeRoomForWrite()
+          if (this.currentDebt() > 0) debt = await this.paceWrites()
+        } catch (err) {
+          this.host.onError(err)
+          continue
+        }
+        assert(this.applied.length === 0, 'writes applied past the queue')
+        // One group: at least one write, then more while they fit (as they would have eagerly).
+        let n = 0
+        let bytes = 0
+        while (n < this.queue.length && (n === 0 || (bytes + this.queue[n].encodedBytes <= MAX_GROUP_BYTES && !this.memtableFull()))) {
+          bytes += this.queue[n].encodedBytes
+          this.apply(this.queue[n++])
+        }
+        this.queue.splice(0, n)
+        if (debt > 0) this.pacer.charge(bytes, debt, performance.now())
+      }
+    } finally {
+      this.drainPromise = undefined
+    }
+  }
+
+  /** Writes the applied writes' records to the WAL (one write(2) each, one fsync if any asked) and settles them. */
+  private async commitApplied(): Promise<void> {
+    const group = this.applied.splice(0)
+    const records = this.records.take()
+    const bytes = this.appliedBytes
+    this.appliedBytes = 0
+    let sync = false
+    for (const w of group) sync ||= w.sync && w.error === undefined
+    try {
+      const wal = this.host.activeWal()
+      for (const record of records) {
+        wal.append(record)
+        this.counters.walBytes += record.length
+      }
+      if (sync && records.length > 0) {
+        this.counters.syncs++
+        this.groupsSinceYield = 0
+        await wal.sync()
+      }
+    } catch (err) {
+      // The WAL tail is now unknown: later appends could sit behind garbage. Stop writing.
+      this.host.onError(err)
+      this.settle(group, this.host.failure)
+      return
+    }
+    this.pacer.record(bytes, this.currentDebt() > 0, performance.now())
+    if (records.length > 0) this.counters.writeGroups++
+    this.counters.writes += group.length
+    this.counters.userBytes += bytes
+    this.settle(group, undefined)
+  }
+
+  /**
+   * Settles writes in ticket order: each rejected with its own admission error
+   * or `err`, else resolved (its entries are applied). Reads waiting for a
+   * ticket learn the sequence reached right after it.
+   */
+  private settle(writes: PendingWrite[], err: unknown): void {
+    for (const w of writes) {
+      const failure = w.error ?? err
+      if (failure === undefined) {
+        this.settledSequence += w.ops.length
+        w.resolve()
+      } else {
+        w.reject(failure)
+      }
+      this.writesSettled = w.ticket
+      while (this.settleWaiters.length > 0 && this.settleWaiters[0].ticket <= w.ticket) {
+        this.settleWaiters.shift()!.resolve(this.settledSequence)
+      }
+    }
+  }
+
+  /** Freezes the full memtable, waiting first if too many are already waiting for flush. */
+  private async makeRoomForWrite(): Promise<void> {
+    while (this.host.frozenMemtables().length >= this.host.options.maxImmutableMemtables) {
+      const failure = this.host.failure
+      if (failure) throw failure
+      this.counters.stalls++
+      const started = performance.now()
+      await this.host.backgroundProgress()
+      this.counters.stallMs += performance.now() - started
+    }
+    this.host.freezeMemtable()
+  }
+
+  /**
+   * Paces writes by compaction debt: between the soft and hard thresholds the
+   * write rate is limited to a share of the unpaced rate that shrinks with the
+   * debt (WritePacer); at the hard threshold writes wait for compaction
+   * progress. Gradual, so throughput and latency change smoothly instead of
+   * falling off a cliff. Returns the debt the next group is paced at.
+   */
+  private async paceWrites(): Promise<number> {
+    const options = this.host.options
+    let debt = compactionDebt(this.host.currentVersion(), options)
+    if (debt >= 1) {
+      this.counters.stalls++
+      const started = performance.now()
+      // While closing no new compaction starts: let the queued writes through instead of waiting.
+      while (debt >= 1 && !this.host.failure && this.host.isOpen) {
+        await this.host.backgroundProgress()
+        debt = compactionDebt(this.host.currentVersion(), options)
+      }
+      this.counters.stallMs += performance.now() - started
+      const failure = this.host.failure
+      if (failure) throw failure
+    }
+    if (debt > 0) {
+      this.counters.slowdowns++
+      const started = performance.now()
+      const waitMs = this.pacer.waitMs(started)
+      // Timers have millisecond resolution: shorter waits are carried by the bucket.
+      if (waitMs >= 1) await new Promise<void>((resolve) => setTimeout(resolve, waitMs))
+      this.counters.slowdownMs += performance.now() - started
+    }
+    return debt
+  }
+
+  private memtableFull(): boolean {
+    return this.host.activeMemtable().approximateBytes >= this.host.options.memtableBytes
+  }
+}
