@@ -160,6 +160,8 @@ describe('bench arguments', () => {
     expect(c.bigdataCacheBytes).toBe(64 * 2 ** 20)
     expect(c.incrementTasks).toBe(512)
     expect(c.incrementsPerTask).toBe(Math.ceil(200_000 / 512))
+    expect(c.cacheBytes).toBeUndefined() // each engine's own default
+    expect(parse('readrandom', '--cache-mib', '256').cacheBytes).toBe(256 * 2 ** 20)
   })
 
   it('parses workloads, aliases and the numeric options', () => {
