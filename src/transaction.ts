@@ -43,6 +43,8 @@ const ESCALATE_AFTER_CONFLICTS = 3
 const HOLD_GROUPS_MIN_WAITERS = 16
 /** A key stays contended this long after a conflict on it or a wait for its turn. */
 const KEY_CONTENDED_MS = 50
+/** Contended keys tracked before the first sweep of stale ones. */
+const MIN_SWEEP_SIZE = 1024
 
 /**
  * Contention control, per database. Two levels of FIFO turns (turns pass on
@@ -56,13 +58,20 @@ const KEY_CONTENDED_MS = 50
  *    transaction is in flight, every attempt takes the database's turn, so the
  *    oldest struggling one runs alone and commits: no starvation.
  */
-class Contention {
-  /** Transactions waiting for any turn of this database. */
+export class Contention {
+  /** Transactions waiting for any turn of this database. (Exported for tests; not part of the package API.) */
   readonly waiting = { count: 0 }
   readonly database = new TurnQueue(TURN_WAIT_MAX_MS, this.waiting)
   /** Escalated transactions in flight: while any, every attempt takes the database's turn. */
   escalated = 0
   private readonly keys = new Map<string, { turns: TurnQueue; conflictMs: number }>()
+
+  /** Keys tracked as contended (or not yet swept). */
+  get trackedKeys(): number {
+    return this.keys.size
+  }
+  /** Sweep stale keys when the map grows past this (amortized: twice what survived the last sweep). */
+  private sweepAtSize = MIN_SWEEP_SIZE
 
   noteConflict(keys: readonly Buffer[]): void {
     for (const k of keys) this.noteContended(k.toString('latin1'))
@@ -75,8 +84,18 @@ class Contention {
   noteContended(id: string): void {
     const now = performance.now()
     const e = this.keys.get(id)
-    if (e === undefined) this.keys.set(id, { turns: new TurnQueue(TURN_WAIT_MAX_MS, this.waiting), conflictMs: now })
-    else e.conflictMs = now
+    if (e !== undefined) {
+      e.conflictMs = now
+      return
+    }
+    this.keys.set(id, { turns: new TurnQueue(TURN_WAIT_MAX_MS, this.waiting), conflictMs: now })
+    if (this.keys.size > this.sweepAtSize) this.sweep(now)
+  }
+
+  /** Forgets keys no longer contended (a key conflicted on once and never read again would stay forever). */
+  private sweep(now: number): void {
+    for (const [id, e] of this.keys) if (!e.turns.busy && now - e.conflictMs >= KEY_CONTENDED_MS) this.keys.delete(id)
+    this.sweepAtSize = Math.max(MIN_SWEEP_SIZE, 2 * this.keys.size)
   }
 
   /** The turns of key `id` while it is contended; undefined (and forgotten) otherwise. */
@@ -114,7 +133,7 @@ export async function runTransaction<T>(
     // While a long chain of transactions waits for turns (a hot key), let it
     // run to the end of the event-loop turn so its commits share one WAL
     // write. Not for a few waiters: over 1,000 keys the deferral cost more
-    // than it saved (95k vs 117k commits/s, docs/performance.md).
+    // than it saved (docs/performance.md, "Versions").
     db.holdWriteGroupsWhile(() => c.waiting.count >= HOLD_GROUPS_MIN_WAITERS)
   }
   let conflicted: readonly Buffer[] = []

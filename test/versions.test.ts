@@ -16,6 +16,7 @@
  *
  * Seeded parts print their seed; VERSIONS_SEED=<seed> replays the random choices.
  */
+import { Contention } from '../src/transaction.js'
 import { setImmediate as turn } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ConflictError, StrataError, open, type BatchOp, type Database, type OpenOptions, type Transaction } from '../src/index.js'
@@ -1254,5 +1255,20 @@ describe('transaction fairness', () => {
     expect(slow).toBe('done')
     expect(elapsed).toBeLessThan(15_000)
     expect(str((await db.get('hot'))!)).toBe(String(fast + 8))
+  })
+})
+
+describe('contention tracking', () => {
+  it('forgets keys that conflicted once and were never read again (no unbounded growth)', async () => {
+    const c = new Contention()
+    c.noteConflict([Buffer.from('hot')])
+    expect(c.keyTurns('hot')).toBeDefined() // contended right after its conflict
+    for (let round = 0; round < 30; round++) {
+      for (let i = 0; i < 1000; i++) c.noteConflict([Buffer.from(`k${round}-${i}`)])
+      await sleep(55) // longer than a key stays contended
+    }
+    // 30,001 distinct keys were noted; stale ones are swept as new ones arrive.
+    expect(c.trackedKeys).toBeLessThanOrEqual(2 * 1024 + 1000)
+    expect(c.keyTurns('hot')).toBeUndefined()
   })
 })
