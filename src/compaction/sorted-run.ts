@@ -1,5 +1,6 @@
 import { assert } from '../base/assert.js'
 import { compareBytes } from '../base/coding.js'
+import { ForwardOnlyIterator } from '../iterators/forward-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 
@@ -355,7 +356,7 @@ const EMPTY = Buffer.alloc(0)
 /** Entries ahead of the iterator whose bytes it touches, and twice that for their words. */
 const PREFETCH_DISTANCE = 8
 
-class SortedRunIterator implements InternalIterator {
+class SortedRunIterator extends ForwardOnlyIterator {
   private i: number
   private keyBuf: Buffer | undefined
   /**
@@ -368,6 +369,7 @@ class SortedRunIterator implements InternalIterator {
   private touched = 0
 
   constructor(private readonly run: SortedRun, private readonly order: Uint32Array) {
+    super()
     this.i = order.length
   }
 
@@ -401,26 +403,5 @@ class SortedRunIterator implements InternalIterator {
   close(): void {
     this.i = this.order.length
   }
-  seekToLast(): void {
-    unsupported()
-  }
-  seekGE(): void {
-    unsupported()
-  }
-  seekGT(): void {
-    unsupported()
-  }
-  seekLE(): void {
-    unsupported()
-  }
-  seekLT(): void {
-    unsupported()
-  }
-  prev(): void {
-    unsupported()
-  }
 }
 
-function unsupported(): never {
-  assert(false, 'a flush iterator only walks forward from the first entry')
-}

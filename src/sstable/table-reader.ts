@@ -1,7 +1,4 @@
 import * as fs from 'node:fs'
-import * as path from 'node:path'
-import { corruption, ioError } from '../base/errors.js'
-import { readExactly, readInto } from '../base/fs-util.js'
 import { tableFileName } from '../base/file-names.js'
 import { KIND_DELETE } from '../wal/wal-record.js'
 import type { Found } from '../memtable/memtable.js'
@@ -9,7 +6,8 @@ import type { BlockCache, BlockSlots, CacheEntry } from './block-cache.js'
 import { BlockIterator } from './block-iterator.js'
 import { IndexBlock } from './index-block.js'
 import { Filter, filterHash } from './filter-block.js'
-import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, type BlockHandle } from './table-format.js'
+import { BLOCK_TRAILER_BYTES, FOOTER_BYTES } from './table-format.js'
+import { openTableFile, readVerifiedBlock, readVerifiedBlockInto } from './table-file.js'
 import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 
@@ -44,26 +42,13 @@ export class TableReader {
 
   /** Opens and verifies a table; throws STRATA_CORRUPTION or STRATA_IO_ERROR. */
   static open(dir: string, fileNumber: number, cache: BlockCache): TableReader {
-    const file = path.join(dir, tableFileName(fileNumber))
-    let fd: number
-    try {
-      fd = fs.openSync(file, 'r')
-    } catch (err) {
-      throw ioError(`cannot open table ${file}`, err)
-    }
-    try {
-      const fileBytes = fs.fstatSync(fd).size
-      if (fileBytes < FOOTER_BYTES) throw corruption('table shorter than its footer', file)
-      const footer = decodeFooter(readExactly(fd, FOOTER_BYTES, fileBytes - FOOTER_BYTES), file, fileBytes)
-      const filter = new Filter(readVerified(fd, footer.filter, file), file)
+    return openTableFile(dir, fileNumber, ({ fd, file, fileBytes, footer }) => {
+      const filter = new Filter(readVerifiedBlock(fd, footer.filter, file), file)
       const reader = new TableReader(fileNumber, fd, fileBytes, cache, filter)
-      reader.index = new IndexBlock(readVerified(fd, footer.index, file), file, fileBytes - FOOTER_BYTES)
+      reader.index = new IndexBlock(readVerifiedBlock(fd, footer.index, file), file, fileBytes - FOOTER_BYTES)
       reader.cached = new Array<CacheEntry | undefined>(reader.index.count).fill(undefined)
       return reader
-    } catch (err) {
-      fs.closeSync(fd)
-      throw err
-    }
+    })
   }
 
   /** Memory held outside the block cache: index and filter. */
@@ -120,7 +105,7 @@ export class TableReader {
     const buffer = this.cache.allocate(size)
     let block: Buffer
     try {
-      block = readVerifiedInto(buffer.subarray(0, size), this.fd, offset, this.fileName)
+      block = readVerifiedBlockInto(buffer.subarray(0, size), this.fd, offset, this.fileName)
     } catch (err) {
       this.cache.recycle(buffer)
       throw err
@@ -144,25 +129,4 @@ export class TableReader {
   get isClosed(): boolean {
     return this.closed
   }
-}
-
-/** Reads a block and its trailer into `raw` (exactly their size), verifies it, returns the block. */
-function readVerifiedInto(raw: Buffer, fd: number, offset: number, file: string): Buffer {
-  let done: number
-  try {
-    done = readInto(fd, raw, offset)
-  } catch (err) {
-    throw ioError(`read of ${file} failed`, err)
-  }
-  return checkBlock(raw.subarray(0, done), file, offset)
-}
-
-function readVerified(fd: number, handle: BlockHandle, file: string): Buffer {
-  let raw: Buffer
-  try {
-    raw = readExactly(fd, handle.size + BLOCK_TRAILER_BYTES, handle.offset)
-  } catch (err) {
-    throw ioError(`read of ${file} failed`, err)
-  }
-  return checkBlock(raw, file, handle.offset)
 }

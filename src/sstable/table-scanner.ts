@@ -1,13 +1,12 @@
 import * as fs from 'node:fs'
-import * as path from 'node:path'
 import { assert } from '../base/assert.js'
 import { cursor, readVarint } from '../base/coding.js'
-import { corruption, ioError } from '../base/errors.js'
-import { readExactly, readInto } from '../base/fs-util.js'
+import { corruption } from '../base/errors.js'
 import { tableFileName } from '../base/file-names.js'
-import type { InternalIterator } from '../iterators/internal-iterator.js'
+import { ForwardOnlyIterator } from '../iterators/forward-iterator.js'
 import { BlockIterator } from './block-iterator.js'
-import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter } from './table-format.js'
+import { BLOCK_TRAILER_BYTES, FOOTER_BYTES } from './table-format.js'
+import { openTableFile, readVerifiedBlock, readVerifiedBlockInto } from './table-file.js'
 
 /**
  * A forward-only scan of a whole table, for compaction inputs. It walks the
@@ -19,7 +18,7 @@ import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter } from './t
  * A value is a view into the current block: valid until the scan moves to
  * the next block (compaction copies what it keeps before advancing).
  */
-export class TableScanner implements InternalIterator {
+export class TableScanner extends ForwardOnlyIterator {
   readonly fileName: string
   readonly fileBytes: number
   private readonly index: BlockIterator
@@ -29,6 +28,7 @@ export class TableScanner implements InternalIterator {
   private closed = false
 
   private constructor(private readonly fd: number, fileNumber: number, fileBytes: number, indexBlock: Buffer, dataEnd: number) {
+    super()
     this.fileName = tableFileName(fileNumber)
     this.fileBytes = fileBytes
     this.index = new BlockIterator(indexBlock, this.fileName)
@@ -37,24 +37,10 @@ export class TableScanner implements InternalIterator {
 
   /** Opens table `fileNumber` and verifies its footer and index block. */
   static open(dir: string, fileNumber: number): TableScanner {
-    const file = path.join(dir, tableFileName(fileNumber))
-    let fd: number
-    try {
-      fd = fs.openSync(file, 'r')
-    } catch (err) {
-      throw ioError(`cannot open table ${file}`, err)
-    }
-    try {
-      const fileBytes = fs.fstatSync(fd).size
-      if (fileBytes < FOOTER_BYTES) throw corruption('table shorter than its footer', file)
-      const footer = decodeFooter(readExactly(fd, FOOTER_BYTES, fileBytes - FOOTER_BYTES), file, fileBytes)
-      const raw = readExactly(fd, footer.index.size + BLOCK_TRAILER_BYTES, footer.index.offset)
-      const indexBlock = checkBlock(raw, file, footer.index.offset)
+    return openTableFile(dir, fileNumber, ({ fd, file, fileBytes, footer }) => {
+      const indexBlock = readVerifiedBlock(fd, footer.index, file)
       return new TableScanner(fd, fileNumber, fileBytes, indexBlock, fileBytes - FOOTER_BYTES)
-    } catch (err) {
-      fs.closeSync(fd)
-      throw err
-    }
+    })
   }
 
   valid(): boolean {
@@ -96,24 +82,6 @@ export class TableScanner implements InternalIterator {
     fs.closeSync(this.fd)
   }
 
-  seekToLast(): void {
-    unsupported()
-  }
-  seekGE(): void {
-    unsupported()
-  }
-  seekGT(): void {
-    unsupported()
-  }
-  seekLE(): void {
-    unsupported()
-  }
-  seekLT(): void {
-    unsupported()
-  }
-  prev(): void {
-    unsupported()
-  }
 
   /** While the current block is exhausted, moves to the next index entry's block. */
   private skipEmptyBlocks(): void {
@@ -137,19 +105,10 @@ export class TableScanner implements InternalIterator {
     if (offset + size + BLOCK_TRAILER_BYTES > this.dataEnd) throw corruption('index entry points past the data', this.fileName)
     const total = size + BLOCK_TRAILER_BYTES
     if (this.buffer.length < total) this.buffer = Buffer.allocUnsafe(total * 2)
-    let done: number
-    try {
-      done = readInto(this.fd, this.buffer.subarray(0, total), offset)
-    } catch (err) {
-      throw ioError(`read of ${this.fileName} failed`, err)
-    }
-    const block = checkBlock(this.buffer.subarray(0, done), this.fileName, offset)
+    const block = readVerifiedBlockInto(this.buffer.subarray(0, total), this.fd, offset, this.fileName)
     if (this.data === undefined) this.data = new BlockIterator(block, this.fileName)
     else this.data.reset(block)
     this.data.seekToFirst()
   }
 }
 
-function unsupported(): never {
-  assert(false, 'a table scan only walks forward from the first entry')
-}

@@ -37,19 +37,6 @@ export class RecordArena {
     this.chunkBytes = source?.chunkBytes ?? DEFAULT_CHUNK_BYTES
   }
 
-  /** A buffer of `size` bytes for the next record, right after the previous one. */
-  allocate(size: number): Buffer {
-    assert(!this.frozen, 'allocate from a frozen arena')
-    if (this.chunk === undefined || this.used + size > this.chunk.byteLength) {
-      this.seal()
-      this.chunk = (size <= this.chunkBytes ? this.source?.takeChunk() : undefined) ?? new SharedArrayBuffer(Math.max(this.chunkBytes, size))
-      this.used = 0
-    }
-    const buf = Buffer.from(this.chunk, this.used, size)
-    this.used += size
-    return buf
-  }
-
   /**
    * The free rest of the current chunk (at least `minBytes`, taking a fresh
    * chunk when the current one has less), for a record written in place and
@@ -69,15 +56,6 @@ export class RecordArena {
   commit(bytes: number): void {
     assert(this.chunk !== undefined && this.used + bytes <= this.chunk.byteLength, 'commit past the chunk')
     this.used += bytes
-  }
-
-  /**
-   * Gives back the last allocation (its record was not written to the WAL),
-   * so that the segments hold exactly the records that were.
-   */
-  release(buf: Buffer): void {
-    assert(this.chunk !== undefined && buf.buffer === this.chunk && buf.byteOffset + buf.length === this.used, 'release of a record that is not the last one')
-    this.used = buf.byteOffset
   }
 
   /** Every record allocated and kept, in order. Freezes the arena. */

@@ -1,6 +1,6 @@
 import { assert } from '../base/assert.js'
 import { writeU32, writeU64, writeVarint } from '../base/coding.js'
-import type { RecordArena } from './record-arena.js'
+import { RecordArena } from './record-arena.js'
 import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-format.js'
 import { KIND_DELETE, KIND_PUT, PAYLOAD_HEADER_BYTES, WAL_FORMAT_VERSION, type WriteOp } from './wal-record.js'
 
@@ -9,7 +9,7 @@ import { KIND_DELETE, KIND_PUT, PAYLOAD_HEADER_BYTES, WAL_FORMAT_VERSION, type W
  * time: each write's key and value bytes are copied into the open record when
  * the write is applied (so the caller may reuse its buffers at once), and the
  * record is framed (count, checksums) when the group is written. The layout is
- * exactly encodeWalRecord's (docs/format.md, "WAL record"): a group of writes
+ * docs/format.md's "WAL record payload": a group of writes
  * is one record, applied whole or not at all after a crash.
  *
  * A record never spans arena chunks and stays under `maxRecordBytes`: a
@@ -97,4 +97,16 @@ function copyInto(dst: Buffer, o: number, src: Buffer): number {
     dst.set(src, o)
   }
   return o + n
+}
+
+/**
+ * One framed record holding `ops` (the first taking `firstSequence`), in a
+ * buffer of its own: what the WAL tests write by hand. `opBytes` is the ops'
+ * encodedOpBytes sum.
+ */
+export function encodeWalRecord(firstSequence: number, ops: readonly WriteOp[], opBytes: number): Buffer {
+  const builder = new WalRecordBuilder(new RecordArena(), Infinity)
+  builder.append(ops, opBytes, firstSequence, [])
+  const [record] = builder.take()
+  return Buffer.from(record) // a copy: the arena's chunk is shared memory
 }

@@ -1,7 +1,5 @@
-import { assert } from '../base/assert.js'
-import { cursor, readU32, readU64, readVarint, varintLength, writeU32, writeU64, writeVarint } from '../base/coding.js'
+import { cursor, readU32, readU64, readVarint, varintLength } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
-import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-format.js'
 
 /**
  * The payload of one WAL record: one group commit (docs/format.md, "WAL record").
@@ -30,46 +28,6 @@ export function encodedOpBytes(op: WriteOp): number {
   let n = 1 + varintLength(op.key.length) + op.key.length
   if (op.value !== null) n += varintLength(op.value.length) + op.value.length
   return n
-}
-
-/**
- * Encodes a framed record holding `ops`, the first taking sequence
- * `firstSequence`. When `entryOffsets` is given, it receives two numbers per
- * op: the offset of its key inside the record, and of its value (-1 for a
- * delete); the memtable keeps keys and values there.
- */
-export function encodeWalRecord(
-  firstSequence: number,
-  ops: readonly WriteOp[],
-  opBytes: number,
-  entryOffsets?: number[],
-  allocate: (size: number) => Buffer = Buffer.allocUnsafe,
-): Buffer {
-  const buf = allocate(RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES + opBytes)
-  let o = RECORD_HEADER_BYTES
-  buf[o++] = WAL_FORMAT_VERSION
-  writeU64(buf, o, firstSequence)
-  o += 8
-  writeU32(buf, o, ops.length)
-  o += 4
-  for (const op of ops) {
-    buf[o++] = op.value === null ? KIND_DELETE : KIND_PUT
-    o = writeVarint(buf, o, op.key.length)
-    entryOffsets?.push(o)
-    buf.set(op.key, o)
-    o += op.key.length
-    if (op.value !== null) {
-      o = writeVarint(buf, o, op.value.length)
-      entryOffsets?.push(o)
-      buf.set(op.value, o)
-      o += op.value.length
-    } else {
-      entryOffsets?.push(-1)
-    }
-  }
-  assert(o === buf.length, 'WAL record size mismatch')
-  frameRecordInPlace(buf)
-  return buf
 }
 
 /** A decoded WAL record. Keys and values are views into the payload. */

@@ -1,0 +1,62 @@
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { corruption, ioError } from '../base/errors.js'
+import { readExactly, readInto } from '../base/fs-util.js'
+import { tableFileName } from '../base/file-names.js'
+import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, type BlockHandle, type Footer } from './table-format.js'
+
+/** An open table file whose footer was read and verified. */
+export interface OpenTableFile {
+  fd: number
+  /** Path, for error messages. */
+  file: string
+  fileBytes: number
+  footer: Footer
+}
+
+/**
+ * Opens table `fileNumber` in `dir`, reads and verifies its footer, and hands
+ * the open file to `use` (a reader or a scanner reads its index, and filter,
+ * there). The file is closed if `use` throws; otherwise `use`'s result owns it.
+ * Throws STRATA_CORRUPTION or STRATA_IO_ERROR.
+ */
+export function openTableFile<T>(dir: string, fileNumber: number, use: (t: OpenTableFile) => T): T {
+  const file = path.join(dir, tableFileName(fileNumber))
+  let fd: number
+  try {
+    fd = fs.openSync(file, 'r')
+  } catch (err) {
+    throw ioError(`cannot open table ${file}`, err)
+  }
+  try {
+    const fileBytes = fs.fstatSync(fd).size
+    if (fileBytes < FOOTER_BYTES) throw corruption('table shorter than its footer', file)
+    const footer = decodeFooter(readExactly(fd, FOOTER_BYTES, fileBytes - FOOTER_BYTES), file, fileBytes)
+    return use({ fd, file, fileBytes, footer })
+  } catch (err) {
+    fs.closeSync(fd)
+    throw err
+  }
+}
+
+/** Reads the block at `handle` with its trailer and verifies it; returns its contents. */
+export function readVerifiedBlock(fd: number, handle: BlockHandle, file: string): Buffer {
+  let raw: Buffer
+  try {
+    raw = readExactly(fd, handle.size + BLOCK_TRAILER_BYTES, handle.offset)
+  } catch (err) {
+    throw ioError(`read of ${file} failed`, err)
+  }
+  return checkBlock(raw, file, handle.offset)
+}
+
+/** Reads a block and its trailer into `raw` (exactly their size), verifies it, returns the block. */
+export function readVerifiedBlockInto(raw: Buffer, fd: number, offset: number, file: string): Buffer {
+  let done: number
+  try {
+    done = readInto(fd, raw, offset)
+  } catch (err) {
+    throw ioError(`read of ${file} failed`, err)
+  }
+  return checkBlock(raw.subarray(0, done), file, offset)
+}
