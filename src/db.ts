@@ -104,16 +104,11 @@ export class Database {
    * writes on one key can never both succeed.
    */
   batch(ops: readonly BatchOp[], options?: WriteOptions): Promise<void> {
-    return this.conditionalBatch(ops, options, undefined)
-  }
-
-  /** @internal batch() plus extra preconditions. */
-  conditionalBatch(ops: readonly BatchOp[], options: WriteOptions | undefined, extra: Condition[] | undefined): Promise<void> {
     try {
       this.checkOpen()
       if (!Array.isArray(ops)) throw invalid('batch expects an array of operations')
       const writeOps: WriteOp[] = []
-      let conditions: Condition[] | undefined = extra
+      let conditions: Condition[] | undefined
       let bytes = 0
       for (let i = 0; i < ops.length; i++) {
         const op = ops[i] as unknown
@@ -128,8 +123,8 @@ export class Database {
         else if (type !== 'check') throw invalid(`batch operation ${i} has type ${String(type)}; expected 'put', 'del' or 'check'`)
         else if (ifVersion === undefined) throw invalid(`batch operation ${i}: check needs ifVersion`)
         if (ifVersion !== undefined) {
-          conditions = conditions === extra ? [...(extra ?? [])] : conditions
-          conditions!.push({ type: 'key', key: w?.key ?? this.key(key), version: ifVersion as number })
+          conditions ??= []
+          conditions.push({ type: 'key', key: w?.key ?? this.key(key), version: ifVersion as number })
         }
         if (w !== undefined) {
           writeOps.push(w)
