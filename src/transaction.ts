@@ -347,7 +347,7 @@ class TransactionState {
       // A read-only transaction read one consistent state: nothing to
       // validate, but what it read must be durable before it resolves.
       this.releaseTurns()
-      await this.db.durableThrough(this.db.appliedSequence)
+      await this.db.durableThrough(this.sequence)
       return
     }
     const ops: WriteOp[] = []

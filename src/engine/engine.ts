@@ -159,15 +159,25 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   /** Freezes the memtable (after queued writes) and waits until every frozen memtable is flushed. */
   private async forceFlush(): Promise<void> {
-    // Freeze only with every applied write in the WAL (checked again after each wait).
+    await this.freezeWhenWritten()
+    while (this.imms.length > 0 && !this.backgroundError) await this.backgroundProgress()
+  }
+
+  /**
+   * Freezes a non-empty active memtable once every issued write is in its WAL
+   * (checked again after each wait: writes are applied as they come) and a
+   * frozen-memtable slot is free. Gives up when the engine has failed (no
+   * flush would free a slot).
+   */
+  private async freezeWhenWritten(): Promise<void> {
     for (;;) {
+      if (this.backgroundError) return
       const pending = this.writesBefore()
       if (pending !== undefined) await pending
       else if (this.imms.length >= this.options.maxImmutableMemtables) await this.backgroundProgress()
       else break
     }
     if (this.mem.entryCount > 0) this.freezeMemtable()
-    while (this.imms.length > 0 && !this.backgroundError) await this.backgroundProgress()
   }
 
   /** Resolves at the next flush or compaction that finishes (or fails). */
@@ -372,10 +382,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     while (this.writePath.currentDrain !== undefined) await this.writePath.currentDrain
     // Every write is in the WAL now; with flushOnClose the memtable goes to a
     // table too (the flush loop runs while closing, compactions do not start).
-    if (this.options.flushOnClose && this.mem.entryCount > 0 && this.backgroundError === undefined) {
-      while (this.imms.length >= this.options.maxImmutableMemtables && this.backgroundError === undefined) await this.backgroundProgress()
-      if (this.backgroundError === undefined) this.freezeMemtable()
-    }
+    if (this.options.flushOnClose) await this.freezeWhenWritten()
     await this.flusher.close()
     await this.compactions.close()
     this.wal.close()

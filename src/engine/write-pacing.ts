@@ -9,22 +9,15 @@ const DEFAULT_UNPACED_BYTES_PER_MS = 4096
 /** The unpaced write rate is measured over windows of at least this long. */
 const RATE_SAMPLE_MS = 200
 
-/** Pending compaction bytes of a version (immutable) under given options, computed once. */
-const pendingByVersion = new WeakMap<Version, { options: ResolvedOptions; bytes: number }>()
-
 /**
  * Compaction debt of a version: 0 when writes may go at full speed; in (0, 1)
  * when they should be slowed in proportion; >= 1 when they must wait for
- * compaction. The larger of the L0-file and pending-bytes measures.
+ * compaction. The larger of the L0-file and pending-bytes measures. Versions
+ * are immutable: the write path computes it once per version.
  */
 export function compactionDebt(version: Version, o: ResolvedOptions): number {
   const l0 = version.levels[0].length
-  let cached = pendingByVersion.get(version)
-  if (cached === undefined || cached.options !== o) {
-    cached = { options: o, bytes: pendingCompactionBytes(version, o) }
-    pendingByVersion.set(version, cached)
-  }
-  const pending = cached.bytes
+  const pending = pendingCompactionBytes(version, o)
   const byFiles = l0 < o.l0SlowdownTrigger ? 0 : (l0 - o.l0SlowdownTrigger + 1) / (o.l0StopTrigger - o.l0SlowdownTrigger + 1)
   const byBytes =
     pending < o.softPendingCompactionBytes

@@ -344,15 +344,14 @@ export class WritePath {
    * falling off a cliff. Returns the debt the next group is paced at.
    */
   private async paceWrites(): Promise<number> {
-    const options = this.host.options
-    let debt = compactionDebt(this.host.currentVersion(), options)
+    let debt = this.currentDebt()
     if (debt >= 1) {
       this.counters.stalls++
       const started = performance.now()
       // While closing no new compaction starts: let the queued writes through instead of waiting.
       while (debt >= 1 && !this.host.failure && this.host.isOpen) {
         await this.host.backgroundProgress()
-        debt = compactionDebt(this.host.currentVersion(), options)
+        debt = this.currentDebt()
       }
       this.counters.stallMs += performance.now() - started
       const failure = this.host.failure
