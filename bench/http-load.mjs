@@ -135,15 +135,7 @@ async function startStrata() {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
   let log = ''
   child.stderr.on('data', (d) => (log += d))
-  const port = await new Promise((resolve, reject) => {
-    let out = ''
-    child.stdout.on('data', (d) => {
-      out += d
-      const m = /ready http=[^\s]*:(\d+)/.exec(out)
-      if (m) resolve(Number(m[1]))
-    })
-    child.on('exit', (code) => reject(new Error(`strata serve exited (${code}) before it was ready:\n${out}${log}`)))
-  })
+  const port = await readyPort(child, (code, out) => `strata serve exited (${code}) before it was ready:\n${out}${log}`)
   const stop = async () => {
     if (child.exitCode === null) {
       const exited = new Promise((r) => child.once('exit', r))
@@ -155,21 +147,26 @@ async function startStrata() {
   return { url: `http://127.0.0.1:${port}`, stop, pid: child.pid }
 }
 
-/** A minimal node:http server in a child process (the --calibrate ceiling). */
-async function startCeiling() {
-  const code = `const http = require('node:http'); const v = Buffer.alloc(${valueBytes}, 97);
-http.createServer({ noDelay: true }, (req, res) => { req.resume(); req.on('end', () => { res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': v.length }); res.end(v) }) })
-  .listen(0, '127.0.0.1', function () { console.log('ready http=127.0.0.1:' + this.address().port) })`
-  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const port = await new Promise((resolve, reject) => {
+/** The port a child server prints in its `ready http=host:port` line; rejects with `failure(code, output)` if it exits first. */
+function readyPort(child, failure) {
+  return new Promise((resolve, reject) => {
     let out = ''
     child.stdout.on('data', (d) => {
       out += d
       const m = /ready http=[^\s]*:(\d+)/.exec(out)
       if (m) resolve(Number(m[1]))
     })
-    child.on('exit', (code) => reject(new Error(`ceiling server exited (${code})`)))
+    child.on('exit', (code) => reject(new Error(failure(code, out))))
   })
+}
+
+/** A minimal node:http server in a child process (the --calibrate ceiling). */
+async function startCeiling() {
+  const code = `const http = require('node:http'); const v = Buffer.alloc(${valueBytes}, 97);
+http.createServer({ noDelay: true }, (req, res) => { req.resume(); req.on('end', () => { res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': v.length }); res.end(v) }) })
+  .listen(0, '127.0.0.1', function () { console.log('ready http=127.0.0.1:' + this.address().port) })`
+  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const port = await readyPort(child, (code) => `ceiling server exited (${code})`)
   return {
     url: `http://127.0.0.1:${port}`,
     stop: async () => {

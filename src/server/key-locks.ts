@@ -84,12 +84,7 @@ export class KeyLocks {
       throw err
     }
     this.onAcquired?.(sorted)
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      for (const id of taken) this.releaseOne(id)
-    }
+    return this.releaser(taken)
   }
 
   /**
@@ -102,12 +97,7 @@ export class KeyLocks {
     const taken = ids.length === 1 ? [ids[0]] : [...new Set(ids)]
     for (const id of taken) this.states.set(id, { locked: true, waiters: [] })
     this.onAcquired?.(taken)
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      for (const id of taken) this.releaseOne(id)
-    }
+    return this.releaser(taken)
   }
 
   private firstLocked(ids: readonly string[]): string | undefined {
@@ -141,6 +131,16 @@ export class KeyLocks {
       return undefined
     }
     return new Promise<void>((resolve) => s.waiters.push({ exclusive: true, grant: resolve }))
+  }
+
+  /** Releases `taken` on its first call; later calls do nothing. */
+  private releaser(taken: readonly string[]): () => void {
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      for (const id of taken) this.releaseOne(id)
+    }
   }
 
   private releaseOne(id: string): void {

@@ -149,9 +149,8 @@ export function defineStringCommands(def: DefineCommand): void {
     flags: ['write', 'denyoom'],
     keys: [1, -1, 2],
     run: ({ args, store }) => {
-      if (args.length % 2 !== 1) return err("wrong number of arguments for 'mset' command")
-      const pairs: Array<[Buffer, Buffer]> = []
-      for (let i = 1; i < args.length; i += 2) pairs.push([args[i], args[i + 1]])
+      const pairs = keyValuePairs(args)
+      if (pairs === undefined) return err("wrong number of arguments for 'mset' command")
       return andThen(store.putMany(pairs), () => OK)
     },
   })
@@ -162,9 +161,8 @@ export function defineStringCommands(def: DefineCommand): void {
     flags: ['write', 'denyoom'],
     keys: [1, -1, 2],
     run: async ({ args, store }) => {
-      if (args.length % 2 !== 1) return err("wrong number of arguments for 'msetnx' command")
-      const pairs: Array<[Buffer, Buffer]> = []
-      for (let i = 1; i < args.length; i += 2) pairs.push([args[i], args[i + 1]])
+      const pairs = keyValuePairs(args)
+      if (pairs === undefined) return err("wrong number of arguments for 'msetnx' command")
       const existing = await store.getMany(pairs.map((p) => p[0]))
       if (existing.some((v) => v !== undefined)) return 0
       await store.putMany(pairs)
@@ -206,4 +204,12 @@ export function defineStringCommands(def: DefineCommand): void {
   for (const name of ['ttl', 'pttl']) {
     def({ name, arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => (v === undefined ? -2 : -1)) })
   }
+}
+
+/** The key/value pairs of MSET-style arguments (after the command name), or undefined when they do not pair up. */
+function keyValuePairs(args: readonly Buffer[]): Array<[Buffer, Buffer]> | undefined {
+  if (args.length % 2 !== 1) return undefined
+  const pairs: Array<[Buffer, Buffer]> = []
+  for (let i = 1; i < args.length; i += 2) pairs.push([args[i], args[i + 1]])
+  return pairs
 }
