@@ -6,7 +6,7 @@ import type { BigdataChildMessage, BigdataRequest, BigdataResult } from './bigda
 import type { BenchConfig } from './config.js'
 import type { EngineAdapter } from './engines.js'
 import { activeProgress } from './progress.js'
-import type { Measurement } from './workloads.js'
+import type { Measurement } from './workload.js'
 
 /**
  * The bigdata workload, parent side: runs bigdata-child.js for one engine,

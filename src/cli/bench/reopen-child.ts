@@ -1,7 +1,8 @@
 import type { BenchConfig, EngineName } from './config.js'
 import { loadEngine } from './engines.js'
 import { REOPEN_STREAM } from './reopen.js'
-import { createContext, putRandom } from './workloads.js'
+import { createContext } from './workload.js'
+import { putRandom } from './workloads.js'
 
 /**
  * The reopen workload's writer process (forked by reopen.ts): opens a new

@@ -8,7 +8,7 @@ import type { EngineAdapter } from './engines.js'
 import { KeyFormat, randomIndices, streamSeed } from './key-stream.js'
 import { LatencyRecorder } from './latency.js'
 import type { ReopenChildRequest, ReopenChildMessage } from './reopen-child.js'
-import type { Measurement } from './workloads.js'
+import type { Measurement } from './workload.js'
 
 /**
  * The reopen workload, parent side: a child process writes the database and

@@ -9,16 +9,8 @@ import { describeEnvironment, type Environment } from './environment.js'
 import { summarize, type LatencySummaryNs } from './latency.js'
 import { activeProgress } from './progress.js'
 import type { SeriesPoint } from './timeline.js'
-import {
-  SkipWorkload,
-  WORKLOADS,
-  createContext,
-  populate,
-  type DatabaseWorkload,
-  type Measurement,
-  type Workload,
-  type WorkloadContext,
-} from './workloads.js'
+import { SkipWorkload, createContext, type DatabaseWorkload, type Measurement, type Workload, type WorkloadContext } from './workload.js'
+import { WORKLOADS, populate } from './workloads.js'
 
 /**
  * Runs the workloads on every engine, interleaved: within a run, each
