@@ -331,7 +331,7 @@ export class Database {
   /** @internal */
   readEntry(key: Buffer, sequence: number): Entry | undefined {
     const found = this.engine.get(key, sequence)
-    return found === undefined || found.v === null ? undefined : { value: Buffer.from(found.v), version: found.s }
+    return found === undefined || found.v === null ? undefined : { value: found.v, version: found.s }
   }
 
   /** @internal Validates a key the way every public method does; returns bytes the caller cannot change. */
@@ -346,10 +346,7 @@ export class Database {
 
   private read(key: Buffer, sequence: number): Buffer | undefined {
     const found = this.engine.get(key, sequence)
-    if (found === undefined || found.v === null) return undefined
-    const value = Buffer.allocUnsafe(found.v.length) // from the pool for small values
-    found.v.copy(value)
-    return value
+    return found === undefined || found.v === null ? undefined : found.v
   }
 
   private openIterator(options: IteratorOptions | undefined, sequence: number, closeAtEnd = true): StrataIterator {

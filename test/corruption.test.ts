@@ -160,14 +160,23 @@ interface BlockEntry {
   value: Buffer
 }
 
-/** Decodes block contents (data or index): prefix-compressed entries, then the restart array. */
+/**
+ * Decodes block contents (data or index): entries whose keys share a prefix
+ * with the restart key heading their run, then the restart array, then (flag
+ * in the top bit of the last u32) the hash index: 3-byte buckets and their u16 count.
+ */
 function decodeBlock(contents: Buffer): BlockEntry[] {
-  const restartCount = contents.readUInt32LE(contents.length - 4)
-  const end = contents.length - 4 - 4 * restartCount
+  const tail = contents.readUInt32LE(contents.length - 4)
+  const restartCount = tail & 0x7fff_ffff
+  const hashBytes = tail >= 0x8000_0000 ? 2 + 3 * contents.readUInt16LE(contents.length - 6) : 0
+  const end = contents.length - 4 - hashBytes - 4 * restartCount
+  const restarts = new Set<number>()
+  for (let r = 0; r < restartCount; r++) restarts.add(contents.readUInt32LE(end + 4 * r))
   const entries: BlockEntry[] = []
   let last = Buffer.alloc(0)
   const at = { o: 0 }
   while (at.o < end) {
+    const isRestart = restarts.has(at.o)
     const shared = readVarint(contents, at)
     const unshared = readVarint(contents, at)
     const valueLength = readVarint(contents, at)
@@ -177,7 +186,7 @@ function decodeBlock(contents: Buffer): BlockEntry[] {
     at.o += unshared
     entries.push({ key: key.toString('latin1'), seq, kind, value: contents.subarray(at.o, at.o + valueLength) })
     at.o += valueLength
-    last = key
+    if (isRestart) last = key // the next keys of its run share with it
   }
   expect(at.o).toBe(end)
   return entries
@@ -214,7 +223,7 @@ function parseTable(file: string): ParsedTable {
   const f = buf.length - 48
   expect(buf.subarray(f + 40, f + 48).toString('latin1')).toBe('STATSLB1')
   expect(buf.readUInt32LE(f + 36)).toBe(xx.h32Raw(buf.subarray(f, f + 36), 0) >>> 0)
-  expect(buf.readUInt32LE(f + 32)).toBe(1)
+  expect(buf.readUInt32LE(f + 32)).toBe(2)
   const index = { offset: Number(buf.readBigUInt64LE(f)), size: buf.readUInt32LE(f + 8) }
   const filter = { offset: Number(buf.readBigUInt64LE(f + 12)), size: buf.readUInt32LE(f + 20) }
   const dataBlocks: ParsedTable['dataBlocks'] = []
@@ -358,11 +367,12 @@ async function expectScansFail(db: Database): Promise<void> {
 }
 
 describe('damaged table: data block', () => {
-  // Offsets inside the chosen data block's region: contents start, middle, restart array, and both trailer parts.
+  // Offsets inside the chosen data block's region: contents start, middle, hash index, restart count, and both trailer parts.
   const positions: Array<[string, (b: Region) => number]> = [
     ['first content byte', (b) => b.offset],
     ['middle of the contents', (b) => b.offset + (b.size >> 1)],
-    ['restart count (last content byte)', (b) => b.offset + b.size - 1],
+    ['restart count and hash-index flag (last content byte)', (b) => b.offset + b.size - 1],
+    ['hash index (last bucket)', (b) => b.offset + b.size - 7],
     ['compression byte of the trailer', (b) => b.offset + b.size],
     ['checksum in the trailer', (b) => b.offset + b.size + 3],
   ]

@@ -92,6 +92,19 @@ export function readVarint(buf: Uint8Array, offset: number, end: number): void {
   throw corruption('varint longer than 8 bytes')
 }
 
+/**
+ * A new Buffer (from the pool when small) holding src[start, end): for reads
+ * that hand out values, without making a view of the source first.
+ */
+export function copyBytes(src: Uint8Array, start: number, end: number): Buffer {
+  const n = end - start
+  const out = Buffer.allocUnsafe(n)
+  // A byte loop beats a native copy (which makes a view of its own) for short values.
+  if (n <= 128) for (let i = 0; i < n; i++) out[i] = src[start + i]
+  else out.set(src.subarray(start, end))
+  return out
+}
+
 /** Bytewise comparison of a[aStart,aEnd) with b[bStart,bEnd), like memcmp then length. */
 export function compareBytes(
   a: Uint8Array, aStart: number, aEnd: number,

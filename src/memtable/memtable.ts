@@ -1,6 +1,6 @@
 import { OrderedMap, type OrderedMapIterator } from '@js-sdsl/ordered-map'
 import { assert } from '../base/assert.js'
-import { compareBytes } from '../base/coding.js'
+import { compareBytes, copyBytes } from '../base/coding.js'
 import { RecordArena } from '../wal/record-arena.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
@@ -42,7 +42,7 @@ import type { Recycler } from './recycler.js'
 export interface Found {
   /** Sequence of the version found. */
   readonly s: number
-  /** Value bytes (a view), or null for a delete. */
+  /** Value bytes (a copy, the reader's to keep), or null for a delete. */
   readonly v: Buffer | null
 }
 
@@ -224,7 +224,7 @@ export class Memtable {
       const older = page.u32[w + W_OLDER]
       i = older === NONE ? -1 : older
     }
-    return i < 0 ? undefined : { s: this.sequenceAt(i), v: this.valueAt(i) }
+    return i < 0 ? undefined : { s: this.sequenceAt(i), v: this.valueCopyAt(i) }
   }
 
   /** An iterator in internal-key order; it holds a reference until closed. */
@@ -250,6 +250,16 @@ export class Memtable {
     return this.pages[i >>> this.pageShift].u32[(i & this.pageMask) * WORDS + W_VALUE_LENGTH] === NONE
   }
   /** @internal Value bytes of entry `i` (a view), null for a delete. */
+  /** The value of entry `i` copied out of the arena (which is recycled), or null for a delete. */
+  private valueCopyAt(i: number): Buffer | null {
+    const u = this.pages[i >>> this.pageShift].u32
+    const w = (i & this.pageMask) * WORDS
+    const n = u[w + W_VALUE_LENGTH]
+    if (n === NONE) return null
+    const s = u[w + W_VALUE]
+    return copyBytes(this.chunks[u[w + W_CHUNK]], s, s + n)
+  }
+
   valueAt(i: number): Buffer | null {
     const u = this.pages[i >>> this.pageShift].u32
     const w = (i & this.pageMask) * WORDS

@@ -1,25 +1,38 @@
 import { assert } from '../base/assert.js'
 import { compareBytes, writeU32, writeVarint } from '../base/coding.js'
+import { HASH_BUCKET_BYTES, HASH_EMPTY, HASH_INDEX_FLAG, MAX_HASHED_ENTRY_BYTES, hashBucket, hashBucketCount, hashFingerprint } from './block-hash-index.js'
 
 /**
  * Builds one block: entries with prefix-compressed user keys, a restart point
- * (a fully stored key) every `restartInterval` entries, and the restart array
- * (docs/format.md, "Block"). Entries must arrive in internal-key order.
+ * (a fully stored key) every `restartInterval` entries, the restart array and,
+ * for data blocks, a hash index from user key to entry (docs/format.md,
+ * "Block"). Entries must arrive in internal-key order.
  *
  *   entry: varint shared | varint unshared | varint valueLength | u8 kind | varint sequence
  *          | unshared key bytes | value bytes
- *   trailer: u32 restartOffset × n | u32 n
+ *   tail: u32 restartOffset × n | [hash buckets (u8 fingerprint, u16 offset) × m | u16 m] | u32 n (| 1 << 31 with buckets)
+ *
+ * A key shares its prefix with the restart key that heads its run, not with the
+ * previous key: so a point read can decode any entry from its run's head alone.
  */
 export class BlockBuilder {
   private buf = Buffer.allocUnsafe(8192)
   private used = 0
   private restarts: number[] = [0]
   private sinceRestart = 0
-  private lastKey = Buffer.allocUnsafe(256)
-  private lastKeyLength = 0
+  /** Key of the restart entry heading the current run. */
+  private readonly head = new KeyScratch()
+  private readonly last = new KeyScratch()
   private entries = 0
+  /** Per distinct user key: its filter hash and the offset of its first (newest) entry. */
+  private keyHashes: number[] = []
+  private keyOffsets: number[] = []
 
-  constructor(private readonly restartInterval: number) {
+  /** @param hashIndex whether finish() appends a hash index (data blocks; not the index block). */
+  constructor(
+    private readonly restartInterval: number,
+    private readonly hashIndex = false,
+  ) {
     assert(restartInterval >= 1, 'restart interval must be >= 1')
   }
 
@@ -29,17 +42,28 @@ export class BlockBuilder {
 
   /** Size of the finished block if it were finished now. */
   get estimatedBytes(): number {
-    return this.used + this.restarts.length * 4 + 4
+    const hashBytes = this.hashIndex ? hashBucketCount(this.keyHashes.length) * HASH_BUCKET_BYTES + 2 : 0
+    return this.used + this.restarts.length * 4 + 4 + hashBytes
   }
 
-  add(key: Uint8Array, sequence: number, kind: number, value: Uint8Array): void {
+  /**
+   * Appends an entry. `keyHash` is the user key's filter hash (filterHash), used
+   * by the hash index; `newUserKey` is false for a further version of the previous key.
+   */
+  add(key: Uint8Array, sequence: number, kind: number, value: Uint8Array, keyHash = 0, newUserKey = true): void {
     let shared = 0
-    if (this.sinceRestart >= this.restartInterval) {
-      this.restarts.push(this.used)
+    if (this.entries === 0 || this.sinceRestart >= this.restartInterval) {
+      if (this.entries > 0) this.restarts.push(this.used)
       this.sinceRestart = 0
-    } else if (this.entries > 0) {
-      const n = Math.min(this.lastKeyLength, key.length)
-      while (shared < n && this.lastKey[shared] === key[shared]) shared++
+      this.head.set(key)
+    } else {
+      const n = Math.min(this.head.length, key.length)
+      const head = this.head.bytes
+      while (shared < n && head[shared] === key[shared]) shared++
+    }
+    if (this.hashIndex && (newUserKey || this.entries === 0)) {
+      this.keyHashes.push(keyHash)
+      this.keyOffsets.push(this.used)
     }
     const unshared = key.length - shared
     // Upper bound: 8 bytes per varint; reserving a little more is cheaper than measuring.
@@ -64,38 +88,60 @@ export class BlockBuilder {
       o += value.length
     }
     this.used = o
-    this.rememberKey(key)
+    this.last.set(key)
     this.sinceRestart++
     this.entries++
   }
 
   /** Returns the block contents (a copy) and resets the builder. */
   finish(): Buffer {
-    const out = Buffer.allocUnsafe(this.estimatedBytes)
+    // Offsets must fit the buckets' u16 (0xffff means empty); a block with a big value goes without.
+    const hashed = this.hashIndex && this.used <= MAX_HASHED_ENTRY_BYTES
+    const bucketCount = hashed ? hashBucketCount(this.keyHashes.length) : 0
+    const out = Buffer.allocUnsafe(this.used + this.restarts.length * 4 + 4 + (hashed ? bucketCount * HASH_BUCKET_BYTES + 2 : 0))
     this.buf.copy(out, 0, 0, this.used)
     let o = this.used
     for (const r of this.restarts) {
       writeU32(out, o, r)
       o += 4
     }
-    writeU32(out, o, this.restarts.length)
+    if (hashed) {
+      const buckets = out.subarray(o, o + bucketCount * HASH_BUCKET_BYTES)
+      for (let b = 0; b < bucketCount; b++) {
+        buckets[b * HASH_BUCKET_BYTES + 1] = HASH_EMPTY & 0xff
+        buckets[b * HASH_BUCKET_BYTES + 2] = HASH_EMPTY >>> 8
+      }
+      for (let k = 0; k < this.keyHashes.length; k++) {
+        // Linear probing; there are more buckets than keys, so a free one exists.
+        let b = hashBucket(this.keyHashes[k], bucketCount)
+        while ((buckets[b * HASH_BUCKET_BYTES + 1] | (buckets[b * HASH_BUCKET_BYTES + 2] << 8)) !== HASH_EMPTY) {
+          b = b + 1 === bucketCount ? 0 : b + 1
+        }
+        const p = b * HASH_BUCKET_BYTES
+        buckets[p] = hashFingerprint(this.keyHashes[k])
+        buckets[p + 1] = this.keyOffsets[k] & 0xff
+        buckets[p + 2] = this.keyOffsets[k] >>> 8
+      }
+      o += buckets.length
+      out.writeUInt16LE(bucketCount, o)
+      o += 2
+    }
+    writeU32(out, o, (this.restarts.length | (hashed ? HASH_INDEX_FLAG : 0)) >>> 0)
+    assert(o + 4 === out.length, 'block size miscounted')
     this.used = 0
     this.restarts = [0]
     this.sinceRestart = 0
-    this.lastKeyLength = 0
+    this.head.length = 0
+    this.last.length = 0
     this.entries = 0
+    this.keyHashes = []
+    this.keyOffsets = []
     return out
   }
 
   /** Compares `key` with the last key added (for order assertions by the caller). */
   compareWithLast(key: Uint8Array): number {
-    return compareBytes(key, 0, key.length, this.lastKey, 0, this.lastKeyLength)
-  }
-
-  private rememberKey(key: Uint8Array): void {
-    if (key.length > this.lastKey.length) this.lastKey = Buffer.allocUnsafe(key.length * 2)
-    this.lastKey.set(key, 0)
-    this.lastKeyLength = key.length
+    return compareBytes(key, 0, key.length, this.last.bytes, 0, this.last.length)
   }
 
   private reserve(extra: number): void {
@@ -103,5 +149,17 @@ export class BlockBuilder {
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.used + extra))
     this.buf.copy(next, 0, 0, this.used)
     this.buf = next
+  }
+}
+
+/** A growable copy of one key. */
+class KeyScratch {
+  bytes = Buffer.allocUnsafe(256)
+  length = 0
+
+  set(key: Uint8Array): void {
+    if (key.length > this.bytes.length) this.bytes = Buffer.allocUnsafe(key.length * 2)
+    this.bytes.set(key, 0)
+    this.length = key.length
   }
 }

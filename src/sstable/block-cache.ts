@@ -2,12 +2,13 @@ import { assert } from '../base/assert.js'
 
 /**
  * Cache of verified data blocks with a byte budget, shared by all tables.
- * Each table owns an array of entries indexed by block number (an array
- * index is several times cheaper than a Map lookup on the point-read path,
- * docs/performance.md); the cache owns one
- * recency ring across all of them. Replacement is CLOCK (second chance): a
- * hit only sets a flag, so the hot path does no list surgery; eviction walks
- * from the oldest entry, giving flagged entries another round.
+ * Each table owns a `BlockSlots`: its cached blocks by block number, so a hit
+ * is an array index (several times cheaper than a Map lookup,
+ * docs/performance.md) that leads straight to the block's Buffer. The cache
+ * owns one recency ring across all tables. Replacement is CLOCK (second
+ * chance): a hit only sets the slot's flag in a byte array, so the hot path
+ * touches no per-block object; eviction walks from the oldest entry, giving
+ * flagged entries another round.
  *
  * Buffers are reused: a block is read into a buffer from `allocate` (sizes
  * rounded up to 512 bytes), and an evicted block's buffer goes back to a free
@@ -24,7 +25,6 @@ export interface CacheEntry {
   readonly owner: BlockSlots
   /** The whole buffer the block was read into (from `allocate`), or null when not reusable. */
   readonly buffer: Buffer | null
-  referenced: boolean
   /** Iterators standing on this block; its buffer is reused only at 0. */
   pins: number
   evicted: boolean
@@ -35,7 +35,20 @@ export interface CacheEntry {
 }
 
 /** A table's cached blocks by block number. */
-export type BlockSlots = (CacheEntry | undefined)[]
+export class BlockSlots {
+  /** The cached block contents (what a point read needs), by block number. */
+  readonly blocks: (Buffer | undefined)[]
+  /** Their cache entries (for pins and eviction). */
+  readonly entries: (CacheEntry | undefined)[]
+  /** CLOCK's "used since last considered" flag per block. */
+  readonly referenced: Uint8Array
+
+  constructor(readonly count: number) {
+    this.blocks = new Array<Buffer | undefined>(count).fill(undefined)
+    this.entries = new Array<CacheEntry | undefined>(count).fill(undefined)
+    this.referenced = new Uint8Array(count)
+  }
+}
 
 /** Buffer sizes are multiples of this, so blocks of nearby sizes share free lists. */
 const SIZE_CLASS_BYTES = 512
@@ -59,16 +72,21 @@ export class BlockCache {
     return this.bytes
   }
 
-  /** Looks block `slot` up in a table's slots. */
-  lookup(owner: BlockSlots, slot: number): CacheEntry | undefined {
-    const e = owner[slot]
-    if (e === undefined) {
+  /** Block `slot` of a table, or undefined (counted as a miss: the caller reads and inserts it). */
+  lookup(owner: BlockSlots, slot: number): Buffer | undefined {
+    const block = owner.blocks[slot]
+    if (block === undefined) {
       this.misses++
       return undefined
     }
     this.hits++
-    e.referenced = true
-    return e
+    owner.referenced[slot] = 1
+    return block
+  }
+
+  /** Like lookup, returning the entry (to pin it). */
+  lookupEntry(owner: BlockSlots, slot: number): CacheEntry | undefined {
+    return this.lookup(owner, slot) === undefined ? undefined : owner.entries[slot]
   }
 
   /** A buffer of at least `size` bytes (stale contents) to read a block into. */
@@ -88,19 +106,21 @@ export class BlockCache {
    * reused) and returns its entry. May evict older blocks.
    */
   insert(owner: BlockSlots, slot: number, block: Buffer, buffer: Buffer | null): CacheEntry {
-    assert(owner[slot] === undefined, 'block inserted twice')
-    const e: CacheEntry = { block, slot, owner, buffer, referenced: false, pins: 0, evicted: false, released: false, newer: null, older: null }
+    assert(owner.entries[slot] === undefined, 'block inserted twice')
+    const e: CacheEntry = { block, slot, owner, buffer, pins: 0, evicted: false, released: false, newer: null, older: null }
     if (block.length > this.capacityBytes) {
       e.evicted = true // never cached: its buffer is freed when its last pin goes
       return e
     }
-    owner[slot] = e
+    owner.entries[slot] = e
+    owner.blocks[slot] = block
+    owner.referenced[slot] = 0
     this.pushNewest(e)
     this.bytes += block.length
     while (this.bytes > this.capacityBytes && this.oldest !== null) {
       const victim = this.oldest
-      if (victim.referenced && victim !== e) {
-        victim.referenced = false
+      if (victim.owner.referenced[victim.slot] === 1 && victim !== e) {
+        victim.owner.referenced[victim.slot] = 0
         this.unlink(victim)
         this.pushNewest(victim)
       } else {
@@ -124,12 +144,13 @@ export class BlockCache {
   }
 
   dropOwner(owner: BlockSlots): void {
-    for (const e of owner) if (e !== undefined) this.evict(e)
+    for (const e of owner.entries) if (e !== undefined) this.evict(e)
   }
 
   private evict(e: CacheEntry, reuse = true): void {
     this.unlink(e)
-    e.owner[e.slot] = undefined
+    e.owner.entries[e.slot] = undefined
+    e.owner.blocks[e.slot] = undefined
     this.bytes -= e.block.length
     e.evicted = true
     if (reuse && e.pins === 0) this.release(e)

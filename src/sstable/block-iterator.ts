@@ -1,11 +1,13 @@
-import { compareBytes, cursor, readU32, readVarint } from '../base/coding.js'
+import { compareBytes, copyBytes, cursor, readU32, readVarint } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
+import { HASH_BUCKET_BYTES, HASH_EMPTY, HASH_INDEX_FLAG, hashBucket, hashFingerprint } from './block-hash-index.js'
 
 /**
  * Reads one block (the layout written by BlockBuilder). Seeks binary-search the
  * restart array, then scan forward; `prev` rescans from the previous restart.
+ * Point reads (`seekPoint`) go through the block's hash index when it has one.
  * Keys are rebuilt into a scratch buffer, so `key()` is only valid until the
  * next move. Every decode is bounded by the entry area; overruns are corruption.
  */
@@ -13,6 +15,11 @@ export class BlockIterator implements InternalIterator {
   private block: Buffer
   private restartsOffset = 0
   private restartCount = 0
+  /** Hash index buckets (0 when the block has none) and where they start. */
+  private bucketCount = 0
+  private bucketsOffset = 0
+  /** Sink for loads issued only to bring cache lines in early. */
+  private touched = 0
   /** Start of the current entry; === restartsOffset when exhausted forward. */
   private current: number
   private nextOffset: number
@@ -39,14 +46,24 @@ export class BlockIterator implements InternalIterator {
   /** Re-targets this iterator at another block of the same file (not valid until a seek). */
   reset(block: Buffer): void {
     if (block.length < 4) throw corruption('block shorter than its restart count', this.fileName)
-    const restartCount = readU32(block, block.length - 4)
-    const restartsBytes = restartCount * 4 + 4
-    if (restartCount === 0 || restartsBytes > block.length) {
+    const tail = readU32(block, block.length - 4)
+    let end = block.length - 4
+    let bucketCount = 0
+    if (tail >= HASH_INDEX_FLAG) {
+      if (end < 2) throw corruption('block shorter than its hash index', this.fileName)
+      bucketCount = block[end - 2] | (block[end - 1] << 8)
+      end -= 2 + bucketCount * HASH_BUCKET_BYTES
+      if (bucketCount === 0 || end < 0) throw corruption('bad hash index in block', this.fileName)
+    }
+    const restartCount = tail >= HASH_INDEX_FLAG ? tail - HASH_INDEX_FLAG : tail
+    if (restartCount === 0 || restartCount * 4 > end) {
       throw corruption('bad restart count in block', this.fileName)
     }
     this.block = block
     this.restartCount = restartCount
-    this.restartsOffset = block.length - restartsBytes
+    this.bucketCount = bucketCount
+    this.bucketsOffset = end
+    this.restartsOffset = end - restartCount * 4
     this.current = this.nextOffset = this.restartsOffset
     this.ok = false
   }
@@ -75,6 +92,11 @@ export class BlockIterator implements InternalIterator {
 
   value(): Buffer {
     return this.block.subarray(this.valueStart, this.valueEnd)
+  }
+
+  /** A copy of the current value, the caller's to keep (no view is made on the way). */
+  copyValue(): Buffer {
+    return copyBytes(this.block, this.valueStart, this.valueEnd)
   }
 
   close(): void {
@@ -144,6 +166,63 @@ export class BlockIterator implements InternalIterator {
       const c = compareBytes(this.keyBuf, 0, this.keyLength, target, 0, target.length)
       if (c > 0 || (c === 0 && this.seq <= sequence)) return
     }
+  }
+
+  /**
+   * Like seekInternal for a point read: positions at the newest version of
+   * `target` not newer than `sequence` when the block holds one; otherwise the
+   * iterator is left invalid or at another key (callers check keyEquals).
+   * `hash` is the key's filterHash. Without a hash index this is seekInternal.
+   */
+  seekPoint(target: Uint8Array, sequence: number, hash: number): void {
+    const count = this.bucketCount
+    if (count === 0) return this.seekInternal(target, sequence)
+    const b = this.block
+    const fingerprint = hashFingerprint(hash)
+    let bucket = hashBucket(hash, count)
+    for (let probes = 0; probes < count; probes++) {
+      const p = this.bucketsOffset + bucket * HASH_BUCKET_BYTES
+      const offset = b[p + 1] | (b[p + 2] << 8)
+      if (offset === HASH_EMPTY) break
+      if (b[p] === fingerprint) {
+        this.seekToEntry(offset)
+        if (this.keyEquals(target)) {
+          while (this.seq > sequence && this.parseNext() && this.keyEquals(target)) {
+            /* older versions follow the newest */
+          }
+          return
+        }
+      }
+      bucket = bucket + 1 === count ? 0 : bucket + 1
+    }
+    this.ok = false
+    this.current = this.nextOffset = this.restartsOffset
+  }
+
+  /**
+   * Decodes the entry at `offset` (from the hash index): its run's restart key
+   * first, since keys share their prefix with the restart key heading their run.
+   */
+  private seekToEntry(offset: number): void {
+    if (offset >= this.restartsOffset) throw corruption('hash index points past the entries', this.fileName)
+    // Touch the entry and the lines after it (its value) now: these loads do not
+    // wait on the head's decode below, so the cache misses overlap.
+    const b = this.block
+    const last = this.restartsOffset - 1
+    this.touched = b[offset] + b[Math.min(offset + 64, last)] + b[Math.min(offset + 128, last)]
+    let lo = 0
+    let hi = this.restartCount - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1
+      if (this.restartPoint(mid) <= offset) lo = mid
+      else hi = mid - 1
+    }
+    this.seekToRestart(lo)
+    this.parseNext()
+    if (this.current === offset) return
+    if (offset < this.nextOffset) throw corruption('hash index points inside an entry', this.fileName)
+    this.nextOffset = offset
+    this.parseNext()
   }
 
   /** After a forward seek: step to the entry before it, or to the last one when exhausted. */

@@ -36,6 +36,8 @@ export class TableBuilder {
   private readonly data: BlockBuilder
   private readonly index = new BlockBuilder(1)
   private readonly hashes: number[] = []
+  /** Filter hash of the last user key added. */
+  private lastHash = 0
   private output: Buffer[] = []
   private offset = 0
   private entries = 0
@@ -48,7 +50,7 @@ export class TableBuilder {
   private finished = false
 
   constructor(private readonly options: TableBuilderOptions) {
-    this.data = new BlockBuilder(options.blockRestartInterval)
+    this.data = new BlockBuilder(options.blockRestartInterval, true)
   }
 
   get entryCount(): number {
@@ -71,8 +73,11 @@ export class TableBuilder {
       this.smallestKey = Buffer.from(key)
       this.smallestSeq = sequence
     }
-    if (!sameUserKey) this.hashes.push(filterHash(key))
-    this.data.add(key, sequence, kind, value)
+    if (!sameUserKey) {
+      this.lastHash = filterHash(key)
+      this.hashes.push(this.lastHash)
+    }
+    this.data.add(key, sequence, kind, value, this.lastHash, !sameUserKey)
     if (key.length > this.lastKey.length) this.lastKey = Buffer.allocUnsafe(key.length * 2)
     this.lastKey.set(key, 0)
     this.lastKeyLength = key.length

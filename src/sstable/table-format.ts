@@ -13,7 +13,9 @@ import { corruption } from '../base/errors.js'
  */
 export const TABLE_MAGIC_LO = 0x5441_5453 // "STAT" little-endian: bytes 53 54 41 54
 export const TABLE_MAGIC_HI = 0x3142_4c53 // "SLB1"
-export const TABLE_FORMAT_VERSION = 1
+/** Written into new tables. Version 2 added the data blocks' hash index; version 1 tables are still read. */
+export const TABLE_FORMAT_VERSION = 2
+const OLDEST_READABLE_FORMAT_VERSION = 1
 export const FOOTER_BYTES = 48
 export const BLOCK_TRAILER_BYTES = 5
 export const COMPRESSION_NONE = 0
@@ -71,7 +73,7 @@ export function decodeFooter(buf: Buffer, fileName: string, fileBytes: number): 
   }
   if (checksum32(buf.subarray(0, 36)) !== readU32(buf, 36)) throw corruption('footer checksum mismatch', fileName)
   const version = readU32(buf, 32)
-  if (version !== TABLE_FORMAT_VERSION) throw corruption(`unsupported table format version ${version}`, fileName)
+  if (version < OLDEST_READABLE_FORMAT_VERSION || version > TABLE_FORMAT_VERSION) throw corruption(`unsupported table format version ${version}`, fileName)
   const footer: Footer = {
     index: { offset: readU64(buf, 0), size: readU32(buf, 8) },
     filter: { offset: readU64(buf, 12), size: readU32(buf, 20) },

@@ -2,7 +2,7 @@ import * as fs from 'node:fs'
 import { tableFileName } from '../base/file-names.js'
 import { KIND_DELETE } from '../wal/wal-record.js'
 import type { Found } from '../memtable/memtable.js'
-import type { BlockCache, BlockSlots, CacheEntry } from './block-cache.js'
+import { BlockSlots, type BlockCache, type CacheEntry } from './block-cache.js'
 import { BlockIterator } from './block-iterator.js'
 import { IndexBlock } from './index-block.js'
 import { Filter, filterHash } from './filter-block.js'
@@ -22,7 +22,7 @@ export class TableReader {
   /** Set by open() right after construction. */
   index!: IndexBlock
   /** This table's blocks in the block cache, by block number (sized at open). */
-  private cached: BlockSlots = []
+  private cached = new BlockSlots(0)
   private refs = 1
   private closed = false
   /** Reused by point lookups, which are synchronous and so never overlap. */
@@ -46,7 +46,7 @@ export class TableReader {
       const filter = new Filter(readVerifiedBlock(fd, footer.filter, file), file)
       const reader = new TableReader(fileNumber, fd, fileBytes, cache, filter)
       reader.index = new IndexBlock(readVerifiedBlock(fd, footer.index, file), file, fileBytes - FOOTER_BYTES)
-      reader.cached = new Array<CacheEntry | undefined>(reader.index.count).fill(undefined)
+      reader.cached = new BlockSlots(reader.index.count)
       return reader
     })
   }
@@ -58,7 +58,7 @@ export class TableReader {
 
   /**
    * Newest version of `key` with sequence <= `sequence` in this table, or
-   * undefined. The value is a view into a cached block: copy it to keep it.
+   * undefined. The value is a copy, the caller's to keep.
    */
   get(key: Buffer, sequence: number, hash = filterHash(key)): Found | undefined {
     if (!this.filter.mayContain(hash)) return undefined
@@ -68,9 +68,9 @@ export class TableReader {
     let it = this.pointIterator
     if (it === undefined) it = this.pointIterator = new BlockIterator(block, this.fileName)
     else it.reset(block)
-    it.seekInternal(key, sequence)
+    it.seekPoint(key, sequence, hash)
     if (!it.valid() || !it.keyEquals(key)) return undefined
-    return { s: it.sequence(), v: it.kind() === KIND_DELETE ? null : it.value() }
+    return { s: it.sequence(), v: it.kind() === KIND_DELETE ? null : it.copyValue() }
   }
 
   /** Iterator over the whole table; holds a reference on this reader until closed. */
@@ -94,12 +94,15 @@ export class TableReader {
    * until the cache next reads a block (callers use it synchronously).
    */
   readBlock(i: number): Buffer {
-    return this.cachedBlock(i).block
+    return this.cache.lookup(this.cached, i) ?? this.readIntoCache(i).block
   }
 
   private cachedBlock(i: number): CacheEntry {
-    const hit = this.cache.lookup(this.cached, i)
-    if (hit !== undefined) return hit
+    return this.cache.lookupEntry(this.cached, i) ?? this.readIntoCache(i)
+  }
+
+  /** Reads data block `i` from the file, verifies it and caches it. REQUIRES: not cached. */
+  private readIntoCache(i: number): CacheEntry {
     const offset = this.index.blockOffset(i)
     const size = this.index.blockSize(i) + BLOCK_TRAILER_BYTES
     const buffer = this.cache.allocate(size)

@@ -1,15 +1,30 @@
 import { beforeAll, describe, expect, it } from 'vitest'
 import { BlockBuilder } from '../../src/sstable/block-builder.js'
 import { BlockIterator } from '../../src/sstable/block-iterator.js'
+import { filterHash } from '../../src/sstable/filter-block.js'
+import { HASH_BUCKET_BYTES, HASH_INDEX_FLAG } from '../../src/sstable/block-hash-index.js'
 import { KIND_DELETE, KIND_PUT } from '../../src/wal/wal-record.js'
-import { b, ready } from './helpers.js'
+import { b, ready, rng } from './helpers.js'
 
 interface E { key: Buffer; seq: number; kind: number; value: Buffer }
 
-function build(entries: E[], restartInterval = 4): Buffer {
-  const bb = new BlockBuilder(restartInterval)
-  for (const e of entries) bb.add(e.key, e.seq, e.kind, e.value)
+function build(entries: E[], restartInterval = 4, hashIndex = false): Buffer {
+  const bb = new BlockBuilder(restartInterval, hashIndex)
+  let last: Buffer | undefined
+  for (const e of entries) {
+    const newUserKey = last === undefined || !last.equals(e.key)
+    bb.add(e.key, e.seq, e.kind, e.value, filterHash(e.key), newUserKey)
+    last = e.key
+  }
   return bb.finish()
+}
+
+/** Where a point read lands: `key@seq`, or '-' when it is not on a version of `key`. */
+function pointRead(it: BlockIterator, key: Buffer, seq: number, viaHash: boolean): string {
+  if (viaHash) it.seekPoint(key, seq, filterHash(key))
+  else it.seekInternal(key, seq)
+  if (!it.valid() || !it.keyEquals(key)) return '-'
+  return `${it.key().toString('latin1')}@${it.sequence()}:${it.value().toString('latin1')}`
 }
 
 function collect(it: BlockIterator): string[] {
@@ -75,6 +90,77 @@ describe('block', () => {
     expect(it.key().toString('latin1')).toBe('b')
     it.seekInternal(b('abd'), 100)
     expect(it.sequence()).toBe(20)
+  })
+
+  it('keys share their prefix with the restart key heading their run', () => {
+    // Restart at 'abc'; 'abd' shares 2 bytes with it ('ab'), though 3 with 'abc'.
+    const block = build([{ key: b('abc'), seq: 2, kind: KIND_PUT, value: b('x') }, { key: b('abcd'), seq: 1, kind: KIND_PUT, value: b('y') }], 16)
+    expect(block[0]).toBe(0) // the restart entry: nothing shared
+    const second = 5 + 3 + 1 // header (3 one-byte varints, kind, seq) + key 'abc' + value 'x'
+    expect(block[second]).toBe(3)
+    const three = build([['abc', 3], ['abd', 2], ['abe', 1]].map(([k, s]) => ({ key: b(k as string), seq: s as number, kind: KIND_PUT, value: b('') })), 16)
+    expect(three[5 + 3]).toBe(2) // 'abd' vs head 'abc'
+    expect(three[5 + 3 + 5 + 1]).toBe(2) // 'abe' vs head 'abc' (also 2 vs 'abd')
+  })
+
+  it('point reads through the hash index agree with seekInternal', () => {
+    const random = rng(7)
+    for (const interval of [1, 2, 3, 16]) {
+      // Dense keys with long shared prefixes, some with several versions, some deleted.
+      const all: E[] = []
+      let seq = 10_000
+      for (let k = 0; k < 200; k += 1 + Math.floor(random() * 3)) {
+        const key = b(`user:${String(k).padStart(6, '0')}`)
+        const versions = 1 + Math.floor(random() * 3)
+        for (let v = 0; v < versions; v++) {
+          all.push({ key, seq: seq - v * 7, kind: random() < 0.1 ? KIND_DELETE : KIND_PUT, value: random() < 0.1 ? b('') : b(`v${k}.${v}`) })
+        }
+        seq -= 100
+      }
+      const withHash = build(all, interval, true)
+      const plain = build(all, interval, false)
+      expect(withHash.readUInt32LE(withHash.length - 4) & HASH_INDEX_FLAG).not.toBe(0)
+      expect(plain.readUInt32LE(plain.length - 4) & HASH_INDEX_FLAG).toBe(0)
+      const hashed = new BlockIterator(withHash, 'test')
+      const reference = new BlockIterator(plain, 'test')
+      expect(collect((hashed.seekToFirst(), hashed))).toEqual(collect((reference.seekToFirst(), reference)))
+      let checked = 0
+      for (let k = -1; k < 202; k++) {
+        for (const suffix of ['', '0', '\xff']) {
+          const key = b(`user:${String(k).padStart(6, '0')}${suffix}`)
+          for (const at of [0, 5000, 10_000 - 7 * 100, 9999, Number.MAX_SAFE_INTEGER]) {
+            const expected = pointRead(reference, key, at, false)
+            expect(pointRead(hashed, key, at, true), `${key.toString('latin1')} at ${at}`).toBe(expected)
+            if (expected !== '-') checked++
+          }
+        }
+      }
+      expect(checked).toBeGreaterThan(300)
+    }
+  })
+
+  it('leaves out the hash index when offsets would not fit, and still finds keys', () => {
+    const big: E[] = [0, 1, 2].map((i) => ({ key: b(`k${i}`), seq: 10 - i, kind: KIND_PUT, value: Buffer.alloc(30_000, i) }))
+    const block = build(big, 16, true)
+    expect(block.readUInt32LE(block.length - 4) & HASH_INDEX_FLAG).toBe(0)
+    const it = new BlockIterator(block, 'test')
+    it.seekPoint(b('k2'), 100, filterHash(b('k2')))
+    expect(it.valid() && it.keyEquals(b('k2')) && it.value()[0]).toBe(2)
+  })
+
+  it('reports a hash bucket pointing outside the entries as corruption', () => {
+    const block = build(entries, 4, true)
+    const bucketCount = block.readUInt16LE(block.length - 6)
+    const bucketsStart = block.length - 6 - bucketCount * HASH_BUCKET_BYTES
+    // Point every occupied bucket past the entry area.
+    for (let i = 0; i < bucketCount; i++) {
+      const p = bucketsStart + i * HASH_BUCKET_BYTES
+      if (block.readUInt16LE(p + 1) !== 0xffff) block.writeUInt16LE(0xfffe, p + 1)
+    }
+    const it = new BlockIterator(block, 'test')
+    expect(() => {
+      for (const e of entries) it.seekPoint(e.key, 100, filterHash(e.key))
+    }).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
   })
 
   it('reports a malformed block as corruption', () => {
