@@ -216,6 +216,7 @@ export class Memtable {
    */
   get(key: Buffer, sequence: number): Found | undefined {
     assert(this.refs > 0, 'read of a released memtable')
+    if (this.count === 0) return undefined // e.g. after a reopen: no hash to compute
     let i = this.slots[this.findSlot(key, 0, key.length, hashBytes(key, 0, key.length))] - 1
     while (i >= 0) {
       const page = this.pages[i >>> this.pageShift]

@@ -129,7 +129,7 @@ async function loadStratadb(): Promise<EngineAdapter> {
     name: 'stratadb',
     version: ownVersion(),
     durability: 'syncWrites=false (default): a write resolves once appended to the WAL with write(2), no fsync; survives a process crash, not a power loss',
-    calls: 'put, batch, getSync, get, delete, iterator (for await), transaction; memtableBytes 64 MiB, blockCacheBytes 32 MiB (defaults)',
+    calls: 'put, batch, getSync, get, delete, iterator (for await), transaction; memtableBytes 64 MiB, blockCacheBytes 32 MiB (defaults; the cache unless --cache-mib)',
     syncWrites: 'put(key, value, { sync: true }): the WAL is fsynced before the put resolves (concurrent writes share an fsync)',
     transactions: {
       supported: true,
@@ -277,7 +277,7 @@ async function loadClassicLevel(): Promise<EngineAdapter> {
     name: 'classic-level',
     version: packageVersion(specifier),
     durability: 'sync=false (LevelDB default): a write resolves once appended to the log with write(2), no fsync; survives a process crash, not a power loss',
-    calls: `${LEVEL_CALLS}; LevelDB defaults (4 MiB write buffer, 8 MiB cache, Snappy on)`,
+    calls: `${LEVEL_CALLS}; LevelDB defaults (4 MiB write buffer, 8 MiB cache unless --cache-mib, Snappy on)`,
     syncWrites: 'put(key, value, { sync: true }): LevelDB fsyncs its log before the write returns (concurrent writes share an fsync)',
     transactions: { supported: false, why: 'classic-level (LevelDB) has no transactions' },
     tuning: (s) =>
