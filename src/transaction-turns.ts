@@ -12,7 +12,7 @@
  */
 export class TurnQueue {
   private held = false
-  private readonly waiters: Array<{ grant: () => void; sinceMs: number }> = []
+  private readonly waiters: Waiter[] = []
   private timer: NodeJS.Timeout | undefined
 
   /**
@@ -29,29 +29,21 @@ export class TurnQueue {
     return this.held || this.waiters.length > 0
   }
 
-  /** Resolves with the turn's release (idempotent) once it is this caller's turn or the wait timed out. */
-  take(): Promise<() => void> | (() => void) {
+  /** The turn, now or (a promise) once it is this caller's turn or the wait timed out. */
+  take(): Turn | Promise<Turn> {
     if (!this.held) {
       this.held = true
-      return this.releaser()
+      return new Turn(this)
     }
     return new Promise((resolve) => {
-      this.waiters.push({ grant: () => resolve(this.releaser()), sinceMs: performance.now() })
+      this.waiters.push(new Waiter(resolve, performance.now()))
       this.waiting.count++
       this.timer ??= setInterval(() => this.expire(), this.maxWaitMs / 2).unref()
     })
   }
 
-  private releaser(): () => void {
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      this.passOn()
-    }
-  }
-
-  private passOn(): void {
+  /** @internal Called by a Turn's first release: the next waiter gets its turn. */
+  passOn(): void {
     const next = this.waiters.shift()
     if (next === undefined) {
       this.held = false
@@ -59,7 +51,7 @@ export class TurnQueue {
       return
     }
     this.waiting.count--
-    next.grant()
+    next.resolve(new Turn(this))
   }
 
   /**
@@ -72,7 +64,7 @@ export class TurnQueue {
     const now = performance.now()
     while (this.waiters.length > 0 && now - this.waiters[0].sinceMs >= this.maxWaitMs) {
       this.waiting.count--
-      this.waiters.shift()!.grant()
+      this.waiters.shift()!.resolve(new Turn(this))
     }
     if (this.waiters.length === 0) this.stopTimer()
   }
@@ -81,4 +73,24 @@ export class TurnQueue {
     if (this.timer !== undefined) clearInterval(this.timer)
     this.timer = undefined
   }
+}
+
+/** A turn taken from a TurnQueue; `release` is idempotent. */
+export class Turn {
+  private released = false
+
+  constructor(private readonly queue: TurnQueue) {}
+
+  release(): void {
+    if (this.released) return
+    this.released = true
+    this.queue.passOn()
+  }
+}
+
+class Waiter {
+  constructor(
+    readonly resolve: (turn: Turn) => void,
+    readonly sinceMs: number,
+  ) {}
 }

@@ -1,10 +1,11 @@
+import { compareBytes } from './base/coding.js'
 import { StrataError } from './base/errors.js'
 import type { Bytes } from './base/keys.js'
 import type { ConflictError } from './base/errors.js'
 import type { Database, Entry, IteratorOptions } from './db.js'
 import { inRange, type KeyRange } from './iterators/db-iterator.js'
 import type { Condition } from './engine/write-group.js'
-import { TurnQueue } from './transaction-turns.js'
+import { Turn, TurnQueue } from './transaction-turns.js'
 import type { WriteOp } from './wal/wal-record.js'
 
 /** Options of `db.transaction`. */
@@ -111,11 +112,6 @@ export class Contention {
 
 const contentionByDb = new WeakMap<Database, Contention>()
 
-async function takeTurn(turns: TurnQueue): Promise<() => void> {
-  const t = turns.take()
-  return typeof t === 'function' ? t : await t
-}
-
 export async function runTransaction<T>(
   db: Database,
   fn: (tx: Transaction) => Promise<T> | T,
@@ -142,16 +138,16 @@ export async function runTransaction<T>(
     if (escalated) contention.escalated++
     let tx: TransactionState | undefined
     try {
-      const turn = escalated || contention.escalated > 0 ? await takeTurn(contention.database) : undefined
+      const turn = escalated || contention.escalated > 0 ? await contention.database.take() : undefined
       // A retry waits for the turn of a key it conflicted on (when still contended) before it reads anything.
-      let keyTurn: (() => void) | undefined
+      let keyTurn: Turn | undefined
       if (turn === undefined) {
         for (const k of conflicted) {
           const id = k.toString('latin1')
           const turns = contention.keyTurns(id)
           if (turns === undefined) continue
           if (turns.busy) contention.noteContended(id)
-          keyTurn = await takeTurn(turns)
+          keyTurn = await turns.take()
           break
         }
       }
@@ -192,11 +188,14 @@ class TransactionHandle implements Transaction {
 }
 
 class TransactionState {
-  /** Buffered writes by latin1 key: value, or null for a delete. */
-  private readonly writes = new Map<string, { key: Buffer; value: Buffer | null }>()
-  /** Versions read, by latin1 key (0 = absent). */
-  private readonly reads = new Map<string, { key: Buffer; version: number }>()
+  /** Buffered writes: value, or null for a delete. One per key (a later write replaces it). */
+  private readonly writes = new KeyedList<{ key: Buffer; value: Buffer | null }>()
+  /** Versions read (0 = absent), one per key: the first read's. */
+  private readonly reads = new KeyedList<{ key: Buffer; version: number }>()
   private readonly ranges: KeyRange[] = []
+  /** The last key argument and its validated bytes: an increment names its key twice. */
+  private lastKeyInput: unknown
+  private lastKey: Buffer | undefined
   private done = false
   private ended = false
   /** An iterator was opened: the read point is fixed from then on. */
@@ -209,9 +208,9 @@ class TransactionState {
     private readonly db: Database,
     private readonly contention: Contention,
     /** The database's turn, when this attempt took it. */
-    private turn: (() => void) | undefined,
+    private turn: Turn | undefined,
     /** A contended key's turn: taken before the attempt or at the first read of that key; held until the commit is admitted. */
-    private keyTurn: (() => void) | undefined,
+    private keyTurn: Turn | undefined,
   ) {
     this.sequence = db.pinAppliedSequence()
     this.handle = new TransactionHandle(this)
@@ -233,39 +232,52 @@ class TransactionState {
   }
 
   private releaseTurns(): void {
-    this.keyTurn?.()
+    this.keyTurn?.release()
     this.keyTurn = undefined
-    this.turn?.()
+    this.turn?.release()
     this.turn = undefined
+  }
+
+  /** Validates a key argument; a string key repeated (get, then put) is encoded once. */
+  private checkedKey(key: Bytes): Buffer {
+    if (typeof key === 'string' && key === this.lastKeyInput) return this.lastKey!
+    const k = this.db.checkedKey(key)
+    this.lastKeyInput = key
+    this.lastKey = k
+    return k
   }
 
   async getEntry(key: Bytes): Promise<Entry | undefined> {
     this.checkActive()
-    const k = this.db.checkedKey(key)
-    const id = k.toString('latin1')
-    const own = this.writes.get(id)
+    const k = this.checkedKey(key)
+    const own = this.writes.find(k)
     // The transaction's own write has no version until it commits: reported as 0.
     if (own !== undefined) return own.value === null ? undefined : { value: Buffer.from(own.value), version: 0 }
-    if (this.turn === undefined && this.keyTurn === undefined) {
+    if (this.turn === undefined && this.keyTurn === undefined && this.contention.trackedKeys > 0) {
+      const id = k.toString('latin1')
       const turns = this.contention.keyTurns(id)
       if (turns !== undefined) {
         if (turns.busy) this.contention.noteContended(id)
-        this.keyTurn = await takeTurn(turns)
+        const t = turns.take()
+        this.keyTurn = t instanceof Turn ? t : await t // no await (a microtask) when the turn is free
         this.checkActive()
         // Nothing read yet: the attempt may as well have started now, after
         // the commits it waited for (its blind writes do not depend on when).
-        if (this.reads.size === 0 && !this.iterated) this.repin()
+        if (this.reads.length === 0 && !this.iterated) this.repin()
       }
     }
     const entry = this.db.readAt(k, this.sequence)
-    if (!this.reads.has(id)) this.reads.set(id, { key: k, version: entry?.version ?? 0 })
+    if (this.reads.find(k) === undefined) this.reads.add({ key: k, version: entry?.version ?? 0 })
     return entry
   }
 
   write(key: Bytes, value: Bytes | null): void {
     this.checkActive()
-    const k = this.db.checkedKey(key)
-    this.writes.set(k.toString('latin1'), { key: k, value: value === null ? null : this.db.checkedValue(value) })
+    const k = this.checkedKey(key)
+    const v = value === null ? null : this.db.checkedValue(value)
+    const own = this.writes.find(k)
+    if (own !== undefined) own.value = v
+    else this.writes.add({ key: k, value: v })
   }
 
   /**
@@ -285,7 +297,7 @@ class TransactionState {
     if (limit === 0) return
     const range: KeyRange = {}
     for (const b of ['gt', 'gte', 'lt', 'lte'] as const) if (o[b] !== undefined) range[b] = this.db.checkedKey(o[b])
-    const own = [...this.writes.values()].filter((w) => inRange(w.key, range))
+    const own = this.writes.items.filter((w) => inRange(w.key, range))
     own.sort((a, b) => (reverse ? -1 : 1) * Buffer.compare(a.key, b.key))
     this.iterated = true
     const base = this.db.iteratorAt({ ...range, reverse }, this.sequence)
@@ -343,7 +355,7 @@ class TransactionState {
   async commit(): Promise<void> {
     this.checkActive()
     this.done = true
-    if (this.writes.size === 0) {
+    if (this.writes.length === 0) {
       // A read-only transaction read one consistent state: nothing to
       // validate, but what it read must be durable before it resolves.
       this.releaseTurns()
@@ -351,14 +363,44 @@ class TransactionState {
       return
     }
     const ops: WriteOp[] = []
-    for (const w of this.writes.values()) ops.push({ key: w.key, value: w.value })
+    for (const w of this.writes.items) ops.push({ key: w.key, value: w.value })
     const conditions: Condition[] = []
-    for (const r of this.reads.values()) conditions.push({ type: 'key', key: r.key, version: r.version })
+    for (const r of this.reads.items) conditions.push({ type: 'key', key: r.key, version: r.version })
     for (const range of this.ranges) conditions.push({ type: 'range', range, sinceSequence: this.sequence })
     await this.db.conditionalWrite(ops, conditions, () => this.releaseTurns())
   }
 
   private checkActive(): void {
     if (this.done) throw new StrataError('STRATA_INVALID_ARGUMENT', 'transaction already committed')
+  }
+}
+
+/** Key bytes in a linear list: most transactions touch a few keys. */
+const LINEAR_KEYS = 8
+
+/**
+ * Items with a `key`, at most one per key: a list searched linearly while
+ * short (no Map and no latin1 key string per access), indexed by latin1 key
+ * once it grows past LINEAR_KEYS.
+ */
+class KeyedList<T extends { key: Buffer }> {
+  readonly items: T[] = []
+  private index: Map<string, T> | undefined
+
+  get length(): number {
+    return this.items.length
+  }
+
+  find(key: Buffer): T | undefined {
+    if (this.index !== undefined) return this.index.get(key.toString('latin1'))
+    for (const item of this.items) if (compareBytes(item.key, 0, item.key.length, key, 0, key.length) === 0) return item
+    return undefined
+  }
+
+  /** REQUIRES: find(item.key) is undefined. */
+  add(item: T): void {
+    this.items.push(item)
+    if (this.index !== undefined) this.index.set(item.key.toString('latin1'), item)
+    else if (this.items.length > LINEAR_KEYS) this.index = new Map(this.items.map((i) => [i.key.toString('latin1'), i]))
   }
 }
