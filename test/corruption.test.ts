@@ -209,7 +209,8 @@ interface ParsedTable {
 
 function verifiedContents(buf: Buffer, r: Region): Buffer {
   expect(buf[r.offset + r.size]).toBe(0) // compression: none
-  expect(buf.readUInt32LE(r.offset + r.size + 1)).toBe(xx.h32Raw(buf.subarray(r.offset, r.offset + r.size + 1), 0) >>> 0)
+  // Format version 2: the low 32 bits of XXH64 (seed 0) of the contents and the compression byte.
+  expect(buf.readUInt32LE(r.offset + r.size + 1)).toBe(Number(BigInt.asUintN(32, xx.h64Raw(buf.subarray(r.offset, r.offset + r.size + 1), 0n))))
   return buf.subarray(r.offset, r.offset + r.size)
 }
 

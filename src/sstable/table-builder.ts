@@ -3,7 +3,7 @@ import { compareBytes, varintLength, writeVarint } from '../base/coding.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import { BlockBuilder } from './block-builder.js'
 import { buildFilter, filterHash } from './filter-block.js'
-import { encodeFooter, withTrailer, type BlockHandle } from './table-format.js'
+import { TABLE_FORMAT_VERSION, encodeFooter, withTrailer, type BlockHandle } from './table-format.js'
 
 /** Tunables of the table format, each with its unit. */
 export interface TableBuilderOptions {
@@ -102,7 +102,7 @@ export class TableBuilder {
     if (!this.data.isEmpty) this.flushDataBlock()
     const filter = this.emitBlock(buildFilter(this.hashes, this.options.bloomBitsPerKey))
     const index = this.emitBlock(this.index.finish())
-    const footer = encodeFooter({ index, filter, entryCount: this.entries })
+    const footer = encodeFooter({ index, filter, entryCount: this.entries, formatVersion: TABLE_FORMAT_VERSION })
     this.output.push(footer)
     this.offset += footer.length
     return {

@@ -39,24 +39,24 @@ export function openTableFile<T>(dir: string, fileNumber: number, use: (t: OpenT
   }
 }
 
-/** Reads the block at `handle` with its trailer and verifies it; returns its contents. */
-export function readVerifiedBlock(fd: number, handle: BlockHandle, file: string): Buffer {
+/** Reads the block at `handle` with its trailer and verifies it (table format `formatVersion`); returns its contents. */
+export function readVerifiedBlock(fd: number, handle: BlockHandle, file: string, formatVersion: number): Buffer {
   let raw: Buffer
   try {
     raw = readExactly(fd, handle.size + BLOCK_TRAILER_BYTES, handle.offset)
   } catch (err) {
     throw ioError(`read of ${file} failed`, err)
   }
-  return checkBlock(raw, file, handle.offset)
+  return checkBlock(raw, file, handle.offset, formatVersion)
 }
 
 /** Reads a block and its trailer into `raw` (exactly their size), verifies it, returns the block. */
-export function readVerifiedBlockInto(raw: Buffer, fd: number, offset: number, file: string): Buffer {
+export function readVerifiedBlockInto(raw: Buffer, fd: number, offset: number, file: string, formatVersion: number): Buffer {
   let done: number
   try {
     done = readInto(fd, raw, offset)
   } catch (err) {
     throw ioError(`read of ${file} failed`, err)
   }
-  return checkBlock(raw.subarray(0, done), file, offset)
+  return checkBlock(raw.subarray(0, done), file, offset, formatVersion)
 }

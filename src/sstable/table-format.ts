@@ -1,11 +1,12 @@
-import { checksum32 } from '../base/checksum.js'
+import { checksum32, checksum64Low32 } from '../base/checksum.js'
 import { readU32, readU64, writeU32, writeU64 } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
 
 /**
  * Table file constants, block trailer and footer (docs/format.md, "Table file").
  *
- *   block contents | u8 compression (0 = none) | u32 xxh32(contents ‖ compression byte)
+ *   block contents | u8 compression (0 = none) | u32 checksum(contents ‖ compression byte)
+ *   checksum: low 32 bits of xxh64 (format version 2), xxh32 (version 1)
  *
  *   footer (48 bytes):
  *     u64 indexOffset | u32 indexSize | u64 filterOffset | u32 filterSize | u64 entryCount
@@ -30,6 +31,13 @@ export interface Footer {
   index: BlockHandle
   filter: BlockHandle
   entryCount: number
+  /** The table's format version (decides the block checksum and layouts). */
+  formatVersion: number
+}
+
+/** Checksum of a block's contents and compression byte in a table of `formatVersion`. */
+function blockChecksum(data: Uint8Array, formatVersion: number): number {
+  return formatVersion >= 2 ? checksum64Low32(data) : checksum32(data)
 }
 
 /** Appends the trailer to block contents; returns the bytes to write. */
@@ -37,15 +45,15 @@ export function withTrailer(contents: Buffer): Buffer {
   const out = Buffer.allocUnsafe(contents.length + BLOCK_TRAILER_BYTES)
   contents.copy(out, 0)
   out[contents.length] = COMPRESSION_NONE
-  writeU32(out, contents.length + 1, checksum32(out.subarray(0, contents.length + 1)))
+  writeU32(out, contents.length + 1, blockChecksum(out.subarray(0, contents.length + 1), TABLE_FORMAT_VERSION))
   return out
 }
 
-/** Verifies a block read with its trailer; returns the contents view. */
-export function checkBlock(raw: Buffer, fileName: string, offset: number): Buffer {
+/** Verifies a block read with its trailer from a table of `formatVersion`; returns the contents view. */
+export function checkBlock(raw: Buffer, fileName: string, offset: number, formatVersion: number): Buffer {
   if (raw.length < BLOCK_TRAILER_BYTES) throw corruption('block truncated', fileName, offset)
   const n = raw.length - BLOCK_TRAILER_BYTES
-  if (checksum32(raw.subarray(0, n + 1)) !== readU32(raw, n + 1)) {
+  if (blockChecksum(raw.subarray(0, n + 1), formatVersion) !== readU32(raw, n + 1)) {
     throw corruption('block checksum mismatch', fileName, offset)
   }
   if (raw[n] !== COMPRESSION_NONE) throw corruption(`unknown block compression ${raw[n]}`, fileName, offset)
@@ -59,7 +67,7 @@ export function encodeFooter(f: Footer): Buffer {
   writeU64(out, 12, f.filter.offset)
   writeU32(out, 20, f.filter.size)
   writeU64(out, 24, f.entryCount)
-  writeU32(out, 32, TABLE_FORMAT_VERSION)
+  writeU32(out, 32, f.formatVersion)
   writeU32(out, 36, checksum32(out.subarray(0, 36)))
   writeU32(out, 40, TABLE_MAGIC_LO)
   writeU32(out, 44, TABLE_MAGIC_HI)
@@ -78,6 +86,7 @@ export function decodeFooter(buf: Buffer, fileName: string, fileBytes: number): 
     index: { offset: readU64(buf, 0), size: readU32(buf, 8) },
     filter: { offset: readU64(buf, 12), size: readU32(buf, 20) },
     entryCount: readU64(buf, 24),
+    formatVersion: version,
   }
   const dataEnd = fileBytes - FOOTER_BYTES
   for (const h of [footer.index, footer.filter]) {

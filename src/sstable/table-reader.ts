@@ -36,6 +36,8 @@ export class TableReader {
     readonly fileBytes: number,
     private readonly cache: BlockCache,
     private filter: Filter,
+    /** Format version from the footer (decides the block checksum). */
+    private readonly formatVersion: number,
   ) {
     this.fileName = tableFileName(fileNumber)
   }
@@ -43,9 +45,9 @@ export class TableReader {
   /** Opens and verifies a table; throws STRATA_CORRUPTION or STRATA_IO_ERROR. */
   static open(dir: string, fileNumber: number, cache: BlockCache): TableReader {
     return openTableFile(dir, fileNumber, ({ fd, file, fileBytes, footer }) => {
-      const filter = new Filter(readVerifiedBlock(fd, footer.filter, file), file)
-      const reader = new TableReader(fileNumber, fd, fileBytes, cache, filter)
-      reader.index = new IndexBlock(readVerifiedBlock(fd, footer.index, file), file, fileBytes - FOOTER_BYTES)
+      const filter = new Filter(readVerifiedBlock(fd, footer.filter, file, footer.formatVersion), file)
+      const reader = new TableReader(fileNumber, fd, fileBytes, cache, filter, footer.formatVersion)
+      reader.index = new IndexBlock(readVerifiedBlock(fd, footer.index, file, footer.formatVersion), file, fileBytes - FOOTER_BYTES)
       reader.cached = new BlockSlots(reader.index.count)
       return reader
     })
@@ -108,7 +110,7 @@ export class TableReader {
     const buffer = this.cache.allocate(size)
     let block: Buffer
     try {
-      block = readVerifiedBlockInto(buffer.subarray(0, size), this.fd, offset, this.fileName)
+      block = readVerifiedBlockInto(buffer.subarray(0, size), this.fd, offset, this.fileName, this.formatVersion)
     } catch (err) {
       this.cache.recycle(buffer)
       throw err

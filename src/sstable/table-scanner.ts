@@ -27,7 +27,14 @@ export class TableScanner extends ForwardOnlyIterator {
   private buffer = Buffer.allocUnsafe(8192)
   private closed = false
 
-  private constructor(private readonly fd: number, fileNumber: number, fileBytes: number, indexBlock: Buffer, dataEnd: number) {
+  private constructor(
+    private readonly fd: number,
+    fileNumber: number,
+    fileBytes: number,
+    indexBlock: Buffer,
+    dataEnd: number,
+    private readonly formatVersion: number,
+  ) {
     super()
     this.fileName = tableFileName(fileNumber)
     this.fileBytes = fileBytes
@@ -38,8 +45,8 @@ export class TableScanner extends ForwardOnlyIterator {
   /** Opens table `fileNumber` and verifies its footer and index block. */
   static open(dir: string, fileNumber: number): TableScanner {
     return openTableFile(dir, fileNumber, ({ fd, file, fileBytes, footer }) => {
-      const indexBlock = readVerifiedBlock(fd, footer.index, file)
-      return new TableScanner(fd, fileNumber, fileBytes, indexBlock, fileBytes - FOOTER_BYTES)
+      const indexBlock = readVerifiedBlock(fd, footer.index, file, footer.formatVersion)
+      return new TableScanner(fd, fileNumber, fileBytes, indexBlock, fileBytes - FOOTER_BYTES, footer.formatVersion)
     })
   }
 
@@ -105,7 +112,7 @@ export class TableScanner extends ForwardOnlyIterator {
     if (offset + size + BLOCK_TRAILER_BYTES > this.dataEnd) throw corruption('index entry points past the data', this.fileName)
     const total = size + BLOCK_TRAILER_BYTES
     if (this.buffer.length < total) this.buffer = Buffer.allocUnsafe(total * 2)
-    const block = readVerifiedBlockInto(this.buffer.subarray(0, total), this.fd, offset, this.fileName)
+    const block = readVerifiedBlockInto(this.buffer.subarray(0, total), this.fd, offset, this.fileName, this.formatVersion)
     if (this.data === undefined) this.data = new BlockIterator(block, this.fileName)
     else this.data.reset(block)
     this.data.seekToFirst()
