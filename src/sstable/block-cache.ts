@@ -72,13 +72,10 @@ export class BlockCache {
     return this.bytes
   }
 
-  /** Block `slot` of a table, or undefined (counted as a miss: the caller reads and inserts it). */
+  /** Block `slot` of a table, or undefined (the caller may read and insert it: a miss is counted then). */
   lookup(owner: BlockSlots, slot: number): Buffer | undefined {
     const block = owner.blocks[slot]
-    if (block === undefined) {
-      this.misses++
-      return undefined
-    }
+    if (block === undefined) return undefined
     this.hits++
     owner.referenced[slot] = 1
     return block
@@ -107,6 +104,7 @@ export class BlockCache {
    */
   insert(owner: BlockSlots, slot: number, block: Buffer, buffer: Buffer | null): CacheEntry {
     assert(owner.entries[slot] === undefined, 'block inserted twice')
+    this.misses++
     const e: CacheEntry = { block, slot, owner, buffer, pins: 0, evicted: false, released: false, newer: null, older: null }
     if (block.length > this.capacityBytes) {
       e.evicted = true // never cached: its buffer is freed when its last pin goes
