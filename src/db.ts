@@ -7,6 +7,7 @@ import type { EngineStats } from './engine/stats.js'
 import { resolveOptions, type OpenOptions } from './options.js'
 import { encodedOpBytes, type WriteOp } from './wal/wal-record.js'
 import type { Condition } from './engine/write-group.js'
+import type { Found } from './memtable/memtable.js'
 import { runTransaction, type Transaction, type TransactionOptions } from './transaction.js'
 
 /** Options of a single write. */
@@ -226,10 +227,10 @@ export class Database {
     return this.engine.lastSequence
   }
 
-  /** @internal The entry of `key` (validated) at a pinned `sequence`. */
-  readAt(key: Buffer, sequence: number): Entry | undefined {
+  /** @internal What `key` (validated) holds at a pinned `sequence`: the engine's version and value (null: deleted). */
+  readAt(key: Buffer, sequence: number): Found | undefined {
     this.checkOpen()
-    return this.readEntry(key, sequence)
+    return this.engine.get(key, sequence)
   }
 
   /** @internal An iterator at a pinned `sequence`. */

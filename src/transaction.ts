@@ -170,11 +170,11 @@ export async function runTransaction<T>(
 /** What `fn` receives: a thin face over the attempt's state (no closures per attempt). */
 class TransactionHandle implements Transaction {
   constructor(private readonly state: TransactionState) {}
-  async get(key: Bytes): Promise<Buffer | undefined> {
-    return (await this.state.getEntry(key))?.value
+  get(key: Bytes): Promise<Buffer | undefined> {
+    return this.state.read(key, false) as Promise<Buffer | undefined>
   }
   getEntry(key: Bytes): Promise<Entry | undefined> {
-    return this.state.getEntry(key)
+    return this.state.read(key, true) as Promise<Entry | undefined>
   }
   put(key: Bytes, value: Bytes): void {
     this.state.write(key, value)
@@ -247,12 +247,20 @@ class TransactionState {
     return k
   }
 
-  async getEntry(key: Bytes): Promise<Entry | undefined> {
+  /**
+   * The value of `key` (or its Entry, when `asEntry`), recording the version
+   * read. Waits first for the key's turn when the key is contended.
+   */
+  async read(key: Bytes, asEntry: boolean): Promise<Entry | Buffer | undefined> {
     this.checkActive()
     const k = this.checkedKey(key)
     const own = this.writes.find(k)
     // The transaction's own write has no version until it commits: reported as 0.
-    if (own !== undefined) return own.value === null ? undefined : { value: Buffer.from(own.value), version: 0 }
+    if (own !== undefined) {
+      if (own.value === null) return undefined
+      const value = Buffer.from(own.value)
+      return asEntry ? { value, version: 0 } : value
+    }
     if (this.turn === undefined && this.keyTurn === undefined && this.contention.trackedKeys > 0) {
       const id = k.toString('latin1')
       const turns = this.contention.keyTurns(id)
@@ -266,9 +274,11 @@ class TransactionState {
         if (this.reads.length === 0 && !this.iterated) this.repin()
       }
     }
-    const entry = this.db.readAt(k, this.sequence)
-    if (this.reads.find(k) === undefined) this.reads.add({ key: k, version: entry?.version ?? 0 })
-    return entry
+    const found = this.db.readAt(k, this.sequence)
+    const present = found !== undefined && found.v !== null
+    if (this.reads.find(k) === undefined) this.reads.add({ key: k, version: present ? found.s : 0 })
+    if (!present) return undefined
+    return asEntry ? { value: found.v!, version: found.s } : found.v!
   }
 
   write(key: Bytes, value: Bytes | null): void {
