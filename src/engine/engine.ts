@@ -249,7 +249,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   /** Sequence of the write that produced the key's value at `sequence`; 0 when absent or deleted. */
   versionOf(key: Buffer, sequence: number): number {
-    const found = this.get(key, sequence)
+    const found = readPoint(this.mem, this.imms, this.versions.current, this.tableCache, key, sequence, false)
     return found === undefined || found.v === null ? 0 : found.s
   }
 

@@ -13,6 +13,7 @@ import type { KeyRange } from '../iterators/db-iterator.js'
  * (newest first), L0 tables (newest first, only those whose range holds the
  * key), then at most one table per deeper level. The first source holding any
  * version <= `sequence` decides. The filter hash is computed once and shared.
+ * Without `wantValue` a put's value is not copied out (VALUE_NOT_READ).
  */
 export function readPoint(
   mem: Memtable,
@@ -21,11 +22,12 @@ export function readPoint(
   tables: TableCache,
   key: Buffer,
   sequence: number,
+  wantValue = true,
 ): Found | undefined {
-  let found = mem.get(key, sequence)
+  let found = mem.get(key, sequence, wantValue)
   if (found !== undefined) return found
   for (let i = imms.length - 1; i >= 0; i--) {
-    found = imms[i].get(key, sequence)
+    found = imms[i].get(key, sequence, wantValue)
     if (found !== undefined) return found
   }
   const levels = version.levels
@@ -37,14 +39,14 @@ export function readPoint(
     if (compareBytes(key, 0, key.length, smallest, 0, smallest.length) < 0) continue
     if (compareBytes(key, 0, key.length, largest, 0, largest.length) > 0) continue
     if (hash < 0) hash = filterHash(key)
-    found = tables.get(t.number).get(key, sequence, hash)
+    found = tables.get(t.number).get(key, sequence, hash, wantValue)
     if (found !== undefined) return found
   }
   for (let l = 1; l < levels.length; l++) {
     const t = findTable(levels[l], key)
     if (t === undefined) continue
     if (hash < 0) hash = filterHash(key)
-    found = tables.get(t.number).get(key, sequence, hash)
+    found = tables.get(t.number).get(key, sequence, hash, wantValue)
     if (found !== undefined) return found
   }
   return undefined

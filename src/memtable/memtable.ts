@@ -46,6 +46,9 @@ export interface Found {
   readonly v: Buffer | null
 }
 
+/** Found.v of a put read without its value (`wantValue` false): only its version was wanted. */
+export const VALUE_NOT_READ = Buffer.alloc(0)
+
 /** Sequence numbers stay below 2^53; this sorts before every real entry of a key. */
 const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER
 
@@ -214,7 +217,7 @@ export class Memtable {
    * Newest version of `key` with sequence <= `sequence`, or undefined when
    * this memtable has none.
    */
-  get(key: Buffer, sequence: number): Found | undefined {
+  get(key: Buffer, sequence: number, wantValue = true): Found | undefined {
     assert(this.refs > 0, 'read of a released memtable')
     if (this.count === 0) return undefined // e.g. after a reopen: no hash to compute
     let i = this.slots[this.findSlot(key, 0, key.length, hashBytes(key, 0, key.length))] - 1
@@ -225,7 +228,8 @@ export class Memtable {
       const older = page.u32[w + W_OLDER]
       i = older === NONE ? -1 : older
     }
-    return i < 0 ? undefined : { s: this.sequenceAt(i), v: this.valueCopyAt(i) }
+    if (i < 0) return undefined
+    return { s: this.sequenceAt(i), v: wantValue || this.isDeleteAt(i) ? this.valueCopyAt(i) : VALUE_NOT_READ }
   }
 
   /** An iterator in internal-key order; it holds a reference until closed. */
@@ -250,7 +254,6 @@ export class Memtable {
   isDeleteAt(i: number): boolean {
     return this.pages[i >>> this.pageShift].u32[(i & this.pageMask) * WORDS + W_VALUE_LENGTH] === NONE
   }
-  /** @internal Value bytes of entry `i` (a view), null for a delete. */
   /** The value of entry `i` copied out of the arena (which is recycled), or null for a delete. */
   private valueCopyAt(i: number): Buffer | null {
     const u = this.pages[i >>> this.pageShift].u32
@@ -261,6 +264,7 @@ export class Memtable {
     return copyBytes(this.chunks[u[w + W_CHUNK]], s, s + n)
   }
 
+  /** @internal Value bytes of entry `i` (a view), null for a delete. */
   valueAt(i: number): Buffer | null {
     const u = this.pages[i >>> this.pageShift].u32
     const w = (i & this.pageMask) * WORDS

@@ -1,5 +1,5 @@
 import { assert } from '../base/assert.js'
-import { compareBytes, writeU32, writeVarint } from '../base/coding.js'
+import { writeU32, writeVarint } from '../base/coding.js'
 import { HASH_BUCKET_BYTES, HASH_EMPTY, HASH_INDEX_FLAG, MAX_HASHED_ENTRY_BYTES, hashBucket, hashBucketCount, hashFingerprint } from './block-hash-index.js'
 
 /**
@@ -22,7 +22,6 @@ export class BlockBuilder {
   private sinceRestart = 0
   /** Key of the restart entry heading the current run. */
   private readonly head = new KeyScratch()
-  private readonly last = new KeyScratch()
   private entries = 0
   /** Per distinct user key: its filter hash and the offset of its first (newest) entry. */
   private keyHashes: number[] = []
@@ -88,7 +87,6 @@ export class BlockBuilder {
       o += value.length
     }
     this.used = o
-    this.last.set(key)
     this.sinceRestart++
     this.entries++
   }
@@ -132,16 +130,10 @@ export class BlockBuilder {
     this.restarts = [0]
     this.sinceRestart = 0
     this.head.length = 0
-    this.last.length = 0
     this.entries = 0
     this.keyHashes = []
     this.keyOffsets = []
     return out
-  }
-
-  /** Compares `key` with the last key added (for order assertions by the caller). */
-  compareWithLast(key: Uint8Array): number {
-    return compareBytes(key, 0, key.length, this.last.bytes, 0, this.last.length)
   }
 
   private reserve(extra: number): void {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs'
 import { tableFileName } from '../base/file-names.js'
 import { KIND_DELETE } from '../wal/wal-record.js'
-import type { Found } from '../memtable/memtable.js'
+import { VALUE_NOT_READ, type Found } from '../memtable/memtable.js'
 import { BlockSlots, type BlockCache, type CacheEntry } from './block-cache.js'
 import { BlockIterator } from './block-iterator.js'
 import { IndexBlock } from './index-block.js'
@@ -60,9 +60,10 @@ export class TableReader {
 
   /**
    * Newest version of `key` with sequence <= `sequence` in this table, or
-   * undefined. The value is a copy, the caller's to keep.
+   * undefined. The value is a copy, the caller's to keep (VALUE_NOT_READ for a
+   * put when `wantValue` is false).
    */
-  get(key: Buffer, sequence: number, hash = filterHash(key)): Found | undefined {
+  get(key: Buffer, sequence: number, hash = filterHash(key), wantValue = true): Found | undefined {
     if (!this.filter.mayContain(hash)) return undefined
     const lo = this.index.findInternal(key, sequence)
     if (lo === this.index.count) return undefined
@@ -72,7 +73,7 @@ export class TableReader {
     else it.reset(block)
     it.seekPoint(key, sequence, hash)
     if (!it.valid() || !it.keyEquals(key)) return undefined
-    return { s: it.sequence(), v: it.kind() === KIND_DELETE ? null : it.copyValue() }
+    return { s: it.sequence(), v: it.kind() === KIND_DELETE ? null : wantValue ? it.copyValue() : VALUE_NOT_READ }
   }
 
   /** Iterator over the whole table; holds a reference on this reader until closed. */
