@@ -372,11 +372,16 @@ class TransactionState {
       await this.db.durableThrough(this.sequence)
       return
     }
-    const ops: WriteOp[] = []
-    for (const w of this.writes.items) ops.push({ key: w.key, value: w.value })
-    const conditions: Condition[] = []
-    for (const r of this.reads.items) conditions.push({ type: 'key', key: r.key, version: r.version })
-    for (const range of this.ranges) conditions.push({ type: 'range', range, sinceSequence: this.sequence })
+    // Arrays of their final size: a pushed-to empty array reserves 17 slots.
+    const writes = this.writes.items
+    const ops = new Array<WriteOp>(writes.length)
+    for (let i = 0; i < writes.length; i++) ops[i] = { key: writes[i].key, value: writes[i].value }
+    const reads = this.reads.items
+    const conditions = new Array<Condition>(reads.length + this.ranges.length)
+    for (let i = 0; i < reads.length; i++) conditions[i] = { type: 'key', key: reads[i].key, version: reads[i].version }
+    for (let i = 0; i < this.ranges.length; i++) {
+      conditions[reads.length + i] = { type: 'range', range: this.ranges[i], sinceSequence: this.sequence }
+    }
     await this.db.conditionalWrite(ops, conditions, () => this.releaseTurns())
   }
 
@@ -394,7 +399,8 @@ const LINEAR_KEYS = 8
  * once it grows past LINEAR_KEYS.
  */
 class KeyedList<T extends { key: Buffer }> {
-  readonly items: T[] = []
+  /** Starts as a one-slot array at the first add (a pushed-to empty array reserves 17). */
+  items: T[] = []
   private index: Map<string, T> | undefined
 
   get length(): number {
@@ -409,7 +415,8 @@ class KeyedList<T extends { key: Buffer }> {
 
   /** REQUIRES: find(item.key) is undefined. */
   add(item: T): void {
-    this.items.push(item)
+    if (this.items.length === 0) this.items = [item]
+    else this.items.push(item)
     if (this.index !== undefined) this.index.set(item.key.toString('latin1'), item)
     else if (this.items.length > LINEAR_KEYS) this.index = new Map(this.items.map((i) => [i.key.toString('latin1'), i]))
   }
