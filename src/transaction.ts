@@ -249,31 +249,52 @@ class TransactionState {
 
   /**
    * The value of `key` (or its Entry, when `asEntry`), recording the version
-   * read. Waits first for the key's turn when the key is contended.
+   * read. Waits first for the key's turn when the key is contended. Not an
+   * async function: one of those allocates its whole register file per call,
+   * and most reads need no await.
    */
-  async read(key: Bytes, asEntry: boolean): Promise<Entry | Buffer | undefined> {
-    this.checkActive()
-    const k = this.checkedKey(key)
-    const own = this.writes.find(k)
-    // The transaction's own write has no version until it commits: reported as 0.
-    if (own !== undefined) {
-      if (own.value === null) return undefined
-      const value = Buffer.from(own.value)
-      return asEntry ? { value, version: 0 } : value
-    }
-    if (this.turn === undefined && this.keyTurn === undefined && this.contention.trackedKeys > 0) {
-      const id = k.toString('latin1')
-      const turns = this.contention.keyTurns(id)
-      if (turns !== undefined) {
-        if (turns.busy) this.contention.noteContended(id)
-        const t = turns.take()
-        this.keyTurn = t instanceof Turn ? t : await t // no await (a microtask) when the turn is free
-        this.checkActive()
-        // Nothing read yet: the attempt may as well have started now, after
-        // the commits it waited for (its blind writes do not depend on when).
-        if (this.reads.length === 0 && !this.iterated) this.repin()
+  read(key: Bytes, asEntry: boolean): Promise<Entry | Buffer | undefined> {
+    try {
+      this.checkActive()
+      const k = this.checkedKey(key)
+      const own = this.writes.find(k)
+      // The transaction's own write has no version until it commits: reported as 0.
+      if (own !== undefined) {
+        if (own.value === null) return Promise.resolve(undefined)
+        const value = Buffer.from(own.value)
+        return Promise.resolve(asEntry ? { value, version: 0 } : value)
       }
+      if (this.turn === undefined && this.keyTurn === undefined && this.contention.trackedKeys > 0) {
+        const id = k.toString('latin1')
+        const turns = this.contention.keyTurns(id)
+        if (turns !== undefined) {
+          if (turns.busy) this.contention.noteContended(id)
+          const t = turns.take()
+          if (!(t instanceof Turn)) return this.readAfterTurn(t, k, asEntry)
+          this.tookKeyTurn(t)
+        }
+      }
+      return Promise.resolve(this.readRecorded(k, asEntry))
+    } catch (err) {
+      return Promise.reject(err)
     }
+  }
+
+  private async readAfterTurn(turn: Promise<Turn>, k: Buffer, asEntry: boolean): Promise<Entry | Buffer | undefined> {
+    this.tookKeyTurn(await turn)
+    return this.readRecorded(k, asEntry)
+  }
+
+  private tookKeyTurn(turn: Turn): void {
+    this.keyTurn = turn
+    this.checkActive()
+    // Nothing read yet: the attempt may as well have started now, after
+    // the commits it waited for (its blind writes do not depend on when).
+    if (this.reads.length === 0 && !this.iterated) this.repin()
+  }
+
+  /** Reads `k` at the attempt's sequence and records the version read (the first read of a key counts). */
+  private readRecorded(k: Buffer, asEntry: boolean): Entry | Buffer | undefined {
     const found = this.db.readAt(k, this.sequence)
     const present = found !== undefined && found.v !== null
     if (this.reads.find(k) === undefined) this.reads.add({ key: k, version: present ? found.s : 0 })
@@ -362,15 +383,18 @@ class TransactionState {
    * Commits as one conditional write. The turns pass on as soon as it is
    * admitted (or rejected), before it is durable.
    */
-  async commit(): Promise<void> {
-    this.checkActive()
+  commit(): Promise<void> {
+    try {
+      this.checkActive()
+    } catch (err) {
+      return Promise.reject(err)
+    }
     this.done = true
     if (this.writes.length === 0) {
       // A read-only transaction read one consistent state: nothing to
       // validate, but what it read must be durable before it resolves.
       this.releaseTurns()
-      await this.db.durableThrough(this.sequence)
-      return
+      return this.db.durableThrough(this.sequence)
     }
     // Arrays of their final size: a pushed-to empty array reserves 17 slots.
     const writes = this.writes.items
@@ -382,7 +406,7 @@ class TransactionState {
     for (let i = 0; i < this.ranges.length; i++) {
       conditions[reads.length + i] = { type: 'range', range: this.ranges[i], sinceSequence: this.sequence }
     }
-    await this.db.conditionalWrite(ops, conditions, () => this.releaseTurns())
+    return this.db.conditionalWrite(ops, conditions, () => this.releaseTurns())
   }
 
   private checkActive(): void {
