@@ -824,6 +824,21 @@ describe('transactions', () => {
     expect((await rejection(db.transaction('nope' as never))).code).toBe('STRATA_INVALID_ARGUMENT')
   })
 
+  it('a tx used after its transaction committed: reads reject (never throw), writes throw, nothing is written', async () => {
+    const { db } = await fresh()
+    let escaped: Transaction | undefined
+    await db.transaction(async (tx) => {
+      escaped = tx
+      tx.put('k', 'v1')
+    })
+    const tx = escaped!
+    const pending = [tx.get('k'), tx.getEntry('k')]
+    for (const p of pending) expect((await rejection(p)).code).toBe('STRATA_INVALID_ARGUMENT')
+    expect(() => tx.put('k', 'v2')).toThrow(expect.objectContaining({ code: 'STRATA_INVALID_ARGUMENT' }))
+    expect(() => tx.delete('k')).toThrow(expect.objectContaining({ code: 'STRATA_INVALID_ARGUMENT' }))
+    expect(str((await db.get('k'))!)).toBe('v1')
+  })
+
   it('tx reads see own writes (version 0) over the snapshot; getEntry gives snapshot versions', async () => {
     const { db } = await fresh()
     await db.put('a', 'a0')
