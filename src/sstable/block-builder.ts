@@ -96,6 +96,8 @@ export class BlockBuilder {
     // Offsets must fit the buckets' u16 (0xffff means empty); a block with a big value goes without.
     const hashed = this.hashIndex && this.used <= MAX_HASHED_ENTRY_BYTES
     const bucketCount = hashed ? hashBucketCount(this.keyHashes.length) : 0
+    // Entries take >= 5 bytes, so <= 13,107 keys fit 0xfffe bytes: their buckets fit the u16 count.
+    assert(bucketCount <= 0xffff, 'hash index bucket count overflows u16')
     const out = Buffer.allocUnsafe(this.used + this.restarts.length * 4 + 4 + (hashed ? bucketCount * HASH_BUCKET_BYTES + 2 : 0))
     this.buf.copy(out, 0, 0, this.used)
     let o = this.used
