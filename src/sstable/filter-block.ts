@@ -1,13 +1,13 @@
 import bloomFilters from 'bloom-filters'
-import { checksum32 } from '../base/checksum.js'
+import { xxh32Small } from '../base/checksum.js'
 import { readU32, writeU32 } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
 
 /**
  * Bloom filter over the user keys of one table (docs/format.md, "Filter block").
  * The bit set is bloom-filters' BitSet (the one importer of bloom-filters); the
- * hashing is ours, one xxh32 per key, because the package's own hashing costs
- * ~9-12 µs per key (docs/performance.md).
+ * hashing is ours, one xxh32 per key (in JavaScript for keys up to 128 bytes),
+ * because the package's own hashing costs ~9-12 µs per key (docs/performance.md).
  *
  * Tables of format version 2 write the blocked layout: each key's probes all
  * fall in one 512-bit (64-byte) block chosen by its hash, so a lookup touches
@@ -28,9 +28,9 @@ const BLOCK_BITS = 512
 /** Multiplier of the in-block probe sequence (2^32 / golden ratio). */
 const PROBE_MULTIPLIER = 0x9e37_79b9
 
-/** The 32-bit hash the filter is built from; computed once per key. */
+/** The 32-bit hash the filter is built from (XXH32, seed FILTER_SEED); computed once per key. */
 export function filterHash(key: Uint8Array): number {
-  return checksum32(key, FILTER_SEED)
+  return xxh32Small(key, FILTER_SEED)
 }
 
 /** Bit offset of the block a hash falls in: the hash's high bits scaled onto the block count. */
