@@ -14,7 +14,11 @@ import { corruption } from '../base/errors.js'
  */
 export const TABLE_MAGIC_LO = 0x5441_5453 // "STAT" little-endian: bytes 53 54 41 54
 export const TABLE_MAGIC_HI = 0x3142_4c53 // "SLB1"
-/** Written into new tables. Version 2 added the data blocks' hash index; version 1 tables are still read. */
+/**
+ * Written into new tables. Version 2 added the data blocks' hash index, key
+ * prefixes shared with the run's restart key, the blocked Bloom filter and
+ * XXH64 block checksums; version 1 tables are still read (docs/format.md).
+ */
 export const TABLE_FORMAT_VERSION = 2
 const OLDEST_READABLE_FORMAT_VERSION = 1
 export const FOOTER_BYTES = 48
