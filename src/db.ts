@@ -214,17 +214,12 @@ export class Database {
 
   /** @internal See WritePath.holdGroupsWhile. */
   holdWriteGroupsWhile(more: () => boolean): void {
-    this.engine.holdGroupsWhile = more
+    this.engine.holdWriteGroupsWhile(more)
   }
 
   /** @internal Releases a sequence pinned by pinAppliedSequence. */
   unpinSequence(sequence: number): void {
     if (this.engine.isOpen) this.engine.snapshots.remove(sequence)
-  }
-
-  /** @internal Sequence of the newest applied write (durable or not yet). */
-  get appliedSequence(): number {
-    return this.engine.lastSequence
   }
 
   /** @internal What `key` (validated) holds at a pinned `sequence`: the engine's version and value (null: deleted). */

@@ -5,7 +5,7 @@ import type { ConflictError } from './base/errors.js'
 import type { Database, Entry, IteratorOptions } from './db.js'
 import { inRange, type KeyRange } from './iterators/db-iterator.js'
 import type { Condition } from './engine/write-group.js'
-import { Turn, TurnQueue } from './transaction-turns.js'
+import { TurnQueue, type Turn } from './transaction-turns.js'
 import type { WriteOp } from './wal/wal-record.js'
 
 /** Options of `db.transaction`. */
@@ -99,6 +99,18 @@ export class Contention {
     this.sweepAtSize = Math.max(MIN_SWEEP_SIZE, 2 * this.keys.size)
   }
 
+  /**
+   * The turn of key `id` when it is contended (now, or a promise of it), noting
+   * that the key is still contended when someone holds or waits for it;
+   * undefined when it is not contended.
+   */
+  takeKeyTurn(id: string): Turn | Promise<Turn> | undefined {
+    const turns = this.keyTurns(id)
+    if (turns === undefined) return undefined
+    if (turns.busy) this.noteContended(id)
+    return turns.take()
+  }
+
   /** The turns of key `id` while it is contended; undefined (and forgotten) otherwise. */
   keyTurns(id: string): TurnQueue | undefined {
     if (this.keys.size === 0) return undefined
@@ -143,11 +155,9 @@ export async function runTransaction<T>(
       let keyTurn: Turn | undefined
       if (turn === undefined) {
         for (const k of conflicted) {
-          const id = k.toString('latin1')
-          const turns = contention.keyTurns(id)
-          if (turns === undefined) continue
-          if (turns.busy) contention.noteContended(id)
-          keyTurn = await turns.take()
+          const t = contention.takeKeyTurn(k.toString('latin1'))
+          if (t === undefined) continue
+          keyTurn = await t
           break
         }
       }
@@ -264,15 +274,11 @@ class TransactionState {
         const value = Buffer.from(own.value)
         return Promise.resolve(asEntry ? { value, version: 0 } : value)
       }
+      // (No latin1 key string while no key is contended.)
       if (this.turn === undefined && this.keyTurn === undefined && this.contention.trackedKeys > 0) {
-        const id = k.toString('latin1')
-        const turns = this.contention.keyTurns(id)
-        if (turns !== undefined) {
-          if (turns.busy) this.contention.noteContended(id)
-          const t = turns.take()
-          if (!(t instanceof Turn)) return this.readAfterTurn(t, k, asEntry)
-          this.tookKeyTurn(t)
-        }
+        const t = this.contention.takeKeyTurn(k.toString('latin1'))
+        if (t instanceof Promise) return this.readAfterTurn(t, k, asEntry)
+        if (t !== undefined) this.tookKeyTurn(t)
       }
       return Promise.resolve(this.readRecorded(k, asEntry))
     } catch (err) {

@@ -225,11 +225,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   }
 
   /** Lets chains of transaction turns share WAL writes: see WritePath.holdGroupsWhile. */
-  get holdGroupsWhile(): (() => boolean) | undefined {
-    return this.writePath.holdGroupsWhile
-  }
-
-  set holdGroupsWhile(more: (() => boolean) | undefined) {
+  holdWriteGroupsWhile(more: () => boolean): void {
     this.writePath.holdGroupsWhile = more
   }
 
