@@ -1,4 +1,4 @@
-import { compareBytes, copyBytes, cursor, readU32, readVarint } from '../base/coding.js'
+import { compareBytes, copyBytes, copyRange, cursor, readU32, readVarint } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
@@ -331,13 +331,7 @@ export class BlockIterator implements InternalIterator {
       this.keyBuf.copy(grown, 0, 0, shared)
       this.keyBuf = grown
     }
-    // A byte loop beats a native copy call for the few bytes a prefix-compressed key adds.
-    if (unshared <= 32) {
-      const kb = this.keyBuf
-      for (let i = 0; i < unshared; i++) kb[shared + i] = b[o + i]
-    } else {
-      b.copy(this.keyBuf, shared, o, o + unshared)
-    }
+    copyRange(this.keyBuf, shared, b, o, o + unshared)
     this.keyLength = keyLength
     this.keyView = undefined
     this.entryKind = kind

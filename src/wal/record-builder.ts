@@ -1,5 +1,5 @@
 import { assert } from '../base/assert.js'
-import { writeU32, writeU64, writeVarint } from '../base/coding.js'
+import { copyRange, writeU32, writeU64, writeVarint } from '../base/coding.js'
 import { RecordArena } from './record-arena.js'
 import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-format.js'
 import { KIND_DELETE, KIND_PUT, PAYLOAD_HEADER_BYTES, WAL_FORMAT_VERSION, type WriteOp } from './wal-record.js'
@@ -55,11 +55,11 @@ export class WalRecordBuilder {
       buf[o++] = value === null ? KIND_DELETE : KIND_PUT
       o = writeVarint(buf, o, key.length)
       offsets.push(o)
-      o = copyInto(buf, o, key)
+      o = copyRange(buf, o, key, 0, key.length)
       if (value !== null) {
         o = writeVarint(buf, o, value.length)
         offsets.push(o)
-        o = copyInto(buf, o, value)
+        o = copyRange(buf, o, value, 0, value.length)
       } else {
         offsets.push(-1)
       }
@@ -86,17 +86,6 @@ export class WalRecordBuilder {
     this.arena.commit(this.used)
     this.closed.push(record)
   }
-}
-
-/** Copies `src` into `dst` at `o`; a byte loop for the short keys and values that dominate. */
-function copyInto(dst: Buffer, o: number, src: Buffer): number {
-  const n = src.length
-  if (n <= 32) {
-    for (let i = 0; i < n; i++) dst[o + i] = src[i]
-  } else {
-    dst.set(src, o)
-  }
-  return o + n
 }
 
 /**
