@@ -229,7 +229,7 @@ export class Memtable {
       i = older === NONE ? -1 : older
     }
     if (i < 0) return undefined
-    return { s: this.sequenceAt(i), v: wantValue || this.isDeleteAt(i) ? this.valueCopyAt(i) : VALUE_NOT_READ }
+    return { s: this.sequenceAt(i), v: wantValue || this.isDeleteAt(i) ? this.valueAt(i, true) : VALUE_NOT_READ }
   }
 
   /** An iterator in internal-key order; it holds a reference until closed. */
@@ -254,24 +254,18 @@ export class Memtable {
   isDeleteAt(i: number): boolean {
     return this.pages[i >>> this.pageShift].u32[(i & this.pageMask) * WORDS + W_VALUE_LENGTH] === NONE
   }
-  /** The value of entry `i` copied out of the arena (which is recycled), or null for a delete. */
-  private valueCopyAt(i: number): Buffer | null {
+  /**
+   * @internal Value bytes of entry `i`, null for a delete: a view into the
+   * arena, or with `copy` a copy the caller may keep (the arena is recycled).
+   */
+  valueAt(i: number, copy = false): Buffer | null {
     const u = this.pages[i >>> this.pageShift].u32
     const w = (i & this.pageMask) * WORDS
     const n = u[w + W_VALUE_LENGTH]
     if (n === NONE) return null
     const s = u[w + W_VALUE]
-    return copyBytes(this.chunks[u[w + W_CHUNK]], s, s + n)
-  }
-
-  /** @internal Value bytes of entry `i` (a view), null for a delete. */
-  valueAt(i: number): Buffer | null {
-    const u = this.pages[i >>> this.pageShift].u32
-    const w = (i & this.pageMask) * WORDS
-    const n = u[w + W_VALUE_LENGTH]
-    if (n === NONE) return null
-    const s = u[w + W_VALUE]
-    return this.chunks[u[w + W_CHUNK]].subarray(s, s + n)
+    const chunk = this.chunks[u[w + W_CHUNK]]
+    return copy ? copyBytes(chunk, s, s + n) : chunk.subarray(s, s + n)
   }
   /** @internal The tree position of the first entry >= (key, sequence) in internal-key order. */
   lowerBound(key: Uint8Array, sequence: number): OrderedMapIterator<number, null> {

@@ -1,7 +1,7 @@
-import { compareBytes, cursor, readVarint } from '../base/coding.js'
+import { compareBytes } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
 import { BlockIterator } from './block-iterator.js'
-import { BLOCK_TRAILER_BYTES } from './table-format.js'
+import { decodeIndexHandle } from './table-format.js'
 
 /**
  * A table's index block, decoded once at open into typed arrays over the raw
@@ -33,13 +33,10 @@ export class IndexBlock {
     const offsets: number[] = []
     const sizes: number[] = []
     const it = new BlockIterator(raw, fileName)
+    const handle = { offset: 0, size: 0 }
     for (it.seekToFirst(); it.valid(); it.next()) {
       const v = it.value()
-      readVarint(v, 0, v.length)
-      const offset = cursor.value
-      readVarint(v, cursor.offset, v.length)
-      const size = cursor.value
-      if (offset + size + BLOCK_TRAILER_BYTES > dataEndOffset) throw corruption('index entry points past the data', fileName)
+      const { offset, size } = decodeIndexHandle(v, dataEndOffset, fileName, handle)
       // Index entries are all restart points (interval 1): the key is stored whole just before the value.
       const valueStart = v.byteOffset - raw.byteOffset
       const keyLength = it.key().length

@@ -1,5 +1,5 @@
 import { checksum32, checksum64Low32 } from '../base/checksum.js'
-import { readU32, readU64, writeU32, writeU64 } from '../base/coding.js'
+import { cursor, readU32, readU64, readVarint, writeU32, writeU64 } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
 
 /**
@@ -42,6 +42,19 @@ export interface Footer {
 /** Checksum of a block's contents and compression byte in a table of `formatVersion`. */
 function blockChecksum(data: Uint8Array, formatVersion: number): number {
   return formatVersion >= 2 ? checksum64Low32(data) : checksum32(data)
+}
+
+/**
+ * Decodes an index entry's value (`varint offset, varint size`) into `out`,
+ * checking that the block and its trailer end before `dataEnd`.
+ */
+export function decodeIndexHandle(value: Buffer, dataEnd: number, fileName: string, out: BlockHandle): BlockHandle {
+  readVarint(value, 0, value.length)
+  out.offset = cursor.value
+  readVarint(value, cursor.offset, value.length)
+  out.size = cursor.value
+  if (out.offset + out.size + BLOCK_TRAILER_BYTES > dataEnd) throw corruption('index entry points past the data', fileName)
+  return out
 }
 
 /** Appends the trailer to block contents; returns the bytes to write. */

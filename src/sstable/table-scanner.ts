@@ -1,11 +1,9 @@
 import * as fs from 'node:fs'
 import { assert } from '../base/assert.js'
-import { cursor, readVarint } from '../base/coding.js'
-import { corruption } from '../base/errors.js'
 import { tableFileName } from '../base/file-names.js'
 import { ForwardOnlyIterator } from '../iterators/forward-iterator.js'
 import { BlockIterator } from './block-iterator.js'
-import { BLOCK_TRAILER_BYTES, FOOTER_BYTES } from './table-format.js'
+import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, decodeIndexHandle } from './table-format.js'
 import { openTableFile, readVerifiedBlock, readVerifiedBlockInto } from './table-file.js'
 
 /**
@@ -25,6 +23,7 @@ export class TableScanner extends ForwardOnlyIterator {
   private readonly dataEnd: number
   private data: BlockIterator | undefined
   private buffer = Buffer.allocUnsafe(8192)
+  private readonly handle = { offset: 0, size: 0 }
   private closed = false
 
   private constructor(
@@ -104,12 +103,7 @@ export class TableScanner extends ForwardOnlyIterator {
       this.data = undefined
       return
     }
-    const v = this.index.value()
-    readVarint(v, 0, v.length)
-    const offset = cursor.value
-    readVarint(v, cursor.offset, v.length)
-    const size = cursor.value
-    if (offset + size + BLOCK_TRAILER_BYTES > this.dataEnd) throw corruption('index entry points past the data', this.fileName)
+    const { offset, size } = decodeIndexHandle(this.index.value(), this.dataEnd, this.fileName, this.handle)
     const total = size + BLOCK_TRAILER_BYTES
     if (this.buffer.length < total) this.buffer = Buffer.allocUnsafe(total * 2)
     const block = readVerifiedBlockInto(this.buffer.subarray(0, total), this.fd, offset, this.fileName, this.formatVersion)

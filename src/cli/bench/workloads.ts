@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import { measureBigdata } from './bigdata.js'
-import { INCREMENT_KEYS, LARGE_VALUE_BYTES, SEEK_ENTRIES, scaledOps, type BenchConfig, type WorkloadName } from './config.js'
+import { INCREMENT_KEYS, LARGE_VALUE_BYTES, SEEK_ENTRIES, scaledOps, type WorkloadName } from './config.js'
 import { runConcurrent, runSync } from './drivers.js'
 import type { BenchDb, EngineAdapter } from './engines.js'
 import { SeededRandom, ValuePool, randomIndices, streamSeed } from './key-stream.js'
