@@ -43,7 +43,7 @@ export class BlockSlots {
   /** CLOCK's "used since last considered" flag per block. */
   readonly referenced: Uint8Array
 
-  constructor(readonly count: number) {
+  constructor(count: number) {
     this.blocks = new Array<Buffer | undefined>(count).fill(undefined)
     this.entries = new Array<CacheEntry | undefined>(count).fill(undefined)
     this.referenced = new Uint8Array(count)
