@@ -10,20 +10,26 @@ import { assert } from '../base/assert.js'
  * touches no per-block object; eviction walks from the oldest entry, giving
  * flagged entries another round.
  *
- * Buffers are reused: a block is read into a buffer from `allocate` (sizes
- * rounded up to 512 bytes), and an evicted block's buffer goes back to a free
- * list for the next read. A random-read stream misses on most reads; dropping
- * each evicted block to the GC kept tens of MiB of dead blocks resident
- * (docs/performance.md, "Memory"). A buffer is reused only when nothing can
- * still read it: iterators pin the block they stand on (`pin`/`unpin`); point
- * lookups use a block synchronously and hand out copies.
+ * Block memory comes from slabs: large buffers carved into chunks whose sizes
+ * are multiples of 512 bytes. A block is read into a chunk (`allocate`), and an
+ * evicted block's chunk goes back to a free list for the next read of a
+ * similar size. Allocating a Buffer per block cost ~4 µs on a cold read
+ * (V8's external-memory accounting and the GCs it triggers) and its object
+ * was one more cache miss on every hit; a point read of a cached block now
+ * goes from the table's slot arrays straight to the slab's bytes
+ * (`slabIds`, `bases`; docs/performance.md). Slab memory stays within the
+ * budget plus one slab; a block that finds neither a free chunk nor room for
+ * a slab, or is larger than a slab, gets a Buffer of its own, left to the GC.
+ * A chunk is reused only when nothing can still read it: iterators pin the
+ * block they stand on (`pin`/`unpin`); point lookups use a block
+ * synchronously and hand out copies.
  */
 export interface CacheEntry {
   readonly block: Buffer
   /** Index of the block in its table (its slot in `owner`). */
   readonly slot: number
   readonly owner: BlockSlots
-  /** The whole buffer the block was read into (from `allocate`), or null when not reusable. */
+  /** The whole buffer the block was read into (from `allocate`; a slab chunk is reused), or null. */
   readonly buffer: Buffer | null
   /** Iterators standing on this block; its buffer is reused only at 0. */
   pins: number
@@ -42,34 +48,67 @@ export class BlockSlots {
   readonly entries: (CacheEntry | undefined)[]
   /** CLOCK's "used since last considered" flag per block. */
   readonly referenced: Uint8Array
+  /**
+   * Where each cached block lies: its slab (`BlockCache.slabs` index, 0 for a
+   * block in a Buffer of its own) and its offset in that slab. Valid wherever
+   * `blocks` holds a block.
+   */
+  readonly slabIds: Uint16Array
+  readonly bases: Uint32Array
 
   constructor(count: number) {
     this.blocks = new Array<Buffer | undefined>(count).fill(undefined)
     this.entries = new Array<CacheEntry | undefined>(count).fill(undefined)
     this.referenced = new Uint8Array(count)
+    this.slabIds = new Uint16Array(count)
+    this.bases = new Uint32Array(count)
   }
 }
 
-/** Buffer sizes are multiples of this, so blocks of nearby sizes share free lists. */
+/** Chunk sizes are multiples of this, so blocks of nearby sizes share free lists. */
 const SIZE_CLASS_BYTES = 512
+/** Largest slab; smaller caches get slabs of 1/8 of their budget, at least MIN_SLAB_BYTES. */
+const MAX_SLAB_BYTES = 1 << 20
+const MIN_SLAB_BYTES = 64 << 10
+/** Slab ids are u16 (0: no slab). */
+const MAX_SLABS = 0xffff
 
 export class BlockCache {
   private newest: CacheEntry | null = null
   private oldest: CacheEntry | null = null
   private bytes = 0
-  /** Free buffers by size class (bytes / SIZE_CLASS_BYTES). */
+  /** Free chunks by size class (bytes / SIZE_CLASS_BYTES). */
   private readonly free = new Map<number, Buffer[]>()
-  private freeBytes = 0
-  private readonly maxFreeBytes: number
+  /** Slabs by id; id 0 is unused (it marks a block outside the slabs). */
+  readonly slabs: Buffer[] = [Buffer.alloc(0)]
+  private readonly slabIdByMemory = new Map<ArrayBuffer, number>()
+  readonly slabBytes: number
+  private readonly maxSlabs: number
+  /** Unused bytes at the end of the newest slab. */
+  private carveOffset = 0
+  /**
+   * A block that left the cache during its own insert: its reader is still
+   * using it, so its chunk is released at the next allocate (reads are
+   * synchronous) unless an iterator pinned it meanwhile.
+   */
+  private pendingRelease: CacheEntry | null = null
   hits = 0
   misses = 0
 
   constructor(readonly capacityBytes: number) {
-    this.maxFreeBytes = Math.max(64 << 10, capacityBytes >>> 4)
+    const slab = Math.floor(capacityBytes / 8 / SIZE_CLASS_BYTES) * SIZE_CLASS_BYTES
+    this.slabBytes = Math.min(MAX_SLAB_BYTES, Math.max(MIN_SLAB_BYTES, slab))
+    this.maxSlabs = Math.min(MAX_SLABS, Math.floor(capacityBytes / this.slabBytes) + 1)
+    this.carveOffset = this.slabBytes // no slab yet
   }
 
   get usedBytes(): number {
     return this.bytes
+  }
+
+  /** Memory held in slabs (cached blocks, free chunks and the uncarved rest). */
+  get slabMemoryBytes(): number {
+    return (this.slabs.length - 1) * this.slabBytes
   }
 
   /** Block `slot` of a table, or undefined (the caller may read and insert it: a miss is counted then). */
@@ -86,16 +125,46 @@ export class BlockCache {
     return this.lookup(owner, slot) === undefined ? undefined : owner.entries[slot]
   }
 
-  /** A buffer of at least `size` bytes (stale contents) to read a block into. */
+  /**
+   * A buffer of at least `size` bytes (stale contents) to read a block into:
+   * a free chunk of its size class, else a new chunk of a slab, else a free
+   * chunk of a larger class, else a Buffer of its own.
+   */
   allocate(size: number): Buffer {
-    const cls = Math.ceil(size / SIZE_CLASS_BYTES)
-    const list = this.free.get(cls)
-    const reused = list?.pop()
-    if (reused !== undefined) {
-      this.freeBytes -= reused.length
-      return reused
+    const pending = this.pendingRelease
+    if (pending !== null) {
+      this.pendingRelease = null
+      if (pending.pins === 0 && !pending.released) this.release(pending)
     }
-    return Buffer.allocUnsafeSlow(cls * SIZE_CLASS_BYTES)
+    const cls = Math.ceil(size / SIZE_CLASS_BYTES)
+    const chunkBytes = cls * SIZE_CLASS_BYTES
+    const reused = this.free.get(cls)?.pop()
+    if (reused !== undefined) return reused
+    if (chunkBytes <= this.slabBytes) {
+      if (this.carveOffset + chunkBytes > this.slabBytes && this.slabs.length <= this.maxSlabs) this.addSlab()
+      if (this.carveOffset + chunkBytes <= this.slabBytes) {
+        const slab = this.slabs[this.slabs.length - 1]
+        const chunk = slab.subarray(this.carveOffset, this.carveOffset + chunkBytes)
+        this.carveOffset += chunkBytes
+        return chunk
+      }
+      for (const [c, list] of this.free) {
+        if (c > cls && list.length > 0) return list.pop()!
+      }
+    }
+    return Buffer.allocUnsafeSlow(chunkBytes)
+  }
+
+  private addSlab(): void {
+    const slab = Buffer.allocUnsafeSlow(this.slabBytes)
+    this.slabIdByMemory.set(slab.buffer, this.slabs.length)
+    this.slabs.push(slab)
+    this.carveOffset = 0
+  }
+
+  /** The slab holding `buf`, 0 when it is not a slab chunk. */
+  private slabIdOf(buf: Buffer): number {
+    return this.slabIdByMemory.get(buf.buffer as ArrayBuffer) ?? 0
   }
 
   /**
@@ -107,9 +176,13 @@ export class BlockCache {
     this.misses++
     const e: CacheEntry = { block, slot, owner, buffer, pins: 0, evicted: false, released: false, newer: null, older: null }
     if (block.length > this.capacityBytes) {
-      e.evicted = true // never cached: its buffer is freed when its last pin goes
+      e.evicted = true // never cached: its buffer is freed after its reader is done
+      this.pendingRelease = e
       return e
     }
+    const slabId = this.slabIdOf(block)
+    owner.slabIds[slot] = slabId
+    owner.bases[slot] = slabId === 0 ? 0 : block.byteOffset - this.slabs[slabId].byteOffset
     owner.entries[slot] = e
     owner.blocks[slot] = block
     owner.referenced[slot] = 0
@@ -123,8 +196,9 @@ export class BlockCache {
         this.pushNewest(victim)
       } else {
         // The block just read may itself go, but its caller is about to use
-        // (or pin) it: its buffer is freed only by an unpin, else left to the GC.
+        // (or pin) it: its buffer is freed after that (pendingRelease) or by an unpin.
         this.evict(victim, victim !== e)
+        if (victim === e) this.pendingRelease = e
       }
     }
     return e
@@ -160,14 +234,13 @@ export class BlockCache {
     if (e.buffer !== null) this.recycle(e.buffer)
   }
 
-  /** Returns a buffer from `allocate` that holds nothing anyone reads. */
+  /** Returns a buffer from `allocate` that holds nothing anyone reads (a slab chunk is kept for reuse). */
   recycle(buf: Buffer): void {
-    if (buf.length % SIZE_CLASS_BYTES !== 0 || this.freeBytes + buf.length > this.maxFreeBytes) return
+    if (buf.length % SIZE_CLASS_BYTES !== 0 || this.slabIdOf(buf) === 0) return
     const cls = buf.length / SIZE_CLASS_BYTES
     let list = this.free.get(cls)
     if (list === undefined) this.free.set(cls, (list = []))
     list.push(buf)
-    this.freeBytes += buf.length
   }
 
   private pushNewest(e: CacheEntry): void {

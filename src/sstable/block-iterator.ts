@@ -12,7 +12,9 @@ import { HASH_BUCKET_BYTES, HASH_EMPTY, HASH_INDEX_FLAG, hashBucket, hashFingerp
  * next move. Every decode is bounded by the entry area; overruns are corruption.
  */
 export class BlockIterator implements InternalIterator {
+  /** The buffer holding the block, which starts at `base` in it (0 unless it is a cache slab). */
   private block: Buffer
+  private base = 0
   private restartsOffset = 0
   private restartCount = 0
   /** Hash index buckets (0 when the block has none) and where they start. */
@@ -45,21 +47,32 @@ export class BlockIterator implements InternalIterator {
 
   /** Re-targets this iterator at another block of the same file (not valid until a seek). */
   reset(block: Buffer): void {
-    if (block.length < 4) throw corruption('block shorter than its restart count', this.fileName)
-    const tail = readU32(block, block.length - 4)
-    let end = block.length - 4
+    this.resetAt(block, 0, block.length)
+  }
+
+  /**
+   * Like reset, for a block stored at bytes [base, base + length) of `buffer`
+   * (a slab of the block cache): reading it there needs no Buffer object of
+   * its own, whose load would be one more cache miss before the block's bytes.
+   * Offsets inside the iterator are positions in `buffer`.
+   */
+  resetAt(buffer: Buffer, base: number, length: number): void {
+    if (length < 4) throw corruption('block shorter than its restart count', this.fileName)
+    let end = base + length - 4
+    const tail = readU32(buffer, end)
     let bucketCount = 0
     if (tail >= HASH_INDEX_FLAG) {
-      if (end < 2) throw corruption('block shorter than its hash index', this.fileName)
-      bucketCount = block[end - 2] | (block[end - 1] << 8)
+      if (end - base < 2) throw corruption('block shorter than its hash index', this.fileName)
+      bucketCount = buffer[end - 2] | (buffer[end - 1] << 8)
       end -= 2 + bucketCount * HASH_BUCKET_BYTES
-      if (bucketCount === 0 || end < 0) throw corruption('bad hash index in block', this.fileName)
+      if (bucketCount === 0 || end < base) throw corruption('bad hash index in block', this.fileName)
     }
     const restartCount = tail >= HASH_INDEX_FLAG ? tail - HASH_INDEX_FLAG : tail
-    if (restartCount === 0 || restartCount * 4 > end) {
+    if (restartCount === 0 || restartCount * 4 > end - base) {
       throw corruption('bad restart count in block', this.fileName)
     }
-    this.block = block
+    this.block = buffer
+    this.base = base
     this.restartCount = restartCount
     this.bucketCount = bucketCount
     this.bucketsOffset = end
@@ -185,7 +198,7 @@ export class BlockIterator implements InternalIterator {
       const offset = b[p + 1] | (b[p + 2] << 8)
       if (offset === HASH_EMPTY) break
       if (b[p] === fingerprint) {
-        this.seekToEntry(offset)
+        this.seekToEntry(this.base + offset)
         if (this.keyEquals(target)) {
           while (this.seq > sequence && this.parseNext() && this.keyEquals(target)) {
             /* older versions follow the newest */
@@ -255,8 +268,9 @@ export class BlockIterator implements InternalIterator {
     this.seekToRestart(lo)
   }
 
+  /** Position of restart i in `block` (the stored offsets are relative to the block's start). */
   private restartPoint(i: number): number {
-    return readU32(this.block, this.restartsOffset + i * 4)
+    return this.base + readU32(this.block, this.restartsOffset + i * 4)
   }
 
   private seekToRestart(i: number): void {

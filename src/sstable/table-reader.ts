@@ -1,5 +1,6 @@
 import * as fs from 'node:fs'
 import { tableFileName } from '../base/file-names.js'
+import { corruption } from '../base/errors.js'
 import { KIND_DELETE } from '../wal/wal-record.js'
 import { VALUE_NOT_READ, type Found } from '../memtable/memtable.js'
 import { BlockSlots, type BlockCache, type CacheEntry } from './block-cache.js'
@@ -67,10 +68,17 @@ export class TableReader {
     if (!this.filter.mayContain(hash)) return undefined
     const lo = this.index.findInternal(key, sequence)
     if (lo === this.index.count) return undefined
-    const block = this.readBlock(lo)
+    const slots = this.cached
     let it = this.pointIterator
-    if (it === undefined) it = this.pointIterator = new BlockIterator(block, this.fileName)
-    else it.reset(block)
+    if (it === undefined) it = this.pointIterator = new BlockIterator(this.readBlock(lo), this.fileName)
+    const block = this.cache.lookup(slots, lo)
+    if (block === undefined) it.reset(this.readIntoCache(lo).block)
+    else {
+      // A cached block is read in its slab, without loading its Buffer object.
+      const slab = slots.slabIds[lo]
+      if (slab === 0) it.reset(block)
+      else it.resetAt(this.cache.slabs[slab], slots.bases[lo], this.index.blockSize(lo))
+    }
     it.seekPoint(key, sequence, hash)
     if (!it.valid() || !it.keyEquals(key)) return undefined
     return { s: it.sequence(), v: it.kind() === KIND_DELETE ? null : wantValue ? it.copyValue() : VALUE_NOT_READ }
@@ -112,6 +120,8 @@ export class TableReader {
     let block: Buffer
     try {
       block = readVerifiedBlockInto(buffer.subarray(0, size), this.fd, offset, this.fileName, this.formatVersion)
+      // Point reads of the cached block take its length from the index.
+      if (block.length !== this.index.blockSize(i)) throw corruption('block shorter than its index entry says', this.fileName, offset)
     } catch (err) {
       this.cache.recycle(buffer)
       throw err

@@ -67,4 +67,72 @@ describe('BlockCache buffer reuse', () => {
     expect(read(cache, owner, 3, 3500, 4).buffer).toBe(b.buffer)
     expect(a.block.every((x) => x === 1)).toBe(true)
   })
+
+  it('reuses the chunk of a block evicted by its own insert once its reader is done, if no iterator pinned it', () => {
+    const cache = new BlockCache(6000)
+    const owner = new BlockSlots(4)
+    read(cache, owner, 0, 3000, 1)
+    cache.lookup(owner, 0) // flags the first block: the next insert evicts itself
+    const b = read(cache, owner, 1, 3500, 2)
+    expect(owner.entries[1]).toBeUndefined()
+    expect(b.block.every((x) => x === 2)).toBe(true) // still intact for its reader
+    // The next read is the next allocate: b's reader (synchronous) is done by then.
+    expect(read(cache, owner, 2, 3500, 3).buffer).toBe(b.buffer)
+  })
+
+  it('keeps slab memory within the budget plus one slab, and never hands the bytes of a live block to another', () => {
+    const capacity = 256 << 10
+    const cache = new BlockCache(capacity)
+    const tables = [new BlockSlots(64), new BlockSlots(64), new BlockSlots(64)]
+    const fills = tables.map(() => new Uint8Array(64))
+    let seed = 7
+    const random = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+      return seed % n
+    }
+    const pinned: [CacheEntry, number][] = []
+    for (let i = 0; i < 20_000; i++) {
+      const t = random(tables.length)
+      const slot = random(64)
+      const owner = tables[t]
+      if (owner.blocks[slot] !== undefined) {
+        cache.lookup(owner, slot)
+        continue
+      }
+      // Mostly ~4 KiB blocks, sometimes small or up to 12 KiB, so size classes drift.
+      const size = random(10) === 0 ? 200 + random(12_000) : 3900 + random(700)
+      const fill = 1 + random(250)
+      const e = read(cache, owner, slot, size, fill)
+      fills[t][slot] = fill
+      if (random(50) === 0) {
+        cache.pin(e)
+        pinned.push([e, fill])
+      }
+      if (pinned.length > 4) {
+        const [oldest, oldestFill] = pinned.shift()!
+        expect(oldest.block.every((x) => x === oldestFill)).toBe(true)
+        cache.unpin(oldest)
+      }
+      expect(cache.slabMemoryBytes).toBeLessThanOrEqual(capacity + cache.slabBytes)
+      expect(cache.usedBytes).toBeLessThanOrEqual(capacity)
+    }
+    let cached = 0
+    for (let t = 0; t < tables.length; t++) {
+      const owner = tables[t]
+      for (let slot = 0; slot < 64; slot++) {
+        const block = owner.blocks[slot]
+        if (block === undefined) continue
+        cached++
+        expect(block.every((x) => x === fills[t][slot])).toBe(true)
+        const id = owner.slabIds[slot]
+        if (id !== 0) {
+          const base = owner.bases[slot]
+          expect(cache.slabs[id].subarray(base, base + block.length).equals(block)).toBe(true)
+        }
+      }
+    }
+    expect(cached).toBeGreaterThan(40)
+    for (const [e, fill] of pinned) expect(e.block.every((x) => x === fill)).toBe(true)
+  })
 })
+
