@@ -1,4 +1,5 @@
 import type { ResolvedOptions } from '../options.js'
+import { slabBytesFor } from '../sstable/block-cache.js'
 
 /**
  * The memory the engine may use, derived from its options (docs/design.md,
@@ -8,7 +9,7 @@ import type { ResolvedOptions } from '../options.js'
  *                  (each memtable counts its record chunks, entry pages and
  *                  hash table; the recycler's kept buffers stand in for
  *                  allocations, since the active memtable takes them first)
- *   block cache    blockCacheBytes
+ *   block cache    blockCacheBytes + one slab (at most 1 MiB; block-cache.ts)
  *   table readers  tableCacheBytes (index and filter of open tables)
  *   workers        maxConcurrentCompactions × WORKER_BYTES (flushes share the first)
  *
@@ -35,7 +36,7 @@ export function memoryBudget(o: ResolvedOptions): MemoryBudget {
   const workersBytes = o.maxConcurrentCompactions * WORKER_BYTES
   const parts = {
     memtablesBytes,
-    blockCacheBytes: o.blockCacheBytes,
+    blockCacheBytes: o.blockCacheBytes + slabBytesFor(o.blockCacheBytes),
     tableReadersBytes: o.tableCacheBytes,
     workersBytes,
     gcHeadroomBytes: GC_HEADROOM_BYTES,

@@ -87,7 +87,7 @@ export function collectStats(s: StatsSources): EngineStats {
     memory: {
       memtableBytes: s.memtables.reduce((n, m) => n + m.approximateBytes, 0),
       recycledBytes: s.recycledBytes,
-      blockCacheBytes: s.blockCache.usedBytes,
+      blockCacheBytes: s.blockCache.memoryBytes,
       tableReadersBytes: s.tableCache.residentBytes,
       budget: memoryBudget(s.options),
     },

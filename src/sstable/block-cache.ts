@@ -4,24 +4,27 @@ import { assert } from '../base/assert.js'
  * Cache of verified data blocks with a byte budget, shared by all tables.
  * Each table owns a `BlockSlots`: its cached blocks by block number, so a hit
  * is an array index (several times cheaper than a Map lookup,
- * docs/performance.md) that leads straight to the block's Buffer. The cache
- * owns one recency ring across all tables. Replacement is CLOCK (second
- * chance): a hit only sets the slot's flag in a byte array, so the hot path
- * touches no per-block object; eviction walks from the oldest entry, giving
- * flagged entries another round.
+ * docs/performance.md). The cache owns one recency ring across all tables.
+ * Replacement is CLOCK (second chance): a hit only sets the slot's flag in a
+ * byte array, so the hot path touches no per-block object; eviction walks
+ * from the oldest entry, giving flagged entries another round.
  *
  * Block memory comes from slabs: large buffers carved into chunks whose sizes
- * are multiples of 512 bytes. A block is read into a chunk (`allocate`), and an
- * evicted block's chunk goes back to a free list for the next read of a
- * similar size. Allocating a Buffer per block cost ~4 µs on a cold read
- * (V8's external-memory accounting and the GCs it triggers) and its object
- * was one more cache miss on every hit; a point read of a cached block now
- * goes from the table's slot arrays straight to the slab's bytes
- * (`slabIds`, `bases`; docs/performance.md). Slab memory stays within the
- * budget plus one slab; a block that finds neither a free chunk nor room for
- * a slab, or is larger than a slab, gets a Buffer of its own, left to the GC.
- * A chunk is reused only when nothing can still read it: iterators pin the
- * block they stand on (`pin`/`unpin`); point lookups use a block
+ * are multiples of 512 bytes. A block is read into a chunk (`allocate`) and
+ * charges the chunk's size to the budget; an evicted block's chunk goes to a
+ * free list for the next read of a similar size. Allocating a Buffer per
+ * block cost ~4 µs on a cold read (V8's external-memory accounting and the
+ * collections it triggers), and its object was one more cache miss on every
+ * hit: a point read of a cached block now goes from the table's slot arrays
+ * (`slabIds`, `bases`) straight to the slab's bytes (docs/performance.md).
+ *
+ * Memory stays within the budget plus one slab: slabs and the few blocks kept
+ * in Buffers of their own (larger than a slab, or read while every slab that
+ * could be reclaimed is pinned) together. When the sizes being read drift
+ * away from the free chunks' sizes, a slab is reclaimed whole: the blocks in
+ * it are evicted and it is carved anew (or freed, to make room for a block of
+ * its own). A chunk is reused only when nothing can still read it: iterators
+ * pin the block they stand on (`pin`/`unpin`); point lookups use a block
  * synchronously and hand out copies.
  */
 export interface CacheEntry {
@@ -29,12 +32,16 @@ export interface CacheEntry {
   /** Index of the block in its table (its slot in `owner`). */
   readonly slot: number
   readonly owner: BlockSlots
-  /** The whole buffer the block was read into (from `allocate`; a slab chunk is reused), or null. */
+  /** The buffer the block was read into (from `allocate`), or null when it is not the cache's. */
   readonly buffer: Buffer | null
+  /** The slab holding `buffer`, or null. */
+  readonly slab: Slab | null
+  /** What the block counts against the budget: its buffer's size (its own without one). */
+  readonly chargedBytes: number
   /** Iterators standing on this block; its buffer is reused only at 0. */
   pins: number
   evicted: boolean
-  /** Its buffer went back to the free list: the block must not be read any more. */
+  /** Its buffer went back to the cache: the block must not be read any more. */
   released: boolean
   newer: CacheEntry | null
   older: CacheEntry | null
@@ -42,7 +49,7 @@ export interface CacheEntry {
 
 /** A table's cached blocks by block number. */
 export class BlockSlots {
-  /** The cached block contents (what a point read needs), by block number. */
+  /** The cached block contents, by block number (undefined: not cached). */
   readonly blocks: (Buffer | undefined)[]
   /** Their cache entries (for pins and eviction). */
   readonly entries: (CacheEntry | undefined)[]
@@ -65,26 +72,58 @@ export class BlockSlots {
   }
 }
 
+/** One slab and the entries whose blocks it holds (until their chunks come back). */
+interface Slab {
+  readonly id: number
+  readonly memory: Buffer
+  readonly entries: Set<CacheEntry>
+  /** Bumped when the slab is reclaimed or freed: free chunks listed before are stale. */
+  generation: number
+}
+
+/** A chunk on a free list, valid while its slab's generation is unchanged. */
+interface FreeChunk {
+  readonly chunk: Buffer
+  readonly slab: Slab
+  readonly generation: number
+}
+
 /** Chunk sizes are multiples of this, so blocks of nearby sizes share free lists. */
 const SIZE_CLASS_BYTES = 512
 /** Largest slab; smaller caches get slabs of 1/8 of their budget, at least MIN_SLAB_BYTES. */
 const MAX_SLAB_BYTES = 1 << 20
 const MIN_SLAB_BYTES = 64 << 10
-/** Slab ids are u16 (0: no slab). */
-const MAX_SLABS = 0xffff
+/** Slab ids are u16; 0 means "no slab". */
+const MAX_SLAB_ID = 0xffff
+/** Oldest entries looked at for a slab to reclaim. */
+const RECLAIM_SEARCH_ENTRIES = 64
+const NO_MEMORY = Buffer.alloc(0)
+
+/** Slab size for a cache of `capacityBytes`. */
+export function slabBytesFor(capacityBytes: number): number {
+  const slab = Math.floor(capacityBytes / 8 / SIZE_CLASS_BYTES) * SIZE_CLASS_BYTES
+  return Math.min(MAX_SLAB_BYTES, Math.max(MIN_SLAB_BYTES, slab))
+}
 
 export class BlockCache {
   private newest: CacheEntry | null = null
   private oldest: CacheEntry | null = null
   private bytes = 0
   /** Free chunks by size class (bytes / SIZE_CLASS_BYTES). */
-  private readonly free = new Map<number, Buffer[]>()
-  /** Slabs by id; id 0 is unused (it marks a block outside the slabs). */
-  readonly slabs: Buffer[] = [Buffer.alloc(0)]
-  private readonly slabIdByMemory = new Map<ArrayBuffer, number>()
+  private readonly free = new Map<number, FreeChunk[]>()
+  /** Slab memory by id, for the point-read path; id 0 and freed ids hold an empty buffer. */
+  readonly slabs: Buffer[] = [NO_MEMORY]
+  private readonly slabInfo: (Slab | undefined)[] = [undefined]
+  private readonly freeSlabIds: number[] = []
+  private readonly slabByMemory = new Map<ArrayBuffer, Slab>()
+  private slabCount = 0
   readonly slabBytes: number
-  private readonly maxSlabs: number
-  /** Unused bytes at the end of the newest slab. */
+  /** Slabs plus blocks in Buffers of their own stay within this. */
+  private readonly memoryLimitBytes: number
+  /** Bytes of cached blocks in Buffers of their own. */
+  private ownBytes = 0
+  /** The slab being carved, and where its unused rest starts. */
+  private carving: Slab | null = null
   private carveOffset = 0
   /**
    * A block that left the cache during its own insert: its reader is still
@@ -94,21 +133,22 @@ export class BlockCache {
   private pendingRelease: CacheEntry | null = null
   hits = 0
   misses = 0
+  /** Slabs reclaimed whole (sizes drifted away from the free chunks). */
+  slabsReclaimed = 0
 
   constructor(readonly capacityBytes: number) {
-    const slab = Math.floor(capacityBytes / 8 / SIZE_CLASS_BYTES) * SIZE_CLASS_BYTES
-    this.slabBytes = Math.min(MAX_SLAB_BYTES, Math.max(MIN_SLAB_BYTES, slab))
-    this.maxSlabs = Math.min(MAX_SLABS, Math.floor(capacityBytes / this.slabBytes) + 1)
-    this.carveOffset = this.slabBytes // no slab yet
+    this.slabBytes = slabBytesFor(capacityBytes)
+    this.memoryLimitBytes = capacityBytes + this.slabBytes
   }
 
+  /** Bytes charged by cached blocks (at most the capacity). */
   get usedBytes(): number {
     return this.bytes
   }
 
-  /** Memory held in slabs (cached blocks, free chunks and the uncarved rest). */
-  get slabMemoryBytes(): number {
-    return (this.slabs.length - 1) * this.slabBytes
+  /** Memory held: slabs (cached blocks, free chunks, uncarved rest) and blocks in Buffers of their own. */
+  get memoryBytes(): number {
+    return this.slabCount * this.slabBytes + this.ownBytes
   }
 
   /** Block `slot` of a table, or undefined (the caller may read and insert it: a miss is counted then). */
@@ -127,8 +167,8 @@ export class BlockCache {
 
   /**
    * A buffer of at least `size` bytes (stale contents) to read a block into:
-   * a free chunk of its size class, else a new chunk of a slab, else a free
-   * chunk of a larger class, else a Buffer of its own.
+   * a free chunk of its size class (or up to twice it), else a new chunk of a
+   * slab (reclaiming one when no more fit the limit), else a Buffer of its own.
    */
   allocate(size: number): Buffer {
     const pending = this.pendingRelease
@@ -137,57 +177,123 @@ export class BlockCache {
       if (pending.pins === 0 && !pending.released) this.release(pending)
     }
     const cls = Math.ceil(size / SIZE_CLASS_BYTES)
-    const chunkBytes = cls * SIZE_CLASS_BYTES
-    const reused = this.free.get(cls)?.pop()
-    if (reused !== undefined) return reused
+    const chunkBytes = Math.max(1, cls) * SIZE_CLASS_BYTES
     if (chunkBytes <= this.slabBytes) {
-      if (this.carveOffset + chunkBytes > this.slabBytes && this.slabs.length <= this.maxSlabs) this.addSlab()
-      if (this.carveOffset + chunkBytes <= this.slabBytes) {
-        const slab = this.slabs[this.slabs.length - 1]
-        const chunk = slab.subarray(this.carveOffset, this.carveOffset + chunkBytes)
-        this.carveOffset += chunkBytes
-        return chunk
-      }
-      for (const [c, list] of this.free) {
-        if (c > cls && list.length > 0) return list.pop()!
-      }
+      const chunk = this.takeFree(cls) ?? this.carve(chunkBytes)
+      if (chunk !== undefined) return chunk
+    }
+    // Room for a Buffer of its own: free slabs nothing is using, then reclaim more.
+    while (this.memoryBytes + chunkBytes > this.memoryLimitBytes) {
+      const slab = this.reclaimSlab()
+      if (slab === undefined) break
+      this.freeSlab(slab)
     }
     return Buffer.allocUnsafeSlow(chunkBytes)
   }
 
-  private addSlab(): void {
-    const slab = Buffer.allocUnsafeSlow(this.slabBytes)
-    this.slabIdByMemory.set(slab.buffer, this.slabs.length)
-    this.slabs.push(slab)
-    this.carveOffset = 0
+  /** A valid free chunk of class `cls`, or of a class up to twice as large. */
+  private takeFree(cls: number): Buffer | undefined {
+    for (let c = cls; c <= 2 * cls; c++) {
+      const list = this.free.get(c)
+      if (list === undefined) continue
+      while (list.length > 0) {
+        const f = list.pop()!
+        if (f.slab.generation === f.generation) return f.chunk
+      }
+    }
+    return undefined
   }
 
-  /** The slab holding `buf`, 0 when it is not a slab chunk. */
-  private slabIdOf(buf: Buffer): number {
-    return this.slabIdByMemory.get(buf.buffer as ArrayBuffer) ?? 0
+  /** A new chunk from the slab being carved, a new slab, or a reclaimed one; undefined when none can be had. */
+  private carve(chunkBytes: number): Buffer | undefined {
+    if (this.carving === null || this.carveOffset + chunkBytes > this.slabBytes) {
+      let slab: Slab | undefined
+      if (this.memoryBytes + this.slabBytes <= this.memoryLimitBytes) slab = this.addSlab()
+      slab ??= this.reclaimSlab()
+      if (slab === undefined) return undefined
+      this.carving = slab
+      this.carveOffset = 0
+    }
+    const start = this.carveOffset
+    this.carveOffset += chunkBytes
+    return this.carving.memory.subarray(start, start + chunkBytes)
+  }
+
+  private addSlab(): Slab | undefined {
+    const id = this.freeSlabIds.pop() ?? (this.slabs.length <= MAX_SLAB_ID ? this.slabs.length : undefined)
+    if (id === undefined) return undefined
+    const slab: Slab = { id, memory: Buffer.allocUnsafeSlow(this.slabBytes), entries: new Set(), generation: 0 }
+    this.slabs[id] = slab.memory
+    this.slabInfo[id] = slab
+    this.slabByMemory.set(slab.memory.buffer as ArrayBuffer, slab)
+    this.slabCount++
+    return slab
   }
 
   /**
-   * Adds a block read into `buffer` (from `allocate`; null if it is not to be
-   * reused) and returns its entry. May evict older blocks.
+   * Empties a slab for reuse: one that holds no block, else the slab of one of
+   * the oldest entries, unless an iterator pins a block in it. Its blocks are
+   * evicted and its free chunks become stale. Undefined when none qualifies.
+   */
+  private reclaimSlab(): Slab | undefined {
+    let chosen: Slab | undefined
+    for (const slab of this.slabInfo) {
+      if (slab !== undefined && slab.entries.size === 0) {
+        chosen = slab
+        break
+      }
+    }
+    let e = this.oldest
+    for (let i = 0; chosen === undefined && e !== null && i < RECLAIM_SEARCH_ENTRIES; i++, e = e.newer) {
+      const slab = e.slab
+      if (slab !== null && !hasPinned(slab)) chosen = slab
+    }
+    if (chosen === undefined) return undefined
+    for (const entry of chosen.entries) {
+      if (!entry.evicted) this.evict(entry, false)
+      entry.released = true
+    }
+    chosen.entries.clear()
+    chosen.generation++
+    if (this.carving === chosen) this.carving = null
+    this.slabsReclaimed++
+    return chosen
+  }
+
+  /** Gives a reclaimed slab's memory back (to the GC). */
+  private freeSlab(slab: Slab): void {
+    this.slabs[slab.id] = NO_MEMORY
+    this.slabInfo[slab.id] = undefined
+    this.slabByMemory.delete(slab.memory.buffer as ArrayBuffer)
+    this.freeSlabIds.push(slab.id)
+    this.slabCount--
+    slab.generation++
+  }
+
+  /**
+   * Adds a block read into `buffer` (from `allocate`; null if it is not the
+   * cache's) and returns its entry. May evict older blocks.
    */
   insert(owner: BlockSlots, slot: number, block: Buffer, buffer: Buffer | null): CacheEntry {
     assert(owner.entries[slot] === undefined, 'block inserted twice')
     this.misses++
-    const e: CacheEntry = { block, slot, owner, buffer, pins: 0, evicted: false, released: false, newer: null, older: null }
-    if (block.length > this.capacityBytes) {
-      e.evicted = true // never cached: its buffer is freed after its reader is done
+    const slab = buffer === null ? null : (this.slabByMemory.get(buffer.buffer as ArrayBuffer) ?? null)
+    const chargedBytes = buffer === null ? block.length : buffer.length
+    const e: CacheEntry = { block, slot, owner, buffer, slab, chargedBytes, pins: 0, evicted: false, released: false, newer: null, older: null }
+    slab?.entries.add(e)
+    if (chargedBytes > this.capacityBytes) {
+      e.evicted = true // never cached: its buffer comes back after its reader is done
       this.pendingRelease = e
       return e
     }
-    const slabId = this.slabIdOf(block)
-    owner.slabIds[slot] = slabId
-    owner.bases[slot] = slabId === 0 ? 0 : block.byteOffset - this.slabs[slabId].byteOffset
+    owner.slabIds[slot] = slab === null ? 0 : slab.id
+    owner.bases[slot] = slab === null ? 0 : block.byteOffset - slab.memory.byteOffset
     owner.entries[slot] = e
     owner.blocks[slot] = block
     owner.referenced[slot] = 0
     this.pushNewest(e)
-    this.bytes += block.length
+    this.bytes += chargedBytes
+    if (slab === null && buffer !== null) this.ownBytes += chargedBytes
     while (this.bytes > this.capacityBytes && this.oldest !== null) {
       const victim = this.oldest
       if (victim.owner.referenced[victim.slot] === 1 && victim !== e) {
@@ -196,7 +302,7 @@ export class BlockCache {
         this.pushNewest(victim)
       } else {
         // The block just read may itself go, but its caller is about to use
-        // (or pin) it: its buffer is freed after that (pendingRelease) or by an unpin.
+        // (or pin) it: its buffer comes back after that (pendingRelease) or at an unpin.
         this.evict(victim, victim !== e)
         if (victim === e) this.pendingRelease = e
       }
@@ -212,7 +318,7 @@ export class BlockCache {
 
   unpin(e: CacheEntry): void {
     assert(e.pins > 0, 'unpin of a block that is not pinned')
-    if (--e.pins === 0 && e.evicted) this.release(e)
+    if (--e.pins === 0 && e.evicted && !e.released) this.release(e)
   }
 
   dropOwner(owner: BlockSlots): void {
@@ -223,24 +329,31 @@ export class BlockCache {
     this.unlink(e)
     e.owner.entries[e.slot] = undefined
     e.owner.blocks[e.slot] = undefined
-    this.bytes -= e.block.length
+    this.bytes -= e.chargedBytes
+    if (e.slab === null && e.buffer !== null) this.ownBytes -= e.chargedBytes
     e.evicted = true
     if (reuse && e.pins === 0) this.release(e)
   }
 
-  /** Puts an evicted, unpinned block's buffer on the free list (or leaves it to the GC). */
+  /** Returns an evicted, unpinned block's chunk to its free list (a Buffer of its own goes to the GC). */
   private release(e: CacheEntry): void {
     e.released = true
-    if (e.buffer !== null) this.recycle(e.buffer)
+    if (e.slab === null || e.buffer === null) return
+    e.slab.entries.delete(e)
+    this.pushFree(e.buffer, e.slab)
   }
 
-  /** Returns a buffer from `allocate` that holds nothing anyone reads (a slab chunk is kept for reuse). */
+  /** Returns a buffer from `allocate` that was never inserted (a failed read). */
   recycle(buf: Buffer): void {
-    if (buf.length % SIZE_CLASS_BYTES !== 0 || this.slabIdOf(buf) === 0) return
-    const cls = buf.length / SIZE_CLASS_BYTES
+    const slab = this.slabByMemory.get(buf.buffer as ArrayBuffer)
+    if (slab !== undefined) this.pushFree(buf, slab)
+  }
+
+  private pushFree(chunk: Buffer, slab: Slab): void {
+    const cls = chunk.length / SIZE_CLASS_BYTES
     let list = this.free.get(cls)
     if (list === undefined) this.free.set(cls, (list = []))
-    list.push(buf)
+    list.push({ chunk, slab, generation: slab.generation })
   }
 
   private pushNewest(e: CacheEntry): void {
@@ -258,4 +371,9 @@ export class BlockCache {
     else this.oldest = e.newer
     e.newer = e.older = null
   }
+}
+
+function hasPinned(slab: Slab): boolean {
+  for (const e of slab.entries) if (e.pins > 0) return true
+  return false
 }

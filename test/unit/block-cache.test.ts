@@ -80,7 +80,12 @@ describe('BlockCache buffer reuse', () => {
     expect(read(cache, owner, 2, 3500, 3).buffer).toBe(b.buffer)
   })
 
-  it('keeps slab memory within the budget plus one slab, and never hands the bytes of a live block to another', () => {
+  /**
+   * Random reads through phases of block sizes: ~4 KiB, then ~9 KiB (no free
+   * chunk fits), then mixed with some blocks larger than a slab (Buffers of
+   * their own), then small again. Checks every cached block's bytes at the end.
+   */
+  function churn(pinEvery: number, checkMemory: (cache: BlockCache) => void): BlockCache {
     const capacity = 256 << 10
     const cache = new BlockCache(capacity)
     const tables = [new BlockSlots(64), new BlockSlots(64), new BlockSlots(64)]
@@ -90,32 +95,39 @@ describe('BlockCache buffer reuse', () => {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
       return seed % n
     }
+    const phases: (() => number)[] = [
+      () => 3900 + random(700),
+      () => 8500 + random(1000),
+      () => (random(20) === 0 ? cache.slabBytes + 1 + random(4096) : 200 + random(12_000)),
+      () => 300 + random(700),
+    ]
     const pinned: [CacheEntry, number][] = []
-    for (let i = 0; i < 20_000; i++) {
-      const t = random(tables.length)
-      const slot = random(64)
-      const owner = tables[t]
-      if (owner.blocks[slot] !== undefined) {
-        cache.lookup(owner, slot)
-        continue
+    for (const sizeOf of phases) {
+      for (let i = 0; i < 5_000; i++) {
+        const t = random(tables.length)
+        const slot = random(64)
+        const owner = tables[t]
+        if (owner.blocks[slot] !== undefined) {
+          cache.lookup(owner, slot)
+          continue
+        }
+        const fill = 1 + random(250)
+        const e = read(cache, owner, slot, sizeOf(), fill)
+        fills[t][slot] = fill
+        if (pinEvery > 0 && random(pinEvery) === 0) {
+          cache.pin(e)
+          pinned.push([e, fill])
+        }
+        if (pinned.length > 4) {
+          const [oldest, oldestFill] = pinned.shift()!
+          expect(oldest.block.every((x) => x === oldestFill)).toBe(true)
+          cache.unpin(oldest)
+        }
+        expect(cache.usedBytes).toBeLessThanOrEqual(capacity)
+        checkMemory(cache)
       }
-      // Mostly ~4 KiB blocks, sometimes small or up to 12 KiB, so size classes drift.
-      const size = random(10) === 0 ? 200 + random(12_000) : 3900 + random(700)
-      const fill = 1 + random(250)
-      const e = read(cache, owner, slot, size, fill)
-      fills[t][slot] = fill
-      if (random(50) === 0) {
-        cache.pin(e)
-        pinned.push([e, fill])
-      }
-      if (pinned.length > 4) {
-        const [oldest, oldestFill] = pinned.shift()!
-        expect(oldest.block.every((x) => x === oldestFill)).toBe(true)
-        cache.unpin(oldest)
-      }
-      expect(cache.slabMemoryBytes).toBeLessThanOrEqual(capacity + cache.slabBytes)
-      expect(cache.usedBytes).toBeLessThanOrEqual(capacity)
     }
+    expect(cache.slabsReclaimed).toBeGreaterThan(0)
     let cached = 0
     for (let t = 0; t < tables.length; t++) {
       const owner = tables[t]
@@ -133,6 +145,16 @@ describe('BlockCache buffer reuse', () => {
     }
     expect(cached).toBeGreaterThan(40)
     for (const [e, fill] of pinned) expect(e.block.every((x) => x === fill)).toBe(true)
+    return cache
+  }
+
+  it('keeps its memory within the budget plus one slab while block sizes drift, never handing out the bytes of a live block', () => {
+    churn(0, (cache) => expect(cache.memoryBytes).toBeLessThanOrEqual(cache.capacityBytes + cache.slabBytes))
+  })
+
+  it('with iterators pinning blocks, stays within twice the budget plus one slab, and is back within the bound after a phase of small blocks', () => {
+    const cache = churn(50, (c) => expect(c.memoryBytes).toBeLessThanOrEqual(2 * c.capacityBytes + c.slabBytes))
+    expect(cache.memoryBytes).toBeLessThanOrEqual(cache.capacityBytes + cache.slabBytes)
   })
 })
 
