@@ -1,3 +1,4 @@
+import * as os from 'node:os'
 import { StrataError } from './base/errors.js'
 
 /** Options of `open()`. Every size carries its unit in its name. */
@@ -12,7 +13,12 @@ export interface OpenOptions {
   memtableBytes?: number
   /** Frozen memtables waiting for flush before writes stall. Default 1. */
   maxImmutableMemtables?: number
-  /** Budget of the block cache. Default 32 MiB. */
+  /**
+   * Budget of the block cache. Default: 1/32 of the memory the process may use
+   * (its cgroup limit, else the machine's RAM), between 32 MiB and 256 MiB
+   * (`defaultBlockCacheBytes`). The cache fills only with blocks that reads
+   * load; a database smaller than the budget never holds more than itself.
+   */
   blockCacheBytes?: number
   /** Target data block size. Default 4096. */
   blockBytes?: number
@@ -60,13 +66,38 @@ export interface OpenOptions {
 
 export type ResolvedOptions = Required<OpenOptions>
 
+const MiB = 2 ** 20
+
+/**
+ * The default block cache budget for a process that may use `availableBytes`
+ * of memory: 1/32 of it, between 32 MiB (RocksDB's default) and 256 MiB, in
+ * whole MiB. lmdb serves reads from the OS page cache, as large as free
+ * memory; a read our cache misses is a `pread` and a checksum (~5 µs against
+ * ~2 µs for a hit, docs/performance.md), so a cache that only holds a small
+ * part of a database that fits in memory many times over leaves most of a
+ * random read's time in system calls. The cap keeps one open database's
+ * memory predictable; pass `blockCacheBytes` to choose.
+ */
+export function defaultBlockCacheBytes(availableBytes: number = availableMemoryBytes()): number {
+  const mib = Math.floor(availableBytes / 32 / MiB)
+  return Math.min(256, Math.max(32, mib)) * MiB
+}
+
+/** The process's cgroup memory limit when it has one, else the machine's RAM. */
+function availableMemoryBytes(): number {
+  const total = os.totalmem()
+  // Node 20 returns undefined without a limit, later versions 0; an unlimited cgroup reports a huge number.
+  const constrained = process.constrainedMemory?.()
+  return constrained !== undefined && constrained > 0 ? Math.min(constrained, total) : total
+}
+
 export const DEFAULT_OPTIONS: ResolvedOptions = {
   createIfMissing: true,
   errorIfExists: false,
   syncWrites: false,
   memtableBytes: 64 << 20,
   maxImmutableMemtables: 1,
-  blockCacheBytes: 32 << 20,
+  blockCacheBytes: defaultBlockCacheBytes(),
   blockBytes: 4096,
   blockRestartInterval: 16,
   bloomBitsPerKey: 10,

@@ -124,12 +124,13 @@ export function ownVersion(): string {
 const SYNC_WRITE = Object.freeze({ sync: true })
 
 async function loadStratadb(): Promise<EngineAdapter> {
-  const { open } = await import('../../index.js')
+  const { open, DEFAULT_OPTIONS } = await import('../../index.js')
+  const defaults = `memtableBytes ${mib(DEFAULT_OPTIONS.memtableBytes)}, blockCacheBytes ${mib(DEFAULT_OPTIONS.blockCacheBytes)} (defaults on this machine; the cache unless --cache-mib)`
   return {
     name: 'stratadb',
     version: ownVersion(),
     durability: 'syncWrites=false (default): a write resolves once appended to the WAL with write(2), no fsync; survives a process crash, not a power loss',
-    calls: 'put, batch, getSync, get, delete, iterator (for await), transaction; memtableBytes 64 MiB, blockCacheBytes 32 MiB (defaults; the cache unless --cache-mib)',
+    calls: `put, batch, getSync, get, delete, iterator (for await), transaction; ${defaults}`,
     syncWrites: 'put(key, value, { sync: true }): the WAL is fsynced before the put resolves (concurrent writes share an fsync)',
     transactions: {
       supported: true,
