@@ -107,6 +107,20 @@ export class BlockIterator implements InternalIterator {
     return this.block.subarray(this.valueStart, this.valueEnd)
   }
 
+  /** Where the current value lies in the block's buffer: [valueOffset(), valueEndOffset()). */
+  valueOffset(): number {
+    return this.valueStart
+  }
+
+  valueEndOffset(): number {
+    return this.valueEnd
+  }
+
+  /** Length of the current key (no view is made). */
+  keyBytes(): number {
+    return this.keyLength
+  }
+
   /** A copy of the current value, the caller's to keep (no view is made on the way). */
   copyValue(): Buffer {
     return copyBytes(this.block, this.valueStart, this.valueEnd)

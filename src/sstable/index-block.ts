@@ -35,11 +35,11 @@ export class IndexBlock {
     const it = new BlockIterator(raw, fileName)
     const handle = { offset: 0, size: 0 }
     for (it.seekToFirst(); it.valid(); it.next()) {
-      const v = it.value()
-      const { offset, size } = decodeIndexHandle(v, dataEndOffset, fileName, handle)
+      // Positions, not views: an open decodes one entry per data block.
+      const valueStart = it.valueOffset()
+      const { offset, size } = decodeIndexHandle(raw, valueStart, it.valueEndOffset(), dataEndOffset, fileName, handle)
       // Index entries are all restart points (interval 1): the key is stored whole just before the value.
-      const valueStart = v.byteOffset - raw.byteOffset
-      const keyLength = it.key().length
+      const keyLength = it.keyBytes()
       starts.push(valueStart - keyLength)
       ends.push(valueStart)
       seqs.push(it.sequence())

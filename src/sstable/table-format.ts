@@ -45,13 +45,14 @@ function blockChecksum(data: Uint8Array, formatVersion: number): number {
 }
 
 /**
- * Decodes an index entry's value (`varint offset, varint size`) into `out`,
- * checking that the block and its trailer end before `dataEnd`.
+ * Decodes an index entry's value (`varint offset, varint size`), the bytes
+ * [start, end) of `buf`, into `out`, checking that the block and its trailer
+ * end before `dataEnd`.
  */
-export function decodeIndexHandle(value: Buffer, dataEnd: number, fileName: string, out: BlockHandle): BlockHandle {
-  readVarint(value, 0, value.length)
+export function decodeIndexHandle(buf: Uint8Array, start: number, end: number, dataEnd: number, fileName: string, out: BlockHandle): BlockHandle {
+  readVarint(buf, start, end)
   out.offset = cursor.value
-  readVarint(value, cursor.offset, value.length)
+  readVarint(buf, cursor.offset, end)
   out.size = cursor.value
   if (out.offset + out.size + BLOCK_TRAILER_BYTES > dataEnd) throw corruption('index entry points past the data', fileName)
   return out

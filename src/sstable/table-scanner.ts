@@ -30,7 +30,7 @@ export class TableScanner extends ForwardOnlyIterator {
     private readonly fd: number,
     fileNumber: number,
     fileBytes: number,
-    indexBlock: Buffer,
+    private readonly indexBlock: Buffer,
     dataEnd: number,
     private readonly formatVersion: number,
   ) {
@@ -103,7 +103,7 @@ export class TableScanner extends ForwardOnlyIterator {
       this.data = undefined
       return
     }
-    const { offset, size } = decodeIndexHandle(this.index.value(), this.dataEnd, this.fileName, this.handle)
+    const { offset, size } = decodeIndexHandle(this.indexBlock, this.index.valueOffset(), this.index.valueEndOffset(), this.dataEnd, this.fileName, this.handle)
     const total = size + BLOCK_TRAILER_BYTES
     if (this.buffer.length < total) this.buffer = Buffer.allocUnsafe(total * 2)
     const block = readVerifiedBlockInto(this.buffer.subarray(0, total), this.fd, offset, this.fileName, this.formatVersion)
