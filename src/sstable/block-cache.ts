@@ -72,20 +72,14 @@ export class BlockSlots {
   }
 }
 
-/** One slab and the entries whose blocks it holds (until their chunks come back). */
+/** One slab, with counts that tell whether it can be reclaimed. */
 interface Slab {
   readonly id: number
   readonly memory: Buffer
-  readonly entries: Set<CacheEntry>
-  /** Bumped when the slab is reclaimed or freed: free chunks listed before are stale. */
-  generation: number
-}
-
-/** A chunk on a free list, valid while its slab's generation is unchanged. */
-interface FreeChunk {
-  readonly chunk: Buffer
-  readonly slab: Slab
-  readonly generation: number
+  /** Entries whose blocks are in this slab and whose chunks have not come back. */
+  live: number
+  /** Pins on those entries: a slab with any is not reclaimed. */
+  pins: number
 }
 
 /** Chunk sizes are multiples of this, so blocks of nearby sizes share free lists. */
@@ -109,8 +103,9 @@ export class BlockCache {
   private newest: CacheEntry | null = null
   private oldest: CacheEntry | null = null
   private bytes = 0
-  /** Free chunks by size class (bytes / SIZE_CLASS_BYTES). */
-  private readonly free = new Map<number, FreeChunk[]>()
+  /** Free chunks by size class (bytes / SIZE_CLASS_BYTES), and beside them their slabs. */
+  private readonly free: Buffer[][]
+  private readonly freeSlabs: Slab[][]
   /** Slab memory by id, for the point-read path; id 0 and freed ids hold an empty buffer. */
   readonly slabs: Buffer[] = [NO_MEMORY]
   private readonly slabInfo: (Slab | undefined)[] = [undefined]
@@ -125,6 +120,9 @@ export class BlockCache {
   /** The slab being carved, and where its unused rest starts. */
   private carving: Slab | null = null
   private carveOffset = 0
+  /** The last chunk `allocate` handed out and its slab (spares insert a Map lookup). */
+  private lastChunk: Buffer | null = null
+  private lastChunkSlab: Slab | null = null
   /**
    * A block that left the cache during its own insert: its reader is still
    * using it, so its chunk is released at the next allocate (reads are
@@ -139,6 +137,9 @@ export class BlockCache {
   constructor(readonly capacityBytes: number) {
     this.slabBytes = slabBytesFor(capacityBytes)
     this.memoryLimitBytes = capacityBytes + this.slabBytes
+    const classes = this.slabBytes / SIZE_CLASS_BYTES + 1
+    this.free = Array.from({ length: classes }, () => [])
+    this.freeSlabs = Array.from({ length: classes }, () => [])
   }
 
   /** Bytes charged by cached blocks (at most the capacity). */
@@ -149,6 +150,13 @@ export class BlockCache {
   /** Memory held: slabs (cached blocks, free chunks, uncarved rest) and blocks in Buffers of their own. */
   get memoryBytes(): number {
     return this.slabCount * this.slabBytes + this.ownBytes
+  }
+
+  /** Bytes of the chunks on the free lists (for tests: with usedBytes, at most memoryBytes). */
+  get freeChunkBytes(): number {
+    let bytes = 0
+    for (const list of this.free) for (const chunk of list) bytes += chunk.length
+    return bytes
   }
 
   /** Block `slot` of a table, or undefined (the caller may read and insert it: a miss is counted then). */
@@ -176,8 +184,8 @@ export class BlockCache {
       this.pendingRelease = null
       if (pending.pins === 0 && !pending.released) this.release(pending)
     }
-    const cls = Math.ceil(size / SIZE_CLASS_BYTES)
-    const chunkBytes = Math.max(1, cls) * SIZE_CLASS_BYTES
+    const cls = Math.max(1, Math.ceil(size / SIZE_CLASS_BYTES))
+    const chunkBytes = cls * SIZE_CLASS_BYTES
     if (chunkBytes <= this.slabBytes) {
       const chunk = this.takeFree(cls) ?? this.carve(chunkBytes)
       if (chunk !== undefined) return chunk
@@ -191,17 +199,16 @@ export class BlockCache {
     return Buffer.allocUnsafeSlow(chunkBytes)
   }
 
-  /** A valid free chunk of class `cls`, or of a class up to twice as large. */
+  /** A free chunk of class `cls`, or of the next class up. */
   private takeFree(cls: number): Buffer | undefined {
-    for (let c = cls; c <= 2 * cls; c++) {
-      const list = this.free.get(c)
-      if (list === undefined) continue
-      while (list.length > 0) {
-        const f = list.pop()!
-        if (f.slab.generation === f.generation) return f.chunk
-      }
+    let c = cls
+    if (this.free[c].length === 0) {
+      c = cls + 1
+      if (c === this.free.length || this.free[c].length === 0) return undefined
     }
-    return undefined
+    const chunk = this.free[c].pop()!
+    this.noteChunk(chunk, this.freeSlabs[c].pop()!)
+    return chunk
   }
 
   /** A new chunk from the slab being carved, a new slab, or a reclaimed one; undefined when none can be had. */
@@ -216,13 +223,27 @@ export class BlockCache {
     }
     const start = this.carveOffset
     this.carveOffset += chunkBytes
-    return this.carving.memory.subarray(start, start + chunkBytes)
+    const chunk = this.carving.memory.subarray(start, start + chunkBytes)
+    this.noteChunk(chunk, this.carving)
+    return chunk
+  }
+
+  /** Remembers the chunk just handed out and its slab (spares insert a lookup). */
+  private noteChunk(chunk: Buffer, slab: Slab): void {
+    this.lastChunk = chunk
+    this.lastChunkSlab = slab
+  }
+
+  /** The slab `buf` is a chunk of, or null. */
+  private slabOf(buf: Buffer): Slab | null {
+    if (buf === this.lastChunk) return this.lastChunkSlab
+    return this.slabByMemory.get(buf.buffer as ArrayBuffer) ?? null
   }
 
   private addSlab(): Slab | undefined {
     const id = this.freeSlabIds.pop() ?? (this.slabs.length <= MAX_SLAB_ID ? this.slabs.length : undefined)
     if (id === undefined) return undefined
-    const slab: Slab = { id, memory: Buffer.allocUnsafeSlow(this.slabBytes), entries: new Set(), generation: 0 }
+    const slab: Slab = { id, memory: Buffer.allocUnsafeSlow(this.slabBytes), live: 0, pins: 0 }
     this.slabs[id] = slab.memory
     this.slabInfo[id] = slab
     this.slabByMemory.set(slab.memory.buffer as ArrayBuffer, slab)
@@ -233,41 +254,52 @@ export class BlockCache {
   /**
    * Empties a slab for reuse: one that holds no block, else the slab of one of
    * the oldest entries, unless an iterator pins a block in it. Its blocks are
-   * evicted and its free chunks become stale. Undefined when none qualifies.
+   * evicted and its free chunks leave the free lists. Undefined when none
+   * qualifies. Walks every cached entry: this only happens when the sizes read
+   * drift away from the free chunks.
    */
   private reclaimSlab(): Slab | undefined {
     let chosen: Slab | undefined
     for (const slab of this.slabInfo) {
-      if (slab !== undefined && slab.entries.size === 0) {
+      if (slab !== undefined && slab.live === 0) {
         chosen = slab
         break
       }
     }
     let e = this.oldest
     for (let i = 0; chosen === undefined && e !== null && i < RECLAIM_SEARCH_ENTRIES; i++, e = e.newer) {
-      const slab = e.slab
-      if (slab !== null && !hasPinned(slab)) chosen = slab
+      if (e.slab !== null && e.slab.pins === 0) chosen = e.slab
     }
     if (chosen === undefined) return undefined
-    for (const entry of chosen.entries) {
-      if (!entry.evicted) this.evict(entry, false)
-      entry.released = true
+    for (let entry = this.oldest; entry !== null; ) {
+      const next = entry.newer
+      if (entry.slab === chosen) {
+        this.evict(entry, false)
+        entry.released = true
+        chosen.live--
+      }
+      entry = next
     }
-    chosen.entries.clear()
-    chosen.generation++
+    assert(chosen.live === 0, 'a reclaimed slab still holds blocks')
+    for (let cls = 0; cls < this.free.length; cls++) {
+      const slabs = this.freeSlabs[cls]
+      if (slabs.length === 0) continue
+      this.free[cls] = this.free[cls].filter((_, i) => slabs[i] !== chosen)
+      this.freeSlabs[cls] = slabs.filter((slab) => slab !== chosen)
+    }
     if (this.carving === chosen) this.carving = null
+    this.lastChunk = this.lastChunkSlab = null
     this.slabsReclaimed++
     return chosen
   }
 
-  /** Gives a reclaimed slab's memory back (to the GC). */
+  /** Gives a reclaimed slab's memory back (to the GC: nothing refers to it any more). */
   private freeSlab(slab: Slab): void {
     this.slabs[slab.id] = NO_MEMORY
     this.slabInfo[slab.id] = undefined
     this.slabByMemory.delete(slab.memory.buffer as ArrayBuffer)
     this.freeSlabIds.push(slab.id)
     this.slabCount--
-    slab.generation++
   }
 
   /**
@@ -277,10 +309,10 @@ export class BlockCache {
   insert(owner: BlockSlots, slot: number, block: Buffer, buffer: Buffer | null): CacheEntry {
     assert(owner.entries[slot] === undefined, 'block inserted twice')
     this.misses++
-    const slab = buffer === null ? null : (this.slabByMemory.get(buffer.buffer as ArrayBuffer) ?? null)
+    const slab = buffer === null ? null : this.slabOf(buffer)
     const chargedBytes = buffer === null ? block.length : buffer.length
     const e: CacheEntry = { block, slot, owner, buffer, slab, chargedBytes, pins: 0, evicted: false, released: false, newer: null, older: null }
-    slab?.entries.add(e)
+    if (slab !== null) slab.live++
     if (chargedBytes > this.capacityBytes) {
       e.evicted = true // never cached: its buffer comes back after its reader is done
       this.pendingRelease = e
@@ -314,10 +346,12 @@ export class BlockCache {
   pin(e: CacheEntry): void {
     assert(!e.released, 'pin of a block whose buffer was reused')
     e.pins++
+    if (e.slab !== null) e.slab.pins++
   }
 
   unpin(e: CacheEntry): void {
     assert(e.pins > 0, 'unpin of a block that is not pinned')
+    if (e.slab !== null) e.slab.pins--
     if (--e.pins === 0 && e.evicted && !e.released) this.release(e)
   }
 
@@ -339,21 +373,20 @@ export class BlockCache {
   private release(e: CacheEntry): void {
     e.released = true
     if (e.slab === null || e.buffer === null) return
-    e.slab.entries.delete(e)
+    e.slab.live--
     this.pushFree(e.buffer, e.slab)
   }
 
   /** Returns a buffer from `allocate` that was never inserted (a failed read). */
   recycle(buf: Buffer): void {
-    const slab = this.slabByMemory.get(buf.buffer as ArrayBuffer)
-    if (slab !== undefined) this.pushFree(buf, slab)
+    const slab = this.slabOf(buf)
+    if (slab !== null) this.pushFree(buf, slab)
   }
 
   private pushFree(chunk: Buffer, slab: Slab): void {
     const cls = chunk.length / SIZE_CLASS_BYTES
-    let list = this.free.get(cls)
-    if (list === undefined) this.free.set(cls, (list = []))
-    list.push({ chunk, slab, generation: slab.generation })
+    this.free[cls].push(chunk)
+    this.freeSlabs[cls].push(slab)
   }
 
   private pushNewest(e: CacheEntry): void {
@@ -371,9 +404,4 @@ export class BlockCache {
     else this.oldest = e.newer
     e.newer = e.older = null
   }
-}
-
-function hasPinned(slab: Slab): boolean {
-  for (const e of slab.entries) if (e.pins > 0) return true
-  return false
 }

@@ -125,6 +125,7 @@ describe('BlockCache buffer reuse', () => {
         }
         expect(cache.usedBytes).toBeLessThanOrEqual(capacity)
         checkMemory(cache)
+        if (i % 500 === 0) expect(cache.usedBytes + cache.freeChunkBytes).toBeLessThanOrEqual(cache.memoryBytes)
       }
     }
     expect(cache.slabsReclaimed).toBeGreaterThan(0)
