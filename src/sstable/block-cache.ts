@@ -175,7 +175,7 @@ export class BlockCache {
 
   /**
    * A buffer of at least `size` bytes (stale contents) to read a block into:
-   * a free chunk of its size class (or up to twice it), else a new chunk of a
+   * a free chunk of its size class (or the next one up), else a new chunk of a
    * slab (reclaiming one when no more fit the limit), else a Buffer of its own.
    */
   allocate(size: number): Buffer {
