@@ -12,11 +12,10 @@ import { assert } from '../base/assert.js'
  * Block memory comes from slabs: large buffers carved into chunks whose sizes
  * are multiples of 512 bytes. A block is read into a chunk (`allocate`) and
  * charges the chunk's size to the budget; an evicted block's chunk goes to a
- * free list for the next read of a similar size. Allocating a Buffer per
- * block cost ~4 µs on a cold read (V8's external-memory accounting and the
- * collections it triggers), and its object was one more cache miss on every
- * hit: a point read of a cached block now goes from the table's slot arrays
- * (`slabIds`, `bases`) straight to the slab's bytes (docs/performance.md).
+ * free list for the next read of a similar size. With a Buffer per block,
+ * its object was one more cache miss on every hit: a point read of a cached
+ * block now goes from the table's slot arrays (`slabIds`, `bases`) straight
+ * to the slab's bytes (docs/performance.md).
  *
  * Memory stays within the budget plus one slab: slabs and the few blocks kept
  * in Buffers of their own (larger than a slab, or read while every slab that
