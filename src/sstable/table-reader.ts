@@ -69,15 +69,16 @@ export class TableReader {
     const lo = this.index.findInternal(key, sequence)
     if (lo === this.index.count) return undefined
     const slots = this.cached
+    const cached = this.cache.lookup(slots, lo)
+    const block = cached ?? this.readIntoCache(lo).block
     let it = this.pointIterator
-    if (it === undefined) it = this.pointIterator = new BlockIterator(this.readBlock(lo), this.fileName)
-    const block = this.cache.lookup(slots, lo)
-    if (block === undefined) it.reset(this.readIntoCache(lo).block)
+    if (it === undefined) it = this.pointIterator = new BlockIterator(block, this.fileName)
+    if (cached === undefined) it.reset(block)
     else {
-      // A cached block is read in its slab, without loading its Buffer object.
+      // A cached block is read in its slab, without loading its Buffer object
+      // (a block outside the slabs is its own "slab", at base 0).
       const slab = slots.slabIds[lo]
-      if (slab === 0) it.reset(block)
-      else it.resetAt(this.cache.slabs[slab], slots.bases[lo], this.index.blockSize(lo))
+      it.resetAt(slab === 0 ? block : this.cache.slabs[slab], slots.bases[lo], this.index.blockSize(lo))
     }
     it.seekPoint(key, sequence, hash)
     if (!it.valid() || !it.keyEquals(key)) return undefined
@@ -98,14 +99,6 @@ export class TableReader {
       },
     }
     return new TwoLevelIterator(parts, () => this.unref())
-  }
-
-  /**
-   * Contents of data block `i`, from the cache or the file (verified). Valid
-   * until the cache next reads a block (callers use it synchronously).
-   */
-  readBlock(i: number): Buffer {
-    return this.cache.lookup(this.cached, i) ?? this.readIntoCache(i).block
   }
 
   private cachedBlock(i: number): CacheEntry {
