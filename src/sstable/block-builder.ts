@@ -106,11 +106,8 @@ export class BlockBuilder {
       o += 4
     }
     if (hashed) {
-      const buckets = out.subarray(o, o + bucketCount * HASH_BUCKET_BYTES)
-      for (let b = 0; b < bucketCount; b++) {
-        buckets[b * HASH_BUCKET_BYTES + 1] = HASH_EMPTY & 0xff
-        buckets[b * HASH_BUCKET_BYTES + 2] = HASH_EMPTY >>> 8
-      }
+      // All ones: every offset reads HASH_EMPTY (and no uninitialized memory reaches the file).
+      const buckets = out.subarray(o, o + bucketCount * HASH_BUCKET_BYTES).fill(0xff)
       for (let k = 0; k < this.keyHashes.length; k++) {
         // Linear probing; there are more buckets than keys, so a free one exists.
         let b = hashBucket(this.keyHashes[k], bucketCount)
