@@ -6,7 +6,7 @@
  * The tests parse the files themselves, independently of the engine, from
  * docs/format.md, and check every checksum they parse: that is how each test
  * knows the byte it flips really lies in the region it names (data block,
- * block trailer, filter, index, footer, WAL header or payload).
+ * block trailer, filter, point index, index, footer, WAL header or payload).
  *
  * Pristine databases are built once and copied for each case; the copy is
  * damaged, so one case cannot leak into another.
@@ -202,6 +202,7 @@ interface ParsedTable {
   file: string
   dataBlocks: Array<Region & { keys: string[] }>
   filter: Region
+  pointIndex: Region
   index: Region
   footerOffset: number
   keys: string[]
@@ -209,24 +210,25 @@ interface ParsedTable {
 
 function verifiedContents(buf: Buffer, r: Region): Buffer {
   expect(buf[r.offset + r.size]).toBe(0) // compression: none
-  // Format version 2: the low 32 bits of XXH64 (seed 0) of the contents and the compression byte.
+  // Format versions 2 and 3: the low 32 bits of XXH64 (seed 0) of the contents and the compression byte.
   expect(buf.readUInt32LE(r.offset + r.size + 1)).toBe(Number(BigInt.asUintN(32, xx.h64Raw(buf.subarray(r.offset, r.offset + r.size + 1), 0n))))
   return buf.subarray(r.offset, r.offset + r.size)
 }
 
 /**
- * Parses a whole table and checks that data blocks, filter, index and footer
+ * Parses a whole table and checks that data blocks, filter, point index, index and footer
  * tile the file exactly with every checksum matching, so region offsets taken
  * from here are exact.
  */
 function parseTable(file: string): ParsedTable {
   const buf = fs.readFileSync(file)
-  const f = buf.length - 48
-  expect(buf.subarray(f + 40, f + 48).toString('latin1')).toBe('STATSLB1')
-  expect(buf.readUInt32LE(f + 36)).toBe(xx.h32Raw(buf.subarray(f, f + 36), 0) >>> 0)
-  expect(buf.readUInt32LE(f + 32)).toBe(2)
+  const f = buf.length - 64
+  expect(buf.subarray(f + 56, f + 64).toString('latin1')).toBe('STATSLB1')
+  expect(buf.readUInt32LE(f + 52)).toBe(xx.h32Raw(buf.subarray(f, f + 52), 0) >>> 0)
+  expect(buf.readUInt32LE(f + 48)).toBe(3)
   const index = { offset: Number(buf.readBigUInt64LE(f)), size: buf.readUInt32LE(f + 8) }
   const filter = { offset: Number(buf.readBigUInt64LE(f + 12)), size: buf.readUInt32LE(f + 20) }
+  const pointIndex = { offset: Number(buf.readBigUInt64LE(f + 24)), size: buf.readUInt32LE(f + 32) }
   const dataBlocks: ParsedTable['dataBlocks'] = []
   let expectedOffset = 0
   for (const e of decodeBlock(verifiedContents(buf, index))) {
@@ -241,9 +243,13 @@ function parseTable(file: string): ParsedTable {
   }
   expect(filter.offset).toBe(expectedOffset)
   verifiedContents(buf, filter)
-  expect(index.offset).toBe(filter.offset + filter.size + 5)
+  expect(pointIndex.offset).toBe(filter.offset + filter.size + 5)
+  // u32 slotCount | u8 blockBits | 3 zero bytes | u32 per slot
+  const slots = verifiedContents(buf, pointIndex)
+  expect(slots.length).toBe(8 + 4 * slots.readUInt32LE(0))
+  expect(index.offset).toBe(pointIndex.offset + pointIndex.size + 5)
   expect(index.offset + index.size + 5).toBe(f)
-  return { file, dataBlocks, filter, index, footerOffset: f, keys: dataBlocks.flatMap((b) => b.keys) }
+  return { file, dataBlocks, filter, pointIndex, index, footerOffset: f, keys: dataBlocks.flatMap((b) => b.keys) }
 }
 
 interface WalRecord {
@@ -401,7 +407,7 @@ describe('damaged table: data block', () => {
   })
 })
 
-describe('damaged table: filter, index and footer', () => {
+describe('damaged table: filter, point index, index and footer', () => {
   /**
    * These are read when a table is opened, today lazily at the first read that
    * needs it. An engine that checks tables at open instead may fail open with
@@ -441,14 +447,20 @@ describe('damaged table: filter, index and footer', () => {
     await expectTableAUnreadable(dir)
   })
 
+  it.each(blockPositions)('point index block, %s', async (_, where) => {
+    const dir = copyOf(tableTemplate)
+    flipByte(inCopy(dir, tableA), where(tableA.pointIndex))
+    await expectTableAUnreadable(dir)
+  })
+
   it.each(blockPositions)('index block, %s', async (_, where) => {
     const dir = copyOf(tableTemplate)
     flipByte(inCopy(dir, tableA), where(tableA.index))
     await expectTableAUnreadable(dir)
   })
 
-  it('footer: every one of its 48 bytes is protected (handles, counts, version, checksum, magic)', async () => {
-    for (let i = 0; i < 48; i++) {
+  it('footer: every one of its 64 bytes is protected (handles, counts, version, checksum, magic)', async () => {
+    for (let i = 0; i < 64; i++) {
       const dir = copyOf(tableTemplate)
       flipByte(inCopy(dir, tableA), tableA.footerOffset + i)
       const db = await openOrCorruption(dir)

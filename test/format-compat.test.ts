@@ -5,13 +5,18 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { open } from '../src/index.js'
 
 /**
- * test/fixtures/format-v1 was written by stratadb at git cd8ab89 (table format
- * version 1: no hash index in data blocks, keys prefix-compressed against the
- * previous key) with a 64 KiB memtable: five tables. Keys key00000..key02999
- * were put ("value-i-first"), every third put again ("value-i-second"), every
- * seventh deleted.
+ * Databases written by older stratadb with a 64 KiB memtable, five tables each.
+ * Keys key00000..key02999 were put ("value-i-first"), every third put again
+ * ("value-i-second"), every seventh deleted.
+ * - format-v1, written at git cd8ab89 (table format version 1: no hash index in
+ *   data blocks, keys prefix-compressed against the previous key).
+ * - format-v2, written at git d44f826 (version 2: 48-byte footer, no point index).
  */
-const FIXTURE = path.join(import.meta.dirname, 'fixtures', 'format-v1')
+const FIXTURES = [
+  { version: 1, dir: path.join(import.meta.dirname, 'fixtures', 'format-v1') },
+  { version: 2, dir: path.join(import.meta.dirname, 'fixtures', 'format-v2') },
+]
+const CURRENT_VERSION = 3
 
 function expected(): Map<string, string> {
   const m = new Map<string, string>()
@@ -28,7 +33,8 @@ function tableVersions(dir: string): number[] {
     .filter((f) => f.endsWith('.sst'))
     .map((f) => {
       const buf = fs.readFileSync(path.join(dir, f))
-      return buf.readUInt32LE(buf.length - 48 + 32)
+      // Every footer ends in u32 version | u32 checksum | u64 magic.
+      return buf.readUInt32LE(buf.length - 16)
     })
 }
 
@@ -38,11 +44,11 @@ afterEach(() => {
 })
 
 describe('table format compatibility', () => {
-  it('reads format-version-1 tables (point reads, scans) and rewrites them as version 2 on compaction', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-v1-'))
+  it.each(FIXTURES)('reads format-version-$version tables (point reads, scans) and rewrites them in the current version on compaction', async ({ version, dir: fixture }) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `strata-v${version}-`))
     dirs.push(dir)
-    fs.cpSync(FIXTURE, dir, { recursive: true })
-    expect(new Set(tableVersions(dir))).toEqual(new Set([1]))
+    fs.cpSync(fixture, dir, { recursive: true })
+    expect(new Set(tableVersions(dir))).toEqual(new Set([version]))
     const model = expected()
 
     const check = async (db: Awaited<ReturnType<typeof open>>): Promise<void> => {
@@ -63,7 +69,7 @@ describe('table format compatibility', () => {
     await db.put('key00000', 'value-0-third')
     model.set('key00000', 'value-0-third')
     await db.compactRange()
-    expect(new Set(tableVersions(dir))).toEqual(new Set([2]))
+    expect(new Set(tableVersions(dir))).toEqual(new Set([CURRENT_VERSION]))
     await check(db)
     await db.close()
   })

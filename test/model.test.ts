@@ -236,7 +236,14 @@ interface Scenario {
   /** Block sizes to switch between at reopen, so tables with different layouts coexist. */
   reopenBlockBytes: number[]
   /** What the run must have exercised for it to mean anything. */
-  expect: { minFlushes: number; minCompactions: number; minMaxL0Tables: number; minDeepestLevel: number }
+  expect: {
+    minFlushes: number
+    minCompactions: number
+    minMaxL0Tables: number
+    minDeepestLevel: number
+    /** What tables answer "may this table hold the key?" with: their point index, or their Bloom filter. */
+    pointReadsBy: 'point index' | 'filter'
+  }
 }
 
 interface LiveSnapshot {
@@ -264,6 +271,9 @@ interface RunSummary {
   reopens: number
   snapshotChecks: number
   pipelinedGets: number
+  /** Most open tables seen at once that used their point index, and their Bloom filter. */
+  maxPointIndexedTables: number
+  maxFilterTables: number
 }
 
 async function runModel(scenario: Scenario, seed: number): Promise<RunSummary> {
@@ -273,9 +283,21 @@ async function runModel(scenario: Scenario, seed: number): Promise<RunSummary> {
   const keys = makeKeyPool(rng)
   const model: Model = new Map()
   let snapshots: LiveSnapshot[] = []
-  const summary: RunSummary = { flushes: 0, compactions: 0, maxL0Tables: 0, deepestLevel: 0, reopens: 0, snapshotChecks: 0, pipelinedGets: 0 }
+  const summary: RunSummary = {
+    flushes: 0,
+    compactions: 0,
+    maxL0Tables: 0,
+    deepestLevel: 0,
+    reopens: 0,
+    snapshotChecks: 0,
+    pipelinedGets: 0,
+    maxPointIndexedTables: 0,
+    maxFilterTables: 0,
+  }
   const observe = (): void => {
     const st = db.stats()
+    summary.maxPointIndexedTables = Math.max(summary.maxPointIndexedTables, st.pointIndexedTables)
+    summary.maxFilterTables = Math.max(summary.maxFilterTables, st.openTables - st.pointIndexedTables)
     summary.maxL0Tables = Math.max(summary.maxL0Tables, st.levels[0].tables)
     for (const l of st.levels) if (l.tables > 0) summary.deepestLevel = Math.max(summary.deepestLevel, l.level)
   }
@@ -530,7 +552,7 @@ const scenarios: Scenario[] = [
     options: { memtableBytes: 8 * 1024, blockBytes: 512, blockRestartInterval: 4, blockCacheBytes: 0, autoCompaction: false },
     ops: 3000,
     reopenBlockBytes: [256, 512, 1024],
-    expect: { minFlushes: 40, minCompactions: 0, minMaxL0Tables: 30, minDeepestLevel: 0 },
+    expect: { minFlushes: 40, minCompactions: 0, minMaxL0Tables: 30, minDeepestLevel: 0, pointReadsBy: 'point index' },
   },
   {
     // Tiny levels and tables: data moves down to L3 and beyond, reads merge
@@ -552,16 +574,18 @@ const scenarios: Scenario[] = [
     },
     ops: 4000,
     reopenBlockBytes: [1024, 4096],
-    expect: { minFlushes: 20, minCompactions: 10, minMaxL0Tables: 2, minDeepestLevel: 2 },
+    expect: { minFlushes: 20, minCompactions: 10, minMaxL0Tables: 2, minDeepestLevel: 2, pointReadsBy: 'point index' },
   },
   {
     // Two compactions at once, and one bloom bit per key: the filter says
-    // "maybe" often, so lookups really search tables without the key.
-    name: 'leveled, 2 concurrent compactions, 32 KiB memtable, weak bloom filter',
+    // "maybe" often, so lookups really search tables without the key. No table
+    // cache budget, so no table loads its point index (and readers churn).
+    name: 'leveled, 2 concurrent compactions, 32 KiB memtable, weak bloom filter, no point index',
     options: {
       memtableBytes: 32 * 1024,
       blockBytes: 1024,
       bloomBitsPerKey: 1,
+      tableCacheBytes: 0,
       levelBaseBytes: 64 * 1024,
       levelSizeMultiplier: 3,
       targetTableBytes: 16 * 1024,
@@ -570,7 +594,7 @@ const scenarios: Scenario[] = [
     },
     ops: 4000,
     reopenBlockBytes: [512, 1024, 2048],
-    expect: { minFlushes: 10, minCompactions: 3, minMaxL0Tables: 2, minDeepestLevel: 1 },
+    expect: { minFlushes: 10, minCompactions: 3, minMaxL0Tables: 2, minDeepestLevel: 1, pointReadsBy: 'filter' },
   },
   {
     // Only 8 table readers may stay open, far fewer than the tables: readers are
@@ -588,7 +612,7 @@ const scenarios: Scenario[] = [
     },
     ops: 4000,
     reopenBlockBytes: [256, 4096],
-    expect: { minFlushes: 20, minCompactions: 5, minMaxL0Tables: 3, minDeepestLevel: 1 },
+    expect: { minFlushes: 20, minCompactions: 5, minMaxL0Tables: 3, minDeepestLevel: 1, pointReadsBy: 'point index' },
   },
 ]
 
@@ -603,6 +627,13 @@ describe('model-based random operations', () => {
       expect(summary.compactions).toBeGreaterThanOrEqual(e.minCompactions)
       expect(summary.maxL0Tables).toBeGreaterThanOrEqual(e.minMaxL0Tables)
       expect(summary.deepestLevel).toBeGreaterThanOrEqual(e.minDeepestLevel)
+      if (e.pointReadsBy === 'point index') {
+        expect(summary.maxPointIndexedTables).toBeGreaterThan(0)
+        expect(summary.maxFilterTables).toBe(0)
+      } else {
+        expect(summary.maxPointIndexedTables).toBe(0)
+        expect(summary.maxFilterTables).toBeGreaterThan(0)
+      }
       expect(summary.reopens).toBeGreaterThanOrEqual(2)
       expect(summary.snapshotChecks).toBeGreaterThan(30)
       expect(summary.pipelinedGets).toBeGreaterThan(50)

@@ -26,6 +26,8 @@ export interface EngineStats {
   }
   blockCache: { capacityBytes: number; hits: number; misses: number }
   openTables: number
+  /** Open tables whose point reads use their point index (the others use their Bloom filter). */
+  pointIndexedTables: number
   liveSnapshots: number
   writes: {
     flushes: number
@@ -93,6 +95,7 @@ export function collectStats(s: StatsSources): EngineStats {
     },
     blockCache: { capacityBytes: s.blockCache.capacityBytes, hits: s.blockCache.hits, misses: s.blockCache.misses },
     openTables: s.tableCache.openCount,
+    pointIndexedTables: s.tableCache.pointIndexedCount,
     liveSnapshots: s.liveSnapshots,
     writes: { ...w },
     compaction: { ...s.compaction, byReason: { ...s.compaction.byReason } },

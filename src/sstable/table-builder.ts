@@ -3,7 +3,8 @@ import { compareBytes, varintLength, writeVarint } from '../base/coding.js'
 import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
 import { BlockBuilder } from './block-builder.js'
 import { buildFilter, filterHash } from './filter-block.js'
-import { TABLE_FORMAT_VERSION, encodeFooter, withTrailer, type BlockHandle } from './table-format.js'
+import { buildPointIndex } from './point-index.js'
+import { encodeFooter, withTrailer, type BlockHandle } from './table-format.js'
 
 /** Tunables of the table format, each with its unit. */
 export interface TableBuilderOptions {
@@ -27,15 +28,19 @@ export interface TableProperties {
 }
 
 /**
- * Writes one table: data blocks, then the filter block, the index block and the
- * footer. Output is handed out in chunks (`takeOutput`) so the caller streams it
+ * Writes one table: data blocks, then the filter block, the point index, the
+ * index block and the footer. Output is handed out in chunks (`takeOutput`) so the caller streams it
  * to disk with bounded memory. Entries must arrive in strictly increasing
  * internal-key order (asserted).
  */
 export class TableBuilder {
   private readonly data: BlockBuilder
   private readonly index = new BlockBuilder(1)
+  /** Filter hash of each distinct user key, and the data block holding its first entry. */
   private readonly hashes: number[] = []
+  private readonly hashBlocks: number[] = []
+  /** Data blocks written so far: the number of the block being built. */
+  private blocks = 0
   /** Filter hash of the last user key added. */
   private lastHash = 0
   private output: Buffer[] = []
@@ -76,6 +81,7 @@ export class TableBuilder {
     if (!sameUserKey) {
       this.lastHash = filterHash(key)
       this.hashes.push(this.lastHash)
+      this.hashBlocks.push(this.blocks)
     }
     this.data.add(key, sequence, kind, value, this.lastHash, !sameUserKey)
     if (key.length > this.lastKey.length) this.lastKey = Buffer.allocUnsafe(key.length * 2)
@@ -94,15 +100,17 @@ export class TableBuilder {
     return out
   }
 
-  /** Writes the filter, index and footer. REQUIRES: at least one entry. */
+  /** Writes the filter, point index, index and footer. REQUIRES: at least one entry. */
   finish(): TableProperties {
     assert(this.entries > 0, 'a table needs at least one entry')
     assert(!this.finished, 'finish twice')
     this.finished = true
     if (!this.data.isEmpty) this.flushDataBlock()
     const filter = this.emitBlock(buildFilter(this.hashes, this.options.bloomBitsPerKey))
+    const pointIndexContents = buildPointIndex(this.hashes, this.hashBlocks, this.blocks)
+    const pointIndex = pointIndexContents === undefined ? undefined : this.emitBlock(pointIndexContents)
     const index = this.emitBlock(this.index.finish())
-    const footer = encodeFooter({ index, filter, entryCount: this.entries, formatVersion: TABLE_FORMAT_VERSION })
+    const footer = encodeFooter({ index, filter, pointIndex, entryCount: this.entries })
     this.output.push(footer)
     this.offset += footer.length
     return {
@@ -121,6 +129,7 @@ export class TableBuilder {
     const value = Buffer.allocUnsafe(varintLength(handle.offset) + varintLength(handle.size))
     writeVarint(value, writeVarint(value, 0, handle.offset), handle.size)
     this.index.add(this.lastKey.subarray(0, this.lastKeyLength), this.lastSeq, KIND_PUT, value)
+    this.blocks++
   }
 
   private emitBlock(contents: Buffer): BlockHandle {

@@ -6,7 +6,7 @@ import { TableReader } from './table-reader.js'
  * `maxOpenTables` open files, and at most `capacityBytes` of index and filter
  * memory. Past either bound the least recently used reader is dropped (its
  * descriptor closes once no iterator still holds it); opening a table again
- * re-reads its index and filter.
+ * re-reads its index and filter (or point index: see TableReader.open).
  *
  * Recency is a use counter stamped on each reader (a hit does no Map surgery:
  * re-inserting into the Map on every hit cost ~10% of a cached point read,
@@ -17,6 +17,7 @@ export class TableCache {
   private readonly readers = new Map<number, TableReader>()
   private bytes = 0
   private uses = 0
+  private pointIndexed = 0
 
   constructor(
     private readonly dir: string,
@@ -31,10 +32,13 @@ export class TableCache {
       r.lastUse = ++this.uses
       return r
     }
-    r = TableReader.open(this.dir, fileNumber, this.blockCache)
+    // A table loads its point index only while the budget has room for it
+    // beside the readers already open; the rest fall back to their Bloom filters.
+    r = TableReader.open(this.dir, fileNumber, this.blockCache, this.capacityBytes - this.bytes)
     r.lastUse = ++this.uses
     this.readers.set(fileNumber, r)
     this.bytes += r.residentBytes
+    if (r.usesPointIndex) this.pointIndexed++
     while (this.readers.size > 1 && (this.readers.size > this.maxOpenTables || this.bytes > this.capacityBytes)) {
       this.evict(this.leastRecentlyUsed())
     }
@@ -53,16 +57,22 @@ export class TableCache {
     if (r === undefined) return
     this.readers.delete(fileNumber)
     this.bytes -= r.residentBytes
+    if (r.usesPointIndex) this.pointIndexed--
     r.unref()
   }
 
-  /** Memory held by open readers outside the block cache (index + filter). */
+  /** Memory held by open readers outside the block cache (index + filter or point index). */
   get residentBytes(): number {
     return this.bytes
   }
 
   get openCount(): number {
     return this.readers.size
+  }
+
+  /** Open readers whose point reads use their table's point index. */
+  get pointIndexedCount(): number {
+    return this.pointIndexed
   }
 
   close(): void {

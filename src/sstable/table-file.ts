@@ -3,7 +3,7 @@ import * as path from 'node:path'
 import { corruption, ioError } from '../base/errors.js'
 import { readExactly, readInto } from '../base/fs-util.js'
 import { tableFileName } from '../base/file-names.js'
-import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, type BlockHandle, type Footer } from './table-format.js'
+import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, type BlockHandle, type DecodedFooter } from './table-format.js'
 
 /** An open table file whose footer was read and verified. */
 export interface OpenTableFile {
@@ -11,7 +11,7 @@ export interface OpenTableFile {
   /** Path, for error messages. */
   file: string
   fileBytes: number
-  footer: Footer
+  footer: DecodedFooter
 }
 
 /**
@@ -30,8 +30,9 @@ export function openTableFile<T>(dir: string, fileNumber: number, use: (t: OpenT
   }
   try {
     const fileBytes = fs.fstatSync(fd).size
-    if (fileBytes < FOOTER_BYTES) throw corruption('table shorter than its footer', file)
-    const footer = decodeFooter(readExactly(fd, FOOTER_BYTES, fileBytes - FOOTER_BYTES), file, fileBytes)
+    // The footer's size depends on its version, which sits at a fixed distance from the end.
+    const tailBytes = Math.min(FOOTER_BYTES, fileBytes)
+    const footer = decodeFooter(readExactly(fd, tailBytes, fileBytes - tailBytes), file, fileBytes)
     return use({ fd, file, fileBytes, footer })
   } catch (err) {
     fs.closeSync(fd)

@@ -8,20 +8,29 @@ import { corruption } from '../base/errors.js'
  *   block contents | u8 compression (0 = none) | u32 checksum(contents ‖ compression byte)
  *   checksum: low 32 bits of xxh64 (format version 2), xxh32 (version 1)
  *
- *   footer (48 bytes):
- *     u64 indexOffset | u32 indexSize | u64 filterOffset | u32 filterSize | u64 entryCount
- *     | u32 formatVersion | u32 xxh32(bytes 0..36) | u64 magic
+ *   footer (64 bytes, format version 3):
+ *     u64 indexOffset | u32 indexSize | u64 filterOffset | u32 filterSize
+ *     | u64 pointIndexOffset | u32 pointIndexSize | u32 zero | u64 entryCount
+ *     | u32 formatVersion | u32 xxh32(bytes 0..52) | u64 magic
+ *   footer (48 bytes, versions 1 and 2): as above without the point index and the zero word.
+ *   Every footer ends in version | checksum | magic, so the version decides the size.
  */
 export const TABLE_MAGIC_LO = 0x5441_5453 // "STAT" little-endian: bytes 53 54 41 54
 export const TABLE_MAGIC_HI = 0x3142_4c53 // "SLB1"
 /**
- * Written into new tables. Version 2 added the data blocks' hash index, key
- * prefixes shared with the run's restart key, the blocked Bloom filter and
- * XXH64 block checksums; version 1 tables are still read (docs/format.md).
+ * Written into new tables. Version 3 added the point index and the 64-byte
+ * footer; version 2 the data blocks' hash index, key prefixes shared with the
+ * run's restart key, the blocked Bloom filter and XXH64 block checksums.
+ * Versions 1 and 2 are still read (docs/format.md).
  */
-export const TABLE_FORMAT_VERSION = 2
+export const TABLE_FORMAT_VERSION = 3
 const OLDEST_READABLE_FORMAT_VERSION = 1
-export const FOOTER_BYTES = 48
+/** Footer size of the current format; also the most a reader reads to find the version. */
+export const FOOTER_BYTES = 64
+/** Footer size of format versions 1 and 2. */
+const FOOTER_BYTES_V2 = 48
+/** Footer bytes from the version word to the end: version, checksum, magic. */
+const FOOTER_TAIL_BYTES = 16
 export const BLOCK_TRAILER_BYTES = 5
 export const COMPRESSION_NONE = 0
 
@@ -34,9 +43,17 @@ export interface BlockHandle {
 export interface Footer {
   index: BlockHandle
   filter: BlockHandle
+  /** Absent in tables before format version 3 and in tables too large for one. */
+  pointIndex: BlockHandle | undefined
   entryCount: number
   /** The table's format version (decides the block checksum and layouts). */
   formatVersion: number
+}
+
+/** A footer read back, with where the blocks before it end. */
+export interface DecodedFooter extends Footer {
+  /** File bytes before the footer: no block handle may reach past this. */
+  dataEnd: number
 }
 
 /** Checksum of a block's contents and compression byte in a table of `formatVersion`. */
@@ -78,37 +95,50 @@ export function checkBlock(raw: Buffer, fileName: string, offset: number, format
   return raw.subarray(0, n)
 }
 
-export function encodeFooter(f: Footer): Buffer {
+/** Encodes a footer of the current format version. */
+export function encodeFooter(f: Omit<Footer, 'formatVersion'>): Buffer {
   const out = Buffer.alloc(FOOTER_BYTES)
   writeU64(out, 0, f.index.offset)
   writeU32(out, 8, f.index.size)
   writeU64(out, 12, f.filter.offset)
   writeU32(out, 20, f.filter.size)
-  writeU64(out, 24, f.entryCount)
-  writeU32(out, 32, f.formatVersion)
-  writeU32(out, 36, checksum32(out.subarray(0, 36)))
-  writeU32(out, 40, TABLE_MAGIC_LO)
-  writeU32(out, 44, TABLE_MAGIC_HI)
+  writeU64(out, 24, f.pointIndex?.offset ?? 0)
+  writeU32(out, 32, f.pointIndex?.size ?? 0)
+  writeU64(out, 40, f.entryCount)
+  writeU32(out, 48, TABLE_FORMAT_VERSION)
+  writeU32(out, 52, checksum32(out.subarray(0, 52)))
+  writeU32(out, 56, TABLE_MAGIC_LO)
+  writeU32(out, 60, TABLE_MAGIC_HI)
   return out
 }
 
-export function decodeFooter(buf: Buffer, fileName: string, fileBytes: number): Footer {
-  if (buf.length !== FOOTER_BYTES) throw corruption('table shorter than its footer', fileName)
-  if (readU32(buf, 40) !== TABLE_MAGIC_LO || readU32(buf, 44) !== TABLE_MAGIC_HI) {
+/**
+ * Decodes the footer at the end of `tail`, the last min(FOOTER_BYTES,
+ * fileBytes) bytes of a table of `fileBytes` bytes.
+ */
+export function decodeFooter(tail: Buffer, fileName: string, fileBytes: number): DecodedFooter {
+  if (tail.length < FOOTER_BYTES_V2) throw corruption('table shorter than its footer', fileName)
+  const end = tail.length
+  if (readU32(tail, end - 8) !== TABLE_MAGIC_LO || readU32(tail, end - 4) !== TABLE_MAGIC_HI) {
     throw corruption('bad table magic number', fileName)
   }
-  if (checksum32(buf.subarray(0, 36)) !== readU32(buf, 36)) throw corruption('footer checksum mismatch', fileName)
-  const version = readU32(buf, 32)
+  const version = readU32(tail, end - FOOTER_TAIL_BYTES)
   if (version < OLDEST_READABLE_FORMAT_VERSION || version > TABLE_FORMAT_VERSION) throw corruption(`unsupported table format version ${version}`, fileName)
-  const footer: Footer = {
+  const size = version >= 3 ? FOOTER_BYTES : FOOTER_BYTES_V2
+  if (tail.length < size) throw corruption('table shorter than its footer', fileName)
+  const buf = tail.subarray(end - size)
+  if (checksum32(buf.subarray(0, size - 12)) !== readU32(buf, size - 12)) throw corruption('footer checksum mismatch', fileName)
+  const pointIndex = version >= 3 ? { offset: readU64(buf, 24), size: readU32(buf, 32) } : undefined
+  const footer: DecodedFooter = {
     index: { offset: readU64(buf, 0), size: readU32(buf, 8) },
     filter: { offset: readU64(buf, 12), size: readU32(buf, 20) },
-    entryCount: readU64(buf, 24),
+    pointIndex: pointIndex !== undefined && pointIndex.size > 0 ? pointIndex : undefined,
+    entryCount: readU64(buf, version >= 3 ? 40 : 24),
     formatVersion: version,
+    dataEnd: fileBytes - size,
   }
-  const dataEnd = fileBytes - FOOTER_BYTES
-  for (const h of [footer.index, footer.filter]) {
-    if (h.offset + h.size + BLOCK_TRAILER_BYTES > dataEnd) throw corruption('block handle past end of table', fileName)
+  for (const h of [footer.index, footer.filter, footer.pointIndex]) {
+    if (h !== undefined && h.offset + h.size + BLOCK_TRAILER_BYTES > footer.dataEnd) throw corruption('block handle past end of table', fileName)
   }
   return footer
 }

@@ -7,16 +7,18 @@ import { BlockSlots, type BlockCache, type CacheEntry } from './block-cache.js'
 import { BlockIterator } from './block-iterator.js'
 import { IndexBlock } from './index-block.js'
 import { Filter, filterHash } from './filter-block.js'
-import { BLOCK_TRAILER_BYTES, FOOTER_BYTES } from './table-format.js'
+import { PointIndex } from './point-index.js'
+import { BLOCK_TRAILER_BYTES } from './table-format.js'
 import { openTableFile, readVerifiedBlock, readVerifiedBlockInto } from './table-file.js'
 import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 
 /**
  * An open table file. Opening reads and verifies the footer, the index block
- * (decoded into arrays for binary search) and the filter. Data blocks are read
- * with pread on demand, verified, and kept in the shared block cache.
- * Reads are synchronous so that `getSync` can use them.
+ * (decoded into arrays for binary search) and either the point index (when the
+ * table has one and the caller's memory allows it) or the Bloom filter. Data
+ * blocks are read with pread on demand, verified, and kept in the shared block
+ * cache. Reads are synchronous so that `getSync` can use them.
  */
 export class TableReader {
   readonly fileName: string
@@ -36,27 +38,48 @@ export class TableReader {
     private readonly fd: number,
     readonly fileBytes: number,
     private readonly cache: BlockCache,
-    private filter: Filter,
+    /** Exactly one of the two answers "may the table hold this key?". */
+    private readonly filter: Filter | undefined,
+    private readonly pointIndex: PointIndex | undefined,
     /** Format version from the footer (decides the block checksum). */
     private readonly formatVersion: number,
   ) {
     this.fileName = tableFileName(fileNumber)
   }
 
-  /** Opens and verifies a table; throws STRATA_CORRUPTION or STRATA_IO_ERROR. */
-  static open(dir: string, fileNumber: number, cache: BlockCache): TableReader {
+  /**
+   * Opens and verifies a table; throws STRATA_CORRUPTION or STRATA_IO_ERROR.
+   * The table's point index is loaded when it has one and the reader's resident
+   * bytes (residentBytes) stay within `pointIndexRoomBytes` with it; otherwise
+   * the Bloom filter is.
+   */
+  static open(dir: string, fileNumber: number, cache: BlockCache, pointIndexRoomBytes = Infinity): TableReader {
     return openTableFile(dir, fileNumber, ({ fd, file, fileBytes, footer }) => {
-      const filter = new Filter(readVerifiedBlock(fd, footer.filter, file, footer.formatVersion), file)
-      const reader = new TableReader(fileNumber, fd, fileBytes, cache, filter, footer.formatVersion)
-      reader.index = new IndexBlock(readVerifiedBlock(fd, footer.index, file, footer.formatVersion), file, fileBytes - FOOTER_BYTES)
-      reader.cached = new BlockSlots(reader.index.count)
+      const version = footer.formatVersion
+      const index = new IndexBlock(readVerifiedBlock(fd, footer.index, file, version), file, footer.dataEnd)
+      // The filter is read and verified even when the point index replaces it:
+      // damage anywhere in a table's metadata is reported when it opens.
+      let filter: Filter | undefined = new Filter(readVerifiedBlock(fd, footer.filter, file, version), file)
+      let pointIndex: PointIndex | undefined
+      if (footer.pointIndex !== undefined && index.sizeBytes + footer.pointIndex.size <= pointIndexRoomBytes) {
+        pointIndex = new PointIndex(readVerifiedBlock(fd, footer.pointIndex, file, version), index.count, file)
+        filter = undefined
+      }
+      const reader = new TableReader(fileNumber, fd, fileBytes, cache, filter, pointIndex, version)
+      reader.index = index
+      reader.cached = new BlockSlots(index.count)
       return reader
     })
   }
 
-  /** Memory held outside the block cache: index and filter. */
+  /** Memory held outside the block cache: index, and filter or point index. */
   get residentBytes(): number {
-    return this.filter.sizeBytes + this.index.sizeBytes
+    return (this.filter?.sizeBytes ?? 0) + (this.pointIndex?.sizeBytes ?? 0) + this.index.sizeBytes
+  }
+
+  /** Whether point reads use the table's point index (else its Bloom filter). */
+  get usesPointIndex(): boolean {
+    return this.pointIndex !== undefined
   }
 
   /**
@@ -65,9 +88,37 @@ export class TableReader {
    * put when `wantValue` is false).
    */
   get(key: Buffer, sequence: number, hash = filterHash(key), wantValue = true): Found | undefined {
-    if (!this.filter.mayContain(hash)) return undefined
+    const pi = this.pointIndex
+    if (pi !== undefined) {
+      // The point index names the block of the key's newest version (docs/format.md, "Point index").
+      const fingerprint = pi.fingerprint(hash)
+      for (let s = pi.probe(pi.home(hash), fingerprint); s >= 0; s = pi.probe(pi.next(s), fingerprint)) {
+        const it = this.seekInBlock(pi.blockAt(s), key, sequence, hash)
+        // Ran off the block: the versions the read may see are in the next one.
+        if (!it.valid()) return this.getByIndex(key, sequence, hash, wantValue)
+        if (it.keyEquals(key)) return found(it, wantValue)
+        // Another key with the same fingerprint: probe on.
+      }
+      return undefined
+    }
+    if (!this.filter!.mayContain(hash)) return undefined
+    return this.getByIndex(key, sequence, hash, wantValue)
+  }
+
+  /** `get` through a binary search of the index. */
+  private getByIndex(key: Buffer, sequence: number, hash: number, wantValue: boolean): Found | undefined {
     const lo = this.index.findInternal(key, sequence)
     if (lo === this.index.count) return undefined
+    const it = this.seekInBlock(lo, key, sequence, hash)
+    return it.valid() && it.keyEquals(key) ? found(it, wantValue) : undefined
+  }
+
+  /**
+   * Positions the point iterator at the first entry >= (key, sequence) in data
+   * block `lo` (invalid when there is none; through the block's hash index: when
+   * the block does not hold the key at all).
+   */
+  private seekInBlock(lo: number, key: Buffer, sequence: number, hash: number): BlockIterator {
     const slots = this.cached
     const cached = this.cache.lookup(slots, lo)
     const block = cached ?? this.readIntoCache(lo).block
@@ -81,8 +132,7 @@ export class TableReader {
       it.resetAt(slab === 0 ? block : this.cache.slabs[slab], slots.bases[lo], this.index.blockSize(lo))
     }
     it.seekPoint(key, sequence, hash)
-    if (!it.valid() || !it.keyEquals(key)) return undefined
-    return { s: it.sequence(), v: it.kind() === KIND_DELETE ? null : wantValue ? it.copyValue() : VALUE_NOT_READ }
+    return it
   }
 
   /** Iterator over the whole table; holds a reference on this reader until closed. */
@@ -138,4 +188,9 @@ export class TableReader {
   get isClosed(): boolean {
     return this.closed
   }
+}
+
+/** The entry `it` stands on, as a point read's result. */
+function found(it: BlockIterator, wantValue: boolean): Found {
+  return { s: it.sequence(), v: it.kind() === KIND_DELETE ? null : wantValue ? it.copyValue() : VALUE_NOT_READ }
 }

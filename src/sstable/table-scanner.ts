@@ -3,7 +3,7 @@ import { assert } from '../base/assert.js'
 import { tableFileName } from '../base/file-names.js'
 import { ForwardOnlyIterator } from '../iterators/forward-iterator.js'
 import { BlockIterator } from './block-iterator.js'
-import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, decodeIndexHandle } from './table-format.js'
+import { BLOCK_TRAILER_BYTES, decodeIndexHandle } from './table-format.js'
 import { openTableFile, readVerifiedBlock, readVerifiedBlockInto } from './table-file.js'
 
 /**
@@ -45,7 +45,7 @@ export class TableScanner extends ForwardOnlyIterator {
   static open(dir: string, fileNumber: number): TableScanner {
     return openTableFile(dir, fileNumber, ({ fd, file, fileBytes, footer }) => {
       const indexBlock = readVerifiedBlock(fd, footer.index, file, footer.formatVersion)
-      return new TableScanner(fd, fileNumber, fileBytes, indexBlock, fileBytes - FOOTER_BYTES, footer.formatVersion)
+      return new TableScanner(fd, fileNumber, fileBytes, indexBlock, footer.dataEnd, footer.formatVersion)
     })
   }
 

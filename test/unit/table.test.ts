@@ -4,6 +4,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { writeTable } from '../../src/compaction/table-writer.js'
 import { BlockCache } from '../../src/sstable/block-cache.js'
 import { TableReader } from '../../src/sstable/table-reader.js'
+import { TableCache } from '../../src/sstable/table-cache.js'
 import { TableScanner } from '../../src/sstable/table-scanner.js'
 import { Memtable } from '../../src/memtable/memtable.js'
 import { tableFileName } from '../../src/base/file-names.js'
@@ -48,6 +49,76 @@ describe('table', () => {
       expect(reader.get(key(i), 0)).toBeUndefined()
     }
     reader.unref()
+  })
+
+  it('point reads through the point index and through the Bloom filter agree with a model, also for versions split across blocks', async () => {
+    const t = tempDir()
+    cleanup = t.cleanup
+    const random = rng(0x5eed_7ab1)
+    // key -> versions, newest first: [sequence, value or null for a delete]
+    const model = new Map<string, Array<[number, string | null]>>()
+    const mem = new Memtable([1])
+    let seq = 1
+    for (let i = 0; i < 600; i++) {
+      const k = `k${Math.floor(random() * 1e9).toString(36)}`
+      const versions = model.get(k) ?? []
+      model.set(k, versions)
+      // Some keys get many versions with values near the block size, so their versions span blocks.
+      const count = random() < 0.1 ? 6 : 1 + Math.floor(random() * 2)
+      for (let v = 0; v < count; v++) {
+        const value = random() < 0.15 ? null : `${k}-${seq}-`.padEnd(random() < 0.3 ? 300 : 20, 'x')
+        versions.unshift([seq, value])
+        mem.add(Buffer.from(k), seq++, value === null ? null : Buffer.from(value))
+      }
+    }
+    const it = mem.iterator()
+    it.seekToFirst()
+    // A snapshot at every sequence keeps every version.
+    const all = Array.from({ length: seq - 1 }, (_, i) => i + 1)
+    await writeTable(t.dir, 7, it, options, all)
+    const withIndex = TableReader.open(t.dir, 7, new BlockCache(1 << 20))
+    const withFilter = TableReader.open(t.dir, 7, new BlockCache(1 << 20), 0)
+    expect(withIndex.usesPointIndex).toBe(true)
+    expect(withFilter.usesPointIndex).toBe(false)
+    let split = 0
+    for (const [k, versions] of model) {
+      const kb = Buffer.from(k)
+      if (withIndex.index.findInternal(kb, versions[0][0]) !== withIndex.index.findInternal(kb, versions[versions.length - 1][0])) split++
+      const sequences = [Number.MAX_SAFE_INTEGER, 0, ...versions.flatMap(([s]) => [s, s - 1])]
+      for (const at of sequences) {
+        const want = versions.find(([s]) => s <= at)
+        for (const reader of [withIndex, withFilter]) {
+          const got = reader.get(kb, at)
+          if (want === undefined) expect(got, `${k}@${at}`).toBeUndefined()
+          else expect([got?.s, got?.v === null ? null : got?.v?.toString()], `${k}@${at}`).toEqual(want)
+        }
+      }
+      expect(withIndex.get(Buffer.from(`${k}~`), Number.MAX_SAFE_INTEGER)).toBeUndefined()
+      expect(withFilter.get(Buffer.from(`${k}~`), Number.MAX_SAFE_INTEGER)).toBeUndefined()
+    }
+    expect(split).toBeGreaterThan(5)
+    withIndex.unref()
+    withFilter.unref()
+  })
+
+  it('the table cache lets a table load its point index only while its byte budget has room', async () => {
+    const { dir, cache, reader } = await makeTable(2000)
+    reader.unref()
+    fs.copyFileSync(path.join(dir, tableFileName(7)), path.join(dir, tableFileName(8)))
+    const probe = [TableReader.open(dir, 7, cache), TableReader.open(dir, 7, cache, 0)]
+    const [withIndex, withFilter] = probe.map((r) => r.residentBytes)
+    for (const r of probe) r.unref()
+    expect(withIndex).toBeGreaterThan(withFilter)
+    // Room for one table with its point index and one with its filter.
+    const tables = new TableCache(dir, cache, 10, withIndex + withFilter)
+    expect(tables.get(7).usesPointIndex).toBe(true)
+    expect(tables.get(8).usesPointIndex).toBe(false)
+    expect([tables.openCount, tables.pointIndexedCount, tables.residentBytes]).toEqual([2, 1, withIndex + withFilter])
+    expect(tables.get(8).get(key(4), Number.MAX_SAFE_INTEGER)?.v?.toString()).toBe('new4')
+    expect(tables.get(7).get(key(4), Number.MAX_SAFE_INTEGER)?.v?.toString()).toBe('new4')
+    tables.evict(7)
+    expect([tables.openCount, tables.pointIndexedCount, tables.residentBytes]).toEqual([1, 0, withFilter])
+    tables.close()
   })
 
   it('iterates forward, backward and from random seeks', async () => {
