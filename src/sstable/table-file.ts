@@ -1,6 +1,6 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { corruption, ioError } from '../base/errors.js'
+import { ioError } from '../base/errors.js'
 import { readExactly, readInto } from '../base/fs-util.js'
 import { tableFileName } from '../base/file-names.js'
 import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, type BlockHandle, type DecodedFooter } from './table-format.js'
