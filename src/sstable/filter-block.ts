@@ -39,12 +39,13 @@ function blockStart(hash: number, blockCount: number): number {
 }
 
 /** Builds the filter block contents (blocked layout) from the hashes of a table's distinct user keys. */
-export function buildFilter(hashes: readonly number[], bitsPerKey: number): Buffer {
+export function buildFilter(hashes: ArrayLike<number>, bitsPerKey: number): Buffer {
   const hashCount = Math.max(1, Math.min(30, Math.round(bitsPerKey * 0.69)))
   const blockCount = Math.max(1, Math.ceil((hashes.length * bitsPerKey) / BLOCK_BITS))
   const bitCount = blockCount * BLOCK_BITS
   const bits: BitSetT = new BitSet(bitCount)
-  for (const h of hashes) {
+  for (let k = 0; k < hashes.length; k++) {
+    const h = hashes[k]
     const start = blockStart(h, blockCount)
     let g = h
     for (let i = 0; i < hashCount; i++) {

@@ -35,26 +35,30 @@ function fingerprintOf(hash: number, blockBits: number): number {
 
 /**
  * The point index block's contents for a table whose distinct user keys have
- * filter hashes `hashes` and first entries in data blocks `blocks` (same order),
- * or undefined when the table has too many blocks for one.
+ * filter hashes `hashes` (in table order), or undefined when the table has too
+ * many blocks for one. `blockEnds[b]` is the number of keys whose first entry
+ * lies in data blocks 0..b (so the table has blockEnds.length blocks).
  */
-export function buildPointIndex(hashes: ArrayLike<number>, blocks: ArrayLike<number>, blockCount: number): Buffer | undefined {
-  assert(hashes.length === blocks.length, 'point index: one block per key')
+export function buildPointIndex(hashes: ArrayLike<number>, blockEnds: ArrayLike<number>): Buffer | undefined {
+  const blockCount = blockEnds.length
+  assert(blockCount > 0 && blockEnds[blockCount - 1] === hashes.length, 'point index: block ends do not cover the keys')
   const blockBits = blockBitsFor(blockCount)
   if (blockBits > MAX_BLOCK_BITS) return undefined
   const slotCount = Math.ceil(hashes.length * SLOTS_PER_KEY) + 1
-  const slots = new Uint32Array(slotCount)
+  const out = Buffer.alloc(HEADER_BYTES + slotCount * 4)
+  writeU32(out, 0, slotCount)
+  out[4] = blockBits
+  // Built in place when the platform's u32 layout is the format's (little-endian) and aligned.
+  const inPlace = LITTLE_ENDIAN && (out.byteOffset + HEADER_BYTES) % 4 === 0
+  const slots = inPlace ? new Uint32Array(out.buffer, out.byteOffset + HEADER_BYTES, slotCount) : new Uint32Array(slotCount)
+  let block = 0
   for (let k = 0; k < hashes.length; k++) {
-    const block = blocks[k]
-    assert(block >= 0 && block < blockCount, 'point index: block number out of range')
+    while (blockEnds[block] <= k) block++
     let s = homeSlot(hashes[k], slotCount)
     while (slots[s] !== 0) s = s + 1 === slotCount ? 0 : s + 1
     slots[s] = ((fingerprintOf(hashes[k], blockBits) << blockBits) | (block + 1)) >>> 0
   }
-  const out = Buffer.alloc(HEADER_BYTES + slotCount * 4)
-  writeU32(out, 0, slotCount)
-  out[4] = blockBits
-  for (let s = 0; s < slotCount; s++) writeU32(out, HEADER_BYTES + s * 4, slots[s])
+  if (!inPlace) for (let s = 0; s < slotCount; s++) writeU32(out, HEADER_BYTES + s * 4, slots[s])
   return out
 }
 
@@ -72,12 +76,7 @@ export class PointIndex {
   private readonly blockBits: number
   private readonly blockMask: number
 
-  constructor(
-    /** The block's contents (kept: the slots may be a view of them). */
-    private readonly contents: Buffer,
-    blockCount: number,
-    fileName: string,
-  ) {
+  constructor(contents: Buffer, blockCount: number, fileName: string) {
     if (contents.length < HEADER_BYTES) throw corruption('point index too short', fileName)
     const slotCount = readU32(contents, 0)
     const blockBits = contents[4]
@@ -107,9 +106,9 @@ export class PointIndex {
     if (empty === 0) throw corruption('point index has no empty slot', fileName)
   }
 
-  /** Heap bytes held. */
+  /** Bytes held (the slots: a view of the block read from the file, or a copy of it). */
   get sizeBytes(): number {
-    return this.contents.length
+    return HEADER_BYTES + this.slotCount * 4
   }
 
   home(hash: number): number {

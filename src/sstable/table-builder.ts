@@ -36,11 +36,11 @@ export interface TableProperties {
 export class TableBuilder {
   private readonly data: BlockBuilder
   private readonly index = new BlockBuilder(1)
-  /** Filter hash of each distinct user key, and the data block holding its first entry. */
-  private readonly hashes: number[] = []
-  private readonly hashBlocks: number[] = []
-  /** Data blocks written so far: the number of the block being built. */
-  private blocks = 0
+  /** Filter hash of each distinct user key, in table order (hashes[0, hashCount)). */
+  private hashes = new Uint32Array(1024)
+  private hashCount = 0
+  /** Per data block written: the number of distinct keys whose first entry lies in it or before. */
+  private readonly blockEnds: number[] = []
   /** Filter hash of the last user key added. */
   private lastHash = 0
   private output: Buffer[] = []
@@ -80,8 +80,12 @@ export class TableBuilder {
     }
     if (!sameUserKey) {
       this.lastHash = filterHash(key)
-      this.hashes.push(this.lastHash)
-      this.hashBlocks.push(this.blocks)
+      if (this.hashCount === this.hashes.length) {
+        const grown = new Uint32Array(this.hashCount * 2)
+        grown.set(this.hashes)
+        this.hashes = grown
+      }
+      this.hashes[this.hashCount++] = this.lastHash
     }
     this.data.add(key, sequence, kind, value, this.lastHash, !sameUserKey)
     if (key.length > this.lastKey.length) this.lastKey = Buffer.allocUnsafe(key.length * 2)
@@ -106,8 +110,9 @@ export class TableBuilder {
     assert(!this.finished, 'finish twice')
     this.finished = true
     if (!this.data.isEmpty) this.flushDataBlock()
-    const filter = this.emitBlock(buildFilter(this.hashes, this.options.bloomBitsPerKey))
-    const pointIndexContents = buildPointIndex(this.hashes, this.hashBlocks, this.blocks)
+    const hashes = this.hashes.subarray(0, this.hashCount)
+    const filter = this.emitBlock(buildFilter(hashes, this.options.bloomBitsPerKey))
+    const pointIndexContents = buildPointIndex(hashes, this.blockEnds)
     const pointIndex = pointIndexContents === undefined ? undefined : this.emitBlock(pointIndexContents)
     const index = this.emitBlock(this.index.finish())
     const footer = encodeFooter({ index, filter, pointIndex, entryCount: this.entries })
@@ -129,7 +134,7 @@ export class TableBuilder {
     const value = Buffer.allocUnsafe(varintLength(handle.offset) + varintLength(handle.size))
     writeVarint(value, writeVarint(value, 0, handle.offset), handle.size)
     this.index.add(this.lastKey.subarray(0, this.lastKeyLength), this.lastSeq, KIND_PUT, value)
-    this.blocks++
+    this.blockEnds.push(this.hashCount)
   }
 
   private emitBlock(contents: Buffer): BlockHandle {

@@ -3,10 +3,12 @@ import { TableReader } from './table-reader.js'
 
 /**
  * Open table readers by file number, bounded two ways: at most
- * `maxOpenTables` open files, and at most `capacityBytes` of index and filter
- * memory. Past either bound the least recently used reader is dropped (its
- * descriptor closes once no iterator still holds it); opening a table again
- * re-reads its index and filter (or point index: see TableReader.open).
+ * `maxOpenTables` open files, and at most `capacityBytes` of index, filter and
+ * point index memory. A table loads its point index only when the budget has
+ * room for it; past the byte bound the least recently used point index is
+ * dropped first, then (as past the file bound) the least recently used reader
+ * (its descriptor closes once no iterator still holds it); opening a table
+ * again re-reads its index and filter.
  *
  * Recency is a use counter stamped on each reader (a hit does no Map surgery:
  * re-inserting into the Map on every hit cost ~10% of a cached point read,
@@ -40,14 +42,26 @@ export class TableCache {
     this.bytes += r.residentBytes
     if (r.usesPointIndex) this.pointIndexed++
     while (this.readers.size > 1 && (this.readers.size > this.maxOpenTables || this.bytes > this.capacityBytes)) {
-      this.evict(this.leastRecentlyUsed())
+      // Over the byte budget, point indexes go before readers: a table without
+      // one still answers from its filter, a closed one must be opened again.
+      if (this.readers.size <= this.maxOpenTables && this.pointIndexed > 0) this.dropPointIndex(this.leastRecentlyUsed(true))
+      else this.evict(this.leastRecentlyUsed(false))
     }
     return r
   }
 
-  private leastRecentlyUsed(): number {
+  private dropPointIndex(fileNumber: number): void {
+    this.bytes -= this.readers.get(fileNumber)!.dropPointIndex()
+    this.pointIndexed--
+  }
+
+  /** The least recently used reader (among those with a point index when `withPointIndex`). */
+  private leastRecentlyUsed(withPointIndex: boolean): number {
     let oldest: TableReader | undefined
-    for (const r of this.readers.values()) if (oldest === undefined || r.lastUse < oldest.lastUse) oldest = r
+    for (const r of this.readers.values()) {
+      if (withPointIndex && !r.usesPointIndex) continue
+      if (oldest === undefined || r.lastUse < oldest.lastUse) oldest = r
+    }
     return oldest!.fileNumber
   }
 
@@ -61,7 +75,7 @@ export class TableCache {
     r.unref()
   }
 
-  /** Memory held by open readers outside the block cache (index + filter or point index). */
+  /** Memory held by open readers outside the block cache (index, filter, point index). */
   get residentBytes(): number {
     return this.bytes
   }

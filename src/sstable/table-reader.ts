@@ -15,8 +15,8 @@ import type { InternalIterator } from '../iterators/internal-iterator.js'
 
 /**
  * An open table file. Opening reads and verifies the footer, the index block
- * (decoded into arrays for binary search) and either the point index (when the
- * table has one and the caller's memory allows it) or the Bloom filter. Data
+ * (decoded into arrays for binary search), the Bloom filter and, when the
+ * table has one and the caller's memory allows it, the point index. Data
  * blocks are read with pread on demand, verified, and kept in the shared block
  * cache. Reads are synchronous so that `getSync` can use them.
  */
@@ -38,9 +38,9 @@ export class TableReader {
     private readonly fd: number,
     readonly fileBytes: number,
     private readonly cache: BlockCache,
-    /** Exactly one of the two answers "may the table hold this key?". */
-    private readonly filter: Filter | undefined,
-    private readonly pointIndex: PointIndex | undefined,
+    private readonly filter: Filter,
+    /** When set, point reads use it instead of the filter and the index search. */
+    private pointIndex: PointIndex | undefined,
     /** Format version from the footer (decides the block checksum). */
     private readonly formatVersion: number,
   ) {
@@ -50,20 +50,18 @@ export class TableReader {
   /**
    * Opens and verifies a table; throws STRATA_CORRUPTION or STRATA_IO_ERROR.
    * The table's point index is loaded when it has one and the reader's resident
-   * bytes (residentBytes) stay within `pointIndexRoomBytes` with it; otherwise
-   * the Bloom filter is.
+   * bytes (residentBytes) stay within `pointIndexRoomBytes` with it.
    */
   static open(dir: string, fileNumber: number, cache: BlockCache, pointIndexRoomBytes = Infinity): TableReader {
     return openTableFile(dir, fileNumber, ({ fd, file, fileBytes, footer }) => {
       const version = footer.formatVersion
       const index = new IndexBlock(readVerifiedBlock(fd, footer.index, file, version), file, footer.dataEnd)
-      // The filter is read and verified even when the point index replaces it:
-      // damage anywhere in a table's metadata is reported when it opens.
-      let filter: Filter | undefined = new Filter(readVerifiedBlock(fd, footer.filter, file, version), file)
+      // The filter stays loaded beside a point index, so that dropping the
+      // point index under memory pressure (dropPointIndex) needs no I/O.
+      const filter = new Filter(readVerifiedBlock(fd, footer.filter, file, version), file)
       let pointIndex: PointIndex | undefined
-      if (footer.pointIndex !== undefined && index.sizeBytes + footer.pointIndex.size <= pointIndexRoomBytes) {
+      if (footer.pointIndex !== undefined && index.sizeBytes + filter.sizeBytes + footer.pointIndex.size <= pointIndexRoomBytes) {
         pointIndex = new PointIndex(readVerifiedBlock(fd, footer.pointIndex, file, version), index.count, file)
-        filter = undefined
       }
       const reader = new TableReader(fileNumber, fd, fileBytes, cache, filter, pointIndex, version)
       reader.index = index
@@ -72,14 +70,21 @@ export class TableReader {
     })
   }
 
-  /** Memory held outside the block cache: index, and filter or point index. */
+  /** Memory held outside the block cache: index, filter and point index. */
   get residentBytes(): number {
-    return (this.filter?.sizeBytes ?? 0) + (this.pointIndex?.sizeBytes ?? 0) + this.index.sizeBytes
+    return this.filter.sizeBytes + (this.pointIndex?.sizeBytes ?? 0) + this.index.sizeBytes
   }
 
   /** Whether point reads use the table's point index (else its Bloom filter). */
   get usesPointIndex(): boolean {
     return this.pointIndex !== undefined
+  }
+
+  /** Frees the point index (point reads go back to the filter); returns the bytes freed. */
+  dropPointIndex(): number {
+    const bytes = this.pointIndex?.sizeBytes ?? 0
+    this.pointIndex = undefined
+    return bytes
   }
 
   /**
@@ -101,7 +106,7 @@ export class TableReader {
       }
       return undefined
     }
-    if (!this.filter!.mayContain(hash)) return undefined
+    if (!this.filter.mayContain(hash)) return undefined
     return this.getByIndex(key, sequence, hash, wantValue)
   }
 

@@ -10,6 +10,11 @@ function blocksFor(pi: PointIndex, hash: number): number[] {
   return out
 }
 
+/** blockEnds (buildPointIndex's argument) of keys whose blocks are `blocks`, in table order, over `blockCount` blocks. */
+function ends(blocks: number[], blockCount: number): number[] {
+  return Array.from({ length: blockCount }, (_, b) => blocks.filter((x) => x <= b).length)
+}
+
 function codeOf(f: () => unknown): string | undefined {
   try {
     f()
@@ -26,7 +31,7 @@ describe('point index', () => {
     const hashes = Array.from({ length: n }, () => (random() * 2 ** 32) | 0)
     const blocks = Array.from({ length: n }, (_, i) => Math.floor(i / 40))
     const blockCount = blocks[n - 1] + 1
-    const contents = buildPointIndex(hashes, blocks, blockCount)!
+    const contents = buildPointIndex(hashes, ends(blocks, blockCount))!
     expect(contents.length).toBe(8 + 4 * (Math.ceil(n * 1.25) + 1))
     const pi = new PointIndex(contents, blockCount, 't.sst')
     for (let i = 0; i < n; i++) expect(blocksFor(pi, hashes[i])).toContain(blocks[i])
@@ -40,18 +45,20 @@ describe('point index', () => {
     const h = 0x1234_5678
     const hashes = [h, 99, h, h + 1, h]
     const blocks = [0, 1, 3, 4, 5]
-    const pi = new PointIndex(buildPointIndex(hashes, blocks, 6)!, 6, 't.sst')
+    const pi = new PointIndex(buildPointIndex(hashes, ends(blocks, 6))!, 6, 't.sst')
     expect(blocksFor(pi, h)).toEqual([0, 3, 5])
     expect(blocksFor(pi, 99)).toEqual([1])
   })
 
   it('is not written for tables with 2^24 or more blocks', () => {
-    expect(buildPointIndex([1], [0], 2 ** 24 - 1)).toBeDefined()
-    expect(buildPointIndex([1], [0], 2 ** 24)).toBeUndefined()
+    // One key, in block 0, of a table with n blocks (read: only the first and last block ends).
+    const withBlocks = (n: number): ArrayLike<number> => ({ length: n, 0: 1, [n - 1]: 1 })
+    expect(buildPointIndex([1], withBlocks(2 ** 24 - 1))).toBeDefined()
+    expect(buildPointIndex([1], withBlocks(2 ** 24))).toBeUndefined()
   })
 
   it('rejects contents that do not fit the table as STRATA_CORRUPTION', () => {
-    const good = buildPointIndex([1, 2, 3], [0, 1, 2], 3)!
+    const good = buildPointIndex([1, 2, 3], [1, 2, 3])!
     expect(codeOf(() => new PointIndex(good, 3, 't.sst'))).toBeUndefined()
     // Fewer blocks than the index names; more than its block numbers can hold.
     expect(codeOf(() => new PointIndex(good, 2, 't.sst'))).toBe('STRATA_CORRUPTION')

@@ -101,7 +101,7 @@ describe('table', () => {
     withFilter.unref()
   })
 
-  it('the table cache lets a table load its point index only while its byte budget has room', async () => {
+  it('the table cache lets a table load its point index only while its byte budget has room, and drops point indexes before readers', async () => {
     const { dir, cache, reader } = await makeTable(2000)
     reader.unref()
     fs.copyFileSync(path.join(dir, tableFileName(7)), path.join(dir, tableFileName(8)))
@@ -119,6 +119,15 @@ describe('table', () => {
     tables.evict(7)
     expect([tables.openCount, tables.pointIndexedCount, tables.residentBytes]).toEqual([1, 0, withFilter])
     tables.close()
+
+    // One byte less: opening the second table drops the first one's point index, not the reader.
+    const tight = new TableCache(dir, cache, 10, withIndex + withFilter - 1)
+    expect(tight.get(7).usesPointIndex).toBe(true)
+    expect(tight.get(8).usesPointIndex).toBe(false)
+    expect([tight.openCount, tight.pointIndexedCount, tight.residentBytes]).toEqual([2, 0, 2 * withFilter])
+    expect(tight.get(7).get(key(4), Number.MAX_SAFE_INTEGER)?.v?.toString()).toBe('new4')
+    expect(tight.get(7).get(key(5), Number.MAX_SAFE_INTEGER)).toBeUndefined()
+    tight.close()
   })
 
   it('iterates forward, backward and from random seeks', async () => {
