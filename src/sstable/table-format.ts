@@ -6,7 +6,7 @@ import { corruption } from '../base/errors.js'
  * Table file constants, block trailer and footer (docs/format.md, "Table file").
  *
  *   block contents | u8 compression (0 = none) | u32 checksum(contents ‖ compression byte)
- *   checksum: low 32 bits of xxh64 (format version 2), xxh32 (version 1)
+ *   checksum: low 32 bits of xxh64 (format versions 2 and 3), xxh32 (version 1)
  *
  *   footer (64 bytes, format version 3):
  *     u64 indexOffset | u32 indexSize | u64 filterOffset | u32 filterSize

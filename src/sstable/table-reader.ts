@@ -99,10 +99,12 @@ export class TableReader {
       const fingerprint = pi.fingerprint(hash)
       for (let s = pi.probe(pi.home(hash), fingerprint); s >= 0; s = pi.probe(pi.next(s), fingerprint)) {
         const it = this.seekInBlock(pi.blockAt(s), key, sequence, hash)
-        // Ran off the block: the versions the read may see are in the next one.
+        // Ran off the block: the versions the read may see continue in the next
+        // block, or the block's hash index does not hold the key (a fingerprint
+        // collision in the point index). The index search settles both.
         if (!it.valid()) return this.getByIndex(key, sequence, hash, wantValue)
         if (it.keyEquals(key)) return found(it, wantValue)
-        // Another key with the same fingerprint: probe on.
+        // Landed on another key (a collision, in a block without a hash index): probe on.
       }
       return undefined
     }
