@@ -245,7 +245,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   /** Sequence of the write that produced the key's value at `sequence`; 0 when absent or deleted. */
   versionOf(key: Buffer, sequence: number): number {
-    const found = readPoint(this.mem, this.imms, this.versions.current, this.tableCache, key, sequence, false)
+    const found = this.get(key, sequence, false)
     return found === undefined || found.v === null ? 0 : found.s
   }
 
@@ -329,9 +329,9 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   // ---- reads -------------------------------------------------------------
 
-  /** Newest version of `key` with sequence <= `sequence`; value null for a delete. */
-  get(key: Buffer, sequence: number): Found | undefined {
-    return readPoint(this.mem, this.imms, this.versions.current, this.tableCache, key, sequence)
+  /** Newest version of `key` with sequence <= `sequence`; value null for a delete (VALUE_NOT_READ for a put without `wantValue`). */
+  get(key: Buffer, sequence: number, wantValue = true): Found | undefined {
+    return readPoint(this.mem, this.imms, this.versions.current, this.tableCache, key, sequence, wantValue)
   }
 
   /** A merged iterator over everything visible at `sequence`. */
