@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { SortedRun } from '../dist/compaction/sorted-run.js'
 import { ShadowFilter } from '../dist/compaction/shadow-filter.js'
 import { writeTable } from '../dist/compaction/table-writer.js'
+import { nodeFileSystem } from '../dist/vfs/node-file-system.js'
 import { TableBuilder } from '../dist/sstable/table-builder.js'
 import { initChecksum } from '../dist/base/checksum.js'
 import { KeyFormat, randomIndices } from '../dist/cli/bench/key-stream.js'
@@ -65,7 +66,7 @@ for (let r = 0; r < runs; r++) {
   it = run.iterator()
   it.seekToFirst()
   t = performance.now()
-  await writeTable(dir, 100 + r, it, options, [])
+  await writeTable(nodeFileSystem, dir, 100 + r, it, options, [])
   const writeMs = performance.now() - t
   const f = (ms) => ms.toFixed(0).padStart(4)
   console.log(`add ${f(addMs)} ms | sort ${f(sortMs)} | walk ${f(walkMs)} | walk+shadow ${f(shadowMs)} | +build ${f(buildMs)} | writeTable ${f(writeMs)} ms`)

@@ -2,7 +2,7 @@ import { StrataError } from './base/errors.js'
 import { checkKey, checkValue, toBuffer, type Bytes } from './base/keys.js'
 import type { DbIterator, KeyRange } from './iterators/db-iterator.js'
 import type { Engine } from './engine/engine.js'
-import { openEngine } from './engine/recovery.js'
+import { openEngine, recoverEngine } from './engine/recovery.js'
 import type { EngineStats } from './engine/stats.js'
 import { resolveOptions, type OpenOptions } from './options.js'
 import { encodedOpBytes, type WriteOp } from './wal/wal-record.js'
@@ -73,8 +73,14 @@ export interface Snapshot {
  * STRATA_NOT_OPEN), so a rejected call never writes anything.
  */
 export class Database {
+  /** The running engine; replaced by a successful `resume()`. */
+  private engine: Engine
+  private resuming: Promise<boolean> | undefined
+
   /** @internal */
-  constructor(private readonly engine: Engine) {}
+  constructor(engine: Engine) {
+    this.engine = engine
+  }
 
   /** Stores `value` under `key`. Resolves once the write is in the WAL (fsynced with `sync`). */
   put(key: Bytes, value: Bytes, options?: WriteOptions): Promise<void> {
@@ -315,8 +321,52 @@ export class Database {
     return this.engine.stats()
   }
 
+  /**
+   * Tries to leave the read-only state a failed write, fsync, flush or
+   * compaction put the database in (`stats().failure` says which). Resolves
+   * true when the database takes writes again (also when it never failed),
+   * false when it could not: the cause is still there (the disk still full:
+   * `stats().failure` is then the resume's own failure), or iterators,
+   * snapshots or transactions are open (close them first).
+   *
+   * A resume rebuilds the engine from the directory exactly as a reopen
+   * would, keeping the lock: it replays the WALs (a torn tail the failure
+   * left is dropped and reported in `stats().recovery`), starts a new WAL,
+   * writes a new manifest, flushes what was replayed and retries the
+   * compactions. A write that failed may turn out to be applied (its record
+   * reached the WAL); one that resolved is never lost.
+   */
+  resume(): Promise<boolean> {
+    try {
+      this.checkOpen()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    this.resuming ??= this.resumeOnce().finally(() => (this.resuming = undefined))
+    return this.resuming
+  }
+
+  private async resumeOnce(): Promise<boolean> {
+    const old = this.engine
+    if (old.failure === undefined) return true
+    if (old.pinsState) return false
+    await old.stopBackgroundWork()
+    if (!old.isOpen || old.pinsState) return false
+    let next: Engine
+    try {
+      next = recoverEngine(old.dir, { ...old.options, createIfMissing: false, errorIfExists: false }, old.releaseLock)
+    } catch (err) {
+      old.noteResumeFailure(err)
+      return false
+    }
+    old.retire()
+    this.engine = next
+    return true
+  }
+
   /** Waits for queued writes and running flushes, then releases the directory. Idempotent. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    if (this.resuming !== undefined) await this.resuming.catch(() => undefined)
     return this.engine.close()
   }
 

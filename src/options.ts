@@ -1,5 +1,8 @@
 import * as os from 'node:os'
 import { StrataError } from './base/errors.js'
+import type { BackgroundErrorInfo } from './engine/background-error.js'
+import type { FileSystem } from './vfs/file-system.js'
+import { nodeFileSystem } from './vfs/node-file-system.js'
 
 /** Options of `open()`. Every size carries its unit in its name. */
 export interface OpenOptions {
@@ -62,6 +65,22 @@ export interface OpenOptions {
    * false leaves the writes in the WAL (like RocksDB's avoid_flush_during_shutdown).
    */
   flushOnClose?: boolean
+  /** A manifest larger than this is rewritten as one record at the next edit (RocksDB's max_manifest_file_size). Default 16 MiB. */
+  maxManifestBytes?: number
+  /**
+   * Called once when a failed write, fsync, flush or compaction makes the
+   * database read-only (STRATA_READ_ONLY), with what failed, where and when;
+   * and for failures that do not (a failed deletion of an obsolete file).
+   * `stats().failure` holds the same. Default: nothing.
+   */
+  onBackgroundError?: (info: BackgroundErrorInfo) => void
+  /**
+   * The file system every file operation goes through. Default: the real one
+   * (node:fs). Tests pass a fault-injecting one; with any file system but the
+   * default, flushes and compactions run on the calling thread (the seam
+   * object cannot cross to a worker thread).
+   */
+  fileSystem?: FileSystem
 }
 
 export type ResolvedOptions = Required<OpenOptions>
@@ -117,6 +136,9 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   maxConcurrentCompactions: 1,
   autoCompaction: true,
   flushOnClose: true,
+  maxManifestBytes: 16 << 20,
+  onBackgroundError: () => undefined,
+  fileSystem: nodeFileSystem,
 }
 
 /** Limits on numeric options: [minimum, maximum]. */
@@ -141,6 +163,7 @@ const RANGES: Partial<Record<keyof OpenOptions, [number, number]>> = {
   softPendingCompactionBytes: [0, 2 ** 52],
   hardPendingCompactionBytes: [0, 2 ** 52],
   maxConcurrentCompactions: [1, 16],
+  maxManifestBytes: [1, 2 ** 40],
 }
 
 /** Merges `options` over the defaults; throws STRATA_INVALID_ARGUMENT on an unknown or bad option. */
@@ -154,7 +177,7 @@ export function resolveOptions(options: OpenOptions | undefined): ResolvedOption
     if (!(name in DEFAULT_OPTIONS)) throw new StrataError('STRATA_INVALID_ARGUMENT', `unknown option ${name}`)
     const key = name as keyof ResolvedOptions
     const expected = typeof DEFAULT_OPTIONS[key]
-    if (typeof value !== expected) {
+    if (typeof value !== expected || value === null) {
       throw new StrataError('STRATA_INVALID_ARGUMENT', `option ${name} must be a ${expected}`)
     }
     const range = RANGES[key]

@@ -1,7 +1,7 @@
-import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { StrataError, ioError } from './errors.js'
 import { LOCK_FILE } from './file-names.js'
+import type { FileSystem } from '../vfs/file-system.js'
 
 /**
  * One process per database directory. Node has no flock(2), so the lock is a
@@ -29,47 +29,60 @@ function locked(dir: string, detail: string): StrataError {
 }
 
 /** Takes the lock of `dir`; returns the function that releases it. */
-export function acquireLock(dir: string): () => void {
-  const key = fs.realpathSync(dir)
+export function acquireLock(fs: FileSystem, dir: string): () => void {
+  const key = fs.realpath(dir)
   if (heldHere.has(key)) throw locked(dir, 'already open in this process')
   const file = path.join(dir, LOCK_FILE)
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       // Write the pid first, then link: the LOCK file never exists without its owner's pid.
       const tmp = path.join(dir, `LOCK.${process.pid}.tmp`)
-      fs.writeFileSync(tmp, `${process.pid}\n`)
+      const f = fs.open(tmp, 'w')
       try {
-        fs.linkSync(tmp, file)
+        f.write(Buffer.from(`${process.pid}\n`), 0, String(process.pid).length + 1, 0)
       } finally {
-        fs.rmSync(tmp, { force: true })
+        f.close()
+      }
+      try {
+        fs.link(tmp, file)
+      } finally {
+        removeQuietly(fs, tmp)
       }
       heldHere.add(key)
-      removeStaleTemps(dir)
+      removeStaleTemps(fs, dir)
       return () => {
         heldHere.delete(key)
-        fs.rmSync(file, { force: true })
+        removeQuietly(fs, file)
       }
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(`cannot create ${file}`, err)
     }
     let owner = NaN
     try {
-      owner = Number.parseInt(fs.readFileSync(file, 'utf8'), 10)
+      owner = Number.parseInt(fs.readFile(file).toString('utf8'), 10)
     } catch {
       // Vanished or unreadable: retry creating it.
     }
     if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
       throw locked(dir, `held by process ${owner}`)
     }
-    fs.rmSync(file, { force: true })
+    removeQuietly(fs, file)
   }
   throw locked(dir, 'could not take over a stale LOCK file')
 }
 
 /** Deletes LOCK.<pid>.tmp files of processes that died between writing and linking them. */
-function removeStaleTemps(dir: string): void {
-  for (const name of fs.readdirSync(dir)) {
+function removeStaleTemps(fs: FileSystem, dir: string): void {
+  for (const name of fs.readdir(dir)) {
     const m = /^LOCK\.(\d+)\.tmp$/.exec(name)
-    if (m && !processAlive(Number(m[1]))) fs.rmSync(path.join(dir, name), { force: true })
+    if (m && !processAlive(Number(m[1]))) removeQuietly(fs, path.join(dir, name))
+  }
+}
+
+function removeQuietly(fs: FileSystem, file: string): void {
+  try {
+    fs.unlink(file)
+  } catch {
+    // Gone already, or left for the next open.
   }
 }

@@ -1,10 +1,11 @@
-import * as fs from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { StrataError, type StrataErrorCode } from '../base/errors.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import { runCompactionJob, type CompactionJob, type CompactionResult } from './compaction-job.js'
 import { runFlushJob, type FlushJob } from './flush-job.js'
+import type { FileSystem } from '../vfs/file-system.js'
+import { nodeFileSystem } from '../vfs/node-file-system.js'
 
 /** Young-generation size of a worker thread (V8 picks 16-48 MiB by default). */
 const WORKER_YOUNG_GENERATION_MB = 4
@@ -20,9 +21,13 @@ export type BackgroundJob = { type: 'flush'; flush: FlushJob } | { type: 'compac
  * one runner (a worker runs several jobs at once, interleaved at their
  * awaits); each further concurrent compaction has its own. Falls back
  * to running in this thread when the compiled worker script is not available
- * (TypeScript sources without a build).
+ * (TypeScript sources without a build), and runs there whenever the engine's
+ * file system is not the default one (a seam object cannot be sent to a
+ * worker, and a fault-injecting one must see the jobs' calls).
  */
 export class BackgroundRunner {
+  constructor(private readonly fs: FileSystem = nodeFileSystem) {}
+
   private worker: Worker | undefined
   private nextId = 1
   private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: unknown) => void }>()
@@ -45,7 +50,7 @@ export class BackgroundRunner {
 
   private run(job: BackgroundJob): Promise<unknown> {
     const worker = this.ensureWorker()
-    if (worker === undefined) return job.type === 'flush' ? runFlushJob(job.flush) : runCompactionJob(job.compaction)
+    if (worker === undefined) return job.type === 'flush' ? runFlushJob(job.flush, this.fs) : runCompactionJob(job.compaction, this.fs)
     const id = this.nextId++
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
@@ -55,6 +60,7 @@ export class BackgroundRunner {
 
   private ensureWorker(): Worker | undefined {
     if (this.worker !== undefined) return this.worker
+    if (this.fs !== nodeFileSystem) return undefined
     const script = workerScript()
     if (script === undefined) return undefined
     // A small young generation keeps the worker's garbage (block buffers read
@@ -97,8 +103,17 @@ function reviveMeta(m: TableMeta): TableMeta {
 /** The compiled worker next to this module, or in dist/ when running from src/. */
 function workerScript(): URL | undefined {
   const here = new URL('./background-worker.js', import.meta.url)
-  if (fs.existsSync(fileURLToPath(here))) return here
+  if (scriptExists(here)) return here
   const built = new URL(here.href.replace('/src/compaction/', '/dist/compaction/'))
-  if (built.href !== here.href && fs.existsSync(fileURLToPath(built))) return built
+  if (built.href !== here.href && scriptExists(built)) return built
   return undefined
+}
+
+/** Looks the worker script up through the default seam (not the engine's: it is not a database file). */
+function scriptExists(url: URL): boolean {
+  try {
+    return nodeFileSystem.stat(fileURLToPath(url)).isFile
+  } catch {
+    return false
+  }
 }

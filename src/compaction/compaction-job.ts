@@ -1,6 +1,7 @@
 import { assert } from '../base/assert.js'
 import { initChecksum } from '../base/checksum.js'
-import { syncDirectory } from '../base/fs-util.js'
+import { nodeFileSystem } from '../vfs/node-file-system.js'
+import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { MergingIterator } from '../iterators/merging-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
@@ -58,12 +59,12 @@ export interface CompactionResult {
  *    user key (adjacent tables of a level never share a key).
  * Every output is fdatasynced and the directory fsynced before this resolves.
  */
-export async function runCompactionJob(job: CompactionJob): Promise<CompactionResult> {
+export async function runCompactionJob(job: CompactionJob, fs: FileSystem = nodeFileSystem): Promise<CompactionResult> {
   await initChecksum()
   // Inputs are only scanned, once, forward: no filter, no decoded index, no block cache (TableScanner).
   const scanners: TableScanner[] = []
   try {
-    for (const n of job.inputNumbers) scanners.push(TableScanner.open(job.dir, n))
+    for (const n of job.inputNumbers) scanners.push(TableScanner.open(fs, job.dir, n))
   } catch (err) {
     for (const s of scanners) s.close()
     throw err
@@ -117,7 +118,7 @@ export async function runCompactionJob(job: CompactionJob): Promise<CompactionRe
       }
       if (out === undefined) {
         assert(outputs.length < job.outputNumbers.length, 'compaction ran out of reserved file numbers')
-        out = new TableFile(job.dir, job.outputNumbers[outputs.length], job.tableOptions)
+        out = new TableFile(fs, job.dir, job.outputNumbers[outputs.length], job.tableOptions)
       }
       const due = out.add(key, seq, top.kind(), top.value())
       if (due !== undefined) {
@@ -130,7 +131,7 @@ export async function runCompactionJob(job: CompactionJob): Promise<CompactionRe
       }
     }
     await finishOutput()
-    if (outputs.length > 0) syncDirectory(job.dir)
+    if (outputs.length > 0) syncDirectory(fs, job.dir)
   } catch (err) {
     await out?.abandon()
     throw err

@@ -8,6 +8,8 @@ import { visitRecords, visitWal } from '../wal/wal-reader.js'
 import type { RecordSegment } from '../wal/record-arena.js'
 import { SortedRun } from './sorted-run.js'
 import { writeTable } from './table-writer.js'
+import { nodeFileSystem } from '../vfs/node-file-system.js'
+import type { FileSystem } from '../vfs/file-system.js'
 
 /** Everything a flush needs, as plain data (it crosses a worker boundary). */
 export interface FlushJob {
@@ -31,7 +33,7 @@ export interface FlushJob {
  * The WALs are complete and immutable once their memtable is frozen, and they
  * hold exactly its entries (checked by count).
  */
-export async function runFlushJob(job: FlushJob): Promise<TableMeta | undefined> {
+export async function runFlushJob(job: FlushJob, fs: FileSystem = nodeFileSystem): Promise<TableMeta | undefined> {
   await initChecksum()
   const run = new SortedRun()
   let lastPayload: Buffer | undefined
@@ -46,7 +48,7 @@ export async function runFlushJob(job: FlushJob): Promise<TableMeta | undefined>
   if (job.segments !== undefined) {
     for (const seg of job.segments) visitRecords(Buffer.from(seg.buffer, 0, seg.end), `memtable of WAL ${job.walNumbers[0]}`, collect)
   } else {
-    for (const number of job.walNumbers) visitWal(path.join(job.dir, walFileName(number)), collect)
+    for (const number of job.walNumbers) visitWal(fs, path.join(job.dir, walFileName(number)), collect)
   }
   if (run.length !== job.entryCount) {
     throw corruption(`WALs ${job.walNumbers.join(',')} hold ${run.length} entries, memtable ${job.entryCount}`)
@@ -54,5 +56,5 @@ export async function runFlushJob(job: FlushJob): Promise<TableMeta | undefined>
   run.sort()
   const input = run.iterator()
   input.seekToFirst()
-  return writeTable(job.dir, job.tableNumber, input, job.tableOptions, job.snapshots)
+  return writeTable(fs, job.dir, job.tableNumber, input, job.tableOptions, job.snapshots)
 }

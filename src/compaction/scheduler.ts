@@ -19,7 +19,7 @@ export interface CompactionHost {
   releaseOutputs(numbers: readonly number[]): void
   /** A compaction's edit is installed: delete obsolete files, wake paced writers. */
   afterInstall(): void
-  onError(err: unknown): void
+  onError(err: unknown, where: 'compaction'): void
   /** False once closing or after a background error. */
   canRunBackgroundWork(): boolean
 }
@@ -182,7 +182,7 @@ export class CompactionScheduler {
       s.bytesWritten += result.bytesWritten
       s.entriesDropped += result.entriesDropped
     } catch (err) {
-      host.onError(err)
+      host.onError(err, 'compaction')
     } finally {
       this.stats.ms += performance.now() - started
       this.idleRunners.push(runner)
@@ -197,7 +197,7 @@ export class CompactionScheduler {
   }
 
   private newRunner(): BackgroundRunner {
-    const r = new BackgroundRunner()
+    const r = new BackgroundRunner(this.host.options.fileSystem)
     this.allRunners.push(r)
     return r
   }

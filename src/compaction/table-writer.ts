@@ -1,7 +1,6 @@
 import * as path from 'node:path'
-import { open as openFile, type FileHandle } from 'node:fs/promises'
 import { ioError } from '../base/errors.js'
-import { syncDirectory } from '../base/fs-util.js'
+import { syncDirectory, type File, type FileSystem } from '../vfs/file-system.js'
 import { tableFileName } from '../base/file-names.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
@@ -20,11 +19,16 @@ const WRITE_CHUNK_BYTES = 1 << 20
 export class TableFile {
   private readonly builder: TableBuilder
   private readonly file: string
-  private handle: FileHandle | undefined
+  private handle: File | undefined
   private pendingBytes = 0
   private lastEstimate = 0
 
-  constructor(dir: string, readonly number: number, options: TableBuilderOptions) {
+  constructor(
+    private readonly fs: FileSystem,
+    dir: string,
+    readonly number: number,
+    options: TableBuilderOptions,
+  ) {
     this.file = path.join(dir, tableFileName(number))
     this.builder = new TableBuilder(options)
   }
@@ -52,7 +56,7 @@ export class TableFile {
     await this.drain()
     await this.guard(async () => {
       await this.handle!.datasync()
-      await this.handle!.close()
+      this.handle!.close()
     })
     this.handle = undefined
     return { number: this.number, ...props }
@@ -60,7 +64,7 @@ export class TableFile {
 
   /** Closes the file after a failure (the caller leaves it for obsolete-file deletion). */
   async abandon(): Promise<void> {
-    await this.handle?.close().catch(() => undefined)
+    this.handle?.close()
     this.handle = undefined
   }
 
@@ -69,8 +73,8 @@ export class TableFile {
     this.pendingBytes = 0
     if (chunks.length === 0) return
     await this.guard(async () => {
-      this.handle ??= await openFile(this.file, 'wx')
-      await this.handle.writev(chunks)
+      this.handle ??= this.fs.open(this.file, 'wx')
+      await this.handle.writeChunks(chunks)
     })
   }
 
@@ -90,13 +94,14 @@ export class TableFile {
  * leaves no file) when nothing was kept.
  */
 export async function writeTable(
+  fs: FileSystem,
   dir: string,
   number: number,
   input: InternalIterator,
   options: TableBuilderOptions,
   snapshots: readonly number[],
 ): Promise<TableMeta | undefined> {
-  const out = new TableFile(dir, number, options)
+  const out = new TableFile(fs, dir, number, options)
   const shadow = new ShadowFilter(snapshots)
   try {
     for (; input.valid(); input.next()) {
@@ -108,7 +113,7 @@ export async function writeTable(
     }
     if (out.entryCount === 0) return undefined
     const meta = await out.finish()
-    syncDirectory(dir)
+    syncDirectory(fs, dir)
     return meta
   } catch (err) {
     await out.abandon()
@@ -117,3 +122,4 @@ export async function writeTable(
     input.close()
   }
 }
+

@@ -1,8 +1,8 @@
 import * as path from 'node:path'
 import { assert } from '../base/assert.js'
-import { StrataError, ioError } from '../base/errors.js'
+import type { StrataError } from '../base/errors.js'
 import { walFileName } from '../base/file-names.js'
-import { syncDirectory } from '../base/fs-util.js'
+import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { BackgroundRunner } from '../compaction/background-runner.js'
 import { CompactionScheduler, type CompactionHost } from '../compaction/scheduler.js'
 import { DbIterator, type KeyRange } from '../iterators/db-iterator.js'
@@ -25,6 +25,8 @@ import { openSources, readPoint } from './read-path.js'
 import type { Condition } from './write-group.js'
 import { WritePath, type WriteHost } from './write-path.js'
 import { collectStats, type EngineStats } from './stats.js'
+import { errnoOf, readOnlyFailure, type BackgroundErrorInfo, type FailureSite } from './background-error.js'
+import type { RecoveryReport } from './recovery.js'
 
 /** What recovery hands to the engine. */
 export interface RecoveredEngineState {
@@ -37,6 +39,8 @@ export interface RecoveredEngineState {
   wal: WalWriter
   lastSequence: number
   releaseLock: () => void
+  /** What the open replayed and dropped. */
+  recovery: RecoveryReport
 }
 
 /**
@@ -49,7 +53,9 @@ export interface RecoveredEngineState {
 export class Engine implements CompactionHost, FlushHost, WriteHost {
   readonly dir: string
   readonly options: ResolvedOptions
+  readonly fs: FileSystem
   readonly snapshots = new SnapshotList()
+  readonly recovery: RecoveryReport
 
   private mem: Memtable
   /** Frozen memtables, oldest first, waiting for (or in) flush. */
@@ -64,13 +70,17 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   private readonly liveVersions = new Set<Version>()
   /** Table numbers being written, not yet in any version. */
   private readonly pendingOutputs = new Set<number>()
-  private readonly releaseLock: () => void
+  /** Releases the directory's lock; handed on to the engine that resumes this one. */
+  readonly releaseLock: () => void
   private readonly flusher: Flusher
   private readonly compactions: CompactionScheduler
   /** The write queue and group commit. */
   private readonly writePath: WritePath
   private readonly flushWaiters: Array<() => void> = []
-  private backgroundError: StrataError | undefined
+  /** The failure that made the engine read-only: nothing is written or deleted after it. */
+  private backgroundError: BackgroundErrorInfo | undefined
+  /** Failures that did not make the engine read-only (obsolete-file deletion), and the last of them. */
+  private readonly softFailures: { count: number; last: BackgroundErrorInfo | undefined } = { count: 0, last: undefined }
   private state: 'open' | 'closing' | 'closed' = 'open'
   private closePromise: Promise<void> | undefined
   private readonly flushCounters = { flushes: 0, flushBytes: 0 }
@@ -78,13 +88,15 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   constructor(s: RecoveredEngineState) {
     this.dir = s.dir
     this.options = s.options
+    this.fs = s.options.fileSystem
+    this.recovery = s.recovery
     this.versions = s.versions
     this.mem = s.mem
     this.recycler = s.recycler
     this.wal = s.wal
     this.releaseLock = s.releaseLock
     this.blockCache = new BlockCache(s.options.blockCacheBytes)
-    this.tableCache = new TableCache(s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes)
+    this.tableCache = new TableCache(this.fs, s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes)
     this.tableOptions = {
       blockBytes: s.options.blockBytes,
       blockRestartInterval: s.options.blockRestartInterval,
@@ -92,7 +104,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     }
     this.writePath = new WritePath(this, s.lastSequence)
     // One worker thread runs the flushes and the first compaction (see CompactionScheduler).
-    const runner = new BackgroundRunner()
+    const runner = new BackgroundRunner(this.fs)
     this.flusher = new Flusher(this, runner)
     this.compactions = new CompactionScheduler(this, runner)
     // Entries replayed from WAL files live in whole-file buffers: flush them to
@@ -127,8 +139,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     this.wakeBackgroundWaiters()
   }
 
-  onError(err: unknown): void {
-    this.setBackgroundError(err)
+  onError(err: unknown, where: FailureSite): void {
+    this.setBackgroundError(err, where)
   }
 
   canRunBackgroundWork(): boolean {
@@ -143,8 +155,13 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     return this.state === 'open'
   }
 
-  /** The error that made the database read-only, if any. */
+  /** The error that made the database read-only (STRATA_READ_ONLY), if any. */
   get failure(): StrataError | undefined {
+    return this.backgroundError?.error
+  }
+
+  /** What made the database read-only: where, when, the errno. */
+  get failureInfo(): BackgroundErrorInfo | undefined {
     return this.backgroundError
   }
 
@@ -154,7 +171,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
       await this.forceFlush()
     }
     await this.compactions.compactRange(start, end)
-    if (this.backgroundError) throw this.backgroundError
+    if (this.backgroundError) throw this.backgroundError.error
   }
 
   /** Freezes the memtable (after queued writes) and waits until every frozen memtable is flushed. */
@@ -266,8 +283,14 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   freezeMemtable(): void {
     assert(this.writePath.allWritten, 'memtable frozen with writes not yet in its WAL')
     const number = this.versions.newFileNumber()
-    const wal = WalWriter.create(path.join(this.dir, walFileName(number)), number)
-    syncDirectory(this.dir)
+    const wal = WalWriter.create(this.fs, path.join(this.dir, walFileName(number)), number)
+    try {
+      // The new WAL's directory entry is durable before any write is acknowledged from it.
+      syncDirectory(this.fs, this.dir)
+    } catch (err) {
+      wal.close()
+      throw err
+    }
     this.wal.close()
     this.wal = wal
     this.imms.push(this.mem)
@@ -276,15 +299,29 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     this.flusher.schedule()
   }
 
-  private setBackgroundError(err: unknown): void {
+  /**
+   * The first failed write, fsync, rename, flush or compaction makes the
+   * engine read-only (as RocksDB's background error): reads go on, writes
+   * reject with STRATA_READ_ONLY, no flush or compaction starts and no file
+   * is deleted (an edit whose sync failed may still be replayed at the next
+   * open, so whatever it references must stay). `resume()` leaves the state.
+   */
+  private setBackgroundError(err: unknown, where: FailureSite): void {
     if (this.backgroundError) return
-    const cause = err instanceof StrataError ? err : ioError('background operation failed', err)
-    this.backgroundError = new StrataError(
-      'STRATA_READ_ONLY',
-      `database is read-only after a failed write: ${cause.message}`,
-      { cause },
-    )
+    // A flush or compaction that failed in its manifest edit failed in the manifest.
+    const site = this.versions.failed !== undefined && err === this.versions.failed ? 'manifest' : where
+    this.backgroundError = readOnlyFailure(err, site)
     this.wakeBackgroundWaiters()
+    this.report(this.backgroundError)
+  }
+
+  /** Tells the application (onBackgroundError); a throwing callback does not disturb the engine. */
+  private report(info: BackgroundErrorInfo): void {
+    try {
+      this.options.onBackgroundError(info)
+    } catch {
+      // The callback's own failure is not the engine's.
+    }
   }
 
   // ---- flush host --------------------------------------------------------
@@ -314,17 +351,27 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     return this.backgroundError !== undefined
   }
 
-  /** Deletes tables no version uses, WALs already in tables, old manifests and temp files. */
+  /**
+   * Deletes tables no version uses, WALs already in tables, old manifests and
+   * temp files. Never after a failure (see setBackgroundError). A failed
+   * deletion is reported, not fatal: the file costs space until the next try.
+   */
   deleteObsoleteFiles(): void {
+    if (this.backgroundError) return
     const live = new Set<number>(this.versions.current.tableNumbers())
     for (const v of this.liveVersions) for (const n of v.tableNumbers()) live.add(n)
     for (const n of this.pendingOutputs) live.add(n)
-    removeObsoleteFiles(this.dir, {
+    const failure = removeObsoleteFiles(this.fs, this.dir, {
       liveTables: live,
       logNumber: this.versions.logNumber,
       manifestNumber: this.versions.manifestFileNumber,
       beforeTableDelete: (n) => this.tableCache.evict(n),
     })
+    if (failure !== undefined) {
+      this.softFailures.count++
+      this.softFailures.last = { error: failure, where: 'obsolete-file-deletion', errno: errnoOf(failure), atMs: Date.now(), readOnly: false }
+      this.report(this.softFailures.last)
+    }
   }
 
   // ---- reads -------------------------------------------------------------
@@ -378,9 +425,48 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     while (this.writePath.currentDrain !== undefined) await this.writePath.currentDrain
     // Every write is in the WAL now; with flushOnClose the memtable goes to a
     // table too (the flush loop runs while closing, compactions do not start).
-    if (this.options.flushOnClose) await this.freezeWhenWritten()
+    // A failure there loses nothing (the WAL holds the writes): it is
+    // reported and the close goes on, so the lock is always released.
+    try {
+      if (this.options.flushOnClose) await this.freezeWhenWritten()
+    } catch (err) {
+      this.setBackgroundError(err, 'memtable-switch')
+    }
     await this.flusher.close()
     await this.compactions.close()
+    this.releaseResources()
+    this.releaseLock()
+  }
+
+  /** Open iterators or snapshots: a resume would have to keep this engine's tables and memtables for them. */
+  get pinsState(): boolean {
+    return this.liveVersions.size > 0 || this.snapshots.size > 0
+  }
+
+  /**
+   * Before a resume: waits for queued writes to settle (they reject, the
+   * engine has failed) and stops flushes and compactions. Reads go on.
+   */
+  async stopBackgroundWork(): Promise<void> {
+    while (this.writePath.currentDrain !== undefined) await this.writePath.currentDrain
+    await this.flusher.close()
+    await this.compactions.close()
+  }
+
+  /** A resume failed: its error becomes the reported failure (the cause is still there). */
+  noteResumeFailure(err: unknown): void {
+    const info = readOnlyFailure(err, 'resume')
+    this.backgroundError = info
+    this.report(info)
+  }
+
+  /** After a resume took over: closes files and frees memory, keeping the lock (the new engine holds it). */
+  retire(): void {
+    this.state = 'closing'
+    this.releaseResources()
+  }
+
+  private releaseResources(): void {
     this.wal.close()
     this.versions.close()
     this.tableCache.close()
@@ -388,7 +474,6 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     this.mem.unref()
     for (const m of this.imms.splice(0)) m.unref()
     this.recycler.clear()
-    this.releaseLock()
     this.state = 'closed'
   }
 
@@ -404,7 +489,9 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
       liveSnapshots: this.snapshots.size,
       writes: { ...this.flushCounters, ...this.writePath.counters },
       compaction: this.compactions.stats,
-      backgroundError: this.backgroundError?.message,
+      failure: this.backgroundError,
+      deleteFailures: this.softFailures,
+      recovery: this.recovery,
     })
   }
 

@@ -17,7 +17,7 @@ export interface FlushHost {
   installFlush(memtable: Memtable, table: TableMeta | undefined): Promise<void>
   /** After each flush, successful or not: wake writers waiting for room. */
   flushEnded(): void
-  onError(err: unknown): void
+  onError(err: unknown, where: 'flush'): void
   hasBackgroundError(): boolean
 }
 
@@ -55,7 +55,7 @@ export class Flusher {
         try {
           await this.flushOldest()
         } catch (err) {
-          this.host.onError(err)
+          this.host.onError(err, 'flush')
         }
         this.host.flushEnded()
       }

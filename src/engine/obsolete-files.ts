@@ -1,6 +1,7 @@
-import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { ioError, type StrataError } from '../base/errors.js'
 import { parseFileName } from '../base/file-names.js'
+import type { FileSystem } from '../vfs/file-system.js'
 
 /** What is still needed: everything else stratadb owns in the directory is deleted. */
 export interface LiveFiles {
@@ -15,16 +16,19 @@ export interface LiveFiles {
 }
 
 /**
- * Deletes obsolete tables, WALs, manifests and CURRENT temp files. A failure
- * to list the directory is ignored: the next flush or compaction retries.
+ * Deletes obsolete tables, WALs, manifests and CURRENT temp files. Returns
+ * the first failure (listing the directory or deleting a file) after trying
+ * every file: a file left behind costs only space, and the next flush or
+ * compaction tries again, so the caller reports it and goes on.
  */
-export function removeObsoleteFiles(dir: string, live: LiveFiles): void {
+export function removeObsoleteFiles(fs: FileSystem, dir: string, live: LiveFiles): StrataError | undefined {
   let names: string[]
   try {
-    names = fs.readdirSync(dir)
-  } catch {
-    return
+    names = fs.readdir(dir)
+  } catch (err) {
+    return ioError(`cannot list ${dir}`, err)
   }
+  let failure: StrataError | undefined
   for (const name of names) {
     const f = parseFileName(name)
     if (f === undefined) continue
@@ -35,6 +39,11 @@ export function removeObsoleteFiles(dir: string, live: LiveFiles): void {
     else if (f.kind === 'temp') obsolete = name.startsWith('CURRENT.')
     if (!obsolete) continue
     if (f.kind === 'table') live.beforeTableDelete(f.number)
-    fs.rmSync(path.join(dir, name), { force: true })
+    try {
+      fs.unlink(path.join(dir, name))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') failure ??= ioError(`cannot delete ${name}`, err)
+    }
   }
+  return failure
 }

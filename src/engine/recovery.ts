@@ -1,8 +1,6 @@
-import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { parseFileName, tableFileName, walFileName } from '../base/file-names.js'
-import { syncDirectory } from '../base/fs-util.js'
 import { acquireLock } from '../base/lock-file.js'
 import { initChecksum } from '../base/checksum.js'
 import { Version } from '../manifest/version.js'
@@ -10,9 +8,28 @@ import { VersionSet, type RecoveredState } from '../manifest/version-set.js'
 import { Memtable } from '../memtable/memtable.js'
 import { Recycler } from '../memtable/recycler.js'
 import type { ResolvedOptions } from '../options.js'
+import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { visitWal } from '../wal/wal-reader.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { Engine } from './engine.js'
+
+/** What an open found and dropped (`stats().recovery`). */
+export interface RecoveryReport {
+  /** WAL files replayed. */
+  walFiles: number
+  /** Intact WAL records replayed, and the entries they held. */
+  walRecords: number
+  walEntries: number
+  /**
+   * Torn or damaged WAL tails that were dropped, one per file that had one:
+   * the bytes after its last intact record and the records they held. A
+   * crash in the middle of an append leaves one; so does a damaged last
+   * record (a damaged record followed by intact ones is STRATA_CORRUPTION).
+   */
+  droppedTails: Array<{ file: string; bytes: number; records: number }>
+  /** One line per thing the open dropped or repaired, for logs. */
+  warnings: string[]
+}
 
 /**
  * Opens a database directory (docs/design.md, "Recovery"):
@@ -20,7 +37,7 @@ import { Engine } from './engine.js'
  *   2. read CURRENT and replay the manifest it names (or start empty);
  *   3. check every table the manifest references exists with its recorded size;
  *   4. replay, in number order, every WAL at or above the manifest's log number
- *      into one memtable (a torn tail ends a WAL cleanly);
+ *      into one memtable (a torn tail ends a WAL and is reported);
  *   5. create a fresh WAL for new writes and write a fresh manifest holding the
  *      whole state, switching CURRENT to it (never append to a manifest whose
  *      tail may be torn);
@@ -30,20 +47,21 @@ import { Engine } from './engine.js'
  */
 export async function openEngine(dir: string, options: ResolvedOptions): Promise<Engine> {
   await initChecksum()
-  prepareDirectory(dir, options)
-  const releaseLock = acquireLock(dir)
+  const fs = options.fileSystem
+  prepareDirectory(fs, dir, options)
+  const releaseLock = acquireLock(fs, dir)
   try {
-    return recover(dir, options, releaseLock)
+    return recoverEngine(dir, options, releaseLock)
   } catch (err) {
     releaseLock()
     throw err
   }
 }
 
-function prepareDirectory(dir: string, options: ResolvedOptions): void {
+function prepareDirectory(fs: FileSystem, dir: string, options: ResolvedOptions): void {
   let exists = true
   try {
-    if (!fs.statSync(dir).isDirectory()) {
+    if (!fs.stat(dir).isDirectory) {
       throw new StrataError('STRATA_INVALID_ARGUMENT', `${dir} exists and is not a directory`)
     }
   } catch (err) {
@@ -54,14 +72,21 @@ function prepareDirectory(dir: string, options: ResolvedOptions): void {
   if (exists) return
   if (!options.createIfMissing) throw new StrataError('STRATA_NOT_FOUND', `database ${dir} does not exist`)
   try {
-    fs.mkdirSync(dir, { recursive: true })
+    fs.mkdir(dir)
   } catch (err) {
     throw ioError(`cannot create ${dir}`, err)
   }
 }
 
-function recover(dir: string, options: ResolvedOptions, releaseLock: () => void): Engine {
-  let state: RecoveredState | undefined = VersionSet.recover(dir)
+/**
+ * Steps 2-6 of the open, with the lock held: builds an engine from what is
+ * on disk. Also how a failed engine resumes (Engine.resume): whatever the
+ * failure left behind (a torn WAL or manifest tail, an edit whose sync
+ * failed) is decided here exactly as a reopen would decide it.
+ */
+export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock: () => void): Engine {
+  const fs = options.fileSystem
+  let state: RecoveredState | undefined = VersionSet.recover(fs, dir)
   if (state !== undefined && options.errorIfExists) {
     throw new StrataError('STRATA_EXISTS', `database ${dir} already exists`)
   }
@@ -71,7 +96,7 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
   }
   let names: string[]
   try {
-    names = fs.readdirSync(dir)
+    names = fs.readdir(dir)
   } catch (err) {
     throw ioError(`cannot list ${dir}`, err)
   }
@@ -84,56 +109,65 @@ function recover(dir: string, options: ResolvedOptions, releaseLock: () => void)
     if (f.kind === 'wal' && f.number >= state.logNumber) wals.push(f.number)
   }
   wals.sort((a, b) => a - b)
-  checkTables(dir, state.version)
+  checkTables(fs, dir, state.version)
 
-  const versions = new VersionSet(dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) })
+  const versions = new VersionSet(fs, dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) }, options.maxManifestBytes)
   const walNumber = versions.newFileNumber()
   const recycler = Recycler.forMemtables(options.memtableBytes, 1 + options.maxImmutableMemtables)
   let mem = new Memtable([...wals, walNumber], recycler)
-  let lastSequence = state.lastSequence
+  const report: RecoveryReport = { walFiles: wals.length, walRecords: 0, walEntries: 0, droppedTails: [], warnings: [] }
   let replayedSequence = 0
   for (const number of wals) {
     const file = path.join(dir, walFileName(number))
     let first = true
     // Values stay in the WAL file buffer: no copy, and the buffer lives only as long as the memtable.
-    visitWal(file, (p, seq, ks, ke, vs, ve) => {
+    const visit = visitWal(fs, file, (p, seq, ks, ke, vs, ve) => {
       if (first && seq <= replayedSequence) throw corruption(`WAL sequence ${seq} does not follow ${replayedSequence}`, file)
       first = false
       mem.addRange(p, seq, ks, ke, vs, ve)
       mem.replayed = true
       replayedSequence = seq
     })
+    report.walRecords += visit.records
+    report.walEntries += visit.entries
+    if (visit.droppedBytes > 0) {
+      const name = walFileName(number)
+      report.droppedTails.push({ file: name, bytes: visit.droppedBytes, records: visit.droppedRecords })
+      report.warnings.push(`WAL ${name}: dropped a torn or damaged tail of ${visit.droppedBytes} bytes (${visit.droppedRecords} record(s)) after ${visit.records} intact record(s)`)
+    }
   }
-  lastSequence = Math.max(lastSequence, replayedSequence)
+  const lastSequence = Math.max(state.lastSequence, replayedSequence)
 
-  const wal = WalWriter.create(path.join(dir, walFileName(walNumber)), walNumber)
-  if (mem.entryCount === 0) {
-    // Nothing to keep from older WALs (at most torn tails): retire them now.
-    mem.unref()
-    mem = new Memtable([walNumber], recycler)
-    versions.logNumber = walNumber
-  }
-  versions.lastSequence = lastSequence
+  const wal = WalWriter.create(fs, path.join(dir, walFileName(walNumber)), walNumber)
   try {
-    versions.writeSnapshotManifest()
-    syncDirectory(dir)
+    let logNumber = versions.logNumber
+    if (mem.entryCount === 0) {
+      // Nothing to keep from older WALs (at most torn tails): retire them now.
+      mem.unref()
+      mem = new Memtable([walNumber], recycler)
+      logNumber = walNumber
+    }
+    versions.writeSnapshotManifest(versions.current, logNumber, lastSequence)
+    syncDirectory(fs, dir)
   } catch (err) {
     wal.close()
+    mem.unref()
+    versions.close()
     throw err
   }
-  const engine = new Engine({ dir, options, versions, mem, recycler, wal, lastSequence, releaseLock })
+  const engine = new Engine({ dir, options, versions, mem, recycler, wal, lastSequence, releaseLock, recovery: report })
   engine.deleteObsoleteFiles()
   return engine
 }
 
 /** Every table the manifest names must exist with the size recorded (not missing, not partial). */
-function checkTables(dir: string, version: Version): void {
+function checkTables(fs: FileSystem, dir: string, version: Version): void {
   for (const level of version.levels) {
     for (const t of level) {
       const file = path.join(dir, tableFileName(t.number))
       let size: number
       try {
-        size = fs.statSync(file).size
+        size = fs.stat(file).size
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw corruption('table named by the manifest is missing', file)
         throw ioError(`cannot stat ${file}`, err)

@@ -6,6 +6,18 @@ import type { ResolvedOptions } from '../options.js'
 import type { BlockCache } from '../sstable/block-cache.js'
 import type { TableCache } from '../sstable/table-cache.js'
 import { memoryBudget, type MemoryBudget } from './memory-budget.js'
+import type { BackgroundErrorInfo, FailureSite } from './background-error.js'
+import type { RecoveryReport } from './recovery.js'
+
+/** A failure as `stats()` reports it. */
+export interface FailureReport {
+  message: string
+  where: FailureSite
+  /** ENOSPC, EIO, ... when the operating system gave one. */
+  errno: string | undefined
+  /** Date.now() when it happened. */
+  atMs: number
+}
 
 /** A point-in-time report of the engine's state (`db.stats()`). */
 export interface EngineStats {
@@ -54,8 +66,14 @@ export interface EngineStats {
   levelScores: number[]
   /** (WAL + flush + compaction bytes written) / user bytes written, since open. */
   writeAmplification: number
-  /** Set when a failed write or flush made the database read-only. */
+  /** Set when a failed write or flush made the database read-only: its message (`failure` says more). */
   backgroundError?: string
+  /** What made the database read-only: where, the errno, when. `db.resume()` clears it. */
+  failure?: FailureReport
+  /** Failed deletions of obsolete files (not fatal; retried after the next flush or compaction), and the last one. */
+  deleteFailures: { count: number; last: FailureReport | undefined }
+  /** What the open (or the last resume) replayed from the WALs and what it dropped. */
+  recovery: RecoveryReport
 }
 
 /** The engine parts a stats report is assembled from. */
@@ -71,7 +89,15 @@ export interface StatsSources {
   liveSnapshots: number
   writes: EngineStats['writes']
   compaction: CompactionStats
-  backgroundError: string | undefined
+  failure: BackgroundErrorInfo | undefined
+  deleteFailures: { count: number; last: BackgroundErrorInfo | undefined }
+  recovery: RecoveryReport
+}
+
+function failureReport(info: BackgroundErrorInfo | undefined): FailureReport | undefined {
+  if (info === undefined) return undefined
+  const cause = info.error.cause instanceof Error ? info.error.cause.message : info.error.message
+  return { message: cause, where: info.where, errno: info.errno, atMs: info.atMs }
 }
 
 export function collectStats(s: StatsSources): EngineStats {
@@ -102,6 +128,9 @@ export function collectStats(s: StatsSources): EngineStats {
     pendingCompactionBytes: pendingCompactionBytes(s.version, s.options),
     levelScores: levelScores(s.version, s.options),
     writeAmplification: w.userBytes === 0 ? 0 : (w.walBytes + w.flushBytes + s.compaction.bytesWritten) / w.userBytes,
-    backgroundError: s.backgroundError,
+    backgroundError: s.failure?.error.message,
+    failure: failureReport(s.failure),
+    deleteFailures: { count: s.deleteFailures.count, last: failureReport(s.deleteFailures.last) },
+    recovery: { ...s.recovery, droppedTails: s.recovery.droppedTails.map((t) => ({ ...t })), warnings: [...s.recovery.warnings] },
   }
 }

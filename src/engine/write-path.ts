@@ -8,6 +8,7 @@ import { WalRecordBuilder } from '../wal/record-builder.js'
 import type { WriteOp } from '../wal/wal-record.js'
 import { checkConditions, type ConditionReader } from './conditions.js'
 import type { EngineStats } from './stats.js'
+import type { FailureSite } from './background-error.js'
 import { WritePacer, compactionDebt } from './write-pacing.js'
 import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
 
@@ -39,7 +40,7 @@ export interface WriteHost extends ConditionReader {
   /** The error that made the database read-only, if any. */
   readonly failure: StrataError | undefined
   /** Makes the database read-only after `err` (the first error wins). */
-  onError(err: unknown): void
+  onError(err: unknown, where: FailureSite): void
   /** False once closing. */
   readonly isOpen: boolean
 }
@@ -251,7 +252,7 @@ export class WritePath {
           if (this.memtableFull()) await this.makeRoomForWrite()
           if (this.currentDebt() > 0) debt = await this.paceWrites()
         } catch (err) {
-          this.host.onError(err)
+          this.host.onError(err, 'memtable-switch')
           continue
         }
         assert(this.applied.length === 0, 'writes applied past the queue')
@@ -278,6 +279,7 @@ export class WritePath {
     this.appliedBytes = 0
     let sync = false
     for (const w of group) sync ||= w.sync && w.error === undefined
+    let stage: FailureSite = 'wal-write'
     try {
       const wal = this.host.activeWal()
       for (const record of records) {
@@ -287,11 +289,12 @@ export class WritePath {
       if (sync && records.length > 0) {
         this.counters.syncs++
         this.groupsSinceYield = 0
+        stage = 'wal-sync'
         await wal.sync()
       }
     } catch (err) {
       // The WAL tail is now unknown: later appends could sit behind garbage. Stop writing.
-      this.host.onError(err)
+      this.host.onError(err, stage)
       this.settle(group, this.host.failure)
       return
     }

@@ -1,15 +1,11 @@
-import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { assert } from '../base/assert.js'
 import { StrataError, corruption, ioError } from '../base/errors.js'
-import { fdatasync, syncDirectory, writeFully } from '../base/fs-util.js'
 import { CURRENT_FILE, manifestFileName } from '../base/file-names.js'
+import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
 import { frameRecord, scanRecords } from '../wal/record-format.js'
 import { Version } from './version.js'
 import { decodeEdit, emptyEdit, encodeEdit, type VersionEdit } from './version-edit.js'
-
-/** A manifest larger than this is rewritten as one snapshot record at the next edit. */
-const MANIFEST_ROLL_BYTES = 16 << 20
 
 /** State recovered from CURRENT and the manifest it names. */
 export interface RecoveredState {
@@ -22,9 +18,15 @@ export interface RecoveredState {
 
 /**
  * Owns the manifest: the append-only log of version edits, and CURRENT, which
- * names the live manifest and is switched by an atomic rename. `logAndApply`
- * makes an edit durable (write + fdatasync) before it becomes the current
- * version; edits are applied one at a time, in call order.
+ * names the live manifest and is switched by an atomic rename.
+ *
+ * Durable first, then memory: `logAndApply` installs an edit's version (and
+ * its log number) only after the edit's record is written and fdatasynced, or
+ * after a rewritten manifest and the CURRENT naming it are durable. A failed
+ * write or sync leaves the manifest's tail unknown (the record may or may not
+ * be there, and may be replayed at the next open), so the manifest is then
+ * closed for appends: every later edit rejects until the engine is reopened
+ * or resumed from what is on disk (docs/design.md, "When I/O fails").
  */
 export class VersionSet {
   current: Version
@@ -32,12 +34,20 @@ export class VersionSet {
   nextFileNumber: number
   /** Highest sequence number recorded in the manifest (the engine tracks the live one). */
   lastSequence: number
-  private manifestFd = -1
+  private manifest: File | undefined
   private manifestNumber = 0
   private manifestBytes = 0
+  /** Set by a failed append, sync or rewrite: the manifest takes no more edits. */
+  private failure: StrataError | undefined
   private queue: Promise<void> = Promise.resolve()
 
-  constructor(private readonly dir: string, state: Omit<RecoveredState, 'manifestNumber'>) {
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly dir: string,
+    state: Omit<RecoveredState, 'manifestNumber'>,
+    /** A manifest larger than this is rewritten as one snapshot record at the next edit. */
+    private readonly maxManifestBytes: number,
+  ) {
     this.current = state.version
     this.logNumber = state.logNumber
     this.nextFileNumber = state.nextFileNumber
@@ -45,10 +55,10 @@ export class VersionSet {
   }
 
   /** Reads CURRENT and replays the manifest; undefined when there is no CURRENT. */
-  static recover(dir: string): RecoveredState | undefined {
+  static recover(fs: FileSystem, dir: string): RecoveredState | undefined {
     let current: string
     try {
-      current = fs.readFileSync(path.join(dir, CURRENT_FILE), 'utf8')
+      current = fs.readFile(path.join(dir, CURRENT_FILE)).toString('utf8')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
       throw ioError('cannot read CURRENT', err)
@@ -59,7 +69,7 @@ export class VersionSet {
     const file = path.join(dir, manifestFileName(manifestNumber))
     let buf: Buffer
     try {
-      buf = fs.readFileSync(file)
+      buf = fs.readFile(file)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw corruption('CURRENT names a missing manifest', file)
       throw ioError(`cannot read ${file}`, err)
@@ -91,61 +101,78 @@ export class VersionSet {
   }
 
   /**
-   * Starts a new manifest holding the whole current state as one record, makes
-   * it durable and points CURRENT at it. Called at open and when the manifest
-   * grows past MANIFEST_ROLL_BYTES. Returns the old manifest number (0 if none).
+   * Writes a new manifest holding `version` (and `logNumber`, `lastSequence`)
+   * as one record, makes it durable and points CURRENT at it; only then does
+   * the state become this set's. Called at open and when the manifest grows
+   * past `maxManifestBytes`. The old manifest is left for obsolete-file
+   * deletion. On failure the set keeps its state and takes no more edits.
    */
-  writeSnapshotManifest(): number {
-    const old = this.manifestNumber
+  writeSnapshotManifest(version = this.current, logNumber = this.logNumber, lastSequence = this.lastSequence): void {
+    if (this.failure) throw this.failure
     const number = this.newFileNumber()
-    const file = path.join(this.dir, manifestFileName(number))
+    const name = path.join(this.dir, manifestFileName(number))
     const edit = emptyEdit()
-    this.fillCounters(edit)
-    this.current.levels.forEach((tables, level) => tables.forEach((table) => edit.added.push({ level, table })))
+    edit.logNumber = logNumber
+    edit.nextFileNumber = this.nextFileNumber
+    edit.lastSequence = lastSequence
+    version.levels.forEach((tables, level) => tables.forEach((table) => edit.added.push({ level, table })))
     const record = frameRecord(encodeEdit(edit))
-    let fd: number
+    let file: File | undefined
     try {
-      fd = fs.openSync(file, 'wx')
-      writeFully(fd, record, null)
-      fs.fdatasyncSync(fd)
+      file = this.fs.open(name, 'wx')
+      writeFully(file, record, null)
+      file.datasyncSync()
+      setCurrent(this.fs, this.dir, number)
     } catch (err) {
-      throw ioError(`cannot write manifest ${file}`, err)
+      file?.close()
+      // Until the directory sync, CURRENT may name either manifest: take no more edits.
+      throw this.fail(err instanceof StrataError ? err : ioError(`cannot write manifest ${name}`, err))
     }
-    setCurrent(this.dir, number)
-    if (this.manifestFd >= 0) fs.closeSync(this.manifestFd)
-    this.manifestFd = fd
+    this.manifest?.close()
+    this.manifest = file
     this.manifestNumber = number
     this.manifestBytes = record.length
-    return old
+    this.current = version
+    this.logNumber = logNumber
+    this.lastSequence = lastSequence
   }
 
   /**
-   * Appends `edit` (with the counters filled in), syncs it, then installs the
-   * resulting version. Serialized: concurrent callers run one after another.
+   * Appends `edit` (with the counters filled in) and fdatasyncs it, or rewrites
+   * the manifest when it is due; then installs the resulting version.
+   * Serialized: concurrent callers run one after another, in call order.
    */
   logAndApply(edit: VersionEdit, lastSequence: number): Promise<Version> {
     const run = this.queue.then(async () => {
-      assert(this.manifestFd >= 0, 'manifest not open')
-      if (lastSequence > this.lastSequence) this.lastSequence = lastSequence
+      if (this.failure) throw this.failure
+      assert(this.manifest !== undefined, 'manifest not open')
       if (edit.logNumber !== undefined) assert(edit.logNumber >= this.logNumber, 'log number went backwards')
       const next = this.current.apply(edit)
-      if (this.manifestBytes > MANIFEST_ROLL_BYTES) {
-        if (edit.logNumber !== undefined) this.logNumber = edit.logNumber
-        this.current = next
-        const old = this.writeSnapshotManifest()
-        fs.rmSync(path.join(this.dir, manifestFileName(old)), { force: true })
+      const logNumber = edit.logNumber ?? this.logNumber
+      const sequence = Math.max(lastSequence, this.lastSequence)
+      if (this.manifestBytes > this.maxManifestBytes) {
+        this.writeSnapshotManifest(next, logNumber, sequence)
         return next
       }
-      this.fillCounters(edit)
+      edit.logNumber = logNumber
+      edit.nextFileNumber = this.nextFileNumber
+      edit.lastSequence = sequence
       const record = frameRecord(encodeEdit(edit))
+      const name = manifestFileName(this.manifestNumber)
       try {
-        writeFully(this.manifestFd, record, null)
+        writeFully(this.manifest, record, null)
       } catch (err) {
-        throw ioError('write to manifest failed', err)
+        throw this.fail(ioError(`write to ${name} failed`, err))
       }
       this.manifestBytes += record.length
-      await fdatasync(this.manifestFd, manifestFileName(this.manifestNumber))
-      if (edit.logNumber !== undefined) this.logNumber = edit.logNumber
+      try {
+        await this.manifest.datasync()
+      } catch (err) {
+        // The record may be in the file and replayed at the next open, or not: the edit's outcome is unknown.
+        throw this.fail(ioError(`fsync of ${name} failed`, err))
+      }
+      this.lastSequence = sequence
+      this.logNumber = logNumber
       this.current = next
       return next
     })
@@ -160,29 +187,35 @@ export class VersionSet {
     return this.manifestNumber
   }
 
-  close(): void {
-    if (this.manifestFd >= 0) fs.closeSync(this.manifestFd)
-    this.manifestFd = -1
+  /** Set when an append, sync or rewrite failed: no edit is taken any more. */
+  get failed(): StrataError | undefined {
+    return this.failure
   }
 
-  private fillCounters(edit: VersionEdit): void {
-    edit.logNumber ??= this.logNumber
-    edit.nextFileNumber = this.nextFileNumber
-    edit.lastSequence = this.lastSequence
+  close(): void {
+    this.manifest?.close()
+    this.manifest = undefined
+  }
+
+  private fail(err: StrataError): StrataError {
+    this.failure ??= err
+    return err
   }
 }
 
 /** Points CURRENT at manifest `number`: write a temp file, sync, rename, sync the directory. */
-function setCurrent(dir: string, number: number): void {
+function setCurrent(fs: FileSystem, dir: string, number: number): void {
   const tmp = path.join(dir, `CURRENT.${number}.tmp`)
+  let file: File | undefined
   try {
-    const fd = fs.openSync(tmp, 'w')
-    writeFully(fd, Buffer.from(`${manifestFileName(number)}\n`), 0)
-    fs.fdatasyncSync(fd)
-    fs.closeSync(fd)
-    fs.renameSync(tmp, path.join(dir, CURRENT_FILE))
+    file = fs.open(tmp, 'w')
+    writeFully(file, Buffer.from(`${manifestFileName(number)}\n`), 0)
+    file.datasyncSync()
+    file.close()
+    fs.rename(tmp, path.join(dir, CURRENT_FILE))
   } catch (err) {
+    file?.close()
     throw ioError('cannot switch CURRENT', err)
   }
-  syncDirectory(dir)
+  syncDirectory(fs, dir)
 }

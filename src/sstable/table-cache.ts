@@ -1,5 +1,6 @@
 import type { BlockCache } from './block-cache.js'
 import { TableReader } from './table-reader.js'
+import type { FileSystem } from '../vfs/file-system.js'
 
 /**
  * Open table readers by file number, bounded two ways: at most
@@ -22,6 +23,7 @@ export class TableCache {
   private pointIndexed = 0
 
   constructor(
+    private readonly fs: FileSystem,
     private readonly dir: string,
     private readonly blockCache: BlockCache,
     private readonly maxOpenTables: number,
@@ -36,7 +38,7 @@ export class TableCache {
     }
     // A table loads its point index only while the budget has room for it
     // beside the readers already open; the rest fall back to their Bloom filters.
-    r = TableReader.open(this.dir, fileNumber, this.blockCache, this.capacityBytes - this.bytes)
+    r = TableReader.open(this.fs, this.dir, fileNumber, this.blockCache, this.capacityBytes - this.bytes)
     r.lastUse = ++this.uses
     this.readers.set(fileNumber, r)
     this.bytes += r.residentBytes

@@ -1,13 +1,12 @@
-import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { ioError } from '../base/errors.js'
-import { readExactly, readInto } from '../base/fs-util.js'
+import { readExactly, readInto, type File, type FileSystem } from '../vfs/file-system.js'
 import { tableFileName } from '../base/file-names.js'
 import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, type BlockHandle, type DecodedFooter } from './table-format.js'
 
 /** An open table file whose footer was read and verified. */
 export interface OpenTableFile {
-  fd: number
+  handle: File
   /** Path, for error messages. */
   file: string
   fileBytes: number
@@ -20,31 +19,38 @@ export interface OpenTableFile {
  * there). The file is closed if `use` throws; otherwise `use`'s result owns it.
  * Throws STRATA_CORRUPTION or STRATA_IO_ERROR.
  */
-export function openTableFile<T>(dir: string, fileNumber: number, use: (t: OpenTableFile) => T): T {
+export function openTableFile<T>(fs: FileSystem, dir: string, fileNumber: number, use: (t: OpenTableFile) => T): T {
   const file = path.join(dir, tableFileName(fileNumber))
-  let fd: number
+  let handle: File
   try {
-    fd = fs.openSync(file, 'r')
+    handle = fs.open(file, 'r')
   } catch (err) {
     throw ioError(`cannot open table ${file}`, err)
   }
   try {
-    const fileBytes = fs.fstatSync(fd).size
-    // The footer's size depends on its version, which sits at a fixed distance from the end.
-    const tailBytes = Math.min(FOOTER_BYTES, fileBytes)
-    const footer = decodeFooter(readExactly(fd, tailBytes, fileBytes - tailBytes), file, fileBytes)
-    return use({ fd, file, fileBytes, footer })
+    let fileBytes: number
+    let tail: Buffer
+    try {
+      fileBytes = handle.size()
+      // The footer's size depends on its version, which sits at a fixed distance from the end.
+      const tailBytes = Math.min(FOOTER_BYTES, fileBytes)
+      tail = readExactly(handle, tailBytes, fileBytes - tailBytes)
+    } catch (err) {
+      throw ioError(`read of ${file} failed`, err)
+    }
+    const footer = decodeFooter(tail, file, fileBytes)
+    return use({ handle, file, fileBytes, footer })
   } catch (err) {
-    fs.closeSync(fd)
+    handle.close()
     throw err
   }
 }
 
 /** Reads the block at `handle` with its trailer and verifies it (table format `formatVersion`); returns its contents. */
-export function readVerifiedBlock(fd: number, handle: BlockHandle, file: string, formatVersion: number): Buffer {
+export function readVerifiedBlock(from: File, handle: BlockHandle, file: string, formatVersion: number): Buffer {
   let raw: Buffer
   try {
-    raw = readExactly(fd, handle.size + BLOCK_TRAILER_BYTES, handle.offset)
+    raw = readExactly(from, handle.size + BLOCK_TRAILER_BYTES, handle.offset)
   } catch (err) {
     throw ioError(`read of ${file} failed`, err)
   }
@@ -52,10 +58,10 @@ export function readVerifiedBlock(fd: number, handle: BlockHandle, file: string,
 }
 
 /** Reads a block and its trailer into `raw` (exactly their size), verifies it, returns the block. */
-export function readVerifiedBlockInto(raw: Buffer, fd: number, offset: number, file: string, formatVersion: number): Buffer {
+export function readVerifiedBlockInto(raw: Buffer, from: File, offset: number, file: string, formatVersion: number): Buffer {
   let done: number
   try {
-    done = readInto(fd, raw, offset)
+    done = readInto(from, raw, offset)
   } catch (err) {
     throw ioError(`read of ${file} failed`, err)
   }

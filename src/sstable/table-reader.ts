@@ -1,4 +1,3 @@
-import * as fs from 'node:fs'
 import { tableFileName } from '../base/file-names.js'
 import { corruption } from '../base/errors.js'
 import { KIND_DELETE } from '../wal/wal-record.js'
@@ -10,6 +9,7 @@ import { Filter, filterHash } from './filter-block.js'
 import { PointIndex } from './point-index.js'
 import { BLOCK_TRAILER_BYTES } from './table-format.js'
 import { openTableFile, readVerifiedBlock, readVerifiedBlockInto } from './table-file.js'
+import type { File, FileSystem } from '../vfs/file-system.js'
 import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 
@@ -35,7 +35,7 @@ export class TableReader {
 
   private constructor(
     readonly fileNumber: number,
-    private readonly fd: number,
+    private readonly file: File,
     readonly fileBytes: number,
     private readonly cache: BlockCache,
     private readonly filter: Filter,
@@ -52,8 +52,8 @@ export class TableReader {
    * The table's point index is loaded when it has one and the reader's resident
    * bytes (residentBytes) stay within `pointIndexRoomBytes` with it.
    */
-  static open(dir: string, fileNumber: number, cache: BlockCache, pointIndexRoomBytes = Infinity): TableReader {
-    return openTableFile(dir, fileNumber, ({ fd, file, fileBytes, footer }) => {
+  static open(fs: FileSystem, dir: string, fileNumber: number, cache: BlockCache, pointIndexRoomBytes = Infinity): TableReader {
+    return openTableFile(fs, dir, fileNumber, ({ handle: fd, file, fileBytes, footer }) => {
       const version = footer.formatVersion
       const index = new IndexBlock(readVerifiedBlock(fd, footer.index, file, version), file, footer.dataEnd)
       // The filter stays loaded beside a point index, so that dropping the
@@ -169,7 +169,7 @@ export class TableReader {
     const buffer = this.cache.allocate(size)
     let block: Buffer
     try {
-      block = readVerifiedBlockInto(buffer.subarray(0, size), this.fd, offset, this.fileName, this.formatVersion)
+      block = readVerifiedBlockInto(buffer.subarray(0, size), this.file, offset, this.fileName, this.formatVersion)
       // Point reads of the cached block take its length from the index.
       if (block.length !== this.index.blockSize(i)) throw corruption('block shorter than its index entry says', this.fileName, offset)
     } catch (err) {
@@ -188,7 +188,7 @@ export class TableReader {
     if (--this.refs === 0) {
       this.closed = true
       this.cache.dropOwner(this.cached)
-      fs.closeSync(this.fd)
+      this.file.close()
     }
   }
 

@@ -1,10 +1,10 @@
-import * as fs from 'node:fs'
 import { assert } from '../base/assert.js'
 import { tableFileName } from '../base/file-names.js'
 import { ForwardOnlyIterator } from '../iterators/forward-iterator.js'
 import { BlockIterator } from './block-iterator.js'
 import { BLOCK_TRAILER_BYTES, decodeIndexHandle } from './table-format.js'
 import { openTableFile, readVerifiedBlock, readVerifiedBlockInto } from './table-file.js'
+import type { File, FileSystem } from '../vfs/file-system.js'
 
 /**
  * A forward-only scan of a whole table, for compaction inputs. It walks the
@@ -27,7 +27,7 @@ export class TableScanner extends ForwardOnlyIterator {
   private closed = false
 
   private constructor(
-    private readonly fd: number,
+    private readonly file: File,
     fileNumber: number,
     fileBytes: number,
     private readonly indexBlock: Buffer,
@@ -42,8 +42,8 @@ export class TableScanner extends ForwardOnlyIterator {
   }
 
   /** Opens table `fileNumber` and verifies its footer and index block. */
-  static open(dir: string, fileNumber: number): TableScanner {
-    return openTableFile(dir, fileNumber, ({ fd, file, fileBytes, footer }) => {
+  static open(fs: FileSystem, dir: string, fileNumber: number): TableScanner {
+    return openTableFile(fs, dir, fileNumber, ({ handle: fd, file, fileBytes, footer }) => {
       const indexBlock = readVerifiedBlock(fd, footer.index, file, footer.formatVersion)
       return new TableScanner(fd, fileNumber, fileBytes, indexBlock, footer.dataEnd, footer.formatVersion)
     })
@@ -85,7 +85,7 @@ export class TableScanner extends ForwardOnlyIterator {
     if (this.closed) return
     this.closed = true
     this.data = undefined
-    fs.closeSync(this.fd)
+    this.file.close()
   }
 
 
@@ -106,7 +106,7 @@ export class TableScanner extends ForwardOnlyIterator {
     const { offset, size } = decodeIndexHandle(this.indexBlock, this.index.valueOffset(), this.index.valueEndOffset(), this.dataEnd, this.fileName, this.handle)
     const total = size + BLOCK_TRAILER_BYTES
     if (this.buffer.length < total) this.buffer = Buffer.allocUnsafe(total * 2)
-    const block = readVerifiedBlockInto(this.buffer.subarray(0, total), this.fd, offset, this.fileName, this.formatVersion)
+    const block = readVerifiedBlockInto(this.buffer.subarray(0, total), this.file, offset, this.fileName, this.formatVersion)
     if (this.data === undefined) this.data = new BlockIterator(block, this.fileName)
     else this.data.reset(block)
     this.data.seekToFirst()

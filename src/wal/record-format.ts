@@ -40,6 +40,11 @@ export interface RecordScan {
   validBytes: number
   /** True when bytes after the last intact record were ignored (torn write or garbage). */
   tornTail: boolean
+  /**
+   * Records the ignored tail held: 1 for an append cut short or garbage, more
+   * when damaged records with valid headers follow each other. 0 without a tail.
+   */
+  tailRecords: number
 }
 
 /** Length of the intact record at `offset`, or -1 when the bytes there are not one. */
@@ -91,7 +96,9 @@ export function scanRecords(buf: Buffer, fileName: string, policy: TailPolicy = 
     payloads.push(buf.subarray(offset + RECORD_HEADER_BYTES, offset + length))
     offset += length
   }
+  let tailRecords = offset < buf.length ? 1 : 0
   if (offset < buf.length && !headerOfTornAppend(buf, offset)) {
+    tailRecords = countFramedRecords(buf, offset)
     // Error path only: look for any intact record after the damage.
     const validHeader = checksum32(buf.subarray(offset, offset + 8), HEADER_SEED) === readU32(buf, offset + 8)
     const from = validHeader ? offset + RECORD_HEADER_BYTES + readU32(buf, offset) : offset + 1
@@ -102,5 +109,15 @@ export function scanRecords(buf: Buffer, fileName: string, policy: TailPolicy = 
     }
     if (validHeader && policy === 'strict') throw corruption('last record is complete but its checksum does not match', fileName, offset)
   }
-  return { payloads, validBytes: offset, tornTail: offset < buf.length }
+  return { payloads, validBytes: offset, tornTail: offset < buf.length, tailRecords }
+}
+
+/** Records whose headers are valid, one after another from `offset` (at least 1: the damage itself). */
+function countFramedRecords(buf: Buffer, offset: number): number {
+  let n = 0
+  while (buf.length - offset >= RECORD_HEADER_BYTES && checksum32(buf.subarray(offset, offset + 8), HEADER_SEED) === readU32(buf, offset + 8)) {
+    n++
+    offset += RECORD_HEADER_BYTES + readU32(buf, offset)
+  }
+  return Math.max(1, n)
 }

@@ -1,6 +1,6 @@
-import * as fs from 'node:fs'
 import { corruption, ioError } from '../base/errors.js'
 import { scanRecords } from './record-format.js'
+import type { FileSystem } from '../vfs/file-system.js'
 import { decodeWalRecord, forEachWalEntry, type WalBatch, type WalEntryVisitor } from './wal-record.js'
 
 /** What replaying one WAL file found. */
@@ -9,6 +9,8 @@ export interface WalContents {
   /** Bytes of intact records; anything after them was a torn or garbage tail. */
   validBytes: number
   tornTail: boolean
+  /** Bytes after the last intact record (a torn or damaged tail, dropped). */
+  droppedBytes: number
 }
 
 /**
@@ -16,25 +18,42 @@ export interface WalContents {
  * record followed by intact ones, or an intact record that does not decode,
  * throws STRATA_CORRUPTION.
  */
-export function readWal(path: string): WalContents {
-  const scan = scanRecords(readWalFile(path), path)
+export function readWal(fs: FileSystem, path: string): WalContents {
+  const buf = readWalFile(fs, path)
+  const scan = scanRecords(buf, path)
   const batches = scan.payloads.map((p) => decodeWalRecord(p, path))
-  return { batches, validBytes: scan.validBytes, tornTail: scan.tornTail }
+  return { batches, validBytes: scan.validBytes, tornTail: scan.tornTail, droppedBytes: buf.length - scan.validBytes }
+}
+
+/** What visiting a WAL file found. */
+export interface WalVisit {
+  entries: number
+  records: number
+  /** Bytes after the last intact record (a torn or damaged tail, dropped). */
+  droppedBytes: number
+  /** Records in that tail (see RecordScan.tailRecords). */
+  droppedRecords: number
 }
 
 /**
  * Visits every entry of a WAL file without making objects per entry (replay
- * and flush read whole memtables this way); returns the entry count.
+ * and flush read whole memtables this way).
  */
-export function visitWal(path: string, visit: WalEntryVisitor): number {
-  return visitRecords(readWalFile(path), path, visit)
+export function visitWal(fs: FileSystem, path: string, visit: WalEntryVisitor): WalVisit {
+  const buf = readWalFile(fs, path)
+  const scan = scanRecords(buf, path)
+  return { entries: visitPayloads(scan.payloads, path, visit), records: scan.payloads.length, droppedBytes: buf.length - scan.validBytes, droppedRecords: scan.tailRecords }
 }
 
 /** Visits every entry of the framed records in `buf` (a WAL file's bytes, or a memtable's record arena). */
 export function visitRecords(buf: Buffer, name: string, visit: WalEntryVisitor): number {
+  return visitPayloads(scanRecords(buf, name).payloads, name, visit)
+}
+
+function visitPayloads(payloads: readonly Buffer[], name: string, visit: WalEntryVisitor): number {
   let n = 0
   let lastSequence = 0
-  for (const payload of scanRecords(buf, name).payloads) {
+  for (const payload of payloads) {
     n += forEachWalEntry(payload, name, (p, seq, ks, ke, vs, ve) => {
       if (seq <= lastSequence) throw corruption(`WAL sequence ${seq} does not follow ${lastSequence}`, name)
       lastSequence = seq
@@ -44,9 +63,9 @@ export function visitRecords(buf: Buffer, name: string, visit: WalEntryVisitor):
   return n
 }
 
-function readWalFile(path: string): Buffer {
+function readWalFile(fs: FileSystem, path: string): Buffer {
   try {
-    return fs.readFileSync(path)
+    return fs.readFile(path)
   } catch (err) {
     throw ioError(`cannot read WAL ${path}`, err)
   }

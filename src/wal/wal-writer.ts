@@ -1,6 +1,5 @@
-import * as fs from 'node:fs'
-import { fdatasync, writeFully } from '../base/fs-util.js'
 import { ioError } from '../base/errors.js'
+import { writeFully, type File, type FileSystem } from '../vfs/file-system.js'
 
 /**
  * Appends framed records to one WAL file. `append` is a synchronous write(2):
@@ -9,18 +8,17 @@ import { ioError } from '../base/errors.js'
  */
 export class WalWriter {
   private bytes = 0
-  private closed = false
 
   private constructor(
     readonly path: string,
     readonly number: number,
-    private readonly fd: number,
+    private readonly file: File,
   ) {}
 
   /** Creates a new, empty WAL file; fails if it exists. */
-  static create(path: string, number: number): WalWriter {
+  static create(fs: FileSystem, path: string, number: number): WalWriter {
     try {
-      return new WalWriter(path, number, fs.openSync(path, 'wx'))
+      return new WalWriter(path, number, fs.open(path, 'wx'))
     } catch (err) {
       throw ioError(`cannot create WAL ${path}`, err)
     }
@@ -34,7 +32,7 @@ export class WalWriter {
   /** Appends one framed record. A failure leaves the file with an unknown tail. */
   append(record: Uint8Array): void {
     try {
-      writeFully(this.fd, record, null)
+      writeFully(this.file, record, null)
     } catch (err) {
       throw ioError(`write to WAL ${this.path} failed`, err)
     }
@@ -42,13 +40,15 @@ export class WalWriter {
   }
 
   /** fdatasync on the thread pool; the event loop keeps running meanwhile. */
-  sync(): Promise<void> {
-    return fdatasync(this.fd, this.path)
+  async sync(): Promise<void> {
+    try {
+      await this.file.datasync()
+    } catch (err) {
+      throw ioError(`fsync of ${this.path} failed`, err)
+    }
   }
 
   close(): void {
-    if (this.closed) return
-    this.closed = true
-    fs.closeSync(this.fd)
+    this.file.close()
   }
 }

@@ -6,6 +6,7 @@ import { Version } from '../../src/manifest/version.js'
 import { VersionSet } from '../../src/manifest/version-set.js'
 import type { TableMeta } from '../../src/manifest/table-meta.js'
 import { ready, tempDir } from './helpers.js'
+import { nodeFileSystem } from '../../src/vfs/node-file-system.js'
 
 let cleanup = (): void => {}
 afterEach(() => cleanup())
@@ -66,13 +67,13 @@ describe('version set', () => {
   it('recovers what was logged, ignoring a torn last record', async () => {
     const t = tempDir()
     cleanup = t.cleanup
-    const vs = new VersionSet(t.dir, { version: Version.empty(), logNumber: 0, nextFileNumber: 1, lastSequence: 0 })
+    const vs = new VersionSet(nodeFileSystem, t.dir, { version: Version.empty(), logNumber: 0, nextFileNumber: 1, lastSequence: 0 }, 16 << 20)
     vs.writeSnapshotManifest()
     await vs.logAndApply({ logNumber: 3, deleted: [], added: [{ level: 0, table: table(vs.newFileNumber(), 'a', 'b', 1) }] }, 20)
     await vs.logAndApply({ deleted: [], added: [{ level: 0, table: table(vs.newFileNumber(), 'c', 'd', 30) }] }, 40)
     vs.close()
     const manifest = path.join(t.dir, fs.readFileSync(path.join(t.dir, 'CURRENT'), 'utf8').trim())
-    const good = VersionSet.recover(t.dir)!
+    const good = VersionSet.recover(nodeFileSystem, t.dir)!
     expect(good.logNumber).toBe(3)
     expect(good.lastSequence).toBe(40)
     expect(good.version.levels[0].map((x) => x.number)).toEqual([3, 2])
@@ -80,7 +81,7 @@ describe('version set', () => {
     // Tear the last record: recovery falls back to the state before it.
     const bytes = fs.readFileSync(manifest)
     fs.writeFileSync(manifest, bytes.subarray(0, bytes.length - 3))
-    const torn = VersionSet.recover(t.dir)!
+    const torn = VersionSet.recover(nodeFileSystem, t.dir)!
     expect(torn.version.levels[0].map((x) => x.number)).toEqual([2])
     expect(torn.lastSequence).toBe(20)
   })
@@ -89,7 +90,7 @@ describe('version set', () => {
     const t = tempDir()
     cleanup = t.cleanup
     fs.writeFileSync(path.join(t.dir, 'CURRENT'), 'MANIFEST-000009\n')
-    expect(() => VersionSet.recover(t.dir)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
-    expect(VersionSet.recover(path.join(t.dir, 'nope'))).toBeUndefined()
+    expect(() => VersionSet.recover(nodeFileSystem, t.dir)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
+    expect(VersionSet.recover(nodeFileSystem, path.join(t.dir, 'nope'))).toBeUndefined()
   })
 })

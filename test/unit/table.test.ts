@@ -9,6 +9,7 @@ import { TableScanner } from '../../src/sstable/table-scanner.js'
 import { Memtable } from '../../src/memtable/memtable.js'
 import { tableFileName } from '../../src/base/file-names.js'
 import { rng, ready, tempDir } from './helpers.js'
+import { nodeFileSystem } from '../../src/vfs/node-file-system.js'
 
 const options = { blockBytes: 512, blockRestartInterval: 4, bloomBitsPerKey: 10 }
 const key = (i: number): Buffer => Buffer.from(`key${String(i).padStart(6, '0')}`)
@@ -27,10 +28,10 @@ async function makeTable(count: number): Promise<{ dir: string; reader: TableRea
   const it = mem.iterator()
   it.seekToFirst()
   // A snapshot at the last "old" write keeps both versions of every key.
-  const meta = await writeTable(t.dir, 7, it, options, [count / 2])
+  const meta = await writeTable(nodeFileSystem, t.dir, 7, it, options, [count / 2])
   expect(meta?.entryCount).toBe(count)
   const cache = new BlockCache(1 << 20)
-  return { dir: t.dir, reader: TableReader.open(t.dir, 7, cache), cache }
+  return { dir: t.dir, reader: TableReader.open(nodeFileSystem, t.dir, 7, cache), cache }
 }
 
 describe('table', () => {
@@ -75,9 +76,9 @@ describe('table', () => {
     it.seekToFirst()
     // A snapshot at every sequence keeps every version.
     const all = Array.from({ length: seq - 1 }, (_, i) => i + 1)
-    await writeTable(t.dir, 7, it, options, all)
-    const withIndex = TableReader.open(t.dir, 7, new BlockCache(1 << 20))
-    const withFilter = TableReader.open(t.dir, 7, new BlockCache(1 << 20), 0)
+    await writeTable(nodeFileSystem, t.dir, 7, it, options, all)
+    const withIndex = TableReader.open(nodeFileSystem, t.dir, 7, new BlockCache(1 << 20))
+    const withFilter = TableReader.open(nodeFileSystem, t.dir, 7, new BlockCache(1 << 20), 0)
     expect(withIndex.usesPointIndex).toBe(true)
     expect(withFilter.usesPointIndex).toBe(false)
     let split = 0
@@ -105,12 +106,12 @@ describe('table', () => {
     const { dir, cache, reader } = await makeTable(2000)
     reader.unref()
     fs.copyFileSync(path.join(dir, tableFileName(7)), path.join(dir, tableFileName(8)))
-    const probe = [TableReader.open(dir, 7, cache), TableReader.open(dir, 7, cache, 0)]
+    const probe = [TableReader.open(nodeFileSystem, dir, 7, cache), TableReader.open(nodeFileSystem, dir, 7, cache, 0)]
     const [withIndex, withFilter] = probe.map((r) => r.residentBytes)
     for (const r of probe) r.unref()
     expect(withIndex).toBeGreaterThan(withFilter)
     // Room for one table with its point index and one with its filter.
-    const tables = new TableCache(dir, cache, 10, withIndex + withFilter)
+    const tables = new TableCache(nodeFileSystem, dir, cache, 10, withIndex + withFilter)
     expect(tables.get(7).usesPointIndex).toBe(true)
     expect(tables.get(8).usesPointIndex).toBe(false)
     expect([tables.openCount, tables.pointIndexedCount, tables.residentBytes]).toEqual([2, 1, withIndex + withFilter])
@@ -121,7 +122,7 @@ describe('table', () => {
     tables.close()
 
     // One byte less: opening the second table drops the first one's point index, not the reader.
-    const tight = new TableCache(dir, cache, 10, withIndex + withFilter - 1)
+    const tight = new TableCache(nodeFileSystem, dir, cache, 10, withIndex + withFilter - 1)
     expect(tight.get(7).usesPointIndex).toBe(true)
     expect(tight.get(8).usesPointIndex).toBe(false)
     expect([tight.openCount, tight.pointIndexedCount, tight.residentBytes]).toEqual([2, 0, 2 * withFilter])
@@ -163,7 +164,7 @@ describe('table', () => {
     for (let s = 1; s <= 10; s++) mem.add(Buffer.from('k'), s, Buffer.from(`v${s}`))
     const it = mem.iterator()
     it.seekToFirst()
-    const meta = await writeTable(t.dir, 3, it, options, [4, 7])
+    const meta = await writeTable(nodeFileSystem, t.dir, 3, it, options, [4, 7])
     // Kept: 10 (present), 7 (snapshot 7), 4 (snapshot 4).
     expect(meta?.entryCount).toBe(3)
   })
@@ -175,7 +176,7 @@ describe('table', () => {
     const bytes = fs.readFileSync(file)
     bytes[10] ^= 0x40
     fs.writeFileSync(file, bytes)
-    const bad = TableReader.open(dir, 7, cache)
+    const bad = TableReader.open(nodeFileSystem, dir, 7, cache)
     expect(() => bad.get(key(0), Number.MAX_SAFE_INTEGER)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
     bad.unref()
   })
@@ -187,7 +188,7 @@ describe('table', () => {
     for (it.seekToFirst(); it.valid(); it.next()) want.push(`${it.key()}@${it.sequence()}:${it.kind()}:${it.value()}`)
     it.close()
     reader.unref()
-    const scan = TableScanner.open(dir, 7)
+    const scan = TableScanner.open(nodeFileSystem, dir, 7)
     const got: string[] = []
     for (scan.seekToFirst(); scan.valid(); scan.next()) got.push(`${scan.key()}@${scan.sequence()}:${scan.kind()}:${scan.value()}`)
     scan.close()
@@ -196,7 +197,7 @@ describe('table', () => {
     const bytes = fs.readFileSync(file)
     bytes[Math.floor(bytes.length / 3)] ^= 0x40 // a data block in the middle
     fs.writeFileSync(file, bytes)
-    const bad = TableScanner.open(dir, 7)
+    const bad = TableScanner.open(nodeFileSystem, dir, 7)
     expect(() => {
       for (bad.seekToFirst(); bad.valid(); bad.next()) {
         /* read everything */
@@ -212,6 +213,6 @@ describe('table', () => {
     const bytes = fs.readFileSync(file)
     bytes[bytes.length - 20] ^= 1
     fs.writeFileSync(file, bytes)
-    expect(() => TableReader.open(dir, 7, cache)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
+    expect(() => TableReader.open(nodeFileSystem, dir, 7, cache)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
   })
 })

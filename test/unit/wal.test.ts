@@ -7,6 +7,7 @@ import { encodedOpBytes, type WriteOp } from '../../src/wal/wal-record.js'
 import { encodeWalRecord } from '../../src/wal/record-builder.js'
 import { frameRecord, scanRecords } from '../../src/wal/record-format.js'
 import { ready, tempDir } from './helpers.js'
+import { nodeFileSystem } from '../../src/vfs/node-file-system.js'
 
 let cleanup = (): void => {}
 afterEach(() => cleanup())
@@ -19,7 +20,7 @@ function writeLog(records: Buffer[]): string {
   const t = tempDir()
   cleanup = t.cleanup
   const file = path.join(t.dir, '000001.log')
-  const w = WalWriter.create(file, 1)
+  const w = WalWriter.create(nodeFileSystem, file, 1)
   for (const r of records) w.append(r)
   w.close()
   return file
@@ -35,7 +36,7 @@ describe('WAL', () => {
 
   it('round-trips records with puts, deletes and sequences', () => {
     const file = writeLog([record(1, ops(0)), record(3, ops(1)), record(5, [])])
-    const { batches, tornTail } = readWal(file)
+    const { batches, tornTail } = readWal(nodeFileSystem, file)
     expect(tornTail).toBe(false)
     expect(batches.map((b) => b.firstSequence)).toEqual([1, 3, 5])
     expect(batches[1].ops[0].value?.toString()).toBe('v1v1')
@@ -49,7 +50,7 @@ describe('WAL', () => {
     const file = writeLog(records)
     for (let cut = 0; cut <= full.length; cut++) {
       fs.writeFileSync(file, full.subarray(0, cut))
-      const { batches } = readWal(file)
+      const { batches } = readWal(nodeFileSystem, file)
       let whole = 0
       let end = 0
       for (const r of records) {
@@ -64,9 +65,9 @@ describe('WAL', () => {
     const records = [record(1, ops(0)), record(3, ops(1))]
     const file = writeLog(records)
     fs.appendFileSync(file, Buffer.alloc(5000))
-    expect(readWal(file).batches.length).toBe(2)
+    expect(readWal(nodeFileSystem, file).batches.length).toBe(2)
     fs.appendFileSync(file, Buffer.from('garbage that is not a record at all'))
-    const r = readWal(file)
+    const r = readWal(nodeFileSystem, file)
     expect(r.batches.length).toBe(2)
     expect(r.tornTail).toBe(true)
   })
@@ -77,7 +78,7 @@ describe('WAL', () => {
     const bytes = fs.readFileSync(file)
     bytes[records[0].length + 14] ^= 0xff // inside the second record's payload
     fs.writeFileSync(file, bytes)
-    expect(() => readWal(file)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
+    expect(() => readWal(nodeFileSystem, file)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
   })
 
   it('frames and scans arbitrary payloads', () => {
