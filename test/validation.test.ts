@@ -285,7 +285,7 @@ describe('open state', () => {
       await expectFailure(() => open(spelling, LIMITS), 'STRATA_LOCKED', 'async', `second open as ${spelling}`)
     }
     // The rejected opens must not have taken, released or damaged anything of the first one.
-    expect(fs.readFileSync(path.join(dir, 'LOCK'), 'utf8').trim()).toBe(String(process.pid))
+    expect(fs.readFileSync(path.join(dir, 'LOCK'), 'utf8').split('\n')[0]).toBe(String(process.pid))
     await db.put('after', 'lock attempts')
     expect((await db.get('after'))?.toString()).toBe('lock attempts')
     await db.close()
@@ -332,5 +332,94 @@ describe('buffers handed out and taken in are not shared', () => {
     }
     expect(db.getSync('mutable-key')?.toString()).toBe('original value')
     expect((await scanAll(db)).find(([k]) => k === 'mutable-key')).toEqual(['mutable-key', 'original value'])
+  })
+})
+
+describe('strings must be well-formed UTF-16', () => {
+  // UTF-8 encoding turns every lone surrogate into U+FFFD (EF BF BD): without the
+  // check, '\uD800' and '\uDBFF' (and '\uFFFD' itself) would all address one entry.
+  const ILL_FORMED: Array<[string, string]> = [
+    ['a lone high surrogate', '\uD800'],
+    ['a lone low surrogate inside', 'a\uDC00b'],
+    ['a high surrogate at the end', 'x\uD83D'],
+    ['a pair in the wrong order', '\uDE00\uD83D'],
+  ]
+
+  it('a key, value or bound with a lone surrogate is STRATA_INVALID_ARGUMENT everywhere, and writes nothing', async () => {
+    const { db, dir, content } = await seeded()
+    const before = await state(db)
+    const snap = db.snapshot()
+    for (const [name, s] of ILL_FORMED) {
+      const cases: Array<[string, () => unknown, Mode]> = [
+        ['put key', () => db.put(s, 'v'), 'async'],
+        ['put value', () => db.put('key00', s), 'async'],
+        ['delete key', () => db.delete(s), 'async'],
+        ['get key', () => db.get(s), 'async'],
+        ['getSync key', () => db.getSync(s), 'sync'],
+        ['getEntry key', () => db.getEntry(s), 'async'],
+        ['snapshot get key', () => snap.get(s), 'async'],
+        ['batch put key', () => db.batch([{ type: 'put', key: 'new1', value: 'x' }, { type: 'put', key: s, value: 'v' }]), 'async'],
+        ['batch put value', () => db.batch([{ type: 'del', key: 'key00' }, { type: 'put', key: 'key01', value: s }]), 'async'],
+        ['batch del key', () => db.batch([{ type: 'del', key: 'key00' }, { type: 'del', key: s }]), 'async'],
+        ['batch check key', () => db.batch([{ type: 'del', key: 'key00' }, { type: 'check', key: s, ifVersion: 0 }]), 'async'],
+        ['iterator gt', () => db.iterator({ gt: s }), 'sync'],
+        ['iterator gte', () => db.iterator({ gte: s }), 'sync'],
+        ['iterator lt', () => db.iterator({ lt: s }), 'sync'],
+        ['iterator lte', () => db.iterator({ lte: s }), 'sync'],
+        ['snapshot iterator bound', () => snap.iterator({ gte: s }), 'sync'],
+        ['iterator seek', () => db.iterator().seek(s), 'sync'],
+        ['compactRange start', () => db.compactRange(s), 'async'],
+        ['compactRange end', () => db.compactRange('a', s), 'async'],
+        ['transaction put key', () => db.transaction((tx) => tx.put(s, 'v')), 'async'],
+        ['transaction put value', () => db.transaction((tx) => tx.put('key00', s)), 'async'],
+        ['transaction delete key', () => db.transaction((tx) => tx.delete(s)), 'async'],
+        ['transaction get key', () => db.transaction((tx) => tx.get(s)), 'async'],
+        [
+          'transaction iterator bound',
+          () =>
+            db.transaction(async (tx) => {
+              for await (const _ of tx.iterator({ lt: s })) break
+            }),
+          'async',
+        ],
+      ]
+      for (const [label, fn, mode] of cases) {
+        await expectFailure(fn, 'STRATA_INVALID_ARGUMENT', mode, `${label} with ${name}`)
+      }
+      expect(await state(db), `after ${name}`).toEqual(before)
+    }
+    const { error } = await failure(() => db.put('a\uDC00b', 'v'))
+    expect((error as Error).message).toMatch(/well-formed.*U\+DC00 at index 1/)
+    snap.release()
+    await db.close()
+    const again = await open(dir, LIMITS)
+    dbs.push(again)
+    expect(await scanAll(again)).toEqual(content)
+  })
+
+  it('two different lone surrogates no longer address one entry (nor U+FFFD)', async () => {
+    const db = await open(tempDir(), LIMITS)
+    dbs.push(db)
+    await expectFailure(() => db.put('\uD800', 'first'), 'STRATA_INVALID_ARGUMENT', 'async', 'put \\uD800')
+    await expectFailure(() => db.put('\uDBFF', 'second'), 'STRATA_INVALID_ARGUMENT', 'async', 'put \\uDBFF')
+    // The replacement character itself is well-formed and its own key.
+    await db.put('\uFFFD', 'replacement')
+    await expectFailure(() => db.get('\uD800'), 'STRATA_INVALID_ARGUMENT', 'async', 'get \\uD800')
+    expect((await db.get('\uFFFD'))?.toString()).toBe('replacement')
+    expect(await scanAll(db)).toEqual([['\uFFFD', 'replacement']])
+  })
+
+  it('well-formed astral characters (surrogate pairs) are accepted as keys, values, bounds and in transactions', async () => {
+    const db = await open(tempDir(), LIMITS)
+    dbs.push(db)
+    await db.put('😀', 'grin 😀')
+    expect(db.getSync(Buffer.from([0xf0, 0x9f, 0x98, 0x80]))?.toString()).toBe('grin 😀')
+    await db.batch([{ type: 'put', key: 'a😀', value: '😀😀' }])
+    await db.transaction((tx) => tx.put('😀b', '𝄞'))
+    const seen: string[] = []
+    for await (const [k] of db.iterator({ gte: '😀', lte: '😀b' })) seen.push(k.toString())
+    expect(seen).toEqual(['😀', '😀b'])
+    expect((await db.get('a😀'))?.toString()).toBe('😀😀')
+    expect((await db.get('😀b'))?.toString()).toBe('𝄞')
   })
 })

@@ -13,6 +13,7 @@ export type StrataErrorCode =
   | 'STRATA_EXISTS'
   | 'STRATA_READ_ONLY'
   | 'STRATA_CONFLICT'
+  | 'STRATA_NOT_A_DATABASE'
 
 /** The one error class the engine throws for operating errors; `code` is stable. */
 export class StrataError extends Error {

@@ -1,6 +1,6 @@
 /** The names of the files in a database directory (see docs/format.md, "Directory"). */
 
-export type FileKind = 'table' | 'wal' | 'manifest' | 'current' | 'lock' | 'temp'
+export type FileKind = 'table' | 'wal' | 'manifest' | 'current' | 'lock' | 'temp' | 'marker'
 
 const pad = (n: number): string => String(n).padStart(6, '0')
 
@@ -9,6 +9,12 @@ export const walFileName = (n: number): string => `${pad(n)}.log`
 export const manifestFileName = (n: number): string => `MANIFEST-${pad(n)}`
 export const CURRENT_FILE = 'CURRENT'
 export const LOCK_FILE = 'LOCK'
+/** `LOCK.takeover.<token>`: a flag of a process taking over a stale LOCK (src/base/lock-file.ts). */
+export const LOCK_TAKEOVER_PREFIX = 'LOCK.takeover.'
+/** The directory's identity marker (src/engine/directory-identity.ts). */
+export const MARKER_FILE = 'STRATADB'
+/** The marker while it is written; renamed to MARKER_FILE. Its kind is 'marker' too, so faults can target all marker I/O. */
+export const MARKER_TEMP_FILE = 'STRATADB.tmp'
 
 /** Parses a file name of the directory; undefined for files stratadb does not own. */
 export function parseFileName(name: string): { kind: FileKind; number: number } | undefined {
@@ -18,6 +24,8 @@ export function parseFileName(name: string): { kind: FileKind; number: number } 
   if (m) return { kind: 'manifest', number: Number(m[1]) }
   if (name === CURRENT_FILE) return { kind: 'current', number: 0 }
   if (name === LOCK_FILE) return { kind: 'lock', number: 0 }
+  if (name.startsWith(LOCK_TAKEOVER_PREFIX) && !name.endsWith('.tmp')) return { kind: 'lock', number: 0 }
+  if (name === MARKER_FILE || name === MARKER_TEMP_FILE) return { kind: 'marker', number: 0 }
   if (name.endsWith('.tmp')) return { kind: 'temp', number: 0 }
   return undefined
 }

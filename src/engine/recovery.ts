@@ -12,6 +12,7 @@ import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { visitWal } from '../wal/wal-reader.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { Engine } from './engine.js'
+import { establishIdentity, inspectDirectory } from './directory-identity.js'
 
 /** What an open found and dropped (`stats().recovery`). */
 export interface RecoveryReport {
@@ -33,7 +34,11 @@ export interface RecoveryReport {
 
 /**
  * Opens a database directory (docs/design.md, "Recovery"):
- *   1. take the lock;
+ *   0. check the directory's identity, only reading (directory-identity.ts):
+ *      a directory with files that is not a stratadb database is refused
+ *      untouched;
+ *   1. take the lock; write the STRATADB marker into an empty directory
+ *      (before any other file) or a previous-format database;
  *   2. read CURRENT and replay the manifest it names (or start empty);
  *   3. check every table the manifest references exists with its recorded size;
  *   4. replay, in number order, every WAL at or above the manifest's log number
@@ -49,8 +54,11 @@ export async function openEngine(dir: string, options: ResolvedOptions): Promise
   await initChecksum()
   const fs = options.fileSystem
   prepareDirectory(fs, dir, options)
+  // Only reads: a foreign directory is refused before the lock writes a LOCK file into it.
+  inspectDirectory(fs, dir)
   const releaseLock = acquireLock(fs, dir)
   try {
+    establishIdentity(fs, dir, options)
     return recoverEngine(dir, options, releaseLock)
   } catch (err) {
     releaseLock()

@@ -113,6 +113,8 @@ export function readJsonBytes(obj: Record<string, unknown>, field: string): Buff
   if (text !== undefined && b64 !== undefined) throw new Error(`give either ${field} or ${field}Base64, not both`)
   if (text !== undefined) {
     if (typeof text !== 'string') throw new Error(`${field} must be a string (use ${field}Base64 for binary)`)
+    // A lone surrogate ("\ud800") would become U+FFFD: two different keys, one entry.
+    if (!(text as string & { isWellFormed(): boolean }).isWellFormed()) throw new Error(`${field} is not a well-formed string (lone surrogate); use ${field}Base64 for binary`)
     return Buffer.from(text, 'utf8')
   }
   if (b64 !== undefined) {

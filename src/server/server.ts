@@ -51,7 +51,15 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
   checkExposure(addresses, options.token)
   setStrataVersion(ownVersion())
 
-  const db = await open(options.dir, { ...options.dbOptions, syncWrites: options.sync })
+  const db = await open(options.dir, {
+    ...options.dbOptions,
+    syncWrites: options.sync,
+    onBackgroundError: (info) => {
+      options.log(`${info.readOnly ? 'database is read-only: ' : ''}${info.where} failed${info.errno ? ` (${info.errno})` : ''}: ${info.error.message}`)
+      options.dbOptions?.onBackgroundError?.(info)
+    },
+  })
+  for (const warning of db.stats().recovery.warnings) options.log(`recovery: ${warning}`)
   let httpServer: HttpServer | undefined
   let respServer: RespServer | undefined
   const gate = new WriteGate(options.limits.maxPendingWrites, options.limits.maxWriteStallMs)
