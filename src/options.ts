@@ -166,6 +166,8 @@ const RANGES: Partial<Record<keyof OpenOptions, [number, number]>> = {
   maxManifestBytes: [1, 2 ** 40],
 }
 
+const FILE_SYSTEM_METHODS = ['open', 'readFile', 'rename', 'link', 'unlink', 'readdir', 'stat', 'mkdir', 'syncDir', 'realpath'] as const satisfies ReadonlyArray<keyof FileSystem>
+
 /** Merges `options` over the defaults; throws STRATA_INVALID_ARGUMENT on an unknown or bad option. */
 export function resolveOptions(options: OpenOptions | undefined): ResolvedOptions {
   if (options !== undefined && (typeof options !== 'object' || options === null)) {
@@ -186,6 +188,8 @@ export function resolveOptions(options: OpenOptions | undefined): ResolvedOption
     }
     ;(out as unknown as Record<string, unknown>)[key] = value
   }
+  const missing = FILE_SYSTEM_METHODS.filter((m) => typeof (out.fileSystem as unknown as Record<string, unknown>)[m] !== 'function')
+  if (missing.length > 0) throw new StrataError('STRATA_INVALID_ARGUMENT', `option fileSystem lacks ${missing.join(', ')}`)
   if (!(out.l0CompactionTrigger <= out.l0SlowdownTrigger && out.l0SlowdownTrigger < out.l0StopTrigger)) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'need l0CompactionTrigger <= l0SlowdownTrigger < l0StopTrigger')
   }

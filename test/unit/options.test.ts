@@ -1,3 +1,4 @@
+import * as fs from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { open } from '../../src/index.js'
 import { DEFAULT_OPTIONS, defaultBlockCacheBytes } from '../../src/options.js'
@@ -30,6 +31,20 @@ describe('default block cache budget', () => {
       const small = await open(dir, { blockCacheBytes: 5 * MiB })
       expect(small.stats().blockCache.capacityBytes).toBe(5 * MiB)
       await small.close()
+    } finally {
+      cleanup()
+    }
+  })
+})
+
+describe('fileSystem and onBackgroundError options', () => {
+  it('refuse what is not a file system or a function, before touching the directory', async () => {
+    const { dir, cleanup } = tempDir()
+    try {
+      await expect(open(dir, { fileSystem: null as never })).rejects.toMatchObject({ code: 'STRATA_INVALID_ARGUMENT' })
+      await expect(open(dir, { fileSystem: { open: () => undefined } as never })).rejects.toThrow(/fileSystem lacks readFile/)
+      await expect(open(dir, { onBackgroundError: 'log' as never })).rejects.toMatchObject({ code: 'STRATA_INVALID_ARGUMENT' })
+      expect(fs.readdirSync(dir)).toEqual([])
     } finally {
       cleanup()
     }
