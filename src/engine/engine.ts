@@ -107,9 +107,16 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     const runner = new BackgroundRunner(this.fs)
     this.flusher = new Flusher(this, runner)
     this.compactions = new CompactionScheduler(this, runner)
-    // Entries replayed from WAL files live in whole-file buffers: flush them to
-    // L0 in the background right away (as LevelDB does at recovery) instead of
-    // holding those buffers until the memtable fills.
+  }
+
+  /**
+   * Starts the background work of a recovered engine. Entries replayed from
+   * WAL files live in whole-file buffers: they are flushed to L0 right away
+   * (as LevelDB does at recovery) instead of holding those buffers until the
+   * memtable fills. Throws when the WAL for new writes cannot be created; the
+   * caller then retires the engine.
+   */
+  start(): void {
     if (this.mem.replayed) this.freezeMemtable()
     this.compactions.maybeSchedule()
   }

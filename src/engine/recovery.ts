@@ -164,6 +164,12 @@ export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock
     throw err
   }
   const engine = new Engine({ dir, options, versions, mem, recycler, wal, lastSequence, releaseLock, recovery: report })
+  try {
+    engine.start()
+  } catch (err) {
+    engine.retire()
+    throw err
+  }
   engine.deleteObsoleteFiles()
   return engine
 }
