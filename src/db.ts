@@ -44,6 +44,13 @@ export interface IteratorOptions {
   reverse?: boolean
   /** Stop after this many entries. Default unlimited. */
   limit?: number
+  /**
+   * `false`: keys only. Entries are still `[key, value]` pairs, but every
+   * value is the same empty (zero-length) Buffer, and no value is copied
+   * (nor, once values live apart from keys, read): for listing or counting
+   * keys. Default true.
+   */
+  values?: boolean
 }
 
 /** An async iterator of [key, value] pairs; `close()` (or `break`) releases what it holds. */
@@ -405,12 +412,13 @@ export class Database {
       if (o[bound] !== undefined) range[bound] = toBuffer(o[bound], bound)
     }
     if (o.reverse !== undefined && typeof o.reverse !== 'boolean') throw invalid('reverse must be a boolean')
+    if (o.values !== undefined && typeof o.values !== 'boolean') throw invalid('values must be a boolean')
     let limit = Infinity
     if (o.limit !== undefined && o.limit !== Infinity && o.limit !== -1) {
       if (!Number.isInteger(o.limit) || o.limit < 0) throw invalid('limit must be a non-negative integer')
       limit = o.limit
     }
-    const it: DbIterator = this.engine.iterator(range, o.reverse === true, limit, sequence, closeAtEnd)
+    const it: DbIterator = this.engine.iterator(range, o.reverse === true, limit, sequence, closeAtEnd, o.values !== false)
     return {
       next: () => it.next(),
       return: () => it.return(),

@@ -3,7 +3,7 @@ import { StrataError } from './base/errors.js'
 import type { Bytes } from './base/keys.js'
 import type { ConflictError } from './base/errors.js'
 import type { Database, Entry, IteratorOptions } from './db.js'
-import { inRange, type KeyRange } from './iterators/db-iterator.js'
+import { EMPTY_VALUE, inRange, type KeyRange } from './iterators/db-iterator.js'
 import type { Condition } from './engine/write-group.js'
 import { TurnQueue, type Turn } from './transaction-turns.js'
 import type { WriteOp } from './wal/wal-record.js'
@@ -326,6 +326,8 @@ class TransactionState {
   async *iterate(o: IteratorOptions): AsyncIterableIterator<[Buffer, Buffer]> {
     this.checkActive()
     const reverse = o.reverse === true
+    if (o.values !== undefined && typeof o.values !== 'boolean') throw new StrataError('STRATA_INVALID_ARGUMENT', 'values must be a boolean')
+    const values = o.values !== false
     let limit = Infinity
     if (o.limit !== undefined && o.limit !== Infinity && o.limit !== -1) {
       if (!Number.isInteger(o.limit) || o.limit < 0) throw new StrataError('STRATA_INVALID_ARGUMENT', 'limit must be a non-negative integer')
@@ -337,7 +339,7 @@ class TransactionState {
     const own = this.writes.items.filter((w) => inRange(w.key, range))
     own.sort((a, b) => (reverse ? -1 : 1) * Buffer.compare(a.key, b.key))
     this.iterated = true
-    const base = this.db.iteratorAt({ ...range, reverse }, this.sequence)
+    const base = this.db.iteratorAt({ ...range, reverse, values }, this.sequence)
     // Validated: from the start bound to the last key handed out; the whole range once exhausted.
     let covered: KeyRange | undefined
     const cover = (upTo: Buffer | undefined): void => {
@@ -376,7 +378,7 @@ class TransactionState {
           cover(mine!.key)
           if (mine!.value !== null) {
             yielded++
-            yield [Buffer.from(mine!.key), Buffer.from(mine!.value)]
+            yield [Buffer.from(mine!.key), values ? Buffer.from(mine!.value) : EMPTY_VALUE]
           }
         }
       }

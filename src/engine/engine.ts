@@ -389,9 +389,9 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   }
 
   /** A merged iterator over everything visible at `sequence`. */
-  iterator(range: KeyRange, reverse: boolean, limit: number, sequence: number, closeAtEnd = true): DbIterator {
+  iterator(range: KeyRange, reverse: boolean, limit: number, sequence: number, closeAtEnd = true, values = true): DbIterator {
     const { children, release } = this.sources(range)
-    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd)
+    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd, values)
   }
 
   /** A forward iterator over the range at the newest sequence (for commit-path checks). */

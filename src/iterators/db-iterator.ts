@@ -10,6 +10,9 @@ export interface KeyRange {
   lte?: Buffer
 }
 
+/** The value of every entry of a keys-only iterator (length 0, shared: nothing to own or change). */
+export const EMPTY_VALUE: Buffer = Buffer.alloc(0)
+
 /** Entries yielded between macrotask yields, so a long scan does not starve I/O callbacks. */
 const ENTRIES_PER_YIELD = 1024
 
@@ -19,7 +22,9 @@ const ENTRIES_PER_YIELD = 1024
  * applies bounds and limit. The point in time is fixed at creation; the sources
  * (memtables and a referenced table version) stay readable until `close`.
  *
- * Yields fresh copies of keys and values, which the caller owns.
+ * Yields fresh copies of keys and values, which the caller owns. With
+ * `values` false (keys only) no value is copied: every entry's value is
+ * EMPTY_VALUE, a shared zero-length Buffer.
  */
 export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
   private readonly merge: MergingIterator
@@ -39,6 +44,8 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     private readonly release: () => void,
     /** Release the sources on reaching the end (false: only close() does, so seek can continue). */
     private readonly closeAtEnd = true,
+    /** Copy values (false: keys only, every value is EMPTY_VALUE). */
+    private readonly values = true,
   ) {
     this.merge = new MergingIterator(children, reverse)
     this.range = tightestBounds(range)
@@ -168,7 +175,7 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
         continue
       }
       const key = Buffer.from(top.key())
-      const value = top.kind() === KIND_PUT ? Buffer.from(top.value()) : undefined
+      const value = top.kind() === KIND_PUT ? (this.values ? Buffer.from(top.value()) : EMPTY_VALUE) : undefined
       m.advance()
       while (m.valid() && m.top().key().equals(key)) m.advance()
       if (value !== undefined) return [key, value]
@@ -190,7 +197,7 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
         newest = m.top()
         if (newest.sequence() <= this.sequence) {
           found = true
-          value = newest.kind() === KIND_PUT ? Buffer.from(newest.value()) : undefined
+          value = newest.kind() === KIND_PUT ? (this.values ? Buffer.from(newest.value()) : EMPTY_VALUE) : undefined
         }
         m.advance()
       }

@@ -224,11 +224,11 @@ export class StrataLevel<KDefault = string, VDefault = string> extends AbstractL
   }
 
   _iterator(options: PrivateIteratorOptions): StrataLevelIterator {
-    return new StrataLevelIterator(this, options, this.#engineIterator(options))
+    return new StrataLevelIterator(this, options, this.#engineIterator(options, options.values !== false))
   }
 
   _keys(options: PrivateIteratorOptions): StrataLevelKeyIterator {
-    return new StrataLevelKeyIterator(this, options, this.#engineIterator(options))
+    return new StrataLevelKeyIterator(this, options, this.#engineIterator(options, false))
   }
 
   _values(options: PrivateIteratorOptions): StrataLevelValueIterator {
@@ -246,7 +246,7 @@ export class StrataLevel<KDefault = string, VDefault = string> extends AbstractL
    */
   async _clear(options: LevelRange & { snapshot?: unknown }): Promise<void> {
     const db = this.#native()
-    const it = this.#engineIterator(options)
+    const it = this.#engineIterator(options, false)
     return this.#track(this.#clearRange(db, it))
   }
 
@@ -331,10 +331,11 @@ export class StrataLevel<KDefault = string, VDefault = string> extends AbstractL
   }
 
   /** A seekable engine iterator at the point in time of the call (or of the explicit snapshot). */
-  #engineIterator(options: LevelRange & { snapshot?: unknown }): StrataIterator {
+  /** `values` false: keys only (no value copied; db.keys(), clear, iterator with values: false). */
+  #engineIterator(options: LevelRange & { snapshot?: unknown }, values = true): StrataIterator {
     const snapshot = this.#nativeSnapshot(options.snapshot)
     try {
-      return this.#native().seekableIterator(engineRange(options), snapshot)
+      return this.#native().seekableIterator({ ...engineRange(options), values }, snapshot)
     } catch (err) {
       throw toLevelError(err)
     }
