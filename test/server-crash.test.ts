@@ -118,6 +118,7 @@ async function runHttpWriter(w: Writer, base: string, random: () => number, stop
       req = () =>
         fetch(`${base}/v1/batch${q}`, {
           method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
           body: JSON.stringify([
             { type: 'put', key, value },
             { type: 'del', key: other },
@@ -231,7 +232,7 @@ describe('strata serve as a process', () => {
       await new Promise((r) => sock.once('connect', r))
       let response = ''
       sock.on('data', (d) => (response += d.toString('latin1')))
-      sock.write('PUT /v1/kv/in-flight HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello')
+      sock.write('PUT /v1/kv/in-flight HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nhello')
       // A RESP client with a pipeline.
       const r = new Redis({ port: Number(s.resp!.split(':')[1]), host: '127.0.0.1', retryStrategy: () => null, maxRetriesPerRequest: 0 })
       r.on('error', () => {})

@@ -37,6 +37,9 @@ function enc(key: string | Buffer): string {
   return [...b].map((c) => (/[A-Za-z0-9_~-]/.test(String.fromCharCode(c)) ? String.fromCharCode(c) : `%${c.toString(16).padStart(2, '0')}`)).join('')
 }
 
+/** POST /v1/batch needs this (415 otherwise: a text/plain POST is what a cross-site page can send). */
+const JSON_HEADERS = { 'Content-Type': 'application/json' }
+
 async function json(r: Response): Promise<Record<string, unknown>> {
   expect(r.headers.get('content-type')).toMatch(/application\/json/)
   return (await r.json()) as Record<string, unknown>
@@ -160,7 +163,7 @@ describe('/v1/kv', () => {
 
   it('handles pipelined requests in order: a GET sees the PUT before it', async () => {
     const req = (method: string, body?: string, close = false): string =>
-      `${method} /v1/kv/piped HTTP/1.1\r\nHost: x\r\n${body === undefined ? '' : `Content-Length: ${body.length}\r\n`}${close ? 'Connection: close\r\n' : ''}\r\n${body ?? ''}`
+      `${method} /v1/kv/piped HTTP/1.1\r\nHost: 127.0.0.1\r\n${body === undefined ? '' : `Content-Length: ${body.length}\r\n`}${close ? 'Connection: close\r\n' : ''}\r\n${body ?? ''}`
     const text = await raw(m.base, req('PUT', 'one') + req('GET') + req('PUT', 'two') + req('GET') + req('DELETE') + req('GET', undefined, true))
     const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((x) => Number(x[1]))
     expect(statuses).toEqual([204, 200, 204, 200, 204, 404])
@@ -209,6 +212,7 @@ describe('/v1/batch', () => {
     const va = Number(JSON.parse(put.headers.get('etag')!))
     const r = await fetch(`${m.base}/v1/batch`, {
       method: 'POST',
+      headers: JSON_HEADERS,
       body: JSON.stringify([
         { type: 'put', key: 'c:a', value: '2', ifVersion: va + 1000 },
         { type: 'put', key: 'c:b', value: '2', ifVersion: 0 },
@@ -221,13 +225,13 @@ describe('/v1/batch', () => {
     expect(body.keys).toEqual(expect.arrayContaining([{ key: 'c:a' }, { keyBase64: '/g==' }]))
     expect((await fetch(`${m.base}/v1/kv/c:b`)).status).toBe(404)
     expect(await (await fetch(`${m.base}/v1/kv/c:a`)).text()).toBe('1')
-    const ok = await fetch(`${m.base}/v1/batch?sync=1`, { method: 'POST', body: JSON.stringify([{ type: 'put', key: 'c:a', value: '2', ifVersion: va }]) })
+    const ok = await fetch(`${m.base}/v1/batch?sync=1`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify([{ type: 'put', key: 'c:a', value: '2', ifVersion: va }]) })
     expect(ok.status).toBe(200)
   })
 
   it('rejects malformed batches with 400 and a code', async () => {
     const bad = async (body: string): Promise<Record<string, unknown>> => {
-      const r = await fetch(`${m.base}/v1/batch`, { method: 'POST', body })
+      const r = await fetch(`${m.base}/v1/batch`, { method: 'POST', headers: JSON_HEADERS, body })
       expect(r.status, body).toBe(400)
       return json(r)
     }
@@ -251,7 +255,7 @@ describe('/v1/range', () => {
   beforeAll(async () => {
     for (let i = 0; i < N; i += 500) {
       const ops = Array.from({ length: 500 }, (_, j) => ({ type: 'put', key: key(i + j), value: `v${i + j}` }))
-      expect((await fetch(`${m.base}/v1/batch`, { method: 'POST', body: JSON.stringify(ops) })).status).toBe(200)
+      expect((await fetch(`${m.base}/v1/batch`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(ops) })).status).toBe(200)
     }
   })
 
@@ -317,7 +321,7 @@ describe('/v1/range', () => {
       const value = 'x'.repeat(16 * 1024)
       for (let i = 0; i < 4000; i += 200) {
         const ops = Array.from({ length: 200 }, (_, j) => ({ type: 'put', key: key(i + j), value }))
-        expect((await fetch(`${s.base}/v1/batch`, { method: 'POST', body: JSON.stringify(ops) })).status).toBe(200)
+        expect((await fetch(`${s.base}/v1/batch`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(ops) })).status).toBe(200)
       }
       // 64 MiB of range; the reader takes one chunk and stalls.
       global.gc?.()
@@ -417,14 +421,14 @@ describe('limits and malformed requests', () => {
     const chunked = await fetch(`${l.base}/v1/kv/v`, { method: 'PUT', body: stream, duplex: 'half' } as RequestInit)
     expect(chunked.status).toBe(413)
     expect((await fetch(`${l.base}/v1/kv/v`)).status).toBe(404)
-    expect((await fetch(`${l.base}/v1/batch`, { method: 'POST', body: JSON.stringify([{ type: 'put', key: 'a', value: 'x'.repeat(5000) }]) })).status).toBe(413)
+    expect((await fetch(`${l.base}/v1/batch`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify([{ type: 'put', key: 'a', value: 'x'.repeat(5000) }]) })).status).toBe(413)
     const ops = Array.from({ length: 4 }, (_, i) => ({ type: 'put', key: `o${i}`, value: 'x' }))
-    const tooMany = await fetch(`${l.base}/v1/batch`, { method: 'POST', body: JSON.stringify(ops) })
+    const tooMany = await fetch(`${l.base}/v1/batch`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(ops) })
     expect(tooMany.status).toBe(413)
     expect((await json(tooMany)).message).toMatch(/maxBatchOps/)
     expect((await fetch(`${l.base}/v1/kv/o0`)).status).toBe(404)
     // Expect: 100-continue is refused before the body is sent.
-    const text = await raw(l.base, 'PUT /v1/kv/v HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\nExpect: 100-continue\r\n\r\n')
+    const text = await raw(l.base, 'PUT /v1/kv/v HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 999999\r\nExpect: 100-continue\r\n\r\n')
     expect(text).toMatch(/^HTTP\/1\.1 413 /)
     expect(text).toMatch(/"code":"STRATA_TOO_LARGE"/)
   })
@@ -433,7 +437,7 @@ describe('limits and malformed requests', () => {
     const long = await fetch(`${l.base}/v1/kv/${'a'.repeat(3000)}`)
     expect(long.status).toBe(414)
     expect((await json(long)).code).toBe('STRATA_URI_TOO_LONG')
-    const big = await raw(l.base, `GET /v1/kv/a HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(10_000)}\r\n\r\n`)
+    const big = await raw(l.base, `GET /v1/kv/a HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'b'.repeat(10_000)}\r\n\r\n`)
     expect(big).toMatch(/^HTTP\/1\.1 431 /)
     expect(big).toMatch(/"code":"STRATA_HEADERS_TOO_LARGE"/)
   })
@@ -445,7 +449,7 @@ describe('limits and malformed requests', () => {
       expect(text).toMatch(/"code":"STRATA_BAD_REQUEST"/)
     }
     // A body that turns out malformed half-way: the connection is dropped and nothing is written.
-    const text = await raw(l.base, 'PUT /v1/kv/chunky HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n')
+    const text = await raw(l.base, 'PUT /v1/kv/chunky HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n')
     expect(text).not.toMatch(/^HTTP\/1\.1 2/)
     expect((await fetch(`${l.base}/v1/kv/chunky`)).status).toBe(404)
     expect((await fetch(`${l.base}/healthz`)).status).toBe(200)
@@ -462,7 +466,7 @@ describe('limits and malformed requests', () => {
     )
     try {
       await new Promise((r) => setTimeout(r, 100))
-      const text = await raw(l.base, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+      const text = await raw(l.base, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
       expect(text).toMatch(/^HTTP\/1\.1 503 /)
       expect(text).toMatch(/"code":"STRATA_TOO_MANY_CONNECTIONS"/)
     } finally {

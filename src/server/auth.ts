@@ -3,7 +3,9 @@
  * mandatory as soon as either listener binds a non-loopback address.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
+import dns from 'node:dns'
 import * as fs from 'node:fs'
+import * as net from 'node:net'
 import { formatAddress, isLoopbackHost, type ListenAddress } from './address.js'
 
 /** Tokens shorter than this are refused: they would be guessable over the network. */
@@ -35,6 +37,48 @@ export function checkExposure(addresses: Array<{ name: string; address: ListenAd
   throw new Error(
     `refusing to start: ${list} is not a loopback address, and serving without authentication there would expose the database. ` +
       'Pass --token-file <file> (clients then send "Authorization: Bearer <token>" over HTTP and AUTH <token> over RESP), or bind 127.0.0.1.',
+  )
+}
+
+/**
+ * A name is only a claim: without a token, refuses (before binding) when a
+ * listen address given by name (`localhost`, `*.localhost`) resolves to
+ * anything that is not loopback. Names that do not resolve are left to
+ * listen() to report.
+ */
+export async function checkNamesResolveToLoopback(addresses: Array<{ name: string; address: ListenAddress }>, token: string | undefined): Promise<void> {
+  if (token !== undefined) return
+  for (const a of addresses) {
+    if (net.isIP(a.address.host) !== 0) continue
+    let found: dns.LookupAddress[]
+    try {
+      found = await new Promise<dns.LookupAddress[]>((resolve, reject) =>
+        // Looked up on the module object at call time, as net.Server#listen does.
+        dns.lookup(a.address.host, { all: true }, (err, list) => (err ? reject(err) : resolve(list))),
+      )
+    } catch {
+      continue
+    }
+    const off = found.filter((f) => !isLoopbackHost(f.address)).map((f) => f.address)
+    if (off.length > 0) {
+      throw new Error(
+        `refusing to start: ${a.name} ${formatAddress(a.address.host, a.address.port)} resolves to ${off.join(', ')}, which is not a loopback address. ` +
+          'Pass --token-file <file>, or bind 127.0.0.1.',
+      )
+    }
+  }
+}
+
+/**
+ * The same check on the address actually bound (server.address()): throws
+ * when it is not loopback and there is no token. The caller closes the
+ * listeners.
+ */
+export function checkBoundExposure(name: string, requested: ListenAddress, bound: net.AddressInfo, token: string | undefined): void {
+  if (token !== undefined || isLoopbackHost(bound.address)) return
+  throw new Error(
+    `refusing to serve: ${name} ${formatAddress(requested.host, requested.port)} was bound to ${formatAddress(bound.address, bound.port)}, which is not a loopback address, ` +
+      'and serving without authentication there would expose the database. Pass --token-file <file>, or bind 127.0.0.1.',
   )
 }
 

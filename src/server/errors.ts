@@ -19,6 +19,9 @@ export type ServerErrorCode =
   | 'STRATA_BUSY'
   | 'STRATA_SHUTTING_DOWN'
   | 'STRATA_TOO_MANY_CONNECTIONS'
+  | 'STRATA_FORBIDDEN_HOST'
+  | 'STRATA_FORBIDDEN_ORIGIN'
+  | 'STRATA_UNSUPPORTED_MEDIA_TYPE'
   | 'STRATA_INTERNAL'
 
 /** An error with its HTTP status and stable code; `details` are merged into the JSON body. */

@@ -4,71 +4,156 @@
  * prefix of a pattern, which turns a pattern scan into a range scan.
  */
 
-/** True when `subject` matches `pattern` (both bytes). */
-export function globMatch(pattern: Buffer, subject: Buffer): boolean {
-  return matchFrom(pattern, 0, subject, 0, { steps: 0 })
-}
+/** Longest pattern KEYS, SCAN MATCH and COMMAND LIST accept: longer ones are refused before any key is read. */
+export const MAX_GLOB_PATTERN_BYTES = 1024
 
-/** Work bound: pathological patterns (`*a*a*a*…b`) give up instead of taking exponential time. */
-const MAX_STEPS = 1_000_000
+/** Default step budget of a single match (globMatch). */
+const DEFAULT_MAX_STEPS = 1_000_000
 
-function matchFrom(p: Buffer, pi: number, s: Buffer, si: number, budget: { steps: number }): boolean {
+const STAR = 0
+const ANY = 1
+const BYTE = 2
+const CLASS = 3
+
+/** One compiled pattern element: `*`, `?`, a literal byte, or a class (`lo,hi` pairs; a single byte is lo === hi). */
+type Token = { t: typeof STAR } | { t: typeof ANY } | { t: typeof BYTE; c: number } | { t: typeof CLASS; not: boolean; ranges: number[] }
+
+/** Parses a pattern once, with the rules of Redis's stringmatchlen (including its unterminated `[`). */
+function compile(p: Buffer): Token[] {
+  const out: Token[] = []
+  let pi = 0
   while (pi < p.length) {
-    if (++budget.steps > MAX_STEPS) return false
     const c = p[pi]
     if (c === 0x2a /* * */) {
       while (pi + 1 < p.length && p[pi + 1] === 0x2a) pi++
-      if (pi + 1 === p.length) return true
-      for (let k = si; k <= s.length; k++) {
-        if (matchFrom(p, pi + 1, s, k, budget)) return true
-        if (budget.steps > MAX_STEPS) return false
-      }
-      return false
-    }
-    if (si >= s.length) return false
-    if (c === 0x3f /* ? */) {
-      pi++
-      si++
-      continue
-    }
-    if (c === 0x5b /* [ */) {
+      out.push({ t: STAR })
+    } else if (c === 0x3f /* ? */) {
+      out.push({ t: ANY })
+    } else if (c === 0x5b /* [ */) {
       pi++
       const not = p[pi] === 0x5e /* ^ */
       if (not) pi++
-      let matched = false
+      const ranges: number[] = []
       for (;;) {
         if (pi >= p.length) {
-          pi-- // unterminated class: like Redis, the last char closes it
+          pi-- // unterminated class: like Redis, it runs to the end of the pattern
           break
         }
         if (p[pi] === 0x5c /* \ */ && pi + 1 < p.length) {
           pi++
-          if (p[pi] === s[si]) matched = true
+          ranges.push(p[pi], p[pi])
         } else if (p[pi] === 0x5d /* ] */) {
           break
         } else if (pi + 2 < p.length && p[pi + 1] === 0x2d /* - */) {
-          let lo = p[pi]
-          let hi = p[pi + 2]
-          if (lo > hi) [lo, hi] = [hi, lo]
-          if (s[si] >= lo && s[si] <= hi) matched = true
+          const lo = p[pi]
+          const hi = p[pi + 2]
+          ranges.push(Math.min(lo, hi), Math.max(lo, hi))
           pi += 2
-        } else if (p[pi] === s[si]) {
-          matched = true
+        } else {
+          ranges.push(p[pi], p[pi])
         }
         pi++
       }
-      if (not) matched = !matched
-      if (!matched) return false
-      pi++
-      si++
-      continue
+      out.push({ t: CLASS, not, ranges })
+    } else {
+      if (c === 0x5c /* \ */ && pi + 1 < p.length) pi++
+      out.push({ t: BYTE, c: p[pi] })
     }
-    if (c === 0x5c /* \ */ && pi + 1 < p.length) pi++
-    if (p[pi] !== s[si]) return false
     pi++
-    si++
   }
-  return si === s.length
+  return out
+}
+
+/**
+ * A compiled pattern with a step budget shared by every `match` call: one
+ * matcher per command, so the budget bounds the command, not each key.
+ *
+ * Matching backtracks only to the last `*` seen (every other element matches
+ * exactly one byte, which makes that enough), so one match costs at most
+ * about pattern length × key length steps instead of exponential time. Every
+ * step is counted: each byte compared and each class range tested. Once the
+ * budget is spent, `match` answers false and `exhausted` is true; the caller
+ * must then not trust that answer (SCAN stops early, KEYS answers an error).
+ */
+export class GlobMatcher {
+  private readonly tokens: Token[]
+  /** Steps spent so far by all matches. */
+  steps = 0
+
+  constructor(
+    pattern: Buffer,
+    readonly maxSteps: number,
+  ) {
+    this.tokens = compile(pattern)
+  }
+
+  /** True once the budget is spent (the last `match` answer is then meaningless). */
+  get exhausted(): boolean {
+    return this.steps > this.maxSteps
+  }
+
+  /** True when `subject` matches; false when it does not or the budget ran out (see `exhausted`). */
+  match(subject: Buffer): boolean {
+    const tokens = this.tokens
+    const m = tokens.length
+    const n = subject.length
+    const max = this.maxSteps
+    let steps = this.steps
+    let pi = 0
+    let si = 0
+    let starP = -1
+    let starS = 0
+    try {
+      while (si < n) {
+        if (++steps > max) return false
+        if (pi < m) {
+          const tok = tokens[pi]
+          if (tok.t === STAR) {
+            starP = pi++
+            starS = si
+            continue
+          }
+          let ok: boolean
+          if (tok.t === ANY) ok = true
+          else if (tok.t === BYTE) ok = tok.c === subject[si]
+          else {
+            const b = subject[si]
+            const r = tok.ranges
+            ok = false
+            for (let i = 0; i < r.length; i += 2) {
+              if (++steps > max) return false
+              if (b >= r[i] && b <= r[i + 1]) {
+                ok = true
+                break
+              }
+            }
+            if (tok.not) ok = !ok
+          }
+          if (ok) {
+            pi++
+            si++
+            continue
+          }
+        }
+        if (starP < 0) return false
+        // Let the last star absorb one more byte and retry what follows it.
+        pi = starP + 1
+        si = ++starS
+      }
+      while (pi < m && tokens[pi].t === STAR) {
+        if (++steps > max) return false
+        pi++
+      }
+      return pi === m
+    } finally {
+      this.steps = steps
+    }
+  }
+}
+
+/** True when `subject` matches `pattern` (both bytes), within `maxSteps` (false beyond). */
+export function globMatch(pattern: Buffer, subject: Buffer, maxSteps = DEFAULT_MAX_STEPS): boolean {
+  return new GlobMatcher(pattern, maxSteps).match(subject)
 }
 
 /** The bytes every match must start with (up to the first special character). */

@@ -10,7 +10,8 @@
  *   GET      /metrics        Prometheus text
  *   GET      /healthz        liveness (no authentication)
  *
- * Every error is JSON `{ "code": "STRATA_…", "message": … }`. Keys are the
+ * Every request first passes the Host/Origin checks (http-origin.ts), then
+ * authentication. Every error is JSON `{ "code": "STRATA_…", "message": … }`. Keys are the
  * percent-decoded bytes of the path after /v1/kv/. Writes take the key lock
  * (key-locks.ts) so the ETag returned is the version this request produced.
  */
@@ -20,6 +21,7 @@ import type { ServerContext } from './context.js'
 import { etagOf, jsonBytes, parseEtagList, parseFlag, parseQuery, percentDecode, readJsonBytes } from './encoding.js'
 import { HttpError, isExpected, toHttpError } from './errors.js'
 import { readBody } from './http-body.js'
+import { OriginPolicy, isJsonContentType } from './http-origin.js'
 import { parseRangeQuery, streamRange } from './http-range.js'
 import { keyId } from './key-locks.js'
 
@@ -57,7 +59,12 @@ interface Preconditions {
 
 /** Handles one HTTP request. */
 export class HttpApi {
-  constructor(private readonly ctx: ServerContext) {}
+  /** Host, Origin and CORS rules; told the bound address once listening (http-server.ts). */
+  readonly policy: OriginPolicy
+
+  constructor(private readonly ctx: ServerContext) {
+    this.policy = new OriginPolicy(ctx.options.allowHosts, ctx.options.allowOrigins)
+  }
 
   async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const started = performance.now()
@@ -69,6 +76,18 @@ export class HttpApi {
     res.once('finish', () => this.ctx.metrics.httpRequest(req.method ?? '?', route, res.statusCode, (performance.now() - started) / 1000))
     try {
       if (this.ctx.shuttingDown) res.setHeader('Connection', 'close')
+      // Before anything else (authentication included): browsers must not reach the API from other sites.
+      const corsOrigin = this.policy.check(req)
+      if (this.policy.corsEnabled) res.setHeader('Vary', 'Origin')
+      if (corsOrigin !== undefined) {
+        if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+          // A preflight carries no credentials: answered before authentication.
+          res.writeHead(204, { ...this.policy.preflightHeaders(req, corsOrigin), ...this.closeHeader() })
+          res.end()
+          return
+        }
+        for (const [name, value] of Object.entries(this.policy.corsHeaders(corsOrigin))) res.setHeader(name, value)
+      }
       if (Buffer.byteLength(url, 'latin1') > this.ctx.options.limits.maxUrlBytes) {
         throw new HttpError(414, 'STRATA_URI_TOO_LONG', `request target longer than ${this.ctx.options.limits.maxUrlBytes} bytes`, undefined, { Connection: 'close' })
       }
@@ -86,6 +105,10 @@ export class HttpApi {
           return await this.kv(req, res, path.slice(KV_PREFIX.length), params)
         case 'batch':
           this.method(req, ['POST'])
+          if (!isJsonContentType(req.headers['content-type'])) {
+            const got = req.headers['content-type'] === undefined ? 'none' : JSON.stringify(req.headers['content-type'].slice(0, 100))
+            throw new HttpError(415, 'STRATA_UNSUPPORTED_MEDIA_TYPE', `POST /v1/batch needs Content-Type: application/json (got ${got})`, undefined, { 'Accept-Post': 'application/json' })
+          }
           return await this.batch(req, res, params)
         case 'range':
           this.method(req, ['GET'])

@@ -4,7 +4,10 @@
  * null when the range was exhausted, else pass it back as `cursor=` to go
  * on. Lines are written in batches of about 64 KiB; when the socket's
  * buffer is full the scan waits for it to drain, so a slow reader holds the
- * server to one batch of memory however large the range.
+ * server to one batch of memory however large the range. A client that
+ * takes nothing for `sendTimeoutMs` is cut off (the response destroyed):
+ * the open iterator pins tables and memtables, which must not be kept
+ * forever by a reader that never reads.
  */
 import type * as http from 'node:http'
 import type { IteratorOptions } from '../index.js'
@@ -72,7 +75,7 @@ export function parseRangeQuery(q: Map<string, Buffer>, maxKeyBytes: number): Ra
 /** Streams the range to `res` (status 200 already decided). */
 export async function streamRange(ctx: ServerContext, req: RangeRequest, res: http.ServerResponse, head: Record<string, string>): Promise<void> {
   // One entry more than asked tells whether a cursor is needed.
-  const it = ctx.db.iterator({ ...req.options, limit: req.limit === Infinity ? undefined : req.limit + 1 })
+  const it = ctx.db.iterator({ ...req.options, values: !req.keysOnly, limit: req.limit === Infinity ? undefined : req.limit + 1 })
   let aborted = false
   const onClose = (): void => {
     aborted = true
@@ -101,7 +104,10 @@ export async function streamRange(ctx: ServerContext, req: RangeRequest, res: ht
         count++
         n++
       }
-      if (lines.length > 0 && !res.write(lines)) await waitDrain(res)
+      if (lines.length > 0 && !res.write(lines) && !(await waitDrain(res, ctx.options.sendTimeoutMs))) {
+        res.destroy()
+        return
+      }
       if (aborted) return
       if (entry === undefined) break
       await new Promise<void>((r) => setImmediate(r))
@@ -120,14 +126,18 @@ export async function streamRange(ctx: ServerContext, req: RangeRequest, res: ht
   }
 }
 
-function waitDrain(res: http.ServerResponse): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = (): void => {
-      res.off('drain', done)
-      res.off('close', done)
-      resolve()
+/** Waits until the socket drains or closes (true), or `timeoutMs` passes first (false; 0 = no deadline). */
+function waitDrain(res: http.ServerResponse, timeoutMs: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const done = (drained: boolean): void => {
+      clearTimeout(timer)
+      res.off('drain', onDrain)
+      res.off('close', onDrain)
+      resolve(drained)
     }
-    res.once('drain', done)
-    res.once('close', done)
+    const onDrain = (): void => done(true)
+    const timer = timeoutMs > 0 ? setTimeout(() => done(false), timeoutMs) : undefined
+    res.once('drain', onDrain)
+    res.once('close', onDrain)
   })
 }

@@ -2,7 +2,8 @@
  * The HTTP listener around `HttpApi`: Node's HTTP/1.1 server with the
  * configured limits (head size → 431, connections → 503, timeouts → 408),
  * JSON answers to malformed requests, `Expect: 100-continue` refused early
- * for oversized bodies, and graceful shutdown.
+ * for oversized bodies (or a refused Host/Origin), a send deadline for
+ * responses whose client stops reading, and graceful shutdown.
  */
 import * as http from 'node:http'
 import type * as net from 'node:net'
@@ -27,6 +28,8 @@ export class HttpServer {
   private readonly api: HttpApi
   private readonly sockets = new Set<net.Socket>()
   private accepted = 0
+  /** Connections over maxConnections still open to be answered 503. */
+  private rejectedOpen = 0
 
   constructor(private readonly ctx: ServerContext) {
     this.api = new HttpApi(ctx)
@@ -59,7 +62,9 @@ export class HttpServer {
       this.server.once('error', onError)
       this.server.listen({ host: address.host, port: address.port, backlog: 511 }, () => {
         this.server.off('error', onError)
-        resolve(this.server.address() as net.AddressInfo)
+        const bound = this.server.address() as net.AddressInfo
+        this.api.policy.setBoundAddress(bound.address)
+        resolve(bound)
       })
     })
   }
@@ -88,12 +93,16 @@ export class HttpServer {
     socket.once('close', () => {
       this.sockets.delete(socket)
       if (!(socket as unknown as Record<symbol, boolean>)[REJECTED]) this.accepted--
+      else this.rejectedOpen--
     })
     if (this.accepted >= this.ctx.options.limits.maxConnections) {
       // Answered with 503 on its first request, then closed; never kept long.
       ;(socket as unknown as Record<symbol, boolean>)[REJECTED] = true
+      this.rejectedOpen++
       this.ctx.metrics.connectionRejected('http')
-      setTimeout(() => socket.destroy(), 2000).unref()
+      // A flood of connections is not answered one by one: beyond as many again, close at once.
+      if (this.rejectedOpen > this.ctx.options.limits.maxConnections) socket.destroy()
+      else setTimeout(() => socket.destroy(), 2000).unref()
       return
     }
     this.accepted++
@@ -116,16 +125,34 @@ export class HttpServer {
     })
     void finished.then(() => queue.pending--)
     const run = (): Promise<void> => {
-      this.api.handle(req, res).catch((e: unknown) => this.api.fail(req, res, e))
+      this.api
+        .handle(req, res)
+        .catch((e: unknown) => this.api.fail(req, res, e))
+        .then(() => this.sendDeadline(res))
       return finished
     }
     if (queue.pending++ === 0) queue.tail = run()
     else queue.tail = queue.tail.then(run)
   }
 
+  /**
+   * A response the handler has ended but the client has not taken (a large
+   * value it does not read) is destroyed after sendTimeoutMs. Range streams
+   * apply the same deadline to each wait for the socket (http-range.ts).
+   */
+  private sendDeadline(res: http.ServerResponse): void {
+    const ms = this.ctx.options.sendTimeoutMs
+    if (ms === 0 || res.writableFinished || res.destroyed) return
+    const timer = setTimeout(() => res.destroy(), ms)
+    const clear = (): void => clearTimeout(timer)
+    res.once('finish', clear)
+    res.once('close', clear)
+  }
+
   private checkContinue(req: http.IncomingMessage, res: http.ServerResponse): void {
-    // Refuse an oversized body before the client sends it.
+    // Refuse a foreign Host or Origin, or an oversized body, before the client sends the body.
     try {
+      if (!(req.socket as unknown as Record<symbol, boolean>)[REJECTED]) this.api.policy.check(req)
       const path = (req.url ?? '/').split('?', 1)[0]
       const limit = bodyLimitOf(this.ctx, routeOf(path))
       const declared = declaredLength(req)

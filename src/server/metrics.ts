@@ -22,6 +22,8 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 interface CommandFigures {
   calls: number
   errors: number
+  /** Refused before running (NOAUTH, wrong arity, key too long): not in `calls`. */
+  rejected: number
   /** Sum of latencies, seconds. */
   sum: number
   /** Observations per LATENCY_BUCKETS bucket (not cumulative); the last slot is +Inf. */
@@ -66,7 +68,7 @@ class RespLatencyHistogram {
 
   reset(): void {
     for (const c of this.calls.values()) {
-      c.calls = c.errors = c.sum = 0
+      c.calls = c.errors = c.rejected = c.sum = 0
       c.buckets.fill(0)
     }
   }
@@ -192,17 +194,41 @@ export class ServerMetrics {
 
   /** Counts one RESP command and its latency. */
   respCommand(command: string, seconds: number, failed: boolean): void {
-    let c = this.respCalls.get(command)
-    if (c === undefined) {
-      c = { calls: 0, errors: 0, sum: 0, buckets: new Float64Array(LATENCY_BUCKETS.length + 1) }
-      this.respCalls.set(command, c)
-    }
+    const c = this.figures(command)
     c.calls++
     if (failed) c.errors++
     c.sum += seconds
     let i = 0
     while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]) i++
     c.buckets[i]++
+  }
+
+  /** Counts a RESP command refused before it ran (INFO commandstats `rejected_calls`). */
+  respRejected(command: string): void {
+    this.figures(command).rejected++
+  }
+
+  /** Per-command figures for INFO commandstats, in first-use order; `usec` is the summed latency. */
+  commandStats(): Array<{ command: string; calls: number; usec: number; failed: number; rejected: number }> {
+    const out = []
+    for (const [command, c] of this.respCalls) {
+      if (c.calls > 0 || c.rejected > 0) out.push({ command, calls: c.calls, usec: Math.round(c.sum * 1e6), failed: c.errors, rejected: c.rejected })
+    }
+    return out
+  }
+
+  /** Connections refused because maxConnections was reached, both protocols. */
+  get rejectedConnections(): number {
+    return this.rejected.http + this.rejected.resp
+  }
+
+  private figures(command: string): CommandFigures {
+    let c = this.respCalls.get(command)
+    if (c === undefined) {
+      c = { calls: 0, errors: 0, rejected: 0, sum: 0, buckets: new Float64Array(LATENCY_BUCKETS.length + 1) }
+      this.respCalls.set(command, c)
+    }
+    return c
   }
 
   /** Counts one answered HTTP request. */

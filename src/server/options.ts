@@ -3,6 +3,7 @@
  * directory, and every limit the server enforces. Sizes carry their unit in
  * the name (…Bytes), durations too (…Ms).
  */
+import { isIPv6 } from 'node:net'
 import type { OpenOptions } from '../index.js'
 
 /** Limits the HTTP and RESP front ends enforce before anything reaches the engine. */
@@ -41,6 +42,28 @@ export interface ServerLimits {
   maxWriteStallMs: number
   /** Bytes of keys remembered for SCAN cursors (oldest forgotten first). Default 8 MiB. */
   maxScanCursorBytes: number
+  /**
+   * RESP before AUTH (only with a token): most arguments of one command. Default 10, as Redis
+   * (CVE-2021-32675); more is `-ERR Protocol error: unauthenticated multibulk length` and a close.
+   */
+  maxPreAuthArgs: number
+  /** RESP before AUTH (only with a token): largest bulk string. Default 16 KiB, as Redis; more is `…unauthenticated bulk length` and a close. */
+  maxPreAuthBulkBytes: number
+  /**
+   * Largest reply of one RESP command with many parts (MGET, EXEC, KEYS, SCAN), checked while the
+   * reply is built: over it the command answers `-ERR reply exceeds maxReplyBytes (N bytes)`
+   * instead. Default 64 MiB.
+   */
+  maxReplyBytes: number
+  /**
+   * Redis' `client-output-buffer-limit normal <hard> <soft> <seconds>` for RESP connections: a
+   * connection whose unsent output exceeds the hard limit is closed at once; one whose output stays
+   * above the soft limit for `outputSoftLimitMs` is closed (a client that does not read). 0 = no
+   * limit. Defaults: 256 MiB hard, 4 MiB soft for 60,000 ms.
+   */
+  outputHardLimitBytes: number
+  outputSoftLimitBytes: number
+  outputSoftLimitMs: number
 }
 
 /** Everything `startServer()` needs. */
@@ -65,8 +88,30 @@ export interface ServerOptions {
   requestTimeoutMs: number
   /** Idle keep-alive HTTP connections are closed after this long. Default 5,000 ms. */
   httpIdleTimeoutMs: number
-  /** Idle RESP connections are closed after this long; 0 = never (as Redis). Default 0. */
+  /**
+   * Authenticated RESP connections idle this long (nothing received, no output sent) are closed;
+   * 0 = never (Redis' `timeout`, CLI `--client-timeout <seconds>`). Default 0.
+   */
   respIdleTimeoutMs: number
+  /** With a token: RESP connections not yet authenticated are closed after this long idle. 0 = never. Default 10,000 ms. */
+  respAuthTimeoutMs: number
+  /**
+   * HTTP: a response whose client reads nothing for this long (a range stream waiting for the
+   * socket to drain, or a large value not yet flushed) is destroyed, releasing what it pinned
+   * (iterator, tables, memtables). 0 = never. Default 30,000 ms.
+   */
+  sendTimeoutMs: number
+  /**
+   * HTTP `Host` names accepted besides loopback names (`localhost`, `*.localhost`), loopback
+   * addresses and the bound address: exact names, `*.example.com` for subdomains, `*` for any.
+   * Defends against DNS rebinding. Default none.
+   */
+  allowHosts: string[]
+  /**
+   * Browser origins (`http://host:port`) allowed to send cross-site requests; CORS (preflight
+   * included) is answered for them. Every other cross-site request is refused (403). Default none.
+   */
+  allowOrigins: string[]
   limits: ServerLimits
   /** Where diagnostics go. Default: stderr. */
   log: (line: string) => void
@@ -91,6 +136,12 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxPendingWrites: 10_000,
   maxWriteStallMs: 2_000,
   maxScanCursorBytes: 8 * 1024 * 1024,
+  maxPreAuthArgs: 10,
+  maxPreAuthBulkBytes: 16 * 1024,
+  maxReplyBytes: 64 * 1024 * 1024,
+  outputHardLimitBytes: 256 * 1024 * 1024,
+  outputSoftLimitBytes: 4 * 1024 * 1024,
+  outputSoftLimitMs: 60_000,
 })
 
 /** Defaults of `ServerOptions` (limits apart). */
@@ -104,6 +155,8 @@ export const DEFAULT_SERVER_OPTIONS = Object.freeze({
   requestTimeoutMs: 120_000,
   httpIdleTimeoutMs: 5_000,
   respIdleTimeoutMs: 0,
+  respAuthTimeoutMs: 10_000,
+  sendTimeoutMs: 30_000,
 })
 
 /** What callers may pass: everything optional, limits partially. */
@@ -120,7 +173,7 @@ export function resolveServerOptions(input: ServerOptionsInput = {}): ServerOpti
     }
     ;(limits as unknown as Record<string, number>)[name] = value
   }
-  for (const name of ['maxKeyBytes', 'maxConnections', 'maxArgs', 'maxInlineBytes', 'maxPendingReplies', 'maxPendingWrites', 'maxBatchOps'] as const) {
+  for (const name of ['maxKeyBytes', 'maxConnections', 'maxArgs', 'maxInlineBytes', 'maxPendingReplies', 'maxPendingWrites', 'maxBatchOps', 'maxPreAuthArgs', 'maxPreAuthBulkBytes', 'maxReplyBytes'] as const) {
     if (limits[name] < 1) throw new Error(`server limit ${name} must be at least 1`)
   }
   const out: ServerOptions = {
@@ -135,16 +188,54 @@ export function resolveServerOptions(input: ServerOptionsInput = {}): ServerOpti
     requestTimeoutMs: input.requestTimeoutMs ?? DEFAULT_SERVER_OPTIONS.requestTimeoutMs,
     httpIdleTimeoutMs: input.httpIdleTimeoutMs ?? DEFAULT_SERVER_OPTIONS.httpIdleTimeoutMs,
     respIdleTimeoutMs: input.respIdleTimeoutMs ?? DEFAULT_SERVER_OPTIONS.respIdleTimeoutMs,
+    respAuthTimeoutMs: input.respAuthTimeoutMs ?? DEFAULT_SERVER_OPTIONS.respAuthTimeoutMs,
+    sendTimeoutMs: input.sendTimeoutMs ?? DEFAULT_SERVER_OPTIONS.sendTimeoutMs,
+    allowHosts: normalizeAllowedHosts(input.allowHosts ?? []),
+    allowOrigins: normalizeAllowedOrigins(input.allowOrigins ?? []),
     limits,
     log: input.log ?? ((line) => process.stderr.write(`strata serve: ${line}\n`)),
   }
   if (typeof out.dir !== 'string' || out.dir.length === 0) throw new Error('dir must be a non-empty path')
   if (out.http === null && out.resp === null) throw new Error('nothing to serve: both HTTP and RESP are disabled')
-  for (const name of ['shutdownTimeoutMs', 'headersTimeoutMs', 'requestTimeoutMs', 'httpIdleTimeoutMs', 'respIdleTimeoutMs'] as const) {
+  for (const name of ['shutdownTimeoutMs', 'headersTimeoutMs', 'requestTimeoutMs', 'httpIdleTimeoutMs', 'respIdleTimeoutMs', 'respAuthTimeoutMs', 'sendTimeoutMs'] as const) {
     const v = out[name]
     if (!Number.isSafeInteger(v) || v < 0) throw new Error(`${name} must be a non-negative integer`)
   }
   if (out.token !== undefined && (typeof out.token !== 'string' || out.token.length === 0)) throw new Error('token must be a non-empty string')
   if (limits.maxHeaderBytes < limits.maxUrlBytes + 1024) limits.maxHeaderBytes = limits.maxUrlBytes + 1024
   return out
+}
+
+/** Lower-cased host names without a trailing dot; `*.example.com` and `*` are kept as patterns. */
+export function normalizeAllowedHosts(hosts: readonly string[]): string[] {
+  if (!Array.isArray(hosts)) throw new Error('allowHosts must be an array of host names')
+  return hosts.map((h) => {
+    if (typeof h !== 'string') throw new Error('allowHosts must be an array of host names')
+    let n = h.trim().toLowerCase()
+    if (n.startsWith('[') && n.endsWith(']')) n = n.slice(1, -1)
+    if (n.endsWith('.')) n = n.slice(0, -1)
+    if (n.length === 0 || /[\s/@?#]/.test(n) || (n.includes(':') && !isIPv6(n)) || (n.includes('*') && n !== '*' && !(n.startsWith('*.') && !n.slice(2).includes('*')))) {
+      throw new Error(`--allow-host: invalid host name ${JSON.stringify(h)} (give a name such as db.example.com, *.example.com or *, without port)`)
+    }
+    return n
+  })
+}
+
+/** Origins as browsers send them: `scheme://host[:port]`, lower-cased, default ports dropped. */
+export function normalizeAllowedOrigins(origins: readonly string[]): string[] {
+  if (!Array.isArray(origins)) throw new Error('allowOrigins must be an array of origins')
+  return origins.map((o) => {
+    if (typeof o !== 'string') throw new Error('allowOrigins must be an array of origins')
+    let url: URL | undefined
+    try {
+      url = new URL(o.trim())
+    } catch {
+      url = undefined
+    }
+    const bad = url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== ''
+    if (url === undefined || bad) {
+      throw new Error(`--allow-origin: invalid origin ${JSON.stringify(o)} (give scheme://host[:port], e.g. http://localhost:3000)`)
+    }
+    return url.origin
+  })
 }

@@ -10,6 +10,7 @@ import { isExpected, respErrorLine } from './errors.js'
 import { isPromise, type MaybePromise } from './maybe.js'
 import type { Call, CommandSpec, ConnectionState } from './resp-command-spec.js'
 import type { ConnectionWrites } from './resp-connection-writes.js'
+import type { ReplyBudget } from './resp-reply-budget.js'
 import { ErrorReply, type Reply } from './resp-reply.js'
 import type { BufferedStore, DirectStore } from './store.js'
 
@@ -26,8 +27,8 @@ export class CommandRunner {
    * rejected promise is left as it is: the connection's reply queue turns
    * it into the error reply (no extra promise per command on the hot path).
    */
-  run(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore): MaybePromise<Reply> {
-    const call: Call = { args, store, conn: this.conn, server: this.server }
+  run(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore, budget?: ReplyBudget): MaybePromise<Reply> {
+    const call: Call = { args, store, conn: this.conn, server: this.server, budget }
     try {
       return spec.run(call)
     } catch (e) {
@@ -36,8 +37,8 @@ export class CommandRunner {
   }
 
   /** As run(), but a rejection also becomes an error reply (for callers that await the reply). */
-  runCaught(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore): MaybePromise<Reply> {
-    const r = this.run(spec, args, store)
+  runCaught(spec: CommandSpec, args: Buffer[], store: DirectStore | BufferedStore, budget?: ReplyBudget): MaybePromise<Reply> {
+    const r = this.run(spec, args, store, budget)
     return isPromise(r) ? r.catch((e: unknown) => this.errorReply(e)) : r
   }
 

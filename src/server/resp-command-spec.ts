@@ -17,6 +17,7 @@
  */
 import type { ServerContext } from './context.js'
 import type { MaybePromise } from './maybe.js'
+import type { ReplyBudget } from './resp-reply-budget.js'
 import type { Protocol, Reply } from './resp-reply.js'
 import type { KvStore } from './store.js'
 
@@ -34,6 +35,8 @@ export interface ConnectionState {
   readonly remoteAddress: string
   readonly createdAtMs: number
   lastCommand: string
+  /** Set once the connection is gone: a long command (KEYS) may stop early, its reply is dropped. */
+  readonly closed: boolean
 }
 
 /** One invocation of a command. `args[0]` is the command name as sent. */
@@ -42,6 +45,8 @@ export interface Call {
   readonly store: KvStore
   readonly conn: ConnectionState
   readonly server: ServerContext
+  /** The reply budget shared by EXEC's commands; undefined: the command gets its own (resp-reply-budget.ts). */
+  readonly budget?: ReplyBudget
 }
 
 /** A command of the table. */
@@ -60,12 +65,24 @@ export interface CommandSpec {
   readonly kind: CommandKind | ((args: Buffer[]) => CommandKind)
   /** The handler. Ignored for `tx` commands, which the connection handles. */
   run(call: Call): MaybePromise<Reply>
+  /** Subcommands of a container command (CLIENT LIST…), as COMMAND reports them (`client|list`); the handler dispatches them. */
+  readonly subcommands: readonly SubcommandSpec[]
 }
 
-/** A command as its family declares it: no flags and no keys unless given. */
-export type SpecInput = Omit<CommandSpec, 'firstKey' | 'lastKey' | 'step' | 'flags'> & {
+/** A subcommand as COMMAND reports it. */
+export interface SubcommandSpec {
+  /** Lower-case name without the container (`list` of `client|list`). */
+  readonly name: string
+  /** Counted from the container's name, as Redis does (CLIENT LIST: -2). */
+  readonly arity: number
+  readonly flags: readonly string[]
+}
+
+/** A command as its family declares it: no flags, no keys and no subcommands unless given. */
+export type SpecInput = Omit<CommandSpec, 'firstKey' | 'lastKey' | 'step' | 'flags' | 'subcommands'> & {
   flags?: readonly string[]
   keys?: readonly [number, number, number]
+  subcommands?: readonly SubcommandSpec[]
 }
 
 /** Key positions: the first argument only (KEY1), every argument after the name (ALL_KEYS). */

@@ -6,6 +6,7 @@
  * COMMAND, which reports it, and the commands the connection handles itself
  * (kind `tx`). See resp-command-spec.ts for what a command is.
  */
+import { GlobMatcher, MAX_GLOB_PATTERN_BYTES } from './glob.js'
 import { lower } from './resp-arguments.js'
 import { ALL_KEYS, type Call, type CommandSpec, type SpecInput } from './resp-command-spec.js'
 import { defineConnectionCommands } from './resp-commands-connection.js'
@@ -25,7 +26,7 @@ let longestName = 0
 
 function def(s: SpecInput): void {
   const [firstKey, lastKey, step] = s.keys ?? [0, 0, 0]
-  const spec: CommandSpec = { ...s, firstKey, lastKey, step, flags: s.flags ?? [] }
+  const spec: CommandSpec = { ...s, firstKey, lastKey, step, flags: s.flags ?? [], subcommands: s.subcommands ?? [] }
   COMMANDS.set(s.name, spec)
   const bytes = Buffer.from(s.name, 'latin1')
   const h = nameHash(bytes)
@@ -80,34 +81,154 @@ export function unknownCommandMessage(args: Buffer[]): string {
   return `unknown command '${show(args[0])}', with args beginning with: ${rest}`
 }
 
-function commandInfo(spec: CommandSpec): Reply {
-  return [spec.name, spec.arity, spec.flags.map((f) => new SimpleString(f)), spec.firstKey, spec.lastKey, spec.step, [], [], [], []]
+/** ACL categories beyond those the flags give (read, write, admin, dangerous, fast, slow), by command. */
+const FAMILY_CATEGORIES: Record<string, readonly string[]> = {
+  connection: ['ping', 'echo', 'auth', 'hello', 'select', 'client', 'command', 'quit', 'reset'],
+  transaction: ['multi', 'exec', 'discard', 'watch', 'unwatch'],
+  keyspace: ['dbsize', 'del', 'unlink', 'exists', 'type', 'ttl', 'pttl', 'scan', 'keys', 'expire', 'pexpire', 'expireat', 'pexpireat', 'persist', 'flushdb', 'flushall'],
+  dangerous: ['info', 'keys', 'flushdb', 'flushall'],
 }
+
+/** The ACL categories of a command (without `@`), as Redis 7 derives them from flags plus its family. */
+function categories(name: string, flags: readonly string[], parent?: string): string[] {
+  const out = new Set<string>()
+  if (flags.includes('write')) out.add('write')
+  if (flags.includes('readonly')) out.add('read')
+  if (flags.includes('admin')) {
+    out.add('admin')
+    out.add('dangerous')
+  }
+  out.add(flags.includes('fast') ? 'fast' : 'slow')
+  const family = parent ?? name
+  for (const [cat, names] of Object.entries(FAMILY_CATEGORIES)) if (names.includes(family)) out.add(cat)
+  if ((out.has('read') || out.has('write')) && !out.has('keyspace')) out.add('string')
+  return [...out]
+}
+
+/** One entry of COMMAND LIST / INFO: a command, or a subcommand named `parent|name`. */
+interface Listed {
+  fullName: string
+  arity: number
+  flags: readonly string[]
+  keys: readonly [number, number, number]
+  categories: string[]
+  subcommands: Listed[]
+}
+
+function listed(spec: CommandSpec): Listed {
+  return {
+    fullName: spec.name,
+    arity: spec.arity,
+    flags: spec.flags,
+    keys: [spec.firstKey, spec.lastKey, spec.step],
+    categories: categories(spec.name, spec.flags),
+    subcommands: spec.subcommands.map((sub) => ({
+      fullName: `${spec.name}|${sub.name}`,
+      arity: sub.arity,
+      flags: sub.flags,
+      keys: [0, 0, 0] as const,
+      categories: categories(sub.name, sub.flags, spec.name),
+      subcommands: [],
+    })),
+  }
+}
+
+/** COMMAND INFO's reply for one command (Redis 7: ten fields, subcommands nested in the last). */
+function commandInfo(c: Listed): Reply {
+  return [
+    c.fullName,
+    c.arity,
+    c.flags.map((f) => new SimpleString(f)),
+    c.keys[0],
+    c.keys[1],
+    c.keys[2],
+    c.categories.map((cat) => new SimpleString(`@${cat}`)),
+    [],
+    [],
+    c.subcommands.map(commandInfo),
+  ]
+}
+
+/** Every command, then its subcommands, in table order. */
+function everyListed(): Listed[] {
+  const out: Listed[] = []
+  for (const spec of COMMANDS.values()) {
+    const c = listed(spec)
+    out.push(c, ...c.subcommands)
+  }
+  return out
+}
+
+/** A command or subcommand by name (`client|list`), any case. */
+function findListed(name: string): Listed | undefined {
+  const [parent, sub, extra] = name.toLowerCase().split('|')
+  const spec = COMMANDS.get(parent)
+  if (spec === undefined || extra !== undefined) return undefined
+  const c = listed(spec)
+  return sub === undefined ? c : c.subcommands.find((s) => s.fullName === `${parent}|${sub}`)
+}
+
+/** COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern], as Redis 7 (subcommands listed as `client|list`). */
+function commandList(args: Buffer[]): Reply {
+  let filter: ((c: Listed) => boolean) | undefined
+  for (let i = 2; i < args.length; i++) {
+    if (lower(args[i]) !== 'filterby' || args.length - 1 - i !== 2) return err('syntax error')
+    const type = lower(args[i + 1])
+    const arg = args[i + 2]
+    if (type === 'module') {
+      filter = () => false // no modules
+    } else if (type === 'aclcat') {
+      const cat = lower(arg)
+      filter = (c) => c.categories.includes(cat)
+    } else if (type === 'pattern') {
+      if (arg.length > MAX_GLOB_PATTERN_BYTES) return []
+      // Case-insensitive, as Redis; one step budget for the whole listing.
+      const matcher = new GlobMatcher(Buffer.from(lower(arg), 'latin1'), 1_000_000)
+      filter = (c) => matcher.match(Buffer.from(c.fullName, 'latin1'))
+    } else {
+      return err('syntax error')
+    }
+    i += 2
+  }
+  const all = everyListed()
+  return (filter === undefined ? all : all.filter(filter)).map((c) => c.fullName)
+}
+
+/** Arity of COMMAND's own subcommands (counted from COMMAND), as Redis 7. */
+const COMMAND_SUBCOMMANDS = [
+  { name: 'count', arity: 2, flags: ['loading', 'stale'] },
+  { name: 'docs', arity: -2, flags: ['loading', 'stale'] },
+  { name: 'info', arity: -2, flags: ['loading', 'stale'] },
+  { name: 'list', arity: -2, flags: ['loading', 'stale'] },
+] as const
 
 function commandCommand(call: Call): Reply {
   const { args } = call
-  if (args.length === 1) return [...COMMANDS.values()].map(commandInfo)
+  if (args.length === 1) return [...COMMANDS.values()].map((s) => commandInfo(listed(s)))
   const sub = lower(args[1])
+  const known = COMMAND_SUBCOMMANDS.find((s) => s.name === sub)
+  if (known === undefined) return err(`unknown subcommand '${args[1].toString('latin1').slice(0, 64)}'. Try COMMAND HELP.`)
+  if (known.arity >= 0 ? args.length !== known.arity : args.length < -known.arity) return err(`wrong number of arguments for 'command|${sub}' command`)
   switch (sub) {
     case 'count':
       return COMMANDS.size
     case 'list':
-      return [...COMMANDS.keys()]
-    case 'info':
+      return commandList(args)
+    case 'info': {
+      if (args.length === 2) return [...COMMANDS.values()].map((s) => commandInfo(listed(s)))
       return args.slice(2).map((a) => {
-        const spec = COMMANDS.get(lower(a))
-        return spec === undefined ? null : commandInfo(spec)
+        const c = findListed(a.toString('latin1'))
+        return c === undefined ? null : commandInfo(c)
       })
-    case 'docs':
-      return new MapReply([])
+    }
     default:
-      return err(`unknown subcommand '${args[1].toString('latin1').slice(0, 64)}'. Try COMMAND HELP.`)
+      return new MapReply([])
   }
 }
 
 // Connection and server.
 defineConnectionCommands(def)
-def({ name: 'command', arity: -1, kind: 'conn', flags: ['loading', 'stale'], run: commandCommand })
+def({ name: 'command', arity: -1, kind: 'conn', flags: ['loading', 'stale'], run: commandCommand, subcommands: COMMAND_SUBCOMMANDS })
 defineServerCommands(def)
 def({ name: 'quit', arity: -1, kind: 'tx', flags: ['noscript', 'loading', 'stale', 'fast', 'no-auth'], run: () => OK })
 def({ name: 'reset', arity: 1, kind: 'tx', flags: ['noscript', 'loading', 'stale', 'fast', 'no-auth'], run: () => new SimpleString('RESET') })

@@ -124,6 +124,19 @@ function authCommand(call: Call): Reply {
   return OK
 }
 
+/** What CLIENT does, as COMMAND lists it (`client|list`…); arities and flags as Redis 7. */
+const CLIENT_SUBCOMMANDS = [
+  { name: 'getname', arity: 2, flags: ['noscript', 'loading', 'stale'] },
+  { name: 'id', arity: 2, flags: ['noscript', 'loading', 'stale'] },
+  { name: 'info', arity: 2, flags: ['noscript', 'loading', 'stale'] },
+  { name: 'list', arity: -2, flags: ['admin', 'noscript', 'loading', 'stale'] },
+  { name: 'no-evict', arity: 3, flags: ['admin', 'noscript', 'loading', 'stale'] },
+  { name: 'no-touch', arity: 3, flags: ['noscript', 'loading', 'stale'] },
+  { name: 'reply', arity: 3, flags: ['noscript', 'loading', 'stale'] },
+  { name: 'setinfo', arity: 4, flags: ['noscript', 'loading', 'stale'] },
+  { name: 'setname', arity: 3, flags: ['noscript', 'loading', 'stale'] },
+] as const
+
 /** Adds the connection commands to the table, in order. */
 export function defineConnectionCommands(def: DefineCommand): void {
   def({ name: 'ping', arity: -1, kind: 'conn', flags: ['fast'], run: ({ args }) => (args.length > 2 ? err("wrong number of arguments for 'ping' command") : args.length === 2 ? args[1] : PONG) })
@@ -131,5 +144,5 @@ export function defineConnectionCommands(def: DefineCommand): void {
   def({ name: 'auth', arity: -2, kind: 'conn', flags: ['noscript', 'loading', 'stale', 'fast', 'no-auth'], run: authCommand })
   def({ name: 'hello', arity: -1, kind: 'conn', flags: ['noscript', 'loading', 'stale', 'fast', 'no-auth'], run: helloCommand })
   def({ name: 'select', arity: 2, kind: 'conn', flags: ['loading', 'stale', 'fast'], run: ({ args }) => (parseInteger(args[1]) === undefined ? NOT_INTEGER : parseInteger(args[1]) === 0n ? OK : err('DB index is out of range')) })
-  def({ name: 'client', arity: -2, kind: 'conn', flags: ['admin', 'noscript', 'loading', 'stale'], run: clientCommand })
+  def({ name: 'client', arity: -2, kind: 'conn', flags: ['admin', 'noscript', 'loading', 'stale'], run: clientCommand, subcommands: CLIENT_SUBCOMMANDS })
 }

@@ -1,4 +1,5 @@
-/** The server commands: INFO, CONFIG, TIME, DBSIZE, and the versions they and HELLO report. */
+/** The server commands: INFO, CONFIG, TIME, DBSIZE, and the versions they and HELLO report. DBSIZE counts keys without reading values. */
+import { randomBytes } from 'node:crypto'
 import * as os from 'node:os'
 import type { Database } from '../index.js'
 import { globMatch } from './glob.js'
@@ -9,79 +10,143 @@ import { MapReply, OK, err, type Reply } from './resp-reply.js'
 
 async function countKeys(db: Database): Promise<number> {
   let n = 0
-  for await (const _ of db.iterator()) n++
+  for await (const _ of db.iterator({ values: false })) n++
   return n
 }
 
+/** Sections of plain INFO (and `INFO default`), as Redis 7 plus stratadb's own. */
+const DEFAULT_SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'cluster', 'strata']
+/** Sections of `INFO all` and `INFO everything` (there are no module sections). */
+const ALL_SECTIONS = [...DEFAULT_SECTIONS, 'commandstats']
+
+/** Per server: its run id and replication id (random, 40 hex digits, as Redis makes them at start). */
+const serverIds = new WeakMap<object, { runId: string; replId: string }>()
+function idsOf(server: object): { runId: string; replId: string } {
+  let ids = serverIds.get(server)
+  if (ids === undefined) {
+    ids = { runId: randomBytes(20).toString('hex'), replId: randomBytes(20).toString('hex') }
+    serverIds.set(server, ids)
+  }
+  return ids
+}
+
+/**
+ * INFO [section …]: no section or `default` gives the default sections,
+ * `all` and `everything` add commandstats; section names are
+ * case-insensitive, several can be given, unknown ones give nothing (Redis 7).
+ */
 function infoText(call: Call, sectionArgs: Buffer[]): string {
   const { server } = call
-  const wanted = new Set(sectionArgs.map(lower))
-  const all = wanted.size === 0 || wanted.has('all') || wanted.has('everything') || wanted.has('default')
-  const want = (s: string): boolean => all || wanted.has(s)
+  const wanted = new Set<string>()
+  for (const a of sectionArgs.length === 0 ? [Buffer.from('default')] : sectionArgs) {
+    const name = lower(a)
+    if (name === 'default') for (const s of DEFAULT_SECTIONS) wanted.add(s)
+    else if (name === 'all' || name === 'everything') for (const s of ALL_SECTIONS) wanted.add(s)
+    else wanted.add(name)
+  }
   const lines: string[] = []
-  const section = (name: string, fields: Array<[string, string | number]>): void => {
-    if (!want(name.toLowerCase())) return
+  const section = (name: string, fields: () => Array<[string, string | number]>): void => {
+    if (!wanted.has(name.toLowerCase())) return
     if (lines.length > 0) lines.push('')
     lines.push(`# ${name}`)
-    for (const [k, v] of fields) lines.push(`${k}:${v}`)
+    for (const [k, v] of fields()) lines.push(`${k}:${v}`)
   }
   const uptime = Math.floor((performance.now() - server.startedAtMs) / 1000)
-  section('Server', [
+  const ids = idsOf(server)
+  section('Server', () => [
     ['redis_version', REDIS_COMPAT_VERSION],
     ['strata_version', STRATA_VERSION],
     ['redis_mode', 'standalone'],
     ['os', `${os.type()} ${os.release()} ${os.arch()}`],
     ['arch_bits', process.arch.includes('64') ? 64 : 32],
     ['process_id', process.pid],
+    ['run_id', ids.runId],
     ['tcp_port', server.ports.resp ?? 0],
     ['uptime_in_seconds', uptime],
     ['uptime_in_days', Math.floor(uptime / 86400)],
     ['executable', process.argv[1] ?? ''],
   ])
-  const counts = server.connectionCount()
-  section('Clients', [
-    ['connected_clients', counts.resp],
-    ['connected_http_clients', counts.http],
-    ['maxclients', server.options.limits.maxConnections],
-    ['blocked_clients', 0],
-  ])
-  const mem = process.memoryUsage()
-  section('Memory', [
-    ['used_memory', mem.heapUsed + mem.external],
-    ['used_memory_rss', mem.rss],
-    ['used_memory_human', `${((mem.heapUsed + mem.external) / 2 ** 20).toFixed(2)}M`],
-    ['maxmemory', 0],
-  ])
-  section('Persistence', [
+  section('Clients', () => {
+    const counts = server.connectionCount()
+    return [
+      ['connected_clients', counts.resp],
+      ['connected_http_clients', counts.http],
+      ['maxclients', server.options.limits.maxConnections],
+      ['blocked_clients', 0],
+    ]
+  })
+  section('Memory', () => {
+    const mem = process.memoryUsage()
+    return [
+      ['used_memory', mem.heapUsed + mem.external],
+      ['used_memory_rss', mem.rss],
+      ['used_memory_human', `${((mem.heapUsed + mem.external) / 2 ** 20).toFixed(2)}M`],
+      ['maxmemory', 0],
+    ]
+  })
+  section('Persistence', () => [
     ['loading', 0],
     ['aof_enabled', 0],
     ['strata_sync_writes', server.options.sync ? 1 : 0],
     ['strata_dir', server.options.dir],
   ])
-  section('Stats', [
-    ['strata_pending_writes', server.gate.pending],
-    ['strata_busy_refusals', server.gate.refused],
-    ['strata_write_stalled_ms', Math.round(server.gate.stalledMs())],
-  ])
-  section('Replication', [
+  section('Stats', () => {
+    let total = 0
+    for (const c of server.metrics.commandStats()) total += c.calls
+    return [
+      ['total_commands_processed', total],
+      ['rejected_connections', server.metrics.rejectedConnections],
+      ['strata_pending_writes', server.gate.pending],
+      ['strata_busy_refusals', server.gate.refused],
+      ['strata_write_stalled_ms', Math.round(server.gate.stalledMs())],
+    ]
+  })
+  section('Replication', () => [
     ['role', 'master'],
     ['connected_slaves', 0],
+    ['master_failover_state', 'no-failover'],
+    ['master_replid', ids.replId],
+    ['master_replid2', '0'.repeat(40)],
+    ['master_repl_offset', 0],
+    ['second_repl_offset', -1],
+    ['repl_backlog_active', 0],
+    ['repl_backlog_size', 0],
+    ['repl_backlog_first_byte_offset', 0],
+    ['repl_backlog_histlen', 0],
   ])
-  if (want('strata')) {
-    const s = server.db.isOpen ? server.db.stats() : undefined
-    if (s !== undefined) {
-      section('Strata', [
-        ['last_sequence', s.lastSequence],
-        ['levels', s.levels.map((l) => `L${l.level}=${l.tables}/${l.bytes}`).join(',')],
-        ['memtable_bytes', s.memtable.activeBytes],
-        ['pending_compaction_bytes', s.pendingCompactionBytes],
-        ['write_stalls', s.writes.stalls],
-        ['write_stall_ms', Math.round(s.writes.stallMs)],
-        ['write_amplification', s.writeAmplification.toFixed(2)],
-      ])
-    }
+  section('CPU', () => {
+    // Node has no per-thread figure: the main-thread lines repeat the process's.
+    const cpu = process.cpuUsage()
+    const sec = (us: number): string => (us / 1e6).toFixed(6)
+    return [
+      ['used_cpu_sys', sec(cpu.system)],
+      ['used_cpu_user', sec(cpu.user)],
+      ['used_cpu_sys_children', '0.000000'],
+      ['used_cpu_user_children', '0.000000'],
+      ['used_cpu_sys_main_thread', sec(cpu.system)],
+      ['used_cpu_user_main_thread', sec(cpu.user)],
+    ]
+  })
+  section('Commandstats', () =>
+    server.metrics.commandStats().map((c) => [
+      `cmdstat_${c.command}`,
+      `calls=${c.calls},usec=${c.usec},usec_per_call=${(c.calls === 0 ? 0 : c.usec / c.calls).toFixed(2)},rejected_calls=${c.rejected},failed_calls=${c.failed}`,
+    ]),
+  )
+  section('Cluster', () => [['cluster_enabled', 0]])
+  const s = wanted.has('strata') && server.db.isOpen ? server.db.stats() : undefined
+  if (s !== undefined) {
+    section('Strata', () => [
+      ['last_sequence', s.lastSequence],
+      ['levels', s.levels.map((l) => `L${l.level}=${l.tables}/${l.bytes}`).join(',')],
+      ['memtable_bytes', s.memtable.activeBytes],
+      ['pending_compaction_bytes', s.pendingCompactionBytes],
+      ['write_stalls', s.writes.stalls],
+      ['write_stall_ms', Math.round(s.writes.stallMs)],
+      ['write_amplification', s.writeAmplification.toFixed(2)],
+    ])
   }
-  return lines.join('\r\n') + '\r\n'
+  return lines.length === 0 ? '' : lines.join('\r\n') + '\r\n'
 }
 
 /** The version INFO and HELLO report as `redis_version`/`version`: the Redis API level implemented. */
@@ -120,7 +185,17 @@ function configCommand(call: Call): Reply {
 /** Adds the server commands to the table, in order. */
 export function defineServerCommands(def: DefineCommand): void {
   def({ name: 'info', arity: -1, kind: 'conn', flags: ['loading', 'stale'], run: (c) => infoText(c, c.args.slice(1)) })
-  def({ name: 'config', arity: -2, kind: 'conn', flags: ['admin', 'noscript', 'loading', 'stale'], run: configCommand })
+  def({
+    name: 'config',
+    arity: -2,
+    kind: 'conn',
+    flags: ['admin', 'noscript', 'loading', 'stale'],
+    run: configCommand,
+    subcommands: [
+      { name: 'get', arity: -3, flags: ['admin', 'noscript', 'loading', 'stale'] },
+      { name: 'resetstat', arity: 2, flags: ['admin', 'noscript', 'loading', 'stale'] },
+    ],
+  })
   def({
     name: 'time',
     arity: 1,

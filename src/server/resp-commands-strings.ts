@@ -2,11 +2,13 @@
  * The string commands (GET, SET, INCR, APPEND, ...) and the generic key
  * commands on strings (DEL, EXISTS, TYPE, TTL): stratadb's values are all strings.
  */
-import { andThen, type MaybePromise } from './maybe.js'
+import { andThen, isPromise, type MaybePromise } from './maybe.js'
 import { INT64_MAX, INT64_MIN, NOT_INTEGER, lower, parseInteger } from './resp-arguments.js'
 import { ALL_KEYS, KEY1, type Call, type CommandKind, type DefineCommand } from './resp-command-spec.js'
 import { NO_EXPIRY, unsupported } from './resp-commands-unsupported.js'
+import { replyBudget } from './resp-reply-budget.js'
 import { ErrorReply, OK, SimpleString, err, type Reply } from './resp-reply.js'
+import type { KvStore } from './store.js'
 
 function safeNumber(n: bigint): number | bigint {
   return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n
@@ -139,9 +141,9 @@ export function defineStringCommands(def: DefineCommand): void {
     kind: 'read',
     flags: ['readonly', 'fast'],
     keys: ALL_KEYS,
-    run: ({ args, store }) => andThen(store.getMany(args.slice(1)), (values) => values.filter((v) => v !== undefined).length),
+    run: ({ args, store }) => countExisting(store, args),
   })
-  def({ name: 'mget', arity: -2, kind: 'read', flags: ['readonly', 'fast'], keys: ALL_KEYS, run: ({ args, store }) => andThen(store.getMany(args.slice(1)), (values) => values.map((v) => v ?? null)) })
+  def({ name: 'mget', arity: -2, kind: 'read', flags: ['readonly', 'fast'], keys: ALL_KEYS, run: mget })
   def({
     name: 'mset',
     arity: -3,
@@ -163,8 +165,8 @@ export function defineStringCommands(def: DefineCommand): void {
     run: async ({ args, store }) => {
       const pairs = keyValuePairs(args)
       if (pairs === undefined) return err("wrong number of arguments for 'msetnx' command")
-      const existing = await store.getMany(pairs.map((p) => p[0]))
-      if (existing.some((v) => v !== undefined)) return 0
+      // One key at a time, stopping at the first that exists (no value is kept).
+      for (const [key] of pairs) if ((await store.get(key)) !== undefined) return 0
       await store.putMany(pairs)
       return 1
     },
@@ -204,6 +206,34 @@ export function defineStringCommands(def: DefineCommand): void {
   for (const name of ['ttl', 'pttl']) {
     def({ name, arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => (v === undefined ? -2 : -1)) })
   }
+}
+
+/** MGET: the values are charged to the reply budget as they are read; over it, an error and no reply is built. */
+function mget(call: Call): MaybePromise<Reply> {
+  const budget = replyBudget(call)
+  return andThen(call.store.getMany(call.args.slice(1), budget), (values) => {
+    if (values === undefined) return budget.error()
+    const reply = new Array<Buffer | null>(values.length)
+    for (let i = 0; i < values.length; i++) reply[i] = values[i] ?? null
+    return reply
+  })
+}
+
+/** EXISTS: counts the keys of args[1..] that exist, reading one at a time and keeping no value. */
+function countExisting(store: KvStore, args: Buffer[]): MaybePromise<number> {
+  let n = 0
+  for (let i = 1; i < args.length; i++) {
+    const v = store.get(args[i])
+    if (isPromise(v)) {
+      return (async () => {
+        if ((await v) !== undefined) n++
+        for (let j = i + 1; j < args.length; j++) if ((await store.get(args[j])) !== undefined) n++
+        return n
+      })()
+    }
+    if (v !== undefined) n++
+  }
+  return n
 }
 
 /** The key/value pairs of MSET-style arguments (after the command name), or undefined when they do not pair up. */

@@ -27,6 +27,24 @@
  * Backpressure. Input is paused while `maxPendingReplies` replies are
  * outstanding, while more than `maxOutputBufferBytes` wait to be sent (a
  * client that does not read), and while a barrier is pending.
+ *
+ * Limits against clients that hold resources (docs/server.md, "Limits"):
+ * before AUTH (with a token) the parser takes at most `maxPreAuthArgs`
+ * arguments of `maxPreAuthBulkBytes` each, as Redis; the output buffer
+ * limits close a connection whose unsent output is over the hard limit, or
+ * over the soft one for `outputSoftLimitMs`; idle connections are closed
+ * after `respIdleTimeoutMs` (authenticated) or `respAuthTimeoutMs` (not yet
+ * authenticated). Timeouts and the soft limit are checked by the server's
+ * periodic sweep (resp-server.ts calls sweep()), which costs the hot path
+ * nothing: activity is seen from the socket's byte counters.
+ *
+ * Closing. Once closing (QUIT, a protocol error, the client's end, shutdown)
+ * and every reply is written, the socket is ended, and then destroyed as
+ * soon as the client has closed its side or after CLOSE_LINGER_MS (as
+ * Redis, which closes at once): input is read and dropped meanwhile, so a
+ * client that keeps writing sees the close rather than blocking on a socket
+ * nobody reads, and the close is a FIN, not a reset that could lose the
+ * last replies.
  */
 import type * as net from 'node:net'
 import type { ServerContext } from './context.js'
@@ -36,7 +54,7 @@ import { CommandRunner } from './resp-command-runner.js'
 import { arityOk, overlongKey, commandKeys, commandKind, type CommandSpec, type ConnectionState } from './resp-command-spec.js'
 import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand, unknownCommandMessage } from './resp-command-table.js'
 import { ConnectionWrites } from './resp-connection-writes.js'
-import { RespParser, RespProtocolError } from './resp-parser.js'
+import { RespParser, RespProtocolError, type RespParserLimits } from './resp-parser.js'
 import { readModifyWrite } from './resp-read-modify-write.js'
 import { ErrorReply, OK, QUEUED, SimpleString, err, type Protocol, type Reply } from './resp-reply.js'
 import { ReplyQueue } from './resp-reply-queue.js'
@@ -46,6 +64,11 @@ import { BatchingStore, DirectStore } from './store.js'
 /** GET, served directly on the hot path (same result as its handler). */
 const GET = COMMANDS.get('get')
 
+/** After the socket is ended (and its output flushed), how long to wait for the client to close its side. */
+const CLOSE_LINGER_MS = 1_000
+/** An ended connection whose output makes no progress for this long is destroyed (a client that neither reads nor closes). */
+const CLOSE_STALL_MS = 10_000
+
 let nextConnectionId = 1
 
 /** A RESP connection; see the file comment. */
@@ -53,7 +76,6 @@ export class RespConnection implements ConnectionState {
   readonly id = nextConnectionId++
   name: string | null = null
   protocol: Protocol = 2
-  authenticated: boolean
   libName: string | null = null
   libVersion: string | null = null
   readonly remoteAddress: string
@@ -75,7 +97,19 @@ export class RespConnection implements ConnectionState {
   private inputPaused = false
   /** No further commands are taken; the socket ends once every reply is sent. */
   private closing = false
-  private closed = false
+  /** The socket was ended (finish()): input is dropped, the socket is destroyed soon. */
+  private ended = false
+  closed = false
+  private isAuthenticated: boolean
+  /** Parser limits before and after AUTH. */
+  private readonly preAuthLimits: RespParserLimits
+  private readonly normalLimits: RespParserLimits
+  /** The sweep's view of the socket: bytes read and written at its last look, and when they last changed. */
+  private seenBytesRead = 0
+  private seenBytesSent = 0
+  private lastActiveMs = performance.now()
+  /** performance.now() since when the unsent output has been over the soft limit; 0 = it is not. */
+  private overSoftSinceMs = 0
   /** performance.now() at the end of the previous command of this pump (the start of the next). */
   private clock = 0
 
@@ -85,9 +119,19 @@ export class RespConnection implements ConnectionState {
     private readonly onClose: (c: RespConnection) => void,
   ) {
     const l = server.options.limits
-    this.parser = new RespParser({ maxBulkBytes: l.maxBulkBytes, maxArgs: l.maxArgs, maxInlineBytes: l.maxInlineBytes, maxCommandBytes: l.maxCommandBytes })
+    this.normalLimits = { maxBulkBytes: l.maxBulkBytes, maxArgs: l.maxArgs, maxInlineBytes: l.maxInlineBytes, maxCommandBytes: l.maxCommandBytes }
+    const preArgs = Math.min(l.maxPreAuthArgs, l.maxArgs)
+    const preBulk = Math.min(l.maxPreAuthBulkBytes, l.maxBulkBytes)
+    this.preAuthLimits = {
+      maxBulkBytes: preBulk,
+      maxArgs: preArgs,
+      maxInlineBytes: Math.min(l.maxInlineBytes, preBulk),
+      maxCommandBytes: Math.min(l.maxCommandBytes, preArgs * preBulk),
+      preAuth: true,
+    }
+    this.isAuthenticated = server.auth === undefined
+    this.parser = new RespParser(this.isAuthenticated ? this.normalLimits : this.preAuthLimits)
     this.replies = new ReplyQueue(socket, server.metrics, (e) => this.runner.errorReply(e), () => this.flush())
-    this.authenticated = server.auth === undefined
     this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`
     this.writes = new ConnectionWrites(server.gate, server.batcher)
     this.runner = new CommandRunner(this, server, this.writes)
@@ -95,16 +139,15 @@ export class RespConnection implements ConnectionState {
     this.batching = new BatchingStore(server.db, this.writes.track, server.batcher)
     socket.setNoDelay(true)
     socket.setKeepAlive(true, 60_000)
-    if (server.options.respIdleTimeoutMs > 0) {
-      socket.setTimeout(server.options.respIdleTimeoutMs, () => {
-        if (this.replies.pending === 0) socket.destroy()
-      })
-    }
     socket.on('data', (chunk: Buffer) => {
+      if (this.ended) return // closing: input is dropped
       this.parser.push(chunk)
       this.pump()
     })
-    socket.on('drain', () => this.maybeResume())
+    socket.on('drain', () => {
+      this.overSoftSinceMs = 0
+      this.maybeResume()
+    })
     socket.on('error', () => socket.destroy())
     socket.on('close', () => {
       this.closed = true
@@ -127,6 +170,81 @@ export class RespConnection implements ConnectionState {
   /** Closes at once (shutdown timeout). */
   destroy(): void {
     this.socket.destroy()
+  }
+
+  /** Whether the client has authenticated (always, without a token). AUTH, HELLO and RESET set it. */
+  get authenticated(): boolean {
+    return this.isAuthenticated
+  }
+
+  set authenticated(value: boolean) {
+    if (value === this.isAuthenticated) return
+    this.isAuthenticated = value
+    // Takes effect from the next command on: commands are parsed one at a time (RespParser.next).
+    this.parser.setLimits(value ? this.normalLimits : this.preAuthLimits)
+  }
+
+  /**
+   * The periodic check of resp-server.ts: closes the connection when it has
+   * been idle too long (nothing read, no output sent, no command running) or
+   * its output has been over the soft limit too long. Returns the reason
+   * when it closed the connection.
+   */
+  sweep(now: number): 'idle' | 'unauthenticated' | 'output' | 'closing' | undefined {
+    if (this.closed) return undefined
+    const socket = this.socket
+    const read = socket.bytesRead
+    // Bytes the kernel has taken (bytesWritten counts what is still buffered too).
+    const sent = (socket.bytesWritten ?? 0) - socket.writableLength
+    if (read !== this.seenBytesRead || sent !== this.seenBytesSent) {
+      this.seenBytesRead = read
+      this.seenBytesSent = sent
+      this.lastActiveMs = now
+    }
+    const o = this.server.options
+    const idleMs = now - this.lastActiveMs
+    if (this.ended) {
+      if (idleMs >= CLOSE_STALL_MS) return this.kill('closing')
+      return undefined
+    }
+    const l = o.limits
+    if (l.outputSoftLimitBytes > 0 && l.outputSoftLimitMs > 0) {
+      if (socket.writableLength + this.replies.size <= l.outputSoftLimitBytes) this.overSoftSinceMs = 0
+      else if (this.overSoftSinceMs === 0) this.overSoftSinceMs = now
+      else if (now - this.overSoftSinceMs >= l.outputSoftLimitMs) return this.kill('output')
+    }
+    const timeout = this.isAuthenticated ? o.respIdleTimeoutMs : o.respAuthTimeoutMs
+    // A command still running (a stalled write, EXEC waiting for locks) is not idleness.
+    if (timeout > 0 && idleMs >= timeout && this.replies.pending === 0) return this.kill(this.isAuthenticated ? 'idle' : 'unauthenticated')
+    return undefined
+  }
+
+  /** Destroys the socket (what the connection holds is dropped with it); returns `reason`. */
+  private kill<R extends string>(reason: R): R {
+    this.closing = true
+    this.socket.destroy()
+    return reason
+  }
+
+  /**
+   * The output buffer limits, checked once per flush (not per command):
+   * over the hard limit the connection is closed at once; over the soft
+   * limit the time is noted (sweep() closes it if it stays there).
+   */
+  private checkOutput(): boolean {
+    const l = this.server.options.limits
+    const out = this.socket.writableLength + this.replies.size
+    if (l.outputHardLimitBytes > 0 && out > l.outputHardLimitBytes) {
+      this.server.log(`RESP: closing ${this.remoteAddress}: ${out} bytes of unsent output exceed the hard limit (${l.outputHardLimitBytes})`)
+      this.kill('output')
+      return false
+    }
+    if (l.outputSoftLimitBytes > 0 && out > l.outputSoftLimitBytes) {
+      if (this.overSoftSinceMs === 0) this.overSoftSinceMs = performance.now()
+    } else {
+      this.overSoftSinceMs = 0
+    }
+    return true
   }
 
   // ---- input -------------------------------------------------------------------
@@ -194,16 +312,19 @@ export class RespConnection implements ConnectionState {
     }
     this.lastCommand = spec.name
     if (!this.authenticated && !NO_AUTH_COMMANDS.has(spec.name)) {
+      this.server.metrics.respRejected(spec.name)
       this.pushReply(new ErrorReply('NOAUTH Authentication required.'), undefined, 0)
       return
     }
     if (!arityOk(spec, args)) {
+      this.server.metrics.respRejected(spec.name)
       this.tx.fail()
       this.pushReply(err(`wrong number of arguments for '${spec.name}' command`), undefined, 0)
       return
     }
     const longKey = overlongKey(spec, args, this.server.options.limits.maxKeyBytes)
     if (longKey !== undefined) {
+      this.server.metrics.respRejected(spec.name)
       this.tx.fail()
       this.pushReply(err(`key of ${longKey} bytes exceeds maxKeyBytes (${this.server.options.limits.maxKeyBytes})`), undefined, 0)
       return
@@ -361,6 +482,7 @@ export class RespConnection implements ConnectionState {
   /** The reply queue's flush: sends what is encoded, then ends the socket or takes more commands. */
   private flush(): void {
     if (this.closed) return
+    if (!this.checkOutput()) return
     this.replies.writeOut()
     this.maybeEnd()
     this.maybeResume()
@@ -373,8 +495,27 @@ export class RespConnection implements ConnectionState {
       this.replies.scheduleFlush()
       return
     }
-    if (this.socket.writable) this.socket.end()
-    else this.socket.destroy()
+    this.finish()
+  }
+
+  /** Ends the socket and destroys it once the client closed its side or after CLOSE_LINGER_MS (see the file comment). */
+  private finish(): void {
+    if (this.ended) return
+    this.ended = true
+    const socket = this.socket
+    if (!socket.writable) {
+      socket.destroy()
+      return
+    }
+    socket.end(() => {
+      // Everything is written: give the client a moment to close its side, then close.
+      const linger = setTimeout(() => socket.destroy(), CLOSE_LINGER_MS)
+      linger.unref()
+      socket.once('close', () => clearTimeout(linger))
+    })
+    // Read and drop what the client still sends (the 'data' handler ignores it), so it is not blocked.
+    this.inputPaused = false
+    socket.resume()
   }
 }
 

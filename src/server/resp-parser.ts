@@ -20,6 +20,8 @@ export interface RespParserLimits {
   maxArgs: number
   maxInlineBytes: number
   maxCommandBytes: number
+  /** Limits of a client that has not authenticated yet: errors say so, as Redis's (CVE-2021-32675). */
+  preAuth?: boolean
 }
 
 /** Malformed or oversized input; the message is the error reply (without `-ERR`). */
@@ -57,7 +59,15 @@ export class RespParser {
   private directLength = 0
   private failed: RespProtocolError | undefined
 
-  constructor(private readonly limits: RespParserLimits) {}
+  constructor(private limits: RespParserLimits) {}
+
+  /**
+   * Limits for the commands parsed from now on (the connection switches between its
+   * pre-authentication and normal limits on AUTH and RESET, between commands).
+   */
+  setLimits(limits: RespParserLimits): void {
+    this.limits = limits
+  }
 
   /** Bytes received but not yet parsed into commands (bounded by the limits). */
   get bufferedBytes(): number {
@@ -143,7 +153,7 @@ export class RespParser {
         }
         const n = this.readHeaderNumber('multibulk count')
         if (n === undefined) return undefined
-        if (n > this.limits.maxArgs || n > 0x7fffffff) throw new RespProtocolError('Protocol error: invalid multibulk length')
+        if (n > this.limits.maxArgs || n > 0x7fffffff) throw new RespProtocolError(this.multibulkLengthError())
         if (n <= 0) continue // *0 and *-1 are ignored, as Redis does
         this.args = []
         this.argsExpected = n
@@ -175,7 +185,7 @@ export class RespParser {
       }
       const n = this.readHeaderNumber('bulk length')
       if (n === undefined) return undefined
-      if (n < 0 || n > this.limits.maxBulkBytes) throw new RespProtocolError('Protocol error: invalid bulk length')
+      if (n < 0 || n > this.limits.maxBulkBytes) throw new RespProtocolError(n > 0 && this.limits.preAuth === true ? 'Protocol error: unauthenticated bulk length' : 'Protocol error: invalid bulk length')
       this.commandBytes += n
       if (this.commandBytes > this.limits.maxCommandBytes) {
         throw new RespProtocolError(`Protocol error: command larger than ${this.limits.maxCommandBytes} bytes`)
@@ -260,6 +270,10 @@ export class RespParser {
     return negative ? -n : n
   }
 
+  private multibulkLengthError(): string {
+    return this.limits.preAuth === true ? 'Protocol error: unauthenticated multibulk length' : 'Protocol error: invalid multibulk length'
+  }
+
   /** One inline command line; undefined when incomplete, [] for a blank line. */
   private parseInline(): Buffer[] | undefined {
     const nl = this.buf.indexOf(LF, this.start)
@@ -273,7 +287,7 @@ export class RespParser {
     const line = this.buf.subarray(this.start, lineEnd)
     this.start = nl + 1
     const args = splitInline(line)
-    if (args.length > this.limits.maxArgs) throw new RespProtocolError('Protocol error: invalid multibulk length')
+    if (args.length > this.limits.maxArgs) throw new RespProtocolError(this.multibulkLengthError())
     if (this.start === this.end) {
       this.buf = EMPTY
       this.start = this.end = 0

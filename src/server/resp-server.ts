@@ -2,7 +2,9 @@
  * The RESP (Redis protocol) listener: accepts connections up to
  * `maxConnections` (beyond that, an error reply and close, as Redis), and
  * shuts down gracefully: stop accepting, let every connection answer the
- * commands it already took, close.
+ * commands it already took, close. A periodic sweep closes idle
+ * connections and those over the soft output buffer limit
+ * (RespConnection.sweep).
  */
 import * as net from 'node:net'
 import type { ServerContext } from './context.js'
@@ -14,10 +16,27 @@ export class RespServer {
   private readonly server: net.Server
   private readonly connections = new Set<RespConnection>()
   private readonly sockets = new Set<net.Socket>()
+  private readonly sweeper: NodeJS.Timeout | undefined
 
   constructor(private readonly ctx: ServerContext) {
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket))
     this.server.on('error', (e) => ctx.log(`RESP listener error: ${e.message}`))
+    const o = ctx.options
+    // Often enough for the shortest deadline to be kept within about a quarter of it (at most every second).
+    const deadlines = [o.respIdleTimeoutMs, ctx.auth === undefined ? 0 : o.respAuthTimeoutMs, o.limits.outputSoftLimitBytes > 0 ? o.limits.outputSoftLimitMs : 0].filter((ms) => ms > 0)
+    const every = Math.max(10, Math.min(1000, ...deadlines.map((ms) => Math.floor(ms / 4))))
+    this.sweeper = setInterval(() => this.sweep(), every)
+    this.sweeper.unref()
+  }
+
+  private sweep(): void {
+    const now = performance.now()
+    for (const c of this.connections) {
+      if (c.sweep(now) === 'output') {
+        const l = this.ctx.options.limits
+        this.ctx.log(`RESP: closed ${c.remoteAddress}: unsent output over the soft limit (${l.outputSoftLimitBytes} bytes) for ${l.outputSoftLimitMs} ms (a client that does not read)`)
+      }
+    }
   }
 
   /** Open client connections. */
@@ -42,6 +61,7 @@ export class RespServer {
    * close; after `timeoutMs` closes the rest. Resolves when all are closed.
    */
   async close(timeoutMs: number): Promise<void> {
+    clearInterval(this.sweeper)
     const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     for (const c of this.connections) c.shutdown()
     const deadline = setTimeout(() => {

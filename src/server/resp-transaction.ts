@@ -8,6 +8,7 @@ import { keyId } from './key-locks.js'
 import type { CommandRunner } from './resp-command-runner.js'
 import { commandKeys, commandKind, type CommandSpec } from './resp-command-spec.js'
 import { commitLocked } from './resp-read-modify-write.js'
+import { ReplyBudget, replyBytes } from './resp-reply-budget.js'
 import { ErrorReply, NullArray, OK, err, type Reply } from './resp-reply.js'
 import type { BufferedStore } from './store.js'
 
@@ -136,9 +137,18 @@ export async function exec(runner: CommandRunner, { queue, watched }: ExecUnit, 
       }
     }
     const replies: Reply[] = []
+    // One reply budget for the whole EXEC reply: a read that does not fit answers the error instead
+    // (a write's reply is kept: it did its write).
+    const budget = new ReplyBudget(server.options.limits.maxReplyBytes)
     for (const q of queue) {
       const started = performance.now()
-      const reply = await runner.runCaught(q.spec, q.args, store)
+      const before = budget.usedBytes
+      let reply = await runner.runCaught(q.spec, q.args, store, budget)
+      if (budget.usedBytes === before) budget.charge(replyBytes(reply))
+      if (!budget.ok && q.spec.flags.includes('readonly')) {
+        budget.rollBack(before)
+        reply = budget.error()
+      }
       server.metrics.respCommand(q.spec.name, (performance.now() - started) / 1000, reply instanceof ErrorReply)
       replies.push(reply)
     }

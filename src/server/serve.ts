@@ -3,6 +3,8 @@
  * that `--http 127.0.0.1:0` is usable by scripts and tests), and the signal
  * handling of the process: SIGTERM/SIGINT stop accepting, finish in-flight
  * requests, close the database and exit 0; a second signal exits at once.
+ * An unhandled promise rejection is logged and exits 70 (EX_SOFTWARE), so
+ * that a supervisor restarts a server whose state is unknown.
  */
 import * as path from 'node:path'
 import { Command, InvalidArgumentError } from 'commander'
@@ -24,12 +26,54 @@ export interface ServeCliOptions {
   maxPendingWrites?: number
   maxWriteStallMs?: number
   shutdownTimeoutMs?: number
+  sendTimeoutMs?: number
+  clientTimeout?: number
+  authTimeout?: number
+  clientOutputBufferLimit?: OutputBufferLimit
+  maxReplyBytes?: number
+  allowHost?: string[]
+  allowOrigin?: string[]
+}
+
+/** Exit code after an unhandled rejection (sysexits EX_SOFTWARE). */
+export const EXIT_UNHANDLED_REJECTION = 70
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(',').map((v) => v.trim()).filter((v) => v.length > 0)]
 }
 
 function nonNegativeInteger(value: string): number {
   const n = Number(value.replaceAll('_', ''))
   if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer')
   return n
+}
+
+/** Redis' `client-output-buffer-limit normal <hard> <soft> <seconds>`, in bytes and ms. */
+export interface OutputBufferLimit {
+  hardBytes: number
+  softBytes: number
+  softMs: number
+}
+
+/** A Redis memory size: `1k` = 1000, `1kb` = 1024, `m`/`mb`, `g`/`gb`, case-insensitive; a plain number is bytes. */
+export function parseRedisBytes(text: string): number | undefined {
+  const m = /^(\d+)(k|kb|m|mb|g|gb|b)?$/i.exec(text.trim().replaceAll('_', ''))
+  if (m === null) return undefined
+  const unit = (m[2] ?? 'b').toLowerCase()
+  const scale: Record<string, number> = { b: 1, k: 1e3, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 }
+  const n = Number(m[1]) * scale[unit]
+  return Number.isSafeInteger(n) ? n : undefined
+}
+
+/** Parses `[normal] <hard> <soft> <seconds>` (Redis' client-output-buffer-limit syntax; 0 = no limit). */
+export function parseOutputBufferLimit(value: string): OutputBufferLimit {
+  const parts = value.trim().split(/\s+/)
+  if (parts[0]?.toLowerCase() === 'normal') parts.shift()
+  const [hard, soft, seconds] = parts.map((p, i) => (i < 2 ? parseRedisBytes(p) : /^\d+$/.test(p) ? Number(p) : undefined))
+  if (parts.length !== 3 || hard === undefined || soft === undefined || seconds === undefined) {
+    throw new InvalidArgumentError('expected "<hard> <soft> <seconds>", e.g. "256mb 4mb 60" (0 = no limit)')
+  }
+  return { hardBytes: hard, softBytes: soft, softMs: seconds * 1000 }
 }
 
 /** Adds the `serve` subcommand to a commander program (the `strata` CLI). */
@@ -50,6 +94,17 @@ export function registerServeCommand(program: Command): Command {
     .option('--max-pending-writes <n>', `writes in flight before 503 / -BUSY (default ${DEFAULT_LIMITS.maxPendingWrites})`, nonNegativeInteger)
     .option('--max-write-stall-ms <n>', `write stall before 503 / -BUSY (default ${DEFAULT_LIMITS.maxWriteStallMs})`, nonNegativeInteger)
     .option('--shutdown-timeout-ms <n>', `graceful shutdown bound (default ${d.shutdownTimeoutMs})`, nonNegativeInteger)
+    .option('--send-timeout-ms <n>', `HTTP: cut off a response whose client reads nothing for this long; 0 = never (default ${d.sendTimeoutMs})`, nonNegativeInteger)
+    .option('--client-timeout <seconds>', `RESP: close a client idle this long; 0 = never, as Redis' timeout (default ${d.respIdleTimeoutMs / 1000})`, nonNegativeInteger)
+    .option('--auth-timeout <seconds>', `RESP with --token-file: close a client that has not authenticated and is idle this long; 0 = never (default ${d.respAuthTimeoutMs / 1000})`, nonNegativeInteger)
+    .option(
+      '--client-output-buffer-limit <"hard soft seconds">',
+      `RESP: close a client whose unsent output exceeds <hard>, or <soft> for <seconds> (Redis syntax, e.g. "256mb 4mb 60"; 0 = no limit) (default "${DEFAULT_LIMITS.outputHardLimitBytes / 1024 ** 2}mb ${DEFAULT_LIMITS.outputSoftLimitBytes / 1024 ** 2}mb ${DEFAULT_LIMITS.outputSoftLimitMs / 1000}")`,
+      parseOutputBufferLimit,
+    )
+    .option('--max-reply-bytes <n>', `RESP: largest reply of MGET, EXEC, KEYS, SCAN; larger ones answer an error (default ${DEFAULT_LIMITS.maxReplyBytes})`, nonNegativeInteger)
+    .option('--allow-host <name>', 'HTTP: also accept this Host name (repeatable or comma-separated; *.example.com, * for any); loopback names and the bound address are always accepted', collect)
+    .option('--allow-origin <origin>', 'HTTP: let browser pages of this origin (scheme://host[:port]) call the API, with CORS (repeatable or comma-separated)', collect)
     .action(async (options: ServeCliOptions) => {
       await serve(options)
     })
@@ -66,6 +121,10 @@ export function serverOptionsFromCli(o: ServeCliOptions): ServerOptionsInput {
     maxBodyBytes: o.maxBodyBytes,
     maxPendingWrites: o.maxPendingWrites,
     maxWriteStallMs: o.maxWriteStallMs,
+    maxReplyBytes: o.maxReplyBytes,
+    outputHardLimitBytes: o.clientOutputBufferLimit?.hardBytes,
+    outputSoftLimitBytes: o.clientOutputBufferLimit?.softBytes,
+    outputSoftLimitMs: o.clientOutputBufferLimit?.softMs,
   }
   return {
     dir: path.resolve(o.dir),
@@ -74,6 +133,11 @@ export function serverOptionsFromCli(o: ServeCliOptions): ServerOptionsInput {
     sync: o.sync === true,
     token: o.tokenFile === undefined ? undefined : readTokenFile(o.tokenFile),
     shutdownTimeoutMs: o.shutdownTimeoutMs,
+    sendTimeoutMs: o.sendTimeoutMs,
+    respIdleTimeoutMs: o.clientTimeout === undefined ? undefined : o.clientTimeout * 1000,
+    respAuthTimeoutMs: o.authTimeout === undefined ? undefined : o.authTimeout * 1000,
+    allowHosts: o.allowHost,
+    allowOrigins: o.allowOrigin,
     limits,
   }
 }
@@ -97,6 +161,13 @@ export async function serve(o: ServeCliOptions, out: (line: string) => void = (l
     if (server !== undefined) out(`strata serve: ${signal}: finishing in-flight requests, closing the database`)
     stop?.()
   }
+  // Ahead of any other listener (the strata CLI's only warns): log, then exit non-zero.
+  const onUnhandledRejection = (reason: unknown): void => {
+    const text = reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)
+    process.stderr.write(`strata serve: fatal: unhandled promise rejection: ${text}\nstrata serve: exiting with code ${EXIT_UNHANDLED_REJECTION} (acknowledged writes are in the WAL and are recovered on restart)\n`)
+    process.exit(EXIT_UNHANDLED_REJECTION)
+  }
+  process.prependListener('unhandledRejection', onUnhandledRejection)
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
   try {
@@ -112,6 +183,7 @@ export async function serve(o: ServeCliOptions, out: (line: string) => void = (l
   } finally {
     process.off('SIGTERM', onSignal)
     process.off('SIGINT', onSignal)
+    process.off('unhandledRejection', onUnhandledRejection)
   }
 }
 

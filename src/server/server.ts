@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { open, type Database } from '../index.js'
 import { resolveOptions } from '../options.js'
 import { formatAddress, parseListenAddress, type ListenAddress } from './address.js'
-import { TokenChecker, checkExposure } from './auth.js'
+import { TokenChecker, checkBoundExposure, checkExposure, checkNamesResolveToLoopback } from './auth.js'
 import type { ServerContext } from './context.js'
 import { HttpServer } from './http-server.js'
 import { KeyLocks } from './key-locks.js'
@@ -49,6 +49,7 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
   if (httpAddress) addresses.push({ name: 'HTTP', address: httpAddress })
   if (respAddress) addresses.push({ name: 'RESP', address: respAddress })
   checkExposure(addresses, options.token)
+  await checkNamesResolveToLoopback(addresses, options.token)
   setStrataVersion(ownVersion())
 
   const db = await open(options.dir, {
@@ -97,12 +98,14 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
     if (httpAddress) {
       httpServer = new HttpServer(ctx)
       const a = await httpServer.listen(httpAddress)
+      checkBoundExposure('HTTP', httpAddress, a, options.token)
       httpBound = formatAddress(a.address, a.port)
       httpPort = ctx.ports.http = a.port
     }
     if (respAddress) {
       respServer = new RespServer(ctx)
       const a = await respServer.listen(respAddress)
+      checkBoundExposure('RESP', respAddress, a, options.token)
       respBound = formatAddress(a.address, a.port)
       respPort = ctx.ports.resp = a.port
     }

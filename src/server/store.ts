@@ -15,13 +15,17 @@ import type { BatchOp, Database, Entry } from '../index.js'
 import { keyId } from './key-locks.js'
 import type { WriteBatcher } from './write-batcher.js'
 import type { MaybePromise } from './maybe.js'
+import type { ReplyBudget } from './resp-reply-budget.js'
 
 /** Reads and writes of command handlers. Keys and values are bytes. */
 export interface KvStore {
   get(key: Buffer): MaybePromise<Buffer | undefined>
   getEntry(key: Buffer): MaybePromise<Entry | undefined>
-  /** Several keys read at one point in time. */
-  getMany(keys: readonly Buffer[]): MaybePromise<Array<Buffer | undefined>>
+  /**
+   * Several keys read at one point in time. With a budget, each value is charged to it as it is
+   * read, and undefined is returned as soon as the values no longer fit (resp-reply-budget.ts).
+   */
+  getMany(keys: readonly Buffer[], budget?: ReplyBudget): MaybePromise<Array<Buffer | undefined> | undefined>
   /** Resolves when durable (direct) or immediately (buffered: at commit). */
   put(key: Buffer, value: Buffer): MaybePromise<void>
   del(key: Buffer): MaybePromise<void>
@@ -52,9 +56,15 @@ export class DirectStore implements KvStore {
     return this.db.getEntry(key)
   }
 
-  getMany(keys: readonly Buffer[]): Array<Buffer | undefined> {
+  getMany(keys: readonly Buffer[], budget?: ReplyBudget): Array<Buffer | undefined> | undefined {
     // Synchronous: no write can be applied in between, so this is one point in time.
-    return keys.map((k) => this.db.getSync(k))
+    const values = new Array<Buffer | undefined>(keys.length)
+    for (let i = 0; i < keys.length; i++) {
+      const v = this.db.getSync(keys[i])
+      if (budget !== undefined && !budget.bulk(v === undefined ? 0 : v.length)) return undefined
+      values[i] = v
+    }
+    return values
   }
 
   put(key: Buffer, value: Buffer): Promise<void> {
@@ -123,8 +133,15 @@ export class BufferedStore implements KvStore {
     return (await this.getEntry(key))?.value
   }
 
-  getMany(keys: readonly Buffer[]): Promise<Array<Buffer | undefined>> {
-    return Promise.all(keys.map((k) => this.get(k)))
+  async getMany(keys: readonly Buffer[], budget?: ReplyBudget): Promise<Array<Buffer | undefined> | undefined> {
+    // One key at a time, so that a reply over budget stops the reads (the keys are locked: one point in time).
+    const values = new Array<Buffer | undefined>(keys.length)
+    for (let i = 0; i < keys.length; i++) {
+      const v = await this.get(keys[i])
+      if (budget !== undefined && !budget.bulk(v === undefined ? 0 : v.length)) return undefined
+      values[i] = v
+    }
+    return values
   }
 
   /** Requires `key` to still have `version` at commit (WATCH). */
