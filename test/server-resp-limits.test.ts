@@ -10,7 +10,8 @@ import * as net from 'node:net'
 import { Redis, type RedisOptions } from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
 import { startServer, type ServerOptionsInput, type StrataServer } from '../src/server/index.js'
-import { parseOutputBufferLimit, parseRedisBytes, serverOptionsFromCli } from '../src/server/serve.js'
+import { DEFAULT_LIMITS, defaultMaxMemoryClientsBytes, resolveServerOptions } from '../src/server/options.js'
+import { parseMaxMemoryClients, parseOutputBufferLimit, parseRedisBytes, serverOptionsFromCli } from '../src/server/serve.js'
 import { tempDir } from './unit/helpers.js'
 
 const TOKEN = 'limits-token-0123456789'
@@ -308,6 +309,92 @@ describe('client output buffer limits (finding 5)', () => {
   })
 })
 
+describe('client eviction: maxMemoryClientsBytes (maxmemory-clients)', () => {
+  /** `n` raw connections that pipeline `GET big` and never read; resolves once each has written `bytes` of commands (or was closed). */
+  async function pipeliners(port: number, n: number, bytes: number): Promise<RawConn[]> {
+    const conns = await Promise.all(Array.from({ length: n }, () => connect(port)))
+    const batch = Buffer.concat(Array.from({ length: 256 }, () => cmd('GET', 'big')))
+    for (const c of conns) {
+      c.socket.pause()
+      void (async () => {
+        for (let sent = 0; sent < bytes && !c.socket.destroyed; sent += batch.length) {
+          if (!c.socket.write(batch)) await new Promise((res) => c.socket.once('drain', res).once('close', res))
+        }
+      })()
+    }
+    return conns
+  }
+
+  const stat = async (r: Redis, section: string, field: string): Promise<number> => {
+    const info = (await r.info(section)) as string
+    const m = new RegExp(`${field}:(\\d+)`).exec(info)
+    if (m === null) throw new Error(`INFO ${section} has no ${field}`)
+    return Number(m[1])
+  }
+
+  // Before: each non-reading client kept up to maxOutputBufferBytes (and more) of replies until the soft
+  // limit's 60 s ran out, whatever the total; there was no budget and no evicted_clients.
+  it('evicts the clients holding the most once their total exceeds the budget; a client that reads keeps working', async () => {
+    const s = await start({ limits: { maxMemoryClientsBytes: 8 << 20 } })
+    const r = client(s.port)
+    await r.set('big', Buffer.alloc(1 << 20, 0x62))
+    await r.set('small', 'hello')
+    expect(await stat(r, 'stats', 'evicted_clients')).toBe(0)
+    expect(await r.config('GET', 'maxmemory-clients')).toEqual(['maxmemory-clients', String(8 << 20)])
+    // The normal client: one GET at a time all along.
+    let normalOk = 0
+    let normalErrors = 0
+    let probing = true
+    const probe = (async () => {
+      while (probing) {
+        try {
+          expect(await r.get('small')).toBe('hello')
+          normalOk++
+        } catch {
+          normalErrors++
+        }
+        await sleep(5)
+      }
+    })()
+    const conns = await pipeliners(s.port, 6, 64 << 20)
+    // 6 × over 4 MiB of replies (their input pauses there) against 8 MiB: at most one can stay.
+    const t0 = performance.now()
+    while (conns.filter((c) => c.socket.destroyed).length < 5 && performance.now() - t0 < 5000) await sleep(20)
+    await sleep(200)
+    probing = false
+    await probe
+    const nClosed = (await Promise.all(conns.map((c) => c.closedWithin(0)))).filter(Boolean).length
+    expect(nClosed).toBeGreaterThanOrEqual(5)
+    expect(await stat(r, 'stats', 'evicted_clients')).toBe(nClosed)
+    expect(s.logs.join('\n')).toMatch(/evicted \d+ clients? .*over maxmemory-clients \(8388608\)/)
+    expect(normalErrors).toBe(0)
+    expect(normalOk).toBeGreaterThan(0)
+    expect(r.status).toBe('ready')
+    // The client that reads was never evicted, and may read a large value (under the budget).
+    expect((await r.getBuffer('big'))!.length).toBe(1 << 20)
+    expect(await stat(r, 'memory', 'mem_clients_normal')).toBeLessThanOrEqual(8 << 20)
+    await sleep(100)
+    expect(await connectedClients(r)).toBe(1 + (6 - nClosed))
+  })
+
+  // Before: there was no such limit (resolveServerOptions refused it) and INFO had no evicted_clients.
+  it('evicts nothing with budget 0', async () => {
+    const s = await start({ limits: { maxMemoryClientsBytes: 0 } })
+    const r = client(s.port)
+    await r.set('big', Buffer.alloc(1 << 20, 0x62))
+    const conns = await pipeliners(s.port, 6, 64 << 20)
+    // Wait until the pipeliners hold well over what an 8 MiB budget would allow.
+    const t0 = performance.now()
+    while ((await stat(r, 'memory', 'mem_clients_normal')) < 16 << 20 && performance.now() - t0 < 5000) await sleep(50)
+    expect(await stat(r, 'memory', 'mem_clients_normal')).toBeGreaterThanOrEqual(16 << 20)
+    const closed = await Promise.all(conns.map((c) => c.closedWithin(300)))
+    expect(closed.filter(Boolean)).toEqual([])
+    expect(await stat(r, 'stats', 'evicted_clients')).toBe(0)
+    expect(await connectedClients(r)).toBe(7)
+    expect(await r.config('GET', 'maxmemory-clients')).toEqual(['maxmemory-clients', '0'])
+  })
+})
+
 describe('protocol errors close the connection (finding 6)', () => {
   // Before: the server half-closed and stopped reading; a client still writing never saw 'close'.
   it('answers the error and closes while the client keeps writing', async () => {
@@ -359,5 +446,14 @@ describe('options', () => {
     expect(o.respIdleTimeoutMs).toBe(30_000)
     expect(o.respAuthTimeoutMs).toBe(5_000)
     expect(o.limits).toMatchObject({ outputHardLimitBytes: 1, outputSoftLimitBytes: 2, outputSoftLimitMs: 3000, maxReplyBytes: 1000 })
+    expect(parseMaxMemoryClients('128mb')).toBe(128 << 20)
+    expect(parseMaxMemoryClients('0')).toBe(0)
+    expect(() => parseMaxMemoryClients('10%')).toThrow(/size/)
+    expect(serverOptionsFromCli({ dir: '.', http: 'off', resp: '127.0.0.1:0', maxmemoryClients: 1 << 20 }).limits?.maxMemoryClientsBytes).toBe(1 << 20)
+    // The default budget: maxReplyBytes plus twice maxOutputBufferBytes, following them unless given.
+    expect(DEFAULT_LIMITS.maxMemoryClientsBytes).toBe(defaultMaxMemoryClientsBytes(DEFAULT_LIMITS))
+    expect(resolveServerOptions().limits.maxMemoryClientsBytes).toBe(72 << 20)
+    expect(resolveServerOptions({ limits: { maxReplyBytes: 256 << 20 } }).limits.maxMemoryClientsBytes).toBe(264 << 20)
+    expect(resolveServerOptions({ limits: { maxReplyBytes: 256 << 20, maxMemoryClientsBytes: 0 } }).limits.maxMemoryClientsBytes).toBe(0)
   })
 })

@@ -5,6 +5,7 @@
 import type { Database } from '../index.js'
 import type { TokenChecker } from './auth.js'
 import type { KeyLocks } from './key-locks.js'
+import type { ClientMemory } from './resp-client-memory.js'
 import type { ServerMetrics } from './metrics.js'
 import type { ServerOptions } from './options.js'
 import type { ScanCursors } from './scan-cursors.js'
@@ -20,6 +21,8 @@ export interface ServerContext {
   /** Blind RESP writes of one event-loop turn, committed as one batch. */
   readonly batcher: WriteBatcher
   readonly metrics: ServerMetrics
+  /** Memory held by RESP connections against `maxMemoryClientsBytes` (client eviction). */
+  readonly clientMemory: ClientMemory
   readonly cursors: ScanCursors
   /** undefined when no token is configured (loopback only). */
   readonly auth: TokenChecker | undefined

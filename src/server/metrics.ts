@@ -14,6 +14,8 @@ export interface MetricsSource {
   pendingWrites(): number
   writeStalledMs(): number
   busyRefusals(): number
+  /** RESP client memory (client eviction): bytes held now, connections evicted so far. */
+  clientMemory(): { used: number; evicted: number }
 }
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -162,6 +164,23 @@ export class ServerMetrics {
         const c = source.connections()
         this.set({ protocol: 'http' }, c.http)
         this.set({ protocol: 'resp' }, c.resp)
+      },
+    })
+    new Gauge({
+      name: 'strata_resp_client_memory_bytes',
+      help: 'Memory RESP connections hold (unsent output and unparsed input), against maxMemoryClientsBytes',
+      registers,
+      collect() {
+        this.set(source.clientMemory().used)
+      },
+    })
+    new Counter({
+      name: 'strata_resp_clients_evicted_total',
+      help: 'RESP connections closed because client memory was over maxMemoryClientsBytes (client eviction)',
+      registers,
+      collect() {
+        this.reset()
+        this.inc(source.clientMemory().evicted)
       },
     })
     new Gauge({

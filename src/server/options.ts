@@ -64,6 +64,27 @@ export interface ServerLimits {
   outputHardLimitBytes: number
   outputSoftLimitBytes: number
   outputSoftLimitMs: number
+  /**
+   * Redis 7's `maxmemory-clients`: a budget for the memory all RESP connections hold together
+   * (unsent output plus input not yet parsed). Over it, the connections holding the most are
+   * closed until the total is back under it (client eviction, INFO `evicted_clients`); a client
+   * that reads its replies holds next to nothing and is not chosen. 0 = no budget. Default
+   * `defaultMaxMemoryClientsBytes(limits)`: `maxReplyBytes + 2 × maxOutputBufferBytes` (72 MiB).
+   */
+  maxMemoryClientsBytes: number
+}
+
+/**
+ * The default client memory budget: room for one client receiving the largest reply
+ * (`maxReplyBytes`) with a paused pipeline behind it (`maxOutputBufferBytes`) and as much again
+ * for everyone else, 72 MiB with the default limits. A client that reads holds next to nothing, so
+ * the budget only has to cover clients that do not read, and each of those holds about
+ * `maxOutputBufferBytes`: more budget only lets more of them stay. (`strata serve` under the
+ * issue #16 attack: peak RSS ~220 MiB with 64 MiB, ~260 MiB with 96 MiB, ~285 MiB with 128 MiB:
+ * the process's own ~75 MiB plus the budget plus ~70 MiB of allocator and heap slack.)
+ */
+export function defaultMaxMemoryClientsBytes(limits: Pick<ServerLimits, 'maxReplyBytes' | 'maxOutputBufferBytes'>): number {
+  return limits.maxReplyBytes + 2 * limits.maxOutputBufferBytes
 }
 
 /** Everything `startServer()` needs. */
@@ -142,6 +163,7 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   outputHardLimitBytes: 256 * 1024 * 1024,
   outputSoftLimitBytes: 4 * 1024 * 1024,
   outputSoftLimitMs: 60_000,
+  maxMemoryClientsBytes: 64 * 1024 * 1024 + 2 * 4 * 1024 * 1024, // defaultMaxMemoryClientsBytes(DEFAULT_LIMITS)
 })
 
 /** Defaults of `ServerOptions` (limits apart). */
@@ -173,6 +195,8 @@ export function resolveServerOptions(input: ServerOptionsInput = {}): ServerOpti
     }
     ;(limits as unknown as Record<string, number>)[name] = value
   }
+  // Unless given, the client memory budget follows maxReplyBytes and maxOutputBufferBytes.
+  if (input.limits?.maxMemoryClientsBytes === undefined) limits.maxMemoryClientsBytes = defaultMaxMemoryClientsBytes(limits)
   for (const name of ['maxKeyBytes', 'maxConnections', 'maxArgs', 'maxInlineBytes', 'maxPendingReplies', 'maxPendingWrites', 'maxBatchOps', 'maxPreAuthArgs', 'maxPreAuthBulkBytes', 'maxReplyBytes'] as const) {
     if (limits[name] < 1) throw new Error(`server limit ${name} must be at least 1`)
   }

@@ -72,6 +72,7 @@ function infoText(call: Call, sectionArgs: Buffer[]): string {
       ['connected_clients', counts.resp],
       ['connected_http_clients', counts.http],
       ['maxclients', server.options.limits.maxConnections],
+      ['maxmemory_clients', server.options.limits.maxMemoryClientsBytes],
       ['blocked_clients', 0],
     ]
   })
@@ -82,6 +83,7 @@ function infoText(call: Call, sectionArgs: Buffer[]): string {
       ['used_memory_rss', mem.rss],
       ['used_memory_human', `${((mem.heapUsed + mem.external) / 2 ** 20).toFixed(2)}M`],
       ['maxmemory', 0],
+      ['mem_clients_normal', server.clientMemory.used],
     ]
   })
   section('Persistence', () => [
@@ -96,6 +98,7 @@ function infoText(call: Call, sectionArgs: Buffer[]): string {
     return [
       ['total_commands_processed', total],
       ['rejected_connections', server.metrics.rejectedConnections],
+      ['evicted_clients', server.clientMemory.evicted],
       ['strata_pending_writes', server.gate.pending],
       ['strata_busy_refusals', server.gate.refused],
       ['strata_write_stalled_ms', Math.round(server.gate.stalledMs())],
@@ -169,6 +172,7 @@ function configCommand(call: Call): Reply {
       ['databases', '1'],
       ['maxmemory', '0'],
       ['maxclients', String(server.options.limits.maxConnections)],
+      ['maxmemory-clients', String(server.options.limits.maxMemoryClientsBytes)],
       ['proto-max-bulk-len', String(server.options.limits.maxBulkBytes)],
       ['timeout', String(Math.round(server.options.respIdleTimeoutMs / 1000))],
     ]

@@ -36,7 +36,11 @@
  * after `respIdleTimeoutMs` (authenticated) or `respAuthTimeoutMs` (not yet
  * authenticated). Timeouts and the soft limit are checked by the server's
  * periodic sweep (resp-server.ts calls sweep()), which costs the hot path
- * nothing: activity is seen from the socket's byte counters.
+ * nothing: activity is seen from the socket's byte counters. What the
+ * connection holds (unsent output, unparsed input) is reported to the
+ * server's client memory total (resp-client-memory.ts) at the end of each
+ * pump, after each flush, on 'drain' and on close; over `maxMemoryClientsBytes`
+ * the server evicts the connections holding the most (evict()).
  *
  * Closing. Once closing (QUIT, a protocol error, the client's end, shutdown)
  * and every reply is written, the socket is ended, and then destroyed as
@@ -112,6 +116,8 @@ export class RespConnection implements ConnectionState {
   private overSoftSinceMs = 0
   /** performance.now() at the end of the previous command of this pump (the start of the next). */
   private clock = 0
+  /** Bytes this connection holds as last reported to the server's client memory total (accountMemory()). */
+  memoryBytes = 0
 
   constructor(
     private readonly socket: net.Socket,
@@ -147,10 +153,12 @@ export class RespConnection implements ConnectionState {
     socket.on('drain', () => {
       this.overSoftSinceMs = 0
       this.maybeResume()
+      this.accountMemory()
     })
     socket.on('error', () => socket.destroy())
     socket.on('close', () => {
       this.closed = true
+      this.accountMemory()
       this.onClose(this)
     })
     socket.on('end', () => {
@@ -192,6 +200,8 @@ export class RespConnection implements ConnectionState {
    */
   sweep(now: number): 'idle' | 'unauthenticated' | 'output' | 'closing' | undefined {
     if (this.closed) return undefined
+    // Output the kernel took without a 'drain' (writes that never filled the socket buffer).
+    this.accountMemory()
     const socket = this.socket
     const read = socket.bytesRead
     // Bytes the kernel has taken (bytesWritten counts what is still buffered too).
@@ -223,7 +233,31 @@ export class RespConnection implements ConnectionState {
   private kill<R extends string>(reason: R): R {
     this.closing = true
     this.socket.destroy()
+    this.accountMemory()
     return reason
+  }
+
+  /**
+   * Measures what the connection holds now (unsent output: socket buffer and
+   * encoded replies; input not yet parsed, or the buffer it is kept in) and
+   * updates the server's client memory total by the difference. 0 once the
+   * socket is destroyed. A few property reads: called per pump and flush.
+   */
+  accountMemory(): number {
+    const socket = this.socket
+    const parser = this.parser
+    const now = socket.destroyed ? 0 : socket.writableLength + this.replies.size + Math.max(parser.allocatedBytes, parser.bufferedBytes)
+    const delta = now - this.memoryBytes
+    if (delta !== 0) {
+      this.memoryBytes = now
+      this.server.clientMemory.add(delta)
+    }
+    return now
+  }
+
+  /** Client eviction (the server is over `maxMemoryClientsBytes`): closes at once, dropping what the connection holds. */
+  evict(): void {
+    this.kill('evicted')
   }
 
   /**
@@ -277,6 +311,7 @@ export class RespConnection implements ConnectionState {
     // Replies go out once per event-loop turn (setImmediate), after every connection's input of
     // this turn was handled: writing at once from here measured ~10% slower on pipelined GETs.
     this.replies.scheduleFlush()
+    this.accountMemory()
     this.maybeEnd()
   }
 
@@ -486,6 +521,7 @@ export class RespConnection implements ConnectionState {
     this.replies.writeOut()
     this.maybeEnd()
     this.maybeResume()
+    this.accountMemory()
   }
 
   /** Ends the socket once closing and every reply has been written. */

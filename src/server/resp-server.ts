@@ -4,7 +4,10 @@
  * shuts down gracefully: stop accepting, let every connection answer the
  * commands it already took, close. A periodic sweep closes idle
  * connections and those over the soft output buffer limit
- * (RespConnection.sweep).
+ * (RespConnection.sweep). Client eviction (`maxMemoryClientsBytes`, Redis'
+ * `maxmemory-clients`): when the memory all connections hold goes over the
+ * budget, the connections holding the most are closed until it is back
+ * under (evictClients; the running total is in resp-client-memory.ts).
  */
 import * as net from 'node:net'
 import type { ServerContext } from './context.js'
@@ -27,6 +30,34 @@ export class RespServer {
     const every = Math.max(10, Math.min(1000, ...deadlines.map((ms) => Math.floor(ms / 4))))
     this.sweeper = setInterval(() => this.sweep(), every)
     this.sweeper.unref()
+    ctx.clientMemory.evictor = () => this.evictClients()
+  }
+
+  /**
+   * Over the client memory budget: re-measures every connection (the total
+   * may be stale, e.g. output the kernel took without a 'drain'), then closes
+   * the connections holding the most, largest first, until the total is
+   * under the budget. Runs only when the total went over it, never per
+   * command. One log line per run.
+   */
+  private evictClients(): void {
+    const mem = this.ctx.clientMemory
+    for (const c of this.connections) c.accountMemory()
+    if (mem.budget <= 0 || mem.used <= mem.budget) return
+    const before = mem.used
+    const holders = [...this.connections].filter((c) => c.memoryBytes > 0).sort((a, b) => b.memoryBytes - a.memoryBytes)
+    let evicted = 0
+    let largest = 0
+    for (const c of holders) {
+      if (mem.used <= mem.budget) break
+      largest = Math.max(largest, c.memoryBytes)
+      c.evict()
+      evicted++
+    }
+    mem.evicted += evicted
+    if (evicted > 0) {
+      this.ctx.log(`RESP: evicted ${evicted} client${evicted === 1 ? '' : 's'} (the largest held ${largest} bytes): client memory ${before} bytes over maxmemory-clients (${mem.budget}), now ${mem.used}`)
+    }
   }
 
   private sweep(): void {

@@ -31,6 +31,7 @@ export interface ServeCliOptions {
   authTimeout?: number
   clientOutputBufferLimit?: OutputBufferLimit
   maxReplyBytes?: number
+  maxmemoryClients?: number
   allowHost?: string[]
   allowOrigin?: string[]
 }
@@ -63,6 +64,13 @@ export function parseRedisBytes(text: string): number | undefined {
   const scale: Record<string, number> = { b: 1, k: 1e3, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 }
   const n = Number(m[1]) * scale[unit]
   return Number.isSafeInteger(n) ? n : undefined
+}
+
+/** Parses a `--maxmemory-clients` value: a Redis memory size (`128mb`, `1gb`, bytes); 0 = no budget. */
+export function parseMaxMemoryClients(value: string): number {
+  const n = parseRedisBytes(value)
+  if (n === undefined) throw new InvalidArgumentError('expected a size such as 128mb, 1gb or a number of bytes (0 = no limit)')
+  return n
 }
 
 /** Parses `[normal] <hard> <soft> <seconds>` (Redis' client-output-buffer-limit syntax; 0 = no limit). */
@@ -102,6 +110,11 @@ export function registerServeCommand(program: Command): Command {
       `RESP: close a client whose unsent output exceeds <hard>, or <soft> for <seconds> (Redis syntax, e.g. "256mb 4mb 60"; 0 = no limit) (default "${DEFAULT_LIMITS.outputHardLimitBytes / 1024 ** 2}mb ${DEFAULT_LIMITS.outputSoftLimitBytes / 1024 ** 2}mb ${DEFAULT_LIMITS.outputSoftLimitMs / 1000}")`,
       parseOutputBufferLimit,
     )
+    .option(
+      '--maxmemory-clients <size>',
+      `RESP: budget for the memory all clients hold (unsent replies, unparsed input); over it the clients holding the most are disconnected (Redis' maxmemory-clients, e.g. 128mb; 0 = no limit) (default ${DEFAULT_LIMITS.maxMemoryClientsBytes / 1024 ** 2}mb: max-reply-bytes plus twice the 4 MiB output pause)`,
+      parseMaxMemoryClients,
+    )
     .option('--max-reply-bytes <n>', `RESP: largest reply of MGET, EXEC, KEYS, SCAN; larger ones answer an error (default ${DEFAULT_LIMITS.maxReplyBytes})`, nonNegativeInteger)
     .option('--allow-host <name>', 'HTTP: also accept this Host name (repeatable or comma-separated; *.example.com, * for any); loopback names and the bound address are always accepted', collect)
     .option('--allow-origin <origin>', 'HTTP: let browser pages of this origin (scheme://host[:port]) call the API, with CORS (repeatable or comma-separated)', collect)
@@ -122,6 +135,7 @@ export function serverOptionsFromCli(o: ServeCliOptions): ServerOptionsInput {
     maxPendingWrites: o.maxPendingWrites,
     maxWriteStallMs: o.maxWriteStallMs,
     maxReplyBytes: o.maxReplyBytes,
+    maxMemoryClientsBytes: o.maxmemoryClients,
     outputHardLimitBytes: o.clientOutputBufferLimit?.hardBytes,
     outputSoftLimitBytes: o.clientOutputBufferLimit?.softBytes,
     outputSoftLimitMs: o.clientOutputBufferLimit?.softMs,

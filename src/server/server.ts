@@ -14,6 +14,7 @@ import { HttpServer } from './http-server.js'
 import { KeyLocks } from './key-locks.js'
 import { ServerMetrics } from './metrics.js'
 import { resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './options.js'
+import { ClientMemory } from './resp-client-memory.js'
 import { setStrataVersion } from './resp-commands-server.js'
 import { RespServer } from './resp-server.js'
 import { ScanCursors } from './scan-cursors.js'
@@ -67,6 +68,7 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
   const dbOptions = resolveOptions(options.dbOptions)
   const batcher = new WriteBatcher(db, { maxKeyBytes: dbOptions.maxKeyBytes, maxValueBytes: dbOptions.maxValueBytes })
   const locks = new KeyLocks()
+  const clientMemory = new ClientMemory(options.limits.maxMemoryClientsBytes)
   // Queued writes touching a key go to the engine once an exclusive holder has taken it, before it reads (write-batcher.ts).
   locks.onAcquired = (ids) => batcher.flushIfTouching(ids)
   const ctx: ServerContext = {
@@ -76,6 +78,7 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
     gate,
     batcher,
     cursors: new ScanCursors(options.limits.maxScanCursorBytes),
+    clientMemory,
     auth: options.token === undefined ? undefined : new TokenChecker(options.token),
     startedAtMs: performance.now(),
     shuttingDown: false,
@@ -88,6 +91,7 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
       pendingWrites: () => gate.pending,
       writeStalledMs: () => gate.stalledMs(),
       busyRefusals: () => gate.refused,
+      clientMemory: () => clientMemory,
     }),
   }
   let httpBound: string | null = null
