@@ -1,14 +1,16 @@
+import type { Entry, IteratorOptions, KeyRange, WriteOp } from './base/entry.js'
 import { StrataError } from './base/errors.js'
 import { checkKey, checkValue, toBuffer, type Bytes } from './base/keys.js'
-import type { DbIterator, KeyRange } from './iterators/db-iterator.js'
+import type { DbIterator } from './iterators/db-iterator.js'
 import type { Engine } from './engine/engine.js'
 import { openEngine, recoverEngine } from './engine/recovery.js'
 import type { EngineStats } from './engine/stats.js'
 import { resolveOptions, type OpenOptions } from './options.js'
-import { encodedOpBytes, type WriteOp } from './wal/wal-record.js'
+import { encodedOpBytes } from './wal/wal-record.js'
 import type { Condition } from './engine/write-group.js'
-import type { Found } from './memtable/memtable.js'
-import { runTransaction, type Transaction, type TransactionOptions } from './transaction.js'
+import { TransactionRunner, type Transaction, type TransactionOptions } from './txn/transaction.js'
+
+export type { Entry, IteratorOptions } from './base/entry.js'
 
 /** Options of a single write. */
 export interface WriteOptions {
@@ -27,31 +29,6 @@ export type BatchOp =
   | { type: 'put'; key: Bytes; value: Bytes; ifVersion?: number }
   | { type: 'del'; key: Bytes; ifVersion?: number }
   | { type: 'check'; key: Bytes; ifVersion: number }
-
-/** A value with its version: the sequence number of the write that produced it. */
-export interface Entry {
-  value: Buffer
-  version: number
-}
-
-/** Bounds, direction and limit of a range read. Keys compare bytewise. */
-export interface IteratorOptions {
-  gt?: Bytes
-  gte?: Bytes
-  lt?: Bytes
-  lte?: Bytes
-  /** Walk from the upper bound down. Default false. */
-  reverse?: boolean
-  /** Stop after this many entries. Default unlimited. */
-  limit?: number
-  /**
-   * `false`: keys only. Entries are still `[key, value]` pairs, but every
-   * value is the same empty (zero-length) Buffer, and no value is copied
-   * (nor, once values live apart from keys, read): for listing or counting
-   * keys. Default true.
-   */
-  values?: boolean
-}
 
 /** An async iterator of [key, value] pairs; `close()` (or `break`) releases what it holds. */
 export interface StrataIterator extends AsyncIterableIterator<[Buffer, Buffer]> {
@@ -83,6 +60,8 @@ export class Database {
   /** The running engine; replaced by a successful `resume()`. */
   private engine: Engine
   private resuming: Promise<boolean> | undefined
+  /** Runs `transaction()` on the engine of the moment. */
+  private readonly transactions = new TransactionRunner(() => this.engine)
 
   /** @internal */
   constructor(engine: Engine) {
@@ -171,7 +150,7 @@ export class Database {
    * thrown. Resolves with what `fn` returned.
    */
   transaction<T>(fn: (tx: Transaction) => Promise<T> | T, options?: TransactionOptions): Promise<T> {
-    return runTransaction(this, fn, options)
+    return this.transactions.run(fn, options)
   }
 
   /**
@@ -210,70 +189,6 @@ export class Database {
   snapshot(): Snapshot {
     this.checkOpen()
     return this.snapshotAt(this.engine.visibleSequence)
-  }
-
-  /**
-   * @internal Pins the applied state (like a snapshot, see unpinSequence) and
-   * returns its sequence: it also holds writes admitted but not yet durable
-   * (WritePath.write). Transactions read it; they resolve only after every write
-   * they read is durable.
-   */
-  pinAppliedSequence(): number {
-    this.checkOpen()
-    const sequence = this.engine.lastSequence
-    this.engine.snapshots.add(sequence)
-    return sequence
-  }
-
-  /** @internal See WritePath.holdGroupsWhile. */
-  holdWriteGroupsWhile(more: () => boolean): void {
-    this.engine.holdWriteGroupsWhile(more)
-  }
-
-  /** @internal Releases a sequence pinned by pinAppliedSequence. */
-  unpinSequence(sequence: number): void {
-    if (this.engine.isOpen) this.engine.snapshots.remove(sequence)
-  }
-
-  /** @internal What `key` (validated) holds at a pinned `sequence`: the engine's version and value (null: deleted). */
-  readAt(key: Buffer, sequence: number): Found | undefined {
-    this.checkOpen()
-    return this.engine.get(key, sequence)
-  }
-
-  /** @internal An iterator at a pinned `sequence`. */
-  iteratorAt(options: IteratorOptions, sequence: number): StrataIterator {
-    this.checkOpen()
-    return this.openIterator(options, sequence)
-  }
-
-  /**
-   * @internal Writes `ops` (keys and values already validated) if all
-   * `conditions` hold; `onAdmitted` runs once the write is admitted or
-   * rejected, before it is durable (WritePath.write).
-   */
-  conditionalWrite(ops: WriteOp[], conditions: Condition[], onAdmitted: () => void): Promise<void> {
-    try {
-      this.checkOpen()
-      let bytes = 0
-      for (const op of ops) bytes += encodedOpBytes(op)
-      if (bytes > this.engine.options.maxBatchBytes) {
-        throw new StrataError('STRATA_TOO_LARGE', `transaction of ${bytes} bytes exceeds maxBatchBytes (${this.engine.options.maxBatchBytes})`)
-      }
-      return this.engine.write(ops, bytes, false, conditions, onAdmitted)
-    } catch (err) {
-      return Promise.reject(err)
-    }
-  }
-
-  /**
-   * @internal Resolves once every write up to `sequence` is durable, or
-   * rejects when one of them failed (the database is then read-only).
-   */
-  async durableThrough(sequence: number): Promise<void> {
-    const pending = this.engine.writesBefore()
-    if (pending !== undefined) await pending
-    if (this.engine.visibleSequence < sequence) throw this.engine.failure ?? new StrataError('STRATA_READ_ONLY', 'writes read by this transaction failed')
   }
 
   private snapshotAt(sequence: number): Snapshot {
@@ -381,20 +296,9 @@ export class Database {
     return this.engine.isOpen
   }
 
-  /** @internal */
-  readEntry(key: Buffer, sequence: number): Entry | undefined {
+  private readEntry(key: Buffer, sequence: number): Entry | undefined {
     const found = this.engine.get(key, sequence)
     return found === undefined || found.v === null ? undefined : { value: found.v, version: found.s }
-  }
-
-  /** @internal Validates a key the way every public method does; returns bytes the caller cannot change. */
-  checkedKey(key: unknown): Buffer {
-    return ownBytes(this.key(key), key)
-  }
-
-  /** @internal Validates a value the way every public method does; returns bytes the caller cannot change. */
-  checkedValue(value: unknown): Buffer {
-    return ownBytes(this.value(value), value)
   }
 
   private read(key: Buffer, sequence: number): Buffer | undefined {
@@ -464,9 +368,4 @@ export async function open(dir: string, options?: OpenOptions): Promise<Database
   if (typeof dir !== 'string' || dir.length === 0) throw invalid('dir must be a non-empty string')
   const resolved = resolveOptions(options)
   return new Database(await openEngine(dir, resolved))
-}
-
-/** `bytes` (validated from `input`), copied unless they are already a new Buffer made from a string. */
-function ownBytes(bytes: Buffer, input: unknown): Buffer {
-  return typeof input === 'string' ? bytes : Buffer.from(bytes)
 }

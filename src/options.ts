@@ -1,6 +1,6 @@
 import * as os from 'node:os'
 import { StrataError } from './base/errors.js'
-import type { BackgroundErrorInfo } from './engine/background-error.js'
+import type { BackgroundErrorInfo } from './base/background-error.js'
 import type { FileSystem } from './vfs/file-system.js'
 import { nodeFileSystem } from './vfs/node-file-system.js'
 

@@ -16,7 +16,7 @@
  *
  * Seeded parts print their seed; VERSIONS_SEED=<seed> replays the random choices.
  */
-import { Contention } from '../src/transaction.js'
+import { Contention } from '../src/txn/transaction.js'
 import { setImmediate as turn } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ConflictError, StrataError, open, type BatchOp, type Database, type OpenOptions, type Transaction } from '../src/index.js'

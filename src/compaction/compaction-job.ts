@@ -7,9 +7,9 @@ import { MergingIterator } from '../iterators/merging-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { TableScanner } from '../sstable/table-scanner.js'
-import { KIND_DELETE } from '../wal/wal-record.js'
+import { KIND_DELETE } from '../base/entry.js'
 import { ShadowFilter } from './shadow-filter.js'
-import { TableFile } from './table-writer.js'
+import { TableFileWriter } from './table-writer.js'
 
 /** A key range of a table in a level below the output (plain data: it crosses a worker boundary). */
 export interface KeySpan {
@@ -77,7 +77,7 @@ export async function runCompactionJob(job: CompactionJob, fs: FileSystem = node
   let grandparentIndex = 0
   let overlapBytes = 0
   const outputs: TableMeta[] = []
-  let out: TableFile | undefined
+  let out: TableFileWriter | undefined
   let lastKey: Buffer | undefined
   let entriesIn = 0
   let entriesDropped = 0
@@ -118,7 +118,7 @@ export async function runCompactionJob(job: CompactionJob, fs: FileSystem = node
       }
       if (out === undefined) {
         assert(outputs.length < job.outputNumbers.length, 'compaction ran out of reserved file numbers')
-        out = new TableFile(fs, job.dir, job.outputNumbers[outputs.length], job.tableOptions)
+        out = new TableFileWriter(fs, job.dir, job.outputNumbers[outputs.length], job.tableOptions)
       }
       const due = out.add(key, seq, top.kind(), top.value())
       if (due !== undefined) {

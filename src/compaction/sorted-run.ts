@@ -2,7 +2,7 @@ import { assert } from '../base/assert.js'
 import { compareBytes } from '../base/coding.js'
 import { ForwardOnlyIterator } from '../iterators/forward-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
-import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
+import { KIND_DELETE, KIND_PUT } from '../base/entry.js'
 
 /** Int32 words per entry (see SortedRun's fields). */
 const WORDS = 8

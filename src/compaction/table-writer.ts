@@ -16,7 +16,7 @@ const WRITE_CHUNK_BYTES = 1 << 20
  * fdatasyncs the file; the caller makes the directory entry durable
  * (`syncDirectory`) before a manifest references the table.
  */
-export class TableFile {
+export class TableFileWriter {
   private readonly builder: TableBuilder
   private readonly file: string
   private handle: File | undefined
@@ -101,7 +101,7 @@ export async function writeTable(
   options: TableBuilderOptions,
   snapshots: readonly number[],
 ): Promise<TableMeta | undefined> {
-  const out = new TableFile(fs, dir, number, options)
+  const out = new TableFileWriter(fs, dir, number, options)
   const shadow = new ShadowFilter(snapshots)
   try {
     for (; input.valid(); input.next()) {

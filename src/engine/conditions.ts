@@ -1,5 +1,5 @@
 import { ConflictError } from '../base/errors.js'
-import type { KeyRange } from '../iterators/db-iterator.js'
+import type { KeyRange } from '../base/entry.js'
 import type { Condition } from './write-group.js'
 
 /** What checking conditions needs to read: the applied state. */

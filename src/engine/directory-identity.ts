@@ -4,7 +4,7 @@ import { checksum32 } from '../base/checksum.js'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { CURRENT_FILE, LOCK_FILE, LOCK_TAKEOVER_PREFIX, MARKER_FILE, MARKER_TEMP_FILE, manifestFileName } from '../base/file-names.js'
 import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
-import { scanRecords } from '../wal/record-format.js'
+import { scanRecords } from '../wal/record-framing.js'
 
 /**
  * The identity of a database directory (docs/format.md, "STRATADB marker"):

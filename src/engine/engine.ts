@@ -1,32 +1,31 @@
 import * as path from 'node:path'
 import { assert } from '../base/assert.js'
+import type { Found, KeyRange, WriteOp } from '../base/entry.js'
 import type { StrataError } from '../base/errors.js'
 import { walFileName } from '../base/file-names.js'
 import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { BackgroundRunner } from '../compaction/background-runner.js'
 import { CompactionScheduler, type CompactionHost } from '../compaction/scheduler.js'
-import { DbIterator, type KeyRange } from '../iterators/db-iterator.js'
+import { DbIterator } from '../iterators/db-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { Version } from '../manifest/version.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import type { VersionSet } from '../manifest/version-set.js'
-import { Memtable, type Found } from '../memtable/memtable.js'
+import { Memtable } from '../memtable/memtable.js'
 import type { Recycler } from '../memtable/recycler.js'
 import type { ResolvedOptions } from '../options.js'
 import { BlockCache } from '../sstable/block-cache.js'
 import { TableCache } from '../sstable/table-cache.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { WalWriter } from '../wal/wal-writer.js'
-import type { WriteOp } from '../wal/wal-record.js'
 import { SnapshotList } from './snapshot-list.js'
 import { Flusher, type FlushHost } from './flusher.js'
 import { removeObsoleteFiles } from './obsolete-files.js'
 import { openSources, readPoint } from './read-path.js'
 import type { Condition } from './write-group.js'
 import { WritePath, type WriteHost } from './write-path.js'
-import { collectStats, type EngineStats } from './stats.js'
-import { errnoOf, readOnlyFailure, type BackgroundErrorInfo, type FailureSite } from './background-error.js'
-import type { RecoveryReport } from './recovery.js'
+import { collectStats, type EngineStats, type RecoveryReport } from './stats.js'
+import { errnoOf, readOnlyFailure, type BackgroundErrorInfo, type FailureSite } from '../base/background-error.js'
 
 /** What recovery hands to the engine. */
 export interface RecoveredEngineState {
@@ -48,7 +47,7 @@ export interface RecoveredEngineState {
  * the background flush and compactions, and reads. Writes go through the
  * write path (write-path.ts: write queue, group commit, pacing), which applies
  * them to the active memtable and appends them to its WAL. Arguments are
- * validated by the facade (db.ts) before they reach here; this class asserts.
+ * validated by the facade (db.ts) or txn/ before they reach here; this class asserts.
  */
 export class Engine implements CompactionHost, FlushHost, WriteHost {
   readonly dir: string

@@ -2,11 +2,11 @@ import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
 import { overlapsRange, type TableMeta } from '../manifest/table-meta.js'
 import type { Version } from '../manifest/version.js'
-import type { Found, Memtable } from '../memtable/memtable.js'
+import type { Memtable } from '../memtable/memtable.js'
 import { compareBytes } from '../base/coding.js'
 import { filterHash } from '../sstable/filter-block.js'
 import type { TableCache } from '../sstable/table-cache.js'
-import type { KeyRange } from '../iterators/db-iterator.js'
+import type { Found, KeyRange } from '../base/entry.js'
 
 /**
  * Point read, newest source first: the active memtable, frozen memtables

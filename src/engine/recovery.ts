@@ -13,24 +13,7 @@ import { visitWal } from '../wal/wal-reader.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { Engine } from './engine.js'
 import { establishIdentity, inspectDirectory } from './directory-identity.js'
-
-/** What an open found and dropped (`stats().recovery`). */
-export interface RecoveryReport {
-  /** WAL files replayed. */
-  walFiles: number
-  /** Intact WAL records replayed, and the entries they held. */
-  walRecords: number
-  walEntries: number
-  /**
-   * Torn or damaged WAL tails that were dropped, one per file that had one:
-   * the bytes after its last intact record and the records they held. A
-   * crash in the middle of an append leaves one; so does a damaged last
-   * record (a damaged record followed by intact ones is STRATA_CORRUPTION).
-   */
-  droppedTails: Array<{ file: string; bytes: number; records: number }>
-  /** One line per thing the open dropped or repaired, for logs. */
-  warnings: string[]
-}
+import type { RecoveryReport } from './stats.js'
 
 /**
  * Opens a database directory (docs/design.md, "Recovery"):

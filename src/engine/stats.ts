@@ -6,8 +6,25 @@ import type { ResolvedOptions } from '../options.js'
 import type { BlockCache } from '../sstable/block-cache.js'
 import type { TableCache } from '../sstable/table-cache.js'
 import { memoryBudget, type MemoryBudget } from './memory-budget.js'
-import type { BackgroundErrorInfo, FailureSite } from './background-error.js'
-import type { RecoveryReport } from './recovery.js'
+import type { BackgroundErrorInfo, FailureSite } from '../base/background-error.js'
+
+/** What an open found and dropped (`stats().recovery`). */
+export interface RecoveryReport {
+  /** WAL files replayed. */
+  walFiles: number
+  /** Intact WAL records replayed, and the entries they held. */
+  walRecords: number
+  walEntries: number
+  /**
+   * Torn or damaged WAL tails that were dropped, one per file that had one:
+   * the bytes after its last intact record and the records they held. A
+   * crash in the middle of an append leaves one; so does a damaged last
+   * record (a damaged record followed by intact ones is STRATA_CORRUPTION).
+   */
+  droppedTails: Array<{ file: string; bytes: number; records: number }>
+  /** One line per thing the open dropped or repaired, for logs. */
+  warnings: string[]
+}
 
 /** A failure as `stats()` reports it. */
 export interface FailureReport {

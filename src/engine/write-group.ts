@@ -1,5 +1,4 @@
-import type { KeyRange } from '../iterators/db-iterator.js'
-import type { WriteOp } from '../wal/wal-record.js'
+import type { KeyRange, WriteOp } from '../base/entry.js'
 
 /**
  * A precondition checked in the commit path, against the state every earlier

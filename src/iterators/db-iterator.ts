@@ -1,17 +1,6 @@
-import { KIND_PUT } from '../wal/wal-record.js'
+import { EMPTY_VALUE, KIND_PUT, tightestBounds, type KeyRange } from '../base/entry.js'
 import type { InternalIterator } from './internal-iterator.js'
 import { MergingIterator } from './merging-iterator.js'
-
-/** Key bounds of a range read, already converted to bytes. */
-export interface KeyRange {
-  gt?: Buffer
-  gte?: Buffer
-  lt?: Buffer
-  lte?: Buffer
-}
-
-/** The value of every entry of a keys-only iterator (length 0, shared: nothing to own or change). */
-export const EMPTY_VALUE: Buffer = Buffer.alloc(0)
 
 /** Entries yielded between macrotask yields, so a long scan does not starve I/O callbacks. */
 const ENTRIES_PER_YIELD = 1024
@@ -205,26 +194,4 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     }
     return undefined
   }
-}
-
-/** True when `key` lies within every bound of `r`. */
-export function inRange(key: Buffer, r: KeyRange): boolean {
-  if (r.gt !== undefined && Buffer.compare(key, r.gt) <= 0) return false
-  if (r.gte !== undefined && Buffer.compare(key, r.gte) < 0) return false
-  if (r.lt !== undefined && Buffer.compare(key, r.lt) >= 0) return false
-  if (r.lte !== undefined && Buffer.compare(key, r.lte) > 0) return false
-  return true
-}
-
-/**
- * Keeps the stricter of gt/gte and of lt/lte, so that every bound given is
- * applied (the range is their intersection) whichever direction walks it.
- */
-export function tightestBounds(r: KeyRange): KeyRange {
-  const out: KeyRange = {}
-  if (r.gt !== undefined && (r.gte === undefined || Buffer.compare(r.gt, r.gte) >= 0)) out.gt = r.gt
-  else if (r.gte !== undefined) out.gte = r.gte
-  if (r.lt !== undefined && (r.lte === undefined || Buffer.compare(r.lt, r.lte) <= 0)) out.lt = r.lt
-  else if (r.lte !== undefined) out.lte = r.lte
-  return out
 }

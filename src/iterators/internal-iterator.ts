@@ -2,7 +2,7 @@
  * The one iterator contract every internal view of data implements: memtables,
  * blocks, tables, levels and the merge of them all.
  *
- * Entries are ordered by internal key: user key ascending (bytewise), then
+ * Entries are ordered by internal key (base/entry.ts): user key ascending (bytewise), then
  * sequence number descending, so the newest version of a key comes first.
  * Sequence numbers are unique across the database, so no two entries tie.
  *
@@ -38,10 +38,4 @@ export interface InternalIterator {
   value(): Buffer
   /** Releases what the iterator holds; idempotent. */
   close(): void
-}
-
-/** Orders internal keys: user key ascending, then sequence descending. */
-export function compareInternal(aKey: Buffer, aSeq: number, bKey: Buffer, bSeq: number): number {
-  const c = Buffer.compare(aKey, bKey)
-  return c !== 0 ? c : bSeq - aSeq
 }

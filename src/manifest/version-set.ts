@@ -3,7 +3,7 @@ import { assert } from '../base/assert.js'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { CURRENT_FILE, manifestFileName } from '../base/file-names.js'
 import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
-import { frameRecord, scanRecords } from '../wal/record-format.js'
+import { frameRecord, scanRecords } from '../wal/record-framing.js'
 import { Version } from './version.js'
 import { decodeEdit, emptyEdit, encodeEdit, type VersionEdit } from './version-edit.js'
 

@@ -2,7 +2,7 @@ import { OrderedMap, type OrderedMapIterator } from '@js-sdsl/ordered-map'
 import { assert } from '../base/assert.js'
 import { compareBytes, copyBytes } from '../base/coding.js'
 import { RecordArena } from '../wal/record-arena.js'
-import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
+import { KIND_DELETE, KIND_PUT, VALUE_NOT_READ, type Found } from '../base/entry.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { Recycler } from './recycler.js'
 
@@ -37,17 +37,6 @@ import type { Recycler } from './recycler.js'
  * the last goes (the memtable is flushed and every iterator closed), its
  * record chunks and columns go back to the recycler for the next memtable.
  */
-
-/** A version found by a point lookup. */
-export interface Found {
-  /** Sequence of the version found. */
-  readonly s: number
-  /** Value bytes (a copy, the reader's to keep), or null for a delete. */
-  readonly v: Buffer | null
-}
-
-/** Found.v of a put read without its value (`wantValue` false): only its version was wanted. */
-export const VALUE_NOT_READ = Buffer.alloc(0)
 
 /** Sequence numbers stay below 2^53; this sorts before every real entry of a key. */
 const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER

@@ -1,6 +1,6 @@
 import { compareBytes, copyBytes, copyRange, cursor, readU32, readVarint } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
-import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
+import { KIND_DELETE, KIND_PUT } from '../base/entry.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { HASH_BUCKET_BYTES, HASH_EMPTY, HASH_INDEX_FLAG, hashBucket, hashFingerprint } from './block-hash-index.js'
 

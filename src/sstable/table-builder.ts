@@ -1,6 +1,6 @@
 import { assert } from '../base/assert.js'
 import { compareBytes, varintLength, writeVarint } from '../base/coding.js'
-import { KIND_DELETE, KIND_PUT } from '../wal/wal-record.js'
+import { KIND_DELETE, KIND_PUT } from '../base/entry.js'
 import { BlockBuilder } from './block-builder.js'
 import { buildFilter, filterHash } from './filter-block.js'
 import { buildPointIndex } from './point-index.js'

@@ -1,7 +1,6 @@
 import { tableFileName } from '../base/file-names.js'
 import { corruption } from '../base/errors.js'
-import { KIND_DELETE } from '../wal/wal-record.js'
-import { VALUE_NOT_READ, type Found } from '../memtable/memtable.js'
+import { KIND_DELETE, VALUE_NOT_READ, type Found } from '../base/entry.js'
 import { BlockSlots, type BlockCache, type CacheEntry } from './block-cache.js'
 import { BlockIterator } from './block-iterator.js'
 import { IndexBlock } from './index-block.js'

@@ -1,8 +1,9 @@
 import { assert } from '../base/assert.js'
 import { copyRange, writeU32, writeU64, writeVarint } from '../base/coding.js'
 import { RecordArena } from './record-arena.js'
-import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-format.js'
-import { KIND_DELETE, KIND_PUT, PAYLOAD_HEADER_BYTES, WAL_FORMAT_VERSION, type WriteOp } from './wal-record.js'
+import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-framing.js'
+import { KIND_DELETE, KIND_PUT, type WriteOp } from '../base/entry.js'
+import { PAYLOAD_HEADER_BYTES, WAL_FORMAT_VERSION } from './wal-record.js'
 
 /**
  * Builds WAL records in place in a memtable's record arena, one write at a

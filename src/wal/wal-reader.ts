@@ -1,5 +1,5 @@
 import { corruption, ioError } from '../base/errors.js'
-import { scanRecords } from './record-format.js'
+import { scanRecords } from './record-framing.js'
 import type { FileSystem } from '../vfs/file-system.js'
 import { decodeWalRecord, forEachWalEntry, type WalBatch, type WalEntryVisitor } from './wal-record.js'
 

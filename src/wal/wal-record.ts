@@ -1,4 +1,5 @@
 import { cursor, readU32, readU64, readVarint, varintLength } from '../base/coding.js'
+import { KIND_DELETE, KIND_PUT, type WriteOp } from '../base/entry.js'
 import { corruption } from '../base/errors.js'
 
 /**
@@ -12,16 +13,6 @@ import { corruption } from '../base/errors.js'
  */
 export const WAL_FORMAT_VERSION = 1
 export const PAYLOAD_HEADER_BYTES = 1 + 8 + 4
-
-/** Kind of an internal entry; the values are part of the on-disk format. */
-export const KIND_DELETE = 0
-export const KIND_PUT = 1
-
-/** One write of a group: a put (value set) or a delete (value null). */
-export interface WriteOp {
-  key: Buffer
-  value: Buffer | null
-}
 
 /** Bytes one op takes inside a payload. */
 export function encodedOpBytes(op: WriteOp): number {

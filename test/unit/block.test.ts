@@ -3,7 +3,7 @@ import { BlockBuilder } from '../../src/sstable/block-builder.js'
 import { BlockIterator } from '../../src/sstable/block-iterator.js'
 import { filterHash } from '../../src/sstable/filter-block.js'
 import { HASH_BUCKET_BYTES, HASH_INDEX_FLAG } from '../../src/sstable/block-hash-index.js'
-import { KIND_DELETE, KIND_PUT } from '../../src/wal/wal-record.js'
+import { KIND_DELETE, KIND_PUT } from '../../src/base/entry.js'
 import { b, ready, rng } from './helpers.js'
 
 interface E { key: Buffer; seq: number; kind: number; value: Buffer }

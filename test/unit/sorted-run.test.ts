@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { SortedRun } from '../../src/compaction/sorted-run.js'
-import { KIND_DELETE, KIND_PUT } from '../../src/wal/wal-record.js'
+import { KIND_DELETE, KIND_PUT } from '../../src/base/entry.js'
 import { rng } from './helpers.js'
 
 interface Entry {

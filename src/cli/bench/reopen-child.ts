@@ -1,6 +1,5 @@
-import type { BenchConfig, EngineName } from './config.js'
 import { loadEngine } from './engines.js'
-import { REOPEN_STREAM } from './reopen.js'
+import { REOPEN_STREAM, type ReopenChildMessage, type ReopenChildRequest } from './reopen-protocol.js'
 import { createContext } from './workload.js'
 import { putRandom } from './workloads.js'
 
@@ -9,16 +8,6 @@ import { putRandom } from './workloads.js'
  * database, makes the fillrandom writes of the `reopen` stream, reports
  * "written" once every write is acknowledged, then waits to be killed.
  */
-
-/** The child's only argument, as JSON. */
-export interface ReopenChildRequest {
-  engine: EngineName
-  dir: string
-  config: BenchConfig
-}
-
-/** What the child sends to its parent. */
-export type ReopenChildMessage = { type: 'written'; writeMs: number }
 
 async function main(): Promise<void> {
   const request = JSON.parse(process.argv[2] ?? '') as ReopenChildRequest

@@ -7,7 +7,7 @@ import type { BenchConfig } from './config.js'
 import type { EngineAdapter } from './engines.js'
 import { KeyFormat, randomIndices, streamSeed } from './key-stream.js'
 import { LatencyRecorder } from './latency.js'
-import type { ReopenChildRequest, ReopenChildMessage } from './reopen-child.js'
+import { REOPEN_STREAM, type ReopenChildMessage, type ReopenChildRequest } from './reopen-protocol.js'
 import type { Measurement } from './workload.js'
 
 /**
@@ -15,9 +15,6 @@ import type { Measurement } from './workload.js'
  * is killed with SIGKILL as soon as its last write is acknowledged; the parent
  * then times `open()` (recovery) and checks that acknowledged writes survived.
  */
-
-/** Stream label of the writes made by the child. */
-export const REOPEN_STREAM = 'reopen'
 
 /** Acknowledged writes checked after the reopen: this many of the first and of the last. */
 const VERIFIED_WRITES_PER_END = 1000

@@ -1,4 +1,4 @@
-import { StrataError, ioError } from '../base/errors.js'
+import { StrataError, ioError } from './errors.js'
 
 /** Where a background failure happened (docs/design.md, "When I/O fails"). */
 export type FailureSite =

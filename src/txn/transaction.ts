@@ -1,12 +1,13 @@
-import { compareBytes } from './base/coding.js'
-import { StrataError } from './base/errors.js'
-import type { Bytes } from './base/keys.js'
-import type { ConflictError } from './base/errors.js'
-import type { Database, Entry, IteratorOptions } from './db.js'
-import { EMPTY_VALUE, inRange, type KeyRange } from './iterators/db-iterator.js'
-import type { Condition } from './engine/write-group.js'
+import { compareBytes } from '../base/coding.js'
+import { EMPTY_VALUE, inRange, type Entry, type Found, type IteratorOptions, type KeyRange, type WriteOp } from '../base/entry.js'
+import { StrataError } from '../base/errors.js'
+import type { ConflictError } from '../base/errors.js'
+import { checkKey, checkValue, type Bytes } from '../base/keys.js'
+import type { DbIterator } from '../iterators/db-iterator.js'
+import type { Engine } from '../engine/engine.js'
+import type { Condition } from '../engine/write-group.js'
+import { encodedOpBytes } from '../wal/wal-record.js'
 import { TurnQueue, type Turn } from './transaction-turns.js'
-import type { WriteOp } from './wal/wal-record.js'
 
 /** Options of `db.transaction`. */
 export interface TransactionOptions {
@@ -122,10 +123,41 @@ export class Contention {
   }
 }
 
-const contentionByDb = new WeakMap<Database, Contention>()
+/**
+ * The transactions of one database (`db.transaction`), run on the engine the
+ * database holds at the time: `resume()` replaces it, but never while an
+ * attempt is running (an attempt pins a sequence, and a resume gives up while
+ * anything is pinned), so an attempt uses one engine from start to end.
+ */
+export class TransactionRunner {
+  /** Made at the first transaction. */
+  private contention: Contention | undefined
 
-export async function runTransaction<T>(
-  db: Database,
+  constructor(private readonly currentEngine: () => Engine) {}
+
+  run<T>(fn: (tx: Transaction) => Promise<T> | T, options: TransactionOptions | undefined): Promise<T> {
+    return runTransaction(this, fn, options)
+  }
+
+  /** The contention state, made (and the engine told about it) at the first call. */
+  contentionState(): Contention {
+    if (this.contention !== undefined) return this.contention
+    const c = (this.contention = new Contention())
+    // While a long chain of transactions waits for turns (a hot key), let it
+    // run to the end of the event-loop turn so its commits share one WAL
+    // write. Not for a few waiters: over 1,000 keys the deferral cost more
+    // than it saved (docs/performance.md, "Versions").
+    this.currentEngine().holdWriteGroupsWhile(() => c.waiting.count >= HOLD_GROUPS_MIN_WAITERS)
+    return c
+  }
+
+  engine(): Engine {
+    return this.currentEngine()
+  }
+}
+
+async function runTransaction<T>(
+  runner: TransactionRunner,
   fn: (tx: Transaction) => Promise<T> | T,
   options: TransactionOptions | undefined,
 ): Promise<T> {
@@ -134,16 +166,7 @@ export async function runTransaction<T>(
   if (!(retries === Infinity || (Number.isInteger(retries) && retries >= 0))) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'retries must be a non-negative integer or Infinity')
   }
-  let contention = contentionByDb.get(db)
-  if (contention === undefined) {
-    const c = (contention = new Contention())
-    contentionByDb.set(db, c)
-    // While a long chain of transactions waits for turns (a hot key), let it
-    // run to the end of the event-loop turn so its commits share one WAL
-    // write. Not for a few waiters: over 1,000 keys the deferral cost more
-    // than it saved (docs/performance.md, "Versions").
-    db.holdWriteGroupsWhile(() => c.waiting.count >= HOLD_GROUPS_MIN_WAITERS)
-  }
+  const contention = runner.contentionState()
   let conflicted: readonly Buffer[] = []
   for (let attempt = 0; ; attempt++) {
     const escalated = attempt >= ESCALATE_AFTER_CONFLICTS
@@ -161,7 +184,7 @@ export async function runTransaction<T>(
           break
         }
       }
-      tx = new TransactionState(db, contention, turn, keyTurn)
+      tx = new TransactionState(runner.engine(), contention, turn, keyTurn)
       const result = await fn(tx.handle)
       await tx.commit()
       return result
@@ -215,21 +238,44 @@ class TransactionState {
   readonly handle: Transaction
 
   constructor(
-    private readonly db: Database,
+    /** The engine of the attempt (it cannot change while the attempt pins a sequence; see TransactionRunner). */
+    private readonly engine: Engine,
     private readonly contention: Contention,
     /** The database's turn, when this attempt took it. */
     private turn: Turn | undefined,
     /** A contended key's turn: taken before the attempt or at the first read of that key; held until the commit is admitted. */
     private keyTurn: Turn | undefined,
   ) {
-    this.sequence = db.pinAppliedSequence()
+    this.sequence = this.pinAppliedSequence()
     this.handle = new TransactionHandle(this)
+  }
+
+  /**
+   * Pins the applied state (like a snapshot, see unpinSequence) and returns
+   * its sequence: it also holds writes admitted but not yet durable
+   * (WritePath.write). Transactions read it; they resolve only after every
+   * write they read is durable.
+   */
+  private pinAppliedSequence(): number {
+    this.checkOpen()
+    const sequence = this.engine.lastSequence
+    this.engine.snapshots.add(sequence)
+    return sequence
+  }
+
+  /** Releases a sequence pinned by pinAppliedSequence. */
+  private unpinSequence(sequence: number): void {
+    if (this.engine.isOpen) this.engine.snapshots.remove(sequence)
+  }
+
+  private checkOpen(): void {
+    if (!this.engine.isOpen) throw new StrataError('STRATA_NOT_OPEN', 'database is not open')
   }
 
   /** Moves the read point to the applied state as it is now. */
   private repin(): void {
-    const sequence = this.db.pinAppliedSequence()
-    this.db.unpinSequence(this.sequence)
+    const sequence = this.pinAppliedSequence()
+    this.unpinSequence(this.sequence)
     this.sequence = sequence
   }
 
@@ -238,7 +284,7 @@ class TransactionState {
     this.releaseTurns()
     if (this.ended) return
     this.ended = true
-    this.db.unpinSequence(this.sequence)
+    this.unpinSequence(this.sequence)
   }
 
   private releaseTurns(): void {
@@ -251,10 +297,15 @@ class TransactionState {
   /** Validates a key argument; a string key repeated (get, then put) is encoded once. */
   private checkedKey(key: Bytes): Buffer {
     if (typeof key === 'string' && key === this.lastKeyInput) return this.lastKey!
-    const k = this.db.checkedKey(key)
+    const k = this.validKey(key)
     this.lastKeyInput = key
     this.lastKey = k
     return k
+  }
+
+  /** Validates a key the way every public method does; returns bytes the caller cannot change. */
+  private validKey(key: unknown): Buffer {
+    return ownBytes(checkKey(key, this.engine.options.maxKeyBytes), key)
   }
 
   /**
@@ -301,17 +352,23 @@ class TransactionState {
 
   /** Reads `k` at the attempt's sequence and records the version read (the first read of a key counts). */
   private readRecorded(k: Buffer, asEntry: boolean): Entry | Buffer | undefined {
-    const found = this.db.readAt(k, this.sequence)
+    const found = this.readAt(k, this.sequence)
     const present = found !== undefined && found.v !== null
     if (this.reads.find(k) === undefined) this.reads.add({ key: k, version: present ? found.s : 0 })
     if (!present) return undefined
     return asEntry ? { value: found.v!, version: found.s } : found.v!
   }
 
+  /** What `key` (validated) holds at a pinned `sequence`: the engine's version and value (null: deleted). */
+  private readAt(key: Buffer, sequence: number): Found | undefined {
+    this.checkOpen()
+    return this.engine.get(key, sequence)
+  }
+
   write(key: Bytes, value: Bytes | null): void {
     this.checkActive()
     const k = this.checkedKey(key)
-    const v = value === null ? null : this.db.checkedValue(value)
+    const v = value === null ? null : ownBytes(checkValue(value, this.engine.options.maxValueBytes), value)
     const own = this.writes.find(k)
     if (own !== undefined) own.value = v
     else this.writes.add({ key: k, value: v })
@@ -335,11 +392,11 @@ class TransactionState {
     }
     if (limit === 0) return
     const range: KeyRange = {}
-    for (const b of ['gt', 'gte', 'lt', 'lte'] as const) if (o[b] !== undefined) range[b] = this.db.checkedKey(o[b])
+    for (const b of ['gt', 'gte', 'lt', 'lte'] as const) if (o[b] !== undefined) range[b] = this.validKey(o[b])
     const own = this.writes.items.filter((w) => inRange(w.key, range))
     own.sort((a, b) => (reverse ? -1 : 1) * Buffer.compare(a.key, b.key))
     this.iterated = true
-    const base = this.db.iteratorAt({ ...range, reverse, values }, this.sequence)
+    const base = this.iteratorAt(range, reverse, values, this.sequence)
     // Validated: from the start bound to the last key handed out; the whole range once exhausted.
     let covered: KeyRange | undefined
     const cover = (upTo: Buffer | undefined): void => {
@@ -387,6 +444,12 @@ class TransactionState {
     }
   }
 
+  /** An iterator at a pinned `sequence` over `range` (keys already validated). */
+  private iteratorAt(range: KeyRange, reverse: boolean, values: boolean, sequence: number): DbIterator {
+    this.checkOpen()
+    return this.engine.iterator({ ...range }, reverse, Infinity, sequence, true, values)
+  }
+
   /**
    * Commits as one conditional write. The turns pass on as soon as it is
    * admitted (or rejected), before it is durable.
@@ -402,7 +465,7 @@ class TransactionState {
       // A read-only transaction read one consistent state: nothing to
       // validate, but what it read must be durable before it resolves.
       this.releaseTurns()
-      return this.db.durableThrough(this.sequence)
+      return this.durableThrough(this.sequence)
     }
     // Arrays of their final size: a pushed-to empty array reserves 17 slots.
     const writes = this.writes.items
@@ -414,7 +477,36 @@ class TransactionState {
     for (let i = 0; i < this.ranges.length; i++) {
       conditions[reads.length + i] = { type: 'range', range: this.ranges[i], sinceSequence: this.sequence }
     }
-    return this.db.conditionalWrite(ops, conditions, () => this.releaseTurns())
+    return this.conditionalWrite(ops, conditions, () => this.releaseTurns())
+  }
+
+  /**
+   * Writes `ops` (keys and values already validated) if all `conditions`
+   * hold; `onAdmitted` runs once the write is admitted or rejected, before it
+   * is durable (WritePath.write).
+   */
+  private conditionalWrite(ops: WriteOp[], conditions: Condition[], onAdmitted: () => void): Promise<void> {
+    try {
+      this.checkOpen()
+      let bytes = 0
+      for (const op of ops) bytes += encodedOpBytes(op)
+      if (bytes > this.engine.options.maxBatchBytes) {
+        throw new StrataError('STRATA_TOO_LARGE', `transaction of ${bytes} bytes exceeds maxBatchBytes (${this.engine.options.maxBatchBytes})`)
+      }
+      return this.engine.write(ops, bytes, false, conditions, onAdmitted)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * Resolves once every write up to `sequence` is durable, or rejects when
+   * one of them failed (the database is then read-only).
+   */
+  private async durableThrough(sequence: number): Promise<void> {
+    const pending = this.engine.writesBefore()
+    if (pending !== undefined) await pending
+    if (this.engine.visibleSequence < sequence) throw this.engine.failure ?? new StrataError('STRATA_READ_ONLY', 'writes read by this transaction failed')
   }
 
   private checkActive(): void {
@@ -452,4 +544,9 @@ class KeyedList<T extends { key: Buffer }> {
     if (this.index !== undefined) this.index.set(item.key.toString('latin1'), item)
     else if (this.items.length > LINEAR_KEYS) this.index = new Map(this.items.map((i) => [i.key.toString('latin1'), i]))
   }
+}
+
+/** `bytes` (validated from `input`), copied unless they are already a new Buffer made from a string. */
+function ownBytes(bytes: Buffer, input: unknown): Buffer {
+  return typeof input === 'string' ? bytes : Buffer.from(bytes)
 }

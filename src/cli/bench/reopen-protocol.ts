@@ -1,0 +1,19 @@
+import type { BenchConfig, EngineName } from './config.js'
+
+/**
+ * What the reopen workload's parent (reopen.ts) and its writer process
+ * (reopen-child.ts) share; apart, so that neither imports the other.
+ */
+
+/** Stream label of the writes made by the child. */
+export const REOPEN_STREAM = 'reopen'
+
+/** The child's only argument, as JSON. */
+export interface ReopenChildRequest {
+  engine: EngineName
+  dir: string
+  config: BenchConfig
+}
+
+/** What the child sends to its parent. */
+export type ReopenChildMessage = { type: 'written'; writeMs: number }
