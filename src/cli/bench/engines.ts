@@ -6,8 +6,10 @@ import type { EngineName } from './config.js'
 
 /**
  * Adapters: one way to drive each engine through its natural fast path with
- * its default durability. Peers are loaded with a dynamic import so that a
- * missing optional dependency is reported and skipped, never fatal.
+ * its default durability. The peers (classic-level, lmdb) are development
+ * dependencies of stratadb, not installed with the package: they are loaded
+ * with a dynamic import, and a missing one is reported (with the npm command
+ * that adds it) and skipped, never fatal.
  */
 
 /** Called once per entry of a scan, in key order. */
@@ -109,13 +111,52 @@ export function packageVersion(name: string): string {
   }
 }
 
-/** This package's own version (dist/cli/bench/ → package.json three levels up). */
-export function ownVersion(): string {
+/** This package's own package.json (dist/cli/bench/ → three levels up); undefined when unreadable. */
+function ownPackageJson(): { version?: string; devDependencies?: Record<string, string> } | undefined {
   try {
     const file = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'package.json')
-    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as { version?: string; devDependencies?: Record<string, string> }
   } catch {
-    return 'unknown'
+    return undefined
+  }
+}
+
+/** This package's own version. */
+export function ownVersion(): string {
+  return ownPackageJson()?.version ?? 'unknown'
+}
+
+/** The engines the bench compares stratadb with: development dependencies, loaded when present. */
+export const PEER_ENGINES = ['classic-level', 'lmdb'] as const
+
+/**
+ * The npm command that installs the peers next to stratadb without recording
+ * them in the project, with the version ranges stratadb is developed against.
+ */
+export function peerInstallCommand(): string {
+  const ranges = ownPackageJson()?.devDependencies ?? {}
+  const specs = PEER_ENGINES.map((name) => (ranges[name] !== undefined ? `${name}@${ranges[name]}` : name))
+  return `npm install --no-save ${specs.join(' ')}`
+}
+
+/**
+ * Imports a peer. When the package itself cannot be found, the error says so
+ * in one line and names the npm command that adds it; any other failure (a
+ * native binding that does not load, a missing dependency of the peer) is
+ * passed on unchanged.
+ */
+async function importPeer(specifier: (typeof PEER_ENGINES)[number]): Promise<unknown> {
+  try {
+    return await import(specifier)
+  } catch (err) {
+    const e = err as { code?: unknown; message?: unknown }
+    const missing = e.code === 'ERR_MODULE_NOT_FOUND' && typeof e.message === 'string' && e.message.includes(`'${specifier}'`)
+    if (!missing) throw err
+    throw new Error(
+      `${specifier} is not installed (the bench's peers are development dependencies of stratadb, not installed with it); ` +
+        `add them with \`${peerInstallCommand()}\` (in a clone of stratadb, \`npm install\` adds them)`,
+      { cause: err },
+    )
   }
 }
 
@@ -273,7 +314,7 @@ async function loadStratadbLevel(): Promise<EngineAdapter> {
 
 async function loadClassicLevel(): Promise<EngineAdapter> {
   const specifier = 'classic-level'
-  const { ClassicLevel } = (await import(specifier)) as { ClassicLevel: LevelConstructor }
+  const { ClassicLevel } = (await importPeer(specifier)) as { ClassicLevel: LevelConstructor }
   return {
     name: 'classic-level',
     version: packageVersion(specifier),
@@ -319,7 +360,7 @@ type LmdbModule = { open(options: { path: string; keyEncoding: 'binary'; encodin
 
 async function loadLmdb(): Promise<EngineAdapter> {
   const specifier = 'lmdb'
-  const lmdb = (await import(specifier)) as LmdbModule
+  const lmdb = (await importPeer(specifier)) as LmdbModule
   return {
     name: 'lmdb',
     version: packageVersion(specifier),
