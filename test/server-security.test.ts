@@ -16,7 +16,7 @@ import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startServer, type ServerOptionsInput, type StrataServer } from '../src/server/index.js'
-import { hostName } from '../src/server/http-origin.js'
+import { hostName } from '../src/server/http/origin.js'
 import { tempDir } from './unit/helpers.js'
 
 interface Running {

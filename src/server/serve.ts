@@ -8,9 +8,9 @@
  */
 import * as path from 'node:path'
 import { Command, InvalidArgumentError } from 'commander'
-import { readTokenFile } from './auth.js'
-import { DEFAULT_LIMITS, DEFAULT_SERVER_OPTIONS, type ServerLimits, type ServerOptionsInput } from './options.js'
-import { startServer, type StrataServer } from './server.js'
+import { readTokenFile } from './shared/auth.js'
+import { DEFAULT_LIMITS, DEFAULT_SERVER_OPTIONS, type ServerLimits, type ServerOptionsInput } from './shared/options.js'
+import { startServer, type StrataServer } from './start-server.js'
 
 /** Options of `strata serve` as commander hands them over. */
 export interface ServeCliOptions {

@@ -42,10 +42,17 @@ const SRC = process.env.LAYERS_SRC ?? fileURLToPath(new URL('../../src', import.
  *  - compaction, engine: the moving parts over storage.
  *  - txn: optimistic transactions, on the engine.
  *  - api: the validated facade (db.ts) and the package entry (index.ts).
- *  - adapters: StrataLevel and the server, each on the public entry only.
+ *  - adapters: StrataLevel and the server, each on the public entry only
+ *    (inside the server, SERVER_LAYERS below).
  *  - cli: the program; it may start the server.
  */
-const LAYERS: readonly { name: string; members: readonly string[]; independent?: boolean }[] = [
+interface Layer {
+  name: string
+  members: readonly string[]
+  independent?: boolean
+}
+
+const LAYERS: readonly Layer[] = [
   { name: 'base', members: ['base/', 'vfs/', 'options.ts'] },
   { name: 'log+iterators', members: ['wal/', 'iterators/'], independent: true },
   { name: 'storage', members: ['memtable/', 'sstable/', 'manifest/'], independent: true },
@@ -62,14 +69,26 @@ const LAYERS: readonly { name: string; members: readonly string[]; independent?:
  * is a debt, not a permission: the check fails once a listed circle is gone,
  * so that the entry is removed with it.
  */
-const KNOWN_CYCLES: readonly (readonly string[])[] = [
-  // Type-only: the reply budget takes a Call, a Call carries the budget and the store. Break by moving ReplyBudget's type apart.
-  ['server/resp-command-spec.ts', 'server/resp-reply-budget.ts', 'server/store.ts'],
+const KNOWN_CYCLES: readonly (readonly string[])[] = []
+
+/**
+ * Inside src/server (all of it the server member of `adapters` above), the
+ * same kind of layers, bottom first. Also documented in docs/server.md, "Layout".
+ *  - shared: what both front ends use (options, context, errors, key locks,
+ *    write gate, metrics, auth, addresses).
+ *  - http/ and resp/: the two front ends, neither importing the other.
+ *  - the files of src/server itself: the package entry (index.ts), startServer
+ *    (start-server.ts, which wires both front ends) and `strata serve`.
+ */
+const SERVER_LAYERS: readonly Layer[] = [
+  { name: 'server/shared', members: ['server/shared/'] },
+  { name: 'server front ends', members: ['server/http/', 'server/resp/'], independent: true },
+  { name: 'server entry', members: ['server/'] },
 ]
 
-function memberOf(rel: string): { layer: number; member: string } | undefined {
-  for (let layer = 0; layer < LAYERS.length; layer++) {
-    const member = LAYERS[layer].members.find((m) => (m.endsWith('/') ? rel.startsWith(m) : rel === m))
+function memberOf(rel: string, layers: readonly Layer[] = LAYERS): { layer: number; member: string } | undefined {
+  for (let layer = 0; layer < layers.length; layer++) {
+    const member = layers[layer].members.find((m) => (m.endsWith('/') ? rel.startsWith(m) : rel === m))
     if (member !== undefined) return { layer, member }
   }
   return undefined
@@ -140,17 +159,18 @@ export function scanImports(srcDir: string): ImportGraph {
 
 /**
  * Imports that point from a lower layer to a higher one, or between members of
- * an independent layer, as "from (layer) -> to (layer)".
+ * an independent layer, as "from (layer) -> to (layer)". Files no layer of
+ * `layers` claims are left out (SERVER_LAYERS claims src/server only).
  */
-export function upwardImports(graph: ImportGraph): string[] {
+export function upwardImports(graph: ImportGraph, layers: readonly Layer[] = LAYERS): string[] {
   const out: string[] = []
   for (const [from, targets] of graph.edges) {
     for (const to of targets) {
-      const a = memberOf(from)
-      const b = memberOf(to)
+      const a = memberOf(from, layers)
+      const b = memberOf(to, layers)
       if (a === undefined || b === undefined) continue
-      const across = a.layer === b.layer && LAYERS[a.layer].independent === true && a.member !== b.member
-      if (b.layer > a.layer || across) out.push(`${from} (${LAYERS[a.layer].name}) -> ${to} (${LAYERS[b.layer].name})`)
+      const across = a.layer === b.layer && layers[a.layer].independent === true && a.member !== b.member
+      if (b.layer > a.layer || across) out.push(`${from} (${layers[a.layer].name}) -> ${to} (${layers[b.layer].name})`)
     }
   }
   return out.sort()
@@ -221,6 +241,14 @@ describe('layers of src/', () => {
     expect(upward).toEqual([])
   })
 
+  it('keeps src/server in its layers: shared/ under http/ and resp/, which do not import each other', () => {
+    expect(graph.files.filter((f) => f.startsWith('server/') && memberOf(f, SERVER_LAYERS) === undefined)).toEqual([])
+    expect(graph.files.filter((f) => f.startsWith('server/shared/')).length).toBeGreaterThan(0)
+    const upward = upwardImports(graph, SERVER_LAYERS)
+    if (upward.length > 0) console.error(`imports against the server's layers:\n${upward.join('\n')}`)
+    expect(upward).toEqual([])
+  })
+
   it('has no circle of imports between files', () => {
     const known = new Set(KNOWN_CYCLES.map((c) => c.join(' ')))
     const cycles = importCycles(graph.edges)
@@ -269,6 +297,16 @@ describe('the layer check itself', () => {
     ])
     const graph: ImportGraph = { files: [...edges.keys()], edges, unresolved: [] }
     expect(upwardImports(graph)).toEqual(['base/a.ts (base) -> engine/b.ts (engine)', 'sstable/e.ts (storage) -> memtable/f.ts (storage)'])
+    const server = new Map<string, Set<string>>([
+      ['server/shared/a.ts', new Set(['server/http/b.ts', 'base/a.ts'])],
+      ['server/http/b.ts', new Set(['server/resp/c.ts', 'server/shared/a.ts'])],
+      ['server/resp/c.ts', new Set(['server/shared/a.ts'])],
+      ['server/index.ts', new Set(['server/resp/c.ts', 'server/http/b.ts'])],
+    ])
+    expect(upwardImports({ files: [...server.keys()], edges: server, unresolved: [] }, SERVER_LAYERS)).toEqual([
+      'server/http/b.ts (server front ends) -> server/resp/c.ts (server front ends)',
+      'server/shared/a.ts (server/shared) -> server/http/b.ts (server front ends)',
+    ])
     expect(importCycles(edges)).toEqual([
       ['base/a.ts', 'engine/b.ts'],
       ['wal/c.ts', 'wal/d.ts'],

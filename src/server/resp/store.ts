@@ -1,0 +1,182 @@
+/**
+ * The key-value view RESP command handlers work against, in two flavours:
+ *
+ * - `DirectStore`: reads and blind writes straight on the database. Reads are
+ *   synchronous: the connection only runs them once its own earlier writes
+ *   are applied, so a read sees exactly what came before it in the pipeline.
+ * - `BufferedStore`: a small optimistic transaction for read-modify-write
+ *   commands and MULTI/EXEC. Reads record the version they saw, writes are
+ *   buffered, and `commit()` applies everything as one conditional batch
+ *   (STRATA_CONFLICT if any key read has changed since).
+ *
+ * Handlers are written once against `KvStore` and run in either.
+ */
+import type { BatchOp, Database, Entry } from '../../index.js'
+import { keyId } from '../shared/key-locks.js'
+import type { WriteBatcher } from './write-batcher.js'
+import type { MaybePromise } from './maybe.js'
+import type { ReplyBudget } from './reply-budget.js'
+
+/** Reads and writes of command handlers. Keys and values are bytes. */
+export interface KvStore {
+  get(key: Buffer): MaybePromise<Buffer | undefined>
+  getEntry(key: Buffer): MaybePromise<Entry | undefined>
+  /**
+   * Several keys read at one point in time. With a budget, each value is charged to it as it is
+   * read, and undefined is returned as soon as the values no longer fit (reply-budget.ts).
+   */
+  getMany(keys: readonly Buffer[], budget?: ReplyBudget): MaybePromise<Array<Buffer | undefined> | undefined>
+  /** Resolves when durable (direct) or immediately (buffered: at commit). */
+  put(key: Buffer, value: Buffer): MaybePromise<void>
+  del(key: Buffer): MaybePromise<void>
+  /** Several puts, atomically. */
+  putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): MaybePromise<void>
+}
+
+/** Reports each write handed to the engine (the connection counts them, the write gate too). */
+export type WriteTracker = (write: Promise<void>) => Promise<void>
+
+/** Direct reads and writes; see the file comment. */
+export class DirectStore implements KvStore {
+  /**
+   * `batcher`: the server's write batcher, whose queued writes are issued
+   * before every direct write so that the direct write is ordered after them.
+   */
+  constructor(
+    protected readonly db: Database,
+    protected readonly track: WriteTracker,
+    protected readonly batcher?: WriteBatcher,
+  ) {}
+
+  get(key: Buffer): Buffer | undefined {
+    return this.db.getSync(key)
+  }
+
+  getEntry(key: Buffer): Promise<Entry | undefined> {
+    return this.db.getEntry(key)
+  }
+
+  getMany(keys: readonly Buffer[], budget?: ReplyBudget): Array<Buffer | undefined> | undefined {
+    // Synchronous: no write can be applied in between, so this is one point in time.
+    const values = new Array<Buffer | undefined>(keys.length)
+    for (let i = 0; i < keys.length; i++) {
+      const v = this.db.getSync(keys[i])
+      if (budget !== undefined && !budget.bulk(v === undefined ? 0 : v.length)) return undefined
+      values[i] = v
+    }
+    return values
+  }
+
+  put(key: Buffer, value: Buffer): Promise<void> {
+    this.batcher?.flush()
+    return this.track(this.db.put(key, value))
+  }
+
+  del(key: Buffer): Promise<void> {
+    this.batcher?.flush()
+    return this.track(this.db.delete(key))
+  }
+
+  putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
+    this.batcher?.flush()
+    return this.track(this.db.batch(pairs.map(([key, value]) => ({ type: 'put', key, value }))))
+  }
+}
+
+/**
+ * A DirectStore whose writes join the turn's batch (write-batcher.ts). Only
+ * for blind writes parsed while no key is exclusively held.
+ */
+export class BatchingStore extends DirectStore {
+  constructor(
+    db: Database,
+    track: WriteTracker,
+    private readonly queue: WriteBatcher,
+  ) {
+    super(db, track, queue)
+  }
+
+  override put(key: Buffer, value: Buffer): Promise<void> {
+    return this.track(this.queue.put(key, value))
+  }
+
+  override putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
+    return this.track(this.queue.batch(pairs.map(([key, value]) => ({ type: 'put', key, value }))))
+  }
+}
+
+/** An optimistic read-modify-write unit; see the file comment. */
+export class BufferedStore implements KvStore {
+  /** Versions read (0 = absent), by key id. */
+  private readonly reads = new Map<string, { key: Buffer; version: number }>()
+  /** Buffered writes (null = delete), by key id, in first-write order. */
+  private readonly writes = new Map<string, { key: Buffer; value: Buffer | null }>()
+
+  constructor(private readonly db: Database) {}
+
+  /** Whether anything was written. */
+  get hasWrites(): boolean {
+    return this.writes.size > 0
+  }
+
+  async getEntry(key: Buffer): Promise<Entry | undefined> {
+    const id = keyId(key)
+    const own = this.writes.get(id)
+    // An own write has no version before commit: reported as 0.
+    if (own !== undefined) return own.value === null ? undefined : { value: own.value, version: 0 }
+    const entry = await this.db.getEntry(key)
+    if (!this.reads.has(id)) this.reads.set(id, { key, version: entry?.version ?? 0 })
+    return entry
+  }
+
+  async get(key: Buffer): Promise<Buffer | undefined> {
+    return (await this.getEntry(key))?.value
+  }
+
+  async getMany(keys: readonly Buffer[], budget?: ReplyBudget): Promise<Array<Buffer | undefined> | undefined> {
+    // One key at a time, so that a reply over budget stops the reads (the keys are locked: one point in time).
+    const values = new Array<Buffer | undefined>(keys.length)
+    for (let i = 0; i < keys.length; i++) {
+      const v = await this.get(keys[i])
+      if (budget !== undefined && !budget.bulk(v === undefined ? 0 : v.length)) return undefined
+      values[i] = v
+    }
+    return values
+  }
+
+  /** Requires `key` to still have `version` at commit (WATCH). */
+  expect(key: Buffer, version: number): void {
+    const id = keyId(key)
+    if (!this.reads.has(id)) this.reads.set(id, { key, version })
+  }
+
+  put(key: Buffer, value: Buffer): void {
+    this.writes.set(keyId(key), { key, value })
+  }
+
+  del(key: Buffer): void {
+    this.writes.set(keyId(key), { key, value: null })
+  }
+
+  putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): void {
+    for (const [key, value] of pairs) this.put(key, value)
+  }
+
+  /**
+   * Applies the buffered writes if every key read still has the version read;
+   * rejects with STRATA_CONFLICT (nothing written) otherwise. Returns
+   * undefined when there is nothing to apply or check. `submit` issues the
+   * batch (default db.batch; the connection passes the write batcher's).
+   */
+  commit(track: WriteTracker, submit: (ops: BatchOp[]) => Promise<void> = (ops) => this.db.batch(ops)): Promise<void> | undefined {
+    // A single read and no write is trivially consistent.
+    if (this.writes.size === 0 && this.reads.size <= 1) return undefined
+    const ops: BatchOp[] = []
+    for (const r of this.reads.values()) ops.push({ type: 'check', key: r.key, ifVersion: r.version })
+    for (const w of this.writes.values()) {
+      ops.push(w.value === null ? { type: 'del', key: w.key } : { type: 'put', key: w.key, value: w.value })
+    }
+    if (this.writes.size === 0) return this.db.batch(ops)
+    return track(submit(ops))
+  }
+}

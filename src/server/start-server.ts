@@ -1,0 +1,155 @@
+/**
+ * A running stratadb server: opens the database, starts the HTTP and RESP
+ * listeners, and shuts everything down in order.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { open, type Database } from '../index.js'
+import { resolveOptions } from '../options.js'
+import { formatAddress, parseListenAddress, type ListenAddress } from './shared/address.js'
+import { TokenChecker, checkBoundExposure, checkExposure, checkNamesResolveToLoopback } from './shared/auth.js'
+import type { RespContext } from './resp/context.js'
+import { HttpServer } from './http/server.js'
+import { KeyLocks } from './shared/key-locks.js'
+import { ServerMetrics } from './shared/metrics.js'
+import { resolveServerOptions, type ServerOptions, type ServerOptionsInput } from './shared/options.js'
+import { ClientMemory } from './resp/client-memory.js'
+import { setStrataVersion } from './resp/commands-server.js'
+import { RespServer } from './resp/server.js'
+import { ScanCursors } from './resp/scan-cursors.js'
+import { WriteBatcher } from './resp/write-batcher.js'
+import { WriteGate } from './shared/write-gate.js'
+
+/** A started server. */
+export interface StrataServer {
+  /** Bound HTTP address (`host:port`), or null when HTTP is off. */
+  readonly http: string | null
+  /** Bound RESP address, or null when RESP is off. */
+  readonly resp: string | null
+  readonly httpPort: number | null
+  readonly respPort: number | null
+  readonly options: ServerOptions
+  readonly db: Database
+  /**
+   * Graceful shutdown: stop accepting, finish in-flight requests (up to
+   * `shutdownTimeoutMs`), close the database. Idempotent.
+   */
+  close(): Promise<void>
+}
+
+/**
+ * Validates the options (refusing a non-loopback address without a token),
+ * opens the database and starts listening. Throws a readable Error.
+ */
+export async function startServer(input: ServerOptionsInput = {}): Promise<StrataServer> {
+  const options = resolveServerOptions(input)
+  const httpAddress = options.http === null ? undefined : parseListenAddress(options.http, '--http')
+  const respAddress = options.resp === null ? undefined : parseListenAddress(options.resp, '--resp')
+  const addresses: Array<{ name: string; address: ListenAddress }> = []
+  if (httpAddress) addresses.push({ name: 'HTTP', address: httpAddress })
+  if (respAddress) addresses.push({ name: 'RESP', address: respAddress })
+  checkExposure(addresses, options.token)
+  await checkNamesResolveToLoopback(addresses, options.token)
+  setStrataVersion(ownVersion())
+
+  const db = await openDatabase(options)
+  let httpServer: HttpServer | undefined
+  let respServer: RespServer | undefined
+  const ctx = newContext(db, options, () => ({ http: httpServer?.connectionCount ?? 0, resp: respServer?.connectionCount ?? 0 }))
+  let httpBound: string | null = null
+  let respBound: string | null = null
+  let httpPort: number | null = null
+  let respPort: number | null = null
+  try {
+    if (httpAddress) {
+      httpServer = new HttpServer(ctx)
+      const a = await httpServer.listen(httpAddress)
+      checkBoundExposure('HTTP', httpAddress, a, options.token)
+      httpBound = formatAddress(a.address, a.port)
+      httpPort = ctx.ports.http = a.port
+    }
+    if (respAddress) {
+      respServer = new RespServer(ctx)
+      const a = await respServer.listen(respAddress)
+      checkBoundExposure('RESP', respAddress, a, options.token)
+      respBound = formatAddress(a.address, a.port)
+      respPort = ctx.ports.resp = a.port
+    }
+  } catch (e) {
+    await Promise.allSettled([httpServer?.close(0), respServer?.close(0)])
+    await db.close()
+    throw e
+  }
+
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      ctx.shuttingDown = true
+      await Promise.all([httpServer?.close(options.shutdownTimeoutMs), respServer?.close(options.shutdownTimeoutMs)])
+      ctx.batcher.flush()
+      await db.close()
+    })()
+    return closing
+  }
+  return { http: httpBound, resp: respBound, httpPort, respPort, options, db, close }
+}
+
+/** Opens the database of `options`, logging background errors and recovery warnings. */
+async function openDatabase(options: ServerOptions): Promise<Database> {
+  const db = await open(options.dir, {
+    ...options.dbOptions,
+    syncWrites: options.sync,
+    onBackgroundError: (info) => {
+      options.log(`${info.readOnly ? 'database is read-only: ' : ''}${info.where} failed${info.errno ? ` (${info.errno})` : ''}: ${info.error.message}`)
+      options.dbOptions?.onBackgroundError?.(info)
+    },
+  })
+  for (const warning of db.stats().recovery.warnings) options.log(`recovery: ${warning}`)
+  return db
+}
+
+/** The state both front ends share, and RESP's own; `connections` counts the open connections per protocol. */
+function newContext(db: Database, options: ServerOptions, connections: () => { http: number; resp: number }): RespContext {
+  const gate = new WriteGate(options.limits.maxPendingWrites, options.limits.maxWriteStallMs)
+  const dbOptions = resolveOptions(options.dbOptions)
+  const batcher = new WriteBatcher(db, { maxKeyBytes: dbOptions.maxKeyBytes, maxValueBytes: dbOptions.maxValueBytes })
+  const locks = new KeyLocks()
+  const clientMemory = new ClientMemory(options.limits.maxMemoryClientsBytes)
+  // Queued writes touching a key go to the engine once an exclusive holder has taken it, before it reads (resp/write-batcher.ts).
+  locks.onAcquired = (ids) => batcher.flushIfTouching(ids)
+  return {
+    db,
+    options,
+    locks,
+    gate,
+    batcher,
+    cursors: new ScanCursors(options.limits.maxScanCursorBytes),
+    clientMemory,
+    auth: options.token === undefined ? undefined : new TokenChecker(options.token),
+    startedAtMs: performance.now(),
+    shuttingDown: false,
+    ports: { http: null, resp: null },
+    log: options.log,
+    connectionCount: connections,
+    metrics: new ServerMetrics({
+      engineStats: () => (db.isOpen ? db.stats() : undefined),
+      connections,
+      pendingWrites: () => gate.pending,
+      writeStalledMs: () => gate.stalledMs(),
+      busyRefusals: () => gate.refused,
+      clientMemory: () => clientMemory,
+    }),
+  }
+}
+
+/** The version in package.json, or 0.0.0 when it cannot be read. */
+export function ownVersion(): string {
+  try {
+    const here = path.dirname(fileURLToPath(import.meta.url))
+    const pkg = JSON.parse(fs.readFileSync(path.join(here, '..', '..', 'package.json'), 'utf8')) as { version?: string }
+    return pkg.version ?? '0.0.0'
+  } catch {
+    return '0.0.0'
+  }
+}
