@@ -11,8 +11,8 @@ import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { open, type BackgroundErrorInfo, type Database, type OpenOptions } from '../src/index.js'
-import { VersionSet } from '../src/manifest/version-set.js'
-import { Version } from '../src/manifest/version.js'
+import { TableVersionSet } from '../src/manifest/table-version-set.js'
+import { TableVersion } from '../src/manifest/table-version.js'
 import { initChecksum } from '../src/base/checksum.js'
 import { FaultInjectingFileSystem } from '../src/vfs/fault-injecting-file-system.js'
 import { nodeFileSystem } from '../src/vfs/node-file-system.js'
@@ -88,7 +88,7 @@ describe('findings of issue #15', () => {
     await initChecksum()
     const dir = tempDir()
     const faultFs = new FaultInjectingFileSystem(nodeFileSystem)
-    const vs = new VersionSet(faultFs, dir, { version: Version.empty(), logNumber: 0, nextFileNumber: 1, lastSequence: 0 }, 16 << 20)
+    const vs = new TableVersionSet(faultFs, dir, { tableVersion: TableVersion.empty(), logNumber: 0, nextFileNumber: 1, lastSequence: 0 }, 16 << 20)
     vs.writeSnapshotManifest()
     faultFs.inject({ op: 'write', fileClass: 'manifest', nth: next(faultFs, 'write:manifest'), fault: 'short-write' })
     await expect(vs.logAndApply({ logNumber: 5, added: [], deleted: [] }, 10)).rejects.toMatchObject({ code: 'STRATA_IO_ERROR' })
@@ -96,7 +96,7 @@ describe('findings of issue #15', () => {
     await expect(vs.logAndApply({ logNumber: 6, added: [], deleted: [] }, 11)).rejects.toMatchObject({ code: 'STRATA_IO_ERROR' })
     expect(vs.logNumber).toBe(0)
     vs.close()
-    const recovered = VersionSet.recover(nodeFileSystem, dir)!
+    const recovered = TableVersionSet.recover(nodeFileSystem, dir)!
     expect(recovered.logNumber).toBe(0)
   })
 

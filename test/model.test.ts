@@ -276,14 +276,19 @@ interface RunSummary {
   maxFilterTables: number
 }
 
-async function runModel(scenario: Scenario, seed: number): Promise<RunSummary> {
-  const rng = new Rng(seed)
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-model-'))
-  tempDirs.push(dir)
-  const keys = makeKeyPool(rng)
-  const model: Model = new Map()
-  let snapshots: LiveSnapshot[] = []
-  const summary: RunSummary = {
+/**
+ * One seeded run of a scenario: the engine, the model it is checked against,
+ * the live snapshots (each with its copy of the model), the log of the last
+ * operations, and what the run exercised. Every random choice comes from `rng`
+ * in a fixed order, so a seed replays the same run.
+ */
+class ModelRun {
+  readonly rng: Rng
+  readonly dir: string
+  readonly keys: Buffer[]
+  readonly model: Model = new Map()
+  snapshots: LiveSnapshot[] = []
+  readonly summary: RunSummary = {
     flushes: 0,
     compactions: 0,
     maxL0Tables: 0,
@@ -294,52 +299,76 @@ async function runModel(scenario: Scenario, seed: number): Promise<RunSummary> {
     maxPointIndexedTables: 0,
     maxFilterTables: 0,
   }
-  const observe = (): void => {
-    const st = db.stats()
+  /** Number of the operation running (the log and the failure message name it). */
+  op = 0
+  // The last operations, printed on failure: enough to see what led up to it.
+  // STRATA_MODEL_TRACE=<file> keeps every operation and writes them there on failure.
+  readonly traceFile = process.env.STRATA_MODEL_TRACE
+  readonly log: string[] = []
+  logged = 0
+  options: OpenOptions
+  db!: Database
+  /** The operation at which the database is next closed and reopened. */
+  nextReopen = 0
+
+  constructor(
+    readonly scenario: Scenario,
+    readonly seed: number,
+  ) {
+    this.rng = new Rng(seed)
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-model-'))
+    tempDirs.push(this.dir)
+    this.keys = makeKeyPool(this.rng)
+    this.options = { ...scenario.options }
+  }
+
+  /** Opens the database for the first time and draws the first reopen point. */
+  async open(): Promise<void> {
+    this.db = await open(this.dir, this.options)
+    openDb = this.db
+    this.nextReopen = this.rng.int(Math.floor(this.scenario.ops / 5), Math.floor(this.scenario.ops / 3))
+  }
+
+  observe(): void {
+    const st = this.db.stats()
+    const summary = this.summary
     summary.maxPointIndexedTables = Math.max(summary.maxPointIndexedTables, st.pointIndexedTables)
     summary.maxFilterTables = Math.max(summary.maxFilterTables, st.openTables - st.pointIndexedTables)
     summary.maxL0Tables = Math.max(summary.maxL0Tables, st.levels[0].tables)
     for (const l of st.levels) if (l.tables > 0) summary.deepestLevel = Math.max(summary.deepestLevel, l.level)
   }
-  // Counters restart at every open: add them up just before each close.
-  const addCounters = (): void => {
-    const st = db.stats()
-    summary.flushes += st.writes.flushes
-    summary.compactions += st.compaction.compactions
+
+  /** Counters restart at every open: add them up just before each close. */
+  addCounters(): void {
+    const st = this.db.stats()
+    this.summary.flushes += st.writes.flushes
+    this.summary.compactions += st.compaction.compactions
   }
 
-  // The last operations, printed on failure: enough to see what led up to it.
-  // STRATA_MODEL_TRACE=<file> keeps every operation and writes them there on failure.
-  let op = 0
-  const traceFile = process.env.STRATA_MODEL_TRACE
-  const log: string[] = []
-  let logged = 0
-  const note = (s: string): void => {
-    log.push(`#${op} ${s}`)
-    logged++
-    if (traceFile === undefined && log.length > 40) log.shift()
+  note(s: string): void {
+    this.log.push(`#${this.op} ${s}`)
+    this.logged++
+    if (this.traceFile === undefined && this.log.length > 40) this.log.shift()
   }
 
-  let options: OpenOptions = { ...scenario.options }
-  let db = await open(dir, options)
-  openDb = db
-  let nextReopen = rng.int(Math.floor(scenario.ops / 5), Math.floor(scenario.ops / 3))
-
-  const pickKey = (): Buffer => (rng.chance(0.3) ? keys[rng.int(0, 19)] : rng.pick(keys))
+  pickKey(): Buffer {
+    return this.rng.chance(0.3) ? this.keys[this.rng.int(0, 19)] : this.rng.pick(this.keys)
+  }
 
   /** Issues one random write (not awaited) and applies it to `m`; returns its promise. */
-  const issueWrite = (m: Model, avoid?: Set<string>): Promise<void> => {
+  issueWrite(m: Model, avoid?: Set<string>): Promise<void> {
+    const { rng, db } = this
     const r = rng.float()
-    let k = pickKey()
-    while (avoid?.has(str(k))) k = pickKey()
+    let k = this.pickKey()
+    while (avoid?.has(str(k))) k = this.pickKey()
     if (r < 0.6) {
       const v = makeValue(rng)
-      note(`put ${hex(k)} (${v.length} bytes)`)
+      this.note(`put ${hex(k)} (${v.length} bytes)`)
       m.set(str(k), v)
       return db.put(asInput(rng, k), asInput(rng, v))
     }
     if (r < 0.85) {
-      note(`delete ${hex(k)}`)
+      this.note(`delete ${hex(k)}`)
       m.delete(str(k))
       return db.delete(asInput(rng, k))
     }
@@ -348,8 +377,8 @@ async function runModel(scenario: Scenario, seed: number): Promise<RunSummary> {
     const ops: Array<{ type: 'put'; key: Buffer | Uint8Array | string; value: Buffer | Uint8Array | string } | { type: 'del'; key: Buffer | Uint8Array | string }> = []
     const desc: string[] = []
     for (let i = 0; i < n; i++) {
-      let bk = rng.chance(0.3) && i > 0 ? k : pickKey()
-      while (avoid?.has(str(bk))) bk = pickKey()
+      let bk = rng.chance(0.3) && i > 0 ? k : this.pickKey()
+      while (avoid?.has(str(bk))) bk = this.pickKey()
       k = bk
       if (rng.chance(0.7)) {
         const v = makeValue(rng)
@@ -362,178 +391,245 @@ async function runModel(scenario: Scenario, seed: number): Promise<RunSummary> {
         desc.push(`del ${hex(bk)}`)
       }
     }
-    note(`batch [${desc.join(', ')}]`)
+    this.note(`batch [${desc.join(', ')}]`)
     return db.batch(ops)
   }
 
-  const checkFull = async (what: string): Promise<void> => {
+  async checkFull(what: string): Promise<void> {
+    const { db, model } = this
     checkEntries(await collect(db.iterator()), expectedRange(model, {}), `${what}: full forward scan`)
     checkEntries(await collect(db.iterator({ reverse: true })), expectedRange(model, { reverse: true }), `${what}: full reverse scan`)
-    for (const k of keys) checkValue(db.getSync(k), model.get(str(k)), `${what}: getSync ${hex(k)}`)
+    for (const k of this.keys) checkValue(db.getSync(k), model.get(str(k)), `${what}: getSync ${hex(k)}`)
   }
 
-  const reopen = async (): Promise<void> => {
+  async reopen(): Promise<void> {
+    const { rng, scenario } = this
     // Snapshots do not survive a close; release them first as a user must.
-    for (const s of snapshots) s.snap.release()
-    snapshots = []
+    for (const s of this.snapshots) s.snap.release()
+    this.snapshots = []
     // close() must wait for writes still queued: issue some and do not await them first.
     const inflight: Promise<void>[] = []
-    for (let i = rng.int(0, 6); i > 0; i--) inflight.push(issueWrite(model))
-    addCounters()
-    await db.close()
+    for (let i = rng.int(0, 6); i > 0; i--) inflight.push(this.issueWrite(this.model))
+    this.addCounters()
+    await this.db.close()
     await Promise.all(inflight)
-    options = { ...scenario.options, blockBytes: rng.pick(scenario.reopenBlockBytes) }
-    note(`reopen (blockBytes ${options.blockBytes})`)
-    db = await open(dir, options)
-    openDb = db
-    summary.reopens++
-    await checkFull('after reopen')
+    this.options = { ...scenario.options, blockBytes: rng.pick(scenario.reopenBlockBytes) }
+    this.note(`reopen (blockBytes ${this.options.blockBytes})`)
+    this.db = await open(this.dir, this.options)
+    openDb = this.db
+    this.summary.reopens++
+    await this.checkFull('after reopen')
   }
 
-  try {
-    for (op = 0; op < scenario.ops; op++) {
-      if (op === nextReopen) {
-        await reopen()
-        nextReopen = op + rng.int(Math.floor(scenario.ops / 5), Math.floor(scenario.ops / 3))
-        continue
-      }
-      if (op % 25 === 0) observe()
-      const r = rng.float()
-      if (r < 0.4) {
-        // One awaited write, then the result of it visible to getSync at once.
-        await issueWrite(model)
-        if (rng.chance(0.2)) {
-          const k = pickKey()
-          note(`getSync ${hex(k)} right after the write`)
-          checkValue(db.getSync(k), model.get(str(k)), `getSync ${hex(k)} right after a write`)
-        }
-      } else if (r < 0.55) {
-        const k = pickKey()
-        note(`get ${hex(k)}`)
-        checkValue(await db.get(asInput(rng, k)), model.get(str(k)), `get ${hex(k)}`)
-      } else if (r < 0.67) {
-        const k = pickKey()
-        note(`getSync ${hex(k)}`)
-        checkValue(db.getSync(asInput(rng, k)), model.get(str(k)), `getSync ${hex(k)}`)
-      } else if (r < 0.77) {
-        const o = makeRange(rng, keys)
-        note(`iterator ${describeRange(o)}`)
-        checkEntries(await collect(db.iterator(o)), expectedRange(model, o), `iterator ${describeRange(o)}`)
-      } else if (r < 0.8) {
-        // An iterator is a point in time: writes (and the flushes they cause)
-        // between its creation and its reads must not show through.
-        const o = makeRange(rng, keys)
-        const expected = expectedRange(model, o)
-        note(`iterator across writes ${describeRange(o)}`)
-        const it = db.iterator(o)
-        const got: Array<[Buffer, Buffer]> = []
-        const firstPart = rng.int(0, 5)
-        for (let i = 0; i < firstPart; i++) {
-          const n = await it.next()
-          if (n.done === true) break
-          got.push(n.value)
-        }
-        for (let i = rng.int(1, 8); i > 0; i--) await issueWrite(model)
-        for await (const entry of it) got.push(entry)
-        checkEntries(got, expected, `iterator across writes ${describeRange(o)}`)
-      } else if (r < 0.82) {
-        // Leaving an iterator early must release it cleanly (checked by later ops and close).
-        const o = makeRange(rng, keys)
-        note(`iterator early exit ${describeRange(o)}`)
-        const expected = expectedRange(model, o)
-        const stopAt = rng.int(0, 3)
-        const got: Array<[Buffer, Buffer]> = []
-        const it = db.iterator(o)
-        for await (const entry of it) {
-          if (got.length === stopAt) break
-          got.push(entry)
-        }
-        if (rng.chance(0.5)) it.close()
-        checkEntries(got, expected.slice(0, Math.min(stopAt, expected.length)), `iterator early exit ${describeRange(o)}`)
-      } else if (r < 0.86) {
-        // Pipelined writes: several in flight, then get() issued before any of
-        // them resolved must see all of them. Later writes avoid the probed
-        // keys, so each probe has exactly one correct answer.
-        const inflight: Promise<void>[] = []
-        for (let i = rng.int(2, 10); i > 0; i--) inflight.push(issueWrite(model))
-        const probes = Array.from({ length: rng.int(1, 4) }, pickKey)
-        note(`pipelined gets ${probes.map((k) => hex(k, 8)).join(' ')}`)
-        const gets = probes.map((k) => ({ k, expected: model.get(str(k)), got: db.get(asInput(rng, k)) }))
-        const avoid = new Set(probes.map(str))
-        for (let i = rng.int(0, 4); i > 0; i--) inflight.push(issueWrite(model, avoid))
-        await Promise.all(inflight)
-        for (const g of gets) checkValue(await g.got, g.expected, `get ${hex(g.k)} issued after unawaited writes`)
-        summary.pipelinedGets += gets.length
-      } else if (r < 0.875) {
-        if (snapshots.length < 4) {
-          // Two snapshots at one sequence share an entry in the snapshot list; releasing one must not free the other.
-          const copies = rng.chance(0.2) ? 2 : 1
-          for (let i = 0; i < copies; i++) snapshots.push({ snap: db.snapshot(), model: new Map(model), takenAt: op })
-          note(`snapshot x${copies} (now ${snapshots.length} live)`)
-        }
-      } else if (r < 0.885) {
-        if (snapshots.length > 0) {
-          const i = rng.int(0, snapshots.length - 1)
-          note(`release snapshot taken at op ${snapshots[i].takenAt}`)
-          snapshots[i].snap.release()
-          snapshots.splice(i, 1)
-        }
-      } else if (r < 0.94) {
-        if (snapshots.length > 0) {
-          const s = rng.pick(snapshots)
-          const kind = rng.int(0, 2)
-          const tag = `snapshot from op ${s.takenAt}`
-          summary.snapshotChecks++
-          if (kind === 0) {
-            const k = pickKey()
-            note(`${tag}: get ${hex(k)}`)
-            checkValue(await s.snap.get(asInput(rng, k)), s.model.get(str(k)), `${tag}: get ${hex(k)}`)
-          } else if (kind === 1) {
-            const k = pickKey()
-            note(`${tag}: getSync ${hex(k)}`)
-            checkValue(s.snap.getSync(asInput(rng, k)), s.model.get(str(k)), `${tag}: getSync ${hex(k)}`)
-          } else {
-            const o = makeRange(rng, keys)
-            note(`${tag}: iterator ${describeRange(o)}`)
-            checkEntries(await collect(s.snap.iterator(o)), expectedRange(s.model, o), `${tag}: iterator ${describeRange(o)}`)
-          }
-        }
-      } else if (r < 0.943) {
-        note('full check')
-        await checkFull('periodic full check')
-      } else if (r < 0.945) {
-        // A manual compaction of a random range, racing nothing: it must not change what any read returns.
-        const lo = rng.chance(0.7) ? makeBound(rng, keys) : undefined
-        const hi = rng.chance(0.7) ? makeBound(rng, keys) : undefined
-        note(`compactRange ${hex(lo)}..${hex(hi)}`)
-        await db.compactRange(lo, hi)
-        observe()
+  /** Operation number `op`: a reopen when due, else one random operation checked against the model. */
+  async step(): Promise<void> {
+    const { rng, scenario, op } = this
+    if (op === this.nextReopen) {
+      await this.reopen()
+      this.nextReopen = op + rng.int(Math.floor(scenario.ops / 5), Math.floor(scenario.ops / 3))
+      return
+    }
+    if (op % 25 === 0) this.observe()
+    const r = rng.float()
+    if (r < 0.4) await this.writeThenGetSync()
+    else if (r < 0.55) await this.checkGet()
+    else if (r < 0.67) this.checkGetSync()
+    else if (r < 0.77) await this.checkIterator()
+    else if (r < 0.8) await this.checkIteratorAcrossWrites()
+    else if (r < 0.82) await this.checkIteratorEarlyExit()
+    else if (r < 0.86) await this.checkPipelinedGets()
+    else if (r < 0.875) this.takeSnapshots()
+    else if (r < 0.885) this.releaseSnapshot()
+    else if (r < 0.94) await this.checkSnapshot()
+    else if (r < 0.943) {
+      this.note('full check')
+      await this.checkFull('periodic full check')
+    } else if (r < 0.945) await this.compactRandomRange()
+    else await this.writeBurst()
+  }
+
+  /** One awaited write, then the result of it visible to getSync at once. */
+  async writeThenGetSync(): Promise<void> {
+    await this.issueWrite(this.model)
+    if (this.rng.chance(0.2)) {
+      const k = this.pickKey()
+      this.note(`getSync ${hex(k)} right after the write`)
+      checkValue(this.db.getSync(k), this.model.get(str(k)), `getSync ${hex(k)} right after a write`)
+    }
+  }
+
+  async checkGet(): Promise<void> {
+    const k = this.pickKey()
+    this.note(`get ${hex(k)}`)
+    checkValue(await this.db.get(asInput(this.rng, k)), this.model.get(str(k)), `get ${hex(k)}`)
+  }
+
+  checkGetSync(): void {
+    const k = this.pickKey()
+    this.note(`getSync ${hex(k)}`)
+    checkValue(this.db.getSync(asInput(this.rng, k)), this.model.get(str(k)), `getSync ${hex(k)}`)
+  }
+
+  async checkIterator(): Promise<void> {
+    const o = makeRange(this.rng, this.keys)
+    this.note(`iterator ${describeRange(o)}`)
+    checkEntries(await collect(this.db.iterator(o)), expectedRange(this.model, o), `iterator ${describeRange(o)}`)
+  }
+
+  /**
+   * An iterator is a point in time: writes (and the flushes they cause)
+   * between its creation and its reads must not show through.
+   */
+  async checkIteratorAcrossWrites(): Promise<void> {
+    const { rng } = this
+    const o = makeRange(rng, this.keys)
+    const expected = expectedRange(this.model, o)
+    this.note(`iterator across writes ${describeRange(o)}`)
+    const it = this.db.iterator(o)
+    const got: Array<[Buffer, Buffer]> = []
+    const firstPart = rng.int(0, 5)
+    for (let i = 0; i < firstPart; i++) {
+      const n = await it.next()
+      if (n.done === true) break
+      got.push(n.value)
+    }
+    for (let i = rng.int(1, 8); i > 0; i--) await this.issueWrite(this.model)
+    for await (const entry of it) got.push(entry)
+    checkEntries(got, expected, `iterator across writes ${describeRange(o)}`)
+  }
+
+  /** Leaving an iterator early must release it cleanly (checked by later ops and close). */
+  async checkIteratorEarlyExit(): Promise<void> {
+    const { rng } = this
+    const o = makeRange(rng, this.keys)
+    this.note(`iterator early exit ${describeRange(o)}`)
+    const expected = expectedRange(this.model, o)
+    const stopAt = rng.int(0, 3)
+    const got: Array<[Buffer, Buffer]> = []
+    const it = this.db.iterator(o)
+    for await (const entry of it) {
+      if (got.length === stopAt) break
+      got.push(entry)
+    }
+    if (rng.chance(0.5)) it.close()
+    checkEntries(got, expected.slice(0, Math.min(stopAt, expected.length)), `iterator early exit ${describeRange(o)}`)
+  }
+
+  /**
+   * Pipelined writes: several in flight, then get() issued before any of
+   * them resolved must see all of them. Later writes avoid the probed
+   * keys, so each probe has exactly one correct answer.
+   */
+  async checkPipelinedGets(): Promise<void> {
+    const { rng, model } = this
+    const inflight: Promise<void>[] = []
+    for (let i = rng.int(2, 10); i > 0; i--) inflight.push(this.issueWrite(model))
+    const probes = Array.from({ length: rng.int(1, 4) }, () => this.pickKey())
+    this.note(`pipelined gets ${probes.map((k) => hex(k, 8)).join(' ')}`)
+    const gets = probes.map((k) => ({ k, expected: model.get(str(k)), got: this.db.get(asInput(rng, k)) }))
+    const avoid = new Set(probes.map(str))
+    for (let i = rng.int(0, 4); i > 0; i--) inflight.push(this.issueWrite(model, avoid))
+    await Promise.all(inflight)
+    for (const g of gets) checkValue(await g.got, g.expected, `get ${hex(g.k)} issued after unawaited writes`)
+    this.summary.pipelinedGets += gets.length
+  }
+
+  takeSnapshots(): void {
+    if (this.snapshots.length < 4) {
+      // Two snapshots at one sequence share an entry in the snapshot list; releasing one must not free the other.
+      const copies = this.rng.chance(0.2) ? 2 : 1
+      for (let i = 0; i < copies; i++) this.snapshots.push({ snap: this.db.snapshot(), model: new Map(this.model), takenAt: this.op })
+      this.note(`snapshot x${copies} (now ${this.snapshots.length} live)`)
+    }
+  }
+
+  releaseSnapshot(): void {
+    const { snapshots } = this
+    if (snapshots.length > 0) {
+      const i = this.rng.int(0, snapshots.length - 1)
+      this.note(`release snapshot taken at op ${snapshots[i].takenAt}`)
+      snapshots[i].snap.release()
+      snapshots.splice(i, 1)
+    }
+  }
+
+  /** A get, getSync or iterator of a live snapshot, against the model as it was when the snapshot was taken. */
+  async checkSnapshot(): Promise<void> {
+    const { rng } = this
+    if (this.snapshots.length > 0) {
+      const s = rng.pick(this.snapshots)
+      const kind = rng.int(0, 2)
+      const tag = `snapshot from op ${s.takenAt}`
+      this.summary.snapshotChecks++
+      if (kind === 0) {
+        const k = this.pickKey()
+        this.note(`${tag}: get ${hex(k)}`)
+        checkValue(await s.snap.get(asInput(rng, k)), s.model.get(str(k)), `${tag}: get ${hex(k)}`)
+      } else if (kind === 1) {
+        const k = this.pickKey()
+        this.note(`${tag}: getSync ${hex(k)}`)
+        checkValue(s.snap.getSync(asInput(rng, k)), s.model.get(str(k)), `${tag}: getSync ${hex(k)}`)
       } else {
-        // Write bursts grow the data fast enough that flushes run during everything else.
-        const inflight: Promise<void>[] = []
-        for (let i = rng.int(1, 6); i > 0; i--) inflight.push(issueWrite(model))
-        await Promise.all(inflight)
+        const o = makeRange(rng, this.keys)
+        this.note(`${tag}: iterator ${describeRange(o)}`)
+        checkEntries(await collect(s.snap.iterator(o)), expectedRange(s.model, o), `${tag}: iterator ${describeRange(o)}`)
       }
     }
-    await checkFull('end of run')
-    for (const s of snapshots) {
+  }
+
+  /** A manual compaction of a random range, racing nothing: it must not change what any read returns. */
+  async compactRandomRange(): Promise<void> {
+    const { rng, keys } = this
+    const lo = rng.chance(0.7) ? makeBound(rng, keys) : undefined
+    const hi = rng.chance(0.7) ? makeBound(rng, keys) : undefined
+    this.note(`compactRange ${hex(lo)}..${hex(hi)}`)
+    await this.db.compactRange(lo, hi)
+    this.observe()
+  }
+
+  /** Write bursts grow the data fast enough that flushes run during everything else. */
+  async writeBurst(): Promise<void> {
+    const inflight: Promise<void>[] = []
+    for (let i = this.rng.int(1, 6); i > 0; i--) inflight.push(this.issueWrite(this.model))
+    await Promise.all(inflight)
+  }
+
+  /** The last full check, every live snapshot's full scan, and the close. */
+  async finish(): Promise<RunSummary> {
+    await this.checkFull('end of run')
+    for (const s of this.snapshots) {
       checkEntries(await collect(s.snap.iterator()), expectedRange(s.model, {}), `end of run: snapshot from op ${s.takenAt}`)
       s.snap.release()
     }
-    snapshots = []
-    addCounters()
-    await db.close()
+    this.snapshots = []
+    this.addCounters()
+    await this.db.close()
     openDb = undefined
-    return summary
-  } catch (err) {
+    return this.summary
+  }
+
+  /** The error a failed run throws: seed, operation number, replay command and the last operations (all of them to the trace file, if set). */
+  failure(err: unknown): Error {
+    const { log } = this
     const cause = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
-    if (traceFile !== undefined) fs.writeFileSync(traceFile, `${cause}\n${log.join('\n')}\n`)
-    throw new Error(
-      `model run "${scenario.name}" failed at op ${op} with seed ${seed} ` +
+    if (this.traceFile !== undefined) fs.writeFileSync(this.traceFile, `${cause}\n${log.join('\n')}\n`)
+    return new Error(
+      `model run "${this.scenario.name}" failed at op ${this.op} with seed ${this.seed} ` +
         `(replay: STRATA_SEED=${BASE_SEED} npx vitest run test/model.test.ts)\n${cause}\n` +
-        `last ${Math.min(log.length, 40)} of ${logged} operations, oldest first:\n  ${log.slice(-40).join('\n  ')}`,
+        `last ${Math.min(log.length, 40)} of ${this.logged} operations, oldest first:\n  ${log.slice(-40).join('\n  ')}`,
       { cause: err },
     )
+  }
+}
+
+async function runModel(scenario: Scenario, seed: number): Promise<RunSummary> {
+  const run = new ModelRun(scenario, seed)
+  await run.open()
+  try {
+    for (run.op = 0; run.op < scenario.ops; run.op++) await run.step()
+    return await run.finish()
+  } catch (err) {
+    throw run.failure(err)
   }
 }
 

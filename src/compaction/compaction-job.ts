@@ -61,6 +61,28 @@ export interface CompactionResult {
  */
 export async function runCompactionJob(job: CompactionJob, fs: FileSystem = nodeFileSystem): Promise<CompactionResult> {
   await initChecksum()
+  const scanners = openInputs(fs, job)
+  const children: InternalIterator[] = scanners
+  const merge = new MergingIterator(children, false)
+  const outputs = new CompactionOutputs(fs, job)
+  const counts = { entriesIn: 0, entriesDropped: 0 }
+  const bytesRead = scanners.reduce((n, r) => n + r.fileBytes, 0)
+  try {
+    if (!(await mergeEntries(merge, job, outputs, counts))) {
+      return { outputs: [], bytesRead, bytesWritten: 0, ...counts, cancelled: true }
+    }
+    await outputs.finish()
+  } catch (err) {
+    await outputs.abandon()
+    throw err
+  } finally {
+    merge.close()
+  }
+  return { outputs: outputs.tables, bytesRead, bytesWritten: outputs.tables.reduce((n, t) => n + t.fileBytes, 0), ...counts }
+}
+
+/** Opens every input table; on a failure, closes those already open. */
+function openInputs(fs: FileSystem, job: CompactionJob): TableScanner[] {
   // Inputs are only scanned, once, forward: no filter, no decoded index, no block cache (TableScanner).
   const scanners: TableScanner[] = []
   try {
@@ -69,76 +91,113 @@ export async function runCompactionJob(job: CompactionJob, fs: FileSystem = node
     for (const s of scanners) s.close()
     throw err
   }
-  const children: InternalIterator[] = scanners
-  const merge = new MergingIterator(children, false)
+  return scanners
+}
+
+/**
+ * Writes the merged inputs into `outputs`, dropping the entries no reader
+ * needs (counted in `counts`). Returns false when it stopped on `job.cancel`,
+ * after abandoning the output being written.
+ */
+async function mergeEntries(
+  merge: MergingIterator,
+  job: CompactionJob,
+  outputs: CompactionOutputs,
+  counts: { entriesIn: number; entriesDropped: number },
+): Promise<boolean> {
   const shadow = new ShadowFilter(job.snapshots)
   const deeper = job.deeperLevels.map((spans) => ({ spans, i: 0 }))
-  const maxGrandparentOverlapBytes = 10 * job.targetTableBytes
-  let grandparentIndex = 0
-  let overlapBytes = 0
-  const outputs: TableMeta[] = []
-  let out: TableFileWriter | undefined
   let lastKey: Buffer | undefined
-  let entriesIn = 0
-  let entriesDropped = 0
-  const bytesRead = scanners.reduce((n, r) => n + r.fileBytes, 0)
-
-  const finishOutput = async (): Promise<void> => {
-    if (out === undefined) return
-    outputs.push(await out.finish())
-    out = undefined
-    overlapBytes = 0
-  }
-
-  try {
-    for (merge.seek((c) => c.seekToFirst()); merge.valid(); merge.advance()) {
-      const top = merge.top()
-      const key = top.key()
-      const seq = top.sequence()
-      entriesIn++
-      if (!shadow.keep(key, seq)) {
-        entriesDropped++
-        continue
-      }
-      const newKey = lastKey === undefined || !lastKey.equals(key)
-      if (top.kind() === KIND_DELETE && shadow.visibleToAll(seq) && !inDeeperLevel(deeper, key)) {
-        entriesDropped++
-        continue
-      }
-      if (newKey) {
-        // Advance over grandparents that end before this key, counting what the current output overlaps.
-        while (grandparentIndex < job.grandparents.length && Buffer.compare(job.grandparents[grandparentIndex].largestKey, key) < 0) {
-          if (out !== undefined) overlapBytes += job.grandparents[grandparentIndex].fileBytes
-          grandparentIndex++
-        }
-        if (out !== undefined && (out.estimatedFileBytes >= job.targetTableBytes || overlapBytes > maxGrandparentOverlapBytes)) {
-          await finishOutput()
-        }
-        lastKey = Buffer.from(key)
-      }
-      if (out === undefined) {
-        assert(outputs.length < job.outputNumbers.length, 'compaction ran out of reserved file numbers')
-        out = new TableFileWriter(fs, job.dir, job.outputNumbers[outputs.length], job.tableOptions)
-      }
-      const due = out.add(key, seq, top.kind(), top.value())
-      if (due !== undefined) {
-        await due
-        if (job.cancel !== undefined && Atomics.load(job.cancel, 0) !== 0) {
-          // Closing: leave the partial outputs (no manifest lists them; the next open deletes them).
-          await out.abandon()
-          return { outputs: [], bytesRead, bytesWritten: 0, entriesIn, entriesDropped, cancelled: true }
-        }
+  for (merge.seek((c) => c.seekToFirst()); merge.valid(); merge.advance()) {
+    const top = merge.top()
+    const key = top.key()
+    const seq = top.sequence()
+    counts.entriesIn++
+    if (!shadow.keep(key, seq)) {
+      counts.entriesDropped++
+      continue
+    }
+    const newKey = lastKey === undefined || !lastKey.equals(key)
+    if (top.kind() === KIND_DELETE && shadow.visibleToAll(seq) && !inDeeperLevel(deeper, key)) {
+      counts.entriesDropped++
+      continue
+    }
+    if (newKey) {
+      await outputs.startKey(key)
+      lastKey = Buffer.from(key)
+    }
+    const due = outputs.add(key, seq, top.kind(), top.value())
+    if (due !== undefined) {
+      await due
+      if (job.cancel !== undefined && Atomics.load(job.cancel, 0) !== 0) {
+        // Closing: leave the partial outputs (no manifest lists them; the next open deletes them).
+        await outputs.abandon()
+        return false
       }
     }
-    await finishOutput()
-    if (outputs.length > 0) syncDirectory(fs, job.dir)
-  } catch (err) {
-    await out?.abandon()
-    throw err
-  } finally {
-    merge.close()
   }
-  return { outputs, bytesRead, bytesWritten: outputs.reduce((n, t) => n + t.fileBytes, 0), entriesIn, entriesDropped }
+  return true
+}
+
+/**
+ * A compaction's output tables, written one at a time into the reserved file
+ * numbers. An output is cut only at the first entry of a user key (startKey).
+ */
+class CompactionOutputs {
+  /** Finished outputs, in key order. */
+  readonly tables: TableMeta[] = []
+  private out: TableFileWriter | undefined
+  private readonly maxGrandparentOverlapBytes: number
+  private grandparentIndex = 0
+  /** Bytes of the grandparents the current output overlaps. */
+  private overlapBytes = 0
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly job: CompactionJob,
+  ) {
+    this.maxGrandparentOverlapBytes = 10 * job.targetTableBytes
+  }
+
+  /** Before the first entry of user key `key`: finishes the current output if it is full or overlaps too many grandparents. */
+  async startKey(key: Buffer): Promise<void> {
+    const grandparents = this.job.grandparents
+    // Advance over grandparents that end before this key, counting what the current output overlaps.
+    while (this.grandparentIndex < grandparents.length && Buffer.compare(grandparents[this.grandparentIndex].largestKey, key) < 0) {
+      if (this.out !== undefined) this.overlapBytes += grandparents[this.grandparentIndex].fileBytes
+      this.grandparentIndex++
+    }
+    if (this.out !== undefined && (this.out.estimatedFileBytes >= this.job.targetTableBytes || this.overlapBytes > this.maxGrandparentOverlapBytes)) {
+      await this.finishOutput()
+    }
+  }
+
+  /** Adds an entry to the current output, opening one if none is; returns the write it started, if any (TableFileWriter.add). */
+  add(key: Buffer, sequence: number, kind: number, value: Uint8Array): Promise<void> | undefined {
+    if (this.out === undefined) {
+      assert(this.tables.length < this.job.outputNumbers.length, 'compaction ran out of reserved file numbers')
+      this.out = new TableFileWriter(this.fs, this.job.dir, this.job.outputNumbers[this.tables.length], this.job.tableOptions)
+    }
+    return this.out.add(key, sequence, kind, value)
+  }
+
+  /** Finishes the last output and fsyncs the directory (when there are outputs). */
+  async finish(): Promise<void> {
+    await this.finishOutput()
+    if (this.tables.length > 0) syncDirectory(this.fs, this.job.dir)
+  }
+
+  /** Closes the output being written, if any, after a failure or a cancel (its file is left for obsolete-file deletion). */
+  async abandon(): Promise<void> {
+    await this.out?.abandon()
+  }
+
+  private async finishOutput(): Promise<void> {
+    if (this.out === undefined) return
+    this.tables.push(await this.out.finish())
+    this.out = undefined
+    this.overlapBytes = 0
+  }
 }
 
 /** True when some table of a deeper level may hold `key`. Keys arrive in ascending order. */

@@ -31,7 +31,8 @@ export interface FlushJob {
  * the memtable itself, so that the whole flush (decode, sort, build, write,
  * fsync) can run on a worker thread without copying the memtable across.
  * The WALs are complete and immutable once their memtable is frozen, and they
- * hold exactly its entries (checked by count).
+ * hold exactly its entries (checked by count). Scheduled, and its table
+ * installed, by the engine's flush loop (engine/flush-loop.ts).
  */
 export async function runFlushJob(job: FlushJob, fs: FileSystem = nodeFileSystem): Promise<TableMeta | undefined> {
   await initChecksum()

@@ -1,9 +1,9 @@
-import { NUM_LEVELS } from '../manifest/version-edit.js'
+import { NUM_LEVELS } from '../manifest/table-version-edit.js'
 import { overlapsRange, type TableMeta } from '../manifest/table-meta.js'
-import type { Version } from '../manifest/version.js'
+import type { TableVersion } from '../manifest/table-version.js'
 
 /**
- * Leveled compaction policy, as pure functions of a Version (no I/O, no
+ * Leveled compaction policy, as pure functions of a TableVersion (no I/O, no
  * state of their own), so they can be unit-tested on synthetic tables.
  *
  * Scores: L0 = tables / l0CompactionTrigger; Ln = bytes / target(n) with
@@ -47,8 +47,8 @@ export function levelBytes(tables: readonly TableMeta[]): number {
 }
 
 /** Score per level (the last level never needs compaction: it has nowhere to go). */
-export function levelScores(version: Version, policy: CompactionPolicy): number[] {
-  return version.levels.map((tables, level) => {
+export function levelScores(tableVersion: TableVersion, policy: CompactionPolicy): number[] {
+  return tableVersion.levels.map((tables, level) => {
     if (level === NUM_LEVELS - 1) return 0
     if (level === 0) return tables.length / policy.l0CompactionTrigger
     return levelBytes(tables) / levelTargetBytes(level, policy)
@@ -60,12 +60,12 @@ export function levelScores(version: Version, policy: CompactionPolicy): number[
  * its target: the excess of each level, times the level ratio it will be
  * merged with, plus L0 once it is over its trigger. Drives write pacing.
  */
-export function pendingCompactionBytes(version: Version, policy: CompactionPolicy): number {
+export function pendingCompactionBytes(tableVersion: TableVersion, policy: CompactionPolicy): number {
   let pending = 0
-  const l0 = version.levels[0]
-  if (l0.length >= policy.l0CompactionTrigger) pending += levelBytes(l0) + Math.min(levelBytes(version.levels[1]), policy.levelBaseBytes)
+  const l0 = tableVersion.levels[0]
+  if (l0.length >= policy.l0CompactionTrigger) pending += levelBytes(l0) + Math.min(levelBytes(tableVersion.levels[1]), policy.levelBaseBytes)
   for (let level = 1; level < NUM_LEVELS - 1; level++) {
-    const excess = levelBytes(version.levels[level]) - levelTargetBytes(level, policy)
+    const excess = levelBytes(tableVersion.levels[level]) - levelTargetBytes(level, policy)
     if (excess > 0) pending += excess * (policy.levelSizeMultiplier + 1)
   }
   return pending
@@ -92,7 +92,7 @@ function anyBusy(tables: readonly TableMeta[], busy: ReadonlySet<number>): boole
 
 /** Completes a plan with the overlapping tables below; undefined when any is busy. */
 function plan(
-  version: Version,
+  tableVersion: TableVersion,
   level: number,
   inputs: TableMeta[],
   busy: ReadonlySet<number>,
@@ -101,15 +101,15 @@ function plan(
 ): CompactionPlan | undefined {
   if (inputs.length === 0 || anyBusy(inputs, busy)) return undefined
   if (inPlace) {
-    const grandparents = level + 1 < NUM_LEVELS ? overlapping(version.levels[level + 1], ...keyRange(inputs)) : []
+    const grandparents = level + 1 < NUM_LEVELS ? overlapping(tableVersion.levels[level + 1], ...keyRange(inputs)) : []
     return { level, outputLevel: level, inputs, overlapping: [], grandparents, reason }
   }
   const outputLevel = level + 1
   const [lo, hi] = keyRange(inputs)
-  const below = overlapping(version.levels[outputLevel], lo, hi)
+  const below = overlapping(tableVersion.levels[outputLevel], lo, hi)
   if (anyBusy(below, busy)) return undefined
   const [allLo, allHi] = keyRange([...inputs, ...below])
-  const grandparents = outputLevel + 1 < NUM_LEVELS ? overlapping(version.levels[outputLevel + 1], allLo, allHi) : []
+  const grandparents = outputLevel + 1 < NUM_LEVELS ? overlapping(tableVersion.levels[outputLevel + 1], allLo, allHi) : []
   return { level, outputLevel, inputs, overlapping: below, grandparents, reason }
 }
 
@@ -120,50 +120,50 @@ function plan(
  * key space instead of always taking the first table.
  */
 export function pickCompaction(
-  version: Version,
+  tableVersion: TableVersion,
   policy: CompactionPolicy,
   busy: ReadonlySet<number>,
   cursors: ReadonlyArray<Buffer | undefined>,
 ): CompactionPlan | undefined {
-  const scores = levelScores(version, policy)
+  const scores = levelScores(tableVersion, policy)
   const order = scores.map((score, level) => ({ score, level })).filter((s) => s.score >= 1)
   order.sort((a, b) => b.score - a.score)
   for (const { level } of order) {
-    const p = level === 0 ? plan(version, 0, [...version.levels[0]], busy, 'l0') : pickInLevel(version, level, busy, cursors[level])
+    const p = level === 0 ? plan(tableVersion, 0, [...tableVersion.levels[0]], busy, 'l0') : pickInLevel(tableVersion, level, busy, cursors[level])
     if (p !== undefined) return p
   }
-  return pickTombstoneHeavy(version, busy)
+  return pickTombstoneHeavy(tableVersion, busy)
 }
 
 function pickInLevel(
-  version: Version,
+  tableVersion: TableVersion,
   level: number,
   busy: ReadonlySet<number>,
   cursor: Buffer | undefined,
 ): CompactionPlan | undefined {
-  const tables = version.levels[level]
+  const tables = tableVersion.levels[level]
   let start = 0
   if (cursor !== undefined) {
     start = tables.findIndex((t) => Buffer.compare(t.smallestKey, cursor) > 0)
     if (start < 0) start = 0
   }
   for (let i = 0; i < tables.length; i++) {
-    const p = plan(version, level, [tables[(start + i) % tables.length]], busy, 'size')
+    const p = plan(tableVersion, level, [tables[(start + i) % tables.length]], busy, 'size')
     if (p !== undefined) return p
   }
   return undefined
 }
 
-function pickTombstoneHeavy(version: Version, busy: ReadonlySet<number>): CompactionPlan | undefined {
+function pickTombstoneHeavy(tableVersion: TableVersion, busy: ReadonlySet<number>): CompactionPlan | undefined {
   let best: { level: number; table: TableMeta; ratio: number } | undefined
   for (let level = 1; level < NUM_LEVELS - 1; level++) {
-    for (const t of version.levels[level]) {
+    for (const t of tableVersion.levels[level]) {
       if (t.entryCount < TOMBSTONE_MIN_ENTRIES || busy.has(t.number)) continue
       const ratio = t.deleteCount / t.entryCount
       if (ratio >= TOMBSTONE_RATIO && (best === undefined || ratio > best.ratio)) best = { level, table: t, ratio }
     }
   }
-  return best && plan(version, best.level, [best.table], busy, 'tombstones')
+  return best && plan(tableVersion, best.level, [best.table], busy, 'tombstones')
 }
 
 /**
@@ -173,7 +173,7 @@ function pickTombstoneHeavy(version: Version, busy: ReadonlySet<number>): Compac
  * undefined when there is nothing to do or a table it needs is busy.
  */
 export function pickRangeCompaction(
-  version: Version,
+  tableVersion: TableVersion,
   level: number,
   start: Buffer | undefined,
   end: Buffer | undefined,
@@ -182,9 +182,9 @@ export function pickRangeCompaction(
 ): CompactionPlan | undefined {
   if (level === 0 && inPlace) return undefined
   if (level >= NUM_LEVELS - 1 && !inPlace) return undefined
-  const inputs = overlapping(version.levels[level], start, end)
+  const inputs = overlapping(tableVersion.levels[level], start, end)
   // L0 tables overlap in key and sequence: moving only some of them could
   // leave an older version of a key in L0 above a newer one in L1.
-  if (level === 0 && inputs.length > 0) return plan(version, 0, [...version.levels[0]], busy, 'manual')
-  return plan(version, level, inputs, busy, 'manual', inPlace)
+  if (level === 0 && inputs.length > 0) return plan(tableVersion, 0, [...tableVersion.levels[0]], busy, 'manual')
+  return plan(tableVersion, level, inputs, busy, 'manual', inPlace)
 }

@@ -1,5 +1,5 @@
-import { NUM_LEVELS } from '../manifest/version-edit.js'
-import type { VersionSet } from '../manifest/version-set.js'
+import { NUM_LEVELS } from '../manifest/table-version-edit.js'
+import type { TableVersionSet } from '../manifest/table-version-set.js'
 import type { ResolvedOptions } from '../options.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { BackgroundRunner } from './background-runner.js'
@@ -10,7 +10,7 @@ import { pickCompaction, pickRangeCompaction, type CompactionPlan } from './pick
 export interface CompactionHost {
   readonly dir: string
   readonly options: ResolvedOptions
-  readonly versions: VersionSet
+  readonly tableVersions: TableVersionSet
   readonly tableOptions: TableBuilderOptions
   snapshotSequences(): number[]
   currentSequence(): number
@@ -82,7 +82,7 @@ export class CompactionScheduler {
     const { options } = this.host
     if (!options.autoCompaction || this.manual) return
     while (this.stats.running < options.maxConcurrentCompactions && this.host.canRunBackgroundWork()) {
-      const plan = pickCompaction(this.host.versions.current, options, this.busy, this.cursors)
+      const plan = pickCompaction(this.host.tableVersions.current, options, this.busy, this.cursors)
       if (plan === undefined) return
       void this.run(plan) // errors are reported through host.onError
     }
@@ -100,17 +100,17 @@ export class CompactionScheduler {
       await this.idle()
       const written = new Set<number>()
       const deepest = (): number => {
-        const levels = this.host.versions.current.levels
+        const levels = this.host.tableVersions.current.levels
         for (let l = NUM_LEVELS - 1; l > 0; l--) if (levels[l].length > 0) return l
         return 0
       }
       // L0 tables overlap each other: all of them move together (a subset could
       // leave an older version above a newer one). Then level by level.
       for (let level = 0; level === 0 || level < deepest(); level++) {
-        const plan = pickRangeCompaction(this.host.versions.current, level, start, end, this.busy)
+        const plan = pickRangeCompaction(this.host.tableVersions.current, level, start, end, this.busy)
         if (plan !== undefined) for (const n of await this.run(plan)) written.add(n)
       }
-      const bottom = pickRangeCompaction(this.host.versions.current, deepest(), start, end, this.busy, true)
+      const bottom = pickRangeCompaction(this.host.tableVersions.current, deepest(), start, end, this.busy, true)
       if (bottom !== undefined && bottom.inputs.some((t) => !written.has(t.number))) await this.run(bottom)
     } finally {
       this.manual = false
@@ -150,7 +150,7 @@ export class CompactionScheduler {
     const started = performance.now()
     let written: number[] = []
     try {
-      const version = host.versions.current
+      const tableVersion = host.tableVersions.current
       const result = await runner.compact({
         dir: host.dir,
         inputNumbers: inputs.map((t) => t.number),
@@ -159,11 +159,11 @@ export class CompactionScheduler {
         targetTableBytes: host.options.targetTableBytes,
         snapshots: host.snapshotSequences(),
         grandparents: toSpans(plan.grandparents),
-        deeperLevels: version.levels.slice(plan.outputLevel + 1).map(toSpans),
+        deeperLevels: tableVersion.levels.slice(plan.outputLevel + 1).map(toSpans),
         cancel: this.cancel,
       })
       if (result.cancelled === true) return written
-      await host.versions.logAndApply(
+      await host.tableVersions.logAndApply(
         {
           deleted: [
             ...plan.inputs.map((t) => ({ level: plan.level, number: t.number })),

@@ -8,9 +8,9 @@ import { BackgroundRunner } from '../compaction/background-runner.js'
 import { CompactionScheduler, type CompactionHost } from '../compaction/scheduler.js'
 import { DbIterator } from '../iterators/db-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
-import type { Version } from '../manifest/version.js'
+import type { TableVersion } from '../manifest/table-version.js'
 import type { TableMeta } from '../manifest/table-meta.js'
-import type { VersionSet } from '../manifest/version-set.js'
+import type { TableVersionSet } from '../manifest/table-version-set.js'
 import { Memtable } from '../memtable/memtable.js'
 import type { Recycler } from '../memtable/recycler.js'
 import type { ResolvedOptions } from '../options.js'
@@ -19,7 +19,7 @@ import { TableCache } from '../sstable/table-cache.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { SnapshotList } from './snapshot-list.js'
-import { Flusher, type FlushHost } from './flusher.js'
+import { FlushLoop, type FlushHost } from './flush-loop.js'
 import { removeObsoleteFiles } from './obsolete-files.js'
 import { openSources, readPoint } from './read-path.js'
 import type { Condition } from './write-group.js'
@@ -31,7 +31,7 @@ import { errnoOf, readOnlyFailure, type BackgroundErrorInfo, type FailureSite } 
 export interface RecoveredEngineState {
   dir: string
   options: ResolvedOptions
-  versions: VersionSet
+  tableVersions: TableVersionSet
   mem: Memtable
   /** Where memtables get their memory and return it once flushed. */
   recycler: Recycler
@@ -61,17 +61,17 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   private readonly imms: Memtable[] = []
   private readonly recycler: Recycler
   private wal: WalWriter
-  readonly versions: VersionSet
+  readonly tableVersions: TableVersionSet
   private readonly blockCache: BlockCache
   private readonly tableCache: TableCache
   readonly tableOptions: TableBuilderOptions
-  /** Versions held by iterators (besides the current one). */
-  private readonly liveVersions = new Set<Version>()
-  /** Table numbers being written, not yet in any version. */
+  /** Table versions held by iterators (besides the current one). */
+  private readonly liveTableVersions = new Set<TableVersion>()
+  /** Table numbers being written, not yet in any table version. */
   private readonly pendingOutputs = new Set<number>()
   /** Releases the directory's lock; handed on to the engine that resumes this one. */
   readonly releaseLock: () => void
-  private readonly flusher: Flusher
+  private readonly flushLoop: FlushLoop
   private readonly compactions: CompactionScheduler
   /** The write queue and group commit. */
   private readonly writePath: WritePath
@@ -89,7 +89,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     this.options = s.options
     this.fs = s.options.fileSystem
     this.recovery = s.recovery
-    this.versions = s.versions
+    this.tableVersions = s.tableVersions
     this.mem = s.mem
     this.recycler = s.recycler
     this.wal = s.wal
@@ -104,7 +104,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     this.writePath = new WritePath(this, s.lastSequence)
     // One worker thread runs the flushes and the first compaction (see CompactionScheduler).
     const runner = new BackgroundRunner(this.fs)
-    this.flusher = new Flusher(this, runner)
+    this.flushLoop = new FlushLoop(this, runner)
     this.compactions = new CompactionScheduler(this, runner)
   }
 
@@ -129,7 +129,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   reserveOutputs(count: number): number[] {
     const numbers: number[] = []
     for (let i = 0; i < count; i++) {
-      const n = this.versions.newFileNumber()
+      const n = this.tableVersions.newFileNumber()
       this.pendingOutputs.add(n)
       numbers.push(n)
     }
@@ -254,8 +254,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   // ---- write host ----------------------------------------------------------
 
-  currentVersion(): Version {
-    return this.versions.current
+  currentTableVersion(): TableVersion {
+    return this.tableVersions.current
   }
 
   activeMemtable(): Memtable {
@@ -288,7 +288,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
    */
   freezeMemtable(): void {
     assert(this.writePath.allWritten, 'memtable frozen with writes not yet in its WAL')
-    const number = this.versions.newFileNumber()
+    const number = this.tableVersions.newFileNumber()
     const wal = WalWriter.create(this.fs, path.join(this.dir, walFileName(number)), number)
     try {
       // The new WAL's directory entry is durable before any write is acknowledged from it.
@@ -302,7 +302,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     this.imms.push(this.mem)
     this.mem = new Memtable([number], this.recycler)
     this.writePath.memtableSwitched()
-    this.flusher.schedule()
+    this.flushLoop.schedule()
   }
 
   /**
@@ -315,7 +315,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   private setBackgroundError(err: unknown, where: FailureSite): void {
     if (this.backgroundError) return
     // A flush or compaction that failed in its manifest edit failed in the manifest.
-    const site = this.versions.failed !== undefined && err === this.versions.failed ? 'manifest' : where
+    const site = this.tableVersions.failed !== undefined && err === this.tableVersions.failed ? 'manifest' : where
     this.backgroundError = readOnlyFailure(err, site)
     this.wakeBackgroundWaiters()
     this.report(this.backgroundError)
@@ -340,7 +340,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     assert(this.imms[0] === imm, 'flushed memtable is not the oldest')
     // Every WAL older than the next memtable's first WAL is now in tables.
     const logNumber = this.imms.length > 1 ? this.imms[1].firstWalNumber : this.mem.firstWalNumber
-    await this.versions.logAndApply({ logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }, this.writePath.visibleSequence)
+    await this.tableVersions.logAndApply({ logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }, this.writePath.visibleSequence)
     this.flushCounters.flushes++
     this.flushCounters.flushBytes += table?.fileBytes ?? 0
     // Reads that start from now on do not see it; open iterators keep their references.
@@ -358,19 +358,19 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   }
 
   /**
-   * Deletes tables no version uses, WALs already in tables, old manifests and
+   * Deletes tables no table version uses, WALs already in tables, old manifests and
    * temp files. Never after a failure (see setBackgroundError). A failed
    * deletion is reported, not fatal: the file costs space until the next try.
    */
   deleteObsoleteFiles(): void {
     if (this.backgroundError) return
-    const live = new Set<number>(this.versions.current.tableNumbers())
-    for (const v of this.liveVersions) for (const n of v.tableNumbers()) live.add(n)
+    const live = new Set<number>(this.tableVersions.current.tableNumbers())
+    for (const v of this.liveTableVersions) for (const n of v.tableNumbers()) live.add(n)
     for (const n of this.pendingOutputs) live.add(n)
     const failure = removeObsoleteFiles(this.fs, this.dir, {
       liveTables: live,
-      logNumber: this.versions.logNumber,
-      manifestNumber: this.versions.manifestFileNumber,
+      logNumber: this.tableVersions.logNumber,
+      manifestNumber: this.tableVersions.manifestFileNumber,
       beforeTableDelete: (n) => this.tableCache.evict(n),
     })
     if (failure !== undefined) {
@@ -384,7 +384,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   /** Newest version of `key` with sequence <= `sequence`; value null for a delete (VALUE_NOT_READ for a put without `wantValue`). */
   get(key: Buffer, sequence: number, wantValue = true): Found | undefined {
-    return readPoint(this.mem, this.imms, this.versions.current, this.tableCache, key, sequence, wantValue)
+    return readPoint(this.mem, this.imms, this.tableVersions.current, this.tableCache, key, sequence, wantValue)
   }
 
   /** A merged iterator over everything visible at `sequence`. */
@@ -400,22 +400,22 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   /** One child iterator per source overlapping `range`, and the release of what they pin. */
   private sources(range: KeyRange): { children: InternalIterator[]; release: () => void } {
-    const version = this.versions.current
-    version.ref()
-    this.liveVersions.add(version)
-    const release = (): void => this.releaseVersion(version)
+    const tableVersion = this.tableVersions.current
+    tableVersion.ref()
+    this.liveTableVersions.add(tableVersion)
+    const release = (): void => this.releaseTableVersion(tableVersion)
     try {
-      return { children: openSources(this.mem, this.imms, version, this.tableCache, range), release }
+      return { children: openSources(this.mem, this.imms, tableVersion, this.tableCache, range), release }
     } catch (err) {
       release()
       throw err
     }
   }
 
-  private releaseVersion(version: Version): void {
-    if (!version.unref()) return
-    this.liveVersions.delete(version)
-    if (version !== this.versions.current && this.state === 'open') this.deleteObsoleteFiles()
+  private releaseTableVersion(tableVersion: TableVersion): void {
+    if (!tableVersion.unref()) return
+    this.liveTableVersions.delete(tableVersion)
+    if (tableVersion !== this.tableVersions.current && this.state === 'open') this.deleteObsoleteFiles()
   }
 
   // ---- lifecycle and stats -----------------------------------------------
@@ -438,7 +438,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     } catch (err) {
       this.setBackgroundError(err, 'memtable-switch')
     }
-    await this.flusher.close()
+    await this.flushLoop.close()
     await this.compactions.close()
     this.releaseResources()
     this.releaseLock()
@@ -446,7 +446,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   /** Open iterators or snapshots: a resume would have to keep this engine's tables and memtables for them. */
   get pinsState(): boolean {
-    return this.liveVersions.size > 0 || this.snapshots.size > 0
+    return this.liveTableVersions.size > 0 || this.snapshots.size > 0
   }
 
   /**
@@ -455,7 +455,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
    */
   async stopBackgroundWork(): Promise<void> {
     while (this.writePath.currentDrain !== undefined) await this.writePath.currentDrain
-    await this.flusher.close()
+    await this.flushLoop.close()
     await this.compactions.close()
   }
 
@@ -474,7 +474,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   private releaseResources(): void {
     this.wal.close()
-    this.versions.close()
+    this.tableVersions.close()
     this.tableCache.close()
     // Drop the memtables' memory (iterators still open keep theirs until they close).
     this.mem.unref()
@@ -486,7 +486,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   stats(): EngineStats {
     return collectStats({
       options: this.options,
-      version: this.versions.current,
+      tableVersion: this.tableVersions.current,
       lastSequence: this.lastSequence,
       memtables: [this.mem, ...this.imms],
       recycledBytes: this.recycler.heldBytes,

@@ -5,7 +5,7 @@ import type { FileSystem } from '../vfs/file-system.js'
 
 /** What is still needed: everything else stratadb owns in the directory is deleted. */
 export interface LiveFiles {
-  /** Tables in the current version, in versions iterators hold, and outputs being written. */
+  /** Tables in the current table version, in table versions iterators hold, and outputs being written. */
   liveTables: ReadonlySet<number>
   /** WALs below this are fully in tables. */
   logNumber: number

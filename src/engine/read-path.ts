@@ -1,7 +1,7 @@
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
 import { overlapsRange, type TableMeta } from '../manifest/table-meta.js'
-import type { Version } from '../manifest/version.js'
+import type { TableVersion } from '../manifest/table-version.js'
 import type { Memtable } from '../memtable/memtable.js'
 import { compareBytes } from '../base/coding.js'
 import { filterHash } from '../sstable/filter-block.js'
@@ -18,7 +18,7 @@ import type { Found, KeyRange } from '../base/entry.js'
 export function readPoint(
   mem: Memtable,
   imms: readonly Memtable[],
-  version: Version,
+  tableVersion: TableVersion,
   tables: TableCache,
   key: Buffer,
   sequence: number,
@@ -30,7 +30,7 @@ export function readPoint(
     found = imms[i].get(key, sequence, wantValue)
     if (found !== undefined) return found
   }
-  const levels = version.levels
+  const levels = tableVersion.levels
   let hash = -1
   for (const t of levels[0]) {
     // A JS byte loop: cheaper than Buffer.compare's native call for short keys.
@@ -55,12 +55,12 @@ export function readPoint(
 /**
  * One child iterator per source overlapping `range`: each memtable, each L0
  * table, one two-level iterator per deeper level (opening its tables lazily).
- * The caller pins `version` for as long as the children live.
+ * The caller pins `tableVersion` for as long as the children live.
  */
 export function openSources(
   mem: Memtable,
   imms: readonly Memtable[],
-  version: Version,
+  tableVersion: TableVersion,
   tables: TableCache,
   range: KeyRange,
 ): InternalIterator[] {
@@ -69,11 +69,11 @@ export function openSources(
   const low = range.gte ?? range.gt
   const high = range.lte ?? range.lt
   try {
-    for (const t of version.levels[0]) {
+    for (const t of tableVersion.levels[0]) {
       if (overlapsRange(t, low, high)) children.push(tables.get(t.number).iterator())
     }
-    for (let l = 1; l < version.levels.length; l++) {
-      const level = version.levels[l]
+    for (let l = 1; l < tableVersion.levels.length; l++) {
+      const level = tableVersion.levels[l]
       if (level.length === 0) continue
       children.push(
         new TwoLevelIterator({

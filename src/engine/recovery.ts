@@ -3,8 +3,8 @@ import { StrataError, corruption, ioError } from '../base/errors.js'
 import { parseFileName, tableFileName, walFileName } from '../base/file-names.js'
 import { acquireLock } from '../base/lock-file.js'
 import { initChecksum } from '../base/checksum.js'
-import { Version } from '../manifest/version.js'
-import { VersionSet, type RecoveredState } from '../manifest/version-set.js'
+import { TableVersion } from '../manifest/table-version.js'
+import { TableVersionSet, type RecoveredState } from '../manifest/table-version-set.js'
 import { Memtable } from '../memtable/memtable.js'
 import { Recycler } from '../memtable/recycler.js'
 import type { ResolvedOptions } from '../options.js'
@@ -77,13 +77,13 @@ function prepareDirectory(fs: FileSystem, dir: string, options: ResolvedOptions)
  */
 export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock: () => void): Engine {
   const fs = options.fileSystem
-  let state: RecoveredState | undefined = VersionSet.recover(fs, dir)
+  let state: RecoveredState | undefined = TableVersionSet.recover(fs, dir)
   if (state !== undefined && options.errorIfExists) {
     throw new StrataError('STRATA_EXISTS', `database ${dir} already exists`)
   }
   if (state === undefined) {
     if (!options.createIfMissing) throw new StrataError('STRATA_NOT_FOUND', `no database in ${dir}`)
-    state = { version: Version.empty(), logNumber: 0, nextFileNumber: 1, lastSequence: 0, manifestNumber: 0 }
+    state = { tableVersion: TableVersion.empty(), logNumber: 0, nextFileNumber: 1, lastSequence: 0, manifestNumber: 0 }
   }
   let names: string[]
   try {
@@ -100,10 +100,10 @@ export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock
     if (f.kind === 'wal' && f.number >= state.logNumber) wals.push(f.number)
   }
   wals.sort((a, b) => a - b)
-  checkTables(fs, dir, state.version)
+  checkTables(fs, dir, state.tableVersion)
 
-  const versions = new VersionSet(fs, dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) }, options.maxManifestBytes)
-  const walNumber = versions.newFileNumber()
+  const tableVersions = new TableVersionSet(fs, dir, { ...state, nextFileNumber: Math.max(state.nextFileNumber, maxNumber + 1) }, options.maxManifestBytes)
+  const walNumber = tableVersions.newFileNumber()
   const recycler = Recycler.forMemtables(options.memtableBytes, 1 + options.maxImmutableMemtables)
   let mem = new Memtable([...wals, walNumber], recycler)
   const report: RecoveryReport = { walFiles: wals.length, walRecords: 0, walEntries: 0, droppedTails: [], warnings: [] }
@@ -131,22 +131,22 @@ export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock
 
   const wal = WalWriter.create(fs, path.join(dir, walFileName(walNumber)), walNumber)
   try {
-    let logNumber = versions.logNumber
+    let logNumber = tableVersions.logNumber
     if (mem.entryCount === 0) {
       // Nothing to keep from older WALs (at most torn tails): retire them now.
       mem.unref()
       mem = new Memtable([walNumber], recycler)
       logNumber = walNumber
     }
-    versions.writeSnapshotManifest(versions.current, logNumber, lastSequence)
+    tableVersions.writeSnapshotManifest(tableVersions.current, logNumber, lastSequence)
     syncDirectory(fs, dir)
   } catch (err) {
     wal.close()
     mem.unref()
-    versions.close()
+    tableVersions.close()
     throw err
   }
-  const engine = new Engine({ dir, options, versions, mem, recycler, wal, lastSequence, releaseLock, recovery: report })
+  const engine = new Engine({ dir, options, tableVersions, mem, recycler, wal, lastSequence, releaseLock, recovery: report })
   try {
     engine.start()
   } catch (err) {
@@ -158,8 +158,8 @@ export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock
 }
 
 /** Every table the manifest names must exist with the size recorded (not missing, not partial). */
-function checkTables(fs: FileSystem, dir: string, version: Version): void {
-  for (const level of version.levels) {
+function checkTables(fs: FileSystem, dir: string, tableVersion: TableVersion): void {
+  for (const level of tableVersion.levels) {
     for (const t of level) {
       const file = path.join(dir, tableFileName(t.number))
       let size: number

@@ -1,6 +1,6 @@
 import type { CompactionStats } from '../compaction/scheduler.js'
 import { levelScores, pendingCompactionBytes } from '../compaction/picker.js'
-import type { Version } from '../manifest/version.js'
+import type { TableVersion } from '../manifest/table-version.js'
 import type { Memtable } from '../memtable/memtable.js'
 import type { ResolvedOptions } from '../options.js'
 import type { BlockCache } from '../sstable/block-cache.js'
@@ -96,7 +96,7 @@ export interface EngineStats {
 /** The engine parts a stats report is assembled from. */
 export interface StatsSources {
   options: ResolvedOptions
-  version: Version
+  tableVersion: TableVersion
   lastSequence: number
   /** Active memtable first, then the frozen ones. */
   memtables: Memtable[]
@@ -118,7 +118,7 @@ function failureReport(info: BackgroundErrorInfo | undefined): FailureReport | u
 }
 
 export function collectStats(s: StatsSources): EngineStats {
-  const levels = s.version.levels.map((tables, level) => ({
+  const levels = s.tableVersion.levels.map((tables, level) => ({
     level,
     tables: tables.length,
     bytes: tables.reduce((n, t) => n + t.fileBytes, 0),
@@ -142,8 +142,8 @@ export function collectStats(s: StatsSources): EngineStats {
     liveSnapshots: s.liveSnapshots,
     writes: { ...w },
     compaction: { ...s.compaction, byReason: { ...s.compaction.byReason } },
-    pendingCompactionBytes: pendingCompactionBytes(s.version, s.options),
-    levelScores: levelScores(s.version, s.options),
+    pendingCompactionBytes: pendingCompactionBytes(s.tableVersion, s.options),
+    levelScores: levelScores(s.tableVersion, s.options),
     writeAmplification: w.userBytes === 0 ? 0 : (w.walBytes + w.flushBytes + s.compaction.bytesWritten) / w.userBytes,
     backgroundError: s.failure?.error.message,
     failure: failureReport(s.failure),

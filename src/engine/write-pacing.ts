@@ -1,5 +1,5 @@
 import { pendingCompactionBytes } from '../compaction/picker.js'
-import type { Version } from '../manifest/version.js'
+import type { TableVersion } from '../manifest/table-version.js'
 import type { ResolvedOptions } from '../options.js'
 
 /** Near the hard threshold writes still get this fraction of their unpaced rate. */
@@ -10,14 +10,14 @@ const DEFAULT_UNPACED_BYTES_PER_MS = 4096
 const RATE_SAMPLE_MS = 200
 
 /**
- * Compaction debt of a version: 0 when writes may go at full speed; in (0, 1)
+ * Compaction debt of a table version: 0 when writes may go at full speed; in (0, 1)
  * when they should be slowed in proportion; >= 1 when they must wait for
- * compaction. The larger of the L0-file and pending-bytes measures. Versions
- * are immutable: the write path computes it once per version.
+ * compaction. The larger of the L0-file and pending-bytes measures. Table
+ * versions are immutable: the write path computes it once per table version.
  */
-export function compactionDebt(version: Version, o: ResolvedOptions): number {
-  const l0 = version.levels[0].length
-  const pending = pendingCompactionBytes(version, o)
+export function compactionDebt(tableVersion: TableVersion, o: ResolvedOptions): number {
+  const l0 = tableVersion.levels[0].length
+  const pending = pendingCompactionBytes(tableVersion, o)
   const byFiles = l0 < o.l0SlowdownTrigger ? 0 : (l0 - o.l0SlowdownTrigger + 1) / (o.l0StopTrigger - o.l0SlowdownTrigger + 1)
   const byBytes =
     pending < o.softPendingCompactionBytes

@@ -1,6 +1,6 @@
 import { assert } from '../base/assert.js'
 import type { StrataError } from '../base/errors.js'
-import type { Version } from '../manifest/version.js'
+import type { TableVersion } from '../manifest/table-version.js'
 import type { Memtable } from '../memtable/memtable.js'
 import type { ResolvedOptions } from '../options.js'
 import type { WalWriter } from '../wal/wal-writer.js'
@@ -23,7 +23,7 @@ const GROUPS_PER_EVENT_LOOP_TURN = 64
 export interface WriteHost extends ConditionReader {
   readonly options: ResolvedOptions
   /** The current table version (compaction debt is computed from it). */
-  currentVersion(): Version
+  currentTableVersion(): TableVersion
   /** The memtable writes are applied to; it changes only through `freezeMemtable`. */
   activeMemtable(): Memtable
   /** The active memtable's WAL. */
@@ -91,8 +91,8 @@ export class WritePath {
   /** The open WAL record(s) of the applied writes, in the active memtable's arena. */
   private records: WalRecordBuilder
   private readonly offsetScratch: number[] = []
-  /** Compaction debt of `debtVersion` (recomputed when the version changes). */
-  private debtVersion: Version | undefined
+  /** Compaction debt of `debtTableVersion` (recomputed when the table version changes). */
+  private debtTableVersion: TableVersion | undefined
   private debt = 0
   private readonly pacer = new WritePacer()
   private drainPromise: Promise<void> | undefined
@@ -184,13 +184,13 @@ export class WritePath {
     return this.currentDebt() === 0
   }
 
-  /** Compaction debt of the current version (0 without automatic compaction); cached per version. */
+  /** Compaction debt of the current table version (0 without automatic compaction); cached per table version. */
   private currentDebt(): number {
     if (!this.host.options.autoCompaction) return 0
-    const version = this.host.currentVersion()
-    if (version !== this.debtVersion) {
-      this.debtVersion = version
-      this.debt = compactionDebt(version, this.host.options)
+    const tableVersion = this.host.currentTableVersion()
+    if (tableVersion !== this.debtTableVersion) {
+      this.debtTableVersion = tableVersion
+      this.debt = compactionDebt(tableVersion, this.host.options)
     }
     return this.debt
   }

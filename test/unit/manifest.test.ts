@@ -1,9 +1,9 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { decodeEdit, encodeEdit, emptyEdit, type VersionEdit } from '../../src/manifest/version-edit.js'
-import { Version } from '../../src/manifest/version.js'
-import { VersionSet } from '../../src/manifest/version-set.js'
+import { decodeEdit, encodeEdit, emptyEdit, type TableVersionEdit } from '../../src/manifest/table-version-edit.js'
+import { TableVersion } from '../../src/manifest/table-version.js'
+import { TableVersionSet } from '../../src/manifest/table-version-set.js'
 import type { TableMeta } from '../../src/manifest/table-meta.js'
 import { ready, tempDir } from './helpers.js'
 import { nodeFileSystem } from '../../src/vfs/node-file-system.js'
@@ -22,11 +22,11 @@ const table = (number: number, lo: string, hi: string, seq: number): TableMeta =
   deleteCount: 1,
 })
 
-describe('version edits', () => {
+describe('table version edits', () => {
   beforeAll(ready)
 
   it('round-trip every field', () => {
-    const edit: VersionEdit = {
+    const edit: TableVersionEdit = {
       logNumber: 12,
       nextFileNumber: 40,
       lastSequence: 2 ** 40 + 3,
@@ -43,9 +43,9 @@ describe('version edits', () => {
   })
 })
 
-describe('version', () => {
+describe('table version', () => {
   it('applies edits without changing the original, keeping L0 newest first', () => {
-    const v0 = Version.empty()
+    const v0 = TableVersion.empty()
     const v1 = v0.apply({ deleted: [], added: [{ level: 0, table: table(1, 'a', 'z', 1) }, { level: 0, table: table(2, 'a', 'z', 50) }] })
     expect(v0.levels[0]).toEqual([])
     expect(v1.levels[0].map((t) => t.number)).toEqual([2, 1])
@@ -55,34 +55,34 @@ describe('version', () => {
   })
 
   it('refuses overlapping tables in L1+ and deleting a missing table', () => {
-    const v = Version.empty().apply({ deleted: [], added: [{ level: 1, table: table(4, 'a', 'f', 0) }] })
+    const v = TableVersion.empty().apply({ deleted: [], added: [{ level: 1, table: table(4, 'a', 'f', 0) }] })
     expect(() => v.apply({ deleted: [], added: [{ level: 1, table: table(5, 'e', 'g', 0) }] })).toThrow(/overlap/)
     expect(() => v.apply({ deleted: [{ level: 2, number: 4 }], added: [] })).toThrow(/missing/)
   })
 })
 
-describe('version set', () => {
+describe('table version set', () => {
   beforeAll(ready)
 
   it('recovers what was logged, ignoring a torn last record', async () => {
     const t = tempDir()
     cleanup = t.cleanup
-    const vs = new VersionSet(nodeFileSystem, t.dir, { version: Version.empty(), logNumber: 0, nextFileNumber: 1, lastSequence: 0 }, 16 << 20)
+    const vs = new TableVersionSet(nodeFileSystem, t.dir, { tableVersion: TableVersion.empty(), logNumber: 0, nextFileNumber: 1, lastSequence: 0 }, 16 << 20)
     vs.writeSnapshotManifest()
     await vs.logAndApply({ logNumber: 3, deleted: [], added: [{ level: 0, table: table(vs.newFileNumber(), 'a', 'b', 1) }] }, 20)
     await vs.logAndApply({ deleted: [], added: [{ level: 0, table: table(vs.newFileNumber(), 'c', 'd', 30) }] }, 40)
     vs.close()
     const manifest = path.join(t.dir, fs.readFileSync(path.join(t.dir, 'CURRENT'), 'utf8').trim())
-    const good = VersionSet.recover(nodeFileSystem, t.dir)!
+    const good = TableVersionSet.recover(nodeFileSystem, t.dir)!
     expect(good.logNumber).toBe(3)
     expect(good.lastSequence).toBe(40)
-    expect(good.version.levels[0].map((x) => x.number)).toEqual([3, 2])
+    expect(good.tableVersion.levels[0].map((x) => x.number)).toEqual([3, 2])
     expect(good.nextFileNumber).toBe(4)
     // Tear the last record: recovery falls back to the state before it.
     const bytes = fs.readFileSync(manifest)
     fs.writeFileSync(manifest, bytes.subarray(0, bytes.length - 3))
-    const torn = VersionSet.recover(nodeFileSystem, t.dir)!
-    expect(torn.version.levels[0].map((x) => x.number)).toEqual([2])
+    const torn = TableVersionSet.recover(nodeFileSystem, t.dir)!
+    expect(torn.tableVersion.levels[0].map((x) => x.number)).toEqual([2])
     expect(torn.lastSequence).toBe(20)
   })
 
@@ -90,7 +90,7 @@ describe('version set', () => {
     const t = tempDir()
     cleanup = t.cleanup
     fs.writeFileSync(path.join(t.dir, 'CURRENT'), 'MANIFEST-000009\n')
-    expect(() => VersionSet.recover(nodeFileSystem, t.dir)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
-    expect(VersionSet.recover(nodeFileSystem, path.join(t.dir, 'nope'))).toBeUndefined()
+    expect(() => TableVersionSet.recover(nodeFileSystem, t.dir)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
+    expect(TableVersionSet.recover(nodeFileSystem, path.join(t.dir, 'nope'))).toBeUndefined()
   })
 })

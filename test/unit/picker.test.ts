@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { Version } from '../../src/manifest/version.js'
+import { TableVersion } from '../../src/manifest/table-version.js'
 import type { TableMeta } from '../../src/manifest/table-meta.js'
 import {
   levelScores,
@@ -29,9 +29,9 @@ function t(lo: string, hi: string, mb: number, extra: Partial<TableMeta> = {}): 
   }
 }
 
-function version(levels: TableMeta[][]): Version {
+function tableVersion(levels: TableMeta[][]): TableVersion {
   const added = levels.flatMap((tables, level) => tables.map((table) => ({ level, table })))
-  return Version.empty().apply({ deleted: [], added })
+  return TableVersion.empty().apply({ deleted: [], added })
 }
 
 const none = new Set<number>()
@@ -39,7 +39,7 @@ const noCursors: Array<Buffer | undefined> = []
 
 describe('compaction picker', () => {
   it('scores L0 by file count and deeper levels by bytes over target', () => {
-    const v = version([[t('a', 'z', 1), t('a', 'z', 1)], [t('a', 'c', 15)], [t('a', 'b', 50)]])
+    const v = tableVersion([[t('a', 'z', 1), t('a', 'z', 1)], [t('a', 'c', 15)], [t('a', 'b', 50)]])
     const scores = levelScores(v, policy)
     expect(scores[0]).toBe(0.5)
     expect(scores[1]).toBe(1.5)
@@ -48,7 +48,7 @@ describe('compaction picker', () => {
   })
 
   it('does nothing when every level is within target', () => {
-    const v = version([[t('a', 'z', 1)], [t('a', 'c', 5)]])
+    const v = tableVersion([[t('a', 'z', 1)], [t('a', 'c', 5)]])
     expect(pickCompaction(v, policy, none, noCursors)).toBeUndefined()
     expect(pendingCompactionBytes(v, policy)).toBe(0)
   })
@@ -57,7 +57,7 @@ describe('compaction picker', () => {
     const l1 = [t('a', 'c', 1), t('d', 'f', 1), t('x', 'y', 1)]
     const l2 = [t('a', 'b', 1), t('e', 'e', 1), t('z', 'z', 1)]
     const l0 = [t('b', 'd', 1), t('c', 'e', 1), t('a', 'b', 1), t('d', 'd', 1)]
-    const p = pickCompaction(version([l0, l1, l2]), policy, none, noCursors)!
+    const p = pickCompaction(tableVersion([l0, l1, l2]), policy, none, noCursors)!
     expect(p.reason).toBe('l0')
     expect(p.level).toBe(0)
     expect(p.outputLevel).toBe(1)
@@ -69,7 +69,7 @@ describe('compaction picker', () => {
   it('picks the level with the highest score and rotates through its tables', () => {
     const l1 = [t('a', 'b', 8), t('c', 'd', 8), t('e', 'f', 8)] // 24 MB over a 10 MB target
     const l2 = [t('a', 'a', 1), t('c', 'c', 1)]
-    const v = version([[], l1, l2])
+    const v = tableVersion([[], l1, l2])
     const first = pickCompaction(v, policy, none, noCursors)!
     expect(first.reason).toBe('size')
     expect(first.inputs[0].number).toBe(l1[0].number)
@@ -84,7 +84,7 @@ describe('compaction picker', () => {
   it('skips tables a running compaction owns', () => {
     const l1 = [t('a', 'b', 8), t('c', 'd', 8)]
     const l2 = [t('a', 'a', 1)]
-    const v = version([[], l1, l2])
+    const v = tableVersion([[], l1, l2])
     const busy = new Set([l2[0].number])
     expect(pickCompaction(v, policy, busy, noCursors)!.inputs[0].number).toBe(l1[1].number)
     expect(pickCompaction(v, policy, new Set([l2[0].number, l1[1].number]), noCursors)).toBeUndefined()
@@ -92,7 +92,7 @@ describe('compaction picker', () => {
 
   it('pushes tombstone-heavy tables down when nothing else is due', () => {
     const heavy = t('m', 'n', 1, { deleteCount: 900 })
-    const v = version([[], [t('a', 'b', 1), heavy], []])
+    const v = tableVersion([[], [t('a', 'b', 1), heavy], []])
     const p = pickCompaction(v, policy, none, noCursors)!
     expect(p.reason).toBe('tombstones')
     expect(p.inputs).toEqual([heavy])
@@ -101,7 +101,7 @@ describe('compaction picker', () => {
 
   it('plans manual compactions of a range, level by level', () => {
     const l1 = [t('a', 'c', 1), t('d', 'f', 1), t('g', 'h', 1)]
-    const v = version([[t('e', 'e', 1)], l1])
+    const v = tableVersion([[t('e', 'e', 1)], l1])
     expect(pickRangeCompaction(v, 1, Buffer.from('b'), Buffer.from('d'), none)!.inputs.map((x) => x.number)).toEqual([
       l1[0].number,
       l1[1].number,
@@ -111,7 +111,7 @@ describe('compaction picker', () => {
   })
 
   it('estimates pending compaction bytes from level excess', () => {
-    const v = version([[], [t('a', 'b', 12)], []])
+    const v = tableVersion([[], [t('a', 'b', 12)], []])
     expect(pendingCompactionBytes(v, policy)).toBe(2 * MB * 11)
   })
 })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { Version } from '../../src/manifest/version.js'
+import { TableVersion } from '../../src/manifest/table-version.js'
 import type { TableMeta } from '../../src/manifest/table-meta.js'
 import { WritePacer, compactionDebt } from '../../src/engine/write-pacing.js'
 import { resolveOptions } from '../../src/options.js'
@@ -16,8 +16,8 @@ const table = (mb: number, lo = 'a', hi = 'z'): TableMeta => ({
   entryCount: 10,
   deleteCount: 0,
 })
-const l0 = (count: number): Version =>
-  Version.empty().apply({ deleted: [], added: Array.from({ length: count }, () => ({ level: 0, table: table(1) })) })
+const l0 = (count: number): TableVersion =>
+  TableVersion.empty().apply({ deleted: [], added: Array.from({ length: count }, () => ({ level: 0, table: table(1) })) })
 
 describe('write pacing', () => {
   const o = resolveOptions({ l0CompactionTrigger: 4, l0SlowdownTrigger: 8, l0StopTrigger: 12, softPendingCompactionBytes: 100 * MiB, hardPendingCompactionBytes: 200 * MiB })
@@ -32,7 +32,7 @@ describe('write pacing', () => {
   })
 
   it('also counts pending compaction bytes against the byte thresholds', () => {
-    const big = Version.empty().apply({ deleted: [], added: [{ level: 1, table: table(30) }] })
+    const big = TableVersion.empty().apply({ deleted: [], added: [{ level: 1, table: table(30) }] })
     // L1 target 256 MiB by default: 30 MiB is within it.
     expect(compactionDebt(big, o)).toBe(0)
     const tight = resolveOptions({ levelBaseBytes: 10 * MiB, softPendingCompactionBytes: 100 * MiB, hardPendingCompactionBytes: 400 * MiB })

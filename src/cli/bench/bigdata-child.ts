@@ -5,7 +5,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { EngineName } from './config.js'
 import { runConcurrent } from './drivers.js'
-import { loadEngine, type OpenSettings } from './engines.js'
+import { loadEngine, type EngineAdapter, type OpenSettings } from './engines.js'
 import { KeyFormat, Permutation, SeededRandom, ValuePool, streamSeed } from './key-stream.js'
 import { LatencyRecorder, summarize, type LatencySummaryNs } from './latency.js'
 import { ProgressBar, setActiveProgress } from './progress.js'
@@ -221,27 +221,54 @@ class RssSampler {
   }
 }
 
-export async function runBigdata(request: BigdataRequest): Promise<BigdataResult> {
-  const { num, reads, keyBytes, valueBytes, seed, concurrency, settings } = request
-  const sampler = new RssSampler()
-  const bar = new ProgressBar(undefined)
-  setActiveProgress(bar)
-  let phase: 'write' | 'read' = 'write'
-  const progressTimer = setInterval(() => {
-    const message: BigdataChildMessage = { type: 'progress', phase, done: bar.doneCount, total: bar.totalCount }
+/** What the write phase measured: open, the writes, and the close after them. */
+interface WritePhase {
+  openMs: number
+  writeMs: number
+  writeLatency: LatencyRecorder
+  closeMs: number
+  engineStatsAfterWrite: unknown
+}
+
+/** What the read phase measured: reopen, the point reads, and the final close. */
+interface ReadPhase {
+  reopenMs: number
+  readMs: number
+  readLatency: LatencyRecorder
+  found: number
+  call: string
+  finalCloseMs: number
+  engineStatsAfterRead: unknown
+}
+
+/** The parts of one run the phases share. */
+interface BigdataRun {
+  request: BigdataRequest
+  adapter: EngineAdapter
+  sampler: RssSampler
+  bar: ProgressBar
+  keys: KeyFormat
+  values: ValuePool
+  /** The order the writes visit the keys in. */
+  order: Permutation
+}
+
+/** Sends the bar's progress to the parent every PROGRESS_MS, tagged with the phase `phase()` names. */
+function startProgressMessages(bar: ProgressBar, phase: () => 'write' | 'read'): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    const message: BigdataChildMessage = { type: 'progress', phase: phase(), done: bar.doneCount, total: bar.totalCount }
     process.send?.(message)
   }, PROGRESS_MS)
-  progressTimer.unref()
+  timer.unref()
+  return timer
+}
 
-  const adapter = await loadEngine(request.engine)
-  const keys = new KeyFormat(keyBytes)
-  const values = new ValuePool(valueBytes, seed)
-  const order = new Permutation(num, streamSeed(seed, 'bigdata'))
-  const io0 = procIo()
-
-  // Writes.
+/** Opens the database, writes `num` distinct keys in a random order, and closes it. */
+async function runWritePhase(run: BigdataRun): Promise<WritePhase> {
+  const { request, adapter, sampler, keys, values, order } = run
+  const { num, concurrency, settings } = request
   let t = performance.now()
-  let db = await adapter.open(request.dir, settings)
+  const db = await adapter.open(request.dir, settings)
   const openMs = performance.now() - t
   sampler.phase = 'write'
   const writeLatency = new LatencyRecorder(request.windowOps)
@@ -252,13 +279,15 @@ export async function runBigdata(request: BigdataRequest): Promise<BigdataResult
   t = performance.now()
   await db.close()
   const closeMs = performance.now() - t
-  const io1 = procIo()
-  const afterWrite = directoryBytes(request.dir)
+  return { openMs, writeMs, writeLatency, closeMs, engineStatsAfterWrite }
+}
 
-  // Reads, after reopening.
-  phase = 'read'
-  t = performance.now()
-  db = await adapter.open(request.dir, settings)
+/** Reopens the database, makes `reads` random point reads, and closes it. */
+async function runReadPhase(run: BigdataRun): Promise<ReadPhase> {
+  const { request, adapter, sampler, bar, keys } = run
+  const { num, reads, seed, settings } = request
+  let t = performance.now()
+  const db = await adapter.open(request.dir, settings)
   const reopenMs = performance.now() - t
   sampler.phase = 'read'
   const readLatency = new LatencyRecorder()
@@ -289,12 +318,12 @@ export async function runBigdata(request: BigdataRequest): Promise<BigdataResult
   t = performance.now()
   await db.close()
   const finalCloseMs = performance.now() - t
-  const final = directoryBytes(request.dir)
-  clearInterval(progressTimer)
-  sampler.stop()
-  const status = readProcFile('/proc/self/status')
+  const call = getSync !== undefined ? 'getSync' : 'await get'
+  return { reopenMs, readMs, readLatency, found, call, finalCloseMs, engineStatsAfterRead }
+}
 
-  const userBytes = num * (keyBytes + valueBytes)
+/** Write amplification from /proc/self/io before and after the write phase (when readable). */
+function ioReport(userBytes: number, io0: Record<string, number> | undefined, io1: Record<string, number> | undefined): BigdataResult['io'] {
   const io: BigdataResult['io'] = { userBytes }
   if (io0 !== undefined && io1 !== undefined) {
     io.wcharBytes = io1.wchar - io0.wchar
@@ -302,7 +331,54 @@ export async function runBigdata(request: BigdataRequest): Promise<BigdataResult
     io.writeAmpSyscalls = io.wcharBytes / userBytes
     io.writeAmpStorage = io.storageWriteBytes / userBytes
   }
-  const writeSeconds = writeMs / 1000
+  return io
+}
+
+/** The sampler's peaks, and the kernel's figures from /proc/self/status at the end. */
+function memoryReport(sampler: RssSampler, status: string | undefined): MemoryReport {
+  return {
+    peakRssSampledBytes: sampler.peak,
+    peakRssWriteBytes: sampler.peakByPhase.write ?? 0,
+    peakRssReadBytes: sampler.peakByPhase.read ?? 0,
+    peakRssAnonBytes: sampler.peakAnon,
+    peakRssFileBytes: sampler.peakFile,
+    peakHeapUsedBytes: sampler.peakHeapUsed,
+    peakExternalBytes: sampler.peakExternal,
+    vmHwmBytes: statusBytes(status, 'VmHWM'),
+    rssAnonBytesAtEnd: statusBytes(status, 'RssAnon'),
+    rssFileBytesAtEnd: statusBytes(status, 'RssFile'),
+    samples: sampler.samples,
+    perSecond: sampler.perSecond,
+  }
+}
+
+export async function runBigdata(request: BigdataRequest): Promise<BigdataResult> {
+  const { num, reads, keyBytes, valueBytes, seed, settings } = request
+  const sampler = new RssSampler()
+  const bar = new ProgressBar(undefined)
+  setActiveProgress(bar)
+  let phase: 'write' | 'read' = 'write'
+  const progressTimer = startProgressMessages(bar, () => phase)
+
+  const adapter = await loadEngine(request.engine)
+  const keys = new KeyFormat(keyBytes)
+  const values = new ValuePool(valueBytes, seed)
+  const order = new Permutation(num, streamSeed(seed, 'bigdata'))
+  const run: BigdataRun = { request, adapter, sampler, bar, keys, values, order }
+  const io0 = procIo()
+  const written = await runWritePhase(run)
+  const io1 = procIo()
+  const afterWrite = directoryBytes(request.dir)
+
+  phase = 'read'
+  const read = await runReadPhase(run)
+  const final = directoryBytes(request.dir)
+  clearInterval(progressTimer)
+  sampler.stop()
+  const status = readProcFile('/proc/self/status')
+
+  const userBytes = num * (keyBytes + valueBytes)
+  const writeSeconds = written.writeMs / 1000
   return {
     engine: request.engine,
     tuning: adapter.tuning(settings),
@@ -310,46 +386,33 @@ export async function runBigdata(request: BigdataRequest): Promise<BigdataResult
     reads,
     windowOps: request.windowOps,
     write: {
-      elapsedMs: writeMs,
+      elapsedMs: written.writeMs,
       opsPerSec: num / writeSeconds,
       mbPerSec: userBytes / 1e6 / writeSeconds,
-      latencyNs: summarize(writeLatency.histogram),
-      series: writeLatency.timeline.series,
-      windows: writeLatency.timeline.windows,
-      windowStats: windowStats(writeLatency.timeline.windows),
+      latencyNs: summarize(written.writeLatency.histogram),
+      series: written.writeLatency.timeline.series,
+      windows: written.writeLatency.timeline.windows,
+      windowStats: windowStats(written.writeLatency.timeline.windows),
     },
     read: {
-      elapsedMs: readMs,
-      opsPerSec: readMs > 0 ? reads / (readMs / 1000) : 0,
-      found,
-      call: getSync !== undefined ? 'getSync' : 'await get',
-      latencyNs: summarize(readLatency.histogram),
-      series: readLatency.timeline.series,
+      elapsedMs: read.readMs,
+      opsPerSec: read.readMs > 0 ? reads / (read.readMs / 1000) : 0,
+      found: read.found,
+      call: read.call,
+      latencyNs: summarize(read.readLatency.histogram),
+      series: read.readLatency.timeline.series,
     },
-    openMs,
-    closeMs,
-    reopenMs,
-    finalCloseMs,
+    openMs: written.openMs,
+    closeMs: written.closeMs,
+    reopenMs: read.reopenMs,
+    finalCloseMs: read.finalCloseMs,
     diskBytesAfterWrite: afterWrite.bytes,
     diskBytesFinal: final.bytes,
     diskAllocatedBytesFinal: final.allocatedBytes,
-    memory: {
-      peakRssSampledBytes: sampler.peak,
-      peakRssWriteBytes: sampler.peakByPhase.write ?? 0,
-      peakRssReadBytes: sampler.peakByPhase.read ?? 0,
-      peakRssAnonBytes: sampler.peakAnon,
-      peakRssFileBytes: sampler.peakFile,
-      peakHeapUsedBytes: sampler.peakHeapUsed,
-      peakExternalBytes: sampler.peakExternal,
-      vmHwmBytes: statusBytes(status, 'VmHWM'),
-      rssAnonBytesAtEnd: statusBytes(status, 'RssAnon'),
-      rssFileBytesAtEnd: statusBytes(status, 'RssFile'),
-      samples: sampler.samples,
-      perSecond: sampler.perSecond,
-    },
-    io,
-    engineStatsAfterWrite,
-    engineStatsAfterRead,
+    memory: memoryReport(sampler, status),
+    io: ioReport(userBytes, io0, io1),
+    engineStatsAfterWrite: written.engineStatsAfterWrite,
+    engineStatsAfterRead: read.engineStatsAfterRead,
   }
 }
 

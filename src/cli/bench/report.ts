@@ -196,32 +196,50 @@ function workloadNotes(outcome: BenchOutcome, workload: WorkloadName): string[] 
   return notes
 }
 
+/** One engine's bigdata result with the run it came from. */
+interface BigdataRow {
+  r: RunResult
+  b: BigdataResult
+}
+
+/** The parts of stratadb's db.stats() at the end of the writes that the bigdata report shows. */
+interface StratadbWriteStats {
+  writeAmplification: number
+  writes: { stalls: number; stallMs: number; slowdowns: number; slowdownMs: number; flushes: number }
+  compaction: { compactions: number; running: number; bytesRead: number; bytesWritten: number; ms: number }
+  levels: Array<{ tables: number; bytes: number }>
+}
+
+const isStrata = (name: string): boolean => name === 'stratadb' || name === 'stratadb-level'
+
+/** stratadb's stats at the end of the writes; undefined for the other engines. */
+function stratadbStats({ r, b }: BigdataRow): StratadbWriteStats | undefined {
+  return isStrata(r.engine) ? (b.engineStatsAfterWrite as StratadbWriteStats | undefined) : undefined
+}
+
 /** bigdata's own tables: windows, stalls, write amplification; memory, disk and the reads; the issue's targets. */
 function formatBigdata(outcome: BenchOutcome): string[] {
-  const rows = lastResults(outcome, 'bigdata').flatMap((r) => {
+  const rows: BigdataRow[] = lastResults(outcome, 'bigdata').flatMap((r) => {
     const b = (r.details as { bigdata?: BigdataResult } | undefined)?.bigdata
     return b ? [{ r, b }] : []
   })
   if (rows.length === 0) return []
+  const base = rows.find(({ r }) => r.engine === baseEngine(outcome.engines))
+  return [...bigdataWriteLines(outcome, rows), ...bigdataMemoryLines(rows), ...bigdataReadLines(rows, base), ...bigdataNotes(rows)]
+}
+
+/** The writes table (windows, stalls, write amplification) and each engine's throughput per window. */
+function bigdataWriteLines(outcome: BenchOutcome, rows: BigdataRow[]): string[] {
   const out: string[] = []
-  const stratadbStats = (b: BigdataResult) =>
-    b.engineStatsAfterWrite as
-      | {
-          writeAmplification: number
-          writes: { stalls: number; stallMs: number; slowdowns: number; slowdownMs: number; flushes: number }
-          compaction: { compactions: number; running: number; bytesRead: number; bytesWritten: number; ms: number }
-          levels: Array<{ tables: number; bytes: number }>
-        }
-      | undefined
-  const isStrata = (name: string): boolean => name === 'stratadb' || name === 'stratadb-level'
   out.push('')
   out.push(`  bigdata writes (windows of ${int(outcome.config.bigdataWindow)} keys)${outcome.config.runs > 1 ? ', last run' : ''}:`)
   out.push(
     ...table(
       ['engine', 'puts/s', 'slowest window', 'median window', 'slowest ÷ median', 'p99.9', 'stalls', 'slowdowns', 'write amp (engine)', 'write amp (write syscalls)'],
-      rows.map(({ r, b }) => {
+      rows.map((row) => {
+        const { r, b } = row
         const w = b.write.windowStats
-        const st = isStrata(r.engine) ? stratadbStats(b) : undefined
+        const st = stratadbStats(row)
         return [
           r.engine,
           formatRate(b.write.opsPerSec),
@@ -239,10 +257,14 @@ function formatBigdata(outcome: BenchOutcome): string[] {
   )
   out.push(`  throughput per window, thousands of puts/s (the last one may be partial):`)
   for (const { r, b } of rows) out.push(`  ${r.engine.padEnd(14)} ${b.write.windows.map((w) => (w.opsPerSec / 1000).toFixed(0)).join(' ')}`)
-  const base = rows.find(({ r }) => r.engine === baseEngine(outcome.engines))
-  out.push('')
-  out.push('  bigdata memory (peaks over the whole child process) and disk:')
-  out.push(
+  return out
+}
+
+/** The memory and disk table. */
+function bigdataMemoryLines(rows: BigdataRow[]): string[] {
+  return [
+    '',
+    '  bigdata memory (peaks over the whole child process) and disk:',
     ...table(
       ['engine', 'peak RSS (sampled)', 'VmHWM', 'peak anon', 'peak file-backed', 'peak JS heap', 'peak external', 'disk after writes', 'disk at end'],
       rows.map(({ r, b }) => [
@@ -257,10 +279,14 @@ function formatBigdata(outcome: BenchOutcome): string[] {
         formatSize(b.diskBytesFinal),
       ]),
     ),
-  )
-  out.push('')
-  out.push('  bigdata reads (random keys over the whole set, after reopening):')
-  out.push(
+  ]
+}
+
+/** The reads table; `base` (the base engine's row) gives the ratio column. */
+function bigdataReadLines(rows: BigdataRow[], base: BigdataRow | undefined): string[] {
+  return [
+    '',
+    '  bigdata reads (random keys over the whole set, after reopening):',
     ...table(
       ['engine', 'reads/s', 'p50', 'p99', 'p99.9', 'max', 'found', 'base ÷ peer'],
       rows.map(({ r, b }) => [
@@ -274,12 +300,17 @@ function formatBigdata(outcome: BenchOutcome): string[] {
         base && base.r !== r && b.read.opsPerSec > 0 ? `${(base.b.read.opsPerSec / b.read.opsPerSec).toFixed(2)}×` : '',
       ]),
     ),
-  )
-  for (const { r, b } of rows) {
-    const st = isStrata(r.engine) ? stratadbStats(b) : undefined
+  ]
+}
+
+/** stratadb's flush and compaction state, each engine's settings and timings, what the columns mean, the targets. */
+function bigdataNotes(rows: BigdataRow[]): string[] {
+  const out: string[] = []
+  for (const row of rows) {
+    const st = stratadbStats(row)
     if (st) {
       out.push(
-        `  ${r.engine} at the end of the writes: ${int(st.writes.flushes)} flushes, ${int(st.compaction.compactions)} compactions done, ${int(st.compaction.running)} running ` +
+        `  ${row.r.engine} at the end of the writes: ${int(st.writes.flushes)} flushes, ${int(st.compaction.compactions)} compactions done, ${int(st.compaction.running)} running ` +
           `(${formatSize(st.compaction.bytesRead)} read, ${formatSize(st.compaction.bytesWritten)} written, ${formatNs(st.compaction.ms * 1e6)}), ` +
           `tables per level ${st.levels.map((l) => l.tables).join('/')}, bytes per level ${st.levels.map((l) => formatSize(l.bytes)).join(' / ')}`,
       )

@@ -26,8 +26,14 @@ export interface FlushHost {
  * written to an L0 table on the flush worker thread and installed. One loop
  * at a time; `running` is cleared synchronously when the loop ends, so a
  * memtable frozen right after is never missed.
+ *
+ * Flush is split the way compaction is: this loop (like
+ * compaction/scheduler.ts) decides what to flush and installs the result; the
+ * job it hands to the worker (compaction/flush-job.ts, like
+ * compaction-job.ts) turns one frozen memtable into a table and touches no
+ * engine state. The job sits below the engine so the worker can load it.
  */
-export class Flusher {
+export class FlushLoop {
   private running = false
   private loop: Promise<void> = Promise.resolve()
 

@@ -4,12 +4,12 @@ import { StrataError, corruption, ioError } from '../base/errors.js'
 import { CURRENT_FILE, manifestFileName } from '../base/file-names.js'
 import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
 import { frameRecord, scanRecords } from '../wal/record-framing.js'
-import { Version } from './version.js'
-import { decodeEdit, emptyEdit, encodeEdit, type VersionEdit } from './version-edit.js'
+import { TableVersion } from './table-version.js'
+import { decodeEdit, emptyEdit, encodeEdit, type TableVersionEdit } from './table-version-edit.js'
 
 /** State recovered from CURRENT and the manifest it names. */
 export interface RecoveredState {
-  version: Version
+  tableVersion: TableVersion
   logNumber: number
   nextFileNumber: number
   lastSequence: number
@@ -17,19 +17,21 @@ export interface RecoveredState {
 }
 
 /**
- * Owns the manifest: the append-only log of version edits, and CURRENT, which
+ * Owns the manifest: the append-only log of table-version edits, and CURRENT, which
  * names the live manifest and is switched by an atomic rename.
  *
- * Durable first, then memory: `logAndApply` installs an edit's version (and
+ * Durable first, then memory: `logAndApply` installs an edit's table version (and
  * its log number) only after the edit's record is written and fdatasynced, or
  * after a rewritten manifest and the CURRENT naming it are durable. A failed
  * write or sync leaves the manifest's tail unknown (the record may or may not
  * be there, and may be replayed at the next open), so the manifest is then
  * closed for appends: every later edit rejects until the engine is reopened
  * or resumed from what is on disk (docs/design.md, "When I/O fails").
+ *
+ * LevelDB's VersionSet; see TableVersion for why the name differs.
  */
-export class VersionSet {
-  current: Version
+export class TableVersionSet {
+  current: TableVersion
   logNumber: number
   nextFileNumber: number
   /** Highest sequence number recorded in the manifest (the engine tracks the live one). */
@@ -48,7 +50,7 @@ export class VersionSet {
     /** A manifest larger than this is rewritten as one snapshot record at the next edit. */
     private readonly maxManifestBytes: number,
   ) {
-    this.current = state.version
+    this.current = state.tableVersion
     this.logNumber = state.logNumber
     this.nextFileNumber = state.nextFileNumber
     this.lastSequence = state.lastSequence
@@ -78,14 +80,14 @@ export class VersionSet {
     // A complete record that fails its checksum is not: tables and WALs may depend on it.
     const { payloads } = scanRecords(buf, file, 'strict')
     if (payloads.length === 0) throw corruption('manifest holds no complete record', file)
-    let version = Version.empty()
+    let tableVersion = TableVersion.empty()
     let logNumber = 0
     let nextFileNumber = 0
     let lastSequence = 0
     for (const p of payloads) {
       const edit = decodeEdit(p, file)
       try {
-        version = version.apply(edit)
+        tableVersion = tableVersion.apply(edit)
       } catch (err) {
         throw new StrataError('STRATA_CORRUPTION', `manifest edit does not apply: ${(err as Error).message}`, { cause: err })
       }
@@ -93,7 +95,7 @@ export class VersionSet {
       if (edit.nextFileNumber !== undefined) nextFileNumber = edit.nextFileNumber
       if (edit.lastSequence !== undefined) lastSequence = edit.lastSequence
     }
-    return { version, logNumber, nextFileNumber, lastSequence, manifestNumber }
+    return { tableVersion, logNumber, nextFileNumber, lastSequence, manifestNumber }
   }
 
   newFileNumber(): number {
@@ -101,13 +103,13 @@ export class VersionSet {
   }
 
   /**
-   * Writes a new manifest holding `version` (and `logNumber`, `lastSequence`)
+   * Writes a new manifest holding `tableVersion` (and `logNumber`, `lastSequence`)
    * as one record, makes it durable and points CURRENT at it; only then does
    * the state become this set's. Called at open and when the manifest grows
    * past `maxManifestBytes`. The old manifest is left for obsolete-file
    * deletion. On failure the set keeps its state and takes no more edits.
    */
-  writeSnapshotManifest(version = this.current, logNumber = this.logNumber, lastSequence = this.lastSequence): void {
+  writeSnapshotManifest(tableVersion = this.current, logNumber = this.logNumber, lastSequence = this.lastSequence): void {
     if (this.failure) throw this.failure
     const number = this.newFileNumber()
     const name = path.join(this.dir, manifestFileName(number))
@@ -115,7 +117,7 @@ export class VersionSet {
     edit.logNumber = logNumber
     edit.nextFileNumber = this.nextFileNumber
     edit.lastSequence = lastSequence
-    version.levels.forEach((tables, level) => tables.forEach((table) => edit.added.push({ level, table })))
+    tableVersion.levels.forEach((tables, level) => tables.forEach((table) => edit.added.push({ level, table })))
     const record = frameRecord(encodeEdit(edit))
     let file: File | undefined
     try {
@@ -132,17 +134,17 @@ export class VersionSet {
     this.manifest = file
     this.manifestNumber = number
     this.manifestBytes = record.length
-    this.current = version
+    this.current = tableVersion
     this.logNumber = logNumber
     this.lastSequence = lastSequence
   }
 
   /**
    * Appends `edit` (with the counters filled in) and fdatasyncs it, or rewrites
-   * the manifest when it is due; then installs the resulting version.
+   * the manifest when it is due; then installs the resulting table version.
    * Serialized: concurrent callers run one after another, in call order.
    */
-  logAndApply(edit: VersionEdit, lastSequence: number): Promise<Version> {
+  logAndApply(edit: TableVersionEdit, lastSequence: number): Promise<TableVersion> {
     const run = this.queue.then(async () => {
       if (this.failure) throw this.failure
       assert(this.manifest !== undefined, 'manifest not open')

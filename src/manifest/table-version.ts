@@ -1,26 +1,33 @@
 import { assert } from '../base/assert.js'
-import { NUM_LEVELS, type VersionEdit } from './version-edit.js'
+import { NUM_LEVELS, type TableVersionEdit } from './table-version-edit.js'
 import type { TableMeta } from './table-meta.js'
 
 /**
  * An immutable set of tables per level. L0 tables may overlap and are kept
  * newest first (by largest sequence); L1 and deeper are sorted by smallest key
- * and never overlap. Versions are reference-counted by readers (iterators) so
- * that files they use are not deleted under them.
+ * and never overlap. Table versions are reference-counted by readers
+ * (iterators) so that files they use are not deleted under them.
+ *
+ * Named TableVersion (with TableVersionSet and TableVersionEdit) where LevelDB
+ * and RocksDB say Version, VersionSet and VersionEdit: to users of stratadb a
+ * "version" is a key's version, the sequence of the write that produced its
+ * value (`getEntry().version`, `ifVersion`, the shadow filter's "versions no
+ * reader can see"). Every name of the table-set concept says "table version",
+ * so neither reading is mistaken for the other (issue #17).
  */
-export class Version {
+export class TableVersion {
   private refs = 0
 
   constructor(readonly levels: ReadonlyArray<readonly TableMeta[]>) {
-    assert(levels.length === NUM_LEVELS, 'a version has NUM_LEVELS levels')
+    assert(levels.length === NUM_LEVELS, 'a table version has NUM_LEVELS levels')
   }
 
-  static empty(): Version {
-    return new Version(Array.from({ length: NUM_LEVELS }, () => []))
+  static empty(): TableVersion {
+    return new TableVersion(Array.from({ length: NUM_LEVELS }, () => []))
   }
 
-  /** Builds the version that results from applying `edit`; this one is unchanged. */
-  apply(edit: VersionEdit): Version {
+  /** Builds the table version that results from applying `edit`; this one is unchanged. */
+  apply(edit: TableVersionEdit): TableVersion {
     const levels = this.levels.map((l) => [...l])
     for (const d of edit.deleted) {
       const i = levels[d.level].findIndex((t) => t.number === d.number)
@@ -38,10 +45,10 @@ export class Version {
         )
       }
     }
-    return new Version(levels)
+    return new TableVersion(levels)
   }
 
-  /** Every table file this version references. */
+  /** Every table file this table version references. */
   *tableNumbers(): Iterable<number> {
     for (const level of this.levels) for (const t of level) yield t.number
   }
@@ -52,7 +59,7 @@ export class Version {
 
   /** Returns true when this was the last reference. */
   unref(): boolean {
-    assert(this.refs > 0, 'version unref below zero')
+    assert(this.refs > 0, 'table version unref below zero')
     return --this.refs === 0
   }
 

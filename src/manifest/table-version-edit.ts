@@ -4,7 +4,8 @@ import type { TableMeta } from './table-meta.js'
 
 /**
  * One manifest record: a change to the set of tables and the counters
- * (docs/format.md, "Manifest"). Encoded as tagged fields:
+ * (docs/format.md, "Manifest"); LevelDB's VersionEdit (see TableVersion for
+ * the name). Encoded as tagged fields:
  *
  *   1 logNumber | 2 nextFileNumber | 3 lastSequence          (varint each)
  *   4 deleted table: varint level, varint fileNumber
@@ -14,7 +15,7 @@ import type { TableMeta } from './table-meta.js'
  */
 export const NUM_LEVELS = 7
 
-export interface VersionEdit {
+export interface TableVersionEdit {
   /** WALs with numbers below this are fully in tables and may be deleted. */
   logNumber?: number
   nextFileNumber?: number
@@ -29,11 +30,11 @@ const TAG_LAST_SEQUENCE = 3
 const TAG_DELETED = 4
 const TAG_ADDED = 5
 
-export function emptyEdit(): VersionEdit {
+export function emptyEdit(): TableVersionEdit {
   return { deleted: [], added: [] }
 }
 
-export function encodeEdit(edit: VersionEdit): Buffer {
+export function encodeEdit(edit: TableVersionEdit): Buffer {
   const parts: number[] = []
   const keys: Buffer[] = []
   let bytes = 0
@@ -78,7 +79,7 @@ export function encodeEdit(edit: VersionEdit): Buffer {
   return out
 }
 
-export function decodeEdit(buf: Buffer, fileName: string): VersionEdit {
+export function decodeEdit(buf: Buffer, fileName: string): TableVersionEdit {
   const edit = emptyEdit()
   const end = buf.length
   let o = 0
