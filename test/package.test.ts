@@ -180,6 +180,7 @@ describe('the packed package installed into an empty project', () => {
   it('ships the built entry points, types and docs, and no source maps, sources or tests', () => {
     expect(files).toContain('package.json')
     expect(files).toContain('README.md')
+    expect(files).toContain('LICENSE')
     const targets = [
       ...Object.values(pkg.exports ?? {}).flatMap((t) => (typeof t === 'string' ? [t] : Object.values(t))),
       ...Object.values(pkg.bin ?? {}),
