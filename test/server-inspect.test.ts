@@ -14,36 +14,13 @@
 import * as net from 'node:net'
 import { Redis, type RedisOptions } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startServer, type ServerOptionsInput, type StrataServer } from '../src/server/index.js'
-import { tempDir } from './unit/helpers.js'
+import type { ServerOptionsInput } from '../src/server/index.js'
+import { RedisClients, startRespServer, type RunningServer } from './resp-helpers.js'
 
-interface Running {
-  server: StrataServer
-  logs: string[]
-  stop: () => Promise<void>
-}
+const start = (options?: ServerOptionsInput): Promise<RunningServer> => startRespServer('strata-inspect-', options)
 
-async function start(options: ServerOptionsInput = {}): Promise<Running> {
-  const t = tempDir('strata-inspect-')
-  const logs: string[] = []
-  const server = await startServer({ dir: t.dir, http: null, resp: '127.0.0.1:0', log: (l) => logs.push(l), ...options })
-  return {
-    server,
-    logs,
-    stop: async () => {
-      await server.close()
-      t.cleanup()
-    },
-  }
-}
-
-const clients: Redis[] = []
-function client(port: number, options: RedisOptions = {}): Redis {
-  const c = new Redis({ port, host: '127.0.0.1', retryStrategy: () => null, maxRetriesPerRequest: 0, ...options })
-  c.on('error', () => {})
-  clients.push(c)
-  return c
-}
+const clients = new RedisClients()
+const client = (port: number, options?: RedisOptions): Redis => clients.connect(port, options)
 
 /** Sends `input` on a fresh connection; resolves with the first reply bytes. */
 function rawReply(port: number, input: string): Promise<string> {
@@ -57,14 +34,14 @@ function rawReply(port: number, input: string): Promise<string> {
   })
 }
 
-let main: Running
+let main: RunningServer
 let port: number
 beforeAll(async () => {
   main = await start()
   port = main.server.respPort!
 })
 afterAll(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.quit().catch(() => c.disconnect())))
+  await clients.closeAll()
   await main.stop()
 })
 

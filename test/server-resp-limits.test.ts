@@ -11,10 +11,10 @@ import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
 import { Redis, type RedisOptions } from 'ioredis'
 import { afterEach, describe, expect, it } from 'vitest'
-import { startServer, type ServerOptionsInput, type StrataServer } from '../src/server/index.js'
+import type { ServerOptionsInput } from '../src/server/index.js'
+import { RedisClients, startRespServer, type RunningServer } from './resp-helpers.js'
 import { DEFAULT_LIMITS, defaultMaxMemoryClientsBytes, resolveServerOptions } from '../src/server/shared/options.js'
 import { parseMaxMemoryClients, parseOutputBufferLimit, parseRedisBytes, serverOptionsFromCli } from '../src/server/serve.js'
-import { tempDir } from './unit/helpers.js'
 
 // Memory checks measure what is retained, not garbage a busy machine has not collected yet.
 v8.setFlagsFromString('--expose-gc')
@@ -27,44 +27,21 @@ function retainedArrayBuffers(): number {
 
 const TOKEN = 'limits-token-0123456789'
 
-interface Running {
-  server: StrataServer
-  port: number
-  logs: string[]
-  stop: () => Promise<void>
-}
-
-const running: Running[] = []
-const clients: Redis[] = []
+const running: RunningServer[] = []
 const sockets: net.Socket[] = []
 
-async function start(options: ServerOptionsInput = {}): Promise<Running> {
-  const t = tempDir('strata-resp-limits-')
-  const logs: string[] = []
-  const server = await startServer({ dir: t.dir, http: null, resp: '127.0.0.1:0', log: (l) => logs.push(l), ...options })
-  const r: Running = {
-    server,
-    port: server.respPort!,
-    logs,
-    stop: async () => {
-      await server.close()
-      t.cleanup()
-    },
-  }
+async function start(options: ServerOptionsInput = {}): Promise<RunningServer> {
+  const r = await startRespServer('strata-resp-limits-', options)
   running.push(r)
   return r
 }
 
-function client(port: number, options: RedisOptions = {}): Redis {
-  const c = new Redis({ port, host: '127.0.0.1', retryStrategy: () => null, maxRetriesPerRequest: 0, ...options })
-  c.on('error', () => {})
-  clients.push(c)
-  return c
-}
+const clients = new RedisClients()
+const client = (port: number, options?: RedisOptions): Redis => clients.connect(port, options)
 
 afterEach(async () => {
   for (const s of sockets.splice(0)) s.destroy()
-  await Promise.all(clients.splice(0).map((c) => c.quit().catch(() => c.disconnect())))
+  await clients.closeAll()
   await Promise.all(running.splice(0).map((r) => r.stop()))
 })
 

@@ -9,39 +9,17 @@
 import * as net from 'node:net'
 import { Redis, type RedisOptions } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startServer, type ServerOptionsInput, type StrataServer } from '../src/server/index.js'
-import { rng, tempDir } from './unit/helpers.js'
+import type { ServerOptionsInput } from '../src/server/index.js'
+import { RedisClients, startRespServer, type RunningServer } from './resp-helpers.js'
+import { rng } from './unit/helpers.js'
 
-interface Running {
-  server: StrataServer
-  logs: string[]
-  stop: () => Promise<void>
-}
+const start = (options?: ServerOptionsInput): Promise<RunningServer> => startRespServer('strata-resp-', options)
 
-async function start(options: ServerOptionsInput = {}): Promise<Running> {
-  const t = tempDir('strata-resp-')
-  const logs: string[] = []
-  const server = await startServer({ dir: t.dir, http: null, resp: '127.0.0.1:0', log: (l) => logs.push(l), ...options })
-  return {
-    server,
-    logs,
-    stop: async () => {
-      await server.close()
-      t.cleanup()
-    },
-  }
-}
-
-const clients: Redis[] = []
-function client(port: number, options: RedisOptions = {}): Redis {
-  const c = new Redis({ port, host: '127.0.0.1', retryStrategy: () => null, maxRetriesPerRequest: 0, ...options })
-  c.on('error', () => {})
-  clients.push(c)
-  return c
-}
+const clients = new RedisClients()
+const client = (port: number, options?: RedisOptions): Redis => clients.connect(port, options)
 
 async function closeClients(): Promise<void> {
-  await Promise.all(clients.splice(0).map((c) => c.quit().catch(() => c.disconnect())))
+  await clients.closeAll()
 }
 
 /** Sends raw bytes, collects everything until the server closes (or `ms` passes). */
@@ -63,7 +41,7 @@ function raw(port: number, input: Buffer | string, ms = 3000): Promise<{ text: s
   })
 }
 
-let main: Running
+let main: RunningServer
 let port: number
 beforeAll(async () => {
   main = await start()
