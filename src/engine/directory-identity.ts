@@ -164,9 +164,10 @@ function currentManifest(fs: FileSystem, dir: string, names: string[]): 'ours' |
 }
 
 /**
- * With the lock held: looks at the directory again (a concurrent open may
- * have created the database meanwhile) and writes the marker where one is
- * due: in an empty directory that is to be created, and in a previous-format
+ * With the lock held: looks at the directory again unless `seen` (what
+ * `inspectDirectory` found before the lock) already had a marker, which no
+ * one removes (a concurrent open may have created the database meanwhile),
+ * and writes the marker where one is due: in an empty directory that is to be created, and in a previous-format
  * database (its upgrade). Returns the identity, or undefined when the
  * directory stays without one (empty with `createIfMissing: false`, or a
  * previous-format database opened with `errorIfExists`: the recovery that
@@ -176,8 +177,9 @@ export function establishIdentity(
   fs: FileSystem,
   dir: string,
   options: { createIfMissing: boolean; errorIfExists: boolean },
+  seen: DirectoryState,
 ): DatabaseIdentity | undefined {
-  const state = inspectDirectory(fs, dir)
+  const state = seen.kind === 'marked' ? seen : inspectDirectory(fs, dir)
   if (state.kind === 'marked') return state.identity
   if (state.kind === 'empty' && !options.createIfMissing) return undefined
   if (state.kind === 'previous-format' && options.errorIfExists) return undefined

@@ -38,10 +38,10 @@ export async function openEngine(dir: string, options: ResolvedOptions): Promise
   const fs = options.fileSystem
   prepareDirectory(fs, dir, options)
   // Only reads: a foreign directory is refused before the lock writes a LOCK file into it.
-  inspectDirectory(fs, dir)
+  const seen = inspectDirectory(fs, dir)
   const releaseLock = acquireLock(fs, dir)
   try {
-    establishIdentity(fs, dir, options)
+    establishIdentity(fs, dir, options, seen)
     return recoverEngine(dir, options, releaseLock)
   } catch (err) {
     releaseLock()
