@@ -25,7 +25,8 @@ import { openSources, readPoint } from './read-path.js'
 import type { Condition } from './write-group.js'
 import { WritePath, type WriteHost } from './write-path.js'
 import { collectStats, type EngineStats, type RecoveryReport } from './stats.js'
-import { errnoOf, readOnlyFailure, type BackgroundErrorInfo, type FailureSite } from '../base/background-error.js'
+import type { FailureSite } from '../base/background-error.js'
+import { Failures } from './failures.js'
 
 /** What recovery hands to the engine. */
 export interface RecoveredEngineState {
@@ -76,10 +77,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   /** The write queue and group commit. */
   private readonly writePath: WritePath
   private readonly flushWaiters: Array<() => void> = []
-  /** The failure that made the engine read-only: nothing is written or deleted after it. */
-  private backgroundError: BackgroundErrorInfo | undefined
-  /** Failures that did not make the engine read-only (obsolete-file deletion), and the last of them. */
-  private readonly softFailures: { count: number; last: BackgroundErrorInfo | undefined } = { count: 0, last: undefined }
+  /** What failed: the failure that made the engine read-only (nothing is written or deleted after it), failed deletions. */
+  private readonly failures: Failures
   private state: 'open' | 'closing' | 'closed' = 'open'
   private closePromise: Promise<void> | undefined
   private readonly flushCounters = { flushes: 0, flushBytes: 0 }
@@ -89,6 +88,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     this.options = s.options
     this.fs = s.options.fileSystem
     this.recovery = s.recovery
+    this.failures = new Failures(s.options.onBackgroundError)
     this.tableVersions = s.tableVersions
     this.mem = s.mem
     this.recycler = s.recycler
@@ -150,7 +150,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   }
 
   canRunBackgroundWork(): boolean {
-    return this.state === 'open' && this.backgroundError === undefined
+    return this.state === 'open' && this.failures.readOnly === undefined
   }
 
   currentSequence(): number {
@@ -163,12 +163,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   /** The error that made the database read-only (STRATA_READ_ONLY), if any. */
   get failure(): StrataError | undefined {
-    return this.backgroundError?.error
-  }
-
-  /** What made the database read-only: where, when, the errno. */
-  get failureInfo(): BackgroundErrorInfo | undefined {
-    return this.backgroundError
+    return this.failures.readOnly?.error
   }
 
   /** Compacts the key range [start, end] down to the deepest populated level. */
@@ -177,13 +172,13 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
       await this.forceFlush()
     }
     await this.compactions.compactRange(start, end)
-    if (this.backgroundError) throw this.backgroundError.error
+    if (this.failures.readOnly) throw this.failures.readOnly.error
   }
 
   /** Freezes the memtable (after queued writes) and waits until every frozen memtable is flushed. */
   private async forceFlush(): Promise<void> {
     await this.freezeWhenWritten()
-    while (this.imms.length > 0 && !this.backgroundError) await this.backgroundProgress()
+    while (this.imms.length > 0 && !this.failures.readOnly) await this.backgroundProgress()
   }
 
   /**
@@ -194,7 +189,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
    */
   private async freezeWhenWritten(): Promise<void> {
     for (;;) {
-      if (this.backgroundError) return
+      if (this.failures.readOnly) return
       const pending = this.writesBefore()
       if (pending !== undefined) await pending
       else if (this.imms.length >= this.options.maxImmutableMemtables) await this.backgroundProgress()
@@ -313,21 +308,9 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
    * open, so whatever it references must stay). `resume()` leaves the state.
    */
   private setBackgroundError(err: unknown, where: FailureSite): void {
-    if (this.backgroundError) return
     // A flush or compaction that failed in its manifest edit failed in the manifest.
     const site = this.tableVersions.failed !== undefined && err === this.tableVersions.failed ? 'manifest' : where
-    this.backgroundError = readOnlyFailure(err, site)
-    this.wakeBackgroundWaiters()
-    this.report(this.backgroundError)
-  }
-
-  /** Tells the application (onBackgroundError); a throwing callback does not disturb the engine. */
-  private report(info: BackgroundErrorInfo): void {
-    try {
-      this.options.onBackgroundError(info)
-    } catch {
-      // The callback's own failure is not the engine's.
-    }
+    if (this.failures.setReadOnly(err, site)) this.wakeBackgroundWaiters()
   }
 
   // ---- flush host --------------------------------------------------------
@@ -354,7 +337,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
   }
 
   hasBackgroundError(): boolean {
-    return this.backgroundError !== undefined
+    return this.failures.readOnly !== undefined
   }
 
   /**
@@ -363,7 +346,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
    * deletion is reported, not fatal: the file costs space until the next try.
    */
   deleteObsoleteFiles(): void {
-    if (this.backgroundError) return
+    if (this.failures.readOnly) return
     const live = new Set<number>(this.tableVersions.current.tableNumbers())
     for (const v of this.liveTableVersions) for (const n of v.tableNumbers()) live.add(n)
     for (const n of this.pendingOutputs) live.add(n)
@@ -373,11 +356,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
       manifestNumber: this.tableVersions.manifestFileNumber,
       beforeTableDelete: (n) => this.tableCache.evict(n),
     })
-    if (failure !== undefined) {
-      this.softFailures.count++
-      this.softFailures.last = { error: failure, where: 'obsolete-file-deletion', errno: errnoOf(failure), atMs: Date.now(), readOnly: false }
-      this.report(this.softFailures.last)
-    }
+    if (failure !== undefined) this.failures.deleteFailed(failure)
   }
 
   // ---- reads -------------------------------------------------------------
@@ -461,9 +440,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
 
   /** A resume failed: its error becomes the reported failure (the cause is still there). */
   noteResumeFailure(err: unknown): void {
-    const info = readOnlyFailure(err, 'resume')
-    this.backgroundError = info
-    this.report(info)
+    this.failures.replaceReadOnly(err)
   }
 
   /** After a resume took over: closes files and frees memory, keeping the lock (the new engine holds it). */
@@ -495,8 +472,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
       liveSnapshots: this.snapshots.size,
       writes: { ...this.flushCounters, ...this.writePath.counters },
       compaction: this.compactions.stats,
-      failure: this.backgroundError,
-      deleteFailures: this.softFailures,
+      failure: this.failures.readOnly,
+      deleteFailures: this.failures.deletes,
       recovery: this.recovery,
     })
   }
