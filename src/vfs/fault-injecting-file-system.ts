@@ -3,8 +3,6 @@ import { fileClassOf, type File, type FileClass, type FileStat, type FileSystem,
 /** The kinds of call a fault can be injected into. */
 export type FileOp = 'open' | 'read' | 'write' | 'sync' | 'syncDir' | 'rename' | 'link' | 'unlink' | 'readdir' | 'stat' | 'mkdir'
 
-export const FILE_OPS: readonly FileOp[] = ['open', 'read', 'write', 'sync', 'syncDir', 'rename', 'link', 'unlink', 'readdir', 'stat', 'mkdir']
-
 /**
  * What an injected fault does:
  *  - 'ENOSPC', 'EIO': the call fails with that errno and changes nothing;
@@ -21,8 +19,6 @@ export interface Site {
   op: FileOp
   fileClass: FileClass
 }
-
-export const siteName = (s: Site): string => `${s.op}:${s.fileClass}`
 
 export interface FaultRule extends Site {
   /** Fail the nth call (1-based, counted since the file system was made) of this site. */

@@ -9,8 +9,6 @@ export interface WalContents {
   /** Bytes of intact records; anything after them was a torn or garbage tail. */
   validBytes: number
   tornTail: boolean
-  /** Bytes after the last intact record (a torn or damaged tail, dropped). */
-  droppedBytes: number
 }
 
 /**
@@ -19,10 +17,9 @@ export interface WalContents {
  * throws STRATA_CORRUPTION.
  */
 export function readWal(fs: FileSystem, path: string): WalContents {
-  const buf = readWalFile(fs, path)
-  const scan = scanRecords(buf, path)
+  const scan = scanRecords(readWalFile(fs, path), path)
   const batches = scan.payloads.map((p) => decodeWalRecord(p, path))
-  return { batches, validBytes: scan.validBytes, tornTail: scan.tornTail, droppedBytes: buf.length - scan.validBytes }
+  return { batches, validBytes: scan.validBytes, tornTail: scan.tornTail }
 }
 
 /** What visiting a WAL file found. */
