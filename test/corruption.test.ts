@@ -270,12 +270,15 @@ function parseWal(file: string): WalRecord[] {
     expect(payload.length).toBe(len)
     expect(buf.readUInt32LE(o + 4)).toBe(xx.h32Raw(payload, 0) >>> 0)
     expect(buf.readUInt32LE(o + 8)).toBe(xx.h32Raw(buf.subarray(o, o + 8), 0x53545241) >>> 0)
-    expect(payload[0]).toBe(1)
+    // Version 2: the kind byte's top bit marks the last entry of each write.
+    expect(payload[0]).toBe(2)
     const count = payload.readUInt32LE(9)
     const at = { o: 13 }
     const ops: WalRecord['ops'] = []
     for (let i = 0; i < count; i++) {
-      const kind = payload[at.o++]
+      const flagged = payload[at.o++]
+      const kind = flagged & 0x7f
+      if (i === count - 1) expect(flagged & 0x80).toBe(0x80)
       const kl = readVarint(payload, at)
       const key = payload.subarray(at.o, at.o + kl).toString('latin1')
       at.o += kl

@@ -3,7 +3,7 @@ import { copyRange, writeU32, writeU64, writeVarint } from '../base/coding.js'
 import { RecordArena } from './record-arena.js'
 import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-framing.js'
 import { KIND_DELETE, KIND_PUT, type WriteOp } from '../base/entry.js'
-import { PAYLOAD_HEADER_BYTES, WAL_FORMAT_VERSION } from './wal-record.js'
+import { BATCH_END, PAYLOAD_HEADER_BYTES, WAL_FORMAT_VERSION } from './wal-record.js'
 
 /**
  * Builds WAL records in place in a memtable's record arena, one write at a
@@ -34,7 +34,8 @@ export class WalRecordBuilder {
   }
 
   /**
-   * Appends `ops` (the first gets `firstSequence`, the rest follow) and
+   * Appends one write's `ops` (the first gets `firstSequence`, the rest
+   * follow; the last is marked as the write's end) and
    * returns the buffer they now lie in; `offsets` receives two numbers per op,
    * relative to that buffer: its key and its value (-1 for a delete).
    * `opBytes` is the ops' encodedOpBytes sum.
@@ -51,9 +52,10 @@ export class WalRecordBuilder {
       this.count = 0
     }
     let o = this.used
+    const last = ops.length - 1
     for (let i = 0; i < ops.length; i++) {
       const { key, value } = ops[i]
-      buf[o++] = value === null ? KIND_DELETE : KIND_PUT
+      buf[o++] = (value === null ? KIND_DELETE : KIND_PUT) | (i === last ? BATCH_END : 0)
       o = writeVarint(buf, o, key.length)
       offsets.push(o)
       o = copyRange(buf, o, key, 0, key.length)

@@ -51,10 +51,10 @@ function visitPayloads(payloads: readonly Buffer[], name: string, visit: WalEntr
   let n = 0
   let lastSequence = 0
   for (const payload of payloads) {
-    n += forEachWalEntry(payload, name, (p, seq, ks, ke, vs, ve) => {
+    n += forEachWalEntry(payload, name, (p, seq, ks, ke, vs, ve, end) => {
       if (seq <= lastSequence) throw corruption(`WAL sequence ${seq} does not follow ${lastSequence}`, name)
       lastSequence = seq
-      visit(p, seq, ks, ke, vs, ve)
+      visit(p, seq, ks, ke, vs, ve, end)
     })
   }
   return n
