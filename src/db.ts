@@ -5,12 +5,31 @@ import type { DbIterator } from './iterators/db-iterator.js'
 import type { Engine } from './engine/engine.js'
 import { openEngine, recoverEngine } from './engine/recovery.js'
 import type { EngineStats } from './engine/stats.js'
+import { ChangeCursor, type ChangeBatch } from './engine/change-cursor.js'
 import { resolveOptions, type OpenOptions } from './options.js'
 import { encodedOpBytes } from './wal/wal-record.js'
 import type { Condition } from './engine/write-group.js'
 import { TransactionRunner, type Transaction, type TransactionOptions } from './txn/transaction.js'
 
 export type { Entry, IteratorOptions } from './base/entry.js'
+export type { ChangeBatch, ChangeOp } from './engine/change-cursor.js'
+
+/** Options of `changes()`. */
+export interface ChangesOptions {
+  /**
+   * Hand out the batches committed after this sequence number (a
+   * `batch.sequence` already seen, or a checkpoint's `sequence`). Default 0:
+   * everything the retained WALs still hold.
+   */
+  since?: number
+  /** At the end, wait for new commits instead of ending. Default false. */
+  live?: boolean
+}
+
+/** The change stream: an async iterator of committed batches; `close()` (or `break`) ends it. */
+export interface ChangeStream extends AsyncIterableIterator<ChangeBatch> {
+  close(): void
+}
 
 /** Options of a single write. */
 export interface WriteOptions {
@@ -185,6 +204,31 @@ export class Database {
     return this.openIterator(options, snapshot?.sequence ?? this.engine.visibleSequence, false)
   }
 
+  /**
+   * Every batch committed after `since`, in sequence order, exactly as
+   * committed (one item per put, delete, batch or transaction commit), read
+   * from the WAL files: those still live and those kept after a flush
+   * (`walRetentionBytes`, `walRetentionMs`). With `live`, the stream then
+   * waits for new commits and hands each out once it resolved (durable as
+   * the write asked). It holds one read chunk of memory, whatever the
+   * consumer's pace. Ends at `close()` (or when the database closes); throws
+   * STRATA_CHANGES_TRUNCATED when the changes it needs are no longer kept
+   * (resync from a checkpoint), STRATA_CORRUPTION on a damaged WAL.
+   */
+  changes(options?: ChangesOptions): ChangeStream {
+    this.checkOpen()
+    if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalid('changes options must be an object')
+    const since = options?.since ?? 0
+    if (!Number.isSafeInteger(since) || since < 0) throw invalid('since must be a non-negative integer')
+    if (since > this.engine.visibleSequence) {
+      throw invalid(`since ${since} is past the newest committed sequence ${this.engine.visibleSequence}`)
+    }
+    const live = options?.live ?? false
+    if (typeof live !== 'boolean') throw invalid('live must be a boolean')
+    const engine = (): Engine => this.engine
+    return new ChangeCursor(engine, this.engine.changeCursors, since, live)
+  }
+
   /** Pins the current point in time for consistent reads until `release()`. */
   snapshot(): Snapshot {
     this.checkOpen()
@@ -276,7 +320,7 @@ export class Database {
     if (!old.isOpen || old.pinsState) return false
     let next: Engine
     try {
-      next = recoverEngine(old.dir, { ...old.options, createIfMissing: false, errorIfExists: false }, old.releaseLock)
+      next = recoverEngine(old.dir, { ...old.options, createIfMissing: false, errorIfExists: false }, old.releaseLock, old.changeCursors)
     } catch (err) {
       old.noteResumeFailure(err)
       return false

@@ -68,6 +68,22 @@ export interface OpenOptions {
   /** A manifest larger than this is rewritten as one record at the next edit (RocksDB's max_manifest_file_size). Default 16 MiB. */
   maxManifestBytes?: number
   /**
+   * Upper bound on the bytes of WAL files kept after their writes are in
+   * tables, for the change stream (`db.changes()`): kept while an open change
+   * cursor still has to read them or while younger than `walRetentionMs`;
+   * past this bound the oldest go first, and a cursor that needed one ends
+   * with STRATA_CHANGES_TRUNCATED. Default 1 GiB. 0 keeps none.
+   */
+  walRetentionBytes?: number
+  /**
+   * Keep every WAL file this long after its last write even without an open
+   * change cursor (within `walRetentionBytes`), so that a consumer can
+   * reconnect, or a reopened database replay `changes({ since })`, after its
+   * writes were flushed. Checked at each flush and compaction. Default 0
+   * (only open cursors keep WALs).
+   */
+  walRetentionMs?: number
+  /**
    * Called once when a failed write, fsync, flush or compaction makes the
    * database read-only (STRATA_READ_ONLY), with what failed, where and when;
    * and for failures that do not (a failed deletion of an obsolete file).
@@ -137,6 +153,8 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   autoCompaction: true,
   flushOnClose: true,
   maxManifestBytes: 16 << 20,
+  walRetentionBytes: 2 ** 30,
+  walRetentionMs: 0,
   onBackgroundError: () => undefined,
   fileSystem: nodeFileSystem,
 }
@@ -164,6 +182,8 @@ const RANGES: Partial<Record<keyof OpenOptions, [number, number]>> = {
   hardPendingCompactionBytes: [0, 2 ** 52],
   maxConcurrentCompactions: [1, 16],
   maxManifestBytes: [1, 2 ** 40],
+  walRetentionBytes: [0, 2 ** 52],
+  walRetentionMs: [0, 2 ** 52],
 }
 
 const FILE_SYSTEM_METHODS = ['open', 'readFile', 'rename', 'link', 'unlink', 'readdir', 'stat', 'mkdir', 'syncDir', 'realpath'] as const satisfies ReadonlyArray<keyof FileSystem>

@@ -14,6 +14,7 @@ export type StrataErrorCode =
   | 'STRATA_READ_ONLY'
   | 'STRATA_CONFLICT'
   | 'STRATA_NOT_A_DATABASE'
+  | 'STRATA_CHANGES_TRUNCATED'
 
 /** The one error class the engine throws for operating errors; `code` is stable. */
 export class StrataError extends Error {

@@ -20,7 +20,8 @@ import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { SnapshotList } from './snapshot-list.js'
 import { FlushLoop, type FlushHost } from './flush-loop.js'
-import { removeObsoleteFiles } from './obsolete-files.js'
+import { removeObsoleteFiles, type RetainedWals } from './obsolete-files.js'
+import { ChangeCursors, type ChangeSource } from './change-cursor.js'
 import { openSources, readPoint } from './read-path.js'
 import type { Condition } from './write-group.js'
 import { WritePath, type WriteHost } from './write-path.js'
@@ -41,6 +42,8 @@ export interface RecoveredEngineState {
   releaseLock: () => void
   /** What the open replayed and dropped. */
   recovery: RecoveryReport
+  /** The change cursors of the database (a resumed engine keeps its predecessor's). */
+  changeCursors?: ChangeCursors
 }
 
 /**
@@ -50,12 +53,18 @@ export interface RecoveredEngineState {
  * them to the active memtable and appends them to its WAL. Arguments are
  * validated by the facade (db.ts) or txn/ before they reach here; this class asserts.
  */
-export class Engine implements CompactionHost, FlushHost, WriteHost {
+export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSource {
   readonly dir: string
   readonly options: ResolvedOptions
   readonly fs: FileSystem
   readonly snapshots = new SnapshotList()
   readonly recovery: RecoveryReport
+  /** Open change cursors: they keep the WALs they still read (obsolete-files.ts, WalRetention). */
+  readonly changeCursors: ChangeCursors
+  /** Woken at each commit, WAL switch and close (change cursors waiting for more). */
+  private commitWaiters: Array<() => void> = []
+  /** What the last deletion pass kept for the change stream. */
+  private retainedWals: RetainedWals = { files: 0, bytes: 0 }
 
   private mem: Memtable
   /** Frozen memtables, oldest first, waiting for (or in) flush. */
@@ -88,6 +97,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     this.options = s.options
     this.fs = s.options.fileSystem
     this.recovery = s.recovery
+    this.changeCursors = s.changeCursors ?? new ChangeCursors()
     this.failures = new Failures(s.options.onBackgroundError)
     this.tableVersions = s.tableVersions
     this.mem = s.mem
@@ -242,6 +252,29 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     return this.writePath.lastSequence
   }
 
+  // ---- change stream -------------------------------------------------------
+
+  /** The active WAL and how many of its bytes hold resolved writes. */
+  committedWal(): { number: number; bytes: number } {
+    return { number: this.wal.number, bytes: this.writePath.committedWalBytes }
+  }
+
+  /** Resolves at the next commit, WAL switch or close. */
+  nextCommit(): Promise<void> {
+    if (this.state !== 'open') return Promise.resolve()
+    return new Promise<void>((resolve) => this.commitWaiters.push(resolve))
+  }
+
+  walCommitted(): void {
+    if (this.commitWaiters.length > 0) this.wakeCommitWaiters()
+  }
+
+  private wakeCommitWaiters(): void {
+    const waiters = this.commitWaiters
+    this.commitWaiters = []
+    for (const wake of waiters) wake()
+  }
+
   /** Lets chains of transaction turns share WAL writes: see WritePath.holdGroupsWhile. */
   holdWriteGroupsWhile(more: () => boolean): void {
     this.writePath.holdGroupsWhile = more
@@ -298,6 +331,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     this.mem = new Memtable([number], this.recycler)
     this.writePath.memtableSwitched()
     this.flushLoop.schedule()
+    this.wakeCommitWaiters()
   }
 
   /**
@@ -350,12 +384,19 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     const live = new Set<number>(this.tableVersions.current.tableNumbers())
     for (const v of this.liveTableVersions) for (const n of v.tableNumbers()) live.add(n)
     for (const n of this.pendingOutputs) live.add(n)
-    const failure = removeObsoleteFiles(this.fs, this.dir, {
+    const { failure, retained } = removeObsoleteFiles(this.fs, this.dir, {
       liveTables: live,
       logNumber: this.tableVersions.logNumber,
       manifestNumber: this.tableVersions.manifestFileNumber,
       beforeTableDelete: (n) => this.tableCache.evict(n),
+      walRetention: {
+        pinnedFrom: this.changeCursors.pinnedFrom(),
+        bytes: this.options.walRetentionBytes,
+        ms: this.options.walRetentionMs,
+        nowMs: Date.now(),
+      },
     })
+    this.retainedWals = retained
     if (failure !== undefined) this.failures.deleteFailed(failure)
   }
 
@@ -419,6 +460,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     }
     await this.flushLoop.close()
     await this.compactions.close()
+    this.changeCursors.closeAll()
     this.releaseResources()
     this.releaseLock()
   }
@@ -458,6 +500,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
     for (const m of this.imms.splice(0)) m.unref()
     this.recycler.clear()
     this.state = 'closed'
+    this.wakeCommitWaiters()
   }
 
   stats(): EngineStats {
@@ -475,6 +518,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost {
       failure: this.failures.readOnly,
       deleteFailures: this.failures.deletes,
       recovery: this.recovery,
+      changes: { cursors: this.changeCursors.size, retainedWalFiles: this.retainedWals.files, retainedWalBytes: this.retainedWals.bytes },
     })
   }
 

@@ -14,6 +14,7 @@ import { WalWriter } from '../wal/wal-writer.js'
 import { Engine } from './engine.js'
 import { establishIdentity, inspectDirectory } from './directory-identity.js'
 import type { RecoveryReport } from './stats.js'
+import type { ChangeCursors } from './change-cursor.js'
 
 /**
  * Opens a database directory (docs/design.md, "Recovery"):
@@ -75,7 +76,7 @@ function prepareDirectory(fs: FileSystem, dir: string, options: ResolvedOptions)
  * failure left behind (a torn WAL or manifest tail, an edit whose sync
  * failed) is decided here exactly as a reopen would decide it.
  */
-export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock: () => void): Engine {
+export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock: () => void, changeCursors?: ChangeCursors): Engine {
   const fs = options.fileSystem
   let state: RecoveredState | undefined = TableVersionSet.recover(fs, dir)
   if (state !== undefined && options.errorIfExists) {
@@ -146,7 +147,7 @@ export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock
     tableVersions.close()
     throw err
   }
-  const engine = new Engine({ dir, options, tableVersions, mem, recycler, wal, lastSequence, releaseLock, recovery: report })
+  const engine = new Engine({ dir, options, tableVersions, mem, recycler, wal, lastSequence, releaseLock, recovery: report, changeCursors })
   try {
     engine.start()
   } catch (err) {

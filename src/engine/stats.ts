@@ -91,6 +91,14 @@ export interface EngineStats {
   deleteFailures: { count: number; last: FailureReport | undefined }
   /** What the open (or the last resume) replayed from the WALs and what it dropped. */
   recovery: RecoveryReport
+  /** The change stream: open cursors, and the WAL files kept for it after their writes reached tables. */
+  changes: ChangeStats
+}
+
+export interface ChangeStats {
+  cursors: number
+  retainedWalFiles: number
+  retainedWalBytes: number
 }
 
 /** The engine parts a stats report is assembled from. */
@@ -109,6 +117,7 @@ export interface StatsSources {
   failure: BackgroundErrorInfo | undefined
   deleteFailures: { count: number; last: BackgroundErrorInfo | undefined }
   recovery: RecoveryReport
+  changes: ChangeStats
 }
 
 function failureReport(info: BackgroundErrorInfo | undefined): FailureReport | undefined {
@@ -149,5 +158,6 @@ export function collectStats(s: StatsSources): EngineStats {
     failure: failureReport(s.failure),
     deleteFailures: { count: s.deleteFailures.count, last: failureReport(s.deleteFailures.last) },
     recovery: { ...s.recovery, droppedTails: s.recovery.droppedTails.map((t) => ({ ...t })), warnings: [...s.recovery.warnings] },
+    changes: { ...s.changes },
   }
 }

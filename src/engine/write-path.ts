@@ -43,6 +43,8 @@ export interface WriteHost extends ConditionReader {
   onError(err: unknown, where: FailureSite): void
   /** False once closing. */
   readonly isOpen: boolean
+  /** A group's records are in the active WAL (synced when asked) and its writes resolved. */
+  walCommitted(): void
 }
 
 /** The write path's share of `stats().writes` (flushes are counted by the engine). */
@@ -96,6 +98,8 @@ export class WritePath {
   private debt = 0
   private readonly pacer = new WritePacer()
   private drainPromise: Promise<void> | undefined
+  /** Bytes of the active WAL holding resolved writes (whole records): what change cursors may read. */
+  committedWalBytes = 0
   private groupsSinceYield = 0
   private writesIssued = 0
   private writesSettled = 0
@@ -176,6 +180,7 @@ export class WritePath {
   /** The host froze the memtable: later writes build their records in the new one's arena. */
   memtableSwitched(): void {
     this.records = new WalRecordBuilder(this.host.activeMemtable().arena, MAX_GROUP_BYTES)
+    this.committedWalBytes = 0
   }
 
   /** True when a write may be applied right away (nothing to wait for first). */
@@ -280,8 +285,8 @@ export class WritePath {
     let sync = false
     for (const w of group) sync ||= w.sync && w.error === undefined
     let stage: FailureSite = 'wal-write'
+    const wal = this.host.activeWal()
     try {
-      const wal = this.host.activeWal()
       for (const record of records) {
         wal.append(record)
         this.counters.walBytes += record.length
@@ -303,6 +308,10 @@ export class WritePath {
     this.counters.writes += group.length
     this.counters.userBytes += bytes
     this.settle(group, undefined)
+    if (records.length > 0) {
+      this.committedWalBytes = wal.sizeBytes
+      this.host.walCommitted()
+    }
   }
 
   /**

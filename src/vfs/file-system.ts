@@ -44,6 +44,8 @@ export interface FileStat {
   size: number
   isDirectory: boolean
   isFile: boolean
+  /** Last modification time, ms since the epoch. */
+  mtimeMs: number
 }
 
 /** An open file. Positions are byte offsets; `null` means the file's own offset (appending). */

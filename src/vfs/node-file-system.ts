@@ -79,7 +79,7 @@ export const nodeFileSystem: FileSystem = {
   },
   stat(file: string): FileStat {
     const s = fs.statSync(file)
-    return { size: s.size, isDirectory: s.isDirectory(), isFile: s.isFile() }
+    return { size: s.size, isDirectory: s.isDirectory(), isFile: s.isFile(), mtimeMs: s.mtimeMs }
   },
   mkdir(dir: string): void {
     fs.mkdirSync(dir, { recursive: true })

@@ -51,6 +51,7 @@ const STATUS_OF_ENGINE_CODE: Record<StrataErrorCode, number> = {
   STRATA_CORRUPTION: 500,
   STRATA_IO_ERROR: 500,
   STRATA_NOT_A_DATABASE: 500,
+  STRATA_CHANGES_TRUNCATED: 410,
 }
 
 /** Converts anything thrown into an HttpError (unknown errors become a 500 without internals). */

@@ -1,0 +1,334 @@
+import * as path from 'node:path'
+import { StrataError, corruption, ioError } from '../base/errors.js'
+import { parseFileName, walFileName } from '../base/file-names.js'
+import { readExactly, readInto, type File, type FileSystem } from '../vfs/file-system.js'
+import { RECORD_HEADER_BYTES, scanRecords } from '../wal/record-framing.js'
+import { PAYLOAD_HEADER_BYTES, decodeWalRecord } from '../wal/wal-record.js'
+import { readU32, readU64 } from '../base/coding.js'
+
+/** One operation of a committed batch, as the change stream hands it out. */
+export interface ChangeOp {
+  type: 'put' | 'del'
+  key: Buffer
+  /** The value of a put; absent for a delete. */
+  value?: Buffer
+  /** The op's sequence number: the version a read returns for this value. */
+  version: number
+}
+
+/** One committed write (a put, a delete, a batch, a transaction commit), exactly as committed. */
+export interface ChangeBatch {
+  /** Sequence number of the batch's last op: a snapshot at it sees the whole batch. */
+  sequence: number
+  ops: ChangeOp[]
+}
+
+/** What a change cursor reads from: the engine of the moment (a resume replaces it). */
+export interface ChangeSource {
+  readonly dir: string
+  readonly fs: FileSystem
+  readonly isOpen: boolean
+  /** Sequence of the newest committed (resolved) write. */
+  readonly visibleSequence: number
+  /** The WAL new writes go to, and how many of its bytes hold committed writes. */
+  committedWal(): { number: number; bytes: number }
+  /** Resolves at the next commit, WAL switch or close. */
+  nextCommit(): Promise<void>
+}
+
+/**
+ * The open change cursors, shared by the engines a database runs through
+ * (a resume keeps them). Obsolete-file deletion keeps every WAL at or above
+ * the lowest number a cursor still reads (within `walRetentionBytes`).
+ */
+export class ChangeCursors {
+  private readonly open = new Set<ChangeCursor>()
+
+  add(cursor: ChangeCursor): void {
+    this.open.add(cursor)
+  }
+
+  delete(cursor: ChangeCursor): void {
+    this.open.delete(cursor)
+  }
+
+  get size(): number {
+    return this.open.size
+  }
+
+  /** The lowest WAL number an open cursor still needs; Infinity without cursors. */
+  pinnedFrom(): number {
+    let min = Infinity
+    for (const c of this.open) min = Math.min(min, c.walNumber)
+    return min
+  }
+
+  /** Ends every cursor (the database closed). */
+  closeAll(): void {
+    for (const c of [...this.open]) c.close()
+  }
+}
+
+/** Bytes read from a WAL file at a time (more when one record is larger). */
+const READ_CHUNK_BYTES = 1 << 20
+
+/**
+ * Reads committed batches, in sequence order, from the WAL files of the
+ * directory: the retained WALs whose writes are already in tables, then the
+ * live ones, and (with `live`) waits for new commits at the end. It holds
+ * one read chunk at a time and nothing of the engine's memory, so a slow
+ * consumer costs the engine only the WAL files it keeps on disk.
+ *
+ * Where to start: the WAL whose first sequence is the newest at or below
+ * `since + 1`. When the oldest WAL on disk starts after that while there are
+ * writes after `since`, the changes in between were in WALs retention
+ * deleted: STRATA_CHANGES_TRUNCATED (the consumer resyncs from a
+ * checkpoint). The same error ends a cursor whose next WAL was deleted
+ * while it was behind.
+ *
+ * A WAL older than the active one is complete (the memtable switch happens
+ * only when every write is in it) and is read to its end; the active one up
+ * to its committed bytes, which only ever hold whole records.
+ */
+export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
+  /** The WAL being read (kept on disk for this cursor: see ChangeCursors). */
+  walNumber: number
+  private file: File | undefined
+  private offset = 0
+  /** Sequence of the last batch read. */
+  private since: number
+  private ready: ChangeBatch[] = []
+  private readyIndex = 0
+  private ended = false
+
+  constructor(
+    private readonly source: () => ChangeSource,
+    private readonly registry: ChangeCursors,
+    since: number,
+    private readonly live: boolean,
+  ) {
+    this.since = since
+    // Located synchronously and registered at once: no deletion can run in between.
+    this.walNumber = this.locate(source())
+    this.registry.add(this)
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<ChangeBatch> {
+    return this
+  }
+
+  async next(): Promise<IteratorResult<ChangeBatch>> {
+    try {
+      for (;;) {
+        if (this.readyIndex < this.ready.length) return { value: this.ready[this.readyIndex++], done: false }
+        if (this.ended) return { value: undefined, done: true }
+        const src = this.source()
+        if (!src.isOpen) break
+        this.ready = this.readMore(src)
+        this.readyIndex = 0
+        if (this.ready.length > 0) continue
+        if (!this.live) break
+        // Nothing runs between the read above and this registration: no commit is missed.
+        await src.nextCommit()
+      }
+    } catch (err) {
+      this.close()
+      throw err
+    }
+    this.close()
+    return { value: undefined, done: true }
+  }
+
+  async return(): Promise<IteratorResult<ChangeBatch>> {
+    this.close()
+    return { value: undefined, done: true }
+  }
+
+  /** Ends the cursor and lets retention delete the WALs it kept. Idempotent. */
+  close(): void {
+    this.ended = true
+    this.ready = []
+    this.readyIndex = 0
+    this.file?.close()
+    this.file = undefined
+    this.registry.delete(this)
+  }
+
+  /** The WAL to start in (see the class comment); opens it. */
+  private locate(src: ChangeSource): number {
+    const wals = listWals(src.fs, src.dir)
+    let start: number | undefined
+    let oldestFirst: number | undefined
+    for (const n of wals) {
+      const first = firstSequenceOf(src.fs, path.join(src.dir, walFileName(n)))
+      if (first === undefined) continue
+      oldestFirst ??= first
+      if (first <= this.since + 1) start = n
+      else break
+    }
+    if (start === undefined) {
+      if (oldestFirst !== undefined && oldestFirst > this.since + 1 && this.since < src.visibleSequence) {
+        throw truncated(`the oldest retained WAL starts at sequence ${oldestFirst}; changes after ${this.since} are no longer kept`)
+      }
+      start = wals[0] ?? src.committedWal().number
+    }
+    return this.open(src, start)
+  }
+
+  private open(src: ChangeSource, number: number): number {
+    const file = path.join(src.dir, walFileName(number))
+    try {
+      this.file = src.fs.open(file, 'r')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw truncated(`WAL ${walFileName(number)} was deleted before this cursor read it`)
+      throw ioError(`cannot open WAL ${file}`, err)
+    }
+    this.walNumber = number
+    this.offset = 0
+    return number
+  }
+
+  /** The batches of the next records after `since`; empty at the committed end. */
+  private readMore(src: ChangeSource): ChangeBatch[] {
+    for (;;) {
+      const committed = src.committedWal()
+      const complete = this.walNumber < committed.number
+      const limit = complete ? this.file!.size() : this.walNumber === committed.number ? committed.bytes : 0
+      if (this.offset < limit) {
+        const batches = this.readRecords(limit, complete)
+        if (batches !== undefined) {
+          if (batches.length > 0) return batches
+          continue
+        }
+      }
+      if (!complete) return []
+      this.moveToNextWal(src)
+    }
+  }
+
+  /**
+   * Reads whole records from `offset` up to `limit`; undefined when the rest
+   * of a complete WAL is a torn tail (what a crash left: recovery dropped it).
+   */
+  private readRecords(limit: number, complete: boolean): ChangeBatch[] | undefined {
+    const name = walFileName(this.walNumber)
+    let want = Math.min(limit - this.offset, READ_CHUNK_BYTES)
+    for (;;) {
+      const buf = Buffer.allocUnsafe(want)
+      let got: number
+      try {
+        got = readInto(this.file!, buf, this.offset)
+      } catch (err) {
+        throw ioError(`read of WAL ${name} failed`, err)
+      }
+      const chunk = buf.subarray(0, got)
+      const scan = scanRecords(chunk, name)
+      if (scan.validBytes > 0) {
+        this.offset += scan.validBytes
+        return this.decode(scan.payloads, name)
+      }
+      // No whole record in the chunk: a record larger than the chunk, or damage, or the file's tail.
+      const needed = chunk.length >= RECORD_HEADER_BYTES ? RECORD_HEADER_BYTES + readU32(chunk, 0) : Infinity
+      if (needed > want && needed <= limit - this.offset) {
+        want = needed
+        continue
+      }
+      if (!complete) throw corruption('committed WAL bytes do not hold a whole record', name, this.offset)
+      // A torn tail ends the file; damage followed by intact records is corruption (scanRecords throws).
+      if (this.offset + got < limit) scanRecords(readRest(this.file!, this.offset, limit, name), name)
+      this.offset = limit
+      return undefined
+    }
+  }
+
+  private decode(payloads: readonly Buffer[], name: string): ChangeBatch[] {
+    const batches: ChangeBatch[] = []
+    for (const payload of payloads) {
+      const record = decodeWalRecord(payload, name)
+      let start = 0
+      for (const end of record.batchEnds) {
+        const sequence = record.firstSequence + end
+        if (sequence > this.since) {
+          const ops: ChangeOp[] = []
+          for (let i = start; i <= end; i++) {
+            const { key, value } = record.ops[i]
+            const version = record.firstSequence + i
+            ops.push(value === null ? { type: 'del', key, version } : { type: 'put', key, value, version })
+          }
+          batches.push({ sequence, ops })
+          this.since = sequence
+        }
+        start = end + 1
+      }
+    }
+    return batches
+  }
+
+  /** After a complete WAL: the next one in number order (it exists: the active WAL is newer). */
+  private moveToNextWal(src: ChangeSource): void {
+    const current = this.walNumber
+    const wals = listWals(src.fs, src.dir)
+    const next = wals.find((n) => n > current)
+    if (next === undefined) throw new StrataError('STRATA_CHANGES_TRUNCATED', `no WAL follows ${walFileName(current)}`)
+    // Retention deletes the oldest WALs first: when this cursor's own WAL is
+    // still there, none after it was deleted. Otherwise the next one must
+    // start right after what was read.
+    if (!wals.includes(current)) {
+      const first = firstSequenceOf(src.fs, path.join(src.dir, walFileName(next)))
+      if (first !== undefined && first > this.since + 1) {
+        throw truncated(`WALs after ${walFileName(current)} were deleted while this cursor was behind (next retained sequence ${first}, read up to ${this.since})`)
+      }
+    }
+    this.file?.close()
+    this.file = undefined
+    this.open(src, next)
+  }
+}
+
+function readRest(file: File, offset: number, limit: number, name: string): Buffer {
+  try {
+    return readExactly(file, limit - offset, offset)
+  } catch (err) {
+    throw ioError(`read of WAL ${name} failed`, err)
+  }
+}
+
+function truncated(message: string): StrataError {
+  return new StrataError('STRATA_CHANGES_TRUNCATED', `${message}: resync from a checkpoint`)
+}
+
+/** The WAL numbers in the directory, ascending. */
+function listWals(fs: FileSystem, dir: string): number[] {
+  let names: string[]
+  try {
+    names = fs.readdir(dir)
+  } catch (err) {
+    throw ioError(`cannot list ${dir}`, err)
+  }
+  const wals: number[] = []
+  for (const name of names) {
+    const f = parseFileName(name)
+    if (f?.kind === 'wal') wals.push(f.number)
+  }
+  return wals.sort((a, b) => a - b)
+}
+
+/** The first sequence of a WAL's first record; undefined when it holds no whole record header (or was deleted). */
+function firstSequenceOf(fs: FileSystem, file: string): number | undefined {
+  let handle: File
+  try {
+    handle = fs.open(file, 'r')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw ioError(`cannot open WAL ${file}`, err)
+  }
+  try {
+    const head = readExactly(handle, RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES, 0)
+    if (head.length < RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES) return undefined
+    return readU64(head, RECORD_HEADER_BYTES + 1)
+  } catch (err) {
+    throw ioError(`read of WAL ${file} failed`, err)
+  } finally {
+    handle.close()
+  }
+}
