@@ -5,7 +5,8 @@ import type { DbIterator } from './iterators/db-iterator.js'
 import type { Engine } from './engine/engine.js'
 import { openEngine, recoverEngine } from './engine/recovery.js'
 import type { EngineStats } from './engine/stats.js'
-import { ChangeCursor, type ChangeBatch } from './engine/change-cursor.js'
+import { ChangeCursor } from './engine/change-cursor.js'
+import type { CheckpointResult } from './engine/checkpoint.js'
 import { resolveOptions, type OpenOptions } from './options.js'
 import { encodedOpBytes } from './wal/wal-record.js'
 import type { Condition } from './engine/write-group.js'
@@ -13,6 +14,8 @@ import { TransactionRunner, type Transaction, type TransactionOptions } from './
 
 export type { Entry, IteratorOptions } from './base/entry.js'
 export type { ChangeBatch, ChangeOp } from './engine/change-cursor.js'
+export type { CheckpointResult } from './engine/checkpoint.js'
+import type { ChangeBatch } from './engine/change-cursor.js'
 
 /** Options of `changes()`. */
 export interface ChangesOptions {
@@ -227,6 +230,22 @@ export class Database {
     if (typeof live !== 'boolean') throw invalid('live must be a boolean')
     const engine = (): Engine => this.engine
     return new ChangeCursor(engine, this.engine.changeCursors, since, live)
+  }
+
+  /**
+   * Writes a consistent, openable copy of the database into `dir` (which must
+   * not exist) while writes go on: tables and complete WALs hard-linked
+   * (copied across file systems), the committed part of the active WAL
+   * copied, a manifest naming exactly the live tables; everything fsynced.
+   * Opening it gives the state at the returned `sequence`, and
+   * `changes({ since: sequence })` on this database continues from there.
+   * A crash or error midway leaves a directory that open() refuses as an
+   * incomplete checkpoint; the source is never written.
+   */
+  async checkpoint(dir: string): Promise<CheckpointResult> {
+    this.checkOpen()
+    if (typeof dir !== 'string' || dir.length === 0) throw invalid('checkpoint dir must be a non-empty string')
+    return this.engine.checkpoint(dir)
   }
 
   /** Pins the current point in time for consistent reads until `release()`. */

@@ -13,6 +13,8 @@ export const LOCK_FILE = 'LOCK'
 export const LOCK_TAKEOVER_PREFIX = 'LOCK.takeover.'
 /** The directory's identity marker (src/engine/directory-identity.ts). */
 export const MARKER_FILE = 'STRATADB'
+/** Present in a checkpoint directory until the checkpoint is complete: open() refuses a directory holding it. */
+export const CHECKPOINT_PARTIAL_FILE = 'CHECKPOINT-PARTIAL'
 /** The marker while it is written; renamed to MARKER_FILE. Its kind is 'marker' too, so faults can target all marker I/O. */
 export const MARKER_TEMP_FILE = 'STRATADB.tmp'
 

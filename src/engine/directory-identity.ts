@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import * as path from 'node:path'
 import { checksum32 } from '../base/checksum.js'
 import { StrataError, corruption, ioError } from '../base/errors.js'
-import { CURRENT_FILE, LOCK_FILE, LOCK_TAKEOVER_PREFIX, MARKER_FILE, MARKER_TEMP_FILE, manifestFileName } from '../base/file-names.js'
+import { CHECKPOINT_PARTIAL_FILE, CURRENT_FILE, LOCK_FILE, LOCK_TAKEOVER_PREFIX, MARKER_FILE, MARKER_TEMP_FILE, manifestFileName } from '../base/file-names.js'
 import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
 import { scanRecords } from '../wal/record-framing.js'
 
@@ -86,9 +86,10 @@ function isTransient(name: string): boolean {
 /**
  * What `dir` (an existing directory) holds. Only lists it and reads files:
  * never creates, writes or deletes anything, so it runs before the lock is
- * taken. Throws STRATA_NOT_A_DATABASE for a directory that has files but is
- * neither marked nor a previous-format database (naming LevelDB/classic-level
- * when it recognises one), STRATA_CORRUPTION for a damaged marker.
+ * taken. Throws STRATA_NOT_A_DATABASE for an interrupted checkpoint and for
+ * a directory that has files but is neither marked nor a previous-format
+ * database (naming LevelDB/classic-level when it recognises one),
+ * STRATA_CORRUPTION for a damaged marker.
  */
 export function inspectDirectory(fs: FileSystem, dir: string): DirectoryState {
   let names: string[]
@@ -96,6 +97,12 @@ export function inspectDirectory(fs: FileSystem, dir: string): DirectoryState {
     names = fs.readdir(dir)
   } catch (err) {
     throw ioError(`cannot list ${dir}`, err)
+  }
+  if (names.includes(CHECKPOINT_PARTIAL_FILE)) {
+    throw new StrataError(
+      'STRATA_NOT_A_DATABASE',
+      `${dir} is an incomplete checkpoint (${CHECKPOINT_PARTIAL_FILE} is there: the checkpoint was interrupted); nothing was changed. Delete it and take the checkpoint again`,
+    )
   }
   if (names.includes(MARKER_FILE)) return { kind: 'marked', identity: readMarker(fs, dir) }
   const present = names.filter((n) => !isTransient(n))

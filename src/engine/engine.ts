@@ -1,7 +1,7 @@
 import * as path from 'node:path'
 import { assert } from '../base/assert.js'
 import type { Found, KeyRange, WriteOp } from '../base/entry.js'
-import type { StrataError } from '../base/errors.js'
+import { ioError, type StrataError } from '../base/errors.js'
 import { walFileName } from '../base/file-names.js'
 import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { BackgroundRunner } from '../compaction/background-runner.js'
@@ -22,6 +22,8 @@ import { SnapshotList } from './snapshot-list.js'
 import { FlushLoop, type FlushHost } from './flush-loop.js'
 import { removeObsoleteFiles, type RetainedWals } from './obsolete-files.js'
 import { ChangeCursors, type ChangeSource } from './change-cursor.js'
+import { writeCheckpoint, type CheckpointHost, type CheckpointResult, type CheckpointState } from './checkpoint.js'
+import { parseFileName } from '../base/file-names.js'
 import { openSources, readPoint } from './read-path.js'
 import type { Condition } from './write-group.js'
 import { WritePath, type WriteHost } from './write-path.js'
@@ -53,7 +55,7 @@ export interface RecoveredEngineState {
  * them to the active memtable and appends them to its WAL. Arguments are
  * validated by the facade (db.ts) or txn/ before they reach here; this class asserts.
  */
-export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSource {
+export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSource, CheckpointHost {
   readonly dir: string
   readonly options: ResolvedOptions
   readonly fs: FileSystem
@@ -63,6 +65,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   readonly changeCursors: ChangeCursors
   /** Woken at each commit, WAL switch and close (change cursors waiting for more). */
   private commitWaiters: Array<() => void> = []
+  /** Checkpoints in progress: while any runs, no WAL is deleted. */
+  private walDeletionHolds = 0
   /** What the last deletion pass kept for the change stream. */
   private retainedWals: RetainedWals = { files: 0, bytes: 0 }
 
@@ -252,6 +256,58 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     return this.writePath.lastSequence
   }
 
+  // ---- checkpoints ---------------------------------------------------------
+
+  /** A consistent copy of the database in `target` (checkpoint.ts). */
+  checkpoint(target: string): Promise<CheckpointResult> {
+    return writeCheckpoint(this, target)
+  }
+
+  /**
+   * The state a checkpoint copies, in one synchronous step (nothing installs
+   * or deletes meanwhile): the current table version (pinned as an
+   * iterator pins it) and the WALs it does not cover, whose deletion is held.
+   * Every table holds only resolved writes (a memtable is frozen once its
+   * writes settled), and the active WAL's committed bytes end exactly at the
+   * visible sequence, so the copy holds exactly the writes up to it.
+   */
+  captureCheckpointState(): CheckpointState {
+    const tableVersion = this.tableVersions.current
+    const logNumber = this.tableVersions.logNumber
+    const active = this.committedWal()
+    let names: string[]
+    try {
+      names = this.fs.readdir(this.dir)
+    } catch (err) {
+      throw ioError(`cannot list ${this.dir}`, err)
+    }
+    const walNumbers: number[] = []
+    for (const name of names) {
+      const f = parseFileName(name)
+      if (f?.kind === 'wal' && f.number >= logNumber && f.number <= active.number) walNumbers.push(f.number)
+    }
+    walNumbers.sort((a, b) => a - b)
+    assert(walNumbers[walNumbers.length - 1] === active.number, 'the active WAL is not in the directory')
+    tableVersion.ref()
+    this.liveTableVersions.add(tableVersion)
+    this.walDeletionHolds++
+    let released = false
+    return {
+      sequence: this.visibleSequence,
+      tableVersion,
+      logNumber,
+      nextFileNumber: this.tableVersions.nextFileNumber,
+      walNumbers,
+      activeWalBytes: active.bytes,
+      release: () => {
+        if (released) return
+        released = true
+        this.walDeletionHolds--
+        this.releaseTableVersion(tableVersion)
+      },
+    }
+  }
+
   // ---- change stream -------------------------------------------------------
 
   /** The active WAL and how many of its bytes hold resolved writes. */
@@ -386,7 +442,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     for (const n of this.pendingOutputs) live.add(n)
     const { failure, retained } = removeObsoleteFiles(this.fs, this.dir, {
       liveTables: live,
-      logNumber: this.tableVersions.logNumber,
+      // While a checkpoint copies WALs, none is obsolete.
+      logNumber: this.walDeletionHolds > 0 ? 0 : this.tableVersions.logNumber,
       manifestNumber: this.tableVersions.manifestFileNumber,
       beforeTableDelete: (n) => this.tableCache.evict(n),
       walRetention: {

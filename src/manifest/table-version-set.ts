@@ -112,28 +112,17 @@ export class TableVersionSet {
   writeSnapshotManifest(tableVersion = this.current, logNumber = this.logNumber, lastSequence = this.lastSequence): void {
     if (this.failure) throw this.failure
     const number = this.newFileNumber()
-    const name = path.join(this.dir, manifestFileName(number))
-    const edit = emptyEdit()
-    edit.logNumber = logNumber
-    edit.nextFileNumber = this.nextFileNumber
-    edit.lastSequence = lastSequence
-    tableVersion.levels.forEach((tables, level) => tables.forEach((table) => edit.added.push({ level, table })))
-    const record = frameRecord(encodeEdit(edit))
-    let file: File | undefined
+    let written: { file: File; bytes: number }
     try {
-      file = this.fs.open(name, 'wx')
-      writeFully(file, record, null)
-      file.datasyncSync()
-      setCurrent(this.fs, this.dir, number)
+      written = writeSnapshotManifestFile(this.fs, this.dir, number, { tableVersion, logNumber, nextFileNumber: this.nextFileNumber, lastSequence })
     } catch (err) {
-      file?.close()
       // Until the directory sync, CURRENT may name either manifest: take no more edits.
-      throw this.fail(err instanceof StrataError ? err : ioError(`cannot write manifest ${name}`, err))
+      throw this.fail(err as StrataError)
     }
     this.manifest?.close()
-    this.manifest = file
+    this.manifest = written.file
     this.manifestNumber = number
-    this.manifestBytes = record.length
+    this.manifestBytes = written.bytes
     this.current = tableVersion
     this.logNumber = logNumber
     this.lastSequence = lastSequence
@@ -203,6 +192,40 @@ export class TableVersionSet {
     this.failure ??= err
     return err
   }
+}
+
+/** What a snapshot manifest records: the whole table version and the counters. */
+export interface ManifestSnapshot {
+  tableVersion: TableVersion
+  logNumber: number
+  nextFileNumber: number
+  lastSequence: number
+}
+
+/**
+ * Writes manifest `number` in `dir` holding `snapshot` as one record,
+ * fdatasyncs it and points CURRENT at it (durably). Returns the manifest,
+ * still open for appends, and its size. Throws STRATA_IO_ERROR.
+ */
+export function writeSnapshotManifestFile(fs: FileSystem, dir: string, number: number, snapshot: ManifestSnapshot): { file: File; bytes: number } {
+  const name = path.join(dir, manifestFileName(number))
+  const edit = emptyEdit()
+  edit.logNumber = snapshot.logNumber
+  edit.nextFileNumber = snapshot.nextFileNumber
+  edit.lastSequence = snapshot.lastSequence
+  snapshot.tableVersion.levels.forEach((tables, level) => tables.forEach((table) => edit.added.push({ level, table })))
+  const record = frameRecord(encodeEdit(edit))
+  let file: File | undefined
+  try {
+    file = fs.open(name, 'wx')
+    writeFully(file, record, null)
+    file.datasyncSync()
+    setCurrent(fs, dir, number)
+  } catch (err) {
+    file?.close()
+    throw err instanceof StrataError ? err : ioError(`cannot write manifest ${name}`, err)
+  }
+  return { file, bytes: record.length }
 }
 
 /** Points CURRENT at manifest `number`: write a temp file, sync, rename, sync the directory. */

@@ -48,7 +48,7 @@ export interface RecordScan {
 }
 
 /** Length of the intact record at `offset`, or -1 when the bytes there are not one. */
-function intactRecordLength(buf: Buffer, offset: number): number {
+export function intactRecordLength(buf: Buffer, offset: number): number {
   if (buf.length - offset < RECORD_HEADER_BYTES) return -1
   const payloadLength = readU32(buf, offset)
   if (payloadLength > RECORD_PAYLOAD_MAX_BYTES) return -1
@@ -66,8 +66,13 @@ export type TailPolicy =
   /** Manifest: only an incomplete record (a torn append) may end the log; a complete damaged one is corruption. */
   | 'strict'
 
+/** True when the 12-byte header at `offset` is complete and its own checksum matches (its payload may still be damaged). */
+export function recordHeaderValid(buf: Buffer, offset: number): boolean {
+  return buf.length - offset >= RECORD_HEADER_BYTES && checksum32(buf.subarray(offset, offset + 8), HEADER_SEED) === readU32(buf, offset + 8)
+}
+
 /** True when a valid header at `offset` claims more bytes than the file has: an append cut short. */
-function headerOfTornAppend(buf: Buffer, offset: number): boolean {
+export function headerOfTornAppend(buf: Buffer, offset: number): boolean {
   if (buf.length - offset < RECORD_HEADER_BYTES) return true // even the header was cut short
   if (checksum32(buf.subarray(offset, offset + 8), HEADER_SEED) !== readU32(buf, offset + 8)) return false
   const payloadLength = readU32(buf, offset)

@@ -1,0 +1,206 @@
+import * as path from 'node:path'
+import { StrataError, ioError } from '../base/errors.js'
+import { CHECKPOINT_PARTIAL_FILE, MARKER_FILE, tableFileName, walFileName } from '../base/file-names.js'
+import type { TableVersion } from '../manifest/table-version.js'
+import { writeSnapshotManifestFile } from '../manifest/table-version-set.js'
+import { readInto, syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
+
+/** What `checkpoint()` made. */
+export interface CheckpointResult {
+  /** The checkpoint holds exactly the writes up to this sequence (`changes({ since })` continues from it). */
+  sequence: number
+  /** Total size of the checkpoint's files. */
+  bytes: number
+  /** Files in the checkpoint. */
+  files: number
+  /** Bytes copied rather than hard-linked (the active WAL's prefix; everything across file systems). */
+  copiedBytes: number
+}
+
+/**
+ * The state a checkpoint copies, captured in one synchronous step: the table
+ * version, the WALs not yet in tables (the last is the active one, of which
+ * only the committed prefix is copied), and the sequence that state holds.
+ * Its tables and WALs are not deleted until `release()`.
+ */
+export interface CheckpointState {
+  sequence: number
+  tableVersion: TableVersion
+  logNumber: number
+  nextFileNumber: number
+  /** WALs at or above `logNumber`, ascending, the active one last. */
+  walNumbers: number[]
+  activeWalBytes: number
+  release(): void
+}
+
+export interface CheckpointHost {
+  readonly dir: string
+  readonly fs: FileSystem
+  captureCheckpointState(): CheckpointState
+}
+
+const COPY_CHUNK_BYTES = 1 << 20
+
+/**
+ * Writes a consistent, openable copy of the database into `target`, which
+ * must not exist, while writes go on (docs/design.md, "Checkpoints"):
+ *   1. create `target` holding only CHECKPOINT-PARTIAL (synced), which makes
+ *      open() refuse the directory until the end;
+ *   2. capture the state (CheckpointState) and keep its files;
+ *   3. hard-link the tables and the complete WALs (copy across file systems),
+ *      copy the committed prefix of the active WAL;
+ *   4. write a manifest naming exactly the captured tables, CURRENT, and the
+ *      STRATADB marker; fsync every file and the directory;
+ *   5. delete CHECKPOINT-PARTIAL and sync the directory.
+ * Nothing in the source directory is written. A crash or error before step 5
+ * leaves a directory that open() refuses as an incomplete checkpoint.
+ */
+export async function writeCheckpoint(host: CheckpointHost, target: string): Promise<CheckpointResult> {
+  const fs = host.fs
+  createTargetDirectory(fs, target)
+  const sentinel = path.join(target, CHECKPOINT_PARTIAL_FILE)
+  createEmpty(fs, sentinel)
+  syncDirectory(fs, target)
+  syncDirectory(fs, path.dirname(path.resolve(target)))
+
+  const state = host.captureCheckpointState()
+  const written: string[] = []
+  let copiedBytes = 0
+  try {
+    for (const tables of state.tableVersion.levels) {
+      for (const t of tables) {
+        const name = tableFileName(t.number)
+        copiedBytes += await linkOrCopy(fs, path.join(host.dir, name), path.join(target, name))
+        written.push(name)
+      }
+    }
+    const active = state.walNumbers[state.walNumbers.length - 1]
+    for (const n of state.walNumbers) {
+      const name = walFileName(n)
+      const from = path.join(host.dir, name)
+      const to = path.join(target, name)
+      copiedBytes += n === active ? await copyFile(fs, from, to, state.activeWalBytes) : await linkOrCopy(fs, from, to)
+      written.push(name)
+    }
+    // Linked files share their data with the source: sync them too (the source may run without syncWrites).
+    for (const name of written) syncFile(fs, path.join(target, name))
+    const manifestNumber = state.nextFileNumber
+    const { file } = writeSnapshotManifestFile(fs, target, manifestNumber, {
+      tableVersion: state.tableVersion,
+      logNumber: state.logNumber,
+      nextFileNumber: manifestNumber + 1,
+      lastSequence: state.sequence,
+    })
+    file.close()
+    copiedBytes += await copyFile(fs, path.join(host.dir, MARKER_FILE), path.join(target, MARKER_FILE), Infinity)
+    syncFile(fs, path.join(target, MARKER_FILE))
+    syncDirectory(fs, target)
+  } finally {
+    state.release()
+  }
+  try {
+    fs.unlink(sentinel)
+  } catch (err) {
+    throw ioError(`cannot complete checkpoint ${target}`, err)
+  }
+  syncDirectory(fs, target)
+  let bytes = 0
+  const names = listNames(fs, target)
+  for (const name of names) bytes += statSize(fs, path.join(target, name))
+  return { sequence: state.sequence, bytes, files: names.length, copiedBytes }
+}
+
+function createTargetDirectory(fs: FileSystem, target: string): void {
+  try {
+    fs.stat(target)
+    throw new StrataError('STRATA_EXISTS', `checkpoint directory ${target} already exists`)
+  } catch (err) {
+    if (err instanceof StrataError) throw err
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot stat ${target}`, err)
+  }
+  try {
+    fs.mkdir(target)
+  } catch (err) {
+    throw ioError(`cannot create ${target}`, err)
+  }
+}
+
+function createEmpty(fs: FileSystem, file: string): void {
+  let f: File | undefined
+  try {
+    f = fs.open(file, 'wx')
+    f.datasyncSync()
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new StrataError('STRATA_EXISTS', `${file} exists: another checkpoint writes there`)
+    throw ioError(`cannot create ${file}`, err)
+  } finally {
+    f?.close()
+  }
+}
+
+/** Hard-links `from` as `to`; copies it when they are on different file systems. Returns the bytes copied. */
+async function linkOrCopy(fs: FileSystem, from: string, to: string): Promise<number> {
+  try {
+    fs.link(from, to)
+    return 0
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EMLINK') throw ioError(`cannot link ${from} to ${to}`, err)
+  }
+  return copyFile(fs, from, to, Infinity)
+}
+
+/** Copies the first `limitBytes` of `from` (all of it with Infinity) into a new file `to`, in chunks, yielding between them. */
+async function copyFile(fs: FileSystem, from: string, to: string, limitBytes: number): Promise<number> {
+  let src: File | undefined
+  let dst: File | undefined
+  let copied = 0
+  try {
+    src = fs.open(from, 'r')
+    dst = fs.open(to, 'wx')
+    const buf = Buffer.allocUnsafe(COPY_CHUNK_BYTES)
+    while (copied < limitBytes) {
+      const n = readInto(src, buf.subarray(0, Math.min(buf.length, limitBytes - copied)), copied)
+      if (n === 0) break
+      writeFully(dst, buf.subarray(0, n), copied)
+      copied += n
+      if (n === buf.length) await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  } catch (err) {
+    throw ioError(`cannot copy ${from} to ${to}`, err)
+  } finally {
+    src?.close()
+    dst?.close()
+  }
+  if (limitBytes !== Infinity && copied !== limitBytes) throw ioError(`cannot copy ${from}`, new Error(`it holds ${copied} bytes, ${limitBytes} expected`))
+  return copied
+}
+
+function syncFile(fs: FileSystem, file: string): void {
+  let f: File | undefined
+  try {
+    f = fs.open(file, 'r')
+    f.datasyncSync()
+  } catch (err) {
+    throw ioError(`cannot sync ${file}`, err)
+  } finally {
+    f?.close()
+  }
+}
+
+function listNames(fs: FileSystem, dir: string): string[] {
+  try {
+    return fs.readdir(dir)
+  } catch (err) {
+    throw ioError(`cannot list ${dir}`, err)
+  }
+}
+
+function statSize(fs: FileSystem, file: string): number {
+  try {
+    return fs.stat(file).size
+  } catch (err) {
+    throw ioError(`cannot stat ${file}`, err)
+  }
+}
