@@ -4,6 +4,7 @@ import { checkKey, checkValue, toBuffer, type Bytes } from './base/keys.js'
 import type { DbIterator } from './iterators/db-iterator.js'
 import type { Engine } from './engine/engine.js'
 import { openEngine, recoverEngine } from './engine/recovery.js'
+import { loadReadOnlyView, openReadOnlyEngine } from './engine/read-only.js'
 import type { EngineStats } from './engine/stats.js'
 import { ChangeCursor } from './engine/change-cursor.js'
 import type { CheckpointResult } from './engine/checkpoint.js'
@@ -82,6 +83,8 @@ export class Database {
   /** The running engine; replaced by a successful `resume()`. */
   private engine: Engine
   private resuming: Promise<boolean> | undefined
+  /** The engine each snapshot was taken on (a refresh replaces a read-only view's engine). */
+  private readonly snapshotEngines = new WeakMap<Snapshot, Engine>()
   /** Runs `transaction()` on the engine of the moment. */
   private readonly transactions = new TransactionRunner(() => this.engine)
 
@@ -204,7 +207,8 @@ export class Database {
    */
   seekableIterator(options: IteratorOptions | undefined, snapshot?: Snapshot): StrataIterator {
     this.checkOpen()
-    return this.openIterator(options, snapshot?.sequence ?? this.engine.visibleSequence, false)
+    const engine = snapshot === undefined ? this.engine : (this.snapshotEngines.get(snapshot) ?? this.engine)
+    return this.openIterator(options, snapshot?.sequence ?? this.engine.visibleSequence, false, engine)
   }
 
   /**
@@ -219,7 +223,7 @@ export class Database {
    * (resync from a checkpoint), STRATA_CORRUPTION on a damaged WAL.
    */
   changes(options?: ChangesOptions): ChangeStream {
-    this.checkOpen()
+    this.checkWritable()
     if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalid('changes options must be an object')
     const since = options?.since ?? 0
     if (!Number.isSafeInteger(since) || since < 0) throw invalid('since must be a non-negative integer')
@@ -243,7 +247,7 @@ export class Database {
    * incomplete checkpoint; the source is never written.
    */
   async checkpoint(dir: string): Promise<CheckpointResult> {
-    this.checkOpen()
+    this.checkWritable()
     if (typeof dir !== 'string' || dir.length === 0) throw invalid('checkpoint dir must be a non-empty string')
     return this.engine.checkpoint(dir)
   }
@@ -262,30 +266,57 @@ export class Database {
       if (released) throw new StrataError('STRATA_NOT_OPEN', 'snapshot was released')
       this.checkOpen()
     }
-    return {
+    const snapshot: Snapshot = {
       sequence,
+      // Through the engine it was taken on: a refreshed read-only view keeps it readable.
       get: async (key) => {
         check()
-        return this.read(this.key(key), sequence)
+        return this.read(this.key(key), sequence, engine)
       },
       getSync: (key) => {
         check()
-        return this.read(this.key(key), sequence)
+        return this.read(this.key(key), sequence, engine)
       },
       getEntry: async (key) => {
         check()
-        return this.readEntry(this.key(key), sequence)
+        return this.readEntry(this.key(key), sequence, engine)
       },
       iterator: (options) => {
         check()
-        return this.openIterator(options, sequence)
+        return this.openIterator(options, sequence, true, engine)
       },
       release: () => {
         if (released) return
         released = true
-        if (engine.isOpen) engine.snapshots.remove(sequence)
+        if (engine.isOpen) engine.releaseSnapshot(sequence)
       },
     }
+    this.snapshotEngines.set(snapshot, engine)
+    return snapshot
+  }
+
+  /**
+   * Read-only opens only: moves the view forward to the directory's state
+   * now (RocksDB's secondary-instance catch-up), the tables it needs opened
+   * up front as at the open. Iterators and snapshots opened before keep
+   * reading the state they started on; the old view's files are let go when
+   * the last of them is released. Resolves with the view's new sequence.
+   */
+  async refresh(): Promise<number> {
+    this.checkOpen()
+    const old = this.engine
+    const options = old.readOnlyOptions
+    if (options === undefined) throw invalid('refresh() is for databases opened with readOnly')
+    const next = loadReadOnlyView(old.dir, options)
+    if (this.engine !== old || !old.isOpen) {
+      // Closed (or refreshed) while loading: keep what is there.
+      await next.close()
+      this.checkOpen()
+      return this.engine.visibleSequence
+    }
+    this.engine = next
+    old.retireWhenReleased()
+    return next.visibleSequence
   }
 
   /**
@@ -294,7 +325,7 @@ export class Database {
    * deletes and overwritten versions no snapshot needs are dropped.
    */
   async compactRange(start?: Bytes, end?: Bytes): Promise<void> {
-    this.checkOpen()
+    this.checkWritable()
     const lo = start === undefined ? undefined : toBuffer(start, 'start')
     const hi = end === undefined ? undefined : toBuffer(end, 'end')
     await this.engine.compactRange(lo, hi)
@@ -359,17 +390,17 @@ export class Database {
     return this.engine.isOpen
   }
 
-  private readEntry(key: Buffer, sequence: number): Entry | undefined {
-    const found = this.engine.get(key, sequence)
+  private readEntry(key: Buffer, sequence: number, engine = this.engine): Entry | undefined {
+    const found = engine.get(key, sequence)
     return found === undefined || found.v === null ? undefined : { value: found.v, version: found.s }
   }
 
-  private read(key: Buffer, sequence: number): Buffer | undefined {
-    const found = this.engine.get(key, sequence)
+  private read(key: Buffer, sequence: number, engine = this.engine): Buffer | undefined {
+    const found = engine.get(key, sequence)
     return found === undefined || found.v === null ? undefined : found.v
   }
 
-  private openIterator(options: IteratorOptions | undefined, sequence: number, closeAtEnd = true): StrataIterator {
+  private openIterator(options: IteratorOptions | undefined, sequence: number, closeAtEnd = true, engine = this.engine): StrataIterator {
     if (options !== undefined && (typeof options !== 'object' || options === null)) {
       throw invalid('iterator options must be an object')
     }
@@ -385,7 +416,7 @@ export class Database {
       if (!Number.isInteger(o.limit) || o.limit < 0) throw invalid('limit must be a non-negative integer')
       limit = o.limit
     }
-    const it: DbIterator = this.engine.iterator(range, o.reverse === true, limit, sequence, closeAtEnd, o.values !== false)
+    const it: DbIterator = engine.iterator(range, o.reverse === true, limit, sequence, closeAtEnd, o.values !== false)
     return {
       next: () => it.next(),
       return: () => it.return(),
@@ -413,6 +444,12 @@ export class Database {
   private checkOpen(): void {
     if (!this.engine.isOpen) throw new StrataError('STRATA_NOT_OPEN', 'database is not open')
   }
+
+  /** For what only the process that owns the directory can do (a read-only view writes nothing and sees no commits). */
+  private checkWritable(): void {
+    this.checkOpen()
+    if (this.engine.readOnly) throw new StrataError('STRATA_READ_ONLY', `database ${this.engine.dir} is open read-only`)
+  }
 }
 
 function invalid(message: string): StrataError {
@@ -430,5 +467,5 @@ function syncOption(options: WriteOptions | undefined): boolean {
 export async function open(dir: string, options?: OpenOptions): Promise<Database> {
   if (typeof dir !== 'string' || dir.length === 0) throw invalid('dir must be a non-empty string')
   const resolved = resolveOptions(options)
-  return new Database(await openEngine(dir, resolved))
+  return new Database(await (resolved.readOnly ? openReadOnlyEngine(dir, resolved) : openEngine(dir, resolved)))
 }

@@ -10,6 +10,15 @@ export interface OpenOptions {
   createIfMissing?: boolean
   /** Fail with STRATA_EXISTS when a database already exists there. Default false. */
   errorIfExists?: boolean
+  /**
+   * Open a read-only view: no lock is taken and no file is written, renamed
+   * or deleted, so it works on a checkpoint and on a directory another
+   * process has open for writing. The view is the database as of the open
+   * (tables it needs are opened up front, the WALs read into memory);
+   * `db.refresh()` moves it forward. Writes reject with STRATA_READ_ONLY.
+   * Default false.
+   */
+  readOnly?: boolean
   /** fsync the WAL before every write resolves (survives power loss). Default false. */
   syncWrites?: boolean
   /** Size at which the active memtable is frozen and flushed. Default 64 MiB. */
@@ -129,6 +138,7 @@ function availableMemoryBytes(): number {
 export const DEFAULT_OPTIONS: ResolvedOptions = {
   createIfMissing: true,
   errorIfExists: false,
+  readOnly: false,
   syncWrites: false,
   memtableBytes: 64 << 20,
   maxImmutableMemtables: 1,

@@ -1,7 +1,7 @@
 import * as path from 'node:path'
 import { assert } from '../base/assert.js'
 import type { Found, KeyRange, WriteOp } from '../base/entry.js'
-import { ioError, type StrataError } from '../base/errors.js'
+import { StrataError, ioError } from '../base/errors.js'
 import { walFileName } from '../base/file-names.js'
 import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { BackgroundRunner } from '../compaction/background-runner.js'
@@ -39,13 +39,20 @@ export interface RecoveredEngineState {
   mem: Memtable
   /** Where memtables get their memory and return it once flushed. */
   recycler: Recycler
-  wal: WalWriter
+  /** The WAL new writes go to; undefined for a read-only view. */
+  wal: WalWriter | undefined
   lastSequence: number
   releaseLock: () => void
   /** What the open replayed and dropped. */
   recovery: RecoveryReport
   /** The change cursors of the database (a resumed engine keeps its predecessor's). */
   changeCursors?: ChangeCursors
+  /**
+   * Set for a read-only view (read-only.ts): no WAL, no flush, compaction or
+   * deletion, writes reject with STRATA_READ_ONLY; `release` lets go of the
+   * files the view pinned once the engine is retired or closed.
+   */
+  readOnlyView?: { release(): void; options: ResolvedOptions }
 }
 
 /**
@@ -74,7 +81,11 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   /** Frozen memtables, oldest first, waiting for (or in) flush. */
   private readonly imms: Memtable[] = []
   private readonly recycler: Recycler
-  private wal: WalWriter
+  private wal: WalWriter | undefined
+  /** Set for a read-only view: what releases its pinned files. */
+  private readonly readOnlyView: { release(): void; options: ResolvedOptions } | undefined
+  /** A read-only view replaced by a refresh: retire once no iterator or snapshot uses it. */
+  private retireWhenUnpinned = false
   readonly tableVersions: TableVersionSet
   private readonly blockCache: BlockCache
   private readonly tableCache: TableCache
@@ -107,6 +118,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     this.mem = s.mem
     this.recycler = s.recycler
     this.wal = s.wal
+    this.readOnlyView = s.readOnlyView
+    assert((this.wal === undefined) === (this.readOnlyView !== undefined), 'a read-only view has no WAL, a writable engine has one')
     this.releaseLock = s.releaseLock
     this.blockCache = new BlockCache(s.options.blockCacheBytes)
     this.tableCache = new TableCache(this.fs, s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes)
@@ -230,7 +243,18 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
    * and when a write becomes visible: WritePath.write.
    */
   write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[], onAdmitted?: () => void): Promise<void> {
+    if (this.readOnly) return Promise.reject(new StrataError('STRATA_READ_ONLY', `database ${this.dir} is open read-only`))
     return this.writePath.write(ops, encodedBytes, sync, conditions, onAdmitted)
+  }
+
+  /** True for a read-only view (open with `readOnly`). */
+  get readOnly(): boolean {
+    return this.readOnlyView !== undefined
+  }
+
+  /** A read-only view's options as given to open (a refresh loads the next view with them). */
+  get readOnlyOptions(): ResolvedOptions | undefined {
+    return this.readOnlyView?.options
   }
 
   /**
@@ -312,6 +336,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
 
   /** The active WAL and how many of its bytes hold resolved writes. */
   committedWal(): { number: number; bytes: number } {
+    assert(this.wal !== undefined, 'no change stream on a read-only view')
     return { number: this.wal.number, bytes: this.writePath.committedWalBytes }
   }
 
@@ -347,6 +372,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   }
 
   activeWal(): WalWriter {
+    assert(this.wal !== undefined, 'write on a read-only view')
     return this.wal
   }
 
@@ -381,7 +407,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
       wal.close()
       throw err
     }
-    this.wal.close()
+    this.wal?.close()
     this.wal = wal
     this.imms.push(this.mem)
     this.mem = new Memtable([number], this.recycler)
@@ -436,7 +462,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
    * deletion is reported, not fatal: the file costs space until the next try.
    */
   deleteObsoleteFiles(): void {
-    if (this.failures.readOnly) return
+    if (this.failures.readOnly || this.readOnly) return
     const live = new Set<number>(this.tableVersions.current.tableNumbers())
     for (const v of this.liveTableVersions) for (const n of v.tableNumbers()) live.add(n)
     for (const n of this.pendingOutputs) live.add(n)
@@ -493,6 +519,27 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     if (!tableVersion.unref()) return
     this.liveTableVersions.delete(tableVersion)
     if (tableVersion !== this.tableVersions.current && this.state === 'open') this.deleteObsoleteFiles()
+    this.retireIfUnpinned()
+  }
+
+  /** A snapshot on this engine was released. */
+  releaseSnapshot(sequence: number): void {
+    this.snapshots.remove(sequence)
+    this.retireIfUnpinned()
+  }
+
+  /**
+   * A read-only view a refresh replaced: retired now, or once the last
+   * iterator or snapshot reading it is released (they keep reading the
+   * state they started on).
+   */
+  retireWhenReleased(): void {
+    this.retireWhenUnpinned = true
+    this.retireIfUnpinned()
+  }
+
+  private retireIfUnpinned(): void {
+    if (this.retireWhenUnpinned && !this.pinsState && this.state === 'open') this.retire()
   }
 
   // ---- lifecycle and stats -----------------------------------------------
@@ -511,7 +558,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     // A failure there loses nothing (the WAL holds the writes): it is
     // reported and the close goes on, so the lock is always released.
     try {
-      if (this.options.flushOnClose) await this.freezeWhenWritten()
+      if (this.options.flushOnClose && !this.readOnly) await this.freezeWhenWritten()
     } catch (err) {
       this.setBackgroundError(err, 'memtable-switch')
     }
@@ -549,7 +596,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   }
 
   private releaseResources(): void {
-    this.wal.close()
+    this.wal?.close()
+    this.readOnlyView?.release()
     this.tableVersions.close()
     this.tableCache.close()
     // Drop the memtables' memory (iterators still open keep theirs until they close).

@@ -108,26 +108,7 @@ export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock
   const recycler = Recycler.forMemtables(options.memtableBytes, 1 + options.maxImmutableMemtables)
   let mem = new Memtable([...wals, walNumber], recycler)
   const report: RecoveryReport = { walFiles: wals.length, walRecords: 0, walEntries: 0, droppedTails: [], warnings: [] }
-  let replayedSequence = 0
-  for (const number of wals) {
-    const file = path.join(dir, walFileName(number))
-    let first = true
-    // Values stay in the WAL file buffer: no copy, and the buffer lives only as long as the memtable.
-    const visit = visitWal(fs, file, (p, seq, ks, ke, vs, ve) => {
-      if (first && seq <= replayedSequence) throw corruption(`WAL sequence ${seq} does not follow ${replayedSequence}`, file)
-      first = false
-      mem.addRange(p, seq, ks, ke, vs, ve)
-      mem.replayed = true
-      replayedSequence = seq
-    })
-    report.walRecords += visit.records
-    report.walEntries += visit.entries
-    if (visit.droppedBytes > 0) {
-      const name = walFileName(number)
-      report.droppedTails.push({ file: name, bytes: visit.droppedBytes, records: visit.droppedRecords })
-      report.warnings.push(`WAL ${name}: dropped a torn or damaged tail of ${visit.droppedBytes} bytes (${visit.droppedRecords} record(s)) after ${visit.records} intact record(s)`)
-    }
-  }
+  const replayedSequence = replayWals(fs, dir, wals, mem, report)
   const lastSequence = Math.max(state.lastSequence, replayedSequence)
 
   const wal = WalWriter.create(fs, path.join(dir, walFileName(walNumber)), walNumber)
@@ -156,6 +137,35 @@ export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock
   }
   engine.deleteObsoleteFiles()
   return engine
+}
+
+/**
+ * Replays WALs `numbers` (ascending) into `mem`, recording what was read and
+ * dropped in `report`; returns the last sequence replayed (0 for none). A
+ * torn tail ends a WAL; sequences must increase across WALs.
+ */
+export function replayWals(fs: FileSystem, dir: string, numbers: readonly number[], mem: Memtable, report: RecoveryReport): number {
+  let replayedSequence = 0
+  for (const number of numbers) {
+    const file = path.join(dir, walFileName(number))
+    let first = true
+    // Values stay in the WAL file buffer: no copy, and the buffer lives only as long as the memtable.
+    const visit = visitWal(fs, file, (p, seq, ks, ke, vs, ve) => {
+      if (first && seq <= replayedSequence) throw corruption(`WAL sequence ${seq} does not follow ${replayedSequence}`, file)
+      first = false
+      mem.addRange(p, seq, ks, ke, vs, ve)
+      mem.replayed = true
+      replayedSequence = seq
+    })
+    report.walRecords += visit.records
+    report.walEntries += visit.entries
+    if (visit.droppedBytes > 0) {
+      const name = walFileName(number)
+      report.droppedTails.push({ file: name, bytes: visit.droppedBytes, records: visit.droppedRecords })
+      report.warnings.push(`WAL ${name}: dropped a torn or damaged tail of ${visit.droppedBytes} bytes (${visit.droppedRecords} record(s)) after ${visit.records} intact record(s)`)
+    }
+  }
+  return replayedSequence
 }
 
 /** Every table the manifest names must exist with the size recorded (not missing, not partial). */

@@ -265,7 +265,7 @@ class TransactionState {
 
   /** Releases a sequence pinned by pinAppliedSequence. */
   private unpinSequence(sequence: number): void {
-    if (this.engine.isOpen) this.engine.snapshots.remove(sequence)
+    if (this.engine.isOpen) this.engine.releaseSnapshot(sequence)
   }
 
   private checkOpen(): void {
