@@ -10,7 +10,6 @@ import { Command, CommanderError } from 'commander'
 import { addBenchCommand } from './bench/command.js'
 import { registerServeCommand } from '../server/index.js'
 import { ownVersion } from './bench/engines.js'
-import { addToolCommands } from './tools/commands.js'
 import { registerDatabaseCommands } from './database/commands.js'
 import { EXIT_PROBLEMS, EXIT_USAGE, UsageError } from './tools/output.js'
 
@@ -20,7 +19,6 @@ function main(): Promise<unknown> {
   program.exitOverride()
   addBenchCommand(program)
   registerServeCommand(program)
-  addToolCommands(program)
   registerDatabaseCommands(program)
   for (const command of program.commands) command.exitOverride()
   return program.parseAsync(process.argv)
