@@ -3,7 +3,7 @@ import { StrataError, corruption, ioError } from '../base/errors.js'
 import { parseFileName, walFileName } from '../base/file-names.js'
 import { readExactly, readInto, type File, type FileSystem } from '../vfs/file-system.js'
 import { RECORD_HEADER_BYTES, scanRecords } from '../wal/record-framing.js'
-import { PAYLOAD_HEADER_BYTES, decodeWalRecord } from '../wal/wal-record.js'
+import { PAYLOAD_HEADER_BYTES, forEachWalEntry } from '../wal/wal-record.js'
 import { readU32, readU64 } from '../base/coding.js'
 
 /** One operation of a committed batch, as the change stream hands it out. */
@@ -100,6 +100,8 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
   private ready: ChangeBatch[] = []
   private readyIndex = 0
   private ended = false
+  /** Ends a live wait for the next commit (close() calls it). */
+  private wake: (() => void) | undefined
 
   constructor(
     private readonly source: () => ChangeSource,
@@ -129,7 +131,11 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
         if (this.ready.length > 0) continue
         if (!this.live) break
         // Nothing runs between the read above and this registration: no commit is missed.
-        await src.nextCommit()
+        await new Promise<void>((resolve) => {
+          this.wake = resolve
+          void src.nextCommit().then(resolve)
+        })
+        this.wake = undefined
       }
     } catch (err) {
       this.close()
@@ -152,6 +158,7 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
     this.file?.close()
     this.file = undefined
     this.registry.delete(this)
+    this.wake?.()
   }
 
   /** The WAL to start in (see the class comment); opens it. */
@@ -243,24 +250,18 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
 
   private decode(payloads: readonly Buffer[], name: string): ChangeBatch[] {
     const batches: ChangeBatch[] = []
+    let ops: ChangeOp[] = []
+    const since = this.since
     for (const payload of payloads) {
-      const record = decodeWalRecord(payload, name)
-      let start = 0
-      for (const end of record.batchEnds) {
-        const sequence = record.firstSequence + end
-        if (sequence > this.since) {
-          const ops: ChangeOp[] = []
-          for (let i = start; i <= end; i++) {
-            const { key, value } = record.ops[i]
-            const version = record.firstSequence + i
-            ops.push(value === null ? { type: 'del', key, version } : { type: 'put', key, value, version })
-          }
-          batches.push({ sequence, ops })
-          this.since = sequence
-        }
-        start = end + 1
-      }
+      forEachWalEntry(payload, name, (p, version, ks, ke, vs, ve, batchEnd) => {
+        // A batch that ends at or before `since` was handed out already: its ops are dropped at its end.
+        ops.push(vs < 0 ? { type: 'del', key: p.subarray(ks, ke), version } : { type: 'put', key: p.subarray(ks, ke), value: p.subarray(vs, ve), version })
+        if (!batchEnd) return
+        if (version > since) batches.push({ sequence: version, ops })
+        ops = []
+      })
     }
+    if (batches.length > 0) this.since = batches[batches.length - 1].sequence
     return batches
   }
 
