@@ -221,16 +221,20 @@ export class Database {
    * consumer's pace. Ends at `close()` (or when the database closes); throws
    * STRATA_CHANGES_TRUNCATED when the changes it needs are no longer kept
    * (resync from a checkpoint), STRATA_CORRUPTION on a damaged WAL.
+   *
+   * An op's `key` and `value` are views into the read chunk (up to 1 MiB)
+   * its batch came from: keeping one keeps that chunk. Copy what you keep
+   * for long (`Buffer.from(op.value)`).
    */
   changes(options?: ChangesOptions): ChangeStream {
     this.checkWritable()
     if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalid('changes options must be an object')
-    const since = options?.since ?? 0
+    const since = options?.since === undefined ? 0 : options.since
     if (!Number.isSafeInteger(since) || since < 0) throw invalid('since must be a non-negative integer')
     if (since > this.engine.visibleSequence) {
       throw invalid(`since ${since} is past the newest committed sequence ${this.engine.visibleSequence}`)
     }
-    const live = options?.live ?? false
+    const live = options?.live === undefined ? false : options.live
     if (typeof live !== 'boolean') throw invalid('live must be a boolean')
     const engine = (): Engine => this.engine
     return new ChangeCursor(engine, this.engine.changeCursors, since, live)

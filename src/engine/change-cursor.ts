@@ -174,8 +174,9 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
       else break
     }
     if (start === undefined) {
-      if (oldestFirst !== undefined && oldestFirst > this.since + 1 && this.since < src.visibleSequence) {
-        throw truncated(`the oldest retained WAL starts at sequence ${oldestFirst}; changes after ${this.since} are no longer kept`)
+      if (this.since < src.visibleSequence) {
+        const kept = oldestFirst === undefined ? 'no WAL holds a change' : `the oldest retained WAL starts at sequence ${oldestFirst}`
+        throw truncated(`${kept}; changes after ${this.since} are no longer kept`)
       }
       start = wals[0] ?? src.committedWal().number
     }
@@ -208,7 +209,13 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
           continue
         }
       }
-      if (!complete) return []
+      if (!complete) {
+        // The committed end: every resolved write has been read, unless some were in WALs already deleted.
+        if (this.since < src.visibleSequence) {
+          throw truncated(`the WALs hold no changes between sequence ${this.since} and ${src.visibleSequence}`)
+        }
+        return []
+      }
       this.moveToNextWal(src)
     }
   }
@@ -251,17 +258,20 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
   private decode(payloads: readonly Buffer[], name: string): ChangeBatch[] {
     const batches: ChangeBatch[] = []
     let ops: ChangeOp[] = []
-    const since = this.since
     for (const payload of payloads) {
       forEachWalEntry(payload, name, (p, version, ks, ke, vs, ve, batchEnd) => {
         // A batch that ends at or before `since` was handed out already: its ops are dropped at its end.
         ops.push(vs < 0 ? { type: 'del', key: p.subarray(ks, ke), version } : { type: 'put', key: p.subarray(ks, ke), value: p.subarray(vs, ve), version })
         if (!batchEnd) return
-        if (version > since) batches.push({ sequence: version, ops })
+        if (version > this.since) {
+          // Sequences are dense: a batch that does not start right after the last one read means a gap.
+          if (ops[0].version > this.since + 1) throw truncated(`the changes after sequence ${this.since} are gone (the next one kept is ${ops[0].version})`)
+          batches.push({ sequence: version, ops })
+          this.since = version
+        }
         ops = []
       })
     }
-    if (batches.length > 0) this.since = batches[batches.length - 1].sequence
     return batches
   }
 
