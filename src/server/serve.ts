@@ -18,6 +18,7 @@ export interface ServeCliOptions {
   http: string
   resp: string
   sync?: boolean
+  checkpointDir?: string
   tokenFile?: string
   maxConnections?: number
   maxValueBytes?: number
@@ -94,6 +95,7 @@ export function registerServeCommand(program: Command): Command {
     .option('--http <host:port>', 'HTTP listen address; port 0 = ephemeral; "off" disables', d.http)
     .option('--resp <host:port>', 'RESP (Redis protocol) listen address; port 0 = ephemeral; "off" disables', d.resp)
     .option('--sync', 'fsync every write before acknowledging it (survives power loss, not only kill -9)')
+    .option('--checkpoint-dir <path>', 'where POST /v1/admin/checkpoint, SAVE and BGSAVE write checkpoints, each in a new subdirectory (default: <dir>.checkpoints, next to the data directory)')
     .option('--token-file <file>', 'file holding the shared token (HTTP "Authorization: Bearer", RESP AUTH); required for non-loopback addresses')
     .option('--max-connections <n>', `connections per protocol (default ${DEFAULT_LIMITS.maxConnections})`, nonNegativeInteger)
     .option('--max-key-bytes <n>', `largest key (default ${DEFAULT_LIMITS.maxKeyBytes})`, nonNegativeInteger)
@@ -145,6 +147,7 @@ export function serverOptionsFromCli(o: ServeCliOptions): ServerOptionsInput {
     http: off(o.http),
     resp: off(o.resp),
     sync: o.sync === true,
+    checkpointDir: o.checkpointDir === undefined ? undefined : path.resolve(o.checkpointDir),
     token: o.tokenFile === undefined ? undefined : readTokenFile(o.tokenFile),
     shutdownTimeoutMs: o.shutdownTimeoutMs,
     sendTimeoutMs: o.sendTimeoutMs,
@@ -203,6 +206,7 @@ export async function serve(o: ServeCliOptions, out: (line: string) => void = (l
 
 function announce(server: StrataServer, out: (line: string) => void): void {
   out(`strata serve: data directory ${server.options.dir} (${server.options.sync ? 'fsync on every write' : 'writes survive kill -9; --sync for power loss'})`)
+  out(`strata serve: checkpoints (POST /v1/admin/checkpoint, SAVE, BGSAVE) go to ${server.options.checkpointDir}`)
   if (server.http !== null) out(`strata serve: HTTP listening on http://${server.http}`)
   if (server.resp !== null) out(`strata serve: RESP listening on redis://${server.resp}`)
   out(`strata serve: ready http=${server.http ?? 'off'} resp=${server.resp ?? 'off'} pid=${process.pid}`)

@@ -9,6 +9,7 @@ import { open, type Database } from '../index.js'
 import { resolveOptions } from '../options.js'
 import { formatAddress, parseListenAddress, type ListenAddress } from './shared/address.js'
 import { TokenChecker, checkBoundExposure, checkExposure, checkNamesResolveToLoopback } from './shared/auth.js'
+import { Checkpoints } from './shared/checkpoints.js'
 import type { RespContext } from './resp/context.js'
 import { HttpServer } from './http/server.js'
 import { KeyLocks } from './shared/key-locks.js'
@@ -86,7 +87,8 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
   const close = (): Promise<void> => {
     closing ??= (async () => {
       ctx.shuttingDown = true
-      await Promise.all([httpServer?.close(options.shutdownTimeoutMs), respServer?.close(options.shutdownTimeoutMs)])
+      // A checkpoint being written (a BGSAVE runs on after its reply) finishes before the database closes.
+      await Promise.all([httpServer?.close(options.shutdownTimeoutMs), respServer?.close(options.shutdownTimeoutMs), ctx.checkpoints.close()])
       ctx.batcher.flush()
       await db.close()
     })()
@@ -116,6 +118,7 @@ function newContext(db: Database, options: ServerOptions, connections: () => { h
   const batcher = new WriteBatcher(db, { maxKeyBytes: dbOptions.maxKeyBytes, maxValueBytes: dbOptions.maxValueBytes })
   const locks = new KeyLocks()
   const clientMemory = new ClientMemory(options.limits.maxMemoryClientsBytes)
+  const checkpoints = new Checkpoints(db, options.checkpointDir, options.token !== undefined, options.log)
   // Queued writes touching a key go to the engine once an exclusive holder has taken it, before it reads (resp/write-batcher.ts).
   locks.onAcquired = (ids) => batcher.flushIfTouching(ids)
   return {
@@ -126,6 +129,7 @@ function newContext(db: Database, options: ServerOptions, connections: () => { h
     batcher,
     cursors: new ScanCursors(options.limits.maxScanCursorBytes),
     clientMemory,
+    checkpoints,
     auth: options.token === undefined ? undefined : new TokenChecker(options.token),
     startedAtMs: performance.now(),
     shuttingDown: false,
@@ -139,6 +143,7 @@ function newContext(db: Database, options: ServerOptions, connections: () => { h
       writeStalledMs: () => gate.stalledMs(),
       busyRefusals: () => gate.refused,
       clientMemory: () => clientMemory,
+      checkpoints: () => checkpoints.figures(),
     }),
   }
 }

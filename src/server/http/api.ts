@@ -6,6 +6,7 @@
  *   DELETE   /v1/kv/{key}    204; same preconditions
  *   POST     /v1/batch       JSON ops, atomic; 409 naming the conflicting keys
  *   GET      /v1/range       NDJSON stream with a resume cursor (range.ts)
+ *   POST     /v1/admin/checkpoint  writes a checkpoint (shared/checkpoints.ts); 409 while one is written
  *   GET      /v1/stats       engine and server figures
  *   GET      /metrics        Prometheus text
  *   GET      /healthz        liveness (no authentication)
@@ -17,6 +18,7 @@
  */
 import type * as http from 'node:http'
 import { ConflictError, type BatchOp, type Entry } from '../../index.js'
+import { checkpointNameError, type CheckpointFigures } from '../shared/checkpoints.js'
 import type { ServerContext } from '../shared/context.js'
 import { etagOf, jsonBytes, parseEtagList, parseFlag, parseQuery, percentDecode, readJsonBytes } from './encoding.js'
 import { HttpError, isExpected, toHttpError } from '../shared/errors.js'
@@ -26,17 +28,20 @@ import { parseRangeQuery, streamRange } from './range.js'
 import { keyId } from '../shared/key-locks.js'
 
 const KV_PREFIX = '/v1/kv/'
+/** Largest body of POST /v1/admin/checkpoint (`{"name": …}`). */
+const CHECKPOINT_BODY_BYTES = 4096
 /** Re-reads after a lost race on a conditional write before answering 412. */
 const MAX_CONDITIONAL_ATTEMPTS = 8
 
 /** Route names used in metrics. */
-export type RouteName = 'kv' | 'batch' | 'range' | 'stats' | 'metrics' | 'healthz' | 'other'
+export type RouteName = 'kv' | 'batch' | 'range' | 'checkpoint' | 'stats' | 'metrics' | 'healthz' | 'other'
 
 /** The route of a request path (for metrics and body limits). */
 export function routeOf(path: string): RouteName {
   if (path.startsWith(KV_PREFIX)) return 'kv'
   if (path === '/v1/batch') return 'batch'
   if (path === '/v1/range') return 'range'
+  if (path === '/v1/admin/checkpoint') return 'checkpoint'
   if (path === '/v1/stats') return 'stats'
   if (path === '/metrics') return 'metrics'
   if (path === '/healthz') return 'healthz'
@@ -48,6 +53,7 @@ export function bodyLimitOf(ctx: ServerContext, route: RouteName): number {
   const l = ctx.options.limits
   if (route === 'kv') return Math.min(l.maxBodyBytes, l.maxValueBytes)
   if (route === 'batch') return l.maxBodyBytes
+  if (route === 'checkpoint') return CHECKPOINT_BODY_BYTES
   return 0
 }
 
@@ -105,11 +111,14 @@ export class HttpApi {
           return await this.kv(req, res, path.slice(KV_PREFIX.length), params)
         case 'batch':
           this.method(req, ['POST'])
-          if (!isJsonContentType(req.headers['content-type'])) {
-            const got = req.headers['content-type'] === undefined ? 'none' : JSON.stringify(req.headers['content-type'].slice(0, 100))
-            throw new HttpError(415, 'STRATA_UNSUPPORTED_MEDIA_TYPE', `POST /v1/batch needs Content-Type: application/json (got ${got})`, undefined, { 'Accept-Post': 'application/json' })
-          }
+          this.requireJson(req, path)
           return await this.batch(req, res, params)
+        case 'checkpoint':
+          this.method(req, ['POST'])
+          // Also without a body: a browser cannot send this content type cross-site without a preflight.
+          this.requireJson(req, path)
+          if (params.size > 0) throw new HttpError(400, 'STRATA_INVALID_ARGUMENT', 'POST /v1/admin/checkpoint takes no query parameters (the name goes in the JSON body)')
+          return await this.checkpoint(req, res)
         case 'range':
           this.method(req, ['GET'])
           return await streamRange(this.ctx, parseRangeQuery(params, this.ctx.options.limits.maxKeyBytes), res, this.closeHeader())
@@ -164,6 +173,13 @@ export class HttpApi {
     }
   }
 
+  /** 415 unless the request says `Content-Type: application/json` (a cross-site page cannot send that without a preflight). */
+  private requireJson(req: http.IncomingMessage, path: string): void {
+    if (isJsonContentType(req.headers['content-type'])) return
+    const got = req.headers['content-type'] === undefined ? 'none' : JSON.stringify(req.headers['content-type'].slice(0, 100))
+    throw new HttpError(415, 'STRATA_UNSUPPORTED_MEDIA_TYPE', `POST ${path} needs Content-Type: application/json (got ${got})`, undefined, { 'Accept-Post': 'application/json' })
+  }
+
   private json(res: http.ServerResponse, status: number, value: unknown, headOnly = false, headers: Record<string, string> = {}): void {
     const body = JSON.stringify(value)
     res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), ...headers, ...this.closeHeader() })
@@ -191,8 +207,56 @@ export class HttpApi {
         scanCursors: this.ctx.cursors.size,
         syncWrites: this.ctx.options.sync,
         memory: processMemory(),
+        checkpoints: checkpointStats(this.ctx.checkpoints.figures()),
       },
     }
+  }
+
+  // ---- /v1/admin/checkpoint ------------------------------------------------------
+
+  /**
+   * Writes a checkpoint into a new subdirectory of the checkpoint directory:
+   * the body's `name`, else a generated one. 200 with what was written; 400
+   * for a bad body or name, 409 when the name exists (STRATA_EXISTS) or a
+   * checkpoint is being written (STRATA_CHECKPOINT_IN_PROGRESS: not queued).
+   */
+  private async checkpoint(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const { checkpoints } = this.ctx
+    const refused = checkpoints.refusal(req.socket.remoteAddress)
+    if (refused !== undefined) throw new HttpError(403, 'STRATA_FORBIDDEN', refused)
+    const body = await readBody(req, CHECKPOINT_BODY_BYTES, 'checkpoint body')
+    const bad = (m: string): HttpError => new HttpError(400, 'STRATA_INVALID_ARGUMENT', m)
+    let name: string | undefined
+    if (body.toString('utf8').trim().length > 0) {
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(body.toString('utf8'))
+      } catch (e) {
+        throw new HttpError(400, 'STRATA_BAD_REQUEST', `checkpoint body is not JSON: ${(e as Error).message}`)
+      }
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw bad('checkpoint body must be a JSON object: {} or { "name": "…" }')
+      const o = parsed as Record<string, unknown>
+      for (const k of Object.keys(o)) if (k !== 'name') throw bad(`unknown checkpoint field ${JSON.stringify(k.slice(0, 64))} (only "name")`)
+      if (o.name !== undefined) {
+        const problem = checkpointNameError(o.name)
+        if (problem !== undefined) throw bad(problem)
+        name = o.name as string
+      }
+    }
+    const run = checkpoints.start('HTTP', name)
+    if (run === undefined) {
+      throw new HttpError(409, 'STRATA_CHECKPOINT_IN_PROGRESS', 'a checkpoint is being written; try again once it is done', undefined, { 'Retry-After': '1' })
+    }
+    const done = await run
+    this.json(res, 200, {
+      sequence: done.sequence,
+      bytes: done.bytes,
+      files: done.files,
+      copiedBytes: done.copiedBytes,
+      dir: done.dir,
+      name: done.name,
+      durationMs: done.durationMs,
+    })
   }
 
   // ---- /v1/kv/{key} -------------------------------------------------------------
@@ -411,6 +475,25 @@ export class HttpApi {
       }
     })
     return { ops, sync }
+  }
+}
+
+/** The checkpoint figures of /v1/stats. */
+function checkpointStats(c: CheckpointFigures): unknown {
+  return {
+    dir: c.dir,
+    inProgress: c.inProgress,
+    scheduled: c.scheduled,
+    completed: c.completed,
+    failed: c.failed,
+    lastStatus: c.lastStatus,
+    lastError: c.lastError ?? null,
+    lastDurationMs: c.lastDurationMs < 0 ? null : Math.round(c.lastDurationMs),
+    changesSinceLast: c.changesSinceLast,
+    last:
+      c.last === undefined
+        ? null
+        : { dir: c.last.dir, name: c.last.name, sequence: c.last.sequence, bytes: c.last.bytes, files: c.last.files, copiedBytes: c.last.copiedBytes, durationMs: c.last.durationMs, at: new Date(c.last.finishedAtMs).toISOString() },
   }
 }
 

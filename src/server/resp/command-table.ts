@@ -86,7 +86,9 @@ const FAMILY_CATEGORIES: Record<string, readonly string[]> = {
   connection: ['ping', 'echo', 'auth', 'hello', 'select', 'client', 'command', 'quit', 'reset'],
   transaction: ['multi', 'exec', 'discard', 'watch', 'unwatch'],
   keyspace: ['dbsize', 'del', 'unlink', 'exists', 'type', 'ttl', 'pttl', 'scan', 'keys', 'expire', 'pexpire', 'expireat', 'pexpireat', 'persist', 'flushdb', 'flushall'],
-  dangerous: ['info', 'keys', 'flushdb', 'flushall'],
+  dangerous: ['info', 'keys', 'flushdb', 'flushall', 'lastsave'],
+  // Admin without the admin flag (Redis 7: LASTSAVE is @admin @fast @dangerous).
+  admin: ['lastsave'],
 }
 
 /** The ACL categories of a command (without `@`), as Redis 7 derives them from flags plus its family. */

@@ -1,4 +1,8 @@
-/** The server commands: INFO, CONFIG, TIME, DBSIZE, and the versions they and HELLO report. DBSIZE counts keys without reading values. */
+/**
+ * The server commands: INFO, CONFIG, TIME, DBSIZE, SAVE, BGSAVE, LASTSAVE, and the versions INFO
+ * and HELLO report. DBSIZE counts keys without reading values. SAVE and BGSAVE write a checkpoint
+ * (shared/checkpoints.ts) into the checkpoint directory, as POST /v1/admin/checkpoint does.
+ */
 import { randomBytes } from 'node:crypto'
 import * as os from 'node:os'
 import type { Database, EngineStats } from '../../index.js'
@@ -7,7 +11,7 @@ import { lower } from './arguments.js'
 import type { Call, DefineCommand } from './command-spec.js'
 import type { RespContext } from './context.js'
 import { unsupported } from './commands-unsupported.js'
-import { MapReply, OK, err, type Reply } from './reply.js'
+import { MapReply, OK, SimpleString, err, type Reply } from './reply.js'
 
 async function countKeys(db: Database): Promise<number> {
   let n = 0
@@ -54,12 +58,7 @@ function infoText(call: Call, sectionArgs: Buffer[]): string {
   section('Server', () => serverInfo(server, uptime, ids.runId))
   section('Clients', () => clientsInfo(server))
   section('Memory', () => memoryInfo(server))
-  section('Persistence', () => [
-    ['loading', 0],
-    ['aof_enabled', 0],
-    ['strata_sync_writes', server.options.sync ? 1 : 0],
-    ['strata_dir', server.options.dir],
-  ])
+  section('Persistence', () => persistenceInfo(server))
   section('Stats', () => statsInfo(server))
   section('Replication', () => replicationInfo(ids.replId))
   section('CPU', cpuInfo)
@@ -122,6 +121,30 @@ function memoryInfo(server: RespContext): InfoFields {
     ['used_memory_human', `${((mem.heapUsed + mem.external) / 2 ** 20).toFixed(2)}M`],
     ['maxmemory', 0],
     ['mem_clients_normal', server.clientMemory.used],
+  ]
+}
+
+/** Redis' persistence fields, its RDB saves being stratadb's checkpoints (SAVE, BGSAVE, POST /v1/admin/checkpoint). */
+function persistenceInfo(server: RespContext): InfoFields {
+  const c = server.checkpoints.figures()
+  const seconds = (ms: number): number => (ms < 0 ? -1 : Math.round(ms / 1000))
+  return [
+    ['loading', 0],
+    ['async_loading', 0],
+    ['rdb_changes_since_last_save', c.changesSinceLast],
+    ['rdb_bgsave_in_progress', c.inProgress ? 1 : 0],
+    ['rdb_last_save_time', Math.floor(c.lastSaveMs / 1000)],
+    ['rdb_last_bgsave_status', c.lastStatus],
+    ['rdb_last_bgsave_time_sec', seconds(c.lastDurationMs)],
+    ['rdb_current_bgsave_time_sec', seconds(c.currentMs)],
+    ['rdb_saves', c.completed],
+    ['aof_enabled', 0],
+    ['strata_sync_writes', server.options.sync ? 1 : 0],
+    ['strata_dir', server.options.dir],
+    ['strata_checkpoint_dir', c.dir],
+    ['strata_last_checkpoint_dir', c.last?.dir ?? ''],
+    ['strata_last_checkpoint_sequence', c.last?.sequence ?? -1],
+    ['strata_checkpoints_failed', c.failed],
   ]
 }
 
@@ -214,6 +237,49 @@ function configCommand(call: Call): Reply {
   return unsupported(`CONFIG ${args[1].toString('latin1').toUpperCase().slice(0, 32)}`, 'configure the server with command-line options')
 }
 
+/** Redis' reply while a checkpoint is being written. */
+const SAVE_IN_PROGRESS = 'Background save already in progress'
+
+/** BGSAVE [SCHEDULE]: starts a checkpoint and answers at once; its outcome is in INFO persistence and LASTSAVE. */
+function bgsaveCommand(call: Call): Reply {
+  const { args, server, conn } = call
+  if (args.length > 2 || (args.length === 2 && lower(args[1]) !== 'schedule')) return err('syntax error')
+  const refused = server.checkpoints.refusal(hostOf(conn.remoteAddress))
+  if (refused !== undefined) return err(refused)
+  switch (server.checkpoints.background(args.length === 2)) {
+    case 'started':
+      return new SimpleString('Background saving started')
+    case 'scheduled':
+      return new SimpleString('Background saving scheduled')
+    case 'in-progress':
+      return err(SAVE_IN_PROGRESS)
+    case 'closed':
+      return err('server is shutting down')
+  }
+}
+
+/** SAVE: writes a checkpoint, +OK once it is written (other clients are served meanwhile). */
+async function saveCommand(call: Call): Promise<Reply> {
+  const { server, conn } = call
+  const refused = server.checkpoints.refusal(hostOf(conn.remoteAddress))
+  if (refused !== undefined) return err(refused)
+  const run = server.checkpoints.start('SAVE')
+  if (run === undefined) return err(SAVE_IN_PROGRESS)
+  try {
+    await run
+    return OK
+  } catch (e) {
+    // Already logged by the checkpoints.
+    return err(`checkpoint failed: ${e instanceof Error ? e.message : String(e)}`)
+  }
+}
+
+/** The address of `host:port` (IPv6 without brackets, as the socket gives it). */
+function hostOf(remoteAddress: string): string {
+  const colon = remoteAddress.lastIndexOf(':')
+  return colon < 0 ? remoteAddress : remoteAddress.slice(0, colon)
+}
+
 /** Adds the server commands to the table, in order. */
 export function defineServerCommands(def: DefineCommand): void {
   def({ name: 'info', arity: -1, kind: 'conn', flags: ['loading', 'stale'], run: (c) => infoText(c, c.args.slice(1)) })
@@ -239,4 +305,10 @@ export function defineServerCommands(def: DefineCommand): void {
     },
   })
   def({ name: 'dbsize', arity: 1, kind: 'read', flags: ['readonly'], run: ({ server }) => countKeys(server.db) })
+  // Kind `read`: they run once this connection's earlier writes are applied, so the checkpoint holds
+  // them (a pipelined SET then BGSAVE). Refused inside MULTI (no_multi): in EXEC the transaction's own
+  // writes would not be in it yet (Redis allows BGSAVE there, scheduling it after EXEC).
+  def({ name: 'save', arity: 1, kind: 'read', flags: ['admin', 'noscript', 'no_async_loading', 'no_multi'], run: saveCommand })
+  def({ name: 'bgsave', arity: -1, kind: 'read', flags: ['admin', 'noscript', 'no_async_loading', 'no_multi'], run: bgsaveCommand })
+  def({ name: 'lastsave', arity: 1, kind: 'conn', flags: ['loading', 'stale', 'fast'], run: ({ server }) => Math.floor(server.checkpoints.figures().lastSaveMs / 1000) })
 }

@@ -364,6 +364,13 @@ export class RespConnection implements ConnectionState {
       this.pushReply(err(`key of ${longKey} bytes exceeds maxKeyBytes (${this.server.options.limits.maxKeyBytes})`), undefined, 0)
       return
     }
+    if (this.tx.active && spec.flags.includes('no_multi')) {
+      // As Redis: refused (SAVE, BGSAVE), and EXEC will abort.
+      this.server.metrics.respRejected(spec.name)
+      this.tx.fail()
+      this.pushReply(err('Command not allowed inside a transaction'), undefined, 0)
+      return
+    }
     if (this.tx.enqueue(spec, args)) {
       this.pushReply(QUEUED, undefined, 0)
       return

@@ -34,6 +34,11 @@ export class Transaction {
   private multi: { queue: Queued[]; failed: boolean } | undefined
   private watched: Watched | undefined
 
+  /** True between MULTI and EXEC/DISCARD. */
+  get active(): boolean {
+    return this.multi !== undefined
+  }
+
   /**
    * Inside MULTI, queues the command unless it is one that runs at once
    * (MULTI_CONTROL). True when queued.

@@ -1,10 +1,11 @@
 /**
  * What both front ends share: the database, the options, the key locks, the
- * write gate, metrics, authentication and the shutdown state. The RESP front
- * end sees more of the same server (resp/context.ts).
+ * write gate, metrics, checkpoints, authentication and the shutdown state.
+ * The RESP front end sees more of the same server (resp/context.ts).
  */
 import type { Database } from '../../index.js'
 import type { TokenChecker } from './auth.js'
+import type { Checkpoints } from './checkpoints.js'
 import type { KeyLocks } from './key-locks.js'
 import type { ServerMetrics } from './metrics.js'
 import type { ServerOptions } from './options.js'
@@ -17,6 +18,8 @@ export interface ServerContext {
   readonly locks: KeyLocks
   readonly gate: WriteGate
   readonly metrics: ServerMetrics
+  /** Checkpoints written on request (HTTP POST /v1/admin/checkpoint, RESP SAVE and BGSAVE). */
+  readonly checkpoints: Checkpoints
   /** The SCAN cursors RESP holds (resp/scan-cursors.ts); HTTP reports their number in /v1/stats. */
   readonly cursors: { readonly size: number }
   /** undefined when no token is configured (loopback only). */

@@ -22,6 +22,8 @@ export type ServerErrorCode =
   | 'STRATA_FORBIDDEN_HOST'
   | 'STRATA_FORBIDDEN_ORIGIN'
   | 'STRATA_UNSUPPORTED_MEDIA_TYPE'
+  | 'STRATA_FORBIDDEN'
+  | 'STRATA_CHECKPOINT_IN_PROGRESS'
   | 'STRATA_INTERNAL'
 
 /** An error with its HTTP status and stable code; `details` are merged into the JSON body. */

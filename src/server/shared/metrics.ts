@@ -6,6 +6,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { EngineStats } from '../../index.js'
+import type { CheckpointFigures } from './checkpoints.js'
 
 /** Live figures of the server the metrics read at scrape time. */
 export interface MetricsSource {
@@ -16,6 +17,8 @@ export interface MetricsSource {
   busyRefusals(): number
   /** RESP client memory (client eviction): bytes held now, connections evicted so far. */
   clientMemory(): { used: number; evicted: number }
+  /** Checkpoints (shared/checkpoints.ts). */
+  checkpoints(): CheckpointFigures
 }
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -111,6 +114,7 @@ export class ServerMetrics {
     this.respCommandMetrics(registers)
     this.connectionMetrics(source, registers)
     this.writeMetrics(source, registers)
+    this.checkpointMetrics(source, registers)
     this.engineMetrics(source, registers)
   }
 
@@ -222,6 +226,56 @@ export class ServerMetrics {
       collect() {
         this.reset()
         this.inc(source.busyRefusals())
+      },
+    })
+  }
+
+  /** Checkpoints: written and failed, one in progress, the last success and duration. */
+  private checkpointMetrics(source: MetricsSource, registers: Registry[]): void {
+    new Counter({
+      name: 'strata_checkpoints_total',
+      help: 'Checkpoints attempted (POST /v1/admin/checkpoint, SAVE, BGSAVE), by outcome',
+      labelNames: ['status'],
+      registers,
+      collect() {
+        const c = source.checkpoints()
+        this.reset()
+        this.inc({ status: 'ok' }, c.completed)
+        this.inc({ status: 'error' }, c.failed)
+      },
+    })
+    new Gauge({
+      name: 'strata_checkpoint_in_progress',
+      help: '1 while a checkpoint is being written',
+      registers,
+      collect() {
+        this.set(source.checkpoints().inProgress ? 1 : 0)
+      },
+    })
+    new Gauge({
+      name: 'strata_checkpoint_last_success_timestamp_seconds',
+      help: 'Unix time of the last successful checkpoint (0: none since the server started)',
+      registers,
+      collect() {
+        const last = source.checkpoints().last
+        this.set(last === undefined ? 0 : last.finishedAtMs / 1000)
+      },
+    })
+    new Gauge({
+      name: 'strata_checkpoint_last_duration_seconds',
+      help: 'How long the last checkpoint attempt took (-1: none yet)',
+      registers,
+      collect() {
+        const ms = source.checkpoints().lastDurationMs
+        this.set(ms < 0 ? -1 : ms / 1000)
+      },
+    })
+    new Gauge({
+      name: 'strata_checkpoint_changes_since_last',
+      help: 'Writes (sequence numbers) since the last successful checkpoint, or since the start before the first',
+      registers,
+      collect() {
+        this.set(source.checkpoints().changesSinceLast)
       },
     })
   }

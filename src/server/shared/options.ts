@@ -4,6 +4,7 @@
  * the name (…Bytes), durations too (…Ms).
  */
 import { isIPv6 } from 'node:net'
+import * as path from 'node:path'
 import type { OpenOptions } from '../../index.js'
 
 /** Limits the HTTP and RESP front ends enforce before anything reaches the engine. */
@@ -97,6 +98,12 @@ export interface ServerOptions {
   resp: string | null
   /** fsync every write before acknowledging it (engine `syncWrites`). Default false: acknowledged writes survive kill -9 but not power loss. */
   sync: boolean
+  /**
+   * Where checkpoints (HTTP `POST /v1/admin/checkpoint`, RESP `SAVE`/`BGSAVE`) are written, each
+   * in a new subdirectory; created when first needed. Must not be the data directory or inside it.
+   * Default: the data directory's sibling `<dir>.checkpoints` (resolved to an absolute path).
+   */
+  checkpointDir: string
   /** Shared secret for HTTP `Authorization: Bearer` and RESP `AUTH`; required to bind a non-loopback address. */
   token?: string
   /** Extra engine options (tests use small memtables). `syncWrites` comes from `sync`. */
@@ -205,6 +212,7 @@ export function resolveServerOptions(input: ServerOptionsInput = {}): ServerOpti
     http: input.http === undefined ? DEFAULT_SERVER_OPTIONS.http : input.http,
     resp: input.resp === undefined ? DEFAULT_SERVER_OPTIONS.resp : input.resp,
     sync: input.sync ?? DEFAULT_SERVER_OPTIONS.sync,
+    checkpointDir: '',
     token: input.token,
     dbOptions: input.dbOptions,
     shutdownTimeoutMs: input.shutdownTimeoutMs ?? DEFAULT_SERVER_OPTIONS.shutdownTimeoutMs,
@@ -220,6 +228,7 @@ export function resolveServerOptions(input: ServerOptionsInput = {}): ServerOpti
     log: input.log ?? ((line) => process.stderr.write(`strata serve: ${line}\n`)),
   }
   if (typeof out.dir !== 'string' || out.dir.length === 0) throw new Error('dir must be a non-empty path')
+  out.checkpointDir = resolveCheckpointDir(out.dir, input.checkpointDir)
   if (out.http === null && out.resp === null) throw new Error('nothing to serve: both HTTP and RESP are disabled')
   for (const name of ['shutdownTimeoutMs', 'headersTimeoutMs', 'requestTimeoutMs', 'httpIdleTimeoutMs', 'respIdleTimeoutMs', 'respAuthTimeoutMs', 'sendTimeoutMs'] as const) {
     const v = out[name]
@@ -228,6 +237,24 @@ export function resolveServerOptions(input: ServerOptionsInput = {}): ServerOpti
   if (out.token !== undefined && (typeof out.token !== 'string' || out.token.length === 0)) throw new Error('token must be a non-empty string')
   if (limits.maxHeaderBytes < limits.maxUrlBytes + 1024) limits.maxHeaderBytes = limits.maxUrlBytes + 1024
   return out
+}
+
+/** The checkpoint directory, absolute: `given`, else `<dir>.checkpoints`; refuses the data directory and anything inside it. */
+export function resolveCheckpointDir(dir: string, given: string | undefined): string {
+  if (given !== undefined && (typeof given !== 'string' || given.length === 0)) throw new Error('checkpointDir must be a non-empty path')
+  const data = path.resolve(dir)
+  const out = given === undefined ? defaultCheckpointDir(data) : path.resolve(given)
+  const rel = path.relative(data, out)
+  const outside = rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)
+  if (!outside) {
+    throw new Error(`--checkpoint-dir ${out} is inside the data directory ${data}: give a directory outside it (default ${defaultCheckpointDir(data)})`)
+  }
+  return out
+}
+
+/** `<dir>.checkpoints`, next to the data directory. */
+export function defaultCheckpointDir(dir: string): string {
+  return `${path.resolve(dir)}.checkpoints`
 }
 
 /** Lower-cased host names without a trailing dot; `*.example.com` and `*` are kept as patterns. */
