@@ -1,6 +1,7 @@
 import * as path from 'node:path'
 import { StrataError, ioError } from '../base/errors.js'
-import { CHECKPOINT_PARTIAL_FILE, MARKER_FILE, tableFileName, walFileName } from '../base/file-names.js'
+import { assert } from '../base/assert.js'
+import { CHECKPOINT_PARTIAL_FILE, MARKER_FILE, parseFileName, tableFileName, walFileName } from '../base/file-names.js'
 import type { TableVersion } from '../manifest/table-version.js'
 import { writeSnapshotManifestFile } from '../manifest/table-version-set.js'
 import { readInto, syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
@@ -18,10 +19,10 @@ export interface CheckpointResult {
 }
 
 /**
- * The state a checkpoint copies, captured in one synchronous step: the table
- * version, the WALs not yet in tables (the last is the active one, of which
- * only the committed prefix is copied), and the sequence that state holds.
- * Its tables and WALs are not deleted until `release()`.
+ * What a checkpoint copies (captureCheckpointState): the table version, the
+ * WALs not yet in tables (the last is the active one, of which only the
+ * committed prefix is copied), and the sequence that state holds. Its tables
+ * and WALs are not deleted until `release()`.
  */
 export interface CheckpointState {
   sequence: number
@@ -37,7 +38,48 @@ export interface CheckpointState {
 export interface CheckpointHost {
   readonly dir: string
   readonly fs: FileSystem
-  captureCheckpointState(): CheckpointState
+  readonly tableVersions: { readonly logNumber: number; readonly nextFileNumber: number }
+  /** Sequence of the newest resolved write. */
+  readonly visibleSequence: number
+  /** The active WAL and how many of its bytes hold resolved writes. */
+  committedWal(): { number: number; bytes: number }
+  /** Pins the current table version (its tables are not deleted) until the release. */
+  pinTableVersion(): { tableVersion: TableVersion; release: () => void }
+  /** Holds every WAL deletion until the release. */
+  holdWalDeletion(): () => void
+}
+
+/**
+ * The state a checkpoint copies, in one synchronous step (nothing installs or
+ * deletes meanwhile): the current table version and the WALs it does not
+ * cover. Every table holds only resolved writes (a memtable is frozen once its
+ * writes settled), and the active WAL's committed bytes end exactly at the
+ * visible sequence, so these files hold exactly the writes up to it.
+ */
+export function captureCheckpointState(host: CheckpointHost): CheckpointState {
+  const logNumber = host.tableVersions.logNumber
+  const active = host.committedWal()
+  const walNumbers: number[] = []
+  for (const name of listNames(host.fs, host.dir)) {
+    const f = parseFileName(name)
+    if (f?.kind === 'wal' && f.number >= logNumber && f.number <= active.number) walNumbers.push(f.number)
+  }
+  walNumbers.sort((a, b) => a - b)
+  assert(walNumbers[walNumbers.length - 1] === active.number, 'the active WAL is not in the directory')
+  const { tableVersion, release } = host.pinTableVersion()
+  const releaseWals = host.holdWalDeletion()
+  return {
+    sequence: host.visibleSequence,
+    tableVersion,
+    logNumber,
+    nextFileNumber: host.tableVersions.nextFileNumber,
+    walNumbers,
+    activeWalBytes: active.bytes,
+    release: () => {
+      releaseWals()
+      release()
+    },
+  }
 }
 
 const COPY_CHUNK_BYTES = 1 << 20
@@ -64,7 +106,7 @@ export async function writeCheckpoint(host: CheckpointHost, target: string): Pro
   syncDirectory(fs, target)
   syncDirectory(fs, path.dirname(path.resolve(target)))
 
-  const state = host.captureCheckpointState()
+  const state = captureCheckpointState(host)
   const written: string[] = []
   let copiedBytes = 0
   try {

@@ -1,7 +1,7 @@
 import * as path from 'node:path'
 import { assert } from '../base/assert.js'
 import type { Found, KeyRange, WriteOp } from '../base/entry.js'
-import { StrataError, ioError } from '../base/errors.js'
+import { StrataError } from '../base/errors.js'
 import { walFileName } from '../base/file-names.js'
 import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { BackgroundRunner } from '../compaction/background-runner.js'
@@ -22,8 +22,7 @@ import { SnapshotList } from './snapshot-list.js'
 import { FlushLoop, type FlushHost } from './flush-loop.js'
 import { removeObsoleteFiles, type RetainedWals } from './obsolete-files.js'
 import { ChangeCursors, type ChangeSource } from './change-cursor.js'
-import { writeCheckpoint, type CheckpointHost, type CheckpointResult, type CheckpointState } from './checkpoint.js'
-import { parseFileName } from '../base/file-names.js'
+import { writeCheckpoint, type CheckpointHost, type CheckpointResult } from './checkpoint.js'
 import { openSources, readPoint } from './read-path.js'
 import type { Condition } from './write-group.js'
 import { WritePath, type WriteHost } from './write-path.js'
@@ -287,48 +286,22 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     return writeCheckpoint(this, target)
   }
 
-  /**
-   * The state a checkpoint copies, in one synchronous step (nothing installs
-   * or deletes meanwhile): the current table version (pinned as an
-   * iterator pins it) and the WALs it does not cover, whose deletion is held.
-   * Every table holds only resolved writes (a memtable is frozen once its
-   * writes settled), and the active WAL's committed bytes end exactly at the
-   * visible sequence, so the copy holds exactly the writes up to it.
-   */
-  captureCheckpointState(): CheckpointState {
+  /** Pins the current table version as an iterator does: its tables are not deleted until the release. */
+  pinTableVersion(): { tableVersion: TableVersion; release: () => void } {
     const tableVersion = this.tableVersions.current
-    const logNumber = this.tableVersions.logNumber
-    const active = this.committedWal()
-    let names: string[]
-    try {
-      names = this.fs.readdir(this.dir)
-    } catch (err) {
-      throw ioError(`cannot list ${this.dir}`, err)
-    }
-    const walNumbers: number[] = []
-    for (const name of names) {
-      const f = parseFileName(name)
-      if (f?.kind === 'wal' && f.number >= logNumber && f.number <= active.number) walNumbers.push(f.number)
-    }
-    walNumbers.sort((a, b) => a - b)
-    assert(walNumbers[walNumbers.length - 1] === active.number, 'the active WAL is not in the directory')
     tableVersion.ref()
     this.liveTableVersions.add(tableVersion)
+    return { tableVersion, release: () => this.releaseTableVersion(tableVersion) }
+  }
+
+  /** No WAL is deleted until the release (a checkpoint copies them). */
+  holdWalDeletion(): () => void {
     this.walDeletionHolds++
     let released = false
-    return {
-      sequence: this.visibleSequence,
-      tableVersion,
-      logNumber,
-      nextFileNumber: this.tableVersions.nextFileNumber,
-      walNumbers,
-      activeWalBytes: active.bytes,
-      release: () => {
-        if (released) return
-        released = true
-        this.walDeletionHolds--
-        this.releaseTableVersion(tableVersion)
-      },
+    return () => {
+      if (released) return
+      released = true
+      this.walDeletionHolds--
     }
   }
 
@@ -503,10 +476,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
 
   /** One child iterator per source overlapping `range`, and the release of what they pin. */
   private sources(range: KeyRange): { children: InternalIterator[]; release: () => void } {
-    const tableVersion = this.tableVersions.current
-    tableVersion.ref()
-    this.liveTableVersions.add(tableVersion)
-    const release = (): void => this.releaseTableVersion(tableVersion)
+    const { tableVersion, release } = this.pinTableVersion()
     try {
       return { children: openSources(this.mem, this.imms, tableVersion, this.tableCache, range), release }
     } catch (err) {
