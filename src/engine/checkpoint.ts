@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import * as path from 'node:path'
 import { StrataError, ioError } from '../base/errors.js'
 import { assert } from '../base/assert.js'
@@ -87,8 +88,9 @@ const COPY_CHUNK_BYTES = 1 << 20
 /**
  * Writes a consistent, openable copy of the database into `target`, which
  * must not exist, while writes go on (docs/design.md, "Checkpoints"):
- *   1. create `target` holding only CHECKPOINT-PARTIAL (synced), which makes
- *      open() refuse the directory until the end;
+ *   1. create `target` holding only CHECKPOINT-PARTIAL (made beside it
+ *      under a temporary name, synced, renamed: createTargetDirectory), which
+ *      makes open() refuse the directory until the end;
  *   2. capture the state (CheckpointState) and keep its files;
  *   3. hard-link the tables and the complete WALs (copy across file systems),
  *      copy the committed prefix of the active WAL;
@@ -98,13 +100,15 @@ const COPY_CHUNK_BYTES = 1 << 20
  * Nothing in the source directory is written. A crash or error before step 5
  * leaves a directory that open() refuses as an incomplete checkpoint.
  */
-export async function writeCheckpoint(host: CheckpointHost, target: string): Promise<CheckpointResult> {
+export async function writeCheckpoint(host: CheckpointHost, targetPath: string): Promise<CheckpointResult> {
   const fs = host.fs
+  const target = path.resolve(targetPath)
+  const source = path.resolve(host.dir)
+  if (target.startsWith(source + path.sep)) {
+    throw new StrataError('STRATA_INVALID_ARGUMENT', `checkpoint directory ${targetPath} is inside the database directory ${host.dir}`)
+  }
   createTargetDirectory(fs, target)
   const sentinel = path.join(target, CHECKPOINT_PARTIAL_FILE)
-  createEmpty(fs, sentinel)
-  syncDirectory(fs, target)
-  syncDirectory(fs, path.dirname(path.resolve(target)))
 
   const state = captureCheckpointState(host)
   const written: string[] = []
@@ -126,7 +130,7 @@ export async function writeCheckpoint(host: CheckpointHost, target: string): Pro
       written.push(name)
     }
     // Linked files share their data with the source: sync them too (the source may run without syncWrites).
-    for (const name of written) syncFile(fs, path.join(target, name))
+    for (const name of written) await syncFile(fs, path.join(target, name))
     const manifestNumber = state.nextFileNumber
     const { file } = writeSnapshotManifestFile(fs, target, manifestNumber, {
       tableVersion: state.tableVersion,
@@ -136,7 +140,7 @@ export async function writeCheckpoint(host: CheckpointHost, target: string): Pro
     })
     file.close()
     copiedBytes += await copyFile(fs, path.join(host.dir, MARKER_FILE), path.join(target, MARKER_FILE), Infinity)
-    syncFile(fs, path.join(target, MARKER_FILE))
+    await syncFile(fs, path.join(target, MARKER_FILE))
     syncDirectory(fs, target)
   } finally {
     state.release()
@@ -153,19 +157,59 @@ export async function writeCheckpoint(host: CheckpointHost, target: string): Pro
   return { sequence: state.sequence, bytes, files: names.length, copiedBytes }
 }
 
+/**
+ * Creates `target` (an absolute path that must not exist) holding only
+ * CHECKPOINT-PARTIAL, durably: the directory is made under a temporary name
+ * beside it, gets the file, and is renamed to `target`. `target` therefore
+ * never exists without the file until the checkpoint is complete (a crash
+ * before the rename leaves a `.NAME.checkpoint-*.tmp` directory beside it).
+ * Missing parent directories are created and synced.
+ */
 function createTargetDirectory(fs: FileSystem, target: string): void {
-  try {
-    fs.stat(target)
-    throw new StrataError('STRATA_EXISTS', `checkpoint directory ${target} already exists`)
-  } catch (err) {
-    if (err instanceof StrataError) throw err
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`cannot stat ${target}`, err)
+  const checkAbsent = (): void => {
+    if (exists(fs, target)) throw new StrataError('STRATA_EXISTS', `checkpoint directory ${target} already exists`)
   }
+  checkAbsent()
+  const parent = path.dirname(target)
+  createParents(fs, parent)
+  const temp = path.join(parent, `.${path.basename(target)}.checkpoint-${randomUUID().slice(0, 8)}.tmp`)
   try {
-    fs.mkdir(target)
+    fs.mkdir(temp)
   } catch (err) {
-    throw ioError(`cannot create ${target}`, err)
+    throw ioError(`cannot create ${temp}`, err)
   }
+  createEmpty(fs, path.join(temp, CHECKPOINT_PARTIAL_FILE))
+  syncDirectory(fs, temp)
+  checkAbsent()
+  try {
+    fs.rename(temp, target)
+  } catch (err) {
+    throw ioError(`cannot rename ${temp} to ${target}`, err)
+  }
+  syncDirectory(fs, parent)
+}
+
+function exists(fs: FileSystem, file: string): boolean {
+  try {
+    fs.stat(file)
+    return true
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw ioError(`cannot stat ${file}`, err)
+  }
+}
+
+/** Creates `dir` and its missing ancestors, syncing the directory each new one was created in. */
+function createParents(fs: FileSystem, dir: string): void {
+  const missing: string[] = []
+  for (let d = dir; !exists(fs, d); d = path.dirname(d)) missing.unshift(d)
+  if (missing.length === 0) return
+  try {
+    fs.mkdir(dir)
+  } catch (err) {
+    throw ioError(`cannot create ${dir}`, err)
+  }
+  for (const d of missing) syncDirectory(fs, path.dirname(d))
 }
 
 function createEmpty(fs: FileSystem, file: string): void {
@@ -219,11 +263,12 @@ async function copyFile(fs: FileSystem, from: string, to: string, limitBytes: nu
   return copied
 }
 
-function syncFile(fs: FileSystem, file: string): void {
+/** fdatasync on the thread pool: a checkpoint of many tables does not hold up the event loop. */
+async function syncFile(fs: FileSystem, file: string): Promise<void> {
   let f: File | undefined
   try {
     f = fs.open(file, 'r')
-    f.datasyncSync()
+    await f.datasync()
   } catch (err) {
     throw ioError(`cannot sync ${file}`, err)
   } finally {
