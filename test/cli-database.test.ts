@@ -59,7 +59,7 @@ describe('strata get, put, del, scan', () => {
     expect(got).toMatchObject({ status: 0, stdout: 'hello' })
     expect(strata(['put', dir, '0x0001', '0xdeadbeef']).status).toBe(0)
     const json = JSON.parse(strata(['get', dir, '0x0001', '--json']).stdout)
-    expect(json.value).toEqual({ text: 'deadbeef', encoding: 'hex' })
+    expect(json).toMatchObject({ key: '0001', keyEncoding: 'hex', value: 'deadbeef', valueEncoding: 'hex' })
     expect(json.version).toBeGreaterThan(0)
     expect(strata(['put', dir, 'from-stdin'], 'piped value').status).toBe(0)
     expect(strata(['get', dir, 'from-stdin']).stdout).toBe('piped value')
@@ -86,9 +86,9 @@ describe('strata get, put, del, scan', () => {
     expect(reversed.stdout.trim().split('\n')).toEqual(['0xff00', '"key0029"'])
     const lines = strata(['scan', dir, '--gte', 'key0028', '--json']).stdout.trim().split('\n').map((l) => JSON.parse(l))
     expect(lines).toEqual([
-      { key: { text: 'key0028', encoding: 'utf8' }, value: { text: 'value-28', encoding: 'utf8' } },
-      { key: { text: 'key0029', encoding: 'utf8' }, value: { text: 'value-29', encoding: 'utf8' } },
-      { key: { text: 'ff00', encoding: 'hex' }, value: { text: '010203', encoding: 'hex' } },
+      { key: 'key0028', keyEncoding: 'utf8', value: 'value-28', valueEncoding: 'utf8' },
+      { key: 'key0029', keyEncoding: 'utf8', value: 'value-29', valueEncoding: 'utf8' },
+      { key: 'ff00', keyEncoding: 'hex', value: '010203', valueEncoding: 'hex' },
     ])
     // A prefix of 0xff bytes has no upper bound: everything from it on.
     expect(strata(['scan', dir, '--prefix', '0xff', '--keys-only']).stdout.trim()).toBe('0xff00')

@@ -74,6 +74,18 @@ async function readStdin(): Promise<Buffer> {
   return Buffer.concat(chunks)
 }
 
+/** A key (and value) as the other tools print them in JSON: the text or hex digits and which of the two. */
+function jsonEntry(key: Uint8Array, value: Uint8Array | undefined, format: BytesFormat): Record<string, string> {
+  const k = jsonBytes(key, format)
+  const out: Record<string, string> = { key: k.text, keyEncoding: k.encoding }
+  if (value !== undefined) {
+    const v = jsonBytes(value, format)
+    out.value = v.text
+    out.valueEncoding = v.encoding
+  }
+  return out
+}
+
 function printStats(stats: EngineStats, o: OutputOptions): void {
   if (o.json) {
     out(JSON.stringify(stats, null, 2))
@@ -149,7 +161,7 @@ export function registerDatabaseCommands(program: Command): void {
     .description('print the value of a key (raw bytes; opens the database read-only)')
     .argument('<dir>', 'database directory')
     .argument('<key>', 'the key (0x… for bytes)')
-    .option('--json', 'print {key, value, version} as JSON')
+    .option('--json', 'print {key, keyEncoding, value, valueEncoding, version} as JSON')
     .option('--hex', 'with --json: always hex')
     .addHelpText('after', '\nExit codes: 0 found, 1 not found (or the database could not be opened), 2 usage.')
     .action(async (dir: string, keyText: string, o: OutputOptions) => {
@@ -162,7 +174,7 @@ export function registerDatabaseCommands(program: Command): void {
           return
         }
         const format: BytesFormat = { hex: o.hex === true }
-        if (o.json) out(JSON.stringify({ key: jsonBytes(key, format), value: jsonBytes(entry.value, format), version: entry.version }))
+        if (o.json) out(JSON.stringify({ ...jsonEntry(key, entry.value, format), version: entry.version }))
         else process.stdout.write(entry.value)
       })
     })
@@ -203,7 +215,7 @@ export function registerDatabaseCommands(program: Command): void {
     .option('--limit <n>', 'at most n entries', positiveInteger)
     .option('--reverse', 'in descending key order')
     .option('--keys-only', 'print keys only')
-    .option('--json', 'one JSON object per line (NDJSON): {key, value}')
+    .option('--json', 'one JSON object per line (NDJSON): {key, keyEncoding, value, valueEncoding}')
     .option('--hex', 'always print hex')
     .addHelpText('after', '\nExit codes: 0 done, 1 failed, 2 usage.')
     .action(async (dir: string, o: OutputOptions & { prefix?: string; gte?: string; lt?: string; limit?: number; reverse?: boolean; keysOnly?: boolean }) => {
@@ -228,7 +240,7 @@ export function registerDatabaseCommands(program: Command): void {
           if (!process.stdout.write(text)) await new Promise<void>((resolve) => process.stdout.once('drain', resolve))
         }
         for await (const [key, value] of db.iterator(range)) {
-          if (o.json) lines.push(JSON.stringify(o.keysOnly ? { key: jsonBytes(key, format) } : { key: jsonBytes(key, format), value: jsonBytes(value, format) }))
+          if (o.json) lines.push(JSON.stringify(jsonEntry(key, o.keysOnly ? undefined : value, format)))
           else lines.push(o.keysOnly ? showBytes(key, format) : `${showBytes(key, format)}\t${showBytes(value, format)}`)
           if (lines.length >= 1000) await flush()
         }

@@ -1,0 +1,363 @@
+/**
+ * `strata check <dir>`: verifies a database directory without writing
+ * anything (no LOCK, no file created, every file opened read-only), so it
+ * also runs while another process has the database open for writing. It
+ * reports every problem it finds, with file and offset, then a summary
+ * (docs/cli.md, "strata check").
+ */
+import * as path from 'node:path'
+import { initChecksum } from '../../base/checksum.js'
+import { LOCK_FILE, MARKER_FILE, manifestFileName, tableFileName, walFileName } from '../../base/file-names.js'
+import { parseLockRecord } from '../../base/lock-file.js'
+import { decodeMarker, inspectDirectory } from '../../engine/directory-identity.js'
+import { NUM_LEVELS } from '../../manifest/table-version-edit.js'
+import { RECORD_HEADER_BYTES } from '../../wal/record-framing.js'
+import type { FileSystem } from '../../vfs/file-system.js'
+import { nodeFileSystem } from '../../vfs/node-file-system.js'
+import { isMissing, listDirectory, readCurrent, replayManifest, type DirectoryListing, type ManifestReplay, type Placement } from './file-inspector.js'
+import { bytes, findingOf, plural, showBytes, showFinding, UsageError, type Finding, type Out } from './output.js'
+import { inspectTable, type TableInspection } from './table-inspection.js'
+import { readWalContents, walDamageFinding } from './wal-inspection.js'
+
+/** Everything `strata check` found; also its `--json` output. */
+export interface CheckReport {
+  dir: string
+  /** No problems (warnings allowed). */
+  ok: boolean
+  problems: Finding[]
+  warnings: Finding[]
+  /** Informational lines (a concurrent writer's doings, files not checked). */
+  notes: string[]
+  marker?: { id: string; version: number }
+  lock?: { pid: number; host?: string }
+  manifest?: { file: string; records: number; bytes: number; logNumber: number; nextFileNumber: number; lastSequence: number }
+  levels: Array<{ level: number; tables: number; entries: number; bytes: number }>
+  tables: Array<{ file: string; level: number; bytes: number; entries: number; dataBlocks: number; ok: boolean }>
+  wals: Array<{ file: string; bytes: number; records: number; entries: number; firstSequence?: number; lastSequence?: number; ok: boolean }>
+}
+
+/** How many times CURRENT and the manifest are read again when tables they name vanished (a concurrent writer). */
+const MANIFEST_REREADS = 3
+
+/** The manifest state the check works from. */
+interface ManifestState {
+  manifestNumber: number
+  buf: Buffer
+  replay: ManifestReplay
+}
+
+class Checker {
+  readonly report: CheckReport
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly dir: string,
+  ) {
+    this.report = { dir, ok: true, problems: [], warnings: [], notes: [], levels: [], tables: [], wals: [] }
+  }
+
+  problem(f: Finding): void {
+    this.report.problems.push(f)
+  }
+
+  warning(f: Finding): void {
+    this.report.warnings.push(f)
+  }
+
+  run(): CheckReport {
+    const listing = listDirectory(this.fs, this.dir)
+    if (this.checkIdentity(listing)) {
+      this.readLock(listing)
+      const state = this.checkManifestAndTables(listing)
+      // Listed again: WALs come and go while a writer runs.
+      this.checkWals(listDirectory(this.fs, this.dir), state)
+    }
+    this.report.ok = this.report.problems.length === 0
+    return this.report
+  }
+
+  /** The STRATADB marker; false when the directory is not a database at all (nothing more to check). */
+  private checkIdentity(listing: DirectoryListing): boolean {
+    if (listing.hasMarker) {
+      try {
+        const identity = decodeMarker(this.fs.readFile(path.join(this.dir, MARKER_FILE)), MARKER_FILE, this.dir)
+        this.report.marker = identity
+      } catch (err) {
+        this.problem(findingOf(err, MARKER_FILE, 0))
+      }
+      return true
+    }
+    if (listing.names.includes('LOG') || listing.names.includes('LOG.old') || listing.names.some((n) => n.endsWith('.ldb'))) {
+      this.problem({ message: `${this.dir} is a LevelDB/classic-level database, not a stratadb one` })
+      return false
+    }
+    const ours = listing.hasCurrent || listing.manifests.length > 0 || listing.tables.length > 0 || listing.wals.length > 0
+    if (!ours) {
+      this.problem({ message: listing.names.length === 0 ? `${this.dir} is empty: no database here` : `${this.dir} is not a stratadb database (no ${MARKER_FILE} marker, no database files)` })
+      return false
+    }
+    let previousFormat = false
+    try {
+      previousFormat = inspectDirectory(this.fs, this.dir).kind === 'previous-format'
+    } catch {
+      // Damaged CURRENT or manifest: reported below.
+    }
+    if (previousFormat) this.warning({ file: MARKER_FILE, message: 'missing: a database of the previous directory format (the next open writes the marker)' })
+    else this.problem({ file: MARKER_FILE, message: 'missing, and CURRENT does not name a readable manifest: open() refuses the directory as not a database' })
+    return true
+  }
+
+  private readLock(listing: DirectoryListing): void {
+    if (!listing.names.includes(LOCK_FILE)) return
+    try {
+      const owner = parseLockRecord(this.fs.readFile(path.join(this.dir, LOCK_FILE)))
+      if (owner !== undefined) {
+        this.report.lock = { pid: owner.pid, host: owner.host }
+        this.report.notes.push(`LOCK names process ${owner.pid}${owner.host !== undefined ? ` on host ${owner.host}` : ''}: the database may be open (check only reads)`)
+      }
+    } catch {
+      // Released meanwhile.
+    }
+  }
+
+  /** CURRENT, the manifest and the tables it names; returns the state WALs are checked against. */
+  private checkManifestAndTables(listing: DirectoryListing): ManifestState | undefined {
+    let state = this.loadManifest(listing, true)
+    if (state === undefined) {
+      // No usable manifest: every table file present is checked on its own.
+      if (listing.tables.length > 0) this.report.notes.push('no usable manifest: every table file present was checked without the manifest\'s metadata')
+      for (const number of listing.tables) {
+        const t = inspectTable(this.fs, this.dir, number)
+        if (t.missing) continue
+        for (const f of t.problems) this.problem(f)
+        this.report.tables.push({ file: t.name, level: -1, bytes: t.fileBytes, entries: t.entries, dataBlocks: t.dataBlocks, ok: t.problems.length === 0 })
+      }
+      return undefined
+    }
+    const results = new Map<number, TableInspection>()
+    const checkTables = (s: ManifestState): void => {
+      for (const [number, placement] of s.replay.tables) {
+        if (results.has(number) && !results.get(number)!.missing) continue
+        results.set(number, inspectTable(this.fs, this.dir, number, { meta: placement.meta, lastSequence: s.replay.lastSequence }))
+      }
+    }
+    checkTables(state)
+    // A concurrent writer may have changed the manifest and deleted tables it named: read CURRENT
+    // and the manifest again (a few times at most, while they keep changing).
+    for (let attempt = 0; attempt < MANIFEST_REREADS; attempt++) {
+      const vanished = [...state.replay.tables.keys()].map((n) => results.get(n)!).filter((t) => t.missing)
+      if (vanished.length === 0) break
+      const again = this.loadManifest(listDirectory(this.fs, this.dir), false)
+      if (again === undefined || again.buf.equals(state.buf)) break
+      for (const t of vanished) {
+        if (!again.replay.tables.has(t.number)) this.report.notes.push(`${t.name} was deleted after CURRENT was read; the manifest read again no longer names it (a concurrent compaction)`)
+      }
+      state = again
+      checkTables(state)
+    }
+    this.reportManifest(state)
+    // Tables in the final state only.
+    const placements = [...state.replay.tables.entries()].sort(([a, pa], [b, pb]) => pa.level - pb.level || a - b)
+    for (const [number, placement] of placements) {
+      const t = results.get(number)!
+      if (t.missing) {
+        this.problem({ file: t.name, message: `missing: the manifest names it (level ${placement.level}, ${placement.meta.fileBytes} bytes)` })
+      }
+      for (const f of t.problems) this.problem(f)
+      this.report.tables.push({ file: t.name, level: placement.level, bytes: t.fileBytes, entries: t.entries, dataBlocks: t.dataBlocks, ok: !t.missing && t.problems.length === 0 })
+    }
+    this.checkLevels(state.replay.tables)
+    const named = new Set(state.replay.tables.keys())
+    const now = listDirectory(this.fs, this.dir)
+    for (const n of now.tables) {
+      if (!named.has(n)) this.warning({ file: tableFileName(n), message: 'not named by the manifest: a leftover the next open deletes, or the output of a flush or compaction in progress (not checked)' })
+    }
+    const stale = now.manifests.filter((m) => m !== state.manifestNumber)
+    if (stale.length > 0) this.report.notes.push(`${plural(stale.length, 'manifest')} not named by CURRENT (${stale.map(manifestFileName).join(', ')}): left for deletion, not checked`)
+    return state
+  }
+
+  /**
+   * Reads CURRENT and the manifest it names. When the manifest is gone (a
+   * writer switched to a new one and deleted it), CURRENT is read once more.
+   * `report`: whether problems found are reported (the first attempt only).
+   */
+  private loadManifest(listing: DirectoryListing, report: boolean, retried = false): ManifestState | undefined {
+    const cur = readCurrent(this.fs, this.dir)
+    if ('missing' in cur) {
+      if (!report) return undefined
+      // A create that crashed before CURRENT leaves at most an empty WAL or a manifest no CURRENT names.
+      const hasData = listing.tables.length > 0 || listing.wals.some((n) => this.sizeOf(walFileName(n)) > 0)
+      if (hasData) this.problem({ file: 'CURRENT', message: 'missing: the database has files but no CURRENT naming its manifest' })
+      else this.warning({ file: 'CURRENT', message: 'missing: an unfinished create (no data; the next open finishes it)' })
+      return undefined
+    }
+    if ('problem' in cur) {
+      if (report) this.problem(cur.problem)
+      return undefined
+    }
+    const name = manifestFileName(cur.manifestNumber)
+    let buf: Buffer
+    try {
+      buf = this.fs.readFile(path.join(this.dir, name))
+    } catch (err) {
+      if (isMissing(err) && !retried) return this.loadManifest(listing, report, true)
+      if (report) this.problem({ file: 'CURRENT', message: isMissing(err) ? `names ${name}, which does not exist` : `cannot read ${name}: ${(err as Error).message}` })
+      return undefined
+    }
+    return { manifestNumber: cur.manifestNumber, buf, replay: replayManifest(buf, name) }
+  }
+
+  private sizeOf(name: string): number {
+    try {
+      return this.fs.stat(path.join(this.dir, name)).size
+    } catch {
+      return 0
+    }
+  }
+
+  private reportManifest(state: ManifestState): void {
+    const name = manifestFileName(state.manifestNumber)
+    const r = state.replay
+    if (r.walk.records.length === 0) this.problem({ file: name, offset: 0, message: 'holds no complete record' })
+    for (const d of r.walk.damage) {
+      const size = plural(d.end - d.offset, 'byte')
+      const complete = d.headerValid && d.offset + RECORD_HEADER_BYTES + state.buf.readUInt32LE(d.offset) <= state.buf.length
+      if (d.kind === 'damaged') {
+        this.problem({ file: name, offset: d.offset, message: `damaged record(s) (${size}, up to offset ${d.end}) followed by intact records: open() fails with STRATA_CORRUPTION` })
+      } else if (d.kind === 'damaged-tail' && complete) {
+        this.problem({ file: name, offset: d.offset, message: `the last record is complete but its checksum does not match (${size}): open() fails with STRATA_CORRUPTION` })
+      } else {
+        this.warning({ file: name, offset: d.offset, message: `a torn last record (${size}): an edit whose append never completed, ignored by open()` })
+      }
+    }
+    for (const e of r.edits) if (e.problem !== undefined) this.problem(e.problem)
+    for (const p of r.problems) this.problem(p)
+    let maxTable = 0
+    for (const n of r.tables.keys()) maxTable = Math.max(maxTable, n)
+    if (r.walk.records.length > 0 && r.nextFileNumber <= maxTable) {
+      this.problem({ file: name, message: `next file number ${r.nextFileNumber} is not above table ${maxTable}, which it names` })
+    }
+    this.report.manifest = {
+      file: name,
+      records: r.walk.records.length,
+      bytes: state.buf.length,
+      logNumber: r.logNumber,
+      nextFileNumber: r.nextFileNumber,
+      lastSequence: r.lastSequence,
+    }
+  }
+
+  /** Levels 1 and deeper: sorted by smallest key, no two tables overlapping. */
+  private checkLevels(tables: Map<number, Placement>): void {
+    for (let level = 0; level < NUM_LEVELS; level++) {
+      const list = [...tables.values()].filter((p) => p.level === level).map((p) => p.meta)
+      if (list.length === 0) continue
+      const entries = list.reduce((n, t) => n + t.entryCount, 0)
+      const size = list.reduce((n, t) => n + t.fileBytes, 0)
+      this.report.levels.push({ level, tables: list.length, entries, bytes: size })
+      if (level === 0) continue
+      list.sort((a, b) => Buffer.compare(a.smallestKey, b.smallestKey))
+      for (let i = 1; i < list.length; i++) {
+        const a = list[i - 1]
+        const b = list[i]
+        if (Buffer.compare(a.largestKey, b.smallestKey) >= 0) {
+          this.problem({
+            file: tableFileName(b.number),
+            message: `overlaps ${tableFileName(a.number)} in level ${level}: ${showBytes(b.smallestKey, { hex: false })} is not above ${showBytes(a.largestKey, { hex: false })}`,
+          })
+        }
+      }
+    }
+  }
+
+  /** Every WAL at or above the manifest's log number: records, damage, increasing sequences. */
+  private checkWals(listing: DirectoryListing, state: ManifestState | undefined): void {
+    const logNumber = state?.replay.logNumber ?? 0
+    const wals = listing.wals.filter((n) => n >= logNumber)
+    const older = listing.wals.length - wals.length
+    if (older > 0) this.report.notes.push(`${plural(older, 'WAL')} below the log number ${logNumber} (writes already in tables) not checked`)
+    let lastSequence = 0
+    let lastWhere = ''
+    wals.forEach((number, i) => {
+      const name = walFileName(number)
+      let buf: Buffer
+      try {
+        buf = this.fs.readFile(path.join(this.dir, name))
+      } catch (err) {
+        if (isMissing(err)) this.report.notes.push(`${name} was deleted while the check ran (its memtable was flushed)`)
+        else this.problem({ file: name, message: `cannot read: ${(err as Error).message}` })
+        return
+      }
+      const contents = readWalContents(buf, name)
+      let entries = 0
+      let first: number | undefined
+      let ok = true
+      for (const r of contents.records) {
+        if (r.problem !== undefined) {
+          this.problem(r.problem)
+          ok = false
+          continue
+        }
+        if (r.count === 0) continue
+        if (r.firstSequence <= lastSequence) {
+          this.problem({ file: name, offset: r.offset, message: `sequence ${r.firstSequence} does not follow ${lastSequence}${lastWhere}` })
+          ok = false
+        }
+        first ??= r.firstSequence
+        lastSequence = r.firstSequence + r.count - 1
+        lastWhere = ` (${name} at offset ${r.offset})`
+        entries += r.count
+      }
+      for (const d of contents.damage) {
+        const { severity, finding } = walDamageFinding(d, name, i === wals.length - 1)
+        if (severity === 'error') {
+          this.problem(finding)
+          ok = false
+        } else {
+          this.warning(finding)
+        }
+      }
+      this.report.wals.push({ file: name, bytes: buf.length, records: contents.records.length, entries, firstSequence: first, lastSequence: first === undefined ? undefined : lastSequence, ok })
+    })
+  }
+}
+
+/** Runs the check; throws UsageError when `dir` is not an existing directory. */
+export async function runCheck(dir: string, fs: FileSystem = nodeFileSystem): Promise<CheckReport> {
+  let isDir: boolean
+  try {
+    isDir = fs.stat(dir).isDirectory
+  } catch (err) {
+    throw new UsageError(isMissing(err) ? `${dir} does not exist` : `cannot stat ${dir}: ${(err as Error).message}`)
+  }
+  if (!isDir) throw new UsageError(`${dir} is not a directory`)
+  await initChecksum()
+  return new Checker(fs, dir).run()
+}
+
+/** Prints the findings, then the summary. */
+export async function printCheck(r: CheckReport, out: Out): Promise<void> {
+  for (const f of r.problems) await out.line(`error: ${showFinding(f)}`)
+  for (const f of r.warnings) await out.line(`warning: ${showFinding(f)}`)
+  if (r.problems.length + r.warnings.length > 0) await out.line()
+  await out.line(`strata check ${r.dir}`)
+  if (r.marker !== undefined) await out.line(`  marker    id ${r.marker.id}, directory format ${r.marker.version}`)
+  if (r.manifest !== undefined) {
+    const m = r.manifest
+    await out.line(`  manifest  ${m.file} (${plural(m.records, 'record')}, ${bytes(m.bytes)}): log number ${m.logNumber}, next file ${m.nextFileNumber}, last sequence ${m.lastSequence}`)
+  }
+  const tableBytes = r.tables.reduce((n, t) => n + t.bytes, 0)
+  const tableEntries = r.tables.reduce((n, t) => n + t.entries, 0)
+  const perLevel = r.levels.map((l) => `L${l.level}: ${l.tables}`).join(', ')
+  const nothing = r.manifest === undefined && r.tables.length === 0 && r.wals.length === 0
+  if (!nothing) await out.line(`  tables    ${plural(r.tables.length, 'table')}${perLevel === '' ? '' : ` (${perLevel})`}, ${plural(tableEntries, 'entry', 'entries')} read, ${bytes(tableBytes)}`)
+  const walRecords = r.wals.reduce((n, w) => n + w.records, 0)
+  const walEntries = r.wals.reduce((n, w) => n + w.entries, 0)
+  const seqs = r.wals.filter((w) => w.firstSequence !== undefined)
+  const seqRange = seqs.length > 0 ? `, sequences ${seqs[0].firstSequence}..${seqs[seqs.length - 1].lastSequence}` : ''
+  if (!nothing) await out.line(`  WALs      ${plural(r.wals.length, 'WAL')}${r.wals.length > 0 ? ` (${r.wals.map((w) => w.file).join(', ')})` : ''}: ${plural(walRecords, 'record')}, ${plural(walEntries, 'entry', 'entries')}${seqRange}`)
+  for (const n of r.notes) await out.line(`  note      ${n}`)
+  const verdict = r.ok ? 'OK' : nothing && r.marker === undefined ? 'NOT A DATABASE' : 'DAMAGED'
+  await out.line(`result: ${verdict}: ${plural(r.problems.length, 'problem')}, ${plural(r.warnings.length, 'warning')}`)
+}

@@ -1,0 +1,814 @@
+/**
+ * `strata check`, `strata dump` and `strata repair`, end to end: the built
+ * command (dist/, built by `pretest` or test/setup/fresh-build.ts) runs as a
+ * child process on real database directories written by open().
+ *
+ * Damage is placed the way test/corruption.test.ts places it: the tests parse
+ * the files themselves, independently of the engine and of the tools, from
+ * docs/format.md, checking every checksum they parse, so the byte each test
+ * flips lies in the region it names. Pristine databases are built once and
+ * copied for each case.
+ */
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import xxhash, { type XXHashAPI } from 'xxhash-wasm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { open, type Database } from '../src/index.js'
+
+const CLI = fileURLToPath(new URL('../dist/cli/strata.js', import.meta.url))
+
+// ---- running the command --------------------------------------------------------
+
+interface Run {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** Child processes running at once: one per core (each start loads the whole CLI). */
+const MAX_CHILDREN = Math.max(2, os.availableParallelism())
+let running = 0
+const waiting: Array<() => void> = []
+
+/** Runs `strata ...args`; callers may start many at once, at most MAX_CHILDREN run together. */
+async function strata(...args: string[]): Promise<Run> {
+  if (running >= MAX_CHILDREN) await new Promise<void>((r) => waiting.push(r))
+  running++
+  try {
+    return await spawnStrata(args)
+  } finally {
+    running--
+    waiting.shift()?.()
+  }
+}
+
+function spawnStrata(args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
+/** Runs `strata ...args --json` and parses its one JSON document. */
+async function strataJson(...args: string[]): Promise<Run & { doc: any }> {
+  const r = await strata(...args, '--json')
+  let doc: unknown
+  try {
+    doc = JSON.parse(r.stdout)
+  } catch {
+    throw new Error(`not one JSON document (exit ${r.code}): ${r.stdout.slice(0, 500)}\n${r.stderr}`)
+  }
+  return { ...r, doc }
+}
+
+// ---- temp dirs and file helpers ------------------------------------------------------
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-cli-tools-'))
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }))
+
+let counter = 0
+function newDir(name: string): string {
+  const dir = path.join(root, `${name}-${counter++}`)
+  fs.mkdirSync(dir)
+  return dir
+}
+
+function copyOf(template: string): string {
+  const dir = path.join(root, `copy-${counter++}`)
+  fs.cpSync(template, dir, { recursive: true })
+  return dir
+}
+
+function flipByte(file: string, offset: number, mask = 0x01): void {
+  const fd = fs.openSync(file, 'r+')
+  try {
+    const b = Buffer.alloc(1)
+    expect(fs.readSync(fd, b, 0, 1, offset)).toBe(1)
+    b[0] ^= mask
+    fs.writeSync(fd, b, 0, 1, offset)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** Relative path → sha256 of every file under `dir` (and the set of names): to prove nothing changed. */
+function hashTree(dir: string, rel = ''): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const p = path.join(rel, e.name)
+    if (e.isDirectory()) Object.assign(out, hashTree(dir, p))
+    else out[p] = createHash('sha256').update(fs.readFileSync(path.join(dir, p))).digest('hex')
+  }
+  return out
+}
+
+const filesEnding = (dir: string, ext: string): string[] =>
+  fs.readdirSync(dir).filter((n) => n.endsWith(ext)).sort().map((n) => path.join(dir, n))
+
+const currentManifest = (dir: string): string => path.join(dir, fs.readFileSync(path.join(dir, 'CURRENT'), 'utf8').trim())
+
+/** Start offsets of the framed records of a log (WAL or manifest). */
+function recordStarts(file: string): number[] {
+  const buf = fs.readFileSync(file)
+  const starts: number[] = []
+  for (let o = 0; o + 12 <= buf.length; o += 12 + buf.readUInt32LE(o)) starts.push(o)
+  return starts
+}
+
+// ---- independent parsers of the on-disk formats (as in corruption.test.ts) -----------------
+
+let xx: XXHashAPI
+beforeAll(async () => {
+  xx = await xxhash()
+})
+
+function readVarint(buf: Buffer, at: { o: number }): number {
+  let value = 0
+  let scale = 1
+  for (;;) {
+    const b = buf[at.o++]
+    value += (b & 0x7f) * scale
+    if (b < 0x80) return value
+    scale *= 128
+  }
+}
+
+interface BlockEntry {
+  /** latin1 of the key bytes. */
+  key: string
+  seq: number
+  kind: number
+  value: string
+}
+
+/** Decodes block contents: entries sharing a prefix with their run's restart key, restart array, optional hash index. */
+function decodeBlock(contents: Buffer): BlockEntry[] {
+  const tail = contents.readUInt32LE(contents.length - 4)
+  const restartCount = tail & 0x7fff_ffff
+  const hashBytes = tail >= 0x8000_0000 ? 2 + 3 * contents.readUInt16LE(contents.length - 6) : 0
+  const end = contents.length - 4 - hashBytes - 4 * restartCount
+  const restarts = new Set<number>()
+  for (let r = 0; r < restartCount; r++) restarts.add(contents.readUInt32LE(end + 4 * r))
+  const entries: BlockEntry[] = []
+  let last = Buffer.alloc(0)
+  const at = { o: 0 }
+  while (at.o < end) {
+    const isRestart = restarts.has(at.o)
+    const shared = readVarint(contents, at)
+    const unshared = readVarint(contents, at)
+    const valueLength = readVarint(contents, at)
+    const kind = contents[at.o++]
+    const seq = readVarint(contents, at)
+    const key = Buffer.concat([last.subarray(0, shared), contents.subarray(at.o, at.o + unshared)])
+    at.o += unshared
+    entries.push({ key: key.toString('latin1'), seq, kind, value: contents.subarray(at.o, at.o + valueLength).toString('latin1') })
+    at.o += valueLength
+    if (isRestart) last = key
+  }
+  expect(at.o).toBe(end)
+  return entries
+}
+
+interface Region {
+  offset: number
+  size: number
+}
+
+interface ParsedTable {
+  file: string
+  name: string
+  dataBlocks: Array<Region & { entries: BlockEntry[] }>
+  filter: Region
+  pointIndex: Region
+  index: Region
+  footerOffset: number
+  entries: BlockEntry[]
+}
+
+function verifiedContents(buf: Buffer, r: Region): Buffer {
+  expect(buf[r.offset + r.size]).toBe(0)
+  expect(buf.readUInt32LE(r.offset + r.size + 1)).toBe(Number(BigInt.asUintN(32, xx.h64Raw(buf.subarray(r.offset, r.offset + r.size + 1), 0n))))
+  return buf.subarray(r.offset, r.offset + r.size)
+}
+
+/** Parses a whole (format 3) table, checking that its regions tile the file with every checksum matching. */
+function parseTable(file: string): ParsedTable {
+  const buf = fs.readFileSync(file)
+  const f = buf.length - 64
+  expect(buf.subarray(f + 56, f + 64).toString('latin1')).toBe('STATSLB1')
+  expect(buf.readUInt32LE(f + 52)).toBe(xx.h32Raw(buf.subarray(f, f + 52), 0) >>> 0)
+  expect(buf.readUInt32LE(f + 48)).toBe(3)
+  const index = { offset: Number(buf.readBigUInt64LE(f)), size: buf.readUInt32LE(f + 8) }
+  const filter = { offset: Number(buf.readBigUInt64LE(f + 12)), size: buf.readUInt32LE(f + 20) }
+  const pointIndex = { offset: Number(buf.readBigUInt64LE(f + 24)), size: buf.readUInt32LE(f + 32) }
+  const dataBlocks: ParsedTable['dataBlocks'] = []
+  let expectedOffset = 0
+  for (const e of decodeBlock(verifiedContents(buf, index))) {
+    const at = { o: 0 }
+    const h = Buffer.from(e.value, 'latin1')
+    const offset = readVarint(h, at)
+    const size = readVarint(h, at)
+    expect(offset).toBe(expectedOffset)
+    const entries = decodeBlock(verifiedContents(buf, { offset, size }))
+    expect(entries[entries.length - 1].key).toBe(e.key)
+    dataBlocks.push({ offset, size, entries })
+    expectedOffset = offset + size + 5
+  }
+  expect(filter.offset).toBe(expectedOffset)
+  verifiedContents(buf, filter)
+  expect(pointIndex.offset).toBe(filter.offset + filter.size + 5)
+  verifiedContents(buf, pointIndex)
+  expect(index.offset).toBe(pointIndex.offset + pointIndex.size + 5)
+  expect(index.offset + index.size + 5).toBe(f)
+  return { file, name: path.basename(file), dataBlocks, filter, pointIndex, index, footerOffset: f, entries: dataBlocks.flatMap((b) => b.entries) }
+}
+
+interface WalRecord {
+  start: number
+  end: number
+  firstSequence: number
+  /** [key (latin1), value or null for a delete] in order. */
+  ops: Array<[string, string | null]>
+}
+
+/** Splits a WAL into records (both checksums checked) and decodes their ops (record versions 1 and 2). */
+function parseWal(file: string): WalRecord[] {
+  const buf = fs.readFileSync(file)
+  const records: WalRecord[] = []
+  let o = 0
+  while (o < buf.length) {
+    const len = buf.readUInt32LE(o)
+    const payload = buf.subarray(o + 12, o + 12 + len)
+    expect(payload.length).toBe(len)
+    expect(buf.readUInt32LE(o + 4)).toBe(xx.h32Raw(payload, 0) >>> 0)
+    expect(buf.readUInt32LE(o + 8)).toBe(xx.h32Raw(buf.subarray(o, o + 8), 0x53545241) >>> 0)
+    const version = payload[0]
+    expect([1, 2]).toContain(version)
+    const count = payload.readUInt32LE(9)
+    const at = { o: 13 }
+    const ops: WalRecord['ops'] = []
+    for (let i = 0; i < count; i++) {
+      // Version 2 marks the last entry of each write with the kind byte's top bit.
+      const kind = payload[at.o++] & (version >= 2 ? 0x7f : 0xff)
+      const kl = readVarint(payload, at)
+      const key = payload.subarray(at.o, at.o + kl).toString('latin1')
+      at.o += kl
+      if (kind === 1) {
+        const vl = readVarint(payload, at)
+        ops.push([key, payload.subarray(at.o, at.o + vl).toString('latin1')])
+        at.o += vl
+      } else {
+        ops.push([key, null])
+      }
+    }
+    expect(at.o).toBe(len)
+    records.push({ start: o, end: o + 12 + len, firstSequence: Number(payload.readBigUInt64LE(1)), ops })
+    o += 12 + len
+  }
+  return records
+}
+
+/** The newest version of every key among (key, seq, value | null) entries: what a database holding them shows. */
+function newestOf(entries: Iterable<{ key: string; seq: number; value: string | null }>): Map<string, string> {
+  const best = new Map<string, { seq: number; value: string | null }>()
+  for (const e of entries) {
+    const b = best.get(e.key)
+    if (b === undefined || e.seq > b.seq) best.set(e.key, { seq: e.seq, value: e.value })
+  }
+  const out = new Map<string, string>()
+  for (const [k, b] of best) if (b.value !== null) out.set(k, b.value)
+  return out
+}
+
+/** Every key and value of an open database (latin1), by a full scan. */
+async function contentOf(db: Database): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for await (const [k, v] of db.iterator()) out.set(k.toString('latin1'), v.toString('latin1'))
+  return out
+}
+
+async function contentOfDir(dir: string): Promise<Map<string, string>> {
+  const db = await open(dir, { autoCompaction: false })
+  try {
+    return await contentOf(db)
+  } finally {
+    await db.close()
+  }
+}
+
+const sorted = (m: Map<string, string>): Array<[string, string]> => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+
+// ---- the databases ---------------------------------------------------------------------------
+
+/**
+ * Tables at several levels and an unflushed WAL: a first session writes 4000
+ * keys with tiny level targets and compacts, so compactions spread tables over
+ * levels 1 and deeper; a second one (no automatic compaction) overwrites and
+ * deletes some of them into L0 tables, and leaves its last writes in the WAL.
+ * `model` is what was written last per key (latin1; deleted keys absent).
+ */
+let levelsTemplate: string
+const model = new Map<string, string>()
+const BINARY_KEY = Buffer.from([0xff, 0x00, 0x7f])
+const BINARY_VALUE = Buffer.from([0x00, 0x01, 0xfe])
+let levelsSeen: number[]
+
+const keyOf = (i: number): string => `k/${String(i).padStart(5, '0')}`
+const valueOf = (i: number, round: number): string => `v${round}-${i}-`.padEnd(60 + (i % 50), 'x')
+
+beforeAll(async () => {
+  levelsTemplate = newDir('levels-template')
+  let db = await open(levelsTemplate, { memtableBytes: 64 * 1024, levelBaseBytes: 64 * 1024, levelSizeMultiplier: 2, targetTableBytes: 16 * 1024, flushOnClose: false })
+  for (let i = 0; i < 4000; i++) {
+    const k = keyOf((i * 7919) % 4000)
+    await db.put(k, valueOf(i, 1))
+    model.set(k, valueOf(i, 1))
+  }
+  await db.compactRange()
+  await db.close()
+  db = await open(levelsTemplate, { memtableBytes: 64 * 1024, autoCompaction: false, flushOnClose: false })
+  for (let i = 0; i < 1200; i++) {
+    await db.put(keyOf(i * 3), valueOf(i, 2))
+    model.set(keyOf(i * 3), valueOf(i, 2))
+  }
+  for (let i = 0; i < 300; i++) {
+    await db.delete(keyOf(i * 11))
+    model.delete(keyOf(i * 11))
+  }
+  await db.put(BINARY_KEY, BINARY_VALUE)
+  model.set(BINARY_KEY.toString('latin1'), BINARY_VALUE.toString('latin1'))
+  levelsSeen = db.stats().levels.filter((l) => l.tables > 0).map((l) => l.level)
+  await db.close()
+  expect(levelsSeen).toContain(0)
+  expect(levelsSeen.filter((l) => l > 0).length).toBeGreaterThanOrEqual(1)
+  expect(levelsSeen.length).toBeGreaterThanOrEqual(2)
+  expect(filesEnding(levelsTemplate, '.log')).toHaveLength(1)
+  expect(parseWal(filesEnding(levelsTemplate, '.log')[0]).length).toBeGreaterThan(10)
+})
+
+/** The tables of the levels template with their level (from the manifest, through `strata dump`). */
+async function tableLevels(dir: string): Promise<Map<string, number>> {
+  const { doc } = await strataJson('dump', currentManifest(dir))
+  return new Map(doc.state.tables.map((t: { file: string; level: number }) => [t.file, t.level]))
+}
+
+/** A table with many data blocks (the largest one). */
+function bigTable(dir: string): ParsedTable {
+  const file = filesEnding(dir, '.sst').sort((a, b) => fs.statSync(b).size - fs.statSync(a).size)[0]
+  const t = parseTable(file)
+  expect(t.dataBlocks.length).toBeGreaterThanOrEqual(3)
+  return t
+}
+
+/** A WAL-only database: 20 single puts and, in the middle, a batch that also deletes an earlier key. */
+let walTemplate: string
+let walRecords: WalRecord[]
+const BATCH_RECORD = 10
+
+beforeAll(async () => {
+  walTemplate = newDir('wal-template')
+  const db = await open(walTemplate, { memtableBytes: 1 << 20, flushOnClose: false })
+  for (let i = 0; i < 20; i++) {
+    if (i === BATCH_RECORD) {
+      await db.batch([
+        { type: 'put', key: 'batch/x', value: 'bx' },
+        { type: 'del', key: 'w/03' },
+        { type: 'put', key: 'batch/y', value: 'by'.repeat(500) },
+      ])
+    }
+    await db.put(`w/${String(i).padStart(2, '0')}`, `value ${i} `.repeat(1 + ((i * 53) % 300)))
+  }
+  await db.close()
+  walRecords = parseWal(filesEnding(walTemplate, '.log')[0])
+  expect(walRecords).toHaveLength(21)
+  expect(walRecords[BATCH_RECORD].ops).toHaveLength(3)
+})
+
+/** What the WAL template holds after applying its records but those in `skip`. */
+function walContentWithout(skip: Set<number>): Map<string, string> {
+  const m = new Map<string, string>()
+  walRecords.forEach((r, i) => {
+    if (skip.has(i)) return
+    for (const [k, v] of r.ops) v === null ? m.delete(k) : m.set(k, v)
+  })
+  return m
+}
+
+// ---- strata check ------------------------------------------------------------------------
+
+describe('strata check', () => {
+  it('exits 0 on a clean database with tables at several levels and an unflushed WAL, text and --json, changing nothing', async () => {
+    const dir = copyOf(levelsTemplate)
+    const before = hashTree(dir)
+    const [text, json] = await Promise.all([strata('check', dir), strataJson('check', dir)])
+    expect(text.code, text.stdout + text.stderr).toBe(0)
+    expect(text.stdout).toMatch(/result: OK: 0 problems/)
+    expect(text.stderr).toBe('')
+    expect(json.code).toBe(0)
+    const doc = json.doc
+    expect(doc.ok).toBe(true)
+    expect(doc.problems).toEqual([])
+    expect(doc.warnings).toEqual([])
+    // Every table the manifest names was read whole: the entries match an independent parse.
+    const tables = filesEnding(dir, '.sst').map(parseTable)
+    expect(doc.tables.map((t: { file: string }) => t.file).sort()).toEqual(tables.map((t) => t.name).sort())
+    expect(doc.tables.reduce((n: number, t: { entries: number }) => n + t.entries, 0)).toBe(tables.reduce((n, t) => n + t.entries.length, 0))
+    expect(new Set(doc.tables.map((t: { level: number }) => t.level))).toEqual(new Set(levelsSeen))
+    const wal = parseWal(filesEnding(dir, '.log')[0])
+    expect(doc.wals).toHaveLength(1)
+    expect(doc.wals[0].records).toBe(wal.length)
+    expect(doc.wals[0].entries).toBe(wal.reduce((n, r) => n + r.ops.length, 0))
+    expect(hashTree(dir)).toEqual(before)
+  })
+
+  it('finds every kind of damage corruption.test.ts injects, naming the file and offset, and changes nothing', async () => {
+    const dir0 = copyOf(levelsTemplate)
+    const t = bigTable(dir0)
+    const mid = t.dataBlocks[t.dataBlocks.length >> 1]
+    const wal = filesEnding(dir0, '.log')[0]
+    const walRecs = parseWal(wal)
+    const manifestStarts = recordStarts(currentManifest(dir0))
+    expect(manifestStarts.length).toBeGreaterThanOrEqual(3)
+    const victimTable = (dir: string): string => path.join(dir, t.name)
+
+    interface Case {
+      name: string
+      damage: (dir: string) => void
+      file: string
+      offset?: number
+      message: RegExp
+      /** Also run the text output (a few cases: the JSON document says the same). */
+      text?: boolean
+    }
+    const cases: Case[] = [
+      { name: 'data block contents', damage: (d) => flipByte(victimTable(d), mid.offset + (mid.size >> 1)), file: t.name, offset: mid.offset, message: /data block \d+: block checksum mismatch/ },
+      { name: 'block trailer checksum', damage: (d) => flipByte(victimTable(d), mid.offset + mid.size + 3), file: t.name, offset: mid.offset, message: /data block \d+: block checksum mismatch/ },
+      { name: 'filter block', damage: (d) => flipByte(victimTable(d), t.filter.offset + (t.filter.size >> 1)), file: t.name, offset: t.filter.offset, message: /filter block: block checksum mismatch/ },
+      { name: 'point index', damage: (d) => flipByte(victimTable(d), t.pointIndex.offset + (t.pointIndex.size >> 1)), file: t.name, offset: t.pointIndex.offset, message: /point index: block checksum mismatch/ },
+      { name: 'index block', damage: (d) => flipByte(victimTable(d), t.index.offset + (t.index.size >> 1)), file: t.name, offset: t.index.offset, message: /index block: block checksum mismatch/ },
+      { name: 'footer', damage: (d) => flipByte(victimTable(d), t.footerOffset + 5), file: t.name, offset: t.footerOffset, message: /footer: footer checksum mismatch/ },
+      { name: 'missing table', damage: (d) => fs.rmSync(victimTable(d)), file: t.name, message: /missing: the manifest names it/ },
+      {
+        name: 'table lost its last byte',
+        damage: (d) => fs.truncateSync(victimTable(d), fs.statSync(victimTable(d)).size - 1),
+        file: t.name,
+        message: /the file is \d+ bytes, the manifest says \d+/,
+      },
+      { name: 'CURRENT names a missing manifest', damage: (d) => fs.writeFileSync(path.join(d, 'CURRENT'), 'MANIFEST-999999\n'), file: 'CURRENT', message: /MANIFEST-999999, which does not exist/ },
+      {
+        name: 'manifest record followed by intact records',
+        damage: (d) => flipByte(currentManifest(d), manifestStarts[1] + 12),
+        file: path.basename(currentManifest(dir0)),
+        offset: manifestStarts[1],
+        message: /damaged record\(s\).*followed by intact records/,
+      },
+      {
+        name: 'complete last manifest record with a bad checksum',
+        damage: (d) => flipByte(currentManifest(d), manifestStarts[manifestStarts.length - 1] + 14),
+        file: path.basename(currentManifest(dir0)),
+        offset: manifestStarts[manifestStarts.length - 1],
+        message: /last record is complete but its checksum does not match/,
+      },
+      {
+        name: 'WAL record damaged in the middle, intact records after it',
+        damage: (d) => flipByte(path.join(d, path.basename(wal)), (walRecs[5].start + 12 + walRecs[5].end) >> 1),
+        file: path.basename(wal),
+        offset: walRecs[5].start,
+        message: /damaged record\(s\).*followed by intact records/,
+        text: true,
+      },
+    ]
+    const results = await Promise.all(
+      cases.map(async (c) => {
+        const dir = copyOf(levelsTemplate)
+        c.damage(dir)
+        const before = hashTree(dir)
+        const [json, text] = await Promise.all([strataJson('check', dir), c.text ? strata('check', dir) : undefined])
+        return { c, json, text, unchanged: JSON.stringify(hashTree(dir)) === JSON.stringify(before) }
+      }),
+    )
+    for (const { c, json, text, unchanged } of results) {
+      const label = `${c.name}: ${json.stdout}`
+      expect(json.code, label).toBe(1)
+      expect(json.doc.ok, label).toBe(false)
+      const hit = json.doc.problems.find((p: { file?: string; offset?: number; message: string }) => p.file === c.file && c.message.test(p.message) && (c.offset === undefined || p.offset === c.offset))
+      expect(hit, label).toBeDefined()
+      expect(unchanged, label).toBe(true)
+      // The text names the same file and offset.
+      if (text === undefined) continue
+      expect(text.code, c.name).toBe(1)
+      expect(text.stdout, c.name).toContain(c.offset === undefined ? `error: ${c.file}: ` : `error: ${c.file} at offset ${c.offset}: `)
+      expect(text.stdout, c.name).toMatch(/result: DAMAGED/)
+    }
+  })
+
+  it('reports every damaged block of a table, not only the first', async () => {
+    const dir = copyOf(levelsTemplate)
+    const t = bigTable(dir)
+    const victims = [t.dataBlocks[0], t.dataBlocks[t.dataBlocks.length - 1]]
+    for (const b of victims) flipByte(t.file, b.offset + 10)
+    flipByte(t.file, t.filter.offset + 20)
+    const { code, doc } = await strataJson('check', dir)
+    expect(code).toBe(1)
+    const offsets = doc.problems.filter((p: { file: string }) => p.file === t.name).map((p: { offset: number }) => p.offset)
+    expect(offsets).toEqual(expect.arrayContaining([...victims.map((b) => b.offset), t.filter.offset]))
+  })
+
+  it('a torn tail in the last WAL is a warning: exit 0', async () => {
+    const dir = copyOf(levelsTemplate)
+    const wal = filesEnding(dir, '.log')[0]
+    const recs = parseWal(wal)
+    const last = recs[recs.length - 1]
+    fs.truncateSync(wal, last.start + 20)
+    const [json, text] = await Promise.all([strataJson('check', dir), strata('check', dir)])
+    expect(json.code, json.stdout).toBe(0)
+    expect(json.doc.ok).toBe(true)
+    expect(json.doc.warnings).toEqual([expect.objectContaining({ file: path.basename(wal), offset: last.start, message: expect.stringMatching(/torn tail.*what a crash leaves/) })])
+    expect(json.doc.wals[0].records).toBe(recs.length - 1)
+    expect(text.code).toBe(0)
+    expect(text.stdout).toContain(`warning: ${path.basename(wal)} at offset ${last.start}: `)
+    expect(text.stdout).toMatch(/result: OK: 0 problems, 1 warning/)
+  })
+
+  it('works while a process (this one) has the database open, writing, flushing and compacting', async () => {
+    const dir = copyOf(levelsTemplate)
+    const db = await open(dir, { memtableBytes: 128 * 1024, levelBaseBytes: 256 * 1024, levelSizeMultiplier: 4, targetTableBytes: 32 * 1024 })
+    let stop = false
+    let written = 0
+    const writer = (async () => {
+      for (let i = 0; !stop; i++) {
+        await db.put(keyOf((i * 37) % 6000), valueOf(i, 3))
+        written++
+        if (i % 200 === 0) await new Promise((r) => setTimeout(r, 5))
+      }
+    })()
+    try {
+      for (let round = 0; round < 2; round++) {
+        const { code, doc, stderr } = await strataJson('check', dir)
+        expect(code, JSON.stringify(doc.problems) + stderr).toBe(0)
+        expect(doc.ok).toBe(true)
+        expect(doc.lock?.pid).toBe(process.pid)
+      }
+    } finally {
+      stop = true
+      await writer
+      await db.close()
+    }
+    expect(written).toBeGreaterThan(1000)
+    const after = await strata('check', dir)
+    expect(after.code, after.stdout).toBe(0)
+  })
+})
+
+// ---- strata dump ----------------------------------------------------------------------------
+
+describe('strata dump', () => {
+  it('prints a table: footer, properties, index, blocks and entries; text and --json, --keys-only, --from/--to', async () => {
+    const t = bigTable(levelsTemplate)
+    const from = t.entries[10].key
+    const to = t.entries[t.entries.length - 10].key
+    const inRange = t.entries.filter((e) => e.key >= from && e.key <= to)
+    const [text, json, ranged, rangedText] = await Promise.all([
+      strata('dump', t.file),
+      strataJson('dump', t.file),
+      strataJson('dump', t.file, '--from', from, '--to', to, '--keys-only'),
+      strata('dump', t.file, '--from', from, '--to', from, '--keys-only'),
+    ])
+    expect(text.code, text.stderr).toBe(0)
+    expect(text.stdout).toContain(`${t.name}: table, ${fs.statSync(t.file).size.toLocaleString('en-US')} bytes, format version 3`)
+    expect(text.stdout).toContain(`filter       offset ${t.filter.offset}`)
+    expect(text.stdout).toContain(`point index  offset ${t.pointIndex.offset}`)
+    expect(text.stdout).toContain(`index        offset ${t.index.offset}`)
+    expect(text.stdout).toContain(`footer       offset ${t.footerOffset}, 64 bytes`)
+    for (const [i, b] of t.dataBlocks.entries()) expect(text.stdout).toContain(`block ${i}  offset ${b.offset}, ${b.size.toLocaleString('en-US')} bytes (+5 trailer), ${b.entries.length} entr`)
+    const e0 = t.entries[0]
+    expect(text.stdout).toContain(`  ${JSON.stringify(e0.key)} @${e0.seq} ${e0.kind === 1 ? `put ${JSON.stringify(e0.value)}` : 'delete'}`)
+
+    expect(json.code).toBe(0)
+    const doc = json.doc
+    expect(doc).toMatchObject({ file: t.name, type: 'table', formatVersion: 3, dataBlocks: t.dataBlocks.length, footer: { entryCount: t.entries.length, offset: t.footerOffset } })
+    expect(doc.footer.filter).toEqual(t.filter)
+    expect(doc.footer.pointIndex).toEqual(t.pointIndex)
+    expect(doc.footer.index).toEqual(t.index)
+    expect(doc.smallest).toEqual({ key: t.entries[0].key, keyEncoding: 'utf8', sequence: t.entries[0].seq })
+    expect(doc.index.map((e: Region) => ({ offset: e.offset, size: e.size }))).toEqual(t.dataBlocks.map((b) => ({ offset: b.offset, size: b.size })))
+    const entries = doc.blocks.flatMap((b: { entries: unknown[] }) => b.entries)
+    expect(entries).toEqual(
+      t.entries.map((e) =>
+        e.kind === 1
+          ? { key: e.key, keyEncoding: 'utf8', sequence: e.seq, kind: 'put', value: e.value, valueEncoding: 'utf8' }
+          : { key: e.key, keyEncoding: 'utf8', sequence: e.seq, kind: 'delete' },
+      ),
+    )
+    expect(doc.problems).toEqual([])
+
+    const rangedEntries = ranged.doc.blocks.flatMap((b: { entries: Array<{ key: string }> }) => b.entries)
+    expect(rangedEntries.map((e: { key: string }) => e.key)).toEqual(inRange.map((e) => e.key))
+    expect(rangedEntries.every((e: object) => !('value' in e))).toBe(true)
+    expect(rangedEntries.filter((e: { kind: string }) => e.kind === 'put').length).toBeGreaterThan(0)
+    expect(rangedText.code).toBe(0)
+    expect(rangedText.stdout).toMatch(new RegExp(`^  ${JSON.stringify(from).replace(/[/]/g, '\\/')} @\\d+ (put|delete)$`, 'm'))
+    expect(rangedText.stdout).not.toMatch(/ put "/)
+  })
+
+  it('prints a WAL: every record with offset, first sequence, entry count and entries; --from/--to, hex for binary keys', async () => {
+    const wal = filesEnding(walTemplate, '.log')[0]
+    const [text, json, ranged] = await Promise.all([strata('dump', wal), strataJson('dump', wal), strataJson('dump', wal, '--from', 'batch/', '--to', 'batch/z', '--keys-only')])
+    expect(text.code, text.stderr).toBe(0)
+    for (const r of walRecords) expect(text.stdout).toContain(`record at offset ${r.start}: ${(r.end - r.start).toLocaleString('en-US')} bytes`)
+    expect(text.stdout).toContain(`sequences ${walRecords[BATCH_RECORD].firstSequence}..${walRecords[BATCH_RECORD].firstSequence + 2} (3 entries)`)
+    const b = walRecords[BATCH_RECORD].firstSequence
+    // The batch is one write: one "batch" line over its three ops, then the ops.
+    expect(text.stdout).toContain(`  batch ${b}..${b + 2} (3 ops)\n    "batch/x" @${b} put "bx"\n    "w/03" @${b + 1} delete\n`)
+    expect(json.doc.records).toHaveLength(walRecords.length)
+    json.doc.records.forEach((r: { offset: number; firstSequence: number; entryCount: number; entries: Array<{ key: string; value?: string; kind: string; sequence: number }> }, i: number) => {
+      const want = walRecords[i]
+      expect(r.offset).toBe(want.start)
+      expect(r.firstSequence).toBe(want.firstSequence)
+      expect(r.entryCount).toBe(want.ops.length)
+      expect(r.entries.map((e) => [e.key, e.kind === 'put' ? e.value : null])).toEqual(want.ops)
+      expect(r.entries.map((e) => e.sequence)).toEqual(want.ops.map((_, j) => want.firstSequence + j))
+      // Each record of this WAL holds one write: its last op ends the batch.
+      expect((r as unknown as { batches: number[][] }).batches).toEqual([[want.firstSequence, want.firstSequence + want.ops.length - 1]])
+    })
+    expect(ranged.code).toBe(0)
+    expect(ranged.doc.records).toHaveLength(1)
+    expect(ranged.doc.records[0].entries).toEqual([
+      { key: 'batch/x', keyEncoding: 'utf8', sequence: walRecords[BATCH_RECORD].firstSequence, kind: 'put', batchEnd: false },
+      { key: 'batch/y', keyEncoding: 'utf8', sequence: walRecords[BATCH_RECORD].firstSequence + 2, kind: 'put', batchEnd: true },
+    ])
+    // Binary keys and values print as hex; --hex forces hex for text too.
+    const levelsWal = filesEnding(levelsTemplate, '.log')[0]
+    const [bin, hex] = await Promise.all([strata('dump', levelsWal, '--from', '0xff007f', '--to', '0xff007f'), strata('dump', wal, '--hex', '--from', 'w/00', '--to', 'w/00')])
+    expect(bin.code).toBe(0)
+    expect(bin.stdout).toMatch(/^ {4}0xff007f @\d+ put 0x0001fe$/m)
+    expect(hex.stdout).toMatch(new RegExp(`^    0x${Buffer.from('w/00').toString('hex')} @\\d+ put 0x${Buffer.from('value 0').toString('hex')}`, 'm'))
+  })
+
+  it('prints a manifest: every edit, text and --json', async () => {
+    const manifest = currentManifest(levelsTemplate)
+    const [text, json] = await Promise.all([strata('dump', manifest), strataJson('dump', manifest)])
+    expect(text.code, text.stderr).toBe(0)
+    const starts = recordStarts(manifest)
+    for (const o of starts) expect(text.stdout).toContain(`edit at offset ${o} (`)
+    expect(json.doc.edits.map((e: { offset: number }) => e.offset)).toEqual(starts)
+    const tables = filesEnding(levelsTemplate, '.sst').map((f) => path.basename(f))
+    expect(json.doc.state.tables.map((t: { file: string }) => t.file).sort()).toEqual(tables)
+    for (const name of tables) expect(text.stdout).toMatch(new RegExp(`add +L\\d ${name}: `))
+    expect(json.doc.edits[0].added.length).toBeGreaterThan(0)
+    expect(json.doc.edits[0].added[0]).toMatchObject({ file: expect.stringMatching(/\.sst$/), smallest: { keyEncoding: 'utf8' } })
+  })
+
+  it('reports a damaged block and prints the rest (exit 1)', async () => {
+    const dir = copyOf(levelsTemplate)
+    const t = bigTable(dir)
+    const b = t.dataBlocks[1]
+    flipByte(t.file, b.offset + 3)
+    const { code, doc } = await strataJson('dump', t.file)
+    expect(code).toBe(1)
+    expect(doc.problems).toEqual([expect.objectContaining({ file: t.name, offset: b.offset })])
+    expect(doc.blocks.map((x: { block: number }) => x.block)).toEqual(t.dataBlocks.map((_, i) => i).filter((i) => i !== 1))
+  })
+})
+
+// ---- strata repair ---------------------------------------------------------------------------
+
+describe('strata repair', () => {
+  it('salvages a table with a flipped byte in one data block: every other entry kept, newer versions winning, nothing deleted', async () => {
+    const dir = copyOf(levelsTemplate)
+    const levels = await tableLevels(dir)
+    // A block of an L0 table: its keys have older versions in deeper levels, which must show through.
+    const l0 = [...levels.entries()].filter(([, l]) => l === 0).map(([f]) => parseTable(path.join(dir, f)))
+    const t = l0.sort((a, b) => b.dataBlocks.length - a.dataBlocks.length)[0]
+    expect(t.dataBlocks.length).toBeGreaterThanOrEqual(3)
+    const damaged = t.dataBlocks[t.dataBlocks.length >> 1]
+    const damagedKeys = new Set(damaged.entries.map((e) => e.key))
+
+    // What must survive: every table entry outside the damaged block and every WAL entry, newest version winning.
+    const surviving: Array<{ key: string; seq: number; value: string | null }> = []
+    for (const f of filesEnding(dir, '.sst')) {
+      for (const b of parseTable(f).dataBlocks) {
+        if (path.basename(f) === t.name && b.offset === damaged.offset) continue
+        for (const e of b.entries) surviving.push({ key: e.key, seq: e.seq, value: e.kind === 1 ? e.value : null })
+      }
+    }
+    for (const r of parseWal(filesEnding(dir, '.log')[0])) r.ops.forEach(([key, value], j) => surviving.push({ key, seq: r.firstSequence + j, value }))
+    const expected = newestOf(surviving)
+    // Only keys of the damaged block may differ from what was written, and some show an older version.
+    for (const k of new Set([...expected.keys(), ...model.keys()])) {
+      if (expected.get(k) !== model.get(k)) expect(damagedKeys.has(k), k).toBe(true)
+    }
+    expect([...damagedKeys].some((k) => expected.has(k) && expected.get(k) !== model.get(k))).toBe(true)
+
+    flipByte(path.join(dir, t.name), damaged.offset + (damaged.size >> 1))
+    const before = hashTree(dir)
+    const { code, doc, stderr } = await strataJson('repair', dir)
+    expect(code, stderr + JSON.stringify(doc)).toBe(0)
+    expect(doc.verified).toBe(true)
+    expect(doc.mode).toBe('manifest')
+    const outcome = doc.files.find((f: { file: string }) => f.file === t.name)
+    expect(outcome).toMatchObject({ action: 'rewritten', level: 0, blocksLost: 1, entriesLost: damaged.entries.length, movedTo: path.join('lost', t.name) })
+    const j = t.dataBlocks.indexOf(damaged)
+    expect(outcome.lostKeyRanges).toEqual([
+      {
+        after: { text: t.dataBlocks[j - 1].entries.at(-1)!.key, encoding: 'utf8' },
+        upTo: { text: damaged.entries.at(-1)!.key, encoding: 'utf8' },
+        before: { text: t.dataBlocks[j + 1].entries[0].key, encoding: 'utf8' },
+      },
+    ])
+    expect(doc.lost).toMatchObject({ blocks: 1, entries: damaged.entries.length, entriesUnknown: false })
+    expect(fs.existsSync(path.join(dir, 'lost', t.name))).toBe(true)
+    expect(fs.existsSync(path.join(dir, t.name))).toBe(false)
+    // Nothing deleted: every file that was there is still there or under lost/, byte for byte
+    // (but CURRENT, which the new manifest's switch rewrites).
+    const after = new Set(Object.values(hashTree(dir)))
+    for (const [name, hash] of Object.entries(before)) if (name !== 'CURRENT') expect(after.has(hash), name).toBe(true)
+
+    const got = await contentOfDir(dir)
+    expect(sorted(got)).toEqual(sorted(expected))
+    expect(doc.liveKeys).toBe(expected.size)
+    // And the repaired directory checks clean.
+    const check = await strata('check', dir)
+    expect(check.code, check.stdout).toBe(0)
+  })
+
+  it('keeps the intact records of a WAL damaged in the middle, and says what was lost', async () => {
+    const dir = copyOf(walTemplate)
+    const wal = filesEnding(dir, '.log')[0]
+    const r = walRecords[5]
+    flipByte(wal, (r.start + 12 + r.end) >> 1)
+    const { code, stdout, stderr } = await strata('repair', dir)
+    expect(code, stdout + stderr).toBe(0)
+    const kept = walRecords.reduce((n, x, i) => n + (i === 5 ? 0 : x.ops.length), 0)
+    expect(stdout).toContain(`${path.basename(wal)}: converted: ${kept} entries from intact records`)
+    expect(stdout).toMatch(/1 damaged range skipped \([\d,]+ bytes, entries unknown\)/)
+    expect(stdout).toMatch(/lost: 0 data blocks, 1 WAL range/)
+    expect(stdout).toMatch(/verify: open\(\) succeeded/)
+    expect(fs.existsSync(path.join(dir, 'lost', path.basename(wal)))).toBe(true)
+    expect(sorted(await contentOfDir(dir))).toEqual(sorted(walContentWithout(new Set([5]))))
+  })
+
+  it('rebuilds from the tables and WALs when CURRENT is unusable: nothing lost, newest versions and deletes kept', async () => {
+    const dir = copyOf(levelsTemplate)
+    fs.writeFileSync(path.join(dir, 'CURRENT'), 'garbage')
+    const { code, doc, stderr } = await strataJson('repair', dir)
+    expect(code, stderr).toBe(0)
+    expect(doc.mode).toBe('rebuild')
+    expect(doc.lost).toMatchObject({ blocks: 0, records: 0, entries: 0 })
+    expect(fs.readFileSync(path.join(dir, 'lost', 'CURRENT'), 'utf8')).toBe('garbage')
+    expect(sorted(await contentOfDir(dir))).toEqual(sorted(model))
+  })
+
+  it('refuses a database another process holds open (exit 1), changing nothing', async () => {
+    // A new database with its writes in the WAL: nothing runs in the background that would change files.
+    const dir = newDir('locked')
+    const db = await open(dir)
+    await db.put('k', 'v')
+    try {
+      const before = hashTree(dir)
+      const { code, stderr } = await strata('repair', dir)
+      expect(code).toBe(1)
+      expect(stderr).toMatch(/^strata repair: .*locked/)
+      expect(hashTree(dir)).toEqual(before)
+    } finally {
+      await db.close()
+    }
+  })
+})
+
+// ---- usage ---------------------------------------------------------------------------------
+
+describe('usage errors exit 2', () => {
+  it('missing arguments, unknown options, missing paths, bad values; --help exits 0 and lists the exit codes', async () => {
+    const missing = path.join(root, 'does-not-exist')
+    const runs = await Promise.all([
+      strata('check'),
+      strata('check', missing),
+      strata('dump', filesEnding(walTemplate, '.log')[0], '--bogus'),
+      strata('dump', filesEnding(walTemplate, '.log')[0], '--from', 'b', '--to', 'a'),
+      strata('repair', missing),
+    ])
+    const names = ['check', 'check', 'dump', 'dump', 'repair']
+    runs.forEach((r, i) => {
+      expect(r.code, `${i}: ${r.stderr}`).toBe(2)
+      expect(r.stderr, `${i}`).toMatch(new RegExp(`^strata ${names[i]}: `))
+      expect(r.stdout, `${i}`).toBe('')
+    })
+    expect(runs[1].stderr).toContain('does not exist')
+    expect(fs.existsSync(missing)).toBe(false)
+    const helps = await Promise.all(['check', 'dump', 'repair'].map((c) => strata(c, '--help')))
+    for (const h of helps) {
+      expect(h.code).toBe(0)
+      expect(h.stdout).toMatch(/Exit codes:\n {2}0 .*\n {2}1 .*\n {2}2 {2}usage error/)
+    }
+  })
+})
