@@ -83,6 +83,8 @@ export class Database {
   /** The running engine; replaced by a successful `resume()`. */
   private engine: Engine
   private resuming: Promise<boolean> | undefined
+  /** Read-only views a refresh replaced that iterators or snapshots still read; close() retires them. */
+  private readonly replacedViews = new Set<Engine>()
   /** The engine each snapshot was taken on (a refresh replaces a read-only view's engine). */
   private readonly snapshotEngines = new WeakMap<Snapshot, Engine>()
   /** Runs `transaction()` on the engine of the moment. */
@@ -320,6 +322,8 @@ export class Database {
     }
     this.engine = next
     old.retireWhenReleased()
+    if (old.isOpen) this.replacedViews.add(old)
+    for (const view of this.replacedViews) if (!view.isOpen) this.replacedViews.delete(view)
     return next.visibleSequence
   }
 
@@ -387,6 +391,9 @@ export class Database {
   /** Waits for queued writes and running flushes, then releases the directory. Idempotent. */
   async close(): Promise<void> {
     if (this.resuming !== undefined) await this.resuming.catch(() => undefined)
+    // Views a refresh replaced go too, as a writable database's close frees what its snapshots held.
+    for (const view of this.replacedViews) if (view.isOpen) view.retire()
+    this.replacedViews.clear()
     return this.engine.close()
   }
 

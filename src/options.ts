@@ -223,6 +223,9 @@ export function resolveOptions(options: OpenOptions | undefined): ResolvedOption
   if (!(out.l0CompactionTrigger <= out.l0SlowdownTrigger && out.l0SlowdownTrigger < out.l0StopTrigger)) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'need l0CompactionTrigger <= l0SlowdownTrigger < l0StopTrigger')
   }
+  if (out.readOnly && out.errorIfExists) {
+    throw new StrataError('STRATA_INVALID_ARGUMENT', 'readOnly opens an existing database: errorIfExists cannot be set with it')
+  }
   if (out.softPendingCompactionBytes > out.hardPendingCompactionBytes) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'need softPendingCompactionBytes <= hardPendingCompactionBytes')
   }

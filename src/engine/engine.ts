@@ -208,20 +208,14 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   }
 
   /**
-   * Freezes a non-empty active memtable once every issued write is in its WAL
-   * (checked again after each wait: writes are applied as they come) and a
-   * frozen-memtable slot is free. Gives up when the engine has failed (no
+   * Freezes a non-empty active memtable once every write issued before the
+   * call is in its WAL (the write path holds later writes back until then:
+   * WritePath.freezeAfterWritten). Gives up when the engine has failed (no
    * flush would free a slot).
    */
   private async freezeWhenWritten(): Promise<void> {
-    for (;;) {
-      if (this.failures.readOnly) return
-      const pending = this.writesBefore()
-      if (pending !== undefined) await pending
-      else if (this.imms.length >= this.options.maxImmutableMemtables) await this.backgroundProgress()
-      else break
-    }
-    if (this.mem.entryCount > 0) this.freezeMemtable()
+    if (this.failures.readOnly) return
+    await this.writePath.freezeAfterWritten()
   }
 
   /** Resolves at the next flush or compaction that finishes (or fails). */

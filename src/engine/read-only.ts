@@ -1,19 +1,18 @@
 import * as path from 'node:path'
 import { StrataError, corruption, ioError } from '../base/errors.js'
-import { CURRENT_FILE, parseFileName, tableFileName } from '../base/file-names.js'
+import { parseFileName, tableFileName } from '../base/file-names.js'
 import { initChecksum } from '../base/checksum.js'
 import { TableVersionSet } from '../manifest/table-version-set.js'
 import { Memtable } from '../memtable/memtable.js'
 import { Recycler } from '../memtable/recycler.js'
 import type { ResolvedOptions } from '../options.js'
-import type { FileSystem } from '../vfs/file-system.js'
 import { Engine } from './engine.js'
 import { inspectDirectory } from './directory-identity.js'
 import { PinnedTableFiles } from './pinned-table-files.js'
 import { replayWals } from './recovery.js'
 import type { RecoveryReport } from './stats.js'
 
-/** Loads attempted before giving up when a writer keeps changing the manifest under the load. */
+/** Loads attempted before giving up when files keep vanishing under the load (each race is a window of a few system calls). */
 const MAX_LOAD_ATTEMPTS = 50
 
 /**
@@ -43,43 +42,37 @@ export async function openReadOnlyEngine(dir: string, options: ResolvedOptions):
  * writer deleting them later cannot hurt the view), and the WALs it does not
  * cover, replayed into a memtable in memory.
  *
- * A writer in another process may append an edit to the manifest meanwhile
- * and then delete the WALs and tables the edit made obsolete. The load is
- * consistent when the manifest did not change from the first read of CURRENT
- * to the end (same CURRENT, same manifest size: an edit is appended before
- * anything it obsoletes is deleted); otherwise, or when a file vanished, it
- * starts again.
+ * A writer in another process may meanwhile append edits to the manifest and
+ * delete what they made obsolete. The WALs are listed *before* the manifest
+ * is read: a WAL the writer deleted before the listing was made obsolete by
+ * an edit appended before it, which the manifest read afterwards includes
+ * (its tables hold that WAL's writes, its log number is past it). So the
+ * view is the manifest's tables plus every listed WAL at or above its log
+ * number: a prefix of the writer's commits, whatever edits come after. The
+ * only race left is a table or WAL deleted between the manifest read and
+ * the open of that file: the load then starts again.
  */
 export function loadReadOnlyView(dir: string, options: ResolvedOptions): Engine {
   for (let attempt = 1; ; attempt++) {
     const loaded = tryLoad(dir, options)
     if (loaded !== undefined) return loaded
     if (attempt >= MAX_LOAD_ATTEMPTS) {
-      throw new StrataError('STRATA_IO_ERROR', `cannot load a consistent view of ${dir}: the manifest changed during each of ${attempt} attempts`)
+      throw new StrataError('STRATA_IO_ERROR', `cannot load a consistent view of ${dir}: files the manifest named vanished during each of ${attempt} attempts`)
     }
   }
 }
 
-/** What identifies the manifest's state: CURRENT's content and the manifest's size. */
-function manifestStamp(fs: FileSystem, dir: string): string | undefined {
-  try {
-    const current = fs.readFile(path.join(dir, CURRENT_FILE)).toString('latin1')
-    const m = /^(MANIFEST-\d{6,})\n$/.exec(current)
-    if (m === null) return current
-    return `${m[1]}:${fs.stat(path.join(dir, m[1])).size}`
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw ioError(`cannot read ${path.join(dir, CURRENT_FILE)}`, err)
-  }
-}
-
-/** One load; undefined when the writer moved on under it (see loadReadOnlyView). */
+/** One load; undefined when a file it needed vanished under it (see loadReadOnlyView). */
 function tryLoad(dir: string, options: ResolvedOptions): Engine | undefined {
   const inner = options.fileSystem
-  const before = manifestStamp(inner, dir)
   const pins = new PinnedTableFiles(inner)
   let mem: Memtable | undefined
   try {
+    const listed: number[] = []
+    for (const name of inner.readdir(dir)) {
+      const f = parseFileName(name)
+      if (f?.kind === 'wal') listed.push(f.number)
+    }
     const state = TableVersionSet.recover(inner, dir)
     if (state === undefined) throw new StrataError('STRATA_NOT_FOUND', `no database in ${dir} (no CURRENT)`)
     for (const level of state.tableVersion.levels) {
@@ -89,20 +82,12 @@ function tryLoad(dir: string, options: ResolvedOptions): Engine | undefined {
         if (size !== t.fileBytes) throw corruption(`table is ${size} bytes, manifest says ${t.fileBytes}`, file)
       }
     }
-    const wals: number[] = []
-    for (const name of inner.readdir(dir)) {
-      const f = parseFileName(name)
-      if (f?.kind === 'wal' && f.number >= state.logNumber) wals.push(f.number)
-    }
-    wals.sort((a, b) => a - b)
-    mem = new Memtable(wals)
+    const wals = listed.filter((n) => n >= state.logNumber).sort((a, b) => a - b)
+    // A memtable names the WALs it came from (what a flush would read); a view's is never flushed, and
+    // when the listing predates every WAL at or above the log number it holds nothing.
+    mem = new Memtable(wals.length > 0 ? wals : [state.logNumber])
     const report: RecoveryReport = { walFiles: wals.length, walRecords: 0, walEntries: 0, droppedTails: [], warnings: [] }
     const replayed = replayWals(inner, dir, wals, mem, report)
-    if (manifestStamp(inner, dir) !== before) {
-      pins.releaseAll()
-      mem.unref()
-      return undefined
-    }
     const tableVersions = new TableVersionSet(inner, dir, { ...state }, options.maxManifestBytes)
     const ro: ResolvedOptions = { ...options, fileSystem: pins, autoCompaction: false }
     return new Engine({
@@ -121,7 +106,7 @@ function tryLoad(dir: string, options: ResolvedOptions): Engine | undefined {
     pins.releaseAll()
     mem?.unref()
     // A file the manifest named vanished: the writer moved on; load again.
-    if (vanished(err) && manifestStamp(inner, dir) !== before) return undefined
+    if (vanished(err)) return undefined
     throw err
   }
 }

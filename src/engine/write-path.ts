@@ -98,6 +98,8 @@ export class WritePath {
   private debt = 0
   private readonly pacer = new WritePacer()
   private drainPromise: Promise<void> | undefined
+  /** Callers waiting for the memtable to be frozen once every write applied before their call is written (freezeAfterWritten). */
+  private readonly freezeRequests: Array<() => void> = []
   /** Bytes of the active WAL holding resolved writes (whole records): what change cursors may read. */
   committedWalBytes = 0
   private groupsSinceYield = 0
@@ -183,8 +185,25 @@ export class WritePath {
     this.committedWalBytes = 0
   }
 
+  /**
+   * Freezes the active memtable (when it holds anything) once every write
+   * applied before this call is in the WAL; resolves after the freeze, or
+   * without one when the engine has failed. Writes issued meanwhile wait in
+   * the queue, so a steady stream of writes cannot keep the freeze from
+   * happening (every write in flight must be written first, and a new one is
+   * applied only after the freeze). The caller makes sure a frozen-memtable
+   * slot is free (or the freeze waits for one, as a full memtable does).
+   */
+  freezeAfterWritten(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.freezeRequests.push(resolve)
+      this.drainPromise ??= Promise.resolve().then(() => this.drain())
+    })
+  }
+
   /** True when a write may be applied right away (nothing to wait for first). */
   private canApplyNow(): boolean {
+    if (this.freezeRequests.length > 0) return false
     if (this.memtableFull()) return false
     return this.currentDebt() === 0
   }
@@ -234,11 +253,12 @@ export class WritePath {
 
   private async drain(): Promise<void> {
     try {
-      while (this.applied.length > 0 || this.queue.length > 0) {
+      while (this.applied.length > 0 || this.queue.length > 0 || this.freezeRequests.length > 0) {
         const failure = this.host.failure
         if (failure) {
           this.settle(this.applied.splice(0), failure)
           this.settle(this.queue.splice(0), failure)
+          for (const resolve of this.freezeRequests.splice(0)) resolve()
           break
         }
         if (this.applied.length > 0) {
@@ -248,6 +268,17 @@ export class WritePath {
             await new Promise<void>((resolve) => setImmediate(resolve))
           }
           await this.commitApplied()
+          continue
+        }
+        if (this.freezeRequests.length > 0) {
+          // Every applied write is written (applied is empty, its records taken): freeze here.
+          try {
+            if (this.host.activeMemtable().entryCount > 0) await this.makeRoomForWrite()
+          } catch (err) {
+            this.host.onError(err, 'memtable-switch')
+            continue
+          }
+          for (const resolve of this.freezeRequests.splice(0)) resolve()
           continue
         }
         // Queued writes: make room and pace first. Nothing is applied meanwhile
