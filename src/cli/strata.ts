@@ -30,10 +30,20 @@ const GROUPS: Group[] = [
   { commands: DATABASE_COMMANDS, register: async () => (await import('./database/commands.js')).registerDatabaseCommands },
 ]
 
+/** Set once commander printed an error of its own (a parse error); a CommanderError thrown by a command's action is printed by main's catch. */
+let commanderPrinted = false
+
 async function main(): Promise<unknown> {
   const program = new Command('strata').description('stratadb command line').version(ownVersion())
   // Usage errors exit 2 (commander's own would exit 1, the code of a failed operation).
   program.exitOverride()
+  // Inherited by the commands registered below.
+  program.configureOutput({
+    writeErr: (text) => {
+      commanderPrinted = true
+      process.stderr.write(text)
+    },
+  })
   const name = process.argv[2]
   const chosen = GROUPS.filter((g) => g.commands.includes(name))
   for (const group of chosen.length > 0 ? chosen : GROUPS) (await group.register())(program)
@@ -47,12 +57,13 @@ process.on('unhandledRejection', (reason) => {
 })
 
 main().catch((err: unknown) => {
+  const command = process.argv[2] ?? 'strata'
   if (err instanceof CommanderError) {
-    // Help and version exit 0; commander has already printed its message.
+    // Help and version exit 0. A parse error was printed by commander; one an action threw was not.
+    if (err.exitCode !== 0 && !commanderPrinted) process.stderr.write(`strata ${command}: ${err.message}\n`)
     process.exitCode = err.exitCode === 0 ? 0 : EXIT_USAGE
     return
   }
-  const command = process.argv[2] ?? 'strata'
   process.stderr.write(`strata ${command}: ${err instanceof Error ? err.message : String(err)}\n`)
   process.exitCode = err instanceof UsageError ? EXIT_USAGE : EXIT_PROBLEMS
 })
