@@ -252,9 +252,11 @@ function parseWal(file: string): WalRecord[] {
     expect(buf.readUInt32LE(o + 4)).toBe(xx.h32Raw(payload, 0) >>> 0)
     expect(buf.readUInt32LE(o + 8)).toBe(xx.h32Raw(buf.subarray(o, o + 8), 0x53545241) >>> 0)
     const version = payload[0]
-    expect([1, 2]).toContain(version)
+    expect([1, 2, 3]).toContain(version)
     const count = payload.readUInt32LE(9)
-    const at = { o: 13 }
+    // Version 3 adds a u64 epoch after the count (0 on a single node).
+    if (version >= 3) expect(payload.readBigUInt64LE(13)).toBe(0n)
+    const at = { o: version >= 3 ? 21 : 13 }
     const ops: WalRecord['ops'] = []
     for (let i = 0; i < count; i++) {
       // Version 2 marks the last entry of each write with the kind byte's top bit.

@@ -270,10 +270,11 @@ function parseWal(file: string): WalRecord[] {
     expect(payload.length).toBe(len)
     expect(buf.readUInt32LE(o + 4)).toBe(xx.h32Raw(payload, 0) >>> 0)
     expect(buf.readUInt32LE(o + 8)).toBe(xx.h32Raw(buf.subarray(o, o + 8), 0x53545241) >>> 0)
-    // Version 2: the kind byte's top bit marks the last entry of each write.
-    expect(payload[0]).toBe(2)
+    // Version 3: u64 epoch after the count (0 on a single node); the kind byte's top bit marks the last entry of each write.
+    expect(payload[0]).toBe(3)
     const count = payload.readUInt32LE(9)
-    const at = { o: 13 }
+    expect(payload.readBigUInt64LE(13)).toBe(0n)
+    const at = { o: 21 }
     const ops: WalRecord['ops'] = []
     for (let i = 0; i < count; i++) {
       const flagged = payload[at.o++]

@@ -3,7 +3,7 @@ import { StrataError, corruption, ioError } from '../base/errors.js'
 import { parseFileName, walFileName } from '../base/file-names.js'
 import { readExactly, readInto, type File, type FileSystem } from '../vfs/file-system.js'
 import { RECORD_HEADER_BYTES, scanRecords } from '../wal/record-framing.js'
-import { PAYLOAD_HEADER_BYTES, forEachWalEntry } from '../wal/wal-record.js'
+import { PAYLOAD_PREFIX_BYTES, forEachWalEntry } from '../wal/wal-record.js'
 import { readU32, readU64 } from '../base/coding.js'
 
 /** One operation of a committed batch, as the change stream hands it out. */
@@ -258,6 +258,13 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
   private decode(payloads: readonly Buffer[], name: string): ChangeBatch[] {
     const batches: ChangeBatch[] = []
     let ops: ChangeOp[] = []
+    // A NOOP (a new leader's first entry in its epoch) is a batch of its own that holds nothing: it is
+    // read past, not handed out, but it takes a sequence, so the density check counts it.
+    const noop = (version: number): void => {
+      if (version <= this.since) return
+      if (version > this.since + 1) throw truncated(`the changes after sequence ${this.since} are gone (the next one kept is ${version})`)
+      this.since = version
+    }
     for (const payload of payloads) {
       forEachWalEntry(payload, name, (p, version, ks, ke, vs, ve, batchEnd) => {
         // A batch that ends at or before `since` was handed out already: its ops are dropped at its end.
@@ -270,7 +277,7 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
           this.since = version
         }
         ops = []
-      })
+      }, noop)
     }
     return batches
   }
@@ -334,8 +341,8 @@ function firstSequenceOf(fs: FileSystem, file: string): number | undefined {
     throw ioError(`cannot open WAL ${file}`, err)
   }
   try {
-    const head = readExactly(handle, RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES, 0)
-    if (head.length < RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES) return undefined
+    const head = readExactly(handle, RECORD_HEADER_BYTES + PAYLOAD_PREFIX_BYTES, 0)
+    if (head.length < RECORD_HEADER_BYTES + PAYLOAD_PREFIX_BYTES) return undefined
     return readU64(head, RECORD_HEADER_BYTES + 1)
   } catch (err) {
     throw ioError(`read of WAL ${file} failed`, err)

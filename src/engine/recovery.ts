@@ -157,6 +157,8 @@ export function replayWals(fs: FileSystem, dir: string, numbers: readonly number
       mem.replayed = true
       replayedSequence = seq
     })
+    // A NOOP takes a sequence but reaches no memtable: the records' own count decides.
+    replayedSequence = Math.max(replayedSequence, visit.lastSequence)
     report.walRecords += visit.records
     report.walEntries += visit.entries
     if (visit.droppedBytes > 0) {

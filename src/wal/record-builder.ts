@@ -3,7 +3,7 @@ import { copyRange, writeU32, writeU64, writeVarint } from '../base/coding.js'
 import { RecordArena } from './record-arena.js'
 import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-framing.js'
 import { KIND_DELETE, KIND_PUT, type WriteOp } from '../base/entry.js'
-import { BATCH_END, PAYLOAD_HEADER_BYTES, WAL_FORMAT_VERSION } from './wal-record.js'
+import { BATCH_END, PAYLOAD_HEADER_BYTES, PAYLOAD_PREFIX_BYTES, WAL_FORMAT_VERSION } from './wal-record.js'
 
 /**
  * Builds WAL records in place in a memtable's record arena, one write at a
@@ -26,6 +26,8 @@ export class WalRecordBuilder {
   constructor(
     private readonly arena: RecordArena,
     private readonly maxRecordBytes: number,
+    /** The replication epoch written into every record (0 on a single node). */
+    private readonly epoch = 0,
   ) {}
 
   /** True when no write is waiting to be written. */
@@ -48,6 +50,7 @@ export class WalRecordBuilder {
       let o = RECORD_HEADER_BYTES
       buf[o++] = WAL_FORMAT_VERSION
       writeU64(buf, o, firstSequence)
+      writeU64(buf, RECORD_HEADER_BYTES + PAYLOAD_PREFIX_BYTES, this.epoch)
       this.used = RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES
       this.count = 0
     }

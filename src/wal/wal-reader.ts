@@ -1,7 +1,7 @@
 import { corruption, ioError } from '../base/errors.js'
 import { scanRecords } from './record-framing.js'
 import type { FileSystem } from '../vfs/file-system.js'
-import { decodeWalRecord, forEachWalEntry, type WalBatch, type WalEntryVisitor } from './wal-record.js'
+import { decodeWalRecord, forEachWalEntry, walRecordLastSequence, type WalBatch, type WalEntryVisitor } from './wal-record.js'
 
 /** What replaying one WAL file found. */
 export interface WalContents {
@@ -30,6 +30,8 @@ export interface WalVisit {
   droppedBytes: number
   /** Records in that tail (see RecordScan.tailRecords). */
   droppedRecords: number
+  /** Sequence of the last entry of the intact records, NOOPs included (0 when there are none). */
+  lastSequence: number
 }
 
 /**
@@ -39,7 +41,10 @@ export interface WalVisit {
 export function visitWal(fs: FileSystem, path: string, visit: WalEntryVisitor): WalVisit {
   const buf = readWalFile(fs, path)
   const scan = scanRecords(buf, path)
-  return { entries: visitPayloads(scan.payloads, path, visit), records: scan.payloads.length, droppedBytes: buf.length - scan.validBytes, droppedRecords: scan.tailRecords }
+  const entries = visitPayloads(scan.payloads, path, visit)
+  let lastSequence = 0
+  for (const p of scan.payloads) lastSequence = Math.max(lastSequence, walRecordLastSequence(p))
+  return { entries, records: scan.payloads.length, droppedBytes: buf.length - scan.validBytes, droppedRecords: scan.tailRecords, lastSequence }
 }
 
 /** Visits every entry of the framed records in `buf` (a WAL file's bytes, or a memtable's record arena). */

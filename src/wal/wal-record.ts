@@ -5,21 +5,44 @@ import { corruption } from '../base/errors.js'
 /**
  * The payload of one WAL record: one group commit (docs/format.md, "WAL record").
  *
- *   u8 version (2) | u64 firstSequence | u32 count | count × entry
- *   entry: u8 kind | varint keyLength | key | (kind = put) varint valueLength | value
+ *   u8 version (3) | u64 firstSequence | u32 count | u64 epoch | count × entry
+ *   entry: u8 kind | (put, delete) varint keyLength | key | (put) varint valueLength | value
  *
  * Entry i gets sequence firstSequence + i. A record is applied whole or not at all,
- * which is what makes a batch atomic across a crash. In version 2 the kind
- * byte's top bit (BATCH_END) marks the last entry of each caller's write, so
- * the change stream can hand out batches exactly as they were committed;
- * version 1 records (no marks) read as one batch each.
+ * which is what makes a batch atomic across a crash. The kind byte's top bit
+ * (BATCH_END) marks the last entry of each caller's write, so the change
+ * stream can hand out batches exactly as they were committed. The epoch is
+ * the replication epoch the record was written in (0 on a single node); a
+ * NOOP entry takes a sequence and holds nothing (a new leader commits its
+ * epoch with one). Version 2 records (no epoch) read as epoch 0; version 1
+ * records (no batch marks either) read as one batch each.
  */
-export const WAL_FORMAT_VERSION = 2
+export const WAL_FORMAT_VERSION = 3
 /** The oldest record version still read. */
 export const WAL_OLDEST_VERSION = 1
-export const PAYLOAD_HEADER_BYTES = 1 + 8 + 4
+/** Header of a version-3 payload: version, firstSequence, count, epoch. */
+export const PAYLOAD_HEADER_BYTES = 1 + 8 + 4 + 8
+/** What every version's header starts with: version, firstSequence, count. */
+export const PAYLOAD_PREFIX_BYTES = 1 + 8 + 4
 /** Flag on an entry's kind byte: the last entry of one write (a put, delete or batch). */
 export const BATCH_END = 0x80
+/** A WAL-only entry kind: takes a sequence, no key or value, never reaches a memtable or table. */
+export const KIND_NOOP = 2
+
+/** Bytes of a payload's header in record version `version`. */
+function headerBytes(version: number): number {
+  return version >= 3 ? PAYLOAD_HEADER_BYTES : PAYLOAD_PREFIX_BYTES
+}
+
+/** The epoch a record payload was written in (0 before version 3). */
+export function walRecordEpoch(payload: Buffer): number {
+  return payload[0] >= 3 ? readU64(payload, PAYLOAD_PREFIX_BYTES) : 0
+}
+
+/** The sequence of a record payload's last entry (NOOPs included); firstSequence - 1 for an empty record. */
+export function walRecordLastSequence(payload: Buffer): number {
+  return readU64(payload, 1) + readU32(payload, 9) - 1
+}
 
 /** Bytes one op takes inside a payload. */
 export function encodedOpBytes(op: WriteOp): number {
@@ -44,23 +67,31 @@ export interface WalBatch {
 export type WalEntryVisitor = (payload: Buffer, sequence: number, keyStart: number, keyEnd: number, valueStart: number, valueEnd: number, batchEnd: boolean) => void
 
 /**
- * Walks a record payload entry by entry; returns the entry count. Throws
+ * Walks a record payload entry by entry; returns the entry count (NOOPs
+ * included). NOOP entries go to `onNoop` only (they have no key). Throws
  * STRATA_CORRUPTION when the payload does not parse to exactly its length.
  */
-export function forEachWalEntry(payload: Buffer, fileName: string, visit: WalEntryVisitor): number {
+export function forEachWalEntry(payload: Buffer, fileName: string, visit: WalEntryVisitor, onNoop?: (sequence: number, batchEnd: boolean) => void): number {
   const end = payload.length
-  if (end < PAYLOAD_HEADER_BYTES) throw corruption('WAL record shorter than its header', fileName)
+  if (end < PAYLOAD_PREFIX_BYTES) throw corruption('WAL record shorter than its header', fileName)
   const version = payload[0]
   if (version > WAL_FORMAT_VERSION || version < WAL_OLDEST_VERSION) throw corruption(`unknown WAL record version ${version}`, fileName)
+  if (end < headerBytes(version)) throw corruption('WAL record shorter than its header', fileName)
   const firstSequence = readU64(payload, 1)
   const count = readU32(payload, 9)
   // Version 1 marks no batch ends: its whole record is one batch.
   const flagMask = version === 1 ? 0 : BATCH_END
-  let o = PAYLOAD_HEADER_BYTES
+  let o = headerBytes(version)
   for (let i = 0; i < count; i++) {
     if (o >= end) throw corruption('WAL record ends before its last entry', fileName)
     const flags = payload[o] & flagMask
     const kind = payload[o++] & ~flagMask
+    if (kind === KIND_NOOP && version >= 3) {
+      // A NOOP is a write of its own: always the end of its batch.
+      if (flags === 0) throw corruption('WAL NOOP entry inside a batch', fileName)
+      onNoop?.(firstSequence + i, true)
+      continue
+    }
     if (kind !== KIND_PUT && kind !== KIND_DELETE) throw corruption(`unknown entry kind ${kind}`, fileName)
     readVarint(payload, o, end)
     const keyStart = cursor.offset

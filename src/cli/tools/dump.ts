@@ -16,6 +16,7 @@ import { readU32 } from '../../base/coding.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { nodeFileSystem } from '../../vfs/node-file-system.js'
 import { intactRecordLength } from '../../wal/record-framing.js'
+import { KIND_NOOP } from '../../wal/wal-record.js'
 import { TableFile, decodeIndex, isMissing, lenientDataEnd, replayManifest, scanDataBlocks, type IndexEntry } from './file-inspector.js'
 import {
   EXIT_OK,
@@ -88,7 +89,7 @@ interface JsonEntry {
   key: string
   keyEncoding: string
   sequence: number
-  kind: 'put' | 'delete'
+  kind: 'put' | 'delete' | 'noop'
   value?: string
   valueEncoding?: string
 }
@@ -109,6 +110,7 @@ class Dumper {
   }
 
   private entryText(key: Uint8Array, seq: number, kind: number, value: Uint8Array | null): string {
+    if (kind === KIND_NOOP) return `  @${seq} noop`
     const k = kind === KIND_DELETE ? 'delete' : 'put'
     const v = kind === KIND_DELETE || this.o.keysOnly || value === null ? '' : ` ${this.show(value)}`
     return `  ${this.show(key)} @${seq} ${k}${v}`
@@ -116,7 +118,7 @@ class Dumper {
 
   private entryJson(key: Uint8Array, seq: number, kind: number, value: Uint8Array | null): JsonEntry {
     const k = jsonBytes(key, this.format)
-    const e: JsonEntry = { key: k.text, keyEncoding: k.encoding, sequence: seq, kind: kind === KIND_DELETE ? 'delete' : 'put' }
+    const e: JsonEntry = { key: k.text, keyEncoding: k.encoding, sequence: seq, kind: kind === KIND_NOOP ? 'noop' : kind === KIND_DELETE ? 'delete' : 'put' }
     if (kind !== KIND_DELETE && !this.o.keysOnly && value !== null) {
       const v = jsonBytes(value, this.format)
       e.value = v.text
@@ -351,6 +353,7 @@ class Dumper {
           offset: r.offset,
           bytes: r.bytes,
           version: r.version,
+          epoch: r.epoch,
           firstSequence: r.firstSequence,
           entryCount: r.count,
           batches,
@@ -358,7 +361,7 @@ class Dumper {
         }
         await this.out.write(`${shown > 0 ? ',' : ''}${JSON.stringify(rec)}`)
       } else {
-        await this.out.line(`record at offset ${r.offset}: ${count(r.bytes)} bytes, version ${r.version}, ${range}, ${plural(batches.length, 'batch', 'batches')}`)
+        await this.out.line(`record at offset ${r.offset}: ${count(r.bytes)} bytes, version ${r.version}${r.version >= 3 ? `, epoch ${r.epoch}` : ''}, ${range}, ${plural(batches.length, 'batch', 'batches')}`)
         for (const [lo, hi] of batches) {
           const inBatch = list.filter((e) => e.sequence >= lo && e.sequence <= hi)
           if (inBatch.length === 0) continue

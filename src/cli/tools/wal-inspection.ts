@@ -6,7 +6,7 @@
  */
 import { KIND_DELETE, KIND_PUT } from '../../base/entry.js'
 import { readU32, readU64 } from '../../base/coding.js'
-import { PAYLOAD_HEADER_BYTES, forEachWalEntry } from '../../wal/wal-record.js'
+import { KIND_NOOP, PAYLOAD_PREFIX_BYTES, forEachWalEntry, walRecordEpoch } from '../../wal/wal-record.js'
 import { walkRecords, type DamagedRange } from './file-inspector.js'
 import { findingOf, plural, type Finding } from './output.js'
 
@@ -27,6 +27,8 @@ export interface WalRecordInfo {
   version: number
   firstSequence: number
   count: number
+  /** Replication epoch (record version 3; 0 before). */
+  epoch: number
   /** Undefined when the record does not decode (see `problem`). */
   entries?: WalEntry[]
   problem?: Finding
@@ -47,14 +49,15 @@ export function readWalContents(buf: Buffer, name: string): WalContents {
       offset: r.offset,
       bytes: r.end - r.offset,
       version: p.length > 0 ? p[0] : -1,
-      firstSequence: p.length >= PAYLOAD_HEADER_BYTES ? readU64(p, 1) : 0,
-      count: p.length >= PAYLOAD_HEADER_BYTES ? readU32(p, 9) : 0,
+      firstSequence: p.length >= PAYLOAD_PREFIX_BYTES ? readU64(p, 1) : 0,
+      count: p.length >= PAYLOAD_PREFIX_BYTES ? readU32(p, 9) : 0,
+      epoch: p.length >= PAYLOAD_PREFIX_BYTES + 8 ? walRecordEpoch(p) : 0,
     }
     const entries: WalEntry[] = []
     try {
       forEachWalEntry(p, name, (payload, sequence, ks, ke, vs, ve, batchEnd) => {
         entries.push({ sequence, kind: vs < 0 ? KIND_DELETE : KIND_PUT, key: payload.subarray(ks, ke), value: vs < 0 ? null : payload.subarray(vs, ve), batchEnd })
-      })
+      }, (sequence) => entries.push({ sequence, kind: KIND_NOOP, key: Buffer.alloc(0), value: null, batchEnd: true }))
       info.entries = entries
     } catch (err) {
       info.problem = { ...findingOf(err, name), offset: r.offset }
