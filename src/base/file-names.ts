@@ -1,6 +1,6 @@
 /** The names of the files in a database directory (see docs/format.md, "Directory"). */
 
-export type FileKind = 'table' | 'wal' | 'manifest' | 'current' | 'lock' | 'temp' | 'marker'
+export type FileKind = 'table' | 'wal' | 'manifest' | 'current' | 'lock' | 'temp' | 'marker' | 'replica'
 
 const pad = (n: number): string => String(n).padStart(6, '0')
 
@@ -13,6 +13,10 @@ export const LOCK_FILE = 'LOCK'
 export const LOCK_TAKEOVER_PREFIX = 'LOCK.takeover.'
 /** The directory's identity marker (src/engine/directory-identity.ts). */
 export const MARKER_FILE = 'STRATADB'
+/** A replicated node's state: node id, promised epoch, epoch starts (src/engine/replica-state.ts). */
+export const REPLICA_FILE = 'REPLICA'
+/** The REPLICA file while it is written; renamed to REPLICA_FILE. Its kind is 'replica' too. */
+export const REPLICA_TEMP_FILE = 'REPLICA.tmp'
 /** Present in a checkpoint directory until the checkpoint is complete: open() refuses a directory holding it. */
 export const CHECKPOINT_PARTIAL_FILE = 'CHECKPOINT-PARTIAL'
 /** The marker while it is written; renamed to MARKER_FILE. Its kind is 'marker' too, so faults can target all marker I/O. */
@@ -28,6 +32,7 @@ export function parseFileName(name: string): { kind: FileKind; number: number } 
   if (name === LOCK_FILE) return { kind: 'lock', number: 0 }
   if (name.startsWith(LOCK_TAKEOVER_PREFIX) && !name.endsWith('.tmp')) return { kind: 'lock', number: 0 }
   if (name === MARKER_FILE || name === MARKER_TEMP_FILE) return { kind: 'marker', number: 0 }
+  if (name === REPLICA_FILE || name === REPLICA_TEMP_FILE) return { kind: 'replica', number: 0 }
   if (name.endsWith('.tmp')) return { kind: 'temp', number: 0 }
   return undefined
 }
