@@ -6,7 +6,7 @@ import type { Engine } from './engine/engine.js'
 import { openEngine, recoverEngine } from './engine/recovery.js'
 import { loadReadOnlyView, openReadOnlyEngine } from './engine/read-only.js'
 import type { EngineStats } from './engine/stats.js'
-import { ChangeCursor } from './engine/change-cursor.js'
+import { ChangeCursor, type WalRecordItem } from './engine/change-cursor.js'
 import type { CheckpointResult } from './engine/checkpoint.js'
 import { resolveOptions, type OpenOptions } from './options.js'
 import { encodedOpBytes } from './wal/wal-record.js'
@@ -230,16 +230,8 @@ export class Database {
    */
   changes(options?: ChangesOptions): ChangeStream {
     this.checkWritable()
-    if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalid('changes options must be an object')
-    const since = options?.since === undefined ? 0 : options.since
-    if (!Number.isSafeInteger(since) || since < 0) throw invalid('since must be a non-negative integer')
-    if (since > this.engine.visibleSequence) {
-      throw invalid(`since ${since} is past the newest committed sequence ${this.engine.visibleSequence}`)
-    }
-    const live = options?.live === undefined ? false : options.live
-    if (typeof live !== 'boolean') throw invalid('live must be a boolean')
-    const engine = (): Engine => this.engine
-    return new ChangeCursor(engine, this.engine.changeCursors, since, live)
+    const { since, live } = this.changesOptions(options)
+    return new ChangeCursor(() => this.engine, this.engine.changeCursors, since, live)
   }
 
   /**
@@ -256,6 +248,31 @@ export class Database {
     this.checkWritable()
     if (typeof dir !== 'string' || dir.length === 0) throw invalid('checkpoint dir must be a non-empty string')
     return this.engine.checkpoint(dir)
+  }
+
+  /**
+   * @internal Whole WAL records committed after `since` (a record boundary:
+   * a checkpoint's sequence, or the last sequence of a log that appended
+   * whole records), exactly as they are on disk, epochs and NOOPs included:
+   * what replication ships for a follower to append verbatim. Same reading,
+   * retention and errors as `changes()`.
+   */
+  walRecords(options?: ChangesOptions): AsyncIterableIterator<WalRecordItem> & { close(): void } {
+    this.checkWritable()
+    const { since, live } = this.changesOptions(options)
+    return new ChangeCursor<WalRecordItem>(() => this.engine, this.engine.changeCursors, since, live, 'records')
+  }
+
+  private changesOptions(options: ChangesOptions | undefined): { since: number; live: boolean } {
+    if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalid('changes options must be an object')
+    const since = options?.since === undefined ? 0 : options.since
+    if (!Number.isSafeInteger(since) || since < 0) throw invalid('since must be a non-negative integer')
+    if (since > this.engine.visibleSequence) {
+      throw invalid(`since ${since} is past the newest committed sequence ${this.engine.visibleSequence}`)
+    }
+    const live = options?.live === undefined ? false : options.live
+    if (typeof live !== 'boolean') throw invalid('live must be a boolean')
+    return { since, live }
   }
 
   /** Pins the current point in time for consistent reads until `release()`. */

@@ -11,7 +11,7 @@ import * as path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { open, type ChangeBatch } from '../src/index.js'
 import { initChecksum } from '../src/base/checksum.js'
-import { frameRecord } from '../src/wal/record-framing.js'
+import { frameRecord, scanRecords } from '../src/wal/record-framing.js'
 import { BATCH_END, KIND_NOOP, forEachWalEntry, walRecordEpoch, walRecordLastSequence } from '../src/wal/wal-record.js'
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-wal-format-'))
@@ -115,9 +115,59 @@ describe('record version 3', () => {
     // Starting right after a NOOP, or on it, is no gap either.
     expect((await collect(again.changes({ since: 3 }))).map((b) => b.sequence)).toEqual([4, 6])
     expect((await collect(again.changes({ since: 5 }))).map((b) => b.sequence)).toEqual([6])
+    // Whole records (what replication ships) keep the NOOPs and their epochs.
+    const records: Array<[number, number, number]> = []
+    for await (const r of again.walRecords({ since: 2 })) records.push([r.firstSequence, r.lastSequence, r.epoch])
+    expect(records).toEqual([
+      [3, 4, 5],
+      [5, 5, 5],
+      [6, 6, 0],
+    ])
     await again.compactRange()
     expect(again.getSync('c')?.toString()).toBe('3')
     await again.close()
+  })
+})
+
+describe('whole WAL records (walRecords: what replication ships)', () => {
+  it('hands out every record verbatim, dense, from a record boundary; a sequence inside a record is refused', async () => {
+    const dir = newDir()
+    const db = await open(dir, { memtableBytes: 16 << 10, walRetentionMs: 3_600_000 })
+    let cp: { sequence: number } | undefined
+    for (let round = 0; round < 40; round++) {
+      // Bursts of concurrent writes share group-commit records; batches are one write each.
+      await Promise.all([
+        db.put(`a${round}`, 'x'.repeat(round * 20)),
+        db.batch([
+          { type: 'put', key: `b${round}`, value: 'y' },
+          { type: 'del', key: `a${round - 1}` },
+        ]),
+        db.put(`c${round}`, 'z'),
+      ])
+      if (round === 20) cp = await db.checkpoint(path.join(root, `cp-${counter++}`))
+    }
+    const records = []
+    for await (const r of db.walRecords({ since: 0 })) records.push(r)
+    // Dense, and together exactly the change stream's ops.
+    expect(records[0].firstSequence).toBe(1)
+    for (let i = 1; i < records.length; i++) expect(records[i].firstSequence).toBe(records[i - 1].lastSequence + 1)
+    expect(records.at(-1)!.lastSequence).toBe(db.stats().lastSequence)
+    expect(records.some((r) => r.lastSequence > r.firstSequence)).toBe(true)
+    // Verbatim: the payloads of the WAL files, in order.
+    const onDisk = fs
+      .readdirSync(dir)
+      .filter((n) => n.endsWith('.log'))
+      .sort()
+      .flatMap((n) => scanRecords(fs.readFileSync(path.join(dir, n)), n).payloads)
+    expect(records.map((r) => r.payload.toString('hex'))).toEqual(onDisk.map((p) => p.toString('hex')))
+    // A record boundary, e.g. a checkpoint's sequence, is a valid start; a sequence inside a record is not.
+    const fromCheckpoint = []
+    for await (const r of db.walRecords({ since: cp!.sequence })) fromCheckpoint.push(r.firstSequence)
+    expect(fromCheckpoint[0]).toBe(cp!.sequence + 1)
+    const multi = records.find((r) => r.lastSequence > r.firstSequence)!
+    const inside = db.walRecords({ since: multi.firstSequence })
+    await expect(inside.next()).rejects.toMatchObject({ code: 'STRATA_INVALID_ARGUMENT' })
+    await db.close()
   })
 })
 

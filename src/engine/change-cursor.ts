@@ -3,7 +3,7 @@ import { StrataError, corruption, ioError } from '../base/errors.js'
 import { parseFileName, walFileName } from '../base/file-names.js'
 import { readExactly, readInto, type File, type FileSystem } from '../vfs/file-system.js'
 import { RECORD_HEADER_BYTES, scanRecords } from '../wal/record-framing.js'
-import { PAYLOAD_PREFIX_BYTES, forEachWalEntry } from '../wal/wal-record.js'
+import { PAYLOAD_PREFIX_BYTES, forEachWalEntry, walRecordEpoch, walRecordLastSequence } from '../wal/wal-record.js'
 import { readU32, readU64 } from '../base/coding.js'
 
 /** One operation of a committed batch, as the change stream hands it out. */
@@ -22,6 +22,22 @@ export interface ChangeBatch {
   sequence: number
   ops: ChangeOp[]
 }
+
+/**
+ * One WAL record as it is on disk (the raw mode replication ships: a follower
+ * appends it verbatim, so sequences and epochs are the same everywhere).
+ */
+export interface WalRecordItem {
+  firstSequence: number
+  /** Sequence of its last entry, NOOPs included. */
+  lastSequence: number
+  epoch: number
+  /** The record's payload (docs/format.md, "WAL record payload"): a view into the read chunk. */
+  payload: Buffer
+}
+
+/** What a cursor hands out: committed batches, or whole WAL records. */
+export type ChangeItem = ChangeBatch | WalRecordItem
 
 /** What a change cursor reads from: the engine of the moment (a resume replaces it). */
 export interface ChangeSource {
@@ -42,13 +58,13 @@ export interface ChangeSource {
  * the lowest number a cursor still reads (within `walRetentionBytes`).
  */
 export class ChangeCursors {
-  private readonly open = new Set<ChangeCursor>()
+  private readonly open = new Set<{ walNumber: number; close(): void }>()
 
-  add(cursor: ChangeCursor): void {
+  add(cursor: { walNumber: number; close(): void }): void {
     this.open.add(cursor)
   }
 
-  delete(cursor: ChangeCursor): void {
+  delete(cursor: { walNumber: number; close(): void }): void {
     this.open.delete(cursor)
   }
 
@@ -90,24 +106,32 @@ const READ_CHUNK_BYTES = 1 << 20
  * only when every write is in it) and is read to its end; the active one up
  * to its committed bytes, which only ever hold whole records.
  */
-export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
+export class ChangeCursor<T extends ChangeItem = ChangeBatch> implements AsyncIterableIterator<T> {
   /** The WAL being read (kept on disk for this cursor: see ChangeCursors). */
   walNumber: number
   private file: File | undefined
   private offset = 0
   /** Sequence of the last batch read. */
   private since: number
-  private ready: ChangeBatch[] = []
+  private ready: T[] = []
   private readyIndex = 0
   private ended = false
   /** Ends a live wait for the next commit (close() calls it). */
   private wake: (() => void) | undefined
 
+  /**
+   * @param mode 'batches' hands out committed batches (`db.changes()`);
+   *   'records' whole WAL records, for shipping: `since` must then be a
+   *   record boundary (the end of a group commit: what a checkpoint's
+   *   sequence and a follower's last sequence always are), else
+   *   STRATA_INVALID_ARGUMENT when the record holding `since + 1` is read.
+   */
   constructor(
     private readonly source: () => ChangeSource,
     private readonly registry: ChangeCursors,
     since: number,
     private readonly live: boolean,
+    private readonly mode: 'batches' | 'records' = 'batches',
   ) {
     this.since = since
     // Located synchronously and registered at once: no deletion can run in between.
@@ -115,11 +139,11 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
     this.registry.add(this)
   }
 
-  [Symbol.asyncIterator](): AsyncIterableIterator<ChangeBatch> {
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
     return this
   }
 
-  async next(): Promise<IteratorResult<ChangeBatch>> {
+  async next(): Promise<IteratorResult<T>> {
     try {
       for (;;) {
         if (this.readyIndex < this.ready.length) return { value: this.ready[this.readyIndex++], done: false }
@@ -145,7 +169,7 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
     return { value: undefined, done: true }
   }
 
-  async return(): Promise<IteratorResult<ChangeBatch>> {
+  async return(): Promise<IteratorResult<T>> {
     this.close()
     return { value: undefined, done: true }
   }
@@ -197,7 +221,7 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
   }
 
   /** The batches of the next records after `since`; empty at the committed end. */
-  private readMore(src: ChangeSource): ChangeBatch[] {
+  private readMore(src: ChangeSource): T[] {
     for (;;) {
       const committed = src.committedWal()
       const complete = this.walNumber < committed.number
@@ -224,7 +248,7 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
    * Reads whole records from `offset` up to `limit`; undefined when the rest
    * of a complete WAL is a torn tail (what a crash left: recovery dropped it).
    */
-  private readRecords(limit: number, complete: boolean): ChangeBatch[] | undefined {
+  private readRecords(limit: number, complete: boolean): T[] | undefined {
     const name = walFileName(this.walNumber)
     let want = Math.min(limit - this.offset, READ_CHUNK_BYTES)
     for (;;) {
@@ -239,7 +263,7 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
       const scan = scanRecords(chunk, name)
       if (scan.validBytes > 0) {
         this.offset += scan.validBytes
-        return this.decode(scan.payloads, name)
+        return (this.mode === 'records' ? this.records(scan.payloads, name) : this.decode(scan.payloads, name)) as T[]
       }
       // No whole record in the chunk: a record larger than the chunk, or damage, or the file's tail.
       const needed = chunk.length >= RECORD_HEADER_BYTES ? RECORD_HEADER_BYTES + readU32(chunk, 0) : Infinity
@@ -253,6 +277,25 @@ export class ChangeCursor implements AsyncIterableIterator<ChangeBatch> {
       this.offset = limit
       return undefined
     }
+  }
+
+  /** Whole records after `since`, checked for density; a record `since` falls inside is refused. */
+  private records(payloads: readonly Buffer[], name: string): WalRecordItem[] {
+    const out: WalRecordItem[] = []
+    for (const payload of payloads) {
+      // Decoding checks the record's structure (the framing checked its bytes).
+      forEachWalEntry(payload, name, () => undefined)
+      const firstSequence = readU64(payload, 1)
+      const lastSequence = walRecordLastSequence(payload)
+      if (lastSequence <= this.since || lastSequence < firstSequence) continue
+      if (firstSequence > this.since + 1) throw truncated(`the changes after sequence ${this.since} are gone (the next record kept starts at ${firstSequence})`)
+      if (firstSequence < this.since + 1) {
+        throw new StrataError('STRATA_INVALID_ARGUMENT', `sequence ${this.since} is inside a WAL record (${firstSequence}..${lastSequence}) of ${name}: records are read from a record boundary`)
+      }
+      out.push({ firstSequence, lastSequence, epoch: walRecordEpoch(payload), payload })
+      this.since = lastSequence
+    }
+    return out
   }
 
   private decode(payloads: readonly Buffer[], name: string): ChangeBatch[] {
