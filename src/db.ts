@@ -263,6 +263,24 @@ export class Database {
     return new ChangeCursor<WalRecordItem>(() => this.engine, this.engine.changeCursors, since, live, 'records')
   }
 
+  /**
+   * @internal Appends a WAL record payload another node wrote (what
+   * `walRecords()` hands out) verbatim: same sequences, same epoch, NOOPs
+   * included, so versions are the same on every node. In call order with
+   * every other write; resolves once it is in this node's WAL (fsynced with
+   * `sync`). STRATA_INVALID_ARGUMENT, writing nothing, unless the record
+   * parses and starts right after this database's last sequence.
+   */
+  appendRecord(payload: Uint8Array, options?: WriteOptions): Promise<void> {
+    try {
+      this.checkOpen()
+      if (!(payload instanceof Uint8Array) || payload.length < 13) throw invalid('appendRecord expects a WAL record payload')
+      return this.engine.writeRecord(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), syncOption(options))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
   private changesOptions(options: ChangesOptions | undefined): { since: number; live: boolean } {
     if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalid('changes options must be an object')
     const since = options?.since === undefined ? 0 : options.since

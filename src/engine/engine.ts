@@ -240,6 +240,12 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     return this.writePath.write(ops, encodedBytes, sync, conditions, onAdmitted)
   }
 
+  /** Appends a replicated record verbatim (WritePath.writeRecord). */
+  writeRecord(payload: Buffer, sync: boolean): Promise<void> {
+    if (this.readOnly) return Promise.reject(new StrataError('STRATA_READ_ONLY', `database ${this.dir} is open read-only`))
+    return this.writePath.writeRecord(payload, sync)
+  }
+
   /** True for a read-only view (open with `readOnly`). */
   get readOnly(): boolean {
     return this.readOnlyView !== undefined

@@ -12,6 +12,14 @@ export type Condition =
 /** One caller's write waiting in the queue: a put, a delete or a whole batch. */
 export interface PendingWrite {
   ops: WriteOp[]
+  /**
+   * A whole WAL record payload another node wrote (replication): appended
+   * verbatim as a record of its own, its entries (not `ops`, which is empty)
+   * applied under the record's own sequences.
+   */
+  record?: Buffer
+  /** Sequences the write takes when not `ops.length` (a replicated record's entry count, NOOPs included). */
+  sequences?: number
   /** Bytes the ops take inside a WAL record. */
   encodedBytes: number
   sync: boolean

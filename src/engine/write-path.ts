@@ -1,10 +1,13 @@
 import { assert } from '../base/assert.js'
-import type { StrataError } from '../base/errors.js'
+import { StrataError } from '../base/errors.js'
 import type { TableVersion } from '../manifest/table-version.js'
 import type { Memtable } from '../memtable/memtable.js'
 import type { ResolvedOptions } from '../options.js'
 import type { WalWriter } from '../wal/wal-writer.js'
 import { WalRecordBuilder } from '../wal/record-builder.js'
+import { RECORD_HEADER_BYTES } from '../wal/record-framing.js'
+import { forEachWalEntry, walRecordLastSequence } from '../wal/wal-record.js'
+import { readU64 } from '../base/coding.js'
 import type { WriteOp } from '../base/entry.js'
 import { checkConditions, type ConditionReader } from './conditions.js'
 import type { EngineStats } from './stats.js'
@@ -133,21 +136,33 @@ export class WritePath {
    * write per link. Otherwise the write waits in the queue (a copy of its
    * bytes) and the drain applies it once room is made.
    */
-  write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[], onAdmitted?: () => void): Promise<void> {
+  write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[], onAdmitted?: () => void, record?: Buffer): Promise<void> {
     assert(this.host.isOpen, 'write on a closed engine')
     const failure = this.host.failure
     if (failure) return Promise.reject(failure)
     return new Promise<void>((resolve, reject) => {
-      const w: PendingWrite = { ops, encodedBytes, sync: sync || this.host.options.syncWrites, conditions, ticket: ++this.writesIssued, resolve, reject, onAdmitted }
+      const w: PendingWrite = { ops, encodedBytes, sync: sync || this.host.options.syncWrites, conditions, ticket: ++this.writesIssued, resolve, reject, onAdmitted, record }
       if (this.queue.length === 0 && this.canApplyNow()) {
         this.apply(w)
       } else {
         w.ops = ops.map((op) => ({ key: Buffer.from(op.key), value: op.value === null ? null : Buffer.from(op.value) }))
+        if (w.record !== undefined) w.record = Buffer.from(w.record)
         if (conditions !== undefined) w.conditions = conditions.map((c) => (c.type === 'key' ? { ...c, key: Buffer.from(c.key) } : c))
         this.queue.push(w)
       }
       this.drainPromise ??= Promise.resolve().then(() => this.drain())
     })
+  }
+
+  /**
+   * Appends a whole record payload another node wrote (replication), in call
+   * order with every other write: verbatim, as a WAL record of its own, its
+   * entries applied under its own sequences (applyRecord). Rejects with
+   * STRATA_INVALID_ARGUMENT, writing nothing, unless it starts right after
+   * the last sequence applied.
+   */
+  writeRecord(payload: Buffer, sync: boolean): Promise<void> {
+    return this.write([], RECORD_HEADER_BYTES + payload.length, sync, undefined, undefined, payload)
   }
 
   /**
@@ -232,7 +247,9 @@ export class WritePath {
         w.error = err
       }
     }
-    if (w.error === undefined && w.ops.length > 0) {
+    if (w.error === undefined && w.record !== undefined) {
+      this.applyRecord(w, w.record)
+    } else if (w.error === undefined && w.ops.length > 0) {
       const first = this.lastSequence + 1
       const offsets = this.offsetScratch
       offsets.length = 0
@@ -249,6 +266,34 @@ export class WritePath {
     }
     this.applied.push(w)
     w.onAdmitted?.()
+  }
+
+  /**
+   * Appends a replicated record verbatim and applies its entries under their
+   * own sequences (NOOPs take theirs and reach no memtable). It must start
+   * right after the last sequence applied: a follower's log has no gaps.
+   */
+  private applyRecord(w: PendingWrite, payload: Buffer): void {
+    // Checked whole before anything is applied: a record that does not parse changes nothing.
+    try {
+      forEachWalEntry(payload, 'replicated record', () => undefined)
+    } catch (err) {
+      w.error = new StrataError('STRATA_INVALID_ARGUMENT', `replicated record does not parse: ${(err as Error).message}`)
+      return
+    }
+    const first = readU64(payload, 1)
+    if (first !== this.lastSequence + 1) {
+      w.error = new StrataError('STRATA_INVALID_ARGUMENT', `replicated record starts at sequence ${first}, expected ${this.lastSequence + 1}`)
+      return
+    }
+    const { buf, start } = this.records.appendPayload(payload)
+    const mem = this.host.activeMemtable()
+    const body = buf.subarray(start)
+    forEachWalEntry(body, 'replicated record', (p, seq, ks, ke, vs, ve) => mem.addRange(buf, seq, start + ks, start + ke, vs < 0 ? -1 : start + vs, vs < 0 ? -1 : start + ve))
+    const last = walRecordLastSequence(body)
+    w.sequences = last - this.lastSequence
+    this.lastSequence = last
+    this.appliedBytes += w.encodedBytes
   }
 
   private async drain(): Promise<void> {
@@ -354,7 +399,7 @@ export class WritePath {
     for (const w of writes) {
       const failure = w.error ?? err
       if (failure === undefined) {
-        this.settledSequence += w.ops.length
+        this.settledSequence += w.sequences ?? w.ops.length
         w.resolve()
       } else {
         w.reject(failure)

@@ -76,6 +76,23 @@ export class WalRecordBuilder {
     return buf
   }
 
+  /**
+   * Appends a whole record payload written elsewhere (replication) as a
+   * record of its own, verbatim: closes the open record first. Returns the
+   * buffer the payload now lies in and where it starts.
+   */
+  appendPayload(payload: Buffer): { buf: Buffer; start: number } {
+    this.close()
+    const bytes = RECORD_HEADER_BYTES + payload.length
+    const buf = this.arena.tail(bytes)
+    buf.set(payload, RECORD_HEADER_BYTES)
+    const record = buf.subarray(0, bytes)
+    frameRecordInPlace(record)
+    this.arena.commit(bytes)
+    this.closed.push(record)
+    return { buf: record, start: RECORD_HEADER_BYTES }
+  }
+
   /** Frames the open record and every closed one, and hands them out in order. */
   take(): Buffer[] {
     this.close()
