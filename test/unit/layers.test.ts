@@ -42,6 +42,11 @@ const SRC = process.env.LAYERS_SRC ?? fileURLToPath(new URL('../../src', import.
  *  - compaction, engine: the moving parts over storage.
  *  - txn: optimistic transactions, on the engine.
  *  - api: the validated facade (db.ts) and the package entry (index.ts).
+ *  - cluster: replication with failover (docs/replication.md). Today only
+ *    its etcd client (cluster/etcd/), which imports nothing of src/ (base/ at
+ *    most); the layer sits where the rest of src/cluster must: above the
+ *    engine and the api (it drives and reopens the database), below the
+ *    adapters (`strata serve --cluster` in server/ starts it).
  *  - adapters: StrataLevel and the server, each on the public entry only
  *    (inside the server, SERVER_LAYERS below).
  *  - cli: the program; it may start the server.
@@ -60,6 +65,7 @@ const LAYERS: readonly Layer[] = [
   { name: 'engine', members: ['engine/'] },
   { name: 'txn', members: ['txn/'] },
   { name: 'api', members: ['db.ts', 'index.ts'] },
+  { name: 'cluster', members: ['cluster/'] },
   { name: 'adapters', members: ['level/', 'server/'], independent: true },
   { name: 'cli', members: ['cli/'] },
 ]
