@@ -83,6 +83,8 @@ export class Database {
   /** The running engine; replaced by a successful `resume()`. */
   private engine: Engine
   private resuming: Promise<boolean> | undefined
+  /** The replication hooks (setReplication), carried over to the engine a resume builds. */
+  private replication: { commitGate: ((sequence: number) => Promise<void>) | undefined; freezeLimit: number } | undefined
   /** Read-only views a refresh replaced that iterators or snapshots still read; close() retires them. */
   private readonly replacedViews = new Set<Engine>()
   /** The engine each snapshot was taken on (a refresh replaces a read-only view's engine). */
@@ -259,7 +261,7 @@ export class Database {
    */
   walRecords(options?: ChangesOptions): AsyncIterableIterator<WalRecordItem> & { close(): void } {
     this.checkWritable()
-    const { since, live } = this.changesOptions(options)
+    const { since, live } = this.changesOptions(options, this.engine.writtenWal().sequence)
     return new ChangeCursor<WalRecordItem>(() => this.engine, this.engine.changeCursors, since, live, 'records')
   }
 
@@ -281,12 +283,27 @@ export class Database {
     }
   }
 
-  private changesOptions(options: ChangesOptions | undefined): { since: number; live: boolean } {
+  /**
+   * @internal Replication (docs/replication.md). `commitGate`: on a leader,
+   * resolves once the writes up to a sequence, already in this WAL, are in a
+   * majority's; writes resolve (become visible) only then, and a rejection
+   * makes the database read-only (where: 'replication'). `freezeLimit`: on
+   * a follower, the highest sequence known committed; memtables holding
+   * anything above it are not flushed. Pass `{}` to go back to a single node.
+   */
+  setReplication(hooks: { commitGate?: (sequence: number) => Promise<void>; freezeLimit?: number }): void {
+    this.checkWritable()
+    this.replication = { commitGate: hooks.commitGate, freezeLimit: hooks.freezeLimit ?? Infinity }
+    this.engine.commitGate = this.replication.commitGate
+    this.engine.setFreezeLimit(this.replication.freezeLimit)
+  }
+
+  private changesOptions(options: ChangesOptions | undefined, newest = this.engine.visibleSequence): { since: number; live: boolean } {
     if (options !== undefined && (typeof options !== 'object' || options === null)) throw invalid('changes options must be an object')
     const since = options?.since === undefined ? 0 : options.since
     if (!Number.isSafeInteger(since) || since < 0) throw invalid('since must be a non-negative integer')
-    if (since > this.engine.visibleSequence) {
-      throw invalid(`since ${since} is past the newest committed sequence ${this.engine.visibleSequence}`)
+    if (since > newest) {
+      throw invalid(`since ${since} is past the newest committed sequence ${newest}`)
     }
     const live = options?.live === undefined ? false : options.live
     if (typeof live !== 'boolean') throw invalid('live must be a boolean')
@@ -420,6 +437,10 @@ export class Database {
     }
     old.retire()
     this.engine = next
+    if (this.replication !== undefined) {
+      next.commitGate = this.replication.commitGate
+      next.setFreezeLimit(this.replication.freezeLimit)
+    }
     return true
   }
 

@@ -149,4 +149,85 @@ describe('appendRecord: a follower appends the leader\'s records verbatim', () =
     await leader.close()
     await follower.close()
   })
+
+  it('a leader resolves writes only through its commit gate: invisible, unflushed and unstreamed until then, shipped at once', async () => {
+    const leader = await open(newDir(), { memtableBytes: 16 << 10, ...RETAIN })
+    await leader.put('before', '0')
+    let open_: () => void = () => undefined
+    let gateCalls: number[] = []
+    leader.setReplication({
+      commitGate: (sequence) => {
+        gateCalls.push(sequence)
+        return new Promise<void>((resolve) => (open_ = resolve))
+      },
+    })
+    const shipped = leader.walRecords({ since: 1, live: true })
+    const put = leader.put('a', '1')
+    let resolved = false
+    void put.then(() => (resolved = true))
+    const firstShipped = await shipped.next()
+    // Shipped before it is committed (a follower's ack is what commits it)...
+    expect(firstShipped.value?.firstSequence).toBe(2)
+    expect(gateCalls).toEqual([2])
+    // ...but not resolved, not visible, not in the change stream, not flushed.
+    await new Promise((r) => setTimeout(r, 20))
+    expect(resolved).toBe(false)
+    expect(leader.getSync('a')).toBeUndefined()
+    expect(leader.stats().lastSequence).toBe(2)
+    const stream: number[] = []
+    for await (const b of leader.changes({ since: 1 })) stream.push(b.sequence)
+    expect(stream).toEqual([])
+    const compacting = leader.compactRange()
+    await new Promise((r) => setTimeout(r, 20))
+    expect(leader.stats().writes.flushes).toBe(0)
+    open_()
+    await put
+    expect(leader.getSync('a')?.toString()).toBe('1')
+    await compacting
+    expect(leader.stats().writes.flushes).toBe(1)
+    shipped.close()
+    // A gate that rejects (leadership lost): the write fails and the database takes no more writes.
+    gateCalls = []
+    leader.setReplication({ commitGate: () => Promise.reject(new Error('leadership lost')) })
+    await expect(leader.put('b', '2')).rejects.toMatchObject({ code: 'STRATA_READ_ONLY' })
+    expect(leader.stats().failure?.where).toBe('replication')
+    expect(leader.getSync('b')).toBeUndefined()
+    await expect(leader.put('c', '3')).rejects.toMatchObject({ code: 'STRATA_READ_ONLY' })
+    await leader.close()
+  })
+
+  it('a follower freezes (and so flushes) only what is committed: appends wait at a full memtable until the limit moves', async () => {
+    const leader = await open(newDir(), RETAIN)
+    for (let i = 0; i < 400; i++) await leader.put(`k${i}`, 'v'.repeat(100))
+    const follower = await open(newDir(), { memtableBytes: 8 << 10, ...RETAIN })
+    follower.setReplication({ freezeLimit: 0 })
+    const records = []
+    for await (const r of leader.walRecords({ since: 0 })) records.push(r)
+    let appended = 0
+    const appending = (async () => {
+      for (const r of records) {
+        await follower.appendRecord(r.payload)
+        appended = r.lastSequence
+      }
+    })()
+    await new Promise((r) => setTimeout(r, 100))
+    // Stuck at the first full memtable: nothing frozen, nothing flushed.
+    expect(appended).toBeGreaterThan(0)
+    expect(appended).toBeLessThan(400)
+    expect(follower.stats().memtable.immutableCount).toBe(0)
+    expect(follower.stats().writes.flushes).toBe(0)
+    const stuckAt = appended
+    follower.setReplication({ freezeLimit: stuckAt + 1 })
+    await new Promise((r) => setTimeout(r, 100))
+    // Still holding (the next memtable holds uncommitted entries), or frozen only up to the limit.
+    expect(follower.stats().lastSequence).toBeLessThan(400)
+    follower.setReplication({ freezeLimit: 400 })
+    await appending
+    expect(follower.stats().lastSequence).toBe(400)
+    await follower.compactRange()
+    expect(follower.stats().writes.flushes).toBeGreaterThan(1)
+    expect(await contents(follower)).toEqual(await contents(leader))
+    await leader.close()
+    await follower.close()
+  })
 })

@@ -10,6 +10,7 @@ export type FailureSite =
   | 'manifest'
   | 'obsolete-file-deletion'
   | 'resume'
+  | 'replication'
 
 /** What `onBackgroundError` and `stats().failure` report. */
 export interface BackgroundErrorInfo {

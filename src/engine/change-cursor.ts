@@ -48,6 +48,12 @@ export interface ChangeSource {
   readonly visibleSequence: number
   /** The WAL new writes go to, and how many of its bytes hold committed writes. */
   committedWal(): { number: number; bytes: number }
+  /**
+   * The same for written records, committed or still waiting for
+   * replication's commit (what is shipped to followers), and the sequence
+   * they end at. Equal to the committed ones on a single node.
+   */
+  writtenWal(): { number: number; bytes: number; sequence: number }
   /** Resolves at the next commit, WAL switch or close. */
   nextCommit(): Promise<void>
 }
@@ -198,7 +204,7 @@ export class ChangeCursor<T extends ChangeItem = ChangeBatch> implements AsyncIt
       else break
     }
     if (start === undefined) {
-      if (this.since < src.visibleSequence) {
+      if (this.since < (this.mode === 'records' ? src.writtenWal().sequence : src.visibleSequence)) {
         const kept = oldestFirst === undefined ? 'no WAL holds a change' : `the oldest retained WAL starts at sequence ${oldestFirst}`
         throw truncated(`${kept}; changes after ${this.since} are no longer kept`)
       }
@@ -223,7 +229,8 @@ export class ChangeCursor<T extends ChangeItem = ChangeBatch> implements AsyncIt
   /** The batches of the next records after `since`; empty at the committed end. */
   private readMore(src: ChangeSource): T[] {
     for (;;) {
-      const committed = src.committedWal()
+      // Records are shipped once written (a follower's ack commits them); batches are handed out once committed.
+      const committed = this.mode === 'records' ? src.writtenWal() : src.committedWal()
       const complete = this.walNumber < committed.number
       const limit = complete ? this.file!.size() : this.walNumber === committed.number ? committed.bytes : 0
       if (this.offset < limit) {
@@ -235,8 +242,9 @@ export class ChangeCursor<T extends ChangeItem = ChangeBatch> implements AsyncIt
       }
       if (!complete) {
         // The committed end: every resolved write has been read, unless some were in WALs already deleted.
-        if (this.since < src.visibleSequence) {
-          throw truncated(`the WALs hold no changes between sequence ${this.since} and ${src.visibleSequence}`)
+        const end = this.mode === 'records' ? src.writtenWal().sequence : src.visibleSequence
+        if (this.since < end) {
+          throw truncated(`the WALs hold no changes between sequence ${this.since} and ${end}`)
         }
         return []
       }

@@ -71,6 +71,11 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   readonly changeCursors: ChangeCursors
   /** Woken at each commit, WAL switch and close (change cursors waiting for more). */
   private commitWaiters: Array<() => void> = []
+  /** Replication: see WriteHost.commitGate (set by the replication layer; undefined on a single node). */
+  commitGate: ((sequence: number) => Promise<void>) | undefined
+  /** Replication, on a follower: see WriteHost.freezeLimit. */
+  freezeLimit = Infinity
+  private freezeLimitWaiters: Array<() => void> = []
   /** Checkpoints in progress: while any runs, no WAL is deleted. */
   private walDeletionHolds = 0
   /** What the last deletion pass kept for the change stream. */
@@ -323,6 +328,30 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     if (this.commitWaiters.length > 0) this.wakeCommitWaiters()
   }
 
+  /** Records in the WAL, committed or not (what replication ships), and the sequence they end at. */
+  writtenWal(): { number: number; bytes: number; sequence: number } {
+    assert(this.wal !== undefined, 'no change stream on a read-only view')
+    return { number: this.wal.number, bytes: this.writePath.writtenWalBytes, sequence: this.writePath.writtenSequence }
+  }
+
+  /** A follower learned that every entry up to `sequence` is committed: memtables up to it may be frozen. */
+  setFreezeLimit(sequence: number): void {
+    assert(sequence >= 0, 'freeze limit below 0')
+    this.freezeLimit = sequence
+    this.wakeFreezeLimitWaiters()
+  }
+
+  freezeLimitProgress(): Promise<void> {
+    if (this.state !== 'open' || this.failures.readOnly) return Promise.resolve()
+    return new Promise<void>((resolve) => this.freezeLimitWaiters.push(resolve))
+  }
+
+  private wakeFreezeLimitWaiters(): void {
+    const waiters = this.freezeLimitWaiters
+    this.freezeLimitWaiters = []
+    for (const wake of waiters) wake()
+  }
+
   private wakeCommitWaiters(): void {
     const waiters = this.commitWaiters
     this.commitWaiters = []
@@ -399,7 +428,10 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   private setBackgroundError(err: unknown, where: FailureSite): void {
     // A flush or compaction that failed in its manifest edit failed in the manifest.
     const site = this.tableVersions.failed !== undefined && err === this.tableVersions.failed ? 'manifest' : where
-    if (this.failures.setReadOnly(err, site)) this.wakeBackgroundWaiters()
+    if (this.failures.setReadOnly(err, site)) {
+      this.wakeBackgroundWaiters()
+      this.wakeFreezeLimitWaiters()
+    }
   }
 
   // ---- flush host --------------------------------------------------------
@@ -522,6 +554,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
 
   private async closeOnce(): Promise<void> {
     this.state = 'closing'
+    // A follower's write path waiting to freeze committed entries gives up: the rest stays in the WAL.
+    this.wakeFreezeLimitWaiters()
     while (this.writePath.currentDrain !== undefined) await this.writePath.currentDrain
     // Every write is in the WAL now; with flushOnClose the memtable goes to a
     // table too (the flush loop runs while closing, compactions do not start).
@@ -576,6 +610,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     this.recycler.clear()
     this.state = 'closed'
     this.wakeCommitWaiters()
+    this.wakeFreezeLimitWaiters()
   }
 
   stats(): EngineStats {

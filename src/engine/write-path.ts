@@ -48,6 +48,23 @@ export interface WriteHost extends ConditionReader {
   readonly isOpen: boolean
   /** A group's records are in the active WAL (synced when asked) and its writes resolved. */
   walCommitted(): void
+  /**
+   * Replication (docs/replication.md): resolves once the writes up to
+   * `sequence`, already in this node's WAL, are committed (in the WALs of a
+   * majority); only then do they resolve and become visible. A rejection
+   * (leadership lost) fails them and stops this engine's writes.
+   * Undefined on a single node: a write commits with its WAL write.
+   */
+  readonly commitGate: ((sequence: number) => Promise<void>) | undefined
+  /**
+   * Replication, on a follower: the highest sequence known committed. A
+   * memtable is frozen (and so flushed) only once every entry in it is at or
+   * below it, so no uncommitted entry ever reaches a table. Infinity when
+   * not a follower.
+   */
+  readonly freezeLimit: number
+  /** Resolves when `freezeLimit` may have moved (or the engine failed or closed). */
+  freezeLimitProgress(): Promise<void>
 }
 
 /** The write path's share of `stats().writes` (flushes are counted by the engine). */
@@ -105,6 +122,13 @@ export class WritePath {
   private readonly freezeRequests: Array<() => void> = []
   /** Bytes of the active WAL holding resolved writes (whole records): what change cursors may read. */
   committedWalBytes = 0
+  /**
+   * Bytes of the active WAL holding written records, resolved or still
+   * waiting for the commit gate, and the sequence they end at: what
+   * replication ships (a follower's ack is what commits them).
+   */
+  writtenWalBytes = 0
+  writtenSequence: number
   private groupsSinceYield = 0
   private writesIssued = 0
   private writesSettled = 0
@@ -118,6 +142,7 @@ export class WritePath {
   ) {
     this.lastSequence = lastSequence
     this.settledSequence = lastSequence
+    this.writtenSequence = lastSequence
     this.records = new WalRecordBuilder(host.activeMemtable().arena, MAX_GROUP_BYTES)
   }
 
@@ -198,6 +223,7 @@ export class WritePath {
   memtableSwitched(): void {
     this.records = new WalRecordBuilder(this.host.activeMemtable().arena, MAX_GROUP_BYTES)
     this.committedWalBytes = 0
+    this.writtenWalBytes = 0
   }
 
   /**
@@ -356,6 +382,8 @@ export class WritePath {
   private async commitApplied(): Promise<void> {
     const group = this.applied.splice(0)
     const records = this.records.take()
+    // The group ends here: writes applied while it is written belong to the next one.
+    const groupEnd = this.lastSequence
     const bytes = this.appliedBytes
     this.appliedBytes = 0
     let sync = false
@@ -378,6 +406,23 @@ export class WritePath {
       this.host.onError(err, stage)
       this.settle(group, this.host.failure)
       return
+    }
+    if (records.length > 0) {
+      this.writtenWalBytes = wal.sizeBytes
+      this.writtenSequence = groupEnd
+      this.host.walCommitted()
+      const gate = this.host.commitGate
+      if (gate !== undefined) {
+        try {
+          await gate(groupEnd)
+        } catch (err) {
+          // Not committed, maybe never: the entries are in this WAL and memtable, so no later write
+          // may resolve past them. The engine stops taking writes until it is rebuilt from a log that agrees.
+          this.host.onError(err, 'replication')
+          this.settle(group, this.host.failure)
+          return
+        }
+      }
     }
     this.pacer.record(bytes, this.currentDebt() > 0, performance.now())
     if (records.length > 0) this.counters.writeGroups++
@@ -413,6 +458,17 @@ export class WritePath {
 
   /** Freezes the full memtable, waiting first if too many are already waiting for flush. */
   private async makeRoomForWrite(): Promise<void> {
+    // A follower freezes only committed entries (see WriteHost.freezeLimit).
+    while (this.lastSequence > this.host.freezeLimit) {
+      const failure = this.host.failure
+      if (failure) throw failure
+      // Closing: the uncommitted entries stay in the WAL (replayed at the next open), never in a table.
+      if (!this.host.isOpen) return
+      this.counters.stalls++
+      const started = performance.now()
+      await this.host.freezeLimitProgress()
+      this.counters.stallMs += performance.now() - started
+    }
     while (this.host.frozenMemtables().length >= this.host.options.maxImmutableMemtables) {
       const failure = this.host.failure
       if (failure) throw failure
