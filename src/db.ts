@@ -84,7 +84,7 @@ export class Database {
   private engine: Engine
   private resuming: Promise<boolean> | undefined
   /** The replication hooks (setReplication), carried over to the engine a resume builds. */
-  private replication: { commitGate: ((sequence: number) => Promise<void>) | undefined; freezeLimit: number } | undefined
+  private replication: { commitGate: ((sequence: number) => Promise<void>) | undefined; freezeLimit: number; epoch: number } | undefined
   /** Read-only views a refresh replaced that iterators or snapshots still read; close() retires them. */
   private readonly replacedViews = new Set<Engine>()
   /** The engine each snapshot was taken on (a refresh replaces a read-only view's engine). */
@@ -291,11 +291,33 @@ export class Database {
    * a follower, the highest sequence known committed; memtables holding
    * anything above it are not flushed. Pass `{}` to go back to a single node.
    */
-  setReplication(hooks: { commitGate?: (sequence: number) => Promise<void>; freezeLimit?: number }): void {
+  setReplication(hooks: { commitGate?: (sequence: number) => Promise<void>; freezeLimit?: number; epoch?: number }): void {
     this.checkWritable()
-    this.replication = { commitGate: hooks.commitGate, freezeLimit: hooks.freezeLimit ?? Infinity }
-    this.engine.commitGate = this.replication.commitGate
-    this.engine.setFreezeLimit(this.replication.freezeLimit)
+    const epoch = hooks.epoch ?? 0
+    if (!Number.isSafeInteger(epoch) || epoch < 0) throw invalid('epoch must be a non-negative integer')
+    this.replication = { commitGate: hooks.commitGate, freezeLimit: hooks.freezeLimit ?? Infinity, epoch }
+    this.applyReplication(this.engine)
+  }
+
+  private applyReplication(engine: Engine): void {
+    if (this.replication === undefined) return
+    engine.commitGate = this.replication.commitGate
+    engine.setFreezeLimit(this.replication.freezeLimit)
+    engine.setEpoch(this.replication.epoch)
+  }
+
+  /**
+   * @internal Writes a NOOP entry (docs/format.md): one sequence, nothing
+   * else; what a new leader writes in its epoch to commit it. Resolves with
+   * its sequence once written (and committed, with a commit gate).
+   */
+  writeNoop(options?: WriteOptions): Promise<number> {
+    try {
+      this.checkOpen()
+      return this.engine.writeNoop(syncOption(options))
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   private changesOptions(options: ChangesOptions | undefined, newest = this.engine.visibleSequence): { since: number; live: boolean } {
@@ -437,10 +459,7 @@ export class Database {
     }
     old.retire()
     this.engine = next
-    if (this.replication !== undefined) {
-      next.commitGate = this.replication.commitGate
-      next.setFreezeLimit(this.replication.freezeLimit)
-    }
+    this.applyReplication(next)
     return true
   }
 

@@ -230,4 +230,48 @@ describe('appendRecord: a follower appends the leader\'s records verbatim', () =
     await leader.close()
     await follower.close()
   })
+
+  it('a leader writes its epoch into every record and commits it with a NOOP; followers keep both, reopen numbers after them', async () => {
+    const leaderDir = newDir()
+    const leader = await open(leaderDir, { memtableBytes: 16 << 10, ...RETAIN })
+    await leader.put('a', '1')
+    leader.setReplication({ epoch: 7 })
+    const noop = await leader.writeNoop()
+    expect(noop).toBe(2)
+    await Promise.all([leader.put('b', '2'), leader.batch([{ type: 'put', key: 'c', value: '3' }, { type: 'del', key: 'a' }])])
+    leader.setReplication({ epoch: 9 })
+    expect(await leader.writeNoop()).toBe(6)
+    await leader.put('d', '4')
+    const records = []
+    for await (const r of leader.walRecords({ since: 0 })) records.push([r.firstSequence, r.lastSequence, r.epoch])
+    // No record mixes epochs; each NOOP is a record of its own, in the new epoch.
+    expect(records).toEqual([
+      [1, 1, 0],
+      [2, 2, 7],
+      [3, 5, 7],
+      [6, 6, 9],
+      [7, 7, 9],
+    ])
+    expect((await leader.getEntry('d'))?.version).toBe(7)
+    const batches: number[] = []
+    for await (const b of leader.changes({ since: 0 })) batches.push(b.sequence)
+    expect(batches).toEqual([1, 3, 5, 7])
+    // A follower appends them verbatim; both reopen with the same numbering.
+    const followerDir = newDir()
+    const follower = await open(followerDir, RETAIN)
+    for await (const r of leader.walRecords({ since: 0 })) await follower.appendRecord(r.payload)
+    expect(walPayloads(followerDir)).toEqual(walPayloads(leaderDir))
+    await leader.close()
+    await follower.close()
+    for (const dir of [leaderDir, followerDir]) {
+      const db = await open(dir, RETAIN)
+      expect(db.stats().lastSequence).toBe(7)
+      await db.put('e', '5')
+      expect((await db.getEntry('e'))?.version).toBe(8)
+      const versions: string[] = []
+      for await (const [k] of db.iterator()) versions.push(`${k.toString()}@${(await db.getEntry(k))!.version}`)
+      expect(versions).toEqual(['b@3', 'c@4', 'd@7', 'e@8'])
+      await db.close()
+    }
+  })
 })

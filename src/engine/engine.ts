@@ -245,6 +245,17 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     return this.writePath.write(ops, encodedBytes, sync, conditions, onAdmitted)
   }
 
+  /** Writes a NOOP entry (WritePath.writeNoop); resolves with its sequence. */
+  writeNoop(sync: boolean): Promise<number> {
+    if (this.readOnly) return Promise.reject(new StrataError('STRATA_READ_ONLY', `database ${this.dir} is open read-only`))
+    return this.writePath.writeNoop(sync)
+  }
+
+  /** The replication epoch new WAL records carry (WritePath.setEpoch). */
+  setEpoch(epoch: number): void {
+    this.writePath.setEpoch(epoch)
+  }
+
   /** Appends a replicated record verbatim (WritePath.writeRecord). */
   writeRecord(payload: Buffer, sync: boolean): Promise<void> {
     if (this.readOnly) return Promise.reject(new StrataError('STRATA_READ_ONLY', `database ${this.dir} is open read-only`))

@@ -20,6 +20,8 @@ export interface PendingWrite {
   record?: Buffer
   /** Sequences the write takes when not `ops.length` (a replicated record's entry count, NOOPs included). */
   sequences?: number
+  /** A NOOP: takes one sequence, holds nothing (a new leader commits its epoch with one). */
+  noop?: boolean
   /** Bytes the ops take inside a WAL record. */
   encodedBytes: number
   sync: boolean

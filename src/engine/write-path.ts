@@ -6,7 +6,7 @@ import type { ResolvedOptions } from '../options.js'
 import type { WalWriter } from '../wal/wal-writer.js'
 import { WalRecordBuilder } from '../wal/record-builder.js'
 import { RECORD_HEADER_BYTES } from '../wal/record-framing.js'
-import { forEachWalEntry, walRecordLastSequence } from '../wal/wal-record.js'
+import { PAYLOAD_HEADER_BYTES, forEachWalEntry, walRecordLastSequence } from '../wal/wal-record.js'
 import { readU64 } from '../base/coding.js'
 import type { WriteOp } from '../base/entry.js'
 import { checkConditions, type ConditionReader } from './conditions.js'
@@ -122,6 +122,8 @@ export class WritePath {
   private readonly freezeRequests: Array<() => void> = []
   /** Bytes of the active WAL holding resolved writes (whole records): what change cursors may read. */
   committedWalBytes = 0
+  /** The replication epoch new records carry (setEpoch). */
+  private epoch = 0
   /**
    * Bytes of the active WAL holding written records, resolved or still
    * waiting for the commit gate, and the sequence they end at: what
@@ -161,12 +163,12 @@ export class WritePath {
    * write per link. Otherwise the write waits in the queue (a copy of its
    * bytes) and the drain applies it once room is made.
    */
-  write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[], onAdmitted?: () => void, record?: Buffer): Promise<void> {
+  write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[], onAdmitted?: () => void, record?: Buffer, noop?: boolean): Promise<void> {
     assert(this.host.isOpen, 'write on a closed engine')
     const failure = this.host.failure
     if (failure) return Promise.reject(failure)
     return new Promise<void>((resolve, reject) => {
-      const w: PendingWrite = { ops, encodedBytes, sync: sync || this.host.options.syncWrites, conditions, ticket: ++this.writesIssued, resolve, reject, onAdmitted, record }
+      const w: PendingWrite = { ops, encodedBytes, sync: sync || this.host.options.syncWrites, conditions, ticket: ++this.writesIssued, resolve, reject, onAdmitted, record, noop }
       if (this.queue.length === 0 && this.canApplyNow()) {
         this.apply(w)
       } else {
@@ -188,6 +190,22 @@ export class WritePath {
    */
   writeRecord(payload: Buffer, sync: boolean): Promise<void> {
     return this.write([], RECORD_HEADER_BYTES + payload.length, sync, undefined, undefined, payload)
+  }
+
+  /** Writes a NOOP entry in call order; resolves (after the commit gate, if any) with its sequence. */
+  async writeNoop(sync: boolean): Promise<number> {
+    let sequence = 0
+    await this.write([], RECORD_HEADER_BYTES + PAYLOAD_HEADER_BYTES + 1, sync, undefined, () => (sequence = this.lastSequence), undefined, true)
+    return sequence
+  }
+
+  /**
+   * The replication epoch of the records written from now on (0 on a single
+   * node). The open record is closed first: no record mixes epochs.
+   */
+  setEpoch(epoch: number): void {
+    this.epoch = epoch
+    this.records.setEpoch(epoch)
   }
 
   /**
@@ -221,7 +239,7 @@ export class WritePath {
 
   /** The host froze the memtable: later writes build their records in the new one's arena. */
   memtableSwitched(): void {
-    this.records = new WalRecordBuilder(this.host.activeMemtable().arena, MAX_GROUP_BYTES)
+    this.records = new WalRecordBuilder(this.host.activeMemtable().arena, MAX_GROUP_BYTES, this.epoch)
     this.committedWalBytes = 0
     this.writtenWalBytes = 0
   }
@@ -273,7 +291,11 @@ export class WritePath {
         w.error = err
       }
     }
-    if (w.error === undefined && w.record !== undefined) {
+    if (w.error === undefined && w.noop === true) {
+      this.records.appendNoop(++this.lastSequence)
+      w.sequences = 1
+      this.appliedBytes += w.encodedBytes
+    } else if (w.error === undefined && w.record !== undefined) {
       this.applyRecord(w, w.record)
     } else if (w.error === undefined && w.ops.length > 0) {
       const first = this.lastSequence + 1

@@ -3,7 +3,7 @@ import { copyRange, writeU32, writeU64, writeVarint } from '../base/coding.js'
 import { RecordArena } from './record-arena.js'
 import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-framing.js'
 import { KIND_DELETE, KIND_PUT, type WriteOp } from '../base/entry.js'
-import { BATCH_END, PAYLOAD_HEADER_BYTES, PAYLOAD_PREFIX_BYTES, WAL_FORMAT_VERSION } from './wal-record.js'
+import { BATCH_END, KIND_NOOP, PAYLOAD_HEADER_BYTES, PAYLOAD_PREFIX_BYTES, WAL_FORMAT_VERSION } from './wal-record.js'
 
 /**
  * Builds WAL records in place in a memtable's record arena, one write at a
@@ -27,8 +27,26 @@ export class WalRecordBuilder {
     private readonly arena: RecordArena,
     private readonly maxRecordBytes: number,
     /** The replication epoch written into every record (0 on a single node). */
-    private readonly epoch = 0,
+    private epoch = 0,
   ) {}
+
+  /** Records from now on carry `epoch`; the open record is closed first, so no record mixes epochs. */
+  setEpoch(epoch: number): void {
+    if (epoch === this.epoch) return
+    this.close()
+    this.epoch = epoch
+  }
+
+  /** Appends a record holding one NOOP entry with `sequence` (a write of its own: docs/format.md). */
+  appendNoop(sequence: number): void {
+    const payload = Buffer.alloc(PAYLOAD_HEADER_BYTES + 1)
+    payload[0] = WAL_FORMAT_VERSION
+    writeU64(payload, 1, sequence)
+    writeU32(payload, 9, 1)
+    writeU64(payload, PAYLOAD_PREFIX_BYTES, this.epoch)
+    payload[PAYLOAD_HEADER_BYTES] = KIND_NOOP | BATCH_END
+    this.appendPayload(payload)
+  }
 
   /** True when no write is waiting to be written. */
   get isEmpty(): boolean {
