@@ -14,8 +14,8 @@ import { NUM_LEVELS } from '../../manifest/table-version-edit.js'
 import { RECORD_HEADER_BYTES } from '../../wal/record-framing.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { nodeFileSystem } from '../../vfs/node-file-system.js'
-import { isMissing, listDirectory, readCurrent, replayManifest, type DirectoryListing, type ManifestReplay, type Placement } from './file-inspector.js'
-import { bytes, findingOf, plural, showBytes, showFinding, UsageError, type Finding, type Out } from './output.js'
+import { isMissing, listDirectory, requireDirectory, readCurrent, replayManifest, type DirectoryListing, type ManifestReplay, type Placement } from './file-inspector.js'
+import { bytes, findingOf, plural, showBytes, showFinding, type Finding, type Out } from './output.js'
 import { inspectTable, type TableInspection } from './table-inspection.js'
 import { readWalContents, walDamageFinding } from './wal-inspection.js'
 
@@ -325,13 +325,7 @@ class Checker {
 
 /** Runs the check; throws UsageError when `dir` is not an existing directory. */
 export async function runCheck(dir: string, fs: FileSystem = nodeFileSystem): Promise<CheckReport> {
-  let isDir: boolean
-  try {
-    isDir = fs.stat(dir).isDirectory
-  } catch (err) {
-    throw new UsageError(isMissing(err) ? `${dir} does not exist` : `cannot stat ${dir}: ${(err as Error).message}`)
-  }
-  if (!isDir) throw new UsageError(`${dir} is not a directory`)
+  requireDirectory(fs, dir)
   await initChecksum()
   return new Checker(fs, dir).run()
 }

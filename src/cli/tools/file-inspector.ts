@@ -17,11 +17,22 @@ import { BlockIterator } from '../../sstable/block-iterator.js'
 import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, decodeIndexHandle, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
 import { readExactly, type File, type FileSystem } from '../../vfs/file-system.js'
 import { RECORD_HEADER_BYTES, headerOfTornAppend, intactRecordLength, recordHeaderValid } from '../../wal/record-framing.js'
-import { findingOf, type Finding } from './output.js'
+import { UsageError, findingOf, type Finding } from './output.js'
 
 // ---- errors ------------------------------------------------------------------
 
 /** True for a file-system error saying the file does not exist. */
+/** Throws UsageError unless `dir` is an existing directory (the tools' argument check). */
+export function requireDirectory(fs: FileSystem, dir: string): void {
+  let isDir: boolean
+  try {
+    isDir = fs.stat(dir).isDirectory
+  } catch (err) {
+    throw new UsageError(isMissing(err) ? `${dir} does not exist` : `cannot stat ${dir}: ${(err as Error).message}`)
+  }
+  if (!isDir) throw new UsageError(`${dir} is not a directory`)
+}
+
 export function isMissing(err: unknown): boolean {
   const e = err instanceof StrataError && err.cause !== undefined ? err.cause : err
   return (e as NodeJS.ErrnoException)?.code === 'ENOENT'

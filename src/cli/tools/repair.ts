@@ -42,8 +42,8 @@ import { DEFAULT_OPTIONS } from '../../options.js'
 import { syncDirectory, writeFully, type File, type FileSystem } from '../../vfs/file-system.js'
 import { nodeFileSystem } from '../../vfs/node-file-system.js'
 import { RECORD_HEADER_BYTES } from '../../wal/record-framing.js'
-import { compareInternalKeys, isMissing, listDirectory, replayManifest, type DirectoryListing } from './file-inspector.js'
-import { UsageError, bytes, count, jsonBytes, plural, showFinding, type Finding, type JsonBytes, type Out } from './output.js'
+import { compareInternalKeys, listDirectory, requireDirectory, replayManifest, type DirectoryListing } from './file-inspector.js'
+import { bytes, count, jsonBytes, plural, showFinding, type Finding, type JsonBytes, type Out } from './output.js'
 import { inspectTable, isIntact, newInspection, tableEntries, type EntryView, type TableInspection } from './table-inspection.js'
 import { TableSink } from './table-sink.js'
 import { readWalContents, type WalEntry } from './wal-inspection.js'
@@ -94,13 +94,7 @@ export interface RepairReport {
 
 /** Runs the repair; throws UsageError when `dir` is not an existing directory, other errors when it cannot be repaired. */
 export async function runRepair(dir: string, fs: FileSystem = nodeFileSystem): Promise<RepairReport> {
-  let isDir: boolean
-  try {
-    isDir = fs.stat(dir).isDirectory
-  } catch (err) {
-    throw new UsageError(isMissing(err) ? `${dir} does not exist` : `cannot stat ${dir}: ${(err as Error).message}`)
-  }
-  if (!isDir) throw new UsageError(`${dir} is not a directory`)
+  requireDirectory(fs, dir)
   await initChecksum()
   refuseForeign(fs, dir, listDirectory(fs, dir))
   const release = acquireLock(fs, dir)
