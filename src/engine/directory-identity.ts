@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import * as path from 'node:path'
-import { checksum32 } from '../base/checksum.js'
+import { decodeChecksummedText, encodeChecksummedText } from '../base/checksummed-text.js'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { CHECKPOINT_PARTIAL_FILE, CURRENT_FILE, LOCK_FILE, LOCK_TAKEOVER_PREFIX, MARKER_FILE, MARKER_TEMP_FILE, manifestFileName } from '../base/file-names.js'
 import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
@@ -47,9 +47,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 /** The marker's bytes: `MAGIC`, `version N`, `id UUID`, then `xxh32 HEX` of every byte before that line. */
 export function encodeMarker(identity: DatabaseIdentity): Buffer {
-  const body = Buffer.from(`${MAGIC}\nversion ${identity.version}\nid ${identity.id}\n`, 'latin1')
-  const sum = checksum32(body).toString(16).padStart(8, '0')
-  return Buffer.concat([body, Buffer.from(`xxh32 ${sum}\n`, 'latin1')])
+  return encodeChecksummedText(MAGIC, [`version ${identity.version}`, `id ${identity.id}`])
 }
 
 /**
@@ -58,12 +56,7 @@ export function encodeMarker(identity: DatabaseIdentity): Buffer {
  * is STRATA_NOT_A_DATABASE (this version cannot open it).
  */
 export function decodeMarker(buf: Buffer, file: string, dir: string): DatabaseIdentity {
-  const text = buf.toString('latin1')
-  const tail = /\nxxh32 ([0-9a-f]{8})\n$/.exec(text)
-  if (!text.startsWith(`${MAGIC}\n`) || tail === null) throw corruption('the STRATADB marker is damaged (no magic line or checksum line)', file)
-  const bodyLength = tail.index + 1
-  if (checksum32(buf.subarray(0, bodyLength)) !== Number.parseInt(tail[1], 16)) throw corruption('the STRATADB marker is damaged (checksum mismatch)', file)
-  const lines = text.slice(MAGIC.length + 1, bodyLength - 1).split('\n')
+  const lines = decodeChecksummedText(buf, MAGIC, 'the STRATADB marker', file)
   const v = /^version (\d{1,9})$/.exec(lines[0])
   if (v === null || Number(v[1]) < 1) throw corruption('the STRATADB marker has no valid version line', file)
   const version = Number(v[1])

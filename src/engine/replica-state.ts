@@ -1,5 +1,5 @@
 import * as path from 'node:path'
-import { checksum32 } from '../base/checksum.js'
+import { decodeChecksummedText, encodeChecksummedText } from '../base/checksummed-text.js'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { REPLICA_FILE, REPLICA_TEMP_FILE } from '../base/file-names.js'
 import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
@@ -27,20 +27,14 @@ export const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 /** The file's bytes: magic, version, node, promised, one `epoch E S` line each, then `xxh32 HEX` of all before. */
 export function encodeReplicaState(state: ReplicaState): Buffer {
   checkState(state)
-  const lines = [MAGIC, `version ${FORMAT_VERSION}`, `node ${state.nodeId}`, `promised ${state.promisedEpoch}`]
+  const lines = [`version ${FORMAT_VERSION}`, `node ${state.nodeId}`, `promised ${state.promisedEpoch}`]
   for (const e of state.epochStarts) lines.push(`epoch ${e.epoch} ${e.startSequence}`)
-  const body = Buffer.from(lines.join('\n') + '\n', 'latin1')
-  return Buffer.concat([body, Buffer.from(`xxh32 ${checksum32(body).toString(16).padStart(8, '0')}\n`, 'latin1')])
+  return encodeChecksummedText(MAGIC, lines)
 }
 
 /** Parses the file strictly: anything but the exact layout with a matching checksum is STRATA_CORRUPTION. */
 export function decodeReplicaState(buf: Buffer, file: string): ReplicaState {
-  const text = buf.toString('latin1')
-  const tail = /\nxxh32 ([0-9a-f]{8})\n$/.exec(text)
-  if (!text.startsWith(`${MAGIC}\n`) || tail === null) throw corruption('the REPLICA file is damaged (no magic line or checksum line)', file)
-  const bodyLength = tail.index + 1
-  if (checksum32(buf.subarray(0, bodyLength)) !== Number.parseInt(tail[1], 16)) throw corruption('the REPLICA file is damaged (checksum mismatch)', file)
-  const lines = text.slice(MAGIC.length + 1, bodyLength - 1).split('\n')
+  const lines = decodeChecksummedText(buf, MAGIC, 'the REPLICA file', file)
   const bad = (what: string): StrataError => corruption(`the REPLICA file ${what}`, file)
   if (lines[0] !== `version ${FORMAT_VERSION}`) throw bad(`has version line ${JSON.stringify(lines[0])}; this stratadb reads version ${FORMAT_VERSION}`)
   const node = /^node (.+)$/.exec(lines[1] ?? '')
