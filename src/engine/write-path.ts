@@ -429,12 +429,13 @@ export class WritePath {
       this.settle(group, this.host.failure)
       return
     }
+    const gate = this.host.commitGate
     if (records.length > 0) {
       this.writtenWalBytes = wal.sizeBytes
       this.writtenSequence = groupEnd
-      this.host.walCommitted()
-      const gate = this.host.commitGate
       if (gate !== undefined) {
+        // Shipping cursors may read the group now; without a gate the wake after the settle below serves both.
+        this.host.walCommitted()
         try {
           await gate(groupEnd)
         } catch (err) {
