@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url'
 import xxhash, { type XXHashAPI } from 'xxhash-wasm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { open, type Database } from '../src/index.js'
+import { decodeBlock as decodeBlockRaw, readVarint } from './format-parsers.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli/strata.js', import.meta.url))
 
@@ -131,17 +132,7 @@ beforeAll(async () => {
   xx = await xxhash()
 })
 
-function readVarint(buf: Buffer, at: { o: number }): number {
-  let value = 0
-  let scale = 1
-  for (;;) {
-    const b = buf[at.o++]
-    value += (b & 0x7f) * scale
-    if (b < 0x80) return value
-    scale *= 128
-  }
-}
-
+/** A block's entries with their values as latin1 text (these tests write text values). */
 interface BlockEntry {
   /** latin1 of the key bytes. */
   key: string
@@ -150,32 +141,8 @@ interface BlockEntry {
   value: string
 }
 
-/** Decodes block contents: entries sharing a prefix with their run's restart key, restart array, optional hash index. */
 function decodeBlock(contents: Buffer): BlockEntry[] {
-  const tail = contents.readUInt32LE(contents.length - 4)
-  const restartCount = tail & 0x7fff_ffff
-  const hashBytes = tail >= 0x8000_0000 ? 2 + 3 * contents.readUInt16LE(contents.length - 6) : 0
-  const end = contents.length - 4 - hashBytes - 4 * restartCount
-  const restarts = new Set<number>()
-  for (let r = 0; r < restartCount; r++) restarts.add(contents.readUInt32LE(end + 4 * r))
-  const entries: BlockEntry[] = []
-  let last = Buffer.alloc(0)
-  const at = { o: 0 }
-  while (at.o < end) {
-    const isRestart = restarts.has(at.o)
-    const shared = readVarint(contents, at)
-    const unshared = readVarint(contents, at)
-    const valueLength = readVarint(contents, at)
-    const kind = contents[at.o++]
-    const seq = readVarint(contents, at)
-    const key = Buffer.concat([last.subarray(0, shared), contents.subarray(at.o, at.o + unshared)])
-    at.o += unshared
-    entries.push({ key: key.toString('latin1'), seq, kind, value: contents.subarray(at.o, at.o + valueLength).toString('latin1') })
-    at.o += valueLength
-    if (isRestart) last = key
-  }
-  expect(at.o).toBe(end)
-  return entries
+  return decodeBlockRaw(contents).map((e) => ({ ...e, value: e.value.toString('latin1') }))
 }
 
 interface Region {

@@ -17,6 +17,7 @@ import * as path from 'node:path'
 import xxhash, { type XXHashAPI } from 'xxhash-wasm'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { open, StrataError, type Database, type OpenOptions } from '../src/index.js'
+import { decodeBlock, readVarint } from './format-parsers.js'
 
 // ---- temp dirs and file helpers --------------------------------------------
 
@@ -141,56 +142,6 @@ let xx: XXHashAPI
 beforeAll(async () => {
   xx = await xxhash()
 })
-
-function readVarint(buf: Buffer, at: { o: number }): number {
-  let value = 0
-  let scale = 1
-  for (;;) {
-    const b = buf[at.o++]
-    value += (b & 0x7f) * scale
-    if (b < 0x80) return value
-    scale *= 128
-  }
-}
-
-interface BlockEntry {
-  key: string
-  seq: number
-  kind: number
-  value: Buffer
-}
-
-/**
- * Decodes block contents (data or index): entries whose keys share a prefix
- * with the restart key heading their run, then the restart array, then (flag
- * in the top bit of the last u32) the hash index: 3-byte buckets and their u16 count.
- */
-function decodeBlock(contents: Buffer): BlockEntry[] {
-  const tail = contents.readUInt32LE(contents.length - 4)
-  const restartCount = tail & 0x7fff_ffff
-  const hashBytes = tail >= 0x8000_0000 ? 2 + 3 * contents.readUInt16LE(contents.length - 6) : 0
-  const end = contents.length - 4 - hashBytes - 4 * restartCount
-  const restarts = new Set<number>()
-  for (let r = 0; r < restartCount; r++) restarts.add(contents.readUInt32LE(end + 4 * r))
-  const entries: BlockEntry[] = []
-  let last = Buffer.alloc(0)
-  const at = { o: 0 }
-  while (at.o < end) {
-    const isRestart = restarts.has(at.o)
-    const shared = readVarint(contents, at)
-    const unshared = readVarint(contents, at)
-    const valueLength = readVarint(contents, at)
-    const kind = contents[at.o++]
-    const seq = readVarint(contents, at)
-    const key = Buffer.concat([last.subarray(0, shared), contents.subarray(at.o, at.o + unshared)])
-    at.o += unshared
-    entries.push({ key: key.toString('latin1'), seq, kind, value: contents.subarray(at.o, at.o + valueLength) })
-    at.o += valueLength
-    if (isRestart) last = key // the next keys of its run share with it
-  }
-  expect(at.o).toBe(end)
-  return entries
-}
 
 /** Contents at [offset, offset+size), then the 5-byte trailer: compression byte and xxh32 of contents+compression. */
 interface Region {
