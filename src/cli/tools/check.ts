@@ -14,6 +14,7 @@ import { NUM_LEVELS } from '../../manifest/table-version-edit.js'
 import { RECORD_HEADER_BYTES } from '../../wal/record-framing.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { nodeFileSystem } from '../../vfs/node-file-system.js'
+import { PinnedTableFiles } from '../../engine/pinned-table-files.js'
 import { isMissing, listDirectory, requireDirectory, readCurrent, replayManifest, type DirectoryListing, type ManifestReplay, type Placement } from './file-inspector.js'
 import { bytes, findingOf, plural, showBytes, showFinding, type Finding, type Out } from './output.js'
 import { inspectTable, type TableInspection } from './table-inspection.js'
@@ -135,12 +136,33 @@ class Checker {
       return undefined
     }
     const results = new Map<number, TableInspection>()
+    // Every table a manifest names is opened right after that manifest was read, before any is
+    // checked (as a read-only view does: engine/pinned-table-files.ts): a concurrent compaction that
+    // deletes one during the (long) check no longer makes it look missing.
+    const pins: PinnedTableFiles[] = []
     const checkTables = (s: ManifestState): void => {
+      const pinned = new PinnedTableFiles(this.fs)
+      pins.push(pinned)
+      for (const number of s.replay.tables.keys()) {
+        try {
+          pinned.pin(path.join(this.dir, tableFileName(number)))
+        } catch {
+          // Gone already (or unreadable): inspectTable reports it.
+        }
+      }
       for (const [number, placement] of s.replay.tables) {
         if (results.has(number) && !results.get(number)!.missing) continue
-        results.set(number, inspectTable(this.fs, this.dir, number, { meta: placement.meta, lastSequence: s.replay.lastSequence }))
+        results.set(number, inspectTable(pinned, this.dir, number, { meta: placement.meta, lastSequence: s.replay.lastSequence }))
       }
     }
+    try {
+      return this.checkTablesOf(state, results, checkTables)
+    } finally {
+      for (const p of pins) p.releaseAll()
+    }
+  }
+
+  private checkTablesOf(state: ManifestState, results: Map<number, TableInspection>, checkTables: (s: ManifestState) => void): ManifestState {
     checkTables(state)
     // A concurrent writer may have changed the manifest and deleted tables it named: read CURRENT
     // and the manifest again (a few times at most, while they keep changing).
