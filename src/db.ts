@@ -4,6 +4,7 @@ import { checkKey, checkValue, toBuffer, type Bytes } from './base/keys.js'
 import type { DbIterator } from './iterators/db-iterator.js'
 import type { Engine } from './engine/engine.js'
 import { openEngine, recoverEngine } from './engine/recovery.js'
+import { truncateLog } from './engine/log-truncation.js'
 import { loadReadOnlyView, openReadOnlyEngine } from './engine/read-only.js'
 import type { EngineStats } from './engine/stats.js'
 import { ChangeCursor, type WalRecordItem } from './engine/change-cursor.js'
@@ -92,8 +93,11 @@ export class Database {
   /** Runs `transaction()` on the engine of the moment. */
   private readonly transactions = new TransactionRunner(() => this.engine)
 
-  /** @internal */
-  constructor(engine: Engine) {
+  /** @internal `replicated`: opened by openReplicated (replayed WAL entries are not flushed at open). */
+  constructor(
+    engine: Engine,
+    private readonly replicated = false,
+  ) {
     this.engine = engine
   }
 
@@ -452,7 +456,7 @@ export class Database {
     if (!old.isOpen || old.pinsState) return false
     let next: Engine
     try {
-      next = recoverEngine(old.dir, { ...old.options, createIfMissing: false, errorIfExists: false }, old.releaseLock, old.changeCursors)
+      next = recoverEngine(old.dir, { ...old.options, createIfMissing: false, errorIfExists: false }, old.releaseLock, old.changeCursors, this.replicated)
     } catch (err) {
       old.noteResumeFailure(err)
       return false
@@ -461,6 +465,41 @@ export class Database {
     this.engine = next
     this.applyReplication(next)
     return true
+  }
+
+  /**
+   * @internal A replicated node's truncation (docs/replication.md,
+   * "Truncation by epoch"): cuts every WAL record after `afterSequence` (a
+   * record boundary, above everything in tables: only an uncommitted tail is
+   * ever cut) and rebuilds the engine from the directory as a reopen would,
+   * keeping the lock. Queued writes settle first; iterators, snapshots and
+   * transactions must be closed. Resolves with the records cut. A failure
+   * after the old engine stopped closes the database.
+   */
+  async truncateLog(afterSequence: number): Promise<number> {
+    this.checkOpen()
+    if (!this.replicated) throw invalid('truncateLog() is for databases opened for replication')
+    if (this.resuming !== undefined) await this.resuming.catch(() => undefined)
+    const old = this.engine
+    if (old.pinsState) throw invalid('truncateLog() needs every iterator, snapshot and transaction closed')
+    const fs = old.options.fileSystem
+    // A cut that cannot be made is refused while the engine still runs.
+    truncateLog(fs, old.dir, afterSequence, true)
+    // Queued writes (a follower's appends waiting for the freeze limit, say) fail instead of waiting.
+    if (old.failure === undefined) old.onError(new StrataError('STRATA_NOT_OPEN', `the log is being truncated after sequence ${afterSequence}`), 'replication')
+    await old.stopBackgroundWork()
+    if (this.engine !== old || !old.isOpen) throw new StrataError('STRATA_NOT_OPEN', 'the database was closed during truncateLog()')
+    old.retire()
+    try {
+      const cut = truncateLog(fs, old.dir, afterSequence)
+      const next = recoverEngine(old.dir, { ...old.options, createIfMissing: false, errorIfExists: false }, old.releaseLock, old.changeCursors, true)
+      this.engine = next
+      this.applyReplication(next)
+      return cut.records
+    } catch (err) {
+      old.releaseLock()
+      throw err
+    }
   }
 
   /** Waits for queued writes and running flushes, then releases the directory. Idempotent. */
@@ -547,6 +586,19 @@ function syncOption(options: WriteOptions | undefined): boolean {
   if (typeof options !== 'object' || options === null) throw invalid('write options must be an object')
   if (options.sync !== undefined && typeof options.sync !== 'boolean') throw invalid('sync must be a boolean')
   return options.sync === true
+}
+
+/**
+ * @internal Opens `dir` for a replicated node: as `open`, except that WAL
+ * entries replayed at the open stay in the memtable (they may be an
+ * uncommitted tail) until the freeze limit covers them, and `truncateLog`
+ * is allowed.
+ */
+export async function openReplicated(dir: string, options?: OpenOptions): Promise<Database> {
+  if (typeof dir !== 'string' || dir.length === 0) throw invalid('dir must be a non-empty string')
+  const resolved = resolveOptions(options)
+  if (resolved.readOnly) throw invalid('a replicated node cannot open read-only')
+  return new Database(await openEngine(dir, resolved, true), true)
 }
 
 /** Opens (creating by default) the database in `dir`. */

@@ -11,6 +11,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { open, type Database } from '../src/index.js'
+import { openReplicated } from '../src/db.js'
 import { frameRecord, scanRecords } from '../src/wal/record-framing.js'
 import { BATCH_END, KIND_NOOP } from '../src/wal/wal-record.js'
 
@@ -273,5 +274,97 @@ describe('appendRecord: a follower appends the leader\'s records verbatim', () =
       expect(versions).toEqual(['b@3', 'c@4', 'd@7', 'e@8'])
       await db.close()
     }
+  })
+})
+
+describe('truncateLog: a replicated node cuts an uncommitted tail', () => {
+  const tableCount = (db: Database): number => db.stats().levels.reduce((n, l) => n + l.tables, 0)
+
+  it('cuts back to a record boundary, keeps everything before it, and appends the leader\'s log after it; across a reopen', async () => {
+    const leader = await open(newDir(), { memtableBytes: 32 << 10, ...RETAIN })
+    const followerDir = newDir()
+    let follower = await openReplicated(followerDir, { memtableBytes: 32 << 10, ...RETAIN })
+    await workload(leader, 40)
+    const agreed = leader.stats().lastSequence
+    await ship(leader, follower, false)
+    follower.setReplication({ freezeLimit: agreed })
+    await follower.compactRange()
+    const tablesBefore = tableCount(follower)
+    expect(tablesBefore).toBeGreaterThan(0)
+    // The follower's own tail in a later epoch (as an old leader's writes that never committed).
+    follower.setReplication({ freezeLimit: agreed, epoch: 7 })
+    for (let i = 0; i < 50; i++) await follower.put(`tail${i}`, 'x'.repeat(100))
+    await follower.writeNoop()
+    expect(follower.stats().lastSequence).toBe(agreed + 51)
+    expect(tableCount(follower)).toBe(tablesBefore) // nothing past the freeze limit was flushed
+    // Not at a boundary, and below what is in tables: refused, nothing changes.
+    await workload(leader, 40)
+    const cutRecords = await follower.truncateLog(agreed)
+    expect(cutRecords).toBe(51)
+    expect(follower.stats().lastSequence).toBe(agreed)
+    expect(follower.getSync('tail0')).toBeUndefined()
+    await ship(leader, follower, false)
+    expect(await contents(follower)).toEqual(await contents(leader))
+    await follower.close()
+    follower = await openReplicated(followerDir, RETAIN)
+    expect(follower.stats().lastSequence).toBe(leader.stats().lastSequence)
+    expect(await contents(follower)).toEqual(await contents(leader))
+    await follower.close()
+    await leader.close()
+  })
+
+  it('refuses a cut inside a record, below the tables or past the end, changing nothing', async () => {
+    const dir = newDir()
+    const db = await openReplicated(dir, RETAIN)
+    await db.put('a', '1')
+    await db.compactRange()
+    db.setReplication({ freezeLimit: 1 }) // what follows is uncommitted: a close does not flush it
+    await db.batch([
+      { type: 'put', key: 'b', value: '2' },
+      { type: 'put', key: 'c', value: '3' },
+    ])
+    await db.put('d', '4')
+    expect(db.stats().lastSequence).toBe(4)
+    await expect(db.truncateLog(2)).rejects.toMatchObject({ code: 'STRATA_INVALID_ARGUMENT', message: expect.stringContaining('record boundary') })
+    await db.close()
+    const again = await openReplicated(dir, RETAIN)
+    expect(again.stats().lastSequence).toBe(4)
+    await expect(again.truncateLog(0)).rejects.toMatchObject({ code: 'STRATA_INVALID_ARGUMENT', message: expect.stringContaining('in tables') })
+    await expect(again.truncateLog(9)).rejects.toMatchObject({ code: 'STRATA_INVALID_ARGUMENT' })
+    expect(again.getSync('d')?.toString()).toBe('4')
+    expect(await again.truncateLog(3)).toBe(1)
+    expect(again.getSync('d')).toBeUndefined()
+    expect(again.getSync('c')?.toString()).toBe('3')
+    await again.close()
+    const plain = await open(dir, RETAIN)
+    await expect(plain.truncateLog(1)).rejects.toMatchObject({ code: 'STRATA_INVALID_ARGUMENT' })
+    await plain.close()
+  })
+
+  it('a replicated open keeps replayed entries out of tables, and a WAL of only NOOPs, so both can still be cut', async () => {
+    const dir = newDir()
+    let db = await openReplicated(dir, RETAIN)
+    db.setReplication({ freezeLimit: 0, epoch: 3 })
+    await db.put('a', '1')
+    await db.put('b', '2')
+    await db.close()
+    db = await openReplicated(dir, RETAIN)
+    db.setReplication({ freezeLimit: 0, epoch: 4 })
+    expect(tableCount(db)).toBe(0)
+    expect(db.getSync('b')?.toString()).toBe('2')
+    await db.truncateLog(0)
+    expect(db.getSync('a')).toBeUndefined()
+    expect(db.stats().lastSequence).toBe(0)
+    await db.writeNoop()
+    await db.close()
+    db = await openReplicated(dir, RETAIN)
+    expect(db.stats().lastSequence).toBe(1)
+    await db.truncateLog(0)
+    await db.close()
+    db = await openReplicated(dir, RETAIN)
+    expect(db.stats().lastSequence).toBe(0)
+    await db.put('c', '3')
+    expect((await db.getEntry('c'))?.version).toBe(1)
+    await db.close()
   })
 })

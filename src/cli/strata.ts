@@ -3,7 +3,8 @@
  * The `strata` command line: `bench` (a db_bench-style comparison with
  * classic-level and lmdb), `serve`, the commands that open a database
  * (stats, compact, checkpoint, get, put, del, scan) and the inspection tools
- * (check, dump, repair). Exit codes (docs/cli.md): 0 done, 1 failed or
+ * (check, dump, repair), and `cluster init|status` (a replicated cluster's
+ * config and state in etcd). Exit codes (docs/cli.md): 0 done, 1 failed or
  * problems found, 2 usage (bad arguments, a path that does not exist).
  *
  * Each group's module is loaded only when one of its commands runs (help
@@ -28,6 +29,7 @@ const GROUPS: Group[] = [
   { commands: ['serve'], register: async () => (await import('../server/index.js')).registerServeCommand },
   { commands: TOOL_COMMANDS, register: async () => (await import('./tools/commands.js')).addToolCommands },
   { commands: DATABASE_COMMANDS, register: async () => (await import('./database/commands.js')).registerDatabaseCommands },
+  { commands: ['cluster'], register: async () => (await import('./cluster/commands.js')).registerClusterCommands },
 ]
 
 /** Set once commander printed an error of its own (a parse error); a CommanderError thrown by a command's action is printed by main's catch. */

@@ -143,11 +143,13 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
    * Starts the background work of a recovered engine. Entries replayed from
    * WAL files live in whole-file buffers: they are flushed to L0 right away
    * (as LevelDB does at recovery) instead of holding those buffers until the
-   * memtable fills. Throws when the WAL for new writes cannot be created; the
-   * caller then retires the engine.
+   * memtable fills. Not on a replicated node: replayed entries may be an
+   * uncommitted tail, which never reaches a table (docs/replication.md); its
+   * freeze limit decides. Throws when the WAL for new writes cannot be
+   * created; the caller then retires the engine.
    */
-  start(): void {
-    if (this.mem.replayed) this.freezeMemtable()
+  start(flushReplayed: boolean): void {
+    if (this.mem.replayed && flushReplayed) this.freezeMemtable()
     this.compactions.maybeSchedule()
   }
 

@@ -34,7 +34,7 @@ import type { ChangeCursors } from './change-cursor.js'
  * A crash at any point leaves the previous CURRENT and files intact, so the
  * next open redoes the same steps.
  */
-export async function openEngine(dir: string, options: ResolvedOptions): Promise<Engine> {
+export async function openEngine(dir: string, options: ResolvedOptions, replicated = false): Promise<Engine> {
   await initChecksum()
   const fs = options.fileSystem
   prepareDirectory(fs, dir, options)
@@ -43,7 +43,7 @@ export async function openEngine(dir: string, options: ResolvedOptions): Promise
   const releaseLock = acquireLock(fs, dir)
   try {
     establishIdentity(fs, dir, options, seen)
-    return recoverEngine(dir, options, releaseLock)
+    return recoverEngine(dir, options, releaseLock, undefined, replicated)
   } catch (err) {
     releaseLock()
     throw err
@@ -76,7 +76,7 @@ function prepareDirectory(fs: FileSystem, dir: string, options: ResolvedOptions)
  * failure left behind (a torn WAL or manifest tail, an edit whose sync
  * failed) is decided here exactly as a reopen would decide it.
  */
-export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock: () => void, changeCursors?: ChangeCursors): Engine {
+export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock: () => void, changeCursors?: ChangeCursors, replicated = false): Engine {
   const fs = options.fileSystem
   let state: RecoveredState | undefined = TableVersionSet.recover(fs, dir)
   if (state !== undefined && options.errorIfExists) {
@@ -114,8 +114,9 @@ export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock
   const wal = WalWriter.create(fs, path.join(dir, walFileName(walNumber)), walNumber)
   try {
     let logNumber = tableVersions.logNumber
-    if (mem.entryCount === 0) {
-      // Nothing to keep from older WALs (at most torn tails): retire them now.
+    if (report.walRecords === 0) {
+      // Nothing to keep from older WALs (at most torn tails): retire them now. (A WAL of NOOPs
+      // stays: the sequences it holds may still be cut by a replicated node's truncation.)
       mem.unref()
       mem = new Memtable([walNumber], recycler)
       logNumber = walNumber
@@ -130,7 +131,7 @@ export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock
   }
   const engine = new Engine({ dir, options, tableVersions, mem, recycler, wal, lastSequence, releaseLock, recovery: report, changeCursors })
   try {
-    engine.start()
+    engine.start(!replicated)
   } catch (err) {
     engine.retire()
     throw err
