@@ -1,0 +1,192 @@
+/**
+ * A leader's link to one follower (docs/replication.md, "Peer protocol"):
+ * connect, Fence, then — once the takeover has settled the leader's own log
+ * — ship WAL records from where the two logs agree, pipelined, with an empty
+ * Append as heartbeat when idle and on every read-index round. Any failure
+ * (connection, timeout, Diverged, an error reply) drops the connection and
+ * starts over with a new Fence, which tells the leader where the follower's
+ * log is now. A rejection naming a higher epoch ends the leadership.
+ */
+import { StrataError } from '../../base/errors.js'
+import { PeerClient } from '../peer/peer-client.js'
+import type { PeerReply, PeerRequest } from '../peer/messages.js'
+import { agreementPoint, type LogPosition } from './log-agreement.js'
+import type { CommitTracker } from './commit-tracker.js'
+import type { ReplicaLog } from './replica-log.js'
+
+export interface PeerAddress {
+  host: string
+  port: number
+}
+
+/** What a link needs from its leadership. */
+export interface LinkHost {
+  readonly epoch: number
+  readonly nodeId: string
+  readonly log: ReplicaLog
+  readonly tracker: CommitTracker
+  /** Resolves once the leader's own log is settled (takeover adopted the most advanced log). */
+  readonly ready: Promise<void>
+  readonly heartbeatMs: number
+  readonly requestTimeoutMs: number
+  /** A follower answered the Fence: where its log is. */
+  fenced(id: string, position: LogPosition): void
+  /** A follower promised a higher epoch: this leadership is over. */
+  superseded(epoch: number): void
+  logLine(line: string): void
+}
+
+/** Appends in flight to one follower before the link waits for acknowledgements. */
+const MAX_PENDING_APPENDS = 256
+const MAX_PENDING_BYTES = 16 << 20
+const RECONNECT_MS = 100
+
+export class PeerLink {
+  private stopped = false
+  private client: PeerClient | undefined
+  private cursor: { close(): void } | undefined
+  /** Where the next Append continues: the last sequence sent, and its epoch. */
+  private prevSeq = 0
+  private prevEpoch = 0
+  private shipping = false
+  private lastSendMs = 0
+  private lastProblem = ''
+  private wake: (() => void) | undefined
+  /** The follower's acknowledged log end (for status). */
+  matchedSequence = 0
+
+  constructor(
+    private readonly host: LinkHost,
+    readonly id: string,
+    readonly address: PeerAddress,
+  ) {}
+
+  start(): void {
+    void this.run()
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.cursor?.close()
+    this.client?.close()
+    this.wake?.()
+  }
+
+  /** Sends an empty Append now (a heartbeat, or a read-index round) when shipping. */
+  heartbeat(): void {
+    if (this.shipping && this.client?.isOpen === true) this.send([])
+  }
+
+  private async run(): Promise<void> {
+    let heartbeat: NodeJS.Timeout | undefined
+    while (!this.stopped) {
+      try {
+        this.client = await PeerClient.connect(this.address, { connectTimeoutMs: this.host.requestTimeoutMs })
+        if (this.stopped) break
+        const reply = await this.client.request({ type: 'fence', epoch: this.host.epoch, leaderId: this.host.nodeId }, { timeoutMs: this.host.requestTimeoutMs })
+        if (reply.type === 'rejected') {
+          this.host.superseded(reply.promisedEpoch)
+          break
+        }
+        if (reply.type !== 'fenced') throw new Error(`fence answered ${describe(reply)}`)
+        const position = { lastSequence: reply.lastSeq, epochStarts: reply.epochStarts }
+        this.host.fenced(this.id, position)
+        await Promise.race([this.host.ready, new Promise<void>((resolve) => (this.wake = resolve))])
+        if (this.stopped) break
+        heartbeat = setInterval(() => {
+          if (performance.now() - this.lastSendMs >= this.host.heartbeatMs) this.heartbeat()
+        }, Math.max(10, Math.floor(this.host.heartbeatMs / 2)))
+        await this.ship(position)
+        this.lastProblem = ''
+      } catch (err) {
+        const problem = (err as Error).message
+        if (problem !== this.lastProblem && !this.stopped) this.host.logLine(`replication to ${this.id}: ${problem}`)
+        this.lastProblem = problem
+      } finally {
+        clearInterval(heartbeat)
+        this.shipping = false
+        this.cursor?.close()
+        this.client?.close()
+      }
+      if (!this.stopped) await new Promise<void>((resolve) => setTimeout(resolve, RECONNECT_MS))
+    }
+  }
+
+  /** Ships records from where the logs agree until the connection or the leadership ends. */
+  private async ship(follower: LogPosition): Promise<void> {
+    const log = this.host.log
+    const since = agreementPoint(log.position(), follower)
+    this.prevSeq = since
+    this.prevEpoch = log.epochAt(since)
+    let failure: Error | undefined
+    const cursor = log.db.walRecords({ since, live: true })
+    this.cursor = cursor
+    this.failLink = (err: Error) => {
+      failure ??= err
+      cursor.close()
+      this.client?.close()
+    }
+    this.shipping = true
+    // The first message says where the follower's log must continue (it cuts a divergent tail there).
+    this.send([])
+    for await (const record of cursor) {
+      if (this.stopped || failure !== undefined) break
+      this.send([record.payload], record.lastSequence, record.epoch)
+      const client = this.client!
+      while (!this.stopped && failure === undefined && (client.pending > MAX_PENDING_APPENDS || this.pendingBytes > MAX_PENDING_BYTES)) {
+        await new Promise<void>((resolve) => (this.drained = resolve))
+      }
+    }
+    if (failure !== undefined) throw failure
+    if (!this.stopped) throw new Error('the record stream ended')
+  }
+
+  private failLink: (err: Error) => void = () => undefined
+  private drained: (() => void) | undefined
+  private pendingBytes = 0
+
+  private send(records: Buffer[], lastSequence = this.prevSeq, lastEpoch = this.prevEpoch): void {
+    const client = this.client
+    if (client === undefined || !client.isOpen) return
+    const request: PeerRequest = {
+      type: 'append',
+      epoch: this.host.epoch,
+      prevEpoch: this.prevEpoch,
+      prevSeq: this.prevSeq,
+      commitSeq: this.host.tracker.commitSequence,
+      records,
+    }
+    const bytes = records.reduce((n, r) => n + r.length, 0)
+    const round = this.host.tracker.currentRound
+    this.pendingBytes += bytes
+    this.prevSeq = lastSequence
+    this.prevEpoch = lastEpoch
+    this.lastSendMs = performance.now()
+    client.request(request, { timeoutMs: this.host.requestTimeoutMs }).then(
+      (reply) => {
+        this.pendingBytes -= bytes
+        this.drained?.()
+        if (reply.type === 'appended') {
+          this.matchedSequence = Math.max(this.matchedSequence, reply.lastSeq)
+          this.host.tracker.acknowledged(this.id, reply.lastSeq, round)
+        } else if (reply.type === 'rejected') {
+          this.host.superseded(reply.promisedEpoch)
+          this.failLink(new StrataError('STRATA_CONFLICT', `${this.id} promised epoch ${reply.promisedEpoch}`))
+        } else {
+          this.failLink(new Error(`append answered ${describe(reply)}`))
+        }
+      },
+      (err: unknown) => {
+        this.pendingBytes -= bytes
+        this.drained?.()
+        this.failLink(err as Error)
+      },
+    )
+  }
+}
+
+function describe(reply: PeerReply): string {
+  if (reply.type === 'error') return `error ${reply.code}: ${reply.message}`
+  if (reply.type === 'diverged') return `diverged (its log ends at ${reply.lastSeq})`
+  return reply.type
+}
