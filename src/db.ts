@@ -85,7 +85,7 @@ export class Database {
   private engine: Engine
   private resuming: Promise<boolean> | undefined
   /** The replication hooks (setReplication), carried over to the engine a resume builds. */
-  private replication: { commitGate: ((sequence: number) => Promise<void>) | undefined; freezeLimit: number; epoch: number } | undefined
+  private replication: { commitGate: ((sequence: number) => Promise<void>) | undefined; freezeLimit: number; epoch: number; refuseWrites: (() => Error) | undefined } | undefined
   /** Read-only views a refresh replaced that iterators or snapshots still read; close() retires them. */
   private readonly replacedViews = new Set<Engine>()
   /** The engine each snapshot was taken on (a refresh replaces a read-only view's engine). */
@@ -293,19 +293,22 @@ export class Database {
    * majority's; writes resolve (become visible) only then, and a rejection
    * makes the database read-only (where: 'replication'). `freezeLimit`: on
    * a follower, the highest sequence known committed; memtables holding
-   * anything above it are not flushed. Pass `{}` to go back to a single node.
+   * anything above it are not flushed. `refuseWrites`: on a follower, the
+   * error its own writes get (appendRecord still appends). Pass `{}` to go
+   * back to a single node.
    */
-  setReplication(hooks: { commitGate?: (sequence: number) => Promise<void>; freezeLimit?: number; epoch?: number }): void {
+  setReplication(hooks: { commitGate?: (sequence: number) => Promise<void>; freezeLimit?: number; epoch?: number; refuseWrites?: () => Error }): void {
     this.checkWritable()
     const epoch = hooks.epoch ?? 0
     if (!Number.isSafeInteger(epoch) || epoch < 0) throw invalid('epoch must be a non-negative integer')
-    this.replication = { commitGate: hooks.commitGate, freezeLimit: hooks.freezeLimit ?? Infinity, epoch }
+    this.replication = { commitGate: hooks.commitGate, freezeLimit: hooks.freezeLimit ?? Infinity, epoch, refuseWrites: hooks.refuseWrites }
     this.applyReplication(this.engine)
   }
 
   private applyReplication(engine: Engine): void {
     if (this.replication === undefined) return
     engine.commitGate = this.replication.commitGate
+    engine.refuseWrites = this.replication.refuseWrites
     engine.setFreezeLimit(this.replication.freezeLimit)
     engine.setEpoch(this.replication.epoch)
   }

@@ -73,6 +73,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   private commitWaiters: Array<() => void> = []
   /** Replication: see WriteHost.commitGate (set by the replication layer; undefined on a single node). */
   commitGate: ((sequence: number) => Promise<void>) | undefined
+  /** Replication, on a follower: the error every write of its own gets (only replicated records are appended). */
+  refuseWrites: (() => Error) | undefined
   /** Replication, on a follower: see WriteHost.freezeLimit. */
   freezeLimit = Infinity
   private freezeLimitWaiters: Array<() => void> = []
@@ -244,12 +246,14 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
    */
   write(ops: WriteOp[], encodedBytes: number, sync: boolean, conditions?: Condition[], onAdmitted?: () => void): Promise<void> {
     if (this.readOnly) return Promise.reject(new StrataError('STRATA_READ_ONLY', `database ${this.dir} is open read-only`))
+    if (this.refuseWrites !== undefined) return Promise.reject(this.refuseWrites())
     return this.writePath.write(ops, encodedBytes, sync, conditions, onAdmitted)
   }
 
   /** Writes a NOOP entry (WritePath.writeNoop); resolves with its sequence. */
   writeNoop(sync: boolean): Promise<number> {
     if (this.readOnly) return Promise.reject(new StrataError('STRATA_READ_ONLY', `database ${this.dir} is open read-only`))
+    if (this.refuseWrites !== undefined) return Promise.reject(this.refuseWrites())
     return this.writePath.writeNoop(sync)
   }
 

@@ -35,6 +35,10 @@ export interface ServeCliOptions {
   maxmemoryClients?: number
   allowHost?: string[]
   allowOrigin?: string[]
+  cluster?: string
+  nodeId?: string
+  peer?: string
+  commitTimeoutMs?: number
 }
 
 /** Exit code after an unhandled rejection (sysexits EX_SOFTWARE). */
@@ -120,6 +124,10 @@ export function registerServeCommand(program: Command): Command {
     .option('--max-reply-bytes <n>', `RESP: largest reply of MGET, EXEC, KEYS, SCAN; larger ones answer an error (default ${DEFAULT_LIMITS.maxReplyBytes})`, nonNegativeInteger)
     .option('--allow-host <name>', 'HTTP: also accept this Host name (repeatable or comma-separated; *.example.com, * for any); loopback names and the bound address are always accepted', collect)
     .option('--allow-origin <origin>', 'HTTP: let browser pages of this origin (scheme://host[:port]) call the API, with CORS (repeatable or comma-separated)', collect)
+    .option('--cluster <etcd://host:port[,host:port]/name>', 'run as a replica of this cluster (etcd endpoints and cluster name; strata cluster init first; docs/replication.md)')
+    .option('--node-id <id>', 'with --cluster: this replica\'s id, one of the cluster\'s replicas (stored in the data directory)')
+    .option('--peer <host:port>', 'with --cluster: replication listen address (other replicas connect here)')
+    .option('--commit-timeout-ms <n>', 'with --cluster: a leader that gets no majority for a write this long steps down (default 5000)', nonNegativeInteger)
     .action(async (options: ServeCliOptions) => {
       await serve(options)
     })
@@ -156,7 +164,17 @@ export function serverOptionsFromCli(o: ServeCliOptions): ServerOptionsInput {
     allowHosts: o.allowHost,
     allowOrigins: o.allowOrigin,
     limits,
+    cluster: clusterFromCli(o),
   }
+}
+
+function clusterFromCli(o: ServeCliOptions): ServerOptionsInput['cluster'] {
+  if (o.cluster === undefined) {
+    if (o.nodeId !== undefined || o.peer !== undefined || o.commitTimeoutMs !== undefined) throw new InvalidArgumentError('--node-id, --peer and --commit-timeout-ms need --cluster')
+    return undefined
+  }
+  if (o.nodeId === undefined || o.peer === undefined) throw new InvalidArgumentError('--cluster needs --node-id and --peer')
+  return { url: o.cluster, nodeId: o.nodeId, peer: o.peer, commitTimeoutMs: o.commitTimeoutMs }
 }
 
 /**
@@ -209,6 +227,7 @@ function announce(server: StrataServer, out: (line: string) => void): void {
   out(`strata serve: checkpoints (POST /v1/admin/checkpoint, SAVE, BGSAVE) go to ${server.options.checkpointDir}`)
   if (server.http !== null) out(`strata serve: HTTP listening on http://${server.http}`)
   if (server.resp !== null) out(`strata serve: RESP listening on redis://${server.resp}`)
+  if (server.cluster !== undefined) out(`strata serve: replica ${server.cluster.options.nodeId} of ${server.cluster.options.clusterUrl}, peer listening on ${server.peer}`)
   out(`strata serve: ready http=${server.http ?? 'off'} resp=${server.resp ?? 'off'} pid=${process.pid}`)
 }
 

@@ -21,6 +21,7 @@ import { RespServer } from './resp/server.js'
 import { ScanCursors } from './resp/scan-cursors.js'
 import { WriteBatcher } from './resp/write-batcher.js'
 import { WriteGate } from './shared/write-gate.js'
+import { ClusterNode } from '../cluster/cluster-node.js'
 
 /** A started server. */
 export interface StrataServer {
@@ -32,6 +33,9 @@ export interface StrataServer {
   readonly respPort: number | null
   readonly options: ServerOptions
   readonly db: Database
+  /** The cluster node when serving as a replica (`options.cluster`), and its bound peer address. */
+  readonly cluster?: ClusterNode
+  readonly peer?: string
   /**
    * Graceful shutdown: stop accepting, finish in-flight requests (up to
    * `shutdownTimeoutMs`), close the database. Idempotent.
@@ -54,10 +58,11 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
   await checkNamesResolveToLoopback(addresses, options.token)
   setStrataVersion(ownVersion())
 
-  const db = await openDatabase(options)
+  const cluster = options.cluster === undefined ? undefined : await openClusterNode(options)
+  const db = cluster?.db ?? (await openDatabase(options))
   let httpServer: HttpServer | undefined
   let respServer: RespServer | undefined
-  const ctx = newContext(db, options, () => ({ http: httpServer?.connectionCount ?? 0, resp: respServer?.connectionCount ?? 0 }))
+  const ctx = newContext(db, options, () => ({ http: httpServer?.connectionCount ?? 0, resp: respServer?.connectionCount ?? 0 }), cluster)
   let httpBound: string | null = null
   let respBound: string | null = null
   let httpPort: number | null = null
@@ -79,8 +84,14 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
     }
   } catch (e) {
     await Promise.allSettled([httpServer?.close(0), respServer?.close(0)])
-    await db.close()
+    await (cluster ?? db).close()
     throw e
+  }
+  let peer: string | undefined
+  if (cluster !== undefined) {
+    const peerAddress = parseListenAddress(options.cluster!.peer, '--peer')
+    peer = formatAddress(peerAddress.host, cluster.peerPort)
+    cluster.run({ http: httpBound, resp: respBound, peer })
   }
 
   let closing: Promise<void> | undefined
@@ -90,11 +101,31 @@ export async function startServer(input: ServerOptionsInput = {}): Promise<Strat
       // A checkpoint being written (a BGSAVE runs on after its reply) finishes before the database closes.
       await Promise.all([httpServer?.close(options.shutdownTimeoutMs), respServer?.close(options.shutdownTimeoutMs), ctx.checkpoints.close()])
       ctx.batcher.flush()
-      await db.close()
+      await (cluster ?? db).close()
     })()
     return closing
   }
-  return { http: httpBound, resp: respBound, httpPort, respPort, options, db, close }
+  return { http: httpBound, resp: respBound, httpPort, respPort, options, db, cluster, peer, close }
+}
+
+/** Opens the replica of `options.cluster` (reads the cluster's config from etcd, opens the database and the peer listener). */
+async function openClusterNode(options: ServerOptions): Promise<ClusterNode> {
+  const c = options.cluster!
+  const peer = parseListenAddress(c.peer, '--peer')
+  // The peer protocol has no authentication of its own yet: it is refused on anything but loopback.
+  checkExposure([{ name: 'peer', address: peer }], undefined)
+  const node = await ClusterNode.open({
+    clusterUrl: c.url,
+    nodeId: c.nodeId,
+    dir: options.dir,
+    dbOptions: { ...options.dbOptions, syncWrites: options.sync, onBackgroundError: (info) => options.log(`${info.readOnly ? 'database is read-only: ' : ''}${info.where} failed: ${info.error.message}`) },
+    sync: options.sync,
+    peer: { host: peer.host, port: peer.port },
+    commitTimeoutMs: c.commitTimeoutMs,
+    logLine: options.log,
+  })
+  for (const warning of node.db.stats().recovery.warnings) options.log(`recovery: ${warning}`)
+  return node
 }
 
 /** Opens the database of `options`, logging background errors and recovery warnings. */
@@ -112,7 +143,7 @@ async function openDatabase(options: ServerOptions): Promise<Database> {
 }
 
 /** The state both front ends share, and RESP's own; `connections` counts the open connections per protocol. */
-function newContext(db: Database, options: ServerOptions, connections: () => { http: number; resp: number }): RespContext {
+function newContext(db: Database, options: ServerOptions, connections: () => { http: number; resp: number }, cluster: ClusterNode | undefined): RespContext {
   const gate = new WriteGate(options.limits.maxPendingWrites, options.limits.maxWriteStallMs)
   const dbOptions = resolveOptions(options.dbOptions)
   const batcher = new WriteBatcher(db, { maxKeyBytes: dbOptions.maxKeyBytes, maxValueBytes: dbOptions.maxValueBytes })
@@ -123,6 +154,7 @@ function newContext(db: Database, options: ServerOptions, connections: () => { h
   locks.onAcquired = (ids) => batcher.flushIfTouching(ids)
   return {
     db,
+    cluster,
     options,
     locks,
     gate,

@@ -88,6 +88,14 @@ export class Leadership implements LinkHost {
     return this.links
   }
 
+  /** Starts a link to a replica that registered after the takeover began (a node that was down). */
+  addPeer(id: string, address: PeerAddress): void {
+    if (this.isOver || id === this.nodeId || !this.options.replicas.includes(id) || this.links.some((l) => l.id === id)) return
+    const link = new PeerLink(this, id, address)
+    this.links.push(link)
+    link.start()
+  }
+
   /** Runs steps 1-3; resolves once serving, rejects (and ends) when the takeover fails. */
   async takeOver(): Promise<void> {
     for (const [id, address] of this.options.peers) this.links.push(new PeerLink(this, id, address))

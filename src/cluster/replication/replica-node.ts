@@ -8,6 +8,7 @@
 import { openReplicated, type Database } from '../../db.js'
 import type { OpenOptions } from '../../options.js'
 import { PeerServer } from '../peer/peer-server.js'
+import { ClusterRefusal } from './cluster-refusal.js'
 import { FollowerService, type FollowerHost } from './follower-service.js'
 import { Leadership } from './leadership.js'
 import type { PeerAddress } from './peer-link.js'
@@ -27,6 +28,8 @@ export interface ReplicaNodeOptions {
   requestTimeoutMs?: number
   takeoverTimeoutMs?: number
   logLine?: (line: string) => void
+  /** The error a follower's own writes get (default: ClusterRefusal 'no-leader'). */
+  refuseWrites?: () => Error
 }
 
 export type ReplicaRole = 'follower' | 'leader'
@@ -68,7 +71,7 @@ export class ReplicaNode implements FollowerHost {
       throw err
     }
     // Until a leader says what is committed, nothing replayed or appended reaches a table.
-    db.setReplication({ freezeLimit: 0 })
+    db.setReplication(node.followerHooks())
     try {
       const bound = await node.server.listen(options.peer.host, options.peer.port)
       node.peerPort = bound.port
@@ -154,7 +157,12 @@ export class ReplicaNode implements FollowerHost {
   committed(sequence: number): void {
     if (sequence <= this.commitSeen) return
     this.commitSeen = sequence
-    if (this.role === 'follower' && this.db.isOpen) this.db.setReplication({ freezeLimit: sequence })
+    if (this.role === 'follower' && this.db.isOpen) this.db.setReplication(this.followerHooks())
+  }
+
+  /** A follower appends its leader's records only: its own writes are refused; it freezes up to the commit point. */
+  private followerHooks(): { freezeLimit: number; refuseWrites: () => Error } {
+    return { freezeLimit: this.commitSeen, refuseWrites: this.options.refuseWrites ?? (() => ClusterRefusal.noLeader(`replica ${this.nodeId} is a follower`)) }
   }
 
   logLine(line: string): void {
@@ -185,7 +193,7 @@ export class ReplicaNode implements FollowerHost {
     if (this.leadershipValue?.isOver === true) this.leadershipValue = undefined
     if (this.leadershipValue !== undefined) return
     await this.ensureWritable()
-    this.db.setReplication({ freezeLimit: this.commitSeen })
+    this.db.setReplication(this.followerHooks())
     this.follower.resync()
   }
 

@@ -34,7 +34,7 @@ const CHECKPOINT_BODY_BYTES = 4096
 const MAX_CONDITIONAL_ATTEMPTS = 8
 
 /** Route names used in metrics. */
-export type RouteName = 'kv' | 'batch' | 'range' | 'checkpoint' | 'stats' | 'metrics' | 'healthz' | 'other'
+export type RouteName = 'kv' | 'batch' | 'range' | 'checkpoint' | 'stats' | 'metrics' | 'healthz' | 'cluster' | 'other'
 
 /** The route of a request path (for metrics and body limits). */
 export function routeOf(path: string): RouteName {
@@ -45,6 +45,7 @@ export function routeOf(path: string): RouteName {
   if (path === '/v1/stats') return 'stats'
   if (path === '/metrics') return 'metrics'
   if (path === '/healthz') return 'healthz'
+  if (path === '/v1/cluster') return 'cluster'
   return 'other'
 }
 
@@ -106,6 +107,7 @@ export class HttpApi {
       } catch (e) {
         throw new HttpError(400, 'STRATA_BAD_REQUEST', (e as Error).message)
       }
+      if (this.ctx.cluster !== undefined && (route === 'kv' || route === 'batch' || route === 'range')) await this.admit(req, route)
       switch (route) {
         case 'kv':
           return await this.kv(req, res, path.slice(KV_PREFIX.length), params)
@@ -135,12 +137,27 @@ export class HttpApi {
         case 'healthz':
           this.method(req, ['GET', 'HEAD'])
           return this.health(req, res)
+        case 'cluster':
+          this.method(req, ['GET', 'HEAD'])
+          if (this.ctx.cluster === undefined) throw new HttpError(404, 'STRATA_ROUTE_NOT_FOUND', 'this server is not a cluster replica (no --cluster)')
+          return this.json(res, 200, this.ctx.cluster.info(), req.method === 'HEAD')
         default:
           throw new HttpError(404, 'STRATA_ROUTE_NOT_FOUND', `no route ${req.method} ${path.slice(0, 200)}`)
       }
     } catch (e) {
       this.fail(req, res, e)
     }
+  }
+
+  /**
+   * A replica serves data only as the serving leader (else 421 / 503, see
+   * shared/errors.ts); reads, batches (they may hold conditions) and
+   * conditional writes first wait for a read-index round, so what they
+   * read or compare is no older than any acknowledged write.
+   */
+  private admit(req: http.IncomingMessage, route: RouteName): Promise<void> {
+    const blindWrite = route === 'kv' && (req.method === 'PUT' || req.method === 'DELETE') && req.headers['if-match'] === undefined && req.headers['if-none-match'] === undefined
+    return this.ctx.cluster!.admit(blindWrite ? 'write' : 'read')
   }
 
   /** Answers an error as JSON (or just closes when a response is already under way). */

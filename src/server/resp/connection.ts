@@ -55,7 +55,7 @@ import type { RespContext } from './context.js'
 import { keyId } from '../shared/key-locks.js'
 import { isPromise, type MaybePromise } from './maybe.js'
 import { CommandRunner } from './command-runner.js'
-import { arityOk, overlongKey, commandKeys, commandKind, type CommandSpec, type ConnectionState } from './command-spec.js'
+import { arityOk, overlongKey, commandKeys, commandKind, type CommandKind, type CommandSpec, type ConnectionState } from './command-spec.js'
 import { COMMANDS, NO_AUTH_COMMANDS, lookupCommand, unknownCommandMessage } from './command-table.js'
 import { ConnectionWrites } from './connection-writes.js'
 import { RespParser, RespProtocolError, type RespParserLimits } from './parser.js'
@@ -404,6 +404,32 @@ export class RespConnection implements ConnectionState {
   private execute(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> {
     const kind = commandKind(spec, args)
     if (kind === 'conn') return this.runner.run(spec, args, this.direct)
+    if (this.server.cluster !== undefined) return this.executeOnReplica(spec, args, kind)
+    return this.executeKind(spec, args, kind)
+  }
+
+  /**
+   * A replica runs data commands only as the serving leader (else
+   * -NOTLEADER / -TRYAGAIN, shared/errors.ts); anything but a blind write
+   * (reads, read-modify-writes, EXEC) first waits for a read-index round
+   * (docs/replication.md), holding the connection's later commands behind it.
+   */
+  private executeOnReplica(spec: CommandSpec, args: Buffer[], kind: CommandKind): MaybePromise<Reply> {
+    const cluster = this.server.cluster!
+    if (kind === 'write') {
+      const refused = cluster.admitNow()
+      return refused === undefined ? this.executeKind(spec, args, kind) : this.runner.errorReply(refused)
+    }
+    if (kind === 'tx' && spec.name !== 'exec') return this.executeKind(spec, args, kind)
+    return this.hold(
+      cluster.admit('read').then(
+        () => this.executeKind(spec, args, kind),
+        (e: unknown) => this.runner.errorReply(e),
+      ),
+    )
+  }
+
+  private executeKind(spec: CommandSpec, args: Buffer[], kind: CommandKind): MaybePromise<Reply> {
     if (kind === 'write') {
       const busy = this.writes.busy()
       if (busy !== undefined) return busy
@@ -444,6 +470,8 @@ export class RespConnection implements ConnectionState {
       }
       case 'tx':
         return this.transactionCommand(spec, args)
+      case 'conn':
+        return this.runner.run(spec, args, this.direct)
     }
   }
 

@@ -4,6 +4,7 @@
  * The RESP front end sees more of the same server (resp/context.ts).
  */
 import type { Database } from '../../index.js'
+import type { ClusterNode } from '../../cluster/cluster-node.js'
 import type { TokenChecker } from './auth.js'
 import type { Checkpoints } from './checkpoints.js'
 import type { KeyLocks } from './key-locks.js'
@@ -14,6 +15,8 @@ import type { WriteGate } from './write-gate.js'
 /** Shared state of one running server. */
 export interface ServerContext {
   readonly db: Database
+  /** Serving as a replica (docs/replication.md): requests go through its admission. Undefined on a single node. */
+  readonly cluster?: ClusterNode
   readonly options: ServerOptions
   readonly locks: KeyLocks
   readonly gate: WriteGate

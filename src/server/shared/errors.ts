@@ -4,6 +4,7 @@
  * only a network front end can get wrong (authentication, limits, overload).
  */
 import { StrataError, type StrataErrorCode } from '../../index.js'
+import { refusalOf, type ClusterRefusal } from '../../cluster/replication/cluster-refusal.js'
 
 /** Every code an HTTP error body or log line may carry. */
 export type ServerErrorCode =
@@ -25,6 +26,9 @@ export type ServerErrorCode =
   | 'STRATA_FORBIDDEN'
   | 'STRATA_CHECKPOINT_IN_PROGRESS'
   | 'STRATA_INTERNAL'
+  | 'STRATA_NOT_LEADER'
+  | 'STRATA_NO_LEADER'
+  | 'STRATA_OUTCOME_UNKNOWN'
 
 /** An error with its HTTP status and stable code; `details` are merged into the JSON body. */
 export class HttpError extends Error {
@@ -59,6 +63,8 @@ const STATUS_OF_ENGINE_CODE: Record<StrataErrorCode, number> = {
 /** Converts anything thrown into an HttpError (unknown errors become a 500 without internals). */
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err
+  const refusal = refusalOf(err)
+  if (refusal !== undefined) return clusterHttpError(refusal)
   if (err instanceof StrataError) {
     const status = STATUS_OF_ENGINE_CODE[err.code] ?? 500
     const code = err.code === 'STRATA_NOT_OPEN' ? 'STRATA_SHUTTING_DOWN' : err.code
@@ -69,6 +75,8 @@ export function toHttpError(err: unknown): HttpError {
 
 /** The Redis error line (without the leading `-`) for an engine error. */
 export function respErrorLine(err: unknown): string {
+  const refusal = refusalOf(err)
+  if (refusal !== undefined) return clusterRespError(refusal)
   if (err instanceof StrataError) {
     switch (err.code) {
       case 'STRATA_INVALID_ARGUMENT':
@@ -87,5 +95,36 @@ export function respErrorLine(err: unknown): string {
 
 /** True for errors the server expects (bad input, conflicts), as opposed to bugs worth logging. */
 export function isExpected(err: unknown): boolean {
+  if (refusalOf(err) !== undefined) return true
   return err instanceof HttpError ? err.status < 500 : err instanceof StrataError && STATUS_OF_ENGINE_CODE[err.code] < 500
+}
+
+/**
+ * A replica's refusal (docs/replication.md, "Clients"): 421 STRATA_NOT_LEADER
+ * with the leader's addresses (body and `Strata-Leader` header), 503
+ * STRATA_NO_LEADER with Retry-After, 503 STRATA_OUTCOME_UNKNOWN.
+ */
+function clusterHttpError(r: ClusterRefusal): HttpError {
+  switch (r.kind) {
+    case 'not-leader': {
+      const leader = r.leader!
+      return new HttpError(421, 'STRATA_NOT_LEADER', r.message, { leader }, leader.http === null ? undefined : { 'Strata-Leader': leader.http })
+    }
+    case 'no-leader':
+      return new HttpError(503, 'STRATA_NO_LEADER', r.message, undefined, { 'Retry-After': '1' })
+    case 'outcome-unknown':
+      return new HttpError(503, 'STRATA_OUTCOME_UNKNOWN', `${r.message}; the write may or may not have been applied`)
+  }
+}
+
+/** The RESP error of a refusal: `NOTLEADER host:port epoch` (as Redis Cluster's MOVED), `TRYAGAIN …`, `OUTCOMEUNKNOWN …`. */
+function clusterRespError(r: ClusterRefusal): string {
+  switch (r.kind) {
+    case 'not-leader':
+      return r.leader!.resp === null ? `TRYAGAIN the leader ${r.leader!.id} serves no RESP` : `NOTLEADER ${r.leader!.resp} ${r.leader!.epoch}`
+    case 'no-leader':
+      return `TRYAGAIN ${r.message}`
+    case 'outcome-unknown':
+      return `OUTCOMEUNKNOWN ${r.message}; the write may or may not have been applied`
+  }
 }

@@ -108,6 +108,13 @@ export interface ServerOptions {
   token?: string
   /** Extra engine options (tests use small memtables). `syncWrites` comes from `sync`. */
   dbOptions?: OpenOptions
+  /**
+   * Run as one replica of a cluster coordinated by etcd (docs/replication.md): `url` is
+   * `etcd://host:port[,…]/<cluster>`, `nodeId` this replica's id (stored in the data directory),
+   * `peer` the replication listen address, `commitTimeoutMs` how long a leader waits for a
+   * majority before it steps down (default 5,000). Undefined: a single node.
+   */
+  cluster?: { url: string; nodeId: string; peer: string; commitTimeoutMs?: number }
   /** How long a graceful shutdown waits for in-flight requests before closing connections. Default 10,000 ms. */
   shutdownTimeoutMs: number
   /** HTTP: time to receive a request head. Default 20,000 ms. */
@@ -215,6 +222,7 @@ export function resolveServerOptions(input: ServerOptionsInput = {}): ServerOpti
     checkpointDir: '',
     token: input.token,
     dbOptions: input.dbOptions,
+    cluster: input.cluster,
     shutdownTimeoutMs: input.shutdownTimeoutMs ?? DEFAULT_SERVER_OPTIONS.shutdownTimeoutMs,
     headersTimeoutMs: input.headersTimeoutMs ?? DEFAULT_SERVER_OPTIONS.headersTimeoutMs,
     requestTimeoutMs: input.requestTimeoutMs ?? DEFAULT_SERVER_OPTIONS.requestTimeoutMs,
