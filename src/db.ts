@@ -5,6 +5,7 @@ import type { DbIterator } from './iterators/db-iterator.js'
 import type { Engine } from './engine/engine.js'
 import { openEngine, recoverEngine } from './engine/recovery.js'
 import { truncateLog } from './engine/log-truncation.js'
+import { installCheckpointFiles } from './engine/checkpoint-install.js'
 import { loadReadOnlyView, openReadOnlyEngine } from './engine/read-only.js'
 import type { EngineStats } from './engine/stats.js'
 import { ChangeCursor, type WalRecordItem } from './engine/change-cursor.js'
@@ -499,6 +500,37 @@ export class Database {
       this.engine = next
       this.applyReplication(next)
       return cut.records
+    } catch (err) {
+      old.releaseLock()
+      throw err
+    }
+  }
+
+  /**
+   * @internal A replicated node's catch-up (docs/replication.md, "Catch-up"):
+   * replaces every database file by those of the checkpoint in `fromDir` (on
+   * the same file system; its files are moved) and rebuilds the engine from
+   * them, keeping the lock. As truncateLog: queued writes fail, iterators and
+   * snapshots must be closed, a failure after the old engine stopped closes
+   * the database (a crash in the middle leaves a directory that refuses to
+   * open). Resolves with the new last sequence.
+   */
+  async installCheckpoint(fromDir: string): Promise<number> {
+    this.checkOpen()
+    if (!this.replicated) throw invalid('installCheckpoint() is for databases opened for replication')
+    if (this.resuming !== undefined) await this.resuming.catch(() => undefined)
+    const old = this.engine
+    if (old.pinsState) throw invalid('installCheckpoint() needs every iterator, snapshot and transaction closed')
+    if (old.failure === undefined) old.onError(new StrataError('STRATA_NOT_OPEN', `a checkpoint from ${fromDir} replaces the database`), 'replication')
+    await old.stopBackgroundWork()
+    if (this.engine !== old || !old.isOpen) throw new StrataError('STRATA_NOT_OPEN', 'the database was closed during installCheckpoint()')
+    old.retire()
+    try {
+      installCheckpointFiles(old.options.fileSystem, old.dir, fromDir)
+      const next = recoverEngine(old.dir, { ...old.options, createIfMissing: false, errorIfExists: false }, old.releaseLock, old.changeCursors, true)
+      this.engine = next
+      this.applyReplication(next)
+      return next.visibleSequence
     } catch (err) {
       old.releaseLock()
       throw err

@@ -63,6 +63,9 @@ export class PinnedTableFiles implements FileSystem {
   mkdir(dir: string): void {
     this.inner.mkdir(dir)
   }
+  rmdir(dir: string): void {
+    this.inner.rmdir(dir)
+  }
   syncDir(dir: string): void {
     this.inner.syncDir(dir)
   }

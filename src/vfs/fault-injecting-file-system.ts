@@ -1,7 +1,7 @@
 import { fileClassOf, type File, type FileClass, type FileStat, type FileSystem, type OpenFlags } from './file-system.js'
 
 /** The kinds of call a fault can be injected into. */
-export type FileOp = 'open' | 'read' | 'write' | 'sync' | 'syncDir' | 'rename' | 'link' | 'unlink' | 'readdir' | 'stat' | 'mkdir'
+export type FileOp = 'open' | 'read' | 'write' | 'sync' | 'syncDir' | 'rename' | 'link' | 'unlink' | 'readdir' | 'stat' | 'mkdir' | 'rmdir'
 
 /**
  * What an injected fault does:
@@ -138,6 +138,11 @@ export class FaultInjectingFileSystem implements FileSystem {
   mkdir(dir: string): void {
     this.enter('mkdir', dir, 'directory')
     this.inner.mkdir(dir)
+  }
+
+  rmdir(dir: string): void {
+    this.enter('rmdir', dir, 'directory')
+    this.inner.rmdir(dir)
   }
 
   syncDir(dir: string): void {

@@ -4,7 +4,7 @@ import { parseFileName, type FileKind } from '../base/file-names.js'
 
 /**
  * The file-system seam (as LevelDB's `Env` and Pebble's `vfs.FS`): every
- * open, read, write, fsync, rename, link, unlink, listing, stat and mkdir the
+ * open, read, write, fsync, rename, link, unlink, listing, stat, mkdir and rmdir the
  * engine does goes through a `FileSystem`, so that tests can fail any of
  * them (fault-injecting-file-system.ts). `nodeFileSystem` is the default and
  * the engine's only importer of `node:fs`.
@@ -32,6 +32,8 @@ export interface FileSystem {
   stat(file: string): FileStat
   /** Creates `dir` and its missing parents. */
   mkdir(dir: string): void
+  /** Removes an empty directory. */
+  rmdir(dir: string): void
   /** fsyncs a directory so that entries created, renamed or deleted in it are durable. */
   syncDir(dir: string): void
   /** The canonical absolute path of an existing `file`. */

@@ -84,6 +84,9 @@ export const nodeFileSystem: FileSystem = {
   mkdir(dir: string): void {
     fs.mkdirSync(dir, { recursive: true })
   },
+  rmdir(dir: string): void {
+    fs.rmdirSync(dir)
+  },
   syncDir(dir: string): void {
     const fd = fs.openSync(dir, 'r')
     try {

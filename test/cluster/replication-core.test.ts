@@ -35,7 +35,7 @@ afterEach(async () => {
   for (const g of open.splice(0)) await g.close()
 })
 
-async function startGroup(options: { commitTimeoutMs?: number } = {}): Promise<Group> {
+async function startGroup(options: { commitTimeoutMs?: number; walRetentionMs?: number } = {}): Promise<Group> {
   const nodes = new Map<string, ReplicaNode>()
   const lines: string[] = []
   const base = path.join(root, `group-${counter++}`)
@@ -48,7 +48,7 @@ async function startGroup(options: { commitTimeoutMs?: number } = {}): Promise<G
         replicas: IDS,
         sync: false,
         peer: { host: '127.0.0.1', port: 0 },
-        dbOptions: { memtableBytes: 64 << 10, walRetentionMs: 3_600_000 },
+        dbOptions: { memtableBytes: 64 << 10, walRetentionMs: options.walRetentionMs ?? 3_600_000 },
         commitTimeoutMs: options.commitTimeoutMs ?? 2000,
         heartbeatMs: 50,
         requestTimeoutMs: 500,
@@ -172,5 +172,29 @@ describe('replication core: leader, followers, commit point, truncation by epoch
     expect(g.lines.some((l) => l.startsWith('[n3] takeover: fetched'))).toBe(true)
     await n3.db.put('after', '1')
     expect(await contents(n3.db)).toEqual(await contents(n2.db))
+  })
+
+  it('a follower behind the retained WAL catches up by a checkpoint, then by the stream', async () => {
+    const g = await startGroup({ walRetentionMs: 0 })
+    const [n1, n3] = [g.nodes.get('n1')!, g.nodes.get('n3')!]
+    await n1.lead(10, peersOf(g, 'n1'), () => true, 2000)
+    await n1.db.put('before', '1')
+    await waitFor('n3', () => n3.db.getSync('before') !== undefined)
+    isolate(g, 'n3', 'blackhole')
+    // Enough to switch WALs several times; once flushed, nothing retains them for n3.
+    for (let i = 0; i < 400; i++) await n1.db.put(`k${i}`, 'v'.repeat(500))
+    await n1.db.compactRange()
+    expect(n1.db.stats().changes.retainedWalFiles).toBe(0)
+    isolate(g, 'n3', 'pass')
+    const last = n1.db.stats().lastSequence
+    await waitFor('n3 to catch up', () => n3.db.stats().lastSequence >= last, 15_000)
+    await waitFor('the leader to hear of the install', () => g.lines.some((l) => /^\[n1\] n3 installed a checkpoint at sequence \d+/.test(l)))
+    expect(g.lines.some((l) => l.startsWith('[n3] installed the leader\'s checkpoint'))).toBe(true)
+    // And the stream goes on from the checkpoint's sequence.
+    await n1.db.put('after', '2')
+    await waitFor('n3 to follow', () => n3.db.getSync('after')?.toString() === '2')
+    expect(await contents(n3.db)).toEqual(await contents(n1.db))
+    expect(n3.log.epochStarts).toEqual(n1.log.epochStarts)
+    expect(n3.log.promisedEpoch).toBe(10)
   })
 })

@@ -17,6 +17,7 @@ import { readU64 } from '../../base/coding.js'
 import { walRecordEpoch, walRecordLastSequence } from '../../wal/wal-record.js'
 import type { PeerReply, PeerRequest } from '../peer/messages.js'
 import type { ReplicaLog } from './replica-log.js'
+import { CheckpointReceiver } from './checkpoint-transfer.js'
 
 /** What the follower service needs from its node. */
 export interface FollowerHost {
@@ -42,12 +43,14 @@ export class FollowerService {
   private lastAppend: Promise<unknown> = Promise.resolve()
   private chain: Promise<unknown> = Promise.resolve()
   private commitSequence = 0
+  private readonly receiver: CheckpointReceiver
 
   constructor(
     private readonly log: ReplicaLog,
     private readonly host: FollowerHost,
   ) {
     this.appendedSequence = log.lastSequence
+    this.receiver = new CheckpointReceiver(log.fs, `${log.dir}.install`)
   }
 
   /** After the node's log changed under it (a truncation, a takeover's own writes): re-read the position. */
@@ -84,8 +87,22 @@ export class FollowerService {
       case 'fetch':
         await this.lastAppend.catch(() => undefined)
         return this.fetch(request.since, request.maxBytes)
-      default:
-        return { type: 'error', code: 'unsupported', message: `${request.type} is not supported yet` }
+      case 'install-begin':
+        await this.lastAppend.catch(() => undefined)
+        this.receiver.begin(request)
+        return { type: 'ok' }
+      case 'install-chunk':
+        this.receiver.chunk(request)
+        return { type: 'ok' }
+      case 'install-end': {
+        const { epochStarts } = this.receiver.finish(request.epoch)
+        const sequence = await this.log.installCheckpoint(this.receiver.dir, epochStarts)
+        this.receiver.cleanup()
+        this.resync()
+        this.host.committed(sequence)
+        this.host.logLine(`installed the leader's checkpoint at sequence ${sequence} (epoch ${request.epoch})`)
+        return { type: 'ok' }
+      }
     }
   }
 

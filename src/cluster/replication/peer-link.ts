@@ -13,6 +13,7 @@ import type { PeerReply, PeerRequest } from '../peer/messages.js'
 import { agreementPoint, type LogPosition } from './log-agreement.js'
 import type { CommitTracker } from './commit-tracker.js'
 import type { ReplicaLog } from './replica-log.js'
+import { sendCheckpoint } from './checkpoint-transfer.js'
 
 export interface PeerAddress {
   host: string
@@ -112,8 +113,26 @@ export class PeerLink {
     }
   }
 
-  /** Ships records from where the logs agree until the connection or the leadership ends. */
+  /**
+   * Ships records from where the logs agree until the connection or the
+   * leadership ends; a follower behind the retained WAL gets a checkpoint
+   * first (then the link starts over with a Fence).
+   */
   private async ship(follower: LogPosition): Promise<void> {
+    try {
+      await this.shipRecords(follower)
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'STRATA_CHANGES_TRUNCATED' || this.stopped || this.client?.isOpen !== true) throw err
+      // No heartbeat may reach the follower while its log is replaced.
+      this.shipping = false
+      this.host.logLine(`${this.id} is behind the retained WAL (its log ends at ${follower.lastSequence}): sending a checkpoint`)
+      const started = performance.now()
+      const sequence = await sendCheckpoint(this.host.log, this.host.log.fs, this.client, this.host.epoch, this.host.requestTimeoutMs * 4)
+      this.host.logLine(`${this.id} installed a checkpoint at sequence ${sequence} in ${Math.round(performance.now() - started)} ms`)
+    }
+  }
+
+  private async shipRecords(follower: LogPosition): Promise<void> {
     const log = this.host.log
     const since = agreementPoint(log.position(), follower)
     this.prevSeq = since

@@ -23,8 +23,9 @@ export class ReplicaLog {
 
   private constructor(
     readonly db: Database,
-    private readonly dir: string,
-    private readonly fs: FileSystem,
+    /** The data directory. */
+    readonly dir: string,
+    readonly fs: FileSystem,
     state: ReplicaState,
   ) {
     this.state = state
@@ -90,6 +91,17 @@ export class ReplicaLog {
     if (current?.epoch === epoch && kept.length === starts.length) return
     const epochStarts = current?.epoch === epoch ? kept : [...kept, { epoch, startSequence }]
     this.write({ ...this.state, promisedEpoch: Math.max(this.state.promisedEpoch, epoch), epochStarts })
+  }
+
+  /**
+   * Replaces this log by a checkpoint of the leader's (catch-up): the
+   * database files from `fromDir`, the epoch starts it came with; the
+   * promise stays.
+   */
+  async installCheckpoint(fromDir: string, epochStarts: readonly EpochStart[]): Promise<number> {
+    const sequence = await this.db.installCheckpoint(fromDir)
+    this.write({ ...this.state, epochStarts: epochStarts.filter((s) => s.startSequence <= sequence).map((s) => ({ ...s })) })
+    return sequence
   }
 
   /** Cuts the log after `sequence` (an uncommitted tail), then forgets the epochs that started past it. */
