@@ -39,6 +39,8 @@ export interface ServeCliOptions {
   nodeId?: string
   peer?: string
   commitTimeoutMs?: number
+  walRetainMib?: number
+  memtableMib?: number
 }
 
 /** Exit code after an unhandled rejection (sysexits EX_SOFTWARE). */
@@ -127,6 +129,8 @@ export function registerServeCommand(program: Command): Command {
     .option('--cluster <etcd://host:port[,host:port]/name>', 'run as a replica of this cluster (etcd endpoints and cluster name; strata cluster init first; docs/replication.md)')
     .option('--node-id <id>', 'with --cluster: this replica\'s id, one of the cluster\'s replicas (stored in the data directory)')
     .option('--peer <host:port>', 'with --cluster: replication listen address (other replicas connect here)')
+    .option('--wal-retain-mib <n>', 'with --cluster: WAL kept for replicas that are behind (past it, a replica catches up by a checkpoint) (default 1024)', nonNegativeInteger)
+    .option('--memtable-mib <n>', 'memtable size in MiB (default 64)', nonNegativeInteger)
     .option('--commit-timeout-ms <n>', 'with --cluster: a leader that gets no majority for a write this long steps down (default 5000)', nonNegativeInteger)
     .action(async (options: ServeCliOptions) => {
       await serve(options)
@@ -165,16 +169,19 @@ export function serverOptionsFromCli(o: ServeCliOptions): ServerOptionsInput {
     allowOrigins: o.allowOrigin,
     limits,
     cluster: clusterFromCli(o),
+    dbOptions: o.memtableMib === undefined ? undefined : { memtableBytes: o.memtableMib * 1024 * 1024 },
   }
 }
 
 function clusterFromCli(o: ServeCliOptions): ServerOptionsInput['cluster'] {
   if (o.cluster === undefined) {
-    if (o.nodeId !== undefined || o.peer !== undefined || o.commitTimeoutMs !== undefined) throw new InvalidArgumentError('--node-id, --peer and --commit-timeout-ms need --cluster')
+    if (o.nodeId !== undefined || o.peer !== undefined || o.commitTimeoutMs !== undefined || o.walRetainMib !== undefined) {
+      throw new InvalidArgumentError('--node-id, --peer, --commit-timeout-ms and --wal-retain-mib need --cluster')
+    }
     return undefined
   }
   if (o.nodeId === undefined || o.peer === undefined) throw new InvalidArgumentError('--cluster needs --node-id and --peer')
-  return { url: o.cluster, nodeId: o.nodeId, peer: o.peer, commitTimeoutMs: o.commitTimeoutMs }
+  return { url: o.cluster, nodeId: o.nodeId, peer: o.peer, commitTimeoutMs: o.commitTimeoutMs, walRetainBytes: o.walRetainMib === undefined ? undefined : o.walRetainMib * 1024 * 1024 }
 }
 
 /**

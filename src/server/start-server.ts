@@ -118,7 +118,14 @@ async function openClusterNode(options: ServerOptions): Promise<ClusterNode> {
     clusterUrl: c.url,
     nodeId: c.nodeId,
     dir: options.dir,
-    dbOptions: { ...options.dbOptions, syncWrites: options.sync, onBackgroundError: (info) => options.log(`${info.readOnly ? 'database is read-only: ' : ''}${info.where} failed: ${info.error.message}`) },
+    dbOptions: {
+      ...options.dbOptions,
+      syncWrites: options.sync,
+      // WAL is kept for replicas that are behind, up to the byte bound, however old (docs/replication.md, "Catch-up").
+      walRetentionBytes: c.walRetainBytes ?? 1 << 30,
+      walRetentionMs: 365 * 24 * 3600 * 1000,
+      onBackgroundError: (info) => options.log(`${info.readOnly ? 'database is read-only: ' : ''}${info.where} failed: ${info.error.message}`),
+    },
     sync: options.sync,
     peer: { host: peer.host, port: peer.port },
     commitTimeoutMs: c.commitTimeoutMs,

@@ -145,6 +145,9 @@ export class PeerLink {
       cursor.close()
       this.client?.close()
     }
+    // A connection that drops while the stream waits for new records must end the wait too.
+    this.client!.onClose = (err) => this.failLink(err)
+    if (this.client?.isOpen !== true) this.failLink(new Error('the connection closed'))
     this.shipping = true
     // The first message says where the follower's log must continue (it cuts a divergent tail there).
     this.send([])
@@ -166,7 +169,10 @@ export class PeerLink {
 
   private send(records: Buffer[], lastSequence = this.prevSeq, lastEpoch = this.prevEpoch): void {
     const client = this.client
-    if (client === undefined || !client.isOpen) return
+    if (client === undefined || !client.isOpen) {
+      this.failLink(new Error('the connection closed'))
+      return
+    }
     const request: PeerRequest = {
       type: 'append',
       epoch: this.host.epoch,
