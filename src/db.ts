@@ -270,6 +270,12 @@ export class Database {
     return new ChangeCursor<WalRecordItem>(() => this.engine, this.engine.changeCursors, since, live, 'records')
   }
 
+  /** @internal The sequence this database's WAL holds up to (written, committed or not): what replication may ship. */
+  get writtenSequence(): number {
+    this.checkOpen()
+    return this.engine.writtenWal().sequence
+  }
+
   /**
    * @internal Appends a WAL record payload another node wrote (what
    * `walRecords()` hands out) verbatim: same sequences, same epoch, NOOPs

@@ -41,6 +41,7 @@ export interface ServeCliOptions {
   commitTimeoutMs?: number
   walRetainMib?: number
   memtableMib?: number
+  peerVia?: string[]
 }
 
 /** Exit code after an unhandled rejection (sysexits EX_SOFTWARE). */
@@ -129,6 +130,7 @@ export function registerServeCommand(program: Command): Command {
     .option('--cluster <etcd://host:port[,host:port]/name>', 'run as a replica of this cluster (etcd endpoints and cluster name; strata cluster init first; docs/replication.md)')
     .option('--node-id <id>', 'with --cluster: this replica\'s id, one of the cluster\'s replicas (stored in the data directory)')
     .option('--peer <host:port>', 'with --cluster: replication listen address (other replicas connect here)')
+    .option('--peer-via <id=host:port>', 'with --cluster: reach replica <id> at this address instead of the one it registered (a tunnel or proxy; repeatable or comma-separated)', collect)
     .option('--wal-retain-mib <n>', 'with --cluster: WAL kept for replicas that are behind (past it, a replica catches up by a checkpoint) (default 1024)', nonNegativeInteger)
     .option('--memtable-mib <n>', 'memtable size in MiB (default 64)', nonNegativeInteger)
     .option('--commit-timeout-ms <n>', 'with --cluster: a leader that gets no majority for a write this long steps down (default 5000)', nonNegativeInteger)
@@ -175,13 +177,26 @@ export function serverOptionsFromCli(o: ServeCliOptions): ServerOptionsInput {
 
 function clusterFromCli(o: ServeCliOptions): ServerOptionsInput['cluster'] {
   if (o.cluster === undefined) {
-    if (o.nodeId !== undefined || o.peer !== undefined || o.commitTimeoutMs !== undefined || o.walRetainMib !== undefined) {
-      throw new InvalidArgumentError('--node-id, --peer, --commit-timeout-ms and --wal-retain-mib need --cluster')
+    if (o.nodeId !== undefined || o.peer !== undefined || o.commitTimeoutMs !== undefined || o.walRetainMib !== undefined || o.peerVia !== undefined) {
+      throw new InvalidArgumentError('--node-id, --peer, --peer-via, --commit-timeout-ms and --wal-retain-mib need --cluster')
     }
     return undefined
   }
   if (o.nodeId === undefined || o.peer === undefined) throw new InvalidArgumentError('--cluster needs --node-id and --peer')
-  return { url: o.cluster, nodeId: o.nodeId, peer: o.peer, commitTimeoutMs: o.commitTimeoutMs, walRetainBytes: o.walRetainMib === undefined ? undefined : o.walRetainMib * 1024 * 1024 }
+  const peerVia: Record<string, string> = {}
+  for (const route of o.peerVia ?? []) {
+    const m = /^([^=]+)=(.+)$/.exec(route)
+    if (m === null) throw new InvalidArgumentError(`--peer-via ${route}: expected <id>=<host:port>`)
+    peerVia[m[1]] = m[2]
+  }
+  return {
+    url: o.cluster,
+    nodeId: o.nodeId,
+    peer: o.peer,
+    commitTimeoutMs: o.commitTimeoutMs,
+    walRetainBytes: o.walRetainMib === undefined ? undefined : o.walRetainMib * 1024 * 1024,
+    peerVia,
+  }
 }
 
 /**

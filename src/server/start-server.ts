@@ -129,6 +129,7 @@ async function openClusterNode(options: ServerOptions): Promise<ClusterNode> {
     sync: options.sync,
     peer: { host: peer.host, port: peer.port },
     commitTimeoutMs: c.commitTimeoutMs,
+    peerVia: new Map(Object.entries(c.peerVia ?? {}).map(([id, a]) => [id, parseListenAddress(a, `--peer-via ${id}`)])),
     logLine: options.log,
   })
   for (const warning of node.db.stats().recovery.warnings) options.log(`recovery: ${warning}`)

@@ -37,10 +37,14 @@ export class CommitTracker {
    * @param replicas every replica's id, this node's included
    * @param onRound a round of heartbeats should go out to every follower now
    */
+  /**
+   * @param ownWritten with `--ack async` (no gate), how far this node's own WAL is written
+   */
   constructor(
     private readonly selfId: string,
     private readonly replicas: readonly string[],
     private readonly onRound: (round: number) => void,
+    private readonly ownWritten?: () => number,
   ) {
     assert(replicas.includes(selfId), `node ${selfId} is not one of the replicas ${replicas.join(',')}`)
   }
@@ -116,6 +120,7 @@ export class CommitTracker {
   }
 
   private recompute(): void {
+    if (this.ownWritten !== undefined) this.ownSequence = Math.max(this.ownSequence, this.ownWritten())
     const positions = [this.ownSequence]
     for (const id of this.replicas) if (id !== this.selfId) positions.push(this.matched.get(id) ?? 0)
     positions.sort((a, b) => b - a)

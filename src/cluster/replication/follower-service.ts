@@ -122,7 +122,16 @@ export class FollowerService {
     if (prevSeq < this.appendedSequence) {
       // The leader found our logs agree only up to prevSeq: what follows is a tail no majority has.
       await this.lastAppend.catch(() => undefined)
-      const cut = await this.log.truncateAfter(prevSeq)
+      let cut: number
+      try {
+        cut = await this.log.truncateAfter(prevSeq)
+      } catch (err) {
+        // Refused before anything changed: the tail reached a table (acknowledged with --ack async, never committed).
+        if (this.log.db.isOpen && (err as StrataError).code === 'STRATA_INVALID_ARGUMENT') {
+          return { type: 'error', code: 'STRATA_CHANGES_TRUNCATED', message: `cannot cut the log after ${prevSeq}: ${(err as Error).message}` }
+        }
+        throw err
+      }
       this.host.logLine(`truncated ${cut} uncommitted record(s) after sequence ${prevSeq} (epoch ${prevEpoch}) for the leader of epoch ${request.epoch}`)
       this.resync()
       if (this.appendedSequence !== prevSeq) return this.diverged()

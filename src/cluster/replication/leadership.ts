@@ -33,6 +33,12 @@ export interface LeadershipOptions {
   /** The other replicas' peer addresses (those registered). */
   peers: ReadonlyMap<string, PeerAddress>
   sync: boolean
+  /**
+   * 'majority': a write resolves once a majority has it (the commit gate);
+   * 'async': once this node's WAL has it, replication following (a failover
+   * may lose what had not reached a majority).
+   */
+  ack: 'majority' | 'async'
   commitTimeoutMs: number
   heartbeatMs: number
   requestTimeoutMs: number
@@ -69,9 +75,14 @@ export class Leadership implements LinkHost {
     this.requestTimeoutMs = options.requestTimeoutMs
     this.ready = new Promise<void>((resolve) => (this.markReady = resolve))
     this.endedPromise = new Promise<string>((resolve) => (this.resolveEnded = resolve))
-    this.tracker = new CommitTracker(options.nodeId, options.replicas, () => {
-      for (const link of this.links) link.heartbeat()
-    })
+    this.tracker = new CommitTracker(
+      options.nodeId,
+      options.replicas,
+      () => {
+        for (const link of this.links) link.heartbeat()
+      },
+      options.ack === 'async' ? () => (options.log.db.isOpen ? options.log.db.writtenSequence : 0) : undefined,
+    )
   }
 
   /** Resolves with the reason once this leadership ended. */
@@ -121,10 +132,12 @@ export class Leadership implements LinkHost {
       const db = this.log.db
       const last = this.log.lastSequence
       this.tracker.ownLog(last)
-      db.setReplication({ commitGate: this.gate, epoch: this.epoch })
+      db.setReplication({ commitGate: this.options.ack === 'majority' ? this.gate : undefined, epoch: this.epoch })
       this.log.noteEpochStart(this.epoch, last + 1)
       this.markReady()
       const noop = await db.writeNoop({ sync: this.options.sync })
+      // Without a gate (ack async) the NOOP resolved at once: its epoch is committed only once a majority has it.
+      if (this.options.ack === 'async') await this.gate(noop)
       this.assertGoing()
       this.serving = true
       this.options.logLine(`leader of epoch ${this.epoch}: log adopted and committed up to sequence ${noop}`)

@@ -125,7 +125,7 @@ export class PeerLink {
       if ((err as { code?: unknown }).code !== 'STRATA_CHANGES_TRUNCATED' || this.stopped || this.client?.isOpen !== true) throw err
       // No heartbeat may reach the follower while its log is replaced.
       this.shipping = false
-      this.host.logLine(`${this.id} is behind the retained WAL (its log ends at ${follower.lastSequence}): sending a checkpoint`)
+      this.host.logLine(`${this.id} needs a checkpoint (${(err as Error).message}): sending one`)
       const started = performance.now()
       const sequence = await sendCheckpoint(this.host.log, this.host.log.fs, this.client, this.host.epoch, this.host.requestTimeoutMs * 4)
       this.host.logLine(`${this.id} installed a checkpoint at sequence ${sequence} in ${Math.round(performance.now() - started)} ms`)
@@ -140,10 +140,12 @@ export class PeerLink {
     let failure: Error | undefined
     const cursor = log.db.walRecords({ since, live: true })
     this.cursor = cursor
-    this.failLink = (err: Error) => {
-      failure ??= err
+    // The first failure decides (replies to appends pipelined behind it fail too, for its reason).
+    this.failLink = (err: Error, keepConnection = false) => {
+      if (failure !== undefined) return
+      failure = err
       cursor.close()
-      this.client?.close()
+      if (!keepConnection) this.client?.close()
     }
     // A connection that drops while the stream waits for new records must end the wait too.
     this.client!.onClose = (err) => this.failLink(err)
@@ -163,7 +165,7 @@ export class PeerLink {
     if (!this.stopped) throw new Error('the record stream ended')
   }
 
-  private failLink: (err: Error) => void = () => undefined
+  private failLink: (err: Error, keepConnection?: boolean) => void = () => undefined
   private drained: (() => void) | undefined
   private pendingBytes = 0
 
@@ -197,6 +199,9 @@ export class PeerLink {
         } else if (reply.type === 'rejected') {
           this.host.superseded(reply.promisedEpoch)
           this.failLink(new StrataError('STRATA_CONFLICT', `${this.id} promised epoch ${reply.promisedEpoch}`))
+        } else if (reply.type === 'error' && reply.code === 'STRATA_CHANGES_TRUNCATED') {
+          // The follower cannot cut its divergent tail (part of it reached its tables): it needs a checkpoint.
+          this.failLink(new StrataError('STRATA_CHANGES_TRUNCATED', reply.message), true)
         } else {
           this.failLink(new Error(`append answered ${describe(reply)}`))
         }

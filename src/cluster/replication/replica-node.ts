@@ -22,6 +22,8 @@ export interface ReplicaNodeOptions {
   dbOptions?: OpenOptions
   /** Writes and appends are fsynced before they count. */
   sync: boolean
+  /** When a leader's write resolves (Leadership's `ack`); default 'majority'. */
+  ack?: 'majority' | 'async'
   peer: PeerAddress
   commitTimeoutMs?: number
   heartbeatMs?: number
@@ -120,6 +122,7 @@ export class ReplicaNode implements FollowerHost {
         replicas: o.replicas,
         peers,
         sync: this.sync,
+        ack: o.ack ?? 'majority',
         commitTimeoutMs: o.commitTimeoutMs ?? 5000,
         heartbeatMs: o.heartbeatMs ?? 100,
         requestTimeoutMs: o.requestTimeoutMs ?? Math.max(500, Math.floor(leaseTtlMs / 2)),

@@ -113,10 +113,11 @@ export interface ServerOptions {
    * `etcd://host:port[,…]/<cluster>`, `nodeId` this replica's id (stored in the data directory),
    * `peer` the replication listen address, `commitTimeoutMs` how long a leader waits for a
    * majority before it steps down (default 5,000), `walRetainBytes` how much WAL a leader keeps
-   * for replicas that are behind (default 1 GiB; past it they get a checkpoint). Undefined: a
+   * for replicas that are behind (default 1 GiB; past it they get a checkpoint), `peerVia` where to
+   * reach some replicas instead of their registered peer address (id → host:port). Undefined: a
    * single node.
    */
-  cluster?: { url: string; nodeId: string; peer: string; commitTimeoutMs?: number; walRetainBytes?: number }
+  cluster?: { url: string; nodeId: string; peer: string; commitTimeoutMs?: number; walRetainBytes?: number; peerVia?: Record<string, string> }
   /** How long a graceful shutdown waits for in-flight requests before closing connections. Default 10,000 ms. */
   shutdownTimeoutMs: number
   /** HTTP: time to receive a request head. Default 20,000 ms. */
