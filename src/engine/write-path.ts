@@ -17,6 +17,8 @@ import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-grou
 
 /** Write groups committed back to back before the drain lets the event loop turn. */
 const GROUPS_PER_EVENT_LOOP_TURN = 64
+/** Written groups that may wait for the commit gate at once (replication: one per round trip otherwise). */
+const MAX_GATED_GROUPS = 64
 
 /**
  * What the write path needs from the engine. As a ConditionReader it reads
@@ -120,6 +122,11 @@ export class WritePath {
   private drainPromise: Promise<void> | undefined
   /** Callers waiting for the memtable to be frozen once every write applied before their call is written (freezeAfterWritten). */
   private readonly freezeRequests: Array<() => void> = []
+  /** Written groups waiting for the commit gate, and the chain that settles them in order (settleAfterGate). */
+  private gatedGroups = 0
+  private gated: Promise<void> = Promise.resolve()
+  /** Set while the drain waits for gated groups only: a new write wakes it to write the next group. */
+  private wakeDrain: (() => void) | undefined
   /** Bytes of the active WAL holding resolved writes (whole records): what change cursors may read. */
   committedWalBytes = 0
   /** The replication epoch new records carry (setEpoch). */
@@ -178,6 +185,7 @@ export class WritePath {
         this.queue.push(w)
       }
       this.drainPromise ??= Promise.resolve().then(() => this.drain())
+      this.wakeDrain?.()
     })
   }
 
@@ -346,12 +354,24 @@ export class WritePath {
 
   private async drain(): Promise<void> {
     try {
-      while (this.applied.length > 0 || this.queue.length > 0 || this.freezeRequests.length > 0) {
+      for (;;) {
+        if (this.applied.length === 0 && this.queue.length === 0 && this.freezeRequests.length === 0) {
+          if (this.gatedGroups === 0) break
+          // Groups wait for the commit gate: the drain ends after them, or writes the next group as soon as one comes.
+          await new Promise<void>((resolve) => {
+            this.wakeDrain = resolve
+            this.gated.then(resolve, resolve)
+          })
+          this.wakeDrain = undefined
+          continue
+        }
         const failure = this.host.failure
         if (failure) {
           this.settle(this.applied.splice(0), failure)
           this.settle(this.queue.splice(0), failure)
           for (const resolve of this.freezeRequests.splice(0)) resolve()
+          // Groups written before the failure settle as their gate decides (a close waits for them).
+          while (this.gatedGroups > 0) await this.gated
           break
         }
         if (this.applied.length > 0) {
@@ -436,24 +456,48 @@ export class WritePath {
       if (gate !== undefined) {
         // Shipping cursors may read the group now; without a gate the wake after the settle below serves both.
         this.host.walCommitted()
-        try {
-          await gate(groupEnd)
-        } catch (err) {
-          // Not committed, maybe never: the entries are in this WAL and memtable, so no later write
-          // may resolve past them. The engine stops taking writes until it is rebuilt from a log that agrees.
-          this.host.onError(err, 'replication')
-          this.settle(group, this.host.failure)
-          return
-        }
+        await this.settleAfterGate(gate(groupEnd), group, bytes, wal.sizeBytes)
+        return
       }
     }
+    this.groupCommitted(group, bytes, records.length > 0, wal.sizeBytes)
+  }
+
+  /**
+   * Settles a written group once the commit gate lets it through, without
+   * holding up the next group: the next one is written (and shipped) while
+   * this one waits for its acknowledgements, and settles right after it,
+   * in order. Waits only when MAX_GATED_GROUPS are already waiting.
+   */
+  private async settleAfterGate(gated: Promise<void>, group: PendingWrite[], bytes: number, walBytes: number): Promise<void> {
+    gated.catch(() => undefined)
+    this.gatedGroups++
+    this.gated = this.gated.then(async () => {
+      try {
+        await gated
+      } catch (err) {
+        // Not committed, maybe never: the entries are in this WAL and memtable, so no later write
+        // may resolve past them. The engine stops taking writes until it is rebuilt from a log that agrees.
+        this.host.onError(err, 'replication')
+        this.settle(group, this.host.failure)
+        return
+      } finally {
+        this.gatedGroups--
+      }
+      this.groupCommitted(group, bytes, true, walBytes)
+    })
+    if (this.gatedGroups >= MAX_GATED_GROUPS) await this.gated
+  }
+
+  /** A group's records are committed: its writes resolve, change cursors may read them. */
+  private groupCommitted(group: PendingWrite[], bytes: number, wrote: boolean, walBytes: number): void {
     this.pacer.record(bytes, this.currentDebt() > 0, performance.now())
-    if (records.length > 0) this.counters.writeGroups++
+    if (wrote) this.counters.writeGroups++
     this.counters.writes += group.length
     this.counters.userBytes += bytes
     this.settle(group, undefined)
-    if (records.length > 0) {
-      this.committedWalBytes = wal.sizeBytes
+    if (wrote) {
+      this.committedWalBytes = walBytes
       this.host.walCommitted()
     }
   }
@@ -500,6 +544,10 @@ export class WritePath {
       await this.host.backgroundProgress()
       this.counters.stallMs += performance.now() - started
     }
+    // Only committed entries are frozen (and so flushed): the groups waiting for the gate settle first.
+    while (this.gatedGroups > 0) await this.gated
+    const failure = this.host.failure
+    if (failure) throw failure
     this.host.freezeMemtable()
   }
 

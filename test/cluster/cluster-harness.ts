@@ -14,12 +14,19 @@
  * `pause`/`resume` (SIGSTOP/SIGCONT), `status(id)` (GET /v1/cluster, 500 ms),
  * `waitForLeader()`.
  *
- * Link faults: the replication (peer) links cannot be proxied without server
- * support (a node advertises the port it listens on), so there is no
- * `proxyPeers`. A node's link to etcd can be cut: `etcdProxy: true` puts one
- * tcp-proxy.ts proxy per node in front of etcd's client port and gives that
- * node its own `--cluster` URL through it (`etcdProxies.get(id).setMode
- * ('blackhole')` isolates the node from etcd; peer and client traffic go on).
+ * Link faults (tcp-proxy.ts proxies; they outlive node restarts, same ports):
+ *   - `etcdProxy: true` puts one proxy per node in front of etcd's client
+ *     port and gives that node its own `--cluster` URL through it
+ *     (`etcdProxies.get(id).setMode('blackhole')` cuts the node from etcd;
+ *     peer and client traffic go on).
+ *   - `peerProxies: true` puts one proxy per ordered pair (from, to) in front
+ *     of `to`'s peer port and starts `from` with `--peer-via to=<that proxy>`
+ *     for every other node: `peerLinks.get('n1>n2')` is the link n1 uses to
+ *     reach n2 (whoever connects, both directions of the connection's bytes
+ *     go through it). `cutPeers(id, mode)` sets every link from and to `id`;
+ *     `isolate(id, mode)` also its etcd proxy (with `etcdProxy`); `heal()`
+ *     sets every proxy back to 'pass'.
+ * Client ports (HTTP, RESP) are never proxied.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -27,7 +34,7 @@ import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { freePort as etcdFreePort, startEtcd, type EtcdInstance } from './etcd-harness.js'
-import { startProxy, type TcpProxy } from './tcp-proxy.js'
+import { startProxy, type ProxyMode, type TcpProxy } from './tcp-proxy.js'
 import type { Endpoint } from './workload.js'
 
 export const STRATA_CLI = path.join(import.meta.dirname, '..', '..', 'dist', 'cli', 'strata.js')
@@ -62,6 +69,8 @@ export interface ClusterOptions {
   name?: string
   /** One proxy per node in front of etcd's client port; each node's URL goes through its own. */
   etcdProxy?: boolean
+  /** One proxy per ordered pair of nodes in front of the target's peer port, used through `--peer-via`. */
+  peerProxies?: boolean
   /** Start every node before returning (default true). Does not wait for a leader. */
   startNodes?: boolean
   /** How long `start(id)` waits for a node to listen (default 20 000 ms). */
@@ -102,6 +111,14 @@ export interface Cluster {
   nodes: ClusterNode[]
   /** With `etcdProxy`: node id → its proxy in front of etcd. Empty otherwise. */
   etcdProxies: Map<string, TcpProxy>
+  /** With `peerProxies`: `'<from>><to>'` → the proxy `from` reaches `to`'s peer port through. Empty otherwise. */
+  peerLinks: Map<string, TcpProxy>
+  /** Sets the mode of every peer link from and to `id` (needs `peerProxies`). */
+  cutPeers(id: string, mode: ProxyMode): void
+  /** `cutPeers(id, mode)` and, with `etcdProxy`, the node's etcd proxy too. */
+  isolate(id: string, mode: ProxyMode): void
+  /** Every proxy (etcd and peer) back to 'pass'. */
+  heal(): void
   node(id: string): ClusterNode
   /** Every node's addresses, for runWorkload. */
   endpoints(): Endpoint[]
@@ -198,6 +215,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const etcd = await startEtcd()
   const root = fs.mkdtempSync(path.join(dataParent(), `strata-cluster-${process.pid}-`))
   const etcdProxies = new Map<string, TcpProxy>()
+  const peerLinks = new Map<string, TcpProxy>()
   const nodes: ClusterNode[] = []
   const url = `etcd://${HOST}:${etcd.clientPort}/${name}`
   let stopped = false
@@ -206,7 +224,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     if (stopped) return
     stopped = true
     await Promise.all(nodes.map((node) => killNode(node, 'SIGKILL')))
-    await Promise.all([...etcdProxies.values()].map((p) => p.close()))
+    await Promise.all([...etcdProxies.values(), ...peerLinks.values()].map((p) => p.close()))
     await etcd.stop()
     fs.rmSync(root, { recursive: true, force: true })
   }
@@ -237,6 +255,24 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       const dir = path.join(root, id)
       nodes.push({ id, dir, httpPort, respPort, peerPort, http: `${HOST}:${httpPort}`, resp: `${HOST}:${respPort}`, url: nodeUrl, process: null, log: [] })
     }
+    if (options.peerProxies === true) {
+      // Their targets (the peer ports) are only known now. A proxy's port 0 could be a node port probed and
+      // released above: such a proxy is closed and made again (the ports it holds stay out of freePort's way).
+      const nodePorts = new Set(nodes.flatMap((x) => [x.httpPort, x.respPort, x.peerPort]))
+      for (const from of nodes) {
+        for (const to of nodes) {
+          if (from === to) continue
+          let proxy = await startProxy(HOST, to.peerPort)
+          while (nodePorts.has(proxy.port)) {
+            const clash = proxy
+            proxy = await startProxy(HOST, to.peerPort)
+            await clash.close()
+          }
+          handedOut.add(proxy.port)
+          peerLinks.set(`${from.id}>${to.id}`, proxy)
+        }
+      }
+    }
     const init = await runCli(['cluster', 'init', '--cluster', url, '--replicas', nodes.map((x) => x.id).join(','), '--ack', options.ack ?? 'majority', '--lease-ttl', String(options.leaseTtlSeconds ?? 2)])
     if (init.code !== 0) throw new Error(`strata cluster init exited ${init.code}:\n${init.stdout}${init.stderr}`)
   } catch (err) {
@@ -264,6 +300,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       '--peer', `${HOST}:${x.peerPort}`,
       '--cluster', x.url,
       '--node-id', x.id,
+      ...nodes.flatMap((to) => {
+        const link = peerLinks.get(`${x.id}>${to.id}`)
+        return link === undefined ? [] : ['--peer-via', `${to.id}=${link.address}`]
+      }),
       ...(options.sync === true ? ['--sync'] : []),
       ...(options.commitTimeoutMs !== undefined ? ['--commit-timeout-ms', String(options.commitTimeoutMs)] : []),
       ...(options.extraArgs ?? []),
@@ -356,12 +396,30 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     throw new Error(`no single leader${exclude !== undefined ? ` other than ${exclude}` : ''} within ${timeoutMs} ms:\n${report}`)
   }
 
+  const cutPeers = (id: string, mode: ProxyMode): void => {
+    node(id)
+    if (peerLinks.size === 0) throw new Error('cutPeers needs startCluster({ peerProxies: true })')
+    for (const [link, proxy] of peerLinks) {
+      const [from, to] = link.split('>')
+      if (from === id || to === id) proxy.setMode(mode)
+    }
+  }
+
   const cluster: Cluster = {
     etcd,
     url,
     name,
     nodes,
     etcdProxies,
+    peerLinks,
+    cutPeers,
+    isolate: (id, mode) => {
+      cutPeers(id, mode)
+      etcdProxies.get(id)?.setMode(mode)
+    },
+    heal: () => {
+      for (const p of [...etcdProxies.values(), ...peerLinks.values()]) p.setMode('pass')
+    },
     node,
     endpoints: () => nodes.map((x) => ({ http: x.http, resp: x.resp })),
     start,

@@ -8,12 +8,9 @@
  * past 2 × TTL, the leader cut from etcd, etcd unreachable for everyone, a
  * follower down while the leader's WAL moves past `--wal-retain-mib`.
  */
-import { createHash } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
-import { open } from '../../src/index.js'
 import { startCluster, type Cluster } from './cluster-harness.js'
-import { checkHistory } from './linearizability.js'
-import { lostWrites, readAll, runWorkload, type WorkloadResult } from './workload.js'
+import { expectReplicasIdentical, judge, summary, workloadUntil } from './judge.js'
 import { skipWithoutEtcd } from './etcd-harness.js'
 
 const TTL_SECONDS = 2
@@ -29,53 +26,6 @@ async function cluster(options: Parameters<typeof startCluster>[0] = {}): Promis
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** The workload of 10 clients over HTTP and RESP, from now until `done` settles. */
-function workloadUntil(c: Cluster, done: Promise<unknown>): Promise<WorkloadResult> {
-  const stop = new AbortController()
-  done.then(
-    () => stop.abort(),
-    () => stop.abort(),
-  )
-  return runWorkload({ endpoints: c.endpoints(), clients: 10, durationMs: 200_000, keysInUse: 3, opTimeoutMs: 2000, signal: stop.signal })
-}
-
-function summary(r: WorkloadResult): string {
-  return JSON.stringify(r.counts)
-}
-
-/** The history is linearizable and no acknowledged write is missing from the final state. */
-async function judge(c: Cluster, r: WorkloadResult): Promise<void> {
-  const verdict = checkHistory(r.history, { timeLimitMs: 60_000 })
-  expect(verdict.ok ? 'linearizable' : `${verdict.reason} on ${verdict.key}: ${verdict.detail}`, summary(r)).toBe('linearizable')
-  const leader = await c.waitForLeader(20_000)
-  const finals = await readAll(leader.http, r.keys)
-  expect(lostWrites(r.history, finals), summary(r)).toEqual([])
-}
-
-/** Waits until every running replica reports the same last sequence, then compares a hash of all their entries. */
-async function expectReplicasIdentical(c: Cluster): Promise<void> {
-  const deadline = performance.now() + 20_000
-  let last: Array<number | undefined> = []
-  for (;;) {
-    last = await Promise.all(c.nodes.map(async (n) => (await c.status(n.id))?.lastSequence))
-    if (last.every((s) => s !== undefined && s === last[0])) break
-    if (performance.now() > deadline) throw new Error(`replicas never converged: last sequences ${JSON.stringify(last)}`)
-    await sleep(100)
-  }
-  const hashes: string[] = []
-  for (const n of c.nodes) {
-    const db = await open(n.dir, { readOnly: true })
-    try {
-      const h = createHash('sha256')
-      for await (const [k, v] of db.iterator()) h.update(`${k.toString('hex')}=${v.toString('hex')}@${(await db.getEntry(k))!.version};`)
-      hashes.push(h.digest('hex'))
-    } finally {
-      await db.close()
-    }
-  }
-  expect(new Set(hashes).size, `hashes ${hashes.join(' ')} at sequence ${last[0]}`).toBe(1)
-}
 
 describe.skipIf(skipWithoutEtcd())('a 3-node cluster under faults (etcd, lease TTL 2 s)', () => {
   it('kill -9 of the leader, 10 times mid-stream: linearizable, nothing acknowledged lost, replicas identical', async () => {

@@ -41,6 +41,8 @@ export interface LinkHost {
 const MAX_PENDING_APPENDS = 256
 const MAX_PENDING_BYTES = 16 << 20
 const RECONNECT_MS = 100
+/** Record bytes gathered into one Append before it goes out. */
+const MAX_APPEND_BYTES = 1 << 20
 
 export class PeerLink {
   private stopped = false
@@ -153,9 +155,30 @@ export class PeerLink {
     this.shipping = true
     // The first message says where the follower's log must continue (it cuts a divergent tail there).
     this.send([])
+    // Records read in one turn of the event loop go out as one Append (copied: the cursor reuses its read chunk).
+    let batch: Buffer[] = []
+    let batchBytes = 0
+    let batchLast = 0
+    let batchEpoch = 0
+    let scheduled = false
+    const flush = (): void => {
+      scheduled = false
+      if (batch.length === 0 || failure !== undefined) return
+      this.send(batch, batchLast, batchEpoch)
+      batch = []
+      batchBytes = 0
+    }
     for await (const record of cursor) {
       if (this.stopped || failure !== undefined) break
-      this.send([record.payload], record.lastSequence, record.epoch)
+      batch.push(Buffer.from(record.payload))
+      batchBytes += record.payload.length
+      batchLast = record.lastSequence
+      batchEpoch = record.epoch
+      if (batchBytes >= MAX_APPEND_BYTES) flush()
+      else if (!scheduled) {
+        scheduled = true
+        setImmediate(flush)
+      }
       const client = this.client!
       while (!this.stopped && failure === undefined && (client.pending > MAX_PENDING_APPENDS || this.pendingBytes > MAX_PENDING_BYTES)) {
         await new Promise<void>((resolve) => (this.drained = resolve))
