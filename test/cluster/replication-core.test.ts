@@ -227,4 +227,17 @@ describe('replication core: leader, followers, commit point, truncation by epoch
     expect(n1.db.getSync('async0')).toBeUndefined()
     expect(await contents(n1.db)).toEqual(await contents(n2.db))
   })
+
+  it('a data directory belongs to one node id: another id refuses to start, changing nothing', async () => {
+    const g = await startGroup()
+    const n1 = g.nodes.get('n1')!
+    const dir = n1.options.dir
+    await n1.close()
+    const before = fs.readFileSync(path.join(dir, 'REPLICA'))
+    await expect(ReplicaNode.open({ dir, nodeId: 'n2', replicas: IDS, sync: false, peer: { host: '127.0.0.1', port: 0 } })).rejects.toThrow(/belongs to node n1, not n2/)
+    expect(fs.readFileSync(path.join(dir, 'REPLICA'))).toEqual(before)
+    const again = await ReplicaNode.open({ dir, nodeId: 'n1', replicas: IDS, sync: false, peer: { host: '127.0.0.1', port: 0 } })
+    g.nodes.set('n1', again)
+    expect(again.log.nodeId).toBe('n1')
+  })
 })

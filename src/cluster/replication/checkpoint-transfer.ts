@@ -21,8 +21,8 @@ import type { ReplicaLog } from './replica-log.js'
 const CHUNK_BYTES = 1 << 20
 const MAX_CHUNKS_IN_FLIGHT = 8
 
-/** Sends a fresh checkpoint of `log` to the follower behind `client`; resolves with its sequence once installed there. */
-export async function sendCheckpoint(log: ReplicaLog, fs: FileSystem, client: PeerClient, epoch: number, timeoutMs: number): Promise<number> {
+/** Sends a fresh checkpoint of `log` to the follower behind `client`; resolves with its sequence and size once installed there. */
+export async function sendCheckpoint(log: ReplicaLog, fs: FileSystem, client: PeerClient, epoch: number, timeoutMs: number): Promise<{ sequence: number; bytes: number }> {
   const dir = path.join(`${log.dir}.transfer`, `checkpoint-${epoch}-${process.pid}-${Date.now()}`)
   const checkpoint = await log.db.checkpoint(dir)
   try {
@@ -48,7 +48,7 @@ export async function sendCheckpoint(log: ReplicaLog, fs: FileSystem, client: Pe
     for (const p of inFlight) expectOk(await p, 'install-chunk')
     // Installing reopens the follower's engine: allow for it.
     expectOk(await client.request({ type: 'install-end', epoch }, { timeoutMs: timeoutMs * 10 }), 'install-end')
-    return checkpoint.sequence
+    return { sequence: checkpoint.sequence, bytes: files.reduce((n, f) => n + f.bytes, 0) }
   } finally {
     removeTree(fs, dir)
   }

@@ -129,8 +129,9 @@ export class PeerLink {
       this.shipping = false
       this.host.logLine(`${this.id} needs a checkpoint (${(err as Error).message}): sending one`)
       const started = performance.now()
-      const sequence = await sendCheckpoint(this.host.log, this.host.log.fs, this.client, this.host.epoch, this.host.requestTimeoutMs * 4)
-      this.host.logLine(`${this.id} installed a checkpoint at sequence ${sequence} in ${Math.round(performance.now() - started)} ms`)
+      const sent = await sendCheckpoint(this.host.log, this.host.log.fs, this.client, this.host.epoch, this.host.requestTimeoutMs * 4)
+      const ms = performance.now() - started
+      this.host.logLine(`${this.id} installed a checkpoint at sequence ${sent.sequence} (${sent.bytes} bytes, ${((sent.bytes / 1e6) / (ms / 1000)).toFixed(1)} MB/s) in ${Math.round(ms)} ms`)
     }
   }
 
