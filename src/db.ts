@@ -6,6 +6,7 @@ import type { Engine } from './engine/engine.js'
 import { openEngine, recoverEngine } from './engine/recovery.js'
 import { truncateLog } from './engine/log-truncation.js'
 import { installCheckpointFiles } from './engine/checkpoint-install.js'
+import type { FileSystem } from './vfs/file-system.js'
 import { loadReadOnlyView, openReadOnlyEngine } from './engine/read-only.js'
 import type { EngineStats } from './engine/stats.js'
 import { ChangeCursor, type WalRecordItem } from './engine/change-cursor.js'
@@ -489,27 +490,9 @@ export class Database {
   async truncateLog(afterSequence: number): Promise<number> {
     this.checkOpen()
     if (!this.replicated) throw invalid('truncateLog() is for databases opened for replication')
-    if (this.resuming !== undefined) await this.resuming.catch(() => undefined)
-    const old = this.engine
-    if (old.pinsState) throw invalid('truncateLog() needs every iterator, snapshot and transaction closed')
-    const fs = old.options.fileSystem
     // A cut that cannot be made is refused while the engine still runs.
-    truncateLog(fs, old.dir, afterSequence, true)
-    // Queued writes (a follower's appends waiting for the freeze limit, say) fail instead of waiting.
-    if (old.failure === undefined) old.onError(new StrataError('STRATA_NOT_OPEN', `the log is being truncated after sequence ${afterSequence}`), 'replication')
-    await old.stopBackgroundWork()
-    if (this.engine !== old || !old.isOpen) throw new StrataError('STRATA_NOT_OPEN', 'the database was closed during truncateLog()')
-    old.retire()
-    try {
-      const cut = truncateLog(fs, old.dir, afterSequence)
-      const next = recoverEngine(old.dir, { ...old.options, createIfMissing: false, errorIfExists: false }, old.releaseLock, old.changeCursors, true)
-      this.engine = next
-      this.applyReplication(next)
-      return cut.records
-    } catch (err) {
-      old.releaseLock()
-      throw err
-    }
+    truncateLog(this.engine.options.fileSystem, this.engine.dir, afterSequence, true)
+    return this.rebuildReplicated('truncateLog()', `the log is being truncated after sequence ${afterSequence}`, (fs, dir) => truncateLog(fs, dir, afterSequence).records)
   }
 
   /**
@@ -522,21 +505,33 @@ export class Database {
    * open). Resolves with the new last sequence.
    */
   async installCheckpoint(fromDir: string): Promise<number> {
+    await this.rebuildReplicated('installCheckpoint()', `a checkpoint from ${fromDir} replaces the database`, (fs, dir) => installCheckpointFiles(fs, dir, fromDir))
+    return this.engine.visibleSequence
+  }
+
+  /**
+   * Stops a replicated node's engine (queued writes fail with `why`), runs
+   * `change` on its directory, and rebuilds the engine from it as a reopen
+   * would, keeping the lock. A failure once the old engine is retired
+   * releases the lock: the database is closed.
+   */
+  private async rebuildReplicated<T>(what: string, why: string, change: (fs: FileSystem, dir: string) => T): Promise<T> {
     this.checkOpen()
-    if (!this.replicated) throw invalid('installCheckpoint() is for databases opened for replication')
+    if (!this.replicated) throw invalid(`${what} is for databases opened for replication`)
     if (this.resuming !== undefined) await this.resuming.catch(() => undefined)
     const old = this.engine
-    if (old.pinsState) throw invalid('installCheckpoint() needs every iterator, snapshot and transaction closed')
-    if (old.failure === undefined) old.onError(new StrataError('STRATA_NOT_OPEN', `a checkpoint from ${fromDir} replaces the database`), 'replication')
+    if (old.pinsState) throw invalid(`${what} needs every iterator, snapshot and transaction closed`)
+    // Queued writes (a follower's appends waiting for the freeze limit, say) fail instead of waiting.
+    if (old.failure === undefined) old.onError(new StrataError('STRATA_NOT_OPEN', why), 'replication')
     await old.stopBackgroundWork()
-    if (this.engine !== old || !old.isOpen) throw new StrataError('STRATA_NOT_OPEN', 'the database was closed during installCheckpoint()')
+    if (this.engine !== old || !old.isOpen) throw new StrataError('STRATA_NOT_OPEN', `the database was closed during ${what}`)
     old.retire()
     try {
-      installCheckpointFiles(old.options.fileSystem, old.dir, fromDir)
+      const result = change(old.options.fileSystem, old.dir)
       const next = recoverEngine(old.dir, { ...old.options, createIfMissing: false, errorIfExists: false }, old.releaseLock, old.changeCursors, true)
       this.engine = next
       this.applyReplication(next)
-      return next.visibleSequence
+      return result
     } catch (err) {
       old.releaseLock()
       throw err
