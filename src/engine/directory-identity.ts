@@ -3,7 +3,7 @@ import * as path from 'node:path'
 import { decodeChecksummedText, encodeChecksummedText } from '../base/checksummed-text.js'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { CHECKPOINT_PARTIAL_FILE, CURRENT_FILE, LOCK_FILE, LOCK_TAKEOVER_PREFIX, MARKER_FILE, MARKER_TEMP_FILE, manifestFileName } from '../base/file-names.js'
-import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
+import { replaceFileAtomically, syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { scanRecords } from '../wal/record-framing.js'
 
 /**
@@ -190,22 +190,6 @@ export function establishIdentity(
 
 /** Writes the marker atomically: temp file, fdatasync, rename, directory fsync. */
 function writeMarker(fs: FileSystem, dir: string, identity: DatabaseIdentity): void {
-  const tmp = path.join(dir, MARKER_TEMP_FILE)
-  let file: File | undefined
-  try {
-    file = fs.open(tmp, 'w')
-    writeFully(file, encodeMarker(identity), 0)
-    file.datasyncSync()
-    file.close()
-    fs.rename(tmp, path.join(dir, MARKER_FILE))
-  } catch (err) {
-    file?.close()
-    try {
-      fs.unlink(tmp)
-    } catch {
-      // Left behind: the next open ignores it and overwrites it.
-    }
-    throw ioError(`cannot write ${path.join(dir, MARKER_FILE)}`, err)
-  }
+  replaceFileAtomically(fs, path.join(dir, MARKER_FILE), path.join(dir, MARKER_TEMP_FILE), encodeMarker(identity))
   syncDirectory(fs, dir)
 }

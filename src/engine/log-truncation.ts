@@ -2,7 +2,7 @@ import * as path from 'node:path'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { parseFileName, walFileName } from '../base/file-names.js'
 import { TableVersionSet } from '../manifest/table-version-set.js'
-import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
+import { replaceFileAtomically, syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { RECORD_HEADER_BYTES, scanRecords } from '../wal/record-framing.js'
 import { walRecordLastSequence } from '../wal/wal-record.js'
 import { readU64 } from '../base/coding.js'
@@ -81,7 +81,7 @@ export function truncateLog(fs: FileSystem, dir: string, afterSequence: number, 
         throw ioError(`cannot delete ${wals[i].file}`, err)
       }
     }
-    replaceWithPrefix(fs, wals[cut.index].file, wals[cut.index].bytes.subarray(0, cut.offset))
+    replaceFileAtomically(fs, wals[cut.index].file, `${wals[cut.index].file}.tmp`, wals[cut.index].bytes.subarray(0, cut.offset))
     syncDirectory(fs, dir)
   }
   if (state.lastSequence > afterSequence || cut !== undefined) {
@@ -134,21 +134,4 @@ function liveWals(fs: FileSystem, dir: string, logNumber: number): { wals: LiveW
     return { name, file, bytes, payloads: scan.payloads }
   })
   return { wals, maxNumber }
-}
-
-/** Replaces `file` by `prefix`, atomically and durably (the directory is synced by the caller). */
-function replaceWithPrefix(fs: FileSystem, file: string, prefix: Buffer): void {
-  const tmp = `${file}.tmp`
-  let out: File | undefined
-  try {
-    out = fs.open(tmp, 'w')
-    writeFully(out, prefix, 0)
-    out.datasyncSync()
-    out.close()
-    out = undefined
-    fs.rename(tmp, file)
-  } catch (err) {
-    out?.close()
-    throw ioError(`cannot cut ${file} to ${prefix.length} bytes`, err)
-  }
 }

@@ -2,7 +2,7 @@ import * as path from 'node:path'
 import { decodeChecksummedText, encodeChecksummedText } from '../base/checksummed-text.js'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { REPLICA_FILE, REPLICA_TEMP_FILE } from '../base/file-names.js'
-import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
+import { replaceFileAtomically, syncDirectory, type FileSystem } from '../vfs/file-system.js'
 
 /**
  * A replicated node's own state (docs/format.md, "REPLICA"; docs/replication.md):
@@ -85,20 +85,7 @@ export function readReplicaState(fs: FileSystem, dir: string): ReplicaState | un
 
 /** Replaces the state in `dir` durably: temp file, fdatasync, rename, directory fsync. */
 export function writeReplicaState(fs: FileSystem, dir: string, state: ReplicaState): void {
-  const bytes = encodeReplicaState(state)
-  const tmp = path.join(dir, REPLICA_TEMP_FILE)
-  let file: File | undefined
-  try {
-    file = fs.open(tmp, 'w')
-    writeFully(file, bytes, 0)
-    file.datasyncSync()
-    file.close()
-    file = undefined
-    fs.rename(tmp, path.join(dir, REPLICA_FILE))
-  } catch (err) {
-    file?.close()
-    throw ioError(`cannot write ${path.join(dir, REPLICA_FILE)}`, err)
-  }
+  replaceFileAtomically(fs, path.join(dir, REPLICA_FILE), path.join(dir, REPLICA_TEMP_FILE), encodeReplicaState(state))
   syncDirectory(fs, dir)
 }
 

@@ -111,3 +111,29 @@ export function syncDirectory(fs: FileSystem, dir: string): void {
     throw ioError(`fsync of directory ${dir} failed`, err)
   }
 }
+
+/**
+ * Replaces `target` by `bytes` atomically and durably: written to `temp`,
+ * fdatasynced, renamed over `target` (the caller syncs the directory). On a
+ * failure the temp file is removed when possible and STRATA_IO_ERROR thrown;
+ * `target` is then unchanged.
+ */
+export function replaceFileAtomically(fs: FileSystem, target: string, temp: string, bytes: Uint8Array): void {
+  let file: File | undefined
+  try {
+    file = fs.open(temp, 'w')
+    writeFully(file, bytes, 0)
+    file.datasyncSync()
+    file.close()
+    file = undefined
+    fs.rename(temp, target)
+  } catch (err) {
+    file?.close()
+    try {
+      fs.unlink(temp)
+    } catch {
+      // Left behind: a temp name, ignored and overwritten next time.
+    }
+    throw ioError(`cannot write ${target}`, err)
+  }
+}
