@@ -105,8 +105,43 @@ export async function cleanup() {
 /** Ports this process handed out already (the kernel may offer a closed one again). */
 const handedOut = new Set()
 
-/** A free loopback port: bind port 0, read it, close; never the same one twice. */
+/**
+ * Lowest port of the kernel's ephemeral range (outgoing connections take
+ * their local port from it, and so does bind(0)); 32768 when unknown.
+ */
+const EPHEMERAL_LOW = (() => {
+  try { return Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768 } catch { return 32768 }
+})()
+
+/** Resolves true when 127.0.0.1:port can be listened on right now. */
+function canListen(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer()
+    srv.once('error', () => resolve(false))
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)))
+  })
+}
+
+/**
+ * A free loopback port, never the same one twice. Chosen at random below
+ * the ephemeral range (10000 up to it) and checked by listening on it: a
+ * port from bind(0) lies inside that range, where the outgoing connections
+ * of the processes started meanwhile (a node connecting to etcd or to its
+ * peers, redis-benchmark's clients) may take it as their local port before
+ * the server that was to listen on it starts (EADDRINUSE). Falls back to
+ * bind(0) when the range below is unusable.
+ */
 export async function freePort() {
+  const low = 10000
+  const high = Math.min(EPHEMERAL_LOW, 65536) - 1
+  for (let tries = 0; high > low && tries < 200; tries++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1))
+    if (RESERVED.has(port) || handedOut.has(port)) continue
+    if (await canListen(port)) {
+      handedOut.add(port)
+      return port
+    }
+  }
   for (;;) {
     const port = await new Promise((resolve, reject) => {
       const srv = net.createServer()
@@ -198,6 +233,7 @@ export class StrataNode {
    * @param {string} [o.clusterUrl] etcd://…/name; absent: a single node
    * @param {string} [o.id] node id (with clusterUrl)
    * @param {boolean} [o.sync]
+   * @param {string[]} [o.extraArgs] more `strata serve` arguments (e.g. ['--wal-retain-mib', '1'])
    */
   constructor(o) {
     Object.assign(this, o)
@@ -220,6 +256,7 @@ export class StrataNode {
     const args = [strataBin, 'serve', '--dir', this.dir, '--http', this.http, '--resp', `127.0.0.1:${this.respPort}`]
     if (this.clusterUrl) args.push('--peer', `127.0.0.1:${this.peerPort}`, '--cluster', this.clusterUrl, '--node-id', this.id)
     if (this.sync) args.push('--sync')
+    if (this.extraArgs) args.push(...this.extraArgs)
     fs.appendFileSync(this.logFile, `\n--- start ${new Date().toISOString()} node ${args.slice(1).join(' ')}\n`)
     this.child = spawnTracked(process.execPath, args, this.logFile)
     return this.child
@@ -270,10 +307,11 @@ export class StrataNode {
 
 /**
  * Starts etcd (unless one is given), inits a cluster with a fresh name and
- * starts n replicas with data dirs under workDir. Resolves once one node
+ * starts n replicas with data dirs under workDir (nodeArgs: more `strata
+ * serve` arguments for every replica). Resolves once one node
  * reports role 'leader' and the others 'follower'.
  */
-export async function startCluster({ workDir, ttl = 2, ack = 'majority', sync = false, n = 3, name, etcd: givenEtcd } = {}) {
+export async function startCluster({ workDir, ttl = 2, ack = 'majority', sync = false, n = 3, name, etcd: givenEtcd, nodeArgs } = {}) {
   const etcd = givenEtcd ?? await startEtcd(workDir)
   const clusterName = name ?? `bench${process.pid}x${Date.now().toString(36)}`
   const clusterUrl = `etcd://127.0.0.1:${etcd.port}/${clusterName}`
@@ -281,7 +319,7 @@ export async function startCluster({ workDir, ttl = 2, ack = 'majority', sync = 
   clusterInit(clusterUrl, { replicas: ids, ack, ttl })
   const nodes = []
   for (const id of ids) {
-    nodes.push(await StrataNode.create({ id, clusterUrl, sync, dir: path.join(workDir, id), logFile: path.join(workDir, `${id}.log`) }))
+    nodes.push(await StrataNode.create({ id, clusterUrl, sync, extraArgs: nodeArgs, dir: path.join(workDir, id), logFile: path.join(workDir, `${id}.log`) }))
   }
   for (const node of nodes) node.start()
   await Promise.all(nodes.map((node) => node.waitUp()))

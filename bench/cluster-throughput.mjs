@@ -12,10 +12,9 @@
  *
  * Options: --seconds (10) per measured run, --connections (64),
  * --value-bytes (100), --keyspace (100000) random keys, --rounds (3),
- * --sync, --modes (single,majority; also async = a cluster inited with
- * --ack async, which the nodes refuse to start as long as async is not
- * built), --protocols (resp,http), --lag-ms (50) sampling period, --ttl (2)
- * lease TTL of the cluster, --json, --keep (keep the work dir).
+ * --sync, --modes (single,majority; also async), --protocols (resp,http),
+ * --lag-ms (50) sampling period, --ttl (2) lease TTL of the cluster,
+ * --json, --keep (keep the work dir).
  *
  * Per round and mode (the order of the modes rotates each round, so single
  * and cluster alternate): fresh data directories under /dev/shm, then
@@ -24,7 +23,10 @@
  *             with --ack majority: a write is acknowledged once 2 of 3
  *             replicas have it in their WAL), one etcd shared by the whole
  *             run, a fresh cluster name per start; the load goes to the
- *             leader.
+ *             leader;
+ *   async     the same with a cluster inited with --ack async (the leader
+ *             acknowledges a write once it is in its own WAL; the
+ *             followers get it after).
  * Then:
  *   RESP  redis-benchmark -h 127.0.0.1 -p <resp> -t set -n N -c 64 -d 100 -r 100000 -q
  *         with N = (writes/s of a 50,000-request warm-up on the first round,

@@ -122,20 +122,39 @@ export function etcdVersion(): string {
   return execFileSync(requireEtcd(), ['--version'], { encoding: 'utf8', timeout: 10_000 }).split('\n')[0] ?? ''
 }
 
-/** A free TCP port on 127.0.0.1 (bind port 0, read it, close), never 2379/2380 or one in `avoid`. */
+/**
+ * A free TCP port on 127.0.0.1, never 2379/2380 or one in `avoid`. Picked at
+ * random below the kernel's ephemeral range (checked free by binding it):
+ * a port from that range (what binding port 0 gives) can be taken by some
+ * process's outgoing connection before the server meant for it listens, or
+ * while a killed node is restarted on it.
+ */
 export async function freePort(avoid: ReadonlySet<number> = new Set()): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
+  const [low, high] = portRange()
+  for (let attempt = 0; ; attempt++) {
+    const candidate = attempt < 200 ? low + Math.floor(Math.random() * (high - low)) : 0
+    const port = await new Promise<number | undefined>((resolve) => {
       const srv = net.createServer()
       srv.unref()
-      srv.once('error', reject)
-      srv.listen(0, '127.0.0.1', () => {
+      srv.once('error', () => resolve(undefined))
+      srv.listen(candidate, '127.0.0.1', () => {
         const p = (srv.address() as net.AddressInfo).port
         srv.close(() => resolve(p))
       })
     })
-    if (!RESERVED_PORTS.has(port) && !avoid.has(port)) return port
+    if (port !== undefined && !RESERVED_PORTS.has(port) && !avoid.has(port)) return port
   }
+}
+
+/** Ports to pick from: 20000 up to the start of the ephemeral range (Linux: /proc/sys/net/ipv4/ip_local_port_range). */
+function portRange(): [number, number] {
+  try {
+    const first = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+    if (Number.isSafeInteger(first) && first > 21000) return [20000, first]
+  } catch {
+    // not Linux
+  }
+  return [20000, 32768]
 }
 
 function dataParent(): string {
