@@ -240,4 +240,22 @@ describe('replication core: leader, followers, commit point, truncation by epoch
     g.nodes.set('n1', again)
     expect(again.log.nodeId).toBe('n1')
   })
+
+  it('a leader that no majority answers fails reads within the commit timeout and steps down', async () => {
+    const g = await startGroup({ commitTimeoutMs: 600 })
+    const n1 = g.nodes.get('n1')!
+    const leadership = await n1.lead(10, peersOf(g, 'n1'), () => true, 2000)
+    await n1.db.put('a', '1')
+    await leadership.readBarrier()
+    isolate(g, 'n1', 'blackhole')
+    const started = performance.now()
+    const refused = await leadership.readBarrier().then(
+      () => undefined,
+      (err: unknown) => refusalOf(err),
+    )
+    expect(refused?.kind).toBe('no-leader')
+    expect(performance.now() - started).toBeGreaterThanOrEqual(550)
+    expect(performance.now() - started).toBeLessThan(2000)
+    expect(await leadership.ended).toContain('read-index')
+  })
 })

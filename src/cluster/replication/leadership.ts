@@ -156,7 +156,22 @@ export class Leadership implements LinkHost {
   /** Read-index: resolves once reads at the commit point are linearizable. */
   async readBarrier(): Promise<void> {
     if (!this.serving) throw ClusterRefusal.noLeader('the leader is still taking over')
-    await this.tracker.readBarrier()
+    // Without a majority for commitTimeoutMs, reads fail (and the leader steps down) as writes would.
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.stepDown(`no majority answered a read-index round within ${this.options.commitTimeoutMs} ms`)
+        reject(ClusterRefusal.noLeader(`no majority answered within ${this.options.commitTimeoutMs} ms`))
+      }, this.options.commitTimeoutMs)
+    })
+    try {
+      await Promise.race([this.tracker.readBarrier(), timeout])
+    } catch (err) {
+      // A read that was not served has no outcome to doubt: the client just retries elsewhere.
+      throw err instanceof ClusterRefusal && err.kind === 'outcome-unknown' ? ClusterRefusal.noLeader(err.message) : err
+    } finally {
+      clearTimeout(timer)
+    }
     if (!this.options.leaseAlive() || this.isOver) throw ClusterRefusal.noLeader(`leadership of epoch ${this.epoch} ended`)
   }
 
