@@ -4,9 +4,6 @@ import { checkKey, checkValue, toBuffer, type Bytes } from './base/keys.js'
 import type { DbIterator } from './iterators/db-iterator.js'
 import type { Engine } from './engine/engine.js'
 import { openEngine, recoverEngine } from './engine/recovery.js'
-import { truncateLog } from './engine/log-truncation.js'
-import { installCheckpointFiles } from './engine/checkpoint-install.js'
-import type { FileSystem } from './vfs/file-system.js'
 import { loadReadOnlyView, openReadOnlyEngine } from './engine/read-only.js'
 import type { EngineStats } from './engine/stats.js'
 import { ChangeCursor, type WalRecordItem } from './engine/change-cursor.js'
@@ -84,8 +81,8 @@ export interface Snapshot {
  */
 export class Database {
   /** The running engine; replaced by a successful `resume()`. */
-  private engine: Engine
-  private resuming: Promise<boolean> | undefined
+  protected engine: Engine
+  protected resuming: Promise<boolean> | undefined
   /** The replication hooks (setReplication), carried over to the engine a resume builds. */
   private replication: { commitGate: ((sequence: number) => Promise<void>) | undefined; freezeLimit: number; epoch: number; refuseWrites: (() => Error) | undefined } | undefined
   /** Read-only views a refresh replaced that iterators or snapshots still read; close() retires them. */
@@ -95,10 +92,10 @@ export class Database {
   /** Runs `transaction()` on the engine of the moment. */
   private readonly transactions = new TransactionRunner(() => this.engine)
 
-  /** @internal `replicated`: opened by openReplicated (replayed WAL entries are not flushed at open). */
+  /** @internal `replicated`: a ReplicatedDatabase (replayed WAL entries are not flushed at open or resume). */
   constructor(
     engine: Engine,
-    private readonly replicated = false,
+    protected readonly replicated = false,
   ) {
     this.engine = engine
   }
@@ -313,7 +310,7 @@ export class Database {
     this.applyReplication(this.engine)
   }
 
-  private applyReplication(engine: Engine): void {
+  protected applyReplication(engine: Engine): void {
     if (this.replication === undefined) return
     engine.commitGate = this.replication.commitGate
     engine.refuseWrites = this.replication.refuseWrites
@@ -478,66 +475,6 @@ export class Database {
     return true
   }
 
-  /**
-   * @internal A replicated node's truncation (docs/replication.md,
-   * "Truncation by epoch"): cuts every WAL record after `afterSequence` (a
-   * record boundary, above everything in tables: only an uncommitted tail is
-   * ever cut) and rebuilds the engine from the directory as a reopen would,
-   * keeping the lock. Queued writes settle first; iterators, snapshots and
-   * transactions must be closed. Resolves with the records cut. A failure
-   * after the old engine stopped closes the database.
-   */
-  async truncateLog(afterSequence: number): Promise<number> {
-    this.checkOpen()
-    if (!this.replicated) throw invalid('truncateLog() is for databases opened for replication')
-    // A cut that cannot be made is refused while the engine still runs.
-    truncateLog(this.engine.options.fileSystem, this.engine.dir, afterSequence, true)
-    return this.rebuildReplicated('truncateLog()', `the log is being truncated after sequence ${afterSequence}`, (fs, dir) => truncateLog(fs, dir, afterSequence).records)
-  }
-
-  /**
-   * @internal A replicated node's catch-up (docs/replication.md, "Catch-up"):
-   * replaces every database file by those of the checkpoint in `fromDir` (on
-   * the same file system; its files are moved) and rebuilds the engine from
-   * them, keeping the lock. As truncateLog: queued writes fail, iterators and
-   * snapshots must be closed, a failure after the old engine stopped closes
-   * the database (a crash in the middle leaves a directory that refuses to
-   * open). Resolves with the new last sequence.
-   */
-  async installCheckpoint(fromDir: string): Promise<number> {
-    await this.rebuildReplicated('installCheckpoint()', `a checkpoint from ${fromDir} replaces the database`, (fs, dir) => installCheckpointFiles(fs, dir, fromDir))
-    return this.engine.visibleSequence
-  }
-
-  /**
-   * Stops a replicated node's engine (queued writes fail with `why`), runs
-   * `change` on its directory, and rebuilds the engine from it as a reopen
-   * would, keeping the lock. A failure once the old engine is retired
-   * releases the lock: the database is closed.
-   */
-  private async rebuildReplicated<T>(what: string, why: string, change: (fs: FileSystem, dir: string) => T): Promise<T> {
-    this.checkOpen()
-    if (!this.replicated) throw invalid(`${what} is for databases opened for replication`)
-    if (this.resuming !== undefined) await this.resuming.catch(() => undefined)
-    const old = this.engine
-    if (old.pinsState) throw invalid(`${what} needs every iterator, snapshot and transaction closed`)
-    // Queued writes (a follower's appends waiting for the freeze limit, say) fail instead of waiting.
-    if (old.failure === undefined) old.onError(new StrataError('STRATA_NOT_OPEN', why), 'replication')
-    await old.stopBackgroundWork()
-    if (this.engine !== old || !old.isOpen) throw new StrataError('STRATA_NOT_OPEN', `the database was closed during ${what}`)
-    old.retire()
-    try {
-      const result = change(old.options.fileSystem, old.dir)
-      const next = recoverEngine(old.dir, { ...old.options, createIfMissing: false, errorIfExists: false }, old.releaseLock, old.changeCursors, true)
-      this.engine = next
-      this.applyReplication(next)
-      return result
-    } catch (err) {
-      old.releaseLock()
-      throw err
-    }
-  }
-
   /** Waits for queued writes and running flushes, then releases the directory. Idempotent. */
   async close(): Promise<void> {
     if (this.resuming !== undefined) await this.resuming.catch(() => undefined)
@@ -602,7 +539,7 @@ export class Database {
     return checkValue(input, this.engine.options.maxValueBytes)
   }
 
-  private checkOpen(): void {
+  protected checkOpen(): void {
     if (!this.engine.isOpen) throw new StrataError('STRATA_NOT_OPEN', 'database is not open')
   }
 
@@ -622,19 +559,6 @@ function syncOption(options: WriteOptions | undefined): boolean {
   if (typeof options !== 'object' || options === null) throw invalid('write options must be an object')
   if (options.sync !== undefined && typeof options.sync !== 'boolean') throw invalid('sync must be a boolean')
   return options.sync === true
-}
-
-/**
- * @internal Opens `dir` for a replicated node: as `open`, except that WAL
- * entries replayed at the open stay in the memtable (they may be an
- * uncommitted tail) until the freeze limit covers them, and `truncateLog`
- * is allowed.
- */
-export async function openReplicated(dir: string, options?: OpenOptions): Promise<Database> {
-  if (typeof dir !== 'string' || dir.length === 0) throw invalid('dir must be a non-empty string')
-  const resolved = resolveOptions(options)
-  if (resolved.readOnly) throw invalid('a replicated node cannot open read-only')
-  return new Database(await openEngine(dir, resolved, true), true)
 }
 
 /** Opens (creating by default) the database in `dir`. */

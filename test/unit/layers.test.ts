@@ -64,7 +64,7 @@ const LAYERS: readonly Layer[] = [
   { name: 'compaction', members: ['compaction/'] },
   { name: 'engine', members: ['engine/'] },
   { name: 'txn', members: ['txn/'] },
-  { name: 'api', members: ['db.ts', 'index.ts'] },
+  { name: 'api', members: ['db.ts', 'replicated-db.ts', 'index.ts'] },
   { name: 'cluster', members: ['cluster/'] },
   { name: 'adapters', members: ['level/', 'server/'], independent: true },
   { name: 'cli', members: ['cli/'] },

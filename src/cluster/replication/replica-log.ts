@@ -11,7 +11,7 @@
 import * as path from 'node:path'
 import { assert } from '../../base/assert.js'
 import { StrataError } from '../../base/errors.js'
-import type { Database } from '../../db.js'
+import type { ReplicatedDatabase } from '../../replicated-db.js'
 import { readReplicaState, writeReplicaState, NODE_ID, type ReplicaState } from '../../engine/replica-state.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { nodeFileSystem } from '../../vfs/node-file-system.js'
@@ -22,7 +22,7 @@ export class ReplicaLog {
   private state: ReplicaState
 
   private constructor(
-    readonly db: Database,
+    readonly db: ReplicatedDatabase,
     /** The data directory. */
     readonly dir: string,
     readonly fs: FileSystem,
@@ -35,7 +35,7 @@ export class ReplicaLog {
    * The log of `db` in `dir` for node `nodeId`: a directory without a
    * REPLICA file becomes this node's; one of another node is refused.
    */
-  static load(db: Database, dir: string, nodeId: string, fs: FileSystem = nodeFileSystem): ReplicaLog {
+  static load(db: ReplicatedDatabase, dir: string, nodeId: string, fs: FileSystem = nodeFileSystem): ReplicaLog {
     if (!NODE_ID.test(nodeId)) throw new StrataError('STRATA_INVALID_ARGUMENT', `node id ${JSON.stringify(nodeId)} is not 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit`)
     let state = readReplicaState(fs, dir)
     if (state === undefined) {

@@ -5,7 +5,7 @@
  * replica is a follower unless leading; the peer protocol drives a follower
  * (follower-service.ts).
  */
-import { openReplicated, type Database } from '../../db.js'
+import { openReplicated, type ReplicatedDatabase } from '../../replicated-db.js'
 import type { OpenOptions } from '../../options.js'
 import { PeerServer } from '../peer/peer-server.js'
 import { ClusterRefusal } from './cluster-refusal.js'
@@ -37,7 +37,7 @@ export interface ReplicaNodeOptions {
 export type ReplicaRole = 'follower' | 'leader'
 
 export class ReplicaNode implements FollowerHost {
-  readonly db: Database
+  readonly db: ReplicatedDatabase
   readonly log: ReplicaLog
   readonly sync: boolean
   private readonly follower: FollowerService
@@ -54,7 +54,7 @@ export class ReplicaNode implements FollowerHost {
 
   private constructor(
     readonly options: ReplicaNodeOptions,
-    db: Database,
+    db: ReplicatedDatabase,
   ) {
     this.db = db
     this.sync = options.sync
