@@ -48,28 +48,17 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
 import * as L from './cluster-lib.mjs'
 
-const { values: opt } = parseArgs({
-  options: {
-    writes: { type: 'string', default: '1000000' },
-    'stream-writes': { type: 'string', default: '5000' },
-    'value-bytes': { type: 'string', default: '100' },
-    rounds: { type: 'string', default: '3' },
-    'retain-mib': { type: 'string', default: '1' },
-    variants: { type: 'string', default: 'checkpoint,stream' },
-    ttl: { type: 'string', default: '2' },
-    json: { type: 'boolean', default: false },
-    keep: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
+const opt = L.benchOptions(import.meta.url, {
+  writes: { type: 'string', default: '1000000' },
+  'stream-writes': { type: 'string', default: '5000' },
+  'value-bytes': { type: 'string', default: '100' },
+  rounds: { type: 'string', default: '3' },
+  'retain-mib': { type: 'string', default: '1' },
+  variants: { type: 'string', default: 'checkpoint,stream' },
+  ttl: { type: 'string', default: '2' },
 })
-if (opt.help) {
-  process.stdout.write(fs.readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0])
-  process.exit(0)
-}
-L.requireBuild()
 const writes = Number(opt.writes)
 const streamWrites = Number(opt['stream-writes'])
 const valueBytes = Number(opt['value-bytes'])

@@ -39,29 +39,17 @@
  * the maximum. Everything runs on this machine (etcd, 3 nodes, the client),
  * so CPU contention is part of the figure.
  */
-import * as fs from 'node:fs'
 import * as os from 'node:os'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
 import * as L from './cluster-lib.mjs'
 
-const { values: opt } = parseArgs({
-  options: {
-    trials: { type: 'string', default: '30' },
-    ttl: { type: 'string', default: '2' },
-    'poll-ms': { type: 'string', default: '15' },
-    ack: { type: 'string', default: 'majority' },
-    sync: { type: 'boolean', default: false },
-    json: { type: 'boolean', default: false },
-    keep: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
+const opt = L.benchOptions(import.meta.url, {
+  trials: { type: 'string', default: '30' },
+  ttl: { type: 'string', default: '2' },
+  'poll-ms': { type: 'string', default: '15' },
+  ack: { type: 'string', default: 'majority' },
+  sync: { type: 'boolean', default: false },
 })
-if (opt.help) {
-  process.stdout.write(fs.readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0])
-  process.exit(0)
-}
-L.requireBuild()
 const trials = Number(opt.trials)
 const ttl = Number(opt.ttl)
 const pollMs = Number(opt['poll-ms'])

@@ -13,6 +13,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
+import { parseArgs } from 'node:util'
 import * as net from 'node:net'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -402,6 +403,28 @@ export function summarize(values) {
 }
 
 /** Exits when dist/ was not built (it does not check whether dist/ is older than src/). */
+/**
+ * The options of a cluster bench (node:util parseArgs), with the ones they
+ * all take added (--json, --keep, --help). --help prints the script's header
+ * comment and exits; otherwise the build must exist.
+ */
+export function benchOptions(scriptUrl, options) {
+  const { values } = parseArgs({
+    options: {
+      ...options,
+      json: { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  })
+  if (values.help) {
+    process.stdout.write(fs.readFileSync(new URL(scriptUrl), 'utf8').split('*/')[0])
+    process.exit(0)
+  }
+  requireBuild()
+  return values
+}
+
 export function requireBuild() {
   if (!fs.existsSync(strataBin)) {
     process.stderr.write(`no ${strataBin}: run npm run build first\n`)

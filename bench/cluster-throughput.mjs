@@ -59,32 +59,21 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import * as L from './cluster-lib.mjs'
 
-const { values: opt } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '10' },
-    connections: { type: 'string', default: '64' },
-    'value-bytes': { type: 'string', default: '100' },
-    keyspace: { type: 'string', default: '100000' },
-    rounds: { type: 'string', default: '3' },
-    sync: { type: 'boolean', default: false },
-    modes: { type: 'string', default: 'single,majority' },
-    protocols: { type: 'string', default: 'resp,http' },
-    'lag-ms': { type: 'string', default: '50' },
-    ttl: { type: 'string', default: '2' },
-    json: { type: 'boolean', default: false },
-    keep: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
+const opt = L.benchOptions(import.meta.url, {
+  seconds: { type: 'string', default: '10' },
+  connections: { type: 'string', default: '64' },
+  'value-bytes': { type: 'string', default: '100' },
+  keyspace: { type: 'string', default: '100000' },
+  rounds: { type: 'string', default: '3' },
+  sync: { type: 'boolean', default: false },
+  modes: { type: 'string', default: 'single,majority' },
+  protocols: { type: 'string', default: 'resp,http' },
+  'lag-ms': { type: 'string', default: '50' },
+  ttl: { type: 'string', default: '2' },
 })
-if (opt.help) {
-  process.stdout.write(fs.readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0])
-  process.exit(0)
-}
-L.requireBuild()
 const seconds = Number(opt.seconds)
 const connections = Number(opt.connections)
 const valueBytes = Number(opt['value-bytes'])
