@@ -31,9 +31,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
-import * as os from 'node:os'
 import * as path from 'node:path'
-import { freePort as etcdFreePort, startEtcd, type EtcdInstance } from './etcd-harness.js'
+import { dataParent, freePort as etcdFreePort, killOnExit, startEtcd, type EtcdInstance } from './etcd-harness.js'
 import { startProxy, type ProxyMode, type TcpProxy } from './tcp-proxy.js'
 import type { Endpoint } from './workload.js'
 
@@ -139,33 +138,7 @@ export interface Cluster {
   stop(): Promise<void>
 }
 
-function dataParent(): string {
-  try {
-    fs.accessSync('/dev/shm', fs.constants.W_OK)
-    if (fs.statSync('/dev/shm').isDirectory()) return '/dev/shm'
-  } catch {
-    // no tmpfs
-  }
-  return os.tmpdir()
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-const live = new Set<ChildProcess>()
-let exitHookInstalled = false
-function installExitHook(): void {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  process.on('exit', () => {
-    for (const child of live) {
-      try {
-        child.kill('SIGKILL')
-      } catch {
-        // gone
-      }
-    }
-  })
-}
 
 function alive(child: ChildProcess | null): child is ChildProcess {
   return child !== null && child.exitCode === null && child.signalCode === null
@@ -309,8 +282,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       ...(options.extraArgs ?? []),
     ]
     const child = spawn(process.execPath, args, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] })
-    installExitHook()
-    live.add(child)
+    const forget = killOnExit(child)
     x.process = child
     x.log.push(`--- start ${id} pid ${child.pid ?? '?'} at ${new Date().toISOString()}`)
     let ready = false // this run printed its ready line
@@ -339,13 +311,13 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         child.once('exit', (code, signal) => {
           exitInfo = `code ${code} signal ${signal}`
           x.log.push(`--- ${id} exited (${exitInfo})`)
-          live.delete(child)
+          forget()
           if (x.process === child) x.process = null
           resolve()
         })
         child.once('error', (err) => {
           exitInfo = `spawn error ${err.message}`
-          live.delete(child)
+          forget()
           if (x.process === child) x.process = null
           resolve()
         })

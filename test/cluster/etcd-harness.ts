@@ -157,7 +157,8 @@ function portRange(): [number, number] {
   return [20000, 32768]
 }
 
-function dataParent(): string {
+/** Where test data goes: /dev/shm when writable (fast, no disk wear), else the temp directory. */
+export function dataParent(): string {
   try {
     fs.accessSync('/dev/shm', fs.constants.W_OK)
     if (fs.statSync('/dev/shm').isDirectory()) return '/dev/shm'
@@ -190,19 +191,27 @@ function sweepStaleDataDirs(parent: string): void {
 
 const live = new Set<ChildProcess>()
 let exitHookInstalled = false
-function installExitHook(): void {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  // A test process that dies without stop() must not leave etcd running.
-  process.on('exit', () => {
-    for (const child of live) {
-      try {
-        child.kill('SIGKILL')
-      } catch {
-        // already gone
+
+/**
+ * Kills `child` with SIGKILL if this test process exits first (a test that
+ * dies without its cleanup must not leave etcd or a node running); returns
+ * the function to call once the child exited on its own.
+ */
+export function killOnExit(child: ChildProcess): () => void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true
+    process.on('exit', () => {
+      for (const c of live) {
+        try {
+          c.kill('SIGKILL')
+        } catch {
+          // already gone
+        }
       }
-    }
-  })
+    })
+  }
+  live.add(child)
+  return () => live.delete(child)
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -261,8 +270,7 @@ async function startOnce(bin: string, options: EtcdOptions): Promise<EtcdInstanc
   ]
   const t0 = performance.now()
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  installExitHook()
-  live.add(child)
+  const forget = killOnExit(child)
   let logText = ''
   const append = (chunk: Buffer) => {
     logText += chunk.toString('utf8')
@@ -274,12 +282,12 @@ async function startOnce(bin: string, options: EtcdOptions): Promise<EtcdInstanc
   const exited = new Promise<void>((resolve) => {
     child.once('exit', (code, signal) => {
       exitInfo = `code ${code} signal ${signal}`
-      live.delete(child)
+      forget()
       resolve()
     })
     child.once('error', (err) => {
       exitInfo = `spawn error: ${err.message}`
-      live.delete(child)
+      forget()
       resolve()
     })
   })
