@@ -1,7 +1,7 @@
 import * as path from 'node:path'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { parseFileName, walFileName } from '../base/file-names.js'
-import { readExactly, readInto, type File, type FileSystem } from '../vfs/file-system.js'
+import { listDirectory, readExactly, readInto, type File, type FileSystem } from '../vfs/file-system.js'
 import { RECORD_HEADER_BYTES, scanRecords } from '../wal/record-framing.js'
 import { PAYLOAD_PREFIX_BYTES, forEachWalEntry, walRecordEpoch, walRecordLastSequence } from '../wal/wal-record.js'
 import { readU32, readU64 } from '../base/coding.js'
@@ -368,12 +368,7 @@ function truncated(message: string): StrataError {
 
 /** The WAL numbers in the directory, ascending. */
 function listWals(fs: FileSystem, dir: string): number[] {
-  let names: string[]
-  try {
-    names = fs.readdir(dir)
-  } catch (err) {
-    throw ioError(`cannot list ${dir}`, err)
-  }
+  const names = listDirectory(fs, dir)
   const wals: number[] = []
   for (const name of names) {
     const f = parseFileName(name)

@@ -1,7 +1,7 @@
 import * as path from 'node:path'
 import { StrataError, ioError } from '../base/errors.js'
 import { CHECKPOINT_PARTIAL_FILE, LOCK_FILE, REPLICA_FILE, REPLICA_TEMP_FILE, parseFileName } from '../base/file-names.js'
-import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
+import { listDirectory, syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
 
 /**
  * Replaces the database files of a stopped, locked directory by those of a
@@ -17,14 +17,14 @@ import { syncDirectory, writeFully, type File, type FileSystem } from '../vfs/fi
  */
 export function installCheckpointFiles(fs: FileSystem, dir: string, from: string): void {
   const partial = path.join(dir, CHECKPOINT_PARTIAL_FILE)
-  const incoming = list(fs, from).filter((n) => n !== CHECKPOINT_PARTIAL_FILE)
+  const incoming = listDirectory(fs, from).filter((n) => n !== CHECKPOINT_PARTIAL_FILE)
   if (!incoming.some((n) => parseFileName(n)?.kind === 'current')) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', `${from} holds no database to install (no CURRENT)`)
   }
   createEmpty(fs, partial)
   syncDirectory(fs, dir)
   const keep = new Set([LOCK_FILE, REPLICA_FILE, REPLICA_TEMP_FILE, CHECKPOINT_PARTIAL_FILE])
-  for (const name of list(fs, dir)) {
+  for (const name of listDirectory(fs, dir)) {
     if (keep.has(name) || parseFileName(name) === undefined) continue
     try {
       fs.unlink(path.join(dir, name))
@@ -48,14 +48,6 @@ export function installCheckpointFiles(fs: FileSystem, dir: string, from: string
     throw ioError(`cannot delete ${partial}`, err)
   }
   syncDirectory(fs, dir)
-}
-
-function list(fs: FileSystem, dir: string): string[] {
-  try {
-    return fs.readdir(dir)
-  } catch (err) {
-    throw ioError(`cannot list ${dir}`, err)
-  }
 }
 
 function createEmpty(fs: FileSystem, file: string): void {

@@ -5,7 +5,7 @@ import { assert } from '../base/assert.js'
 import { CHECKPOINT_PARTIAL_FILE, MARKER_FILE, parseFileName, tableFileName, walFileName } from '../base/file-names.js'
 import type { TableVersion } from '../manifest/table-version.js'
 import { writeSnapshotManifestFile } from '../manifest/table-version-set.js'
-import { readInto, syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
+import { listDirectory, readInto, syncDirectory, writeFully, type File, type FileSystem } from '../vfs/file-system.js'
 
 /** What `checkpoint()` made. */
 export interface CheckpointResult {
@@ -61,7 +61,7 @@ export function captureCheckpointState(host: CheckpointHost): CheckpointState {
   const logNumber = host.tableVersions.logNumber
   const active = host.committedWal()
   const walNumbers: number[] = []
-  for (const name of listNames(host.fs, host.dir)) {
+  for (const name of listDirectory(host.fs, host.dir)) {
     const f = parseFileName(name)
     if (f?.kind === 'wal' && f.number >= logNumber && f.number <= active.number) walNumbers.push(f.number)
   }
@@ -152,7 +152,7 @@ export async function writeCheckpoint(host: CheckpointHost, targetPath: string):
   }
   syncDirectory(fs, target)
   let bytes = 0
-  const names = listNames(fs, target)
+  const names = listDirectory(fs, target)
   for (const name of names) bytes += statSize(fs, path.join(target, name))
   return { sequence: state.sequence, bytes, files: names.length, copiedBytes }
 }
@@ -273,14 +273,6 @@ async function syncFile(fs: FileSystem, file: string): Promise<void> {
     throw ioError(`cannot sync ${file}`, err)
   } finally {
     f?.close()
-  }
-}
-
-function listNames(fs: FileSystem, dir: string): string[] {
-  try {
-    return fs.readdir(dir)
-  } catch (err) {
-    throw ioError(`cannot list ${dir}`, err)
   }
 }
 

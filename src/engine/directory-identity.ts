@@ -3,7 +3,7 @@ import * as path from 'node:path'
 import { decodeChecksummedText, encodeChecksummedText } from '../base/checksummed-text.js'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { CHECKPOINT_PARTIAL_FILE, CURRENT_FILE, LOCK_FILE, LOCK_TAKEOVER_PREFIX, MARKER_FILE, MARKER_TEMP_FILE, manifestFileName } from '../base/file-names.js'
-import { replaceFileAtomically, syncDirectory, type FileSystem } from '../vfs/file-system.js'
+import { listDirectory, replaceFileAtomically, syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { scanRecords } from '../wal/record-framing.js'
 
 /**
@@ -85,12 +85,7 @@ function isTransient(name: string): boolean {
  * STRATA_CORRUPTION for a damaged marker.
  */
 export function inspectDirectory(fs: FileSystem, dir: string): DirectoryState {
-  let names: string[]
-  try {
-    names = fs.readdir(dir)
-  } catch (err) {
-    throw ioError(`cannot list ${dir}`, err)
-  }
+  const names = listDirectory(fs, dir)
   if (names.includes(CHECKPOINT_PARTIAL_FILE)) {
     throw new StrataError(
       'STRATA_NOT_A_DATABASE',

@@ -2,7 +2,7 @@ import * as path from 'node:path'
 import { StrataError, corruption, ioError } from '../base/errors.js'
 import { parseFileName, walFileName } from '../base/file-names.js'
 import { TableVersionSet } from '../manifest/table-version-set.js'
-import { replaceFileAtomically, syncDirectory, type FileSystem } from '../vfs/file-system.js'
+import { listDirectory, replaceFileAtomically, syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { RECORD_HEADER_BYTES, scanRecords } from '../wal/record-framing.js'
 import { walRecordLastSequence } from '../wal/wal-record.js'
 import { readU64 } from '../base/coding.js'
@@ -105,12 +105,7 @@ interface LiveWal {
 
 /** The WALs recovery would replay, in order, with their intact records; and the highest file number in `dir`. */
 function liveWals(fs: FileSystem, dir: string, logNumber: number): { wals: LiveWal[]; maxNumber: number } {
-  let names: string[]
-  try {
-    names = fs.readdir(dir)
-  } catch (err) {
-    throw ioError(`cannot list ${dir}`, err)
-  }
+  const names = listDirectory(fs, dir)
   const numbers: number[] = []
   let maxNumber = 0
   for (const name of names) {

@@ -8,7 +8,7 @@ import { TableVersionSet, type RecoveredState } from '../manifest/table-version-
 import { Memtable } from '../memtable/memtable.js'
 import { Recycler } from '../memtable/recycler.js'
 import type { ResolvedOptions } from '../options.js'
-import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
+import { listDirectory, syncDirectory, type FileSystem } from '../vfs/file-system.js'
 import { visitWal } from '../wal/wal-reader.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { Engine } from './engine.js'
@@ -86,12 +86,7 @@ export function recoverEngine(dir: string, options: ResolvedOptions, releaseLock
     if (!options.createIfMissing) throw new StrataError('STRATA_NOT_FOUND', `no database in ${dir}`)
     state = { tableVersion: TableVersion.empty(), logNumber: 0, nextFileNumber: 1, lastSequence: 0, manifestNumber: 0 }
   }
-  let names: string[]
-  try {
-    names = fs.readdir(dir)
-  } catch (err) {
-    throw ioError(`cannot list ${dir}`, err)
-  }
+  const names = listDirectory(fs, dir)
   let maxNumber = 0
   const wals: number[] = []
   for (const name of names) {

@@ -103,6 +103,15 @@ export function readExactly(file: File, length: number, position: number): Buffe
   return done === length ? buf : buf.subarray(0, done)
 }
 
+/** The names in `dir`; throws STRATA_IO_ERROR. */
+export function listDirectory(fs: FileSystem, dir: string): string[] {
+  try {
+    return fs.readdir(dir)
+  } catch (err) {
+    throw ioError(`cannot list ${dir}`, err)
+  }
+}
+
 /** fsyncs `dir` so that entries created, renamed or deleted in it are durable; throws STRATA_IO_ERROR. */
 export function syncDirectory(fs: FileSystem, dir: string): void {
   try {
