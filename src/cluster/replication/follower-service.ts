@@ -42,7 +42,6 @@ export class FollowerService {
   /** The last append handed to the write path: replies that report a position wait for it. */
   private lastAppend: Promise<unknown> = Promise.resolve()
   private chain: Promise<unknown> = Promise.resolve()
-  private commitSequence = 0
   private readonly receiver: CheckpointReceiver
 
   constructor(
@@ -150,10 +149,8 @@ export class FollowerService {
     const lastSeq = this.appendedSequence
     const written = writes.length > 0 ? Promise.all(writes) : this.lastAppend
     if (writes.length > 0) this.lastAppend = written
-    if (request.commitSeq > this.commitSequence) {
-      this.commitSequence = request.commitSeq
-      this.host.committed(Math.min(request.commitSeq, lastSeq))
-    }
+    // The host keeps the highest it heard (it only moves forward).
+    this.host.committed(Math.min(request.commitSeq, lastSeq))
     const epoch = request.epoch
     return {
       later: written.then(
