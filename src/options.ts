@@ -38,6 +38,20 @@ export interface OpenOptions {
   blockRestartInterval?: number
   /** Bloom filter bits per key. Default 10 (~1% false positives). */
   bloomBitsPerKey?: number
+  /**
+   * Values of at least this many bytes are kept apart from the keys, in blob
+   * files written at flush; tables hold a 10-odd-byte reference instead, so
+   * compactions do not rewrite the values and the block cache holds no large
+   * value (key-value separation, docs/design.md "Blob files"). Default 4096.
+   * A `minBlobBytes` above `maxValueBytes` keeps every value inline.
+   */
+  minBlobBytes?: number
+  /**
+   * A compaction that meets a reference into a blob file at least this many
+   * percent garbage moves the value into a new blob file, and a file past it
+   * with no compaction due gets one (blob garbage collection). Default 25.
+   */
+  blobGarbagePercent?: number
   /** Largest accepted key. Default 65536. */
   maxKeyBytes?: number
   /** Largest accepted value. Default 16 MiB. */
@@ -146,6 +160,8 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   blockBytes: 4096,
   blockRestartInterval: 16,
   bloomBitsPerKey: 10,
+  minBlobBytes: 4096,
+  blobGarbagePercent: 25,
   maxKeyBytes: 65536,
   maxValueBytes: 16 << 20,
   maxBatchBytes: 256 << 20,
@@ -177,6 +193,8 @@ const RANGES: Partial<Record<keyof OpenOptions, [number, number]>> = {
   blockBytes: [256, 1 << 26],
   blockRestartInterval: [1, 1024],
   bloomBitsPerKey: [1, 64],
+  minBlobBytes: [1, 2 ** 31],
+  blobGarbagePercent: [1, 100],
   maxKeyBytes: [1, 1 << 26],
   maxValueBytes: [0, 1 << 29],
   maxBatchBytes: [1, 1 << 30],

@@ -13,7 +13,7 @@ import { Command } from 'commander'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { chartRows, escapeXml, niceMax, niceStep, writeChart } from '../src/cli/bench/chart.js'
 import { addBenchCommand, benchConfig, type BenchCliOptions } from '../src/cli/bench/command.js'
-import { DEFAULT_WORKLOADS, WORKLOAD_NAMES, applyApi, type BenchConfig } from '../src/cli/bench/config.js'
+import { DEFAULT_WORKLOADS, NAMED_ONLY_WORKLOADS, WORKLOAD_NAMES, applyApi, scaledOps, type BenchConfig } from '../src/cli/bench/config.js'
 import { nextCount } from '../src/cli/bench/engines.js'
 import { KeyFormat, Permutation, ValuePool, randomIndices, streamSeed } from '../src/cli/bench/key-stream.js'
 import { formatNs } from '../src/cli/bench/report.js'
@@ -151,7 +151,9 @@ describe('bench arguments', () => {
     const c = parse()
     expect(c.workloads).toEqual([...DEFAULT_WORKLOADS])
     expect(c.workloads).not.toContain('bigdata')
-    expect(c.workloads).toHaveLength(WORKLOAD_NAMES.length - 1)
+    expect(c.workloads).not.toContain('largevalues16k')
+    expect(c.workloads).not.toContain('largevalues1m')
+    expect(c.workloads).toHaveLength(WORKLOAD_NAMES.length - NAMED_ONLY_WORKLOADS.length)
     expect(c.engines).toEqual(['stratadb', 'classic-level', 'lmdb'])
     expect(c).toMatchObject({ num: 200_000, concurrency: 64, progress: true, chartPath: undefined, bigdataNum: 20_000_000 })
     expect(c.bigdataReads).toBe(1_000_000)
@@ -177,6 +179,25 @@ describe('bench arguments', () => {
     const small = parse('bigdata', '--bigdata-num', '20000', '--bigdata-reads', '5000', '--bigdata-window', '2000', '--increments', '1000')
     expect(small).toMatchObject({ bigdataNum: 20_000, bigdataReads: 5000, bigdataWindow: 2000, incrementsPerTask: 1000 })
     expect(parse('bigdata', '--bigdata-num', '20000').bigdataReads).toBe(20_000)
+  })
+
+  it('sizes largevalues by --large-value-bytes, same bytes at every size, and passes --min-blob-bytes only when given', () => {
+    const c = parse()
+    expect(c.largeValueBytes).toBe(256 * 1024)
+    expect(c.minBlobBytes).toBeUndefined()
+    // num / 200 values of 256 KiB (250 MiB at the default num), whatever the value size.
+    expect(scaledOps.largevalues(200_000)).toBe(1000)
+    expect(scaledOps.largevalues(200_000, 256 * 1024)).toBe(1000)
+    expect(scaledOps.largevalues(200_000, 16 * 1024)).toBe(16_000)
+    expect(scaledOps.largevalues(200_000, 2 ** 20)).toBe(250)
+    expect(scaledOps.largevalues(2000, 2 ** 20)).toBe(2)
+    expect(scaledOps.largevalues(10, 2 ** 20)).toBe(1)
+    const sized = parse('largevalues', 'largevalues16k', 'largevalues1m', '--large-value-bytes', '64_000', '--min-blob-bytes', '4096')
+    expect(sized).toMatchObject({ workloads: ['largevalues', 'largevalues16k', 'largevalues1m'], largeValueBytes: 64_000, minBlobBytes: 4096 })
+    expect(parse('--min-blob-bytes', '1').minBlobBytes).toBe(1)
+    expect(() => parse('--min-blob-bytes', '0')).toThrow(/positive integer/)
+    expect(() => parse('largevalues', '--large-value-bytes', '0')).toThrow(/positive integer/)
+    expect(() => parse('largevalues', '--large-value-bytes', String(16 * 2 ** 20 + 1))).toThrow(/--large-value-bytes must be/)
   })
 
   it('selects the API: level drives stratadb through StrataLevel and drops lmdb, both adds stratadb-level', () => {
@@ -338,6 +359,40 @@ describe('strata bench command', () => {
     const found = report.results.filter((r) => r.workload === 'readrandom').map((r) => r.found)
     expect(found).toEqual([2000, 2000, 2000])
     expect(level.find((r) => r.workload === 'readreverse')?.ops).toBe(2000)
+  })
+
+  it('runs largevalues at --large-value-bytes and largevalues16k, largevalues1m at their own sizes', () => {
+    const out = path.join(dir, 'largevalues.json')
+    const run = runCli(['largevalues', 'largevalues16k', 'largevalues1m', '--large-value-bytes', '65536', '--num', '2000', '--out', out], 120_000)
+    expect(run.status, run.stderr).toBe(0)
+    // The same bytes at every size: num / 200 values of 256 KiB.
+    expect(run.stdout).toContain('largevalues: 40 puts of 64 KiB values (2.5 MiB')
+    expect(run.stdout).toContain('largevalues16k: 160 puts of 16 KiB values (2.5 MiB')
+    expect(run.stdout).toContain('largevalues1m: 2 puts of 1 MiB values (2 MiB')
+    const report = JSON.parse(fs.readFileSync(out, 'utf8')) as Report & { config: BenchConfig }
+    expect(report.config.largeValueBytes).toBe(65536)
+    const engines = report.engines.filter((e) => e.available).map((e) => e.name)
+    expect(report.results).toHaveLength(3 * engines.length)
+    const expected: Record<string, { ops: number; valueBytes: number }> = {
+      largevalues: { ops: 40, valueBytes: 65536 },
+      largevalues16k: { ops: 160, valueBytes: 16384 },
+      largevalues1m: { ops: 2, valueBytes: 2 ** 20 },
+    }
+    for (const r of report.results) {
+      expect(r.ok, `${r.workload} ${r.engine}: ${r.error}`).toBe(true)
+      expect(r.ops).toBe(expected[r.workload].ops)
+      expect(r.details).toMatchObject({ valueBytes: expected[r.workload].valueBytes, readOps: expected[r.workload].ops })
+      expect(r.details?.readFound).toBeGreaterThan(0)
+    }
+  })
+
+  it('passes --min-blob-bytes to stratadb only', () => {
+    const out = path.join(dir, 'min-blob.json')
+    const run = runCli(['fillseq', '--engines', 'stratadb,classic-level', '--num', '2000', '--min-blob-bytes', '64', '--out', out], 60_000)
+    expect(run.stdout).toContain('blobs:    minBlobBytes 64 for stratadb')
+    const report = JSON.parse(fs.readFileSync(out, 'utf8')) as Report & { config: BenchConfig }
+    expect(report.config.minBlobBytes).toBe(64)
+    for (const r of report.results) expect(r.ok, `${r.engine}: ${r.error}`).toBe(true)
   })
 
   it('rejects an unknown workload', () => {

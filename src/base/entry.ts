@@ -15,6 +15,20 @@ import type { Bytes } from './keys.js'
 /** Kind of an internal entry; the values are part of the on-disk format (WAL records and tables). */
 export const KIND_DELETE = 0
 export const KIND_PUT = 1
+/**
+ * A put whose value lives in a blob file: the entry's value bytes are a blob
+ * reference (src/blob/blob-reference.ts). Tables only: WAL records and
+ * memtables hold values inline, and reads resolve the reference before a
+ * value leaves the engine.
+ */
+export const KIND_BLOB = 3
+
+/**
+ * Reads the value a blob reference (the value bytes of a KIND_BLOB entry)
+ * names: a new Buffer, verified; `where` names the table in errors. Given to
+ * table readers and iterators by the engine (src/blob/blob-file-cache.ts).
+ */
+export type BlobResolver = (reference: Uint8Array, where: string) => Buffer
 
 /** One write of a group: a put (value set) or a delete (value null). */
 export interface WriteOp {

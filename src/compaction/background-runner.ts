@@ -4,6 +4,7 @@ import { StrataError, type StrataErrorCode } from '../base/errors.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import { runCompactionJob, type CompactionJob, type CompactionResult } from './compaction-job.js'
 import { runFlushJob, type FlushJob } from './flush-job.js'
+import type { WrittenTable } from './table-writer.js'
 import type { FileSystem } from '../vfs/file-system.js'
 import { nodeFileSystem } from '../vfs/node-file-system.js'
 
@@ -32,9 +33,9 @@ export class BackgroundRunner {
   private nextId = 1
   private readonly pending = new Map<number, { resolve: (r: unknown) => void; reject: (e: unknown) => void }>()
 
-  async flush(job: FlushJob): Promise<TableMeta | undefined> {
-    const meta = (await this.run({ type: 'flush', flush: job })) as TableMeta | undefined
-    return meta === undefined ? undefined : reviveMeta(meta)
+  async flush(job: FlushJob): Promise<WrittenTable> {
+    const written = (await this.run({ type: 'flush', flush: job })) as WrittenTable
+    return { ...written, table: written.table === undefined ? undefined : reviveMeta(written.table) }
   }
 
   async compact(job: CompactionJob): Promise<CompactionResult> {

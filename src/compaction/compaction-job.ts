@@ -7,7 +7,11 @@ import { MergingIterator } from '../iterators/merging-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { TableScanner } from '../sstable/table-scanner.js'
-import { KIND_DELETE } from '../base/entry.js'
+import { KIND_BLOB, KIND_DELETE } from '../base/entry.js'
+import type { BlobGarbage } from '../manifest/blob-file-meta.js'
+import { BlobFileCache } from '../blob/blob-file-cache.js'
+import { BlobFileWriter, type WrittenBlobFile } from '../blob/blob-file-writer.js'
+import { decodeBlobReference, type BlobReference } from '../blob/blob-reference.js'
 import { ShadowFilter } from './shadow-filter.js'
 import { TableFileWriter } from './table-writer.js'
 
@@ -35,6 +39,10 @@ export interface CompactionJob {
   deeperLevels: KeySpan[][]
   /** Shared flag (non-zero: stop): the engine is closing. The job then stops at its next output chunk. */
   cancel?: Int32Array
+  /** Blob files whose values this compaction moves into a new blob file (blob garbage collection). */
+  relocateBlobFiles?: number[]
+  /** The file number reserved for that new blob file. */
+  blobOutputNumber?: number
 }
 
 export interface CompactionResult {
@@ -45,6 +53,10 @@ export interface CompactionResult {
   entriesDropped: number
   /** True when the job stopped early on `cancel`: its outputs are partial and must not be installed. */
   cancelled?: boolean
+  /** Blob references dropped or relocated, per blob file. */
+  blobGarbage: BlobGarbage[]
+  /** The blob file relocated values went to, if any. */
+  blobFile?: WrittenBlobFile
 }
 
 
@@ -65,20 +77,96 @@ export async function runCompactionJob(job: CompactionJob, fs: FileSystem = node
   const children: InternalIterator[] = scanners
   const merge = new MergingIterator(children, false)
   const outputs = new CompactionOutputs(fs, job)
+  const blobs = new BlobHandling(fs, job)
   const counts = { entriesIn: 0, entriesDropped: 0 }
   const bytesRead = scanners.reduce((n, r) => n + r.fileBytes, 0)
+  let blobFile: WrittenBlobFile | undefined
   try {
-    if (!(await mergeEntries(merge, job, outputs, counts))) {
-      return { outputs: [], bytesRead, bytesWritten: 0, ...counts, cancelled: true }
+    if (!(await mergeEntries(merge, job, outputs, blobs, counts))) {
+      blobs.abandon()
+      return { outputs: [], bytesRead, bytesWritten: 0, ...counts, cancelled: true, blobGarbage: [] }
     }
+    // The relocated values are durable before the tables naming them are installed.
+    blobFile = await blobs.finish()
     await outputs.finish()
   } catch (err) {
+    blobs.abandon()
     await outputs.abandon()
     throw err
   } finally {
     merge.close()
+    blobs.close()
   }
-  return { outputs: outputs.tables, bytesRead, bytesWritten: outputs.tables.reduce((n, t) => n + t.fileBytes, 0), ...counts }
+  const bytesWritten = outputs.tables.reduce((n, t) => n + t.fileBytes, 0) + (blobFile?.fileBytes ?? 0)
+  return { outputs: outputs.tables, bytesRead: bytesRead + blobs.bytesRead, bytesWritten, ...counts, blobGarbage: blobs.garbage(), blobFile }
+}
+
+/**
+ * A compaction's blob work: counts the references it drops as garbage of
+ * their blob files, and moves the values of files being collected
+ * (`relocateBlobFiles`) into one new blob file, counting the old reference
+ * as garbage too (blob garbage collection through compaction, as RocksDB's
+ * integrated BlobDB: a reference changes only inside a table rewrite, so no
+ * read ever meets a dangling one).
+ */
+class BlobHandling {
+  private readonly byFile = new Map<number, BlobGarbage>()
+  private readonly relocate: ReadonlySet<number>
+  private readonly ref: BlobReference = { fileNumber: 0, valueOffset: 0, valueLength: 0, checksum: 0 }
+  private reader: BlobFileCache | undefined
+  private writer: BlobFileWriter | undefined
+  bytesRead = 0
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly job: CompactionJob,
+  ) {
+    this.relocate = new Set(job.relocateBlobFiles ?? [])
+  }
+
+  /** A reference the compaction drops. */
+  dropped(reference: Uint8Array): void {
+    const r = decodeBlobReference(reference, 'compaction input', this.ref)
+    this.countGarbage(r.fileNumber, r.valueLength)
+  }
+
+  /** The reference to keep for `reference`: itself, or a new one when its file is being collected (then a write may be due). */
+  keep(key: Uint8Array, reference: Uint8Array): { reference: Uint8Array; due: Promise<void> | undefined } {
+    const r = decodeBlobReference(reference, 'compaction input', this.ref)
+    if (!this.relocate.has(r.fileNumber)) return { reference, due: undefined }
+    this.reader ??= new BlobFileCache(this.fs, this.job.dir, 16)
+    const value = this.reader.read(reference, 'compaction input')
+    this.bytesRead += value.length
+    this.countGarbage(r.fileNumber, value.length)
+    if (this.writer === undefined) {
+      const number = this.job.blobOutputNumber
+      assert(number !== undefined, 'a compaction relocating blobs has a blob output number')
+      this.writer = new BlobFileWriter(this.fs, this.job.dir, number)
+    }
+    return this.writer.add(key, value)
+  }
+
+  garbage(): BlobGarbage[] {
+    return [...this.byFile.values()]
+  }
+
+  async finish(): Promise<WrittenBlobFile | undefined> {
+    return this.writer === undefined ? undefined : this.writer.finish()
+  }
+
+  abandon(): void {
+    this.writer?.abandon()
+  }
+
+  close(): void {
+    this.reader?.close()
+  }
+
+  private countGarbage(number: number, bytes: number): void {
+    const g = this.byFile.get(number)
+    if (g === undefined) this.byFile.set(number, { number, count: 1, bytes })
+    else (g.count++, (g.bytes += bytes))
+  }
 }
 
 /** Opens every input table; on a failure, closes those already open. */
@@ -103,6 +191,7 @@ async function mergeEntries(
   merge: MergingIterator,
   job: CompactionJob,
   outputs: CompactionOutputs,
+  blobs: BlobHandling,
   counts: { entriesIn: number; entriesDropped: number },
 ): Promise<boolean> {
   const shadow = new ShadowFilter(job.snapshots)
@@ -115,6 +204,7 @@ async function mergeEntries(
     counts.entriesIn++
     if (!shadow.keep(key, seq)) {
       counts.entriesDropped++
+      if (top.kind() === KIND_BLOB) blobs.dropped(top.value())
       continue
     }
     const newKey = lastKey === undefined || !lastKey.equals(key)
@@ -126,7 +216,14 @@ async function mergeEntries(
       await outputs.startKey(key)
       lastKey = Buffer.from(key)
     }
-    const due = outputs.add(key, seq, top.kind(), top.value())
+    const kind = top.kind()
+    let value: Uint8Array = top.value()
+    if (kind === KIND_BLOB) {
+      const kept = blobs.keep(key, value)
+      if (kept.due !== undefined) await kept.due
+      value = kept.reference
+    }
+    const due = outputs.add(key, seq, kind, value)
     if (due !== undefined) {
       await due
       if (job.cancel !== undefined && Atomics.load(job.cancel, 0) !== 0) {

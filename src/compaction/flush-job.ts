@@ -2,12 +2,11 @@ import * as path from 'node:path'
 import { initChecksum } from '../base/checksum.js'
 import { corruption } from '../base/errors.js'
 import { walFileName } from '../base/file-names.js'
-import type { TableMeta } from '../manifest/table-meta.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { visitRecords, visitWal } from '../wal/wal-reader.js'
 import type { RecordSegment } from '../wal/record-arena.js'
 import { SortedRun } from './sorted-run.js'
-import { writeTable } from './table-writer.js'
+import { writeTable, type BlobOutput, type WrittenTable } from './table-writer.js'
 import { nodeFileSystem } from '../vfs/node-file-system.js'
 import type { FileSystem } from '../vfs/file-system.js'
 
@@ -24,6 +23,8 @@ export interface FlushJob {
   tableOptions: TableBuilderOptions
   /** Live snapshot sequences, ascending. */
   snapshots: number[]
+  /** Where large values go (absent: every value stays in the table). */
+  blobs?: BlobOutput
 }
 
 /**
@@ -34,7 +35,7 @@ export interface FlushJob {
  * hold exactly its entries (checked by count). Scheduled, and its table
  * installed, by the engine's flush loop (engine/flush-loop.ts).
  */
-export async function runFlushJob(job: FlushJob, fs: FileSystem = nodeFileSystem): Promise<TableMeta | undefined> {
+export async function runFlushJob(job: FlushJob, fs: FileSystem = nodeFileSystem): Promise<WrittenTable> {
   await initChecksum()
   const run = new SortedRun()
   let lastPayload: Buffer | undefined
@@ -57,5 +58,5 @@ export async function runFlushJob(job: FlushJob, fs: FileSystem = nodeFileSystem
   run.sort()
   const input = run.iterator()
   input.seekToFirst()
-  return writeTable(fs, job.dir, job.tableNumber, input, job.tableOptions, job.snapshots)
+  return writeTable(fs, job.dir, job.tableNumber, input, job.tableOptions, job.snapshots, job.blobs)
 }

@@ -1,6 +1,7 @@
 import { NUM_LEVELS } from '../manifest/table-version-edit.js'
 import { overlapsRange, type TableMeta } from '../manifest/table-meta.js'
 import type { TableVersion } from '../manifest/table-version.js'
+import { garbageRatio } from '../manifest/blob-file-meta.js'
 
 /**
  * Leveled compaction policy, as pure functions of a TableVersion (no I/O, no
@@ -29,7 +30,7 @@ export interface CompactionPlan {
   overlapping: TableMeta[]
   /** Tables of `outputLevel + 1` overlapping that range (outputs are cut to keep overlap with them small). */
   grandparents: TableMeta[]
-  reason: 'l0' | 'size' | 'tombstones' | 'manual'
+  reason: 'l0' | 'size' | 'tombstones' | 'manual' | 'blob-gc'
 }
 
 export const TOMBSTONE_RATIO = 0.5
@@ -187,4 +188,34 @@ export function pickRangeCompaction(
   // leave an older version of a key in L0 above a newer one in L1.
   if (level === 0 && inputs.length > 0) return plan(tableVersion, 0, [...tableVersion.levels[0]], busy, 'manual')
   return plan(tableVersion, level, inputs, busy, 'manual', inPlace)
+}
+
+/** Blob files at least `thresholdPercent` garbage: a compaction reading references into them moves their values. */
+export function blobFilesToCollect(tableVersion: TableVersion, thresholdPercent: number): number[] {
+  const out: number[] = []
+  for (const b of tableVersion.blobs.values()) if (garbageRatio(b) * 100 >= thresholdPercent) out.push(b.number)
+  return out
+}
+
+/**
+ * Blob garbage collection when no level needs compacting: the blob file with
+ * the most garbage (at least `thresholdPercent`) that some idle table still
+ * references gets that table rewritten in place (all of L0 when the table is
+ * in L0), which moves the file's live values into a new blob file. Each such
+ * rewrite leaves fewer tables referencing the file; when none does, every
+ * value in it is garbage and it is deleted.
+ */
+export function pickBlobCollection(tableVersion: TableVersion, thresholdPercent: number, busy: ReadonlySet<number>): CompactionPlan | undefined {
+  const candidates = [...tableVersion.blobs.values()].filter((b) => garbageRatio(b) * 100 >= thresholdPercent)
+  candidates.sort((a, b) => garbageRatio(b) - garbageRatio(a) || a.number - b.number)
+  for (const blob of candidates) {
+    for (let level = 0; level < NUM_LEVELS; level++) {
+      for (const t of tableVersion.levels[level]) {
+        if (busy.has(t.number) || t.blobFiles === undefined || !t.blobFiles.includes(blob.number)) continue
+        const p = level === 0 ? plan(tableVersion, 0, [...tableVersion.levels[0]], busy, 'blob-gc') : plan(tableVersion, level, [t], busy, 'blob-gc', true)
+        if (p !== undefined) return p
+      }
+    }
+  }
+  return undefined
 }

@@ -4,7 +4,7 @@ import type { ResolvedOptions } from '../options.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { BackgroundRunner } from './background-runner.js'
 import { outputNumbersNeeded, type KeySpan } from './compaction-job.js'
-import { pickCompaction, pickRangeCompaction, type CompactionPlan } from './picker.js'
+import { blobFilesToCollect, pickBlobCollection, pickCompaction, pickRangeCompaction, type CompactionPlan } from './picker.js'
 
 /** What the scheduler needs from the engine. */
 export interface CompactionHost {
@@ -32,6 +32,10 @@ export interface CompactionStats {
   entriesDropped: number
   ms: number
   byReason: Record<CompactionPlan['reason'], number>
+  /** Bytes of blob values compactions found garbage (dropped or relocated references). */
+  blobGarbageBytes: number
+  /** Bytes of blob values blob garbage collection moved to new blob files. */
+  blobBytesRelocated: number
 }
 
 const toSpans = (tables: readonly { smallestKey: Buffer; largestKey: Buffer; fileBytes: number }[]): KeySpan[] =>
@@ -50,7 +54,9 @@ export class CompactionScheduler {
     bytesWritten: 0,
     entriesDropped: 0,
     ms: 0,
-    byReason: { l0: 0, size: 0, tombstones: 0, manual: 0 },
+    byReason: { l0: 0, size: 0, tombstones: 0, manual: 0, 'blob-gc': 0 },
+    blobGarbageBytes: 0,
+    blobBytesRelocated: 0,
   }
   private readonly busy = new Set<number>()
   private readonly cursors: Array<Buffer | undefined> = new Array(NUM_LEVELS).fill(undefined)
@@ -82,7 +88,8 @@ export class CompactionScheduler {
     const { options } = this.host
     if (!options.autoCompaction || this.manual) return
     while (this.stats.running < options.maxConcurrentCompactions && this.host.canRunBackgroundWork()) {
-      const plan = pickCompaction(this.host.tableVersions.current, options, this.busy, this.cursors)
+      const current = this.host.tableVersions.current
+      const plan = pickCompaction(current, options, this.busy, this.cursors) ?? pickBlobCollection(current, options.blobGarbagePercent, this.busy)
       if (plan === undefined) return
       void this.run(plan) // errors are reported through host.onError
     }
@@ -144,8 +151,10 @@ export class CompactionScheduler {
     this.stats.running++
     const inputBytes = inputs.reduce((n, t) => n + t.fileBytes, 0)
     const outputNumbers = host.reserveOutputs(
-      outputNumbersNeeded(inputBytes, host.options.targetTableBytes, plan.grandparents.length),
+      outputNumbersNeeded(inputBytes, host.options.targetTableBytes, plan.grandparents.length) + 1,
     )
+    // The last number is for the blob file that values of collected blob files move to.
+    const blobOutputNumber = outputNumbers[outputNumbers.length - 1]
     const runner = this.idleRunners.pop() ?? this.newRunner()
     const started = performance.now()
     let written: number[] = []
@@ -154,13 +163,15 @@ export class CompactionScheduler {
       const result = await runner.compact({
         dir: host.dir,
         inputNumbers: inputs.map((t) => t.number),
-        outputNumbers,
+        outputNumbers: outputNumbers.slice(0, -1),
         tableOptions: host.tableOptions,
         targetTableBytes: host.options.targetTableBytes,
         snapshots: host.snapshotSequences(),
         grandparents: toSpans(plan.grandparents),
         deeperLevels: tableVersion.levels.slice(plan.outputLevel + 1).map(toSpans),
         cancel: this.cancel,
+        relocateBlobFiles: blobFilesToCollect(tableVersion, host.options.blobGarbagePercent),
+        blobOutputNumber,
       })
       if (result.cancelled === true) return written
       await host.tableVersions.logAndApply(
@@ -170,6 +181,8 @@ export class CompactionScheduler {
             ...plan.overlapping.map((t) => ({ level: plan.outputLevel, number: t.number })),
           ],
           added: result.outputs.map((table) => ({ level: plan.outputLevel, table })),
+          blobsAdded: result.blobFile === undefined ? [] : [{ ...result.blobFile, garbageCount: 0, garbageBytes: 0 }],
+          blobGarbage: result.blobGarbage,
         },
         host.currentSequence(),
       )
@@ -181,6 +194,8 @@ export class CompactionScheduler {
       s.bytesRead += result.bytesRead
       s.bytesWritten += result.bytesWritten
       s.entriesDropped += result.entriesDropped
+      for (const g of result.blobGarbage) s.blobGarbageBytes += g.bytes
+      s.blobBytesRelocated += result.blobFile?.valueBytes ?? 0
     } catch (err) {
       host.onError(err, 'compaction')
     } finally {

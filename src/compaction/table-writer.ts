@@ -6,6 +6,9 @@ import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import { TableBuilder, type TableBuilderOptions } from '../sstable/table-builder.js'
 import { ShadowFilter } from './shadow-filter.js'
+import { KIND_BLOB, KIND_PUT } from '../base/entry.js'
+import { BlobFileWriter, type WrittenBlobFile } from '../blob/blob-file-writer.js'
+import { blobFileOf } from '../blob/blob-reference.js'
 
 /** Output is written to the file whenever this much has accumulated. */
 const WRITE_CHUNK_BYTES = 1 << 20
@@ -22,6 +25,8 @@ export class TableFileWriter {
   private handle: File | undefined
   private pendingBytes = 0
   private lastEstimate = 0
+  /** Blob files the table's references name. */
+  private readonly blobFiles = new Set<number>()
 
   constructor(
     private readonly fs: FileSystem,
@@ -44,6 +49,7 @@ export class TableFileWriter {
   /** Adds one entry (internal-key order); resolves at once unless a chunk is due. */
   add(key: Uint8Array, sequence: number, kind: number, value: Uint8Array): Promise<void> | undefined {
     this.builder.add(key, sequence, kind, value)
+    if (kind === KIND_BLOB) this.blobFiles.add(blobFileOf(value, this.file))
     const estimate = this.builder.estimatedFileBytes
     this.pendingBytes += estimate - this.lastEstimate
     this.lastEstimate = estimate
@@ -59,7 +65,8 @@ export class TableFileWriter {
       this.handle!.close()
     })
     this.handle = undefined
-    return { number: this.number, ...props }
+    const meta: TableMeta = { number: this.number, ...props }
+    return this.blobFiles.size === 0 ? meta : { ...meta, blobFiles: [...this.blobFiles].sort((a, b) => a - b) }
   }
 
   /** Closes the file after a failure (the caller leaves it for obsolete-file deletion). */
@@ -87,11 +94,27 @@ export class TableFileWriter {
   }
 }
 
+/** Where a flush puts large values (plain data: it crosses a worker boundary). */
+export interface BlobOutput {
+  /** Values of puts at least this long go to the blob file; the table holds a reference. */
+  minBlobBytes: number
+  /** The file number reserved for the blob file (written only when some value goes there). */
+  number: number
+}
+
+/** What a flush wrote: a table (none when nothing was kept) and the blob file its references name, if any. */
+export interface WrittenTable {
+  table?: TableMeta
+  blobFile?: WrittenBlobFile
+}
+
 /**
  * Writes the entries of `input` (positioned by the caller, consumed to the end)
- * into table file `number`, dropping versions no reader can see. The file and
- * its directory entry are durable when this resolves. Returns undefined (and
- * leaves no file) when nothing was kept.
+ * into table file `number`, dropping versions no reader can see; with `blobs`,
+ * the values of puts of at least `minBlobBytes` go to a blob file and the
+ * table holds references (KIND_BLOB). The files and their directory entries
+ * are durable when this resolves (the blob file before the table that names
+ * it). Leaves no file when nothing was kept.
  */
 export async function writeTable(
   fs: FileSystem,
@@ -100,22 +123,38 @@ export async function writeTable(
   input: InternalIterator,
   options: TableBuilderOptions,
   snapshots: readonly number[],
-): Promise<TableMeta | undefined> {
+  blobs?: BlobOutput,
+): Promise<WrittenTable> {
   const out = new TableFileWriter(fs, dir, number, options)
   const shadow = new ShadowFilter(snapshots)
+  const minBlobBytes = blobs?.minBlobBytes ?? Infinity
+  let blobFile: BlobFileWriter | undefined
   try {
     for (; input.valid(); input.next()) {
       const key = input.key()
       const seq = input.sequence()
       if (!shadow.keep(key, seq)) continue
-      const due = out.add(key, seq, input.kind(), input.value())
+      const kind = input.kind()
+      const value = input.value()
+      if (kind === KIND_PUT && value.length >= minBlobBytes) {
+        blobFile ??= new BlobFileWriter(fs, dir, blobs!.number)
+        const written = blobFile.add(key, value)
+        if (written.due !== undefined) await written.due
+        const due = out.add(key, seq, KIND_BLOB, written.reference)
+        if (due !== undefined) await due
+        continue
+      }
+      const due = out.add(key, seq, kind, value)
       if (due !== undefined) await due
     }
-    if (out.entryCount === 0) return undefined
-    const meta = await out.finish()
+    if (out.entryCount === 0) return {}
+    // The blob file is durable before the table that references it.
+    const written = blobFile === undefined ? undefined : await blobFile.finish()
+    const table = await out.finish()
     syncDirectory(fs, dir)
-    return meta
+    return { table, blobFile: written }
   } catch (err) {
+    blobFile?.abandon()
     await out.abandon()
     throw err
   } finally {

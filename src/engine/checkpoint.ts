@@ -114,12 +114,10 @@ export async function writeCheckpoint(host: CheckpointHost, targetPath: string):
   const written: string[] = []
   let copiedBytes = 0
   try {
-    for (const tables of state.tableVersion.levels) {
-      for (const t of tables) {
-        const name = tableFileName(t.number)
-        copiedBytes += await linkOrCopy(fs, path.join(host.dir, name), path.join(target, name))
-        written.push(name)
-      }
+    // Tables and blob files are immutable: hard-linked.
+    for (const { name } of state.tableVersion.files()) {
+      copiedBytes += await linkOrCopy(fs, path.join(host.dir, name), path.join(target, name))
+      written.push(name)
     }
     const active = state.walNumbers[state.walNumbers.length - 1]
     for (const n of state.walNumbers) {

@@ -1,6 +1,7 @@
 import * as path from 'node:path'
 import { assert } from '../base/assert.js'
-import type { Found, KeyRange, WriteOp } from '../base/entry.js'
+import type { BlobResolver, Found, KeyRange, WriteOp } from '../base/entry.js'
+import { BlobFileCache } from '../blob/blob-file-cache.js'
 import { StrataError } from '../base/errors.js'
 import { walFileName } from '../base/file-names.js'
 import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
@@ -10,6 +11,8 @@ import { DbIterator } from '../iterators/db-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { TableVersion } from '../manifest/table-version.js'
 import type { TableMeta } from '../manifest/table-meta.js'
+import type { TableVersionEdit } from '../manifest/table-version-edit.js'
+import type { WrittenTable } from '../compaction/table-writer.js'
 import type { TableVersionSet } from '../manifest/table-version-set.js'
 import { Memtable } from '../memtable/memtable.js'
 import type { Recycler } from '../memtable/recycler.js'
@@ -95,6 +98,11 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   readonly tableVersions: TableVersionSet
   private readonly blockCache: BlockCache
   private readonly tableCache: TableCache
+  /** Open blob files: separated values are read through it. */
+  private readonly blobFiles: BlobFileCache
+  private readonly resolveBlob: BlobResolver
+  readonly minBlobBytes: number
+  private readonly blobCounters = { filesWritten: 0, bytesWritten: 0 }
   readonly tableOptions: TableBuilderOptions
   /** Table versions held by iterators (besides the current one). */
   private readonly liveTableVersions = new Set<TableVersion>()
@@ -128,7 +136,10 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     assert((this.wal === undefined) === (this.readOnlyView !== undefined), 'a read-only view has no WAL, a writable engine has one')
     this.releaseLock = s.releaseLock
     this.blockCache = new BlockCache(s.options.blockCacheBytes)
-    this.tableCache = new TableCache(this.fs, s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes)
+    this.blobFiles = new BlobFileCache(this.fs, s.dir)
+    this.resolveBlob = (reference, where) => this.blobFiles.read(reference, where)
+    this.tableCache = new TableCache(this.fs, s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes, this.resolveBlob)
+    this.minBlobBytes = s.options.minBlobBytes
     this.tableOptions = {
       blockBytes: s.options.blockBytes,
       blockRestartInterval: s.options.blockRestartInterval,
@@ -457,13 +468,16 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     return this.imms
   }
 
-  async installFlush(imm: Memtable, table: TableMeta | undefined): Promise<void> {
+  async installFlush(imm: Memtable, { table, blobFile }: WrittenTable): Promise<void> {
     assert(this.imms[0] === imm, 'flushed memtable is not the oldest')
     // Every WAL older than the next memtable's first WAL is now in tables.
     const logNumber = this.imms.length > 1 ? this.imms[1].firstWalNumber : this.mem.firstWalNumber
-    await this.tableVersions.logAndApply({ logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }, this.writePath.visibleSequence)
+    const edit: TableVersionEdit = { logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }
+    if (blobFile !== undefined) edit.blobsAdded = [{ ...blobFile, garbageCount: 0, garbageBytes: 0 }]
+    await this.tableVersions.logAndApply(edit, this.writePath.visibleSequence)
     this.flushCounters.flushes++
-    this.flushCounters.flushBytes += table?.fileBytes ?? 0
+    this.flushCounters.flushBytes += (table?.fileBytes ?? 0) + (blobFile?.fileBytes ?? 0)
+    if (blobFile !== undefined) (this.blobCounters.filesWritten++, (this.blobCounters.bytesWritten += blobFile.fileBytes))
     // Reads that start from now on do not see it; open iterators keep their references.
     this.imms.shift()!.unref()
     this.deleteObsoleteFiles()
@@ -486,7 +500,11 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   deleteObsoleteFiles(): void {
     if (this.failures.readOnly || this.readOnly) return
     const live = new Set<number>(this.tableVersions.current.tableNumbers())
-    for (const v of this.liveTableVersions) for (const n of v.tableNumbers()) live.add(n)
+    for (const n of this.tableVersions.current.blobFileNumbers()) live.add(n)
+    for (const v of this.liveTableVersions) {
+      for (const n of v.tableNumbers()) live.add(n)
+      for (const n of v.blobFileNumbers()) live.add(n)
+    }
     for (const n of this.pendingOutputs) live.add(n)
     const { failure, retained } = removeObsoleteFiles(this.fs, this.dir, {
       liveTables: live,
@@ -494,6 +512,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
       logNumber: this.walDeletionHolds > 0 ? 0 : this.tableVersions.logNumber,
       manifestNumber: this.tableVersions.manifestFileNumber,
       beforeTableDelete: (n) => this.tableCache.evict(n),
+      beforeBlobDelete: (n) => this.blobFiles.drop(n),
       walRetention: {
         pinnedFrom: this.changeCursors.pinnedFrom(),
         bytes: this.options.walRetentionBytes,
@@ -515,7 +534,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   /** A merged iterator over everything visible at `sequence`. */
   iterator(range: KeyRange, reverse: boolean, limit: number, sequence: number, closeAtEnd = true, values = true): DbIterator {
     const { children, release } = this.sources(range)
-    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd, values)
+    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd, values, this.resolveBlob)
   }
 
   /** A forward iterator over the range at the newest sequence (for commit-path checks). */
@@ -621,6 +640,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     this.readOnlyView?.release()
     this.tableVersions.close()
     this.tableCache.close()
+    this.blobFiles.close()
     // Drop the memtables' memory (iterators still open keep theirs until they close).
     this.mem.unref()
     for (const m of this.imms.splice(0)) m.unref()
@@ -639,6 +659,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
       recycledBytes: this.recycler.heldBytes,
       blockCache: this.blockCache,
       tableCache: this.tableCache,
+      blobs: { ...this.blobCounters, valuesRead: this.blobFiles.reads, valueBytesRead: this.blobFiles.readBytes },
       liveSnapshots: this.snapshots.size,
       writes: { ...this.flushCounters, ...this.writePath.counters },
       compaction: this.compactions.stats,

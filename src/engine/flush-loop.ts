@@ -1,5 +1,5 @@
 import type { BackgroundRunner } from '../compaction/background-runner.js'
-import type { TableMeta } from '../manifest/table-meta.js'
+import type { WrittenTable } from '../compaction/table-writer.js'
 import type { Memtable } from '../memtable/memtable.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 
@@ -7,14 +7,16 @@ import type { TableBuilderOptions } from '../sstable/table-builder.js'
 export interface FlushHost {
   readonly dir: string
   readonly tableOptions: TableBuilderOptions
+  /** Values of puts at least this long go to a blob file at flush. */
+  readonly minBlobBytes: number
   /** Frozen memtables, oldest first. */
   frozenMemtables(): readonly Memtable[]
   snapshotSequences(): number[]
   /** Allocates file numbers and protects them from obsolete-file deletion. */
   reserveOutputs(count: number): number[]
   releaseOutputs(numbers: readonly number[]): void
-  /** Records the oldest frozen memtable's table (undefined: it held nothing) in the manifest and drops the memtable. */
-  installFlush(memtable: Memtable, table: TableMeta | undefined): Promise<void>
+  /** Records the oldest frozen memtable's table and blob file (none: it held nothing) in the manifest and drops the memtable. */
+  installFlush(memtable: Memtable, written: WrittenTable): Promise<void>
   /** After each flush, successful or not: wake writers waiting for room. */
   flushEnded(): void
   onError(err: unknown, where: 'flush'): void
@@ -72,9 +74,10 @@ export class FlushLoop {
 
   private async flushOldest(): Promise<void> {
     const imm = this.host.frozenMemtables()[0]
-    const outputs = this.host.reserveOutputs(1)
+    // A table and, for values of at least minBlobBytes, a blob file.
+    const outputs = this.host.reserveOutputs(2)
     try {
-      const meta = await this.runner.flush({
+      const written = await this.runner.flush({
         dir: this.host.dir,
         walNumbers: imm.walNumbers,
         // A memtable holding replayed entries flushes from its WAL files; others from their records in memory.
@@ -83,8 +86,9 @@ export class FlushLoop {
         tableNumber: outputs[0],
         tableOptions: this.host.tableOptions,
         snapshots: this.host.snapshotSequences(),
+        blobs: { minBlobBytes: this.host.minBlobBytes, number: outputs[1] },
       })
-      await this.host.installFlush(imm, meta)
+      await this.host.installFlush(imm, written)
     } finally {
       this.host.releaseOutputs(outputs)
     }

@@ -5,7 +5,7 @@ import type { FileSystem } from '../vfs/file-system.js'
 
 /** What is still needed: everything else stratadb owns in the directory is deleted. */
 export interface LiveFiles {
-  /** Tables in the current table version, in table versions iterators hold, and outputs being written. */
+  /** Tables and blob files in the current table version, in table versions iterators hold, and outputs being written. */
   liveTables: ReadonlySet<number>
   /** WALs below this are fully in tables. */
   logNumber: number
@@ -13,6 +13,8 @@ export interface LiveFiles {
   manifestNumber: number
   /** Called before a table file is deleted (to drop its open reader). */
   beforeTableDelete: (fileNumber: number) => void
+  /** Called before a blob file is deleted (to close it). */
+  beforeBlobDelete: (fileNumber: number) => void
   /** Which WALs below `logNumber` the change stream keeps (WalRetention). */
   walRetention: WalRetention
 }
@@ -80,12 +82,13 @@ export function removeObsoleteFiles(fs: FileSystem, dir: string, live: LiveFiles
     const f = parseFileName(name)
     if (f === undefined) continue
     let obsolete = false
-    if (f.kind === 'table') obsolete = !live.liveTables.has(f.number)
+    if (f.kind === 'table' || f.kind === 'blob') obsolete = !live.liveTables.has(f.number)
     else if (f.kind === 'wal') obsolete = f.number < live.logNumber && !retained.keep.has(f.number)
     else if (f.kind === 'manifest') obsolete = f.number !== live.manifestNumber
     else if (f.kind === 'temp') obsolete = name.startsWith('CURRENT.')
     if (!obsolete) continue
     if (f.kind === 'table') live.beforeTableDelete(f.number)
+    if (f.kind === 'blob') live.beforeBlobDelete(f.number)
     try {
       fs.unlink(path.join(dir, name))
     } catch (err) {

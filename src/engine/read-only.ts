@@ -75,12 +75,10 @@ function tryLoad(dir: string, options: ResolvedOptions): Engine | undefined {
     }
     const state = TableVersionSet.recover(inner, dir)
     if (state === undefined) throw new StrataError('STRATA_NOT_FOUND', `no database in ${dir} (no CURRENT)`)
-    for (const level of state.tableVersion.levels) {
-      for (const t of level) {
-        const file = path.join(dir, tableFileName(t.number))
-        const size = pins.pin(file).size()
-        if (size !== t.fileBytes) throw corruption(`table is ${size} bytes, manifest says ${t.fileBytes}`, file)
-      }
+    for (const { name, fileBytes, kind } of state.tableVersion.files()) {
+      const file = path.join(dir, name)
+      const size = pins.pin(file).size()
+      if (size !== fileBytes) throw corruption(`${kind === 'table' ? 'table' : 'blob file'} is ${size} bytes, manifest says ${fileBytes}`, file)
     }
     const wals = listed.filter((n) => n >= state.logNumber).sort((a, b) => a - b)
     // A memtable names the WALs it came from (what a flush would read); a view's is never flushed, and

@@ -166,21 +166,18 @@ export function replayWals(fs: FileSystem, dir: string, numbers: readonly number
   return replayedSequence
 }
 
-/** Every table the manifest names must exist with the size recorded (not missing, not partial). */
+/** Every table and blob file the manifest names must exist with the size recorded (not missing, not partial). */
 function checkTables(fs: FileSystem, dir: string, tableVersion: TableVersion): void {
-  for (const level of tableVersion.levels) {
-    for (const t of level) {
-      const file = path.join(dir, tableFileName(t.number))
-      let size: number
-      try {
-        size = fs.stat(file).size
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw corruption('table named by the manifest is missing', file)
-        throw ioError(`cannot stat ${file}`, err)
-      }
-      if (size !== t.fileBytes) {
-        throw corruption(`table is ${size} bytes, manifest says ${t.fileBytes}`, file)
-      }
+  for (const { name, fileBytes, kind } of tableVersion.files()) {
+    const what = kind === 'table' ? 'table' : 'blob file'
+    const file = path.join(dir, name)
+    let size: number
+    try {
+      size = fs.stat(file).size
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw corruption(`${what} named by the manifest is missing`, file)
+      throw ioError(`cannot stat ${file}`, err)
     }
+    if (size !== fileBytes) throw corruption(`${what} is ${size} bytes, manifest says ${fileBytes}`, file)
   }
 }

@@ -93,6 +93,25 @@ export interface EngineStats {
   recovery: RecoveryReport
   /** The change stream: open cursors, and the WAL files kept for it after their writes reached tables. */
   changes: ChangeStats
+  /** Separated values (blob files): what is on disk, what of it is garbage, and the work on them. */
+  blobs: BlobStats
+}
+
+export interface BlobStats {
+  /** Blob files the current table version holds, their bytes, and the value bytes in them. */
+  files: number
+  fileBytes: number
+  valueBytes: number
+  /** Value bytes in them that no table references any more (compactions dropped or moved the references). */
+  garbageBytes: number
+  /** Blob files written by flushes and their bytes, since open. */
+  filesWritten: number
+  bytesWritten: number
+  /** Values read from blob files by reads and iterators, and their bytes, since open. */
+  valuesRead: number
+  valueBytesRead: number
+  /** Bytes garbage collection moved to new blob files (compaction.blobBytesRelocated), since open. */
+  bytesRelocated: number
 }
 
 export interface ChangeStats {
@@ -118,6 +137,7 @@ export interface StatsSources {
   deleteFailures: { count: number; last: BackgroundErrorInfo | undefined }
   recovery: RecoveryReport
   changes: ChangeStats
+  blobs: { filesWritten: number; bytesWritten: number; valuesRead: number; valueBytesRead: number }
 }
 
 function failureReport(info: BackgroundErrorInfo | undefined): FailureReport | undefined {
@@ -159,5 +179,18 @@ export function collectStats(s: StatsSources): EngineStats {
     deleteFailures: { count: s.deleteFailures.count, last: failureReport(s.deleteFailures.last) },
     recovery: { ...s.recovery, droppedTails: s.recovery.droppedTails.map((t) => ({ ...t })), warnings: [...s.recovery.warnings] },
     changes: { ...s.changes },
+    blobs: blobStats(s),
   }
+}
+
+function blobStats(s: StatsSources): BlobStats {
+  let fileBytes = 0
+  let valueBytes = 0
+  let garbageBytes = 0
+  for (const b of s.tableVersion.blobs.values()) {
+    fileBytes += b.fileBytes
+    valueBytes += b.valueBytes
+    garbageBytes += b.garbageBytes
+  }
+  return { files: s.tableVersion.blobs.size, fileBytes, valueBytes, garbageBytes, ...s.blobs, bytesRelocated: s.compaction.blobBytesRelocated }
 }

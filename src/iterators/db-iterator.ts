@@ -1,4 +1,4 @@
-import { EMPTY_VALUE, KIND_PUT, tightestBounds, type KeyRange } from '../base/entry.js'
+import { EMPTY_VALUE, KIND_BLOB, KIND_PUT, tightestBounds, type BlobResolver, type KeyRange } from '../base/entry.js'
 import type { InternalIterator } from './internal-iterator.js'
 import { MergingIterator } from './merging-iterator.js'
 
@@ -33,8 +33,10 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     private readonly release: () => void,
     /** Release the sources on reaching the end (false: only close() does, so seek can continue). */
     private readonly closeAtEnd = true,
-    /** Copy values (false: keys only, every value is EMPTY_VALUE). */
+    /** Copy values (false: keys only, every value is EMPTY_VALUE, and no blob file is read). */
     private readonly values = true,
+    /** Reads separated values (KIND_BLOB entries), in key order as the iterator steps. */
+    private readonly blobs?: BlobResolver,
   ) {
     this.merge = new MergingIterator(children, reverse)
     this.range = tightestBounds(range)
@@ -153,6 +155,16 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     return false
   }
 
+  /** A copy of an inline value, or the separated value a blob reference names. */
+  private valueOf(kind: number, bytes: Uint8Array): Buffer {
+    return kind === KIND_BLOB ? this.resolve(bytes) : Buffer.from(bytes)
+  }
+
+  private resolve(reference: Uint8Array): Buffer {
+    if (this.blobs === undefined) throw new Error('a blob reference reached an iterator without blob files')
+    return this.blobs(reference, 'iterator')
+  }
+
   /** Forward: versions of a key arrive newest first; the first visible one decides. */
   private stepForward(): [Buffer, Buffer] | undefined {
     const m = this.merge
@@ -164,7 +176,8 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
         continue
       }
       const key = Buffer.from(top.key())
-      const value = top.kind() === KIND_PUT ? (this.values ? Buffer.from(top.value()) : EMPTY_VALUE) : undefined
+      const kind = top.kind()
+      const value = kind === KIND_PUT || kind === KIND_BLOB ? (this.values ? this.valueOf(kind, top.value()) : EMPTY_VALUE) : undefined
       m.advance()
       while (m.valid() && m.top().key().equals(key)) m.advance()
       if (value !== undefined) return [key, value]
@@ -181,16 +194,17 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
       const key = Buffer.from(first.key())
       let newest: InternalIterator | undefined
       let value: Buffer | undefined
-      let found = false
+      let kind = -1
       while (m.valid() && m.top().key().equals(key)) {
         newest = m.top()
         if (newest.sequence() <= this.sequence) {
-          found = true
-          value = newest.kind() === KIND_PUT ? (this.values ? Buffer.from(newest.value()) : EMPTY_VALUE) : undefined
+          // Copied (a blob reference is copied, not read: only the newest visible version is).
+          kind = newest.kind()
+          value = kind === KIND_PUT || kind === KIND_BLOB ? (this.values ? Buffer.from(newest.value()) : EMPTY_VALUE) : undefined
         }
         m.advance()
       }
-      if (found && value !== undefined) return [key, value]
+      if (value !== undefined) return [key, kind === KIND_BLOB && this.values ? this.resolve(value) : value]
     }
     return undefined
   }

@@ -32,7 +32,7 @@ export interface InternalIterator {
   key(): Buffer
   /** REQUIRES: valid(). */
   sequence(): number
-  /** REQUIRES: valid(). KIND_PUT or KIND_DELETE. */
+  /** REQUIRES: valid(). KIND_PUT, KIND_DELETE, or (table entries only) KIND_BLOB: value() is then a blob reference. */
   kind(): number
   /** REQUIRES: valid(). Empty for a delete. */
   value(): Buffer

@@ -9,6 +9,8 @@ export interface TableMeta {
   readonly entryCount: number
   /** Delete entries among them: tables dense with deletes are compacted early. */
   readonly deleteCount: number
+  /** Blob files the table's references name, ascending (absent: none); blob garbage collection picks tables by them. */
+  readonly blobFiles?: readonly number[]
 }
 
 /** True when the table's user-key range intersects [start, end] (either bound may be absent). */

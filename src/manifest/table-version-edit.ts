@@ -1,6 +1,7 @@
 import { cursor, readVarint, varintLength, writeVarint } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
 import type { TableMeta } from './table-meta.js'
+import type { BlobFileMeta, BlobGarbage } from './blob-file-meta.js'
 
 /**
  * One manifest record: a change to the set of tables and the counters
@@ -12,6 +13,10 @@ import type { TableMeta } from './table-meta.js'
  *   5 added table:   varint level, varint fileNumber, varint fileBytes,
  *                    varint smallestSeq, varint largestSeq, varint entryCount, varint deleteCount,
  *                    varint len + smallestKey, varint len + largestKey
+ *   6 added blob file: varint fileNumber, varint fileBytes, varint valueCount, varint valueBytes
+ *   7 blob garbage:    varint fileNumber, varint count, varint bytes (added to the file's garbage)
+ *   8 table's blob files: varint tableNumber, varint count, count × varint blob fileNumber
+ *                    (follows the tag 5 of a table of the same edit that holds blob references)
  */
 export const NUM_LEVELS = 7
 
@@ -22,6 +27,10 @@ export interface TableVersionEdit {
   lastSequence?: number
   deleted: Array<{ level: number; number: number }>
   added: Array<{ level: number; table: TableMeta }>
+  /** Blob files written by the flush or compaction this edit installs (no garbage yet). */
+  blobsAdded?: BlobFileMeta[]
+  /** References to blob values this edit's compaction dropped or relocated, per file. */
+  blobGarbage?: BlobGarbage[]
 }
 
 const TAG_LOG_NUMBER = 1
@@ -29,6 +38,9 @@ const TAG_NEXT_FILE = 2
 const TAG_LAST_SEQUENCE = 3
 const TAG_DELETED = 4
 const TAG_ADDED = 5
+const TAG_BLOB_ADDED = 6
+const TAG_BLOB_GARBAGE = 7
+const TAG_TABLE_BLOB_FILES = 8
 
 export function emptyEdit(): TableVersionEdit {
   return { deleted: [], added: [] }
@@ -63,7 +75,15 @@ export function encodeEdit(edit: TableVersionEdit): Buffer {
     parts.push(-1)
     keys.push(t.largestKey)
     bytes += t.largestKey.length
+    if (t.blobFiles !== undefined && t.blobFiles.length > 0) {
+      num(TAG_TABLE_BLOB_FILES)
+      num(t.number)
+      num(t.blobFiles.length)
+      for (const b of t.blobFiles) num(b)
+    }
   }
+  for (const b of edit.blobsAdded ?? []) (num(TAG_BLOB_ADDED), num(b.number), num(b.fileBytes), num(b.valueCount), num(b.valueBytes))
+  for (const g of edit.blobGarbage ?? []) (num(TAG_BLOB_GARBAGE), num(g.number), num(g.count), num(g.bytes))
   const out = Buffer.allocUnsafe(bytes)
   let o = 0
   let k = 0
@@ -126,6 +146,31 @@ export function decodeEdit(buf: Buffer, fileName: string): TableVersionEdit {
         const smallestKey = bytes()
         const largestKey = bytes()
         edit.added.push({ level: l, table: { number, fileBytes, smallestSeq, largestSeq, entryCount, deleteCount, smallestKey, largestKey } })
+        break
+      }
+      case TAG_BLOB_ADDED: {
+        const number = num()
+        const fileBytes = num()
+        const valueCount = num()
+        const valueBytes = num()
+        ;(edit.blobsAdded ??= []).push({ number, fileBytes, valueCount, valueBytes, garbageCount: 0, garbageBytes: 0 })
+        break
+      }
+      case TAG_BLOB_GARBAGE: {
+        const number = num()
+        const count = num()
+        const bytes = num()
+        ;(edit.blobGarbage ??= []).push({ number, count, bytes })
+        break
+      }
+      case TAG_TABLE_BLOB_FILES: {
+        const number = num()
+        const count = num()
+        const files: number[] = []
+        for (let i = 0; i < count; i++) files.push(num())
+        const i = edit.added.findIndex((a) => a.table.number === number)
+        if (i < 0) throw corruption(`manifest names blob files of table ${number}, which its edit does not add`, fileName)
+        edit.added[i] = { level: edit.added[i].level, table: { ...edit.added[i].table, blobFiles: files } }
         break
       }
       default:

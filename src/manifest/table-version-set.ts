@@ -214,6 +214,12 @@ export function writeSnapshotManifestFile(fs: FileSystem, dir: string, number: n
   edit.nextFileNumber = snapshot.nextFileNumber
   edit.lastSequence = snapshot.lastSequence
   snapshot.tableVersion.levels.forEach((tables, level) => tables.forEach((table) => edit.added.push({ level, table })))
+  edit.blobsAdded = []
+  edit.blobGarbage = []
+  for (const b of snapshot.tableVersion.blobs.values()) {
+    edit.blobsAdded.push({ ...b, garbageCount: 0, garbageBytes: 0 })
+    if (b.garbageCount > 0) edit.blobGarbage.push({ number: b.number, count: b.garbageCount, bytes: b.garbageBytes })
+  }
   const record = frameRecord(encodeEdit(edit))
   let file: File | undefined
   try {

@@ -1,6 +1,8 @@
 import { assert } from '../base/assert.js'
 import { NUM_LEVELS, type TableVersionEdit } from './table-version-edit.js'
 import type { TableMeta } from './table-meta.js'
+import type { BlobFileMeta } from './blob-file-meta.js'
+import { blobFileName, tableFileName } from '../base/file-names.js'
 
 /**
  * An immutable set of tables per level. L0 tables may overlap and are kept
@@ -18,7 +20,15 @@ import type { TableMeta } from './table-meta.js'
 export class TableVersion {
   private refs = 0
 
-  constructor(readonly levels: ReadonlyArray<readonly TableMeta[]>) {
+  constructor(
+    readonly levels: ReadonlyArray<readonly TableMeta[]>,
+    /**
+     * Blob files some table of this version may reference, by number: every
+     * file written since, less those whose every value is garbage (a
+     * compaction dropped or relocated each reference to it).
+     */
+    readonly blobs: ReadonlyMap<number, BlobFileMeta> = new Map(),
+  ) {
     assert(levels.length === NUM_LEVELS, 'a table version has NUM_LEVELS levels')
   }
 
@@ -45,12 +55,42 @@ export class TableVersion {
         )
       }
     }
-    return new TableVersion(levels)
+    return new TableVersion(levels, this.applyBlobs(edit))
+  }
+
+  /** The blob files after `edit`: files added, garbage counted, files with nothing live left dropped. */
+  private applyBlobs(edit: TableVersionEdit): ReadonlyMap<number, BlobFileMeta> {
+    if ((edit.blobsAdded === undefined || edit.blobsAdded.length === 0) && (edit.blobGarbage === undefined || edit.blobGarbage.length === 0)) return this.blobs
+    const blobs = new Map(this.blobs)
+    for (const b of edit.blobsAdded ?? []) {
+      assert(!blobs.has(b.number), `edit adds blob file ${b.number} twice`)
+      blobs.set(b.number, b)
+    }
+    for (const g of edit.blobGarbage ?? []) {
+      const b = blobs.get(g.number)
+      assert(b !== undefined, `edit counts garbage in blob file ${g.number}, which the table version does not hold`)
+      const next = { ...b, garbageCount: b.garbageCount + g.count, garbageBytes: b.garbageBytes + g.bytes }
+      assert(next.garbageCount <= next.valueCount && next.garbageBytes <= next.valueBytes, `blob file ${g.number} has more garbage than values`)
+      if (next.garbageCount === next.valueCount) blobs.delete(g.number)
+      else blobs.set(g.number, next)
+    }
+    return blobs
   }
 
   /** Every table file this table version references. */
   *tableNumbers(): Iterable<number> {
     for (const level of this.levels) for (const t of level) yield t.number
+  }
+
+  /** The name and recorded size of every file this table version needs: its tables, then its blob files. */
+  *files(): Iterable<{ name: string; fileBytes: number; kind: 'table' | 'blob' }> {
+    for (const level of this.levels) for (const t of level) yield { name: tableFileName(t.number), fileBytes: t.fileBytes, kind: 'table' }
+    for (const b of this.blobs.values()) yield { name: blobFileName(b.number), fileBytes: b.fileBytes, kind: 'blob' }
+  }
+
+  /** Every blob file this table version holds. */
+  blobFileNumbers(): Iterable<number> {
+    return this.blobs.keys()
   }
 
   ref(): void {

@@ -1,6 +1,6 @@
 import { compareBytes, copyBytes, copyRange, cursor, readU32, readVarint } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
-import { KIND_DELETE, KIND_PUT } from '../base/entry.js'
+import { KIND_BLOB, KIND_DELETE, KIND_PUT } from '../base/entry.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { HASH_BUCKET_BYTES, HASH_EMPTY, HASH_INDEX_FLAG, hashBucket, hashFingerprint } from './block-hash-index.js'
 
@@ -346,7 +346,7 @@ export class BlockIterator implements InternalIterator {
       if (o >= end) throw corruption('block entry truncated', this.fileName)
     }
     const kind = b[o++]
-    if (kind !== KIND_PUT && kind !== KIND_DELETE) throw corruption(`unknown entry kind ${kind}`, this.fileName)
+    if (kind !== KIND_PUT && kind !== KIND_DELETE && kind !== KIND_BLOB) throw corruption(`unknown entry kind ${kind}`, this.fileName)
     readVarint(b, o, end)
     this.seq = cursor.value
     o = cursor.offset

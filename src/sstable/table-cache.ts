@@ -1,6 +1,7 @@
 import type { BlockCache } from './block-cache.js'
 import { TableReader } from './table-reader.js'
 import type { FileSystem } from '../vfs/file-system.js'
+import type { BlobResolver } from '../base/entry.js'
 
 /**
  * Open table readers by file number, bounded two ways: at most
@@ -28,6 +29,8 @@ export class TableCache {
     private readonly blockCache: BlockCache,
     private readonly maxOpenTables: number,
     readonly capacityBytes: number,
+    /** Reads the values tables keep in blob files. */
+    private readonly blobs?: BlobResolver,
   ) {}
 
   get(fileNumber: number): TableReader {
@@ -40,6 +43,7 @@ export class TableCache {
     // beside the readers already open; the rest fall back to their Bloom filters.
     r = TableReader.open(this.fs, this.dir, fileNumber, this.blockCache, this.capacityBytes - this.bytes)
     r.lastUse = ++this.uses
+    if (this.blobs !== undefined) r.blobs = this.blobs
     this.readers.set(fileNumber, r)
     this.bytes += r.residentBytes
     if (r.usesPointIndex) this.pointIndexed++

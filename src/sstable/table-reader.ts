@@ -1,6 +1,6 @@
 import { tableFileName } from '../base/file-names.js'
 import { corruption } from '../base/errors.js'
-import { KIND_DELETE, VALUE_NOT_READ, type Found } from '../base/entry.js'
+import { KIND_BLOB, KIND_DELETE, VALUE_NOT_READ, type BlobResolver, type Found } from '../base/entry.js'
 import { BlockSlots, type BlockCache, type CacheEntry } from './block-cache.js'
 import { BlockIterator } from './block-iterator.js'
 import { IndexBlock } from './index-block.js'
@@ -31,6 +31,8 @@ export class TableReader {
   private pointIterator: BlockIterator | undefined
   /** Recency stamp kept by the table cache. */
   lastUse = 0
+  /** Resolves the table's blob references (set by the table cache; without it, reading one is an error). */
+  blobs: BlobResolver = noBlobs
 
   private constructor(
     readonly fileNumber: number,
@@ -102,7 +104,7 @@ export class TableReader {
         // block, or the block's hash index does not hold the key (a fingerprint
         // collision in the point index). The index search settles both.
         if (!it.valid()) return this.getByIndex(key, sequence, hash, wantValue)
-        if (it.keyEquals(key)) return found(it, wantValue)
+        if (it.keyEquals(key)) return this.found(it, wantValue)
         // Landed on another key (a collision, in a block without a hash index): probe on.
       }
       return undefined
@@ -116,7 +118,7 @@ export class TableReader {
     const lo = this.index.findInternal(key, sequence)
     if (lo === this.index.count) return undefined
     const it = this.seekInBlock(lo, key, sequence, hash)
-    return it.valid() && it.keyEquals(key) ? found(it, wantValue) : undefined
+    return it.valid() && it.keyEquals(key) ? this.found(it, wantValue) : undefined
   }
 
   /**
@@ -178,6 +180,14 @@ export class TableReader {
     return this.cache.insert(this.cached, i, block, buffer)
   }
 
+  /** The entry `it` stands on, as a point read's result (a separated value is read from its blob file). */
+  private found(it: BlockIterator, wantValue: boolean): Found {
+    const kind = it.kind()
+    if (kind === KIND_DELETE) return { s: it.sequence(), v: null }
+    if (!wantValue) return { s: it.sequence(), v: VALUE_NOT_READ }
+    return { s: it.sequence(), v: kind === KIND_BLOB ? this.blobs(it.value(), this.fileName) : it.copyValue() }
+  }
+
   ref(): void {
     this.refs++
   }
@@ -196,7 +206,7 @@ export class TableReader {
   }
 }
 
-/** The entry `it` stands on, as a point read's result. */
-function found(it: BlockIterator, wantValue: boolean): Found {
-  return { s: it.sequence(), v: it.kind() === KIND_DELETE ? null : wantValue ? it.copyValue() : VALUE_NOT_READ }
+/** A reader outside an engine has no blob files to read from. */
+function noBlobs(_reference: Uint8Array, where: string): Buffer {
+  throw corruption('a blob reference where no blob files are known', where)
 }

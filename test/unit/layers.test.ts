@@ -38,7 +38,9 @@ const SRC = process.env.LAYERS_SRC ?? fileURLToPath(new URL('../../src', import.
  *  - memtable, tables, manifest: each on the log (the memtable keeps its
  *    entries in WAL records, the manifest uses the record framing) and the
  *    iterator contract, and none on another (tables take no entry vocabulary
- *    from the memtable or the WAL: it is in base).
+ *    from the memtable or the WAL: it is in base). blob/ (blob files of
+ *    separated values) is storage too: tables hold references to it only as
+ *    bytes, resolved through base's BlobResolver.
  *  - compaction, engine: the moving parts over storage.
  *  - txn: optimistic transactions, on the engine.
  *  - api: the validated facade (db.ts) and the package entry (index.ts).
@@ -60,7 +62,7 @@ interface Layer {
 const LAYERS: readonly Layer[] = [
   { name: 'base', members: ['base/', 'vfs/', 'options.ts'] },
   { name: 'log+iterators', members: ['wal/', 'iterators/'], independent: true },
-  { name: 'storage', members: ['memtable/', 'sstable/', 'manifest/'], independent: true },
+  { name: 'storage', members: ['memtable/', 'sstable/', 'blob/', 'manifest/'], independent: true },
   { name: 'compaction', members: ['compaction/'] },
   { name: 'engine', members: ['engine/'] },
   { name: 'txn', members: ['txn/'] },

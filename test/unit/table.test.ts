@@ -29,7 +29,7 @@ async function makeTable(count: number): Promise<{ dir: string; reader: TableRea
   it.seekToFirst()
   // A snapshot at the last "old" write keeps both versions of every key.
   const meta = await writeTable(nodeFileSystem, t.dir, 7, it, options, [count / 2])
-  expect(meta?.entryCount).toBe(count)
+  expect(meta.table?.entryCount).toBe(count)
   const cache = new BlockCache(1 << 20)
   return { dir: t.dir, reader: TableReader.open(nodeFileSystem, t.dir, 7, cache), cache }
 }
@@ -166,7 +166,7 @@ describe('table', () => {
     it.seekToFirst()
     const meta = await writeTable(nodeFileSystem, t.dir, 3, it, options, [4, 7])
     // Kept: 10 (present), 7 (snapshot 7), 4 (snapshot 4).
-    expect(meta?.entryCount).toBe(3)
+    expect(meta.table?.entryCount).toBe(3)
   })
 
   it('detects a flipped byte in a data block on read', async () => {

@@ -30,7 +30,11 @@ export async function measureBigdata(adapter: EngineAdapter, scratchDir: string,
     reads: config.bigdataReads,
     windowOps: config.bigdataWindow,
     concurrency: config.concurrency,
-    settings: { writeBufferBytes: config.bigdataMemtableBytes, cacheBytes: config.bigdataCacheBytes },
+    settings: {
+      writeBufferBytes: config.bigdataMemtableBytes,
+      cacheBytes: config.bigdataCacheBytes,
+      ...(config.minBlobBytes !== undefined ? { minBlobBytes: config.minBlobBytes } : {}),
+    },
   }
   try {
     const result = await runChild(request)

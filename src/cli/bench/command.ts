@@ -8,6 +8,7 @@ import {
   DEFAULT_CONFIG,
   DEFAULT_WORKLOADS,
   ENGINE_NAMES,
+  NAMED_ONLY_WORKLOADS,
   WORKLOAD_ALIASES,
   WORKLOAD_NAMES,
   applyApi,
@@ -47,7 +48,7 @@ function engineList(value: string): EngineName[] {
   return [...new Set(names)] as EngineName[]
 }
 
-/** Workload names (or db_bench aliases such as readrandomsync) → workloads; none → the default list (all but bigdata). */
+/** Workload names (or db_bench aliases such as readrandomsync) → workloads; none → the default list (all but NAMED_ONLY_WORKLOADS). */
 export function workloadList(names: string[]): WorkloadName[] {
   if (names.length === 0) return [...DEFAULT_WORKLOADS]
   return names.map((name) => {
@@ -86,6 +87,8 @@ export interface BenchCliOptions {
   cacheMib?: number
   tasks: number
   increments?: number
+  largeValueBytes: number
+  minBlobBytes?: number
 }
 
 /** The bench configuration of parsed command-line arguments (exported for the tests). */
@@ -112,6 +115,8 @@ export function benchConfig(workloadNames: string[], options: BenchCliOptions): 
     cacheBytes: options.cacheMib === undefined ? undefined : options.cacheMib * 2 ** 20,
     incrementTasks: options.tasks,
     incrementsPerTask: options.increments ?? defaultIncrementsPerTask(options.num, options.tasks),
+    largeValueBytes: options.largeValueBytes,
+    minBlobBytes: options.minBlobBytes,
   }
   validateConfig(config)
   return config
@@ -148,10 +153,16 @@ export function addBenchCommand(
   return program
     .command('bench')
     .description('db_bench-style benchmark of stratadb side by side with classic-level and lmdb')
-    .argument('[workloads...]', `workloads, in order (default: all but bigdata: ${DEFAULT_WORKLOADS.join(' ')})`)
+    .argument('[workloads...]', `workloads, in order (default: all but ${NAMED_ONLY_WORKLOADS.join(', ')}: ${DEFAULT_WORKLOADS.join(' ')})`)
     .option('--num <n>', 'operations per workload; random keys come from [0, num)', positiveInteger, d.num)
     .option('--key-bytes <n>', 'key size in bytes', positiveInteger, d.keyBytes)
     .option('--value-bytes <n>', 'value size in bytes', nonNegativeInteger, d.valueBytes)
+    .option(
+      '--large-value-bytes <n>',
+      'value size of largevalues (at most 16 MiB); the number of puts scales so that the bytes written stay those of num / 200 values of 256 KiB (largevalues16k and largevalues1m: 16 KiB and 1 MiB whatever this says)',
+      positiveInteger,
+      d.largeValueBytes,
+    )
     .option('--concurrency <n>', 'asynchronous operations in flight', positiveInteger, d.concurrency)
     .option('--batch <n>', 'entries per batch (fillbatch)', positiveInteger, d.batchEntries)
     .option('--seed <n>', 'seed of the key and value streams', nonNegativeInteger, d.seed)
@@ -169,6 +180,7 @@ export function addBenchCommand(
     .option('--chart <file>', 'write an SVG chart of throughput and p99 latency per second, one line per engine')
     .option('--no-progress', 'no progress bar (it is drawn on stderr only when stderr is a terminal)')
     .option('--cache-mib <n>', 'block cache of every workload but bigdata: stratadb blockCacheBytes, classic-level cacheSize (default: each engine\'s own; lmdb has none, it reads through the OS page cache)', nonNegativeInteger)
+    .option('--min-blob-bytes <n>', 'stratadb (and stratadb-level) open option minBlobBytes, every workload and bigdata: values of at least this many bytes go to blob files (default: not passed, the engine\'s own; the peers have no such option)', positiveInteger)
     .option('--bigdata-num <n>', 'keys written by bigdata', positiveInteger, d.bigdataNum)
     .option('--bigdata-reads <n>', 'random reads of bigdata (default: 1,000,000 or --bigdata-num when smaller)', positiveInteger)
     .option('--bigdata-window <n>', 'keys per throughput window of bigdata (default: 1,000,000, or --bigdata-num / 20 when smaller)', positiveInteger)

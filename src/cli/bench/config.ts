@@ -37,6 +37,8 @@ export const WORKLOAD_NAMES = [
   'readwhilewriting',
   'deleterandom',
   'largevalues',
+  'largevalues16k',
+  'largevalues1m',
   'increment',
   'increment-keys',
   'reopen',
@@ -44,8 +46,15 @@ export const WORKLOAD_NAMES = [
 ] as const
 export type WorkloadName = (typeof WORKLOAD_NAMES)[number]
 
-/** Workloads run when none is named: all but bigdata (which writes ~2.3 GB per engine). */
-export const DEFAULT_WORKLOADS: readonly WorkloadName[] = WORKLOAD_NAMES.filter((w) => w !== 'bigdata')
+/**
+ * Workloads run only when named: bigdata (it writes ~2.3 GB per engine) and
+ * the fixed-size variants of largevalues (the default run has largevalues at
+ * --large-value-bytes).
+ */
+export const NAMED_ONLY_WORKLOADS: readonly WorkloadName[] = ['largevalues16k', 'largevalues1m', 'bigdata']
+
+/** Workloads run when none is named: all but NAMED_ONLY_WORKLOADS. */
+export const DEFAULT_WORKLOADS: readonly WorkloadName[] = WORKLOAD_NAMES.filter((w) => !NAMED_ONLY_WORKLOADS.includes(w))
 
 /** Other names accepted on the command line, after db_bench's. */
 export const WORKLOAD_ALIASES: Readonly<Record<string, WorkloadName>> = { readrandomsync: 'readrandom' }
@@ -92,10 +101,30 @@ export interface BenchConfig {
   incrementTasks: number
   /** Read-modify-write increments per task. */
   incrementsPerTask: number
+  /** Value size of the largevalues workload (largevalues16k and largevalues1m have their own). */
+  largeValueBytes: number
+  /**
+   * stratadb's open option minBlobBytes (values of at least this many bytes go
+   * to blob files), for every workload and bigdata; undefined: not passed, the
+   * engine's default. The peers have no such option.
+   */
+  minBlobBytes: number | undefined
 }
 
-/** Bytes of one largevalues value. */
+/** Bytes of one largevalues value unless --large-value-bytes says otherwise. */
 export const LARGE_VALUE_BYTES = 256 * 1024
+/** Largest --large-value-bytes: stratadb's default maxValueBytes (the bench also keeps 16 values' worth of random bytes). */
+export const MAX_LARGE_VALUE_BYTES = 16 * 2 ** 20
+/** The largevalues workloads with a value size of their own, whatever --large-value-bytes says. */
+export const FIXED_LARGE_VALUE_BYTES = { largevalues16k: 16 * 1024, largevalues1m: 2 ** 20 } as const
+/** The largevalues workloads: largevalues (at --large-value-bytes) and its fixed-size variants. */
+export type LargeValuesWorkloadName = 'largevalues' | keyof typeof FIXED_LARGE_VALUE_BYTES
+
+/** The value size of one of the largevalues workloads under `config`. */
+export function largeValueBytesOf(workload: LargeValuesWorkloadName, config: Pick<BenchConfig, 'largeValueBytes'>): number {
+  return workload === 'largevalues' ? config.largeValueBytes : FIXED_LARGE_VALUE_BYTES[workload]
+}
+
 /** Entries read by each seek of seekrandom. */
 export const SEEK_ENTRIES = 100
 /** Keys of the increment-keys variant. */
@@ -107,8 +136,13 @@ export const scaledOps = {
   fillsync: (num: number): number => Math.max(1, Math.floor(num / 100)),
   /** seekrandom: each seek reads SEEK_ENTRIES entries. */
   seekrandom: (num: number): number => Math.max(1, Math.floor(num / 20)),
-  /** largevalues: 256 KiB each, so num / 200 writes 256 MiB at the default num. */
-  largevalues: (num: number): number => Math.max(1, Math.floor(num / 200)),
+  /**
+   * largevalues: the bytes of num / 200 values of 256 KiB (1,000 puts, 250 MiB
+   * at the default num) whatever the value size: num / 200 puts of 256 KiB,
+   * num × 0.08 of 16 KiB, num / 800 of 1 MiB.
+   */
+  largevalues: (num: number, valueBytes: number = LARGE_VALUE_BYTES): number =>
+    Math.max(1, Math.floor((num * LARGE_VALUE_BYTES) / (200 * valueBytes))),
 }
 
 /** bigdata's default window: 1,000,000 keys, smaller for small runs so there are at least 20 windows. */
@@ -149,6 +183,8 @@ export const DEFAULT_CONFIG: BenchConfig = {
   bigdataCacheBytes: 64 * MIB,
   incrementTasks: 512,
   incrementsPerTask: defaultIncrementsPerTask(200_000, 512),
+  largeValueBytes: LARGE_VALUE_BYTES,
+  minBlobBytes: undefined,
 }
 
 /**
@@ -185,6 +221,9 @@ export function validateConfig(config: BenchConfig): void {
   if (config.keyBytes > MAX_KEY_BYTES) throw new Error(`--key-bytes must be at most ${MAX_KEY_BYTES}`)
   if (config.num > 2 ** 32) throw new Error('--num must be at most 2^32')
   if (config.bigdataNum > 2 ** 32) throw new Error('--bigdata-num must be at most 2^32')
+  if (!Number.isSafeInteger(config.largeValueBytes) || config.largeValueBytes < 1 || config.largeValueBytes > MAX_LARGE_VALUE_BYTES) {
+    throw new Error(`--large-value-bytes must be an integer in [1, ${MAX_LARGE_VALUE_BYTES}] (16 MiB, stratadb's default maxValueBytes)`)
+  }
   if (config.engines.length === 0) throw new Error('--engines names no engine (lmdb has no abstract-level API, so --api level drops it)')
   if (config.workloads.length === 0) throw new Error('no workload to run')
 }

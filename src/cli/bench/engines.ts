@@ -21,6 +21,8 @@ export interface OpenSettings {
   writeBufferBytes?: number
   /** Block cache: stratadb blockCacheBytes, classic-level cacheSize. */
   cacheBytes?: number
+  /** stratadb's minBlobBytes (values of at least this size go to blob files); passed only when set; the peers have no such option. */
+  minBlobBytes?: number
 }
 
 /** An open database, as the workloads see it. */
@@ -181,11 +183,12 @@ async function loadStratadb(): Promise<EngineAdapter> {
       `open(dir, { ${[
         s.writeBufferBytes !== undefined ? `memtableBytes: ${mib(s.writeBufferBytes)}` : '',
         s.cacheBytes !== undefined ? `blockCacheBytes: ${mib(s.cacheBytes)}` : '',
+        s.minBlobBytes !== undefined ? `minBlobBytes: ${s.minBlobBytes}` : '',
       ]
         .filter((x) => x !== '')
         .join(', ')} })`,
     async open(dir, settings) {
-      const db = await open(dir, { memtableBytes: settings?.writeBufferBytes, blockCacheBytes: settings?.cacheBytes })
+      const db = await open(dir, { memtableBytes: settings?.writeBufferBytes, blockCacheBytes: settings?.cacheBytes, minBlobBytes: settings?.minBlobBytes })
       return {
         put: (key, value) => db.put(key, value),
         putDurable: (key, value) => db.put(key, value, SYNC_WRITE),
@@ -296,6 +299,7 @@ async function loadStratadbLevel(): Promise<EngineAdapter> {
       `new StrataLevel(dir, { ${[
         s.writeBufferBytes !== undefined ? `memtableBytes: ${mib(s.writeBufferBytes)}` : '',
         s.cacheBytes !== undefined ? `blockCacheBytes: ${mib(s.cacheBytes)}` : '',
+        s.minBlobBytes !== undefined ? `minBlobBytes: ${s.minBlobBytes}` : '',
       ]
         .filter((x) => x !== '')
         .join(', ')} })`,
@@ -303,6 +307,7 @@ async function loadStratadbLevel(): Promise<EngineAdapter> {
       const options: Record<string, unknown> = { keyEncoding: 'buffer', valueEncoding: 'buffer' }
       if (settings?.writeBufferBytes !== undefined) options.memtableBytes = settings.writeBufferBytes
       if (settings?.cacheBytes !== undefined) options.blockCacheBytes = settings.cacheBytes
+      if (settings?.minBlobBytes !== undefined) options.minBlobBytes = settings.minBlobBytes
       const db = new StrataLevel(dir, options)
       await db.open()
       return levelBenchDb(db, () => undefined)

@@ -1,5 +1,5 @@
 import { loadEngine } from './engines.js'
-import { REOPEN_STREAM, type ReopenChildMessage, type ReopenChildRequest } from './reopen-protocol.js'
+import { REOPEN_STREAM, reopenSettings, type ReopenChildMessage, type ReopenChildRequest } from './reopen-protocol.js'
 import { createContext } from './workload.js'
 import { putRandom } from './workloads.js'
 
@@ -14,7 +14,7 @@ async function main(): Promise<void> {
   // Never outlive the parent.
   process.on('disconnect', () => process.exit(1))
   const adapter = await loadEngine(request.engine)
-  const db = await adapter.open(request.dir)
+  const db = await adapter.open(request.dir, reopenSettings(request.config))
   const measured = await putRandom(db, createContext(request.config), REOPEN_STREAM)
   const message: ReopenChildMessage = { type: 'written', writeMs: measured.elapsedMs }
   process.send!(message)

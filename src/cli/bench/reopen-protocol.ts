@@ -1,4 +1,5 @@
 import type { BenchConfig, EngineName } from './config.js'
+import type { OpenSettings } from './engines.js'
 
 /**
  * What the reopen workload's parent (reopen.ts) and its writer process
@@ -13,6 +14,14 @@ export interface ReopenChildRequest {
   engine: EngineName
   dir: string
   config: BenchConfig
+}
+
+/**
+ * How both processes open the database: stratadb's --min-blob-bytes when given,
+ * else the engine's defaults (reopen does not take --cache-mib).
+ */
+export function reopenSettings(config: BenchConfig): OpenSettings | undefined {
+  return config.minBlobBytes !== undefined ? { minBlobBytes: config.minBlobBytes } : undefined
 }
 
 /** What the child sends to its parent. */

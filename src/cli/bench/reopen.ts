@@ -7,7 +7,7 @@ import type { BenchConfig } from './config.js'
 import type { EngineAdapter } from './engines.js'
 import { KeyFormat, randomIndices, streamSeed } from './key-stream.js'
 import { LatencyRecorder } from './latency.js'
-import { REOPEN_STREAM, type ReopenChildMessage, type ReopenChildRequest } from './reopen-protocol.js'
+import { REOPEN_STREAM, reopenSettings, type ReopenChildMessage, type ReopenChildRequest } from './reopen-protocol.js'
 import type { Measurement } from './workload.js'
 
 /**
@@ -29,7 +29,7 @@ export async function measureReopenAfterKill(adapter: EngineAdapter, scratchDir:
   try {
     const { writeMs } = await writeInChildThenKill({ engine: adapter.name, dir, config })
     const startMs = performance.now()
-    const db = await adapter.open(dir)
+    const db = await adapter.open(dir, reopenSettings(config))
     const openMs = performance.now() - startMs
     let missing: number
     try {

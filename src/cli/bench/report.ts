@@ -4,7 +4,7 @@ import type { BenchConfig, WorkloadName } from './config.js'
 import type { Environment } from './environment.js'
 import type { BenchOutcome, EngineInfo, RunResult } from './runner.js'
 import { baseEngine, summarizeOutcome, type Summary } from './summary.js'
-import { WORKLOADS } from './workloads.js'
+import { WORKLOADS, formatValueBytes } from './workloads.js'
 
 /** The human-readable report (tables on stdout) and the JSON report. */
 
@@ -64,6 +64,9 @@ export function formatHeader(config: BenchConfig, engines: EngineInfo[], env: En
   )
   if (config.cacheBytes !== undefined) {
     lines.push(`cache:    ${formatSize(config.cacheBytes)} block cache for stratadb and classic-level (--cache-mib; bigdata has its own)`)
+  }
+  if (config.minBlobBytes !== undefined) {
+    lines.push(`blobs:    minBlobBytes ${int(config.minBlobBytes)} for stratadb and stratadb-level, every workload and bigdata (--min-blob-bytes; the peers have no such option)`)
   }
   if (config.workloads.includes('increment') || config.workloads.includes('increment-keys')) {
     lines.push(`increment: ${int(config.incrementTasks)} tasks × ${int(config.incrementsPerTask)} increments (--tasks, --increments)`)
@@ -174,9 +177,12 @@ function workloadNotes(outcome: BenchOutcome, workload: WorkloadName): string[] 
       }
       break
     case 'largevalues':
+    case 'largevalues16k':
+    case 'largevalues1m':
       for (const r of results) {
+        const valueBytes = detail<number>(r, 'valueBytes')
         notes.push(
-          `${r.engine}: read back (synchronous gets of random keys): ${formatRate(detail<number>(r, 'readOpsPerSec') ?? 0)} gets/s, ` +
+          `${r.engine}: read back (synchronous gets of random keys${valueBytes !== undefined ? `, ${formatValueBytes(valueBytes)} values` : ''}): ${formatRate(detail<number>(r, 'readOpsPerSec') ?? 0)} gets/s, ` +
             `${(detail<number>(r, 'readMbPerSec') ?? 0).toFixed(0)} MB/s, p99 ${formatNs(detail<number>(r, 'readP99Ns') ?? 0)}, ` +
             `found ${int(detail<number>(r, 'readFound') ?? 0)} of ${int(detail<number>(r, 'readOps') ?? 0)}`,
         )

@@ -268,9 +268,13 @@ async function withDatabase(
   }
 }
 
-/** The budgets --cache-mib asks for (none: engine defaults). */
+/** The budgets --cache-mib asks for and stratadb's --min-blob-bytes (none: engine defaults). */
 function openSettings(ctx: WorkloadContext): OpenSettings {
-  return ctx.config.cacheBytes === undefined ? {} : { cacheBytes: ctx.config.cacheBytes }
+  const { cacheBytes, minBlobBytes } = ctx.config
+  return {
+    ...(cacheBytes !== undefined ? { cacheBytes } : {}),
+    ...(minBlobBytes !== undefined ? { minBlobBytes } : {}),
+  }
 }
 
 function toRates(m: Measurement): Omit<RunResult, 'run' | 'workload' | 'engine' | 'ok'> {

@@ -14,13 +14,13 @@ export interface WorkloadContext {
   readonly config: BenchConfig
   readonly keys: KeyFormat
   readonly values: ValuePool
-  /** The 256 KiB values of largevalues, made on first use. */
-  largeValues?: ValuePool
+  /** The values of the largevalues workloads, by value size, each made on first use. */
+  readonly largeValues: Map<number, ValuePool>
 }
 
 /** Builds the context of `config`. */
 export function createContext(config: BenchConfig): WorkloadContext {
-  return { config, keys: new KeyFormat(config.keyBytes), values: new ValuePool(config.valueBytes, config.seed) }
+  return { config, keys: new KeyFormat(config.keyBytes), values: new ValuePool(config.valueBytes, config.seed), largeValues: new Map() }
 }
 
 /** What one workload measured on one engine. */

@@ -1,14 +1,22 @@
 import { performance } from 'node:perf_hooks'
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import { measureBigdata } from './bigdata.js'
-import { INCREMENT_KEYS, LARGE_VALUE_BYTES, SEEK_ENTRIES, scaledOps, type WorkloadName } from './config.js'
+import {
+  INCREMENT_KEYS,
+  SEEK_ENTRIES,
+  largeValueBytesOf,
+  scaledOps,
+  type BenchConfig,
+  type LargeValuesWorkloadName,
+  type WorkloadName,
+} from './config.js'
 import { runConcurrent, runSync } from './drivers.js'
 import type { BenchDb, EngineAdapter } from './engines.js'
 import { SeededRandom, ValuePool, randomIndices, streamSeed } from './key-stream.js'
 import { LatencyRecorder } from './latency.js'
 import { activeProgress } from './progress.js'
 import { measureReopenAfterKill } from './reopen.js'
-import { SkipWorkload, type Measurement, type Workload, type WorkloadContext } from './workload.js'
+import { SkipWorkload, type DatabaseWorkload, type Measurement, type Workload, type WorkloadContext } from './workload.js'
 
 /**
  * The workloads, after db_bench. Each one times only its operations: opening
@@ -17,6 +25,13 @@ import { SkipWorkload, type Measurement, type Workload, type WorkloadContext } f
 
 
 const count = (n: number): string => n.toLocaleString('en-US')
+
+/** A value size as "16 KiB", "1 MiB", or "100,000 B" when not a whole number of KiB. */
+export function formatValueBytes(bytes: number): string {
+  if (bytes >= 2 ** 20 && bytes % 2 ** 20 === 0) return `${bytes / 2 ** 20} MiB`
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`
+  return `${count(bytes)} B`
+}
 
 /** Puts `n` keys `keyIndex(op)`, `concurrency` in flight, through `put` (the engine's put unless given). */
 async function putAll(
@@ -250,20 +265,29 @@ async function deleteRandom(db: BenchDb, ctx: WorkloadContext): Promise<Measurem
   return { ops: num, bytes: num * keyBytes, elapsedMs, latency }
 }
 
-/** 256 KiB values: random-key puts into a new database, then (in details) as many synchronous gets of random keys. */
-async function largeValues(db: BenchDb, ctx: WorkloadContext): Promise<Measurement> {
+/**
+ * Large values (256 KiB, --large-value-bytes, or the workload's own size):
+ * random-key puts into a new database, then (in details) as many synchronous
+ * gets of random keys. The key streams are named after the workload.
+ */
+async function largeValues(db: BenchDb, ctx: WorkloadContext, workload: LargeValuesWorkloadName): Promise<Measurement> {
   const { num, seed } = ctx.config
-  const n = scaledOps.largevalues(num)
-  ctx.largeValues ??= new ValuePool(LARGE_VALUE_BYTES, seed)
-  const writes = randomIndices(n, n, streamSeed(seed, 'largevalues'))
-  const written = await putAll(db, ctx, n, (op) => writes[op], undefined, ctx.largeValues)
-  const readIndices = randomIndices(n, n, streamSeed(seed, 'largevalues-read'))
+  const valueBytes = largeValueBytesOf(workload, ctx.config)
+  const n = scaledOps.largevalues(num, valueBytes)
+  let values = ctx.largeValues.get(valueBytes)
+  if (values === undefined) {
+    values = new ValuePool(valueBytes, seed)
+    ctx.largeValues.set(valueBytes, values)
+  }
+  const writes = randomIndices(n, n, streamSeed(seed, workload))
+  const written = await putAll(db, ctx, n, (op) => writes[op], undefined, values)
+  const readIndices = randomIndices(n, n, streamSeed(seed, `${workload}-read`))
   const read = await pointReads(db, ctx, n, (op) => ctx.keys.encode(readIndices[op]), 'sync')
   const readSeconds = read.elapsedMs / 1000
   return {
     ...written,
     details: {
-      valueBytes: LARGE_VALUE_BYTES,
+      valueBytes,
       readOps: n,
       readFound: read.found,
       readOpsPerSec: readSeconds > 0 ? n / readSeconds : 0,
@@ -327,6 +351,23 @@ async function increments(db: BenchDb, ctx: WorkloadContext, keys: 1 | typeof IN
       maxAttemptsPerTransaction: maxAttempts,
       finalCount: sum,
     },
+  }
+}
+
+/** largevalues, or one of its fixed-size variants. */
+function largeValuesWorkload(name: LargeValuesWorkloadName): DatabaseWorkload {
+  return {
+    name,
+    database: 'scratch',
+    describe(c: BenchConfig) {
+      const valueBytes = largeValueBytesOf(name, c)
+      const n = scaledOps.largevalues(c.num, valueBytes)
+      return (
+        `${count(n)} puts of ${formatValueBytes(valueBytes)} values (${+((n * valueBytes) / 2 ** 20).toFixed(1)} MiB, sized as num / 200 values of 256 KiB) ` +
+        `with random keys into a new scratch database, ${c.concurrency} in flight; then as many synchronous gets of random keys`
+      )
+    },
+    run: (db, ctx) => largeValues(db, ctx, name),
   }
 }
 
@@ -434,13 +475,9 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
     describe: (c) => `${count(c.num)} deletes of uniformly random keys from the existing database, ${c.concurrency} in flight`,
     run: (db, ctx) => deleteRandom(db, ctx),
   },
-  largevalues: {
-    name: 'largevalues',
-    database: 'scratch',
-    describe: (c) =>
-      `${count(scaledOps.largevalues(c.num))} (num / 200) puts of ${LARGE_VALUE_BYTES / 1024} KiB values with random keys into a new scratch database, ${c.concurrency} in flight`,
-    run: (db, ctx) => largeValues(db, ctx),
-  },
+  largevalues: largeValuesWorkload('largevalues'),
+  largevalues16k: largeValuesWorkload('largevalues16k'),
+  largevalues1m: largeValuesWorkload('largevalues1m'),
   increment: {
     name: 'increment',
     database: 'scratch',
