@@ -119,7 +119,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   private readonly failures: Failures
   private state: 'open' | 'closing' | 'closed' = 'open'
   private closePromise: Promise<void> | undefined
-  private readonly flushCounters = { flushes: 0, flushBytes: 0 }
+  private readonly flushCounters = { flushes: 0, flushBytes: 0, flushMs: 0 }
 
   constructor(s: RecoveredEngineState) {
     this.dir = s.dir
@@ -214,7 +214,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
 
   /** Compacts the key range [start, end] down to the deepest populated level. */
   async compactRange(start: Buffer | undefined, end: Buffer | undefined): Promise<void> {
-    if (this.mem.entryCount > 0) {
+    // Frozen memtables too (one replayed at open, or frozen when full): what was written before the call is compacted.
+    if (this.mem.entryCount > 0 || this.imms.length > 0) {
       await this.forceFlush()
     }
     await this.compactions.compactRange(start, end)
@@ -468,7 +469,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     return this.imms
   }
 
-  async installFlush(imm: Memtable, { table, blobFile }: WrittenTable): Promise<void> {
+  async installFlush(imm: Memtable, { table, blobFile }: WrittenTable, startedMs: number): Promise<void> {
     assert(this.imms[0] === imm, 'flushed memtable is not the oldest')
     // Every WAL older than the next memtable's first WAL is now in tables.
     const logNumber = this.imms.length > 1 ? this.imms[1].firstWalNumber : this.mem.firstWalNumber
@@ -476,6 +477,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     if (blobFile !== undefined) edit.blobsAdded = [{ ...blobFile, garbageCount: 0, garbageBytes: 0 }]
     await this.tableVersions.logAndApply(edit, this.writePath.visibleSequence)
     this.flushCounters.flushes++
+    this.flushCounters.flushMs += performance.now() - startedMs
     this.flushCounters.flushBytes += (table?.fileBytes ?? 0) + (blobFile?.fileBytes ?? 0)
     if (blobFile !== undefined) (this.blobCounters.filesWritten++, (this.blobCounters.bytesWritten += blobFile.fileBytes))
     // Reads that start from now on do not see it; open iterators keep their references.

@@ -16,7 +16,7 @@ export interface FlushHost {
   reserveOutputs(count: number): number[]
   releaseOutputs(numbers: readonly number[]): void
   /** Records the oldest frozen memtable's table and blob file (none: it held nothing) in the manifest and drops the memtable. */
-  installFlush(memtable: Memtable, written: WrittenTable): Promise<void>
+  installFlush(memtable: Memtable, written: WrittenTable, startedMs: number): Promise<void>
   /** After each flush, successful or not: wake writers waiting for room. */
   flushEnded(): void
   onError(err: unknown, where: 'flush'): void
@@ -76,6 +76,7 @@ export class FlushLoop {
     const imm = this.host.frozenMemtables()[0]
     // A table and, for values of at least minBlobBytes, a blob file.
     const outputs = this.host.reserveOutputs(2)
+    const startedMs = performance.now()
     try {
       const written = await this.runner.flush({
         dir: this.host.dir,
@@ -88,7 +89,7 @@ export class FlushLoop {
         snapshots: this.host.snapshotSequences(),
         blobs: { minBlobBytes: this.host.minBlobBytes, number: outputs[1] },
       })
-      await this.host.installFlush(imm, written)
+      await this.host.installFlush(imm, written, startedMs)
     } finally {
       this.host.releaseOutputs(outputs)
     }

@@ -60,8 +60,10 @@ export interface EngineStats {
   liveSnapshots: number
   writes: {
     flushes: number
-    /** Bytes written to tables by flushes. */
+    /** Bytes written to tables and blob files by flushes. */
     flushBytes: number
+    /** Time flushes took, from the start of the job to its installed table (summed). */
+    flushMs: number
     /** Bytes appended to WALs. */
     walBytes: number
     writeGroups: number

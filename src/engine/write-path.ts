@@ -70,7 +70,7 @@ export interface WriteHost extends ConditionReader {
 }
 
 /** The write path's share of `stats().writes` (flushes are counted by the engine). */
-export type WriteCounters = Omit<EngineStats['writes'], 'flushes' | 'flushBytes'>
+export type WriteCounters = Omit<EngineStats['writes'], 'flushes' | 'flushBytes' | 'flushMs'>
 
 /**
  * The write queue and group commit (docs/design.md, "Write path"): a write is

@@ -54,14 +54,32 @@ export class Recycler {
     return this.keptBytes
   }
 
-  takeChunk(): SharedArrayBuffer | undefined {
-    const c = this.chunks.pop()
-    if (c !== undefined) this.keptBytes -= c.byteLength
+  /**
+   * A kept chunk of at least `minBytes`: the last one given back when it is
+   * large enough (the common case: every chunk has the standard size), else
+   * the smallest large enough.
+   */
+  takeChunk(minBytes: number): SharedArrayBuffer | undefined {
+    const chunks = this.chunks
+    let at = chunks.length - 1
+    if (at < 0) return undefined
+    if (chunks[at].byteLength < minBytes) {
+      at = -1
+      for (let i = 0; i < chunks.length; i++) {
+        if (chunks[i].byteLength >= minBytes && (at < 0 || chunks[i].byteLength < chunks[at].byteLength)) at = i
+      }
+      if (at < 0) return undefined
+    }
+    const c = chunks[at]
+    chunks[at] = chunks[chunks.length - 1]
+    chunks.pop()
+    this.keptBytes -= c.byteLength
     return c
   }
 
+  /** Keeps a chunk for reuse: standard ones and the larger ones of large records (whole multiples of the standard size). */
   giveChunk(chunk: SharedArrayBuffer): void {
-    if (chunk.byteLength !== this.chunkBytes || !this.fits(chunk.byteLength)) return
+    if (chunk.byteLength % this.chunkBytes !== 0 || !this.fits(chunk.byteLength)) return
     this.chunks.push(chunk)
     this.keptBytes += chunk.byteLength
   }

@@ -10,9 +10,10 @@ export interface RecordSegment {
 
 /** Where an arena gets chunks and gives them back when its memtable is released. */
 export interface ChunkSource {
-  /** Records are carved from chunks of this size (a larger record gets a chunk of its own). */
+  /** Records are carved from chunks of this size (a larger record gets a chunk of its own, a multiple of it). */
   readonly chunkBytes: number
-  takeChunk(): SharedArrayBuffer | undefined
+  /** A kept chunk of at least `minBytes`, if any. */
+  takeChunk(minBytes: number): SharedArrayBuffer | undefined
   giveChunk(chunk: SharedArrayBuffer): void
 }
 
@@ -46,7 +47,10 @@ export class RecordArena {
     assert(!this.frozen, 'allocate from a frozen arena')
     if (this.chunk === undefined || this.used + minBytes > this.chunk.byteLength) {
       this.seal()
-      this.chunk = (minBytes <= this.chunkBytes ? this.source?.takeChunk() : undefined) ?? new SharedArrayBuffer(Math.max(this.chunkBytes, minBytes))
+      // A record larger than a chunk (a large value) gets a chunk of its own, rounded up to whole
+      // chunks so that the recycler can hand it to the next large record.
+      const bytes = Math.ceil(minBytes / this.chunkBytes) * this.chunkBytes
+      this.chunk = this.source?.takeChunk(bytes) ?? new SharedArrayBuffer(bytes)
       this.used = 0
     }
     return Buffer.from(this.chunk, this.used, this.chunk.byteLength - this.used)
