@@ -13,9 +13,13 @@ const MiB = 1 << 20
  * which writes ~10x the memtable + block cache + table cache budget of random
  * 100-byte values, reads and scans, and reports its peak RSS.
  */
-function runWriter(dir: string, options: object): Promise<{ peakRss: number; baselineRss: number; budget: { totalBytes: number }; written: number; scanned: number }> {
+function runWriter(
+  dir: string,
+  options: object,
+  valueBytes = 100,
+): Promise<{ peakRss: number; baselineRss: number; budget: { totalBytes: number }; written: number; scanned: number; blobs: { filesWritten: number; valuesRead: number } }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.resolve('test/fixtures/memory-writer.mjs'), dir, JSON.stringify(options)])
+    const child = spawn(process.execPath, [path.resolve('test/fixtures/memory-writer.mjs'), dir, JSON.stringify(options), String(valueBytes)])
     let out = ''
     let err = ''
     child.stdout.on('data', (d) => (out += d))
@@ -40,6 +44,25 @@ describe('bounded memory', () => {
     expect(r.scanned).toBeGreaterThan(500_000)
     const bound = r.baselineRss + r.budget.totalBytes
     console.log(`memory: peak RSS ${(r.peakRss / MiB).toFixed(0)} MiB, baseline ${(r.baselineRss / MiB).toFixed(0)} MiB, budget ${(r.budget.totalBytes / MiB).toFixed(0)} MiB, bound ${(bound / MiB).toFixed(0)} MiB`)
+    expect(r.peakRss).toBeLessThan(bound)
+  })
+  it('keeps RSS under the budget while writing 10x the budget of 256 KiB values (blob files)', async () => {
+    const t = tempDir('strata-mem-')
+    cleanup = t.cleanup
+    const options = {
+      memtableBytes: 4 * MiB,
+      blockCacheBytes: 4 * MiB,
+      tableCacheBytes: 4 * MiB,
+      targetTableBytes: 2 * MiB,
+      levelBaseBytes: 8 * MiB,
+    }
+    const r = await runWriter(t.dir, options, 256 << 10)
+    expect(r.written).toBeGreaterThanOrEqual(10 * 12 * MiB)
+    // The values went to blob files, and the gets and the scan read them back from there (but those still in the memtable).
+    expect(r.blobs.filesWritten).toBeGreaterThan(10)
+    expect(r.blobs.valuesRead).toBeGreaterThan(r.scanned)
+    const bound = r.baselineRss + r.budget.totalBytes
+    console.log(`memory (256 KiB values): peak RSS ${(r.peakRss / MiB).toFixed(0)} MiB, baseline ${(r.baselineRss / MiB).toFixed(0)} MiB, budget ${(r.budget.totalBytes / MiB).toFixed(0)} MiB, bound ${(bound / MiB).toFixed(0)} MiB`)
     expect(r.peakRss).toBeLessThan(bound)
   })
 })
