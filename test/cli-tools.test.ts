@@ -754,6 +754,256 @@ describe('strata repair', () => {
   })
 })
 
+// ---- blob files (key-value separation) -------------------------------------------------------
+
+/** Seed of a blob file's header, record-header and footer checksums (docs/format.md, "Blob file"). */
+const BLOB_SEED = 0x424c4f42
+
+interface BlobRec {
+  recordOffset: number
+  valueOffset: number
+  key: string
+  value: string
+  checksum: number
+}
+
+/** The value checksum of a blob record and reference: the low 32 bits of XXH64(value, seed 0). */
+const blobChecksum = (value: Buffer): number => Number(BigInt.asUintN(32, xx.h64Raw(value, 0n)))
+
+/** Parses a whole blob file, checking the header, every record's checksums and the footer's totals. */
+function parseBlob(file: string): { name: string; file: string; records: BlobRec[]; footerOffset: number; valueBytes: number } {
+  const buf = fs.readFileSync(file)
+  expect(buf.subarray(0, 8).toString('latin1')).toBe('STRBLOB1')
+  expect(buf.readUInt32LE(8)).toBe(1)
+  expect(buf.readUInt32LE(12)).toBe(xx.h32Raw(buf.subarray(0, 12), BLOB_SEED) >>> 0)
+  const f = buf.length - 32
+  expect(buf.subarray(f + 24, f + 32).toString('latin1')).toBe('STRBLOB1')
+  expect(buf.readUInt32LE(f + 20)).toBe(xx.h32Raw(buf.subarray(f, f + 20), BLOB_SEED) >>> 0)
+  const records: BlobRec[] = []
+  let valueBytes = 0
+  for (let o = 16; o < f; ) {
+    const kl = buf.readUInt32LE(o)
+    const vl = buf.readUInt32LE(o + 4)
+    const key = buf.subarray(o + 16, o + 16 + kl)
+    expect(buf.readUInt32LE(o + 12)).toBe(xx.h32Raw(Buffer.concat([buf.subarray(o, o + 12), key]), BLOB_SEED) >>> 0)
+    const valueOffset = o + 16 + kl
+    const value = buf.subarray(valueOffset, valueOffset + vl)
+    expect(buf.readUInt32LE(o + 8)).toBe(blobChecksum(value))
+    records.push({ recordOffset: o, valueOffset, key: key.toString('latin1'), value: value.toString('latin1'), checksum: buf.readUInt32LE(o + 8) })
+    valueBytes += vl
+    o = valueOffset + vl
+  }
+  expect(Number(buf.readBigUInt64LE(f))).toBe(records.length)
+  expect(Number(buf.readBigUInt64LE(f + 8))).toBe(valueBytes)
+  return { name: path.basename(file), file, records, footerOffset: f, valueBytes }
+}
+
+/** Decodes a blob reference (the value of a table entry of kind 3): varint file, varint offset, varint length, u32 checksum. */
+function parseReference(value: string): { blobFile: string; blobOffset: number; blobLength: number; blobChecksum: number } {
+  const b = Buffer.from(value, 'latin1')
+  const at = { o: 0 }
+  const file = readVarint(b, at)
+  const blobOffset = readVarint(b, at)
+  const blobLength = readVarint(b, at)
+  expect(at.o + 4).toBe(b.length)
+  return { blobFile: `${String(file).padStart(6, '0')}.blob`, blobOffset, blobLength, blobChecksum: b.readUInt32LE(at.o) }
+}
+
+/**
+ * A database whose large values (>= 64 bytes) are in blob files: a first
+ * session writes, overwrites and deletes keys `b/…` and compacts twice (the
+ * versions the second compaction drops make garbage in the blob files); a
+ * second one (no compaction) writes keys `n/…`, found only there, into L0
+ * tables with blob files of their own, and leaves its last writes in the WAL.
+ */
+let blobTemplate: string
+const blobModel = new Map<string, string>()
+const BLOB_OPTIONS = { minBlobBytes: 64, memtableBytes: 16 * 1024, blobGarbagePercent: 100, autoCompaction: false, flushOnClose: false }
+
+beforeAll(async () => {
+  blobTemplate = newDir('blob-template')
+  let db = await open(blobTemplate, BLOB_OPTIONS)
+  const big = (tag: string, i: number): string => `${tag}-${i}-`.padEnd(70 + (i % 60), 'q')
+  const put = async (k: string, v: string): Promise<void> => {
+    await db.put(k, v)
+    blobModel.set(k, v)
+  }
+  for (let i = 0; i < 200; i++) await put(`b/${String(i).padStart(3, '0')}`, i % 3 === 0 ? `small-${i}` : big('one', i))
+  await db.compactRange()
+  for (let i = 0; i < 200; i += 5) await put(`b/${String(i).padStart(3, '0')}`, big('two', i))
+  for (let i = 1; i < 200; i += 17) {
+    await db.delete(`b/${String(i).padStart(3, '0')}`)
+    blobModel.delete(`b/${String(i).padStart(3, '0')}`)
+  }
+  await db.compactRange()
+  await db.close()
+  db = await open(blobTemplate, BLOB_OPTIONS)
+  for (let i = 0; i < 150; i++) await put(`n/${String(i).padStart(3, '0')}`, big('new', i))
+  await db.close()
+  expect(filesEnding(blobTemplate, '.blob').length).toBeGreaterThanOrEqual(3)
+})
+
+/** The tables of a directory, with the references of their kind-3 entries. */
+function blobEntriesOf(dir: string): Array<{ table: ParsedTable; entry: BlockEntry; ref: ReturnType<typeof parseReference> }> {
+  return filesEnding(dir, '.sst').flatMap((f) => {
+    const table = parseTable(f)
+    return table.entries.filter((e) => e.kind === 3).map((entry) => ({ table, entry, ref: parseReference(entry.value) }))
+  })
+}
+
+describe('blob files (key-value separation)', () => {
+  it('check verifies the blob files and every reference, and counts live and garbage bytes', async () => {
+    const dir = copyOf(blobTemplate)
+    const before = hashTree(dir)
+    const [text, json] = await Promise.all([strata('check', dir), strataJson('check', dir)])
+    expect(text.code, text.stdout + text.stderr).toBe(0)
+    expect(text.stdout).toMatch(/^ {2}blobs {5}\d+ blob files, [\d.]+ [KM]?i?B: [\d,]+ live values, [\d.]+ [KM]?i?B live, [\d.]+ [KM]?i?B garbage; the tables read hold [\d,]+ references into them$/m)
+    expect(text.stdout).toMatch(/result: OK: 0 problems, 0 warnings/)
+    const doc = json.doc
+    expect(doc.problems).toEqual([])
+    const blobs = filesEnding(dir, '.blob').map(parseBlob)
+    expect(doc.blobFiles.map((b: { file: string }) => b.file)).toEqual(blobs.map((b) => b.name))
+    for (const b of blobs) {
+      const got = doc.blobFiles.find((x: { file: string }) => x.file === b.name)
+      expect(got).toMatchObject({ bytes: fs.statSync(b.file).size, valueCount: b.records.length, valueBytes: b.valueBytes, ok: true })
+    }
+    // Every reference names a record of a blob file; the live values are exactly those referenced.
+    const refs = blobEntriesOf(dir)
+    for (const { ref } of refs) {
+      const rec = blobs.find((b) => b.name === ref.blobFile)!.records.find((r) => r.valueOffset === ref.blobOffset)!
+      expect(rec.value.length).toBe(ref.blobLength)
+      expect(rec.checksum).toBe(ref.blobChecksum)
+    }
+    expect(doc.blobFiles.reduce((n: number, b: { references: number }) => n + b.references, 0)).toBe(refs.length)
+    for (const b of doc.blobFiles) expect(b.references).toBe(b.valueCount - b.garbageCount)
+    expect(doc.blobFiles.some((b: { garbageCount: number }) => b.garbageCount > 0)).toBe(true)
+    expect(hashTree(dir)).toEqual(before)
+  })
+
+  it('check reports a flipped byte in a blob value, a missing blob file, and a .blob file the manifest does not name', async () => {
+    const refs = blobEntriesOf(blobTemplate)
+    const target = refs.find((r) => r.entry.key.startsWith('n/'))!.ref
+    const other = refs.find((r) => r.ref.blobFile !== target.blobFile)!
+    const flipped = copyOf(blobTemplate)
+    flipByte(path.join(flipped, target.blobFile), target.blobOffset + (target.blobLength >> 1))
+    fs.copyFileSync(path.join(flipped, target.blobFile), path.join(flipped, '999999.blob'))
+    const missing = copyOf(blobTemplate)
+    fs.rmSync(path.join(missing, other.ref.blobFile))
+    const [text, json, gone] = await Promise.all([strata('check', flipped), strataJson('check', flipped), strataJson('check', missing)])
+    expect(text.code).toBe(1)
+    expect(text.stdout).toContain(`error: ${target.blobFile} at offset ${target.blobOffset}: blob value checksum mismatch`)
+    expect(text.stdout).toContain('warning: 999999.blob: not named by the manifest')
+    expect(text.stdout).toMatch(/result: DAMAGED: 1 problem, 1 warning/)
+    expect(json.code).toBe(1)
+    expect(json.doc.problems).toEqual([{ file: target.blobFile, offset: target.blobOffset, message: 'blob value checksum mismatch' }])
+    expect(json.doc.blobFiles.find((b: { file: string }) => b.file === target.blobFile).ok).toBe(false)
+    expect(gone.code).toBe(1)
+    expect(gone.doc.problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ file: other.ref.blobFile, message: expect.stringMatching(/^missing: the manifest names it/) }),
+        expect.objectContaining({ file: other.table.name, message: expect.stringMatching(new RegExp(`reference values? in ${other.ref.blobFile}, which is missing$`)) }),
+      ]),
+    )
+  })
+
+  it('dump prints a blob file (text, --json, --keys-only, told by its magic) and a table\'s kind-3 entries as references', async () => {
+    const blob = filesEnding(blobTemplate, '.blob').map(parseBlob).sort((a, b) => b.records.length - a.records.length)[0]
+    const unnamed = path.join(newDir('unnamed'), 'values.bin')
+    fs.copyFileSync(blob.file, unnamed)
+    const withRefs = blobEntriesOf(blobTemplate)
+    const table = withRefs[0].table
+    const [text, json, keysOnly, byMagic, tableText, tableJson, manifestJson] = await Promise.all([
+      strata('dump', blob.file),
+      strataJson('dump', blob.file),
+      strataJson('dump', blob.file, '--keys-only'),
+      strataJson('dump', unnamed),
+      strata('dump', table.file),
+      strataJson('dump', table.file),
+      strataJson('dump', currentManifest(blobTemplate)),
+    ])
+    expect(text.code, text.stderr).toBe(0)
+    expect(text.stdout).toContain(`${blob.name}: blob file, ${fs.statSync(blob.file).size.toLocaleString('en-US')} bytes, format version 1`)
+    const r0 = blob.records[0]
+    expect(text.stdout).toContain(
+      `  record at ${r0.recordOffset}: ${JSON.stringify(r0.key)} value offset ${r0.valueOffset}, ${r0.value.length} bytes, checksum 0x${r0.checksum.toString(16).padStart(8, '0')} ${JSON.stringify(r0.value)}\n`,
+    )
+    expect(text.stdout).toContain(`${blob.records.length} records, ${blob.valueBytes.toLocaleString('en-US')} value bytes`)
+    expect(json.doc).toMatchObject({ file: blob.name, type: 'blob', formatVersion: 1, footer: { offset: blob.footerOffset, recordCount: blob.records.length, valueBytes: blob.valueBytes }, problems: [] })
+    expect(json.doc.records).toEqual(
+      blob.records.map((r) => ({ offset: r.recordOffset, valueOffset: r.valueOffset, key: r.key, keyEncoding: 'utf8', valueLength: r.value.length, checksum: r.checksum, checksumOk: true, value: r.value, valueEncoding: 'utf8' })),
+    )
+    expect(keysOnly.doc.records.every((r: object) => !('value' in r))).toBe(true)
+    expect(keysOnly.doc.records.map((r: { key: string }) => r.key)).toEqual(blob.records.map((r) => r.key))
+    expect(byMagic.code).toBe(0)
+    expect(byMagic.doc.type).toBe('blob')
+
+    expect(tableText.code, tableText.stderr).toBe(0)
+    const e = withRefs[0]
+    expect(tableText.stdout).toContain(
+      `  ${JSON.stringify(e.entry.key)} @${e.entry.seq} blob ${e.ref.blobFile} offset ${e.ref.blobOffset}, ${e.ref.blobLength} bytes, checksum 0x${e.ref.blobChecksum.toString(16).padStart(8, '0')}\n`,
+    )
+    const entries = tableJson.doc.blocks.flatMap((b: { entries: unknown[] }) => b.entries)
+    expect(entries).toEqual(
+      table.entries.map((x) =>
+        x.kind === 3
+          ? { key: x.key, keyEncoding: 'utf8', sequence: x.seq, kind: 'blob', ...parseReference(x.value) }
+          : x.kind === 1
+            ? { key: x.key, keyEncoding: 'utf8', sequence: x.seq, kind: 'put', value: x.value, valueEncoding: 'utf8' }
+            : { key: x.key, keyEncoding: 'utf8', sequence: x.seq, kind: 'delete' },
+      ),
+    )
+    expect(entries.some((x: { kind: string }) => x.kind === 'blob')).toBe(true)
+
+    // The manifest: blob files added, garbage, each table's blob files; the state's blob files.
+    expect(manifestJson.code).toBe(0)
+    const edits = manifestJson.doc.edits
+    expect(edits.some((x: { blobsAdded: unknown[] }) => x.blobsAdded.length > 0)).toBe(true)
+    expect(edits.some((x: { blobGarbage: unknown[] }) => x.blobGarbage.length > 0)).toBe(true)
+    expect(manifestJson.doc.state.blobFiles.map((b: { file: string }) => b.file)).toEqual(filesEnding(blobTemplate, '.blob').map((f) => path.basename(f)))
+    const added = new Map<string, string[]>(edits.flatMap((x: { added: Array<{ file: string; blobFiles: string[] }> }) => x.added.map((a) => [a.file, a.blobFiles])))
+    expect(added.get(table.name)).toEqual([...new Set(withRefs.filter((x) => x.table.name === table.name).map((x) => x.ref.blobFile))].sort())
+  })
+
+  it('repair without CURRENT lists every referenced blob file, and every large value reads back', async () => {
+    const dir = copyOf(blobTemplate)
+    fs.rmSync(path.join(dir, 'CURRENT'))
+    const blobs = filesEnding(dir, '.blob').map((f) => path.basename(f))
+    const { code, doc, stderr } = await strataJson('repair', dir)
+    expect(code, stderr + JSON.stringify(doc)).toBe(0)
+    expect(doc.mode).toBe('rebuild')
+    expect(doc.verified).toBe(true)
+    expect(doc.lost).toMatchObject({ blocks: 0, records: 0, blobValues: 0, entries: 0 })
+    expect(doc.result.blobFiles.map((b: { file: string }) => b.file)).toEqual(blobs)
+    expect(filesEnding(dir, '.blob').map((f) => path.basename(f))).toEqual(blobs)
+    // Garbage: the values no kept table references.
+    const referenced = blobEntriesOf(dir)
+    for (const b of doc.result.blobFiles) expect(b.valueCount - b.garbageCount).toBe(referenced.filter((r) => r.ref.blobFile === b.file).length)
+    expect(sorted(await contentOfDir(dir))).toEqual(sorted(blobModel))
+    const check = await strataJson('check', dir)
+    expect(check.code, JSON.stringify(check.doc.problems)).toBe(0)
+    expect(check.doc.warnings).toEqual([])
+  })
+
+  it('repair copies the readable values of a damaged blob file and drops the entry whose value is damaged', async () => {
+    const dir = copyOf(blobTemplate)
+    const target = blobEntriesOf(dir).find((r) => r.entry.key.startsWith('n/'))!
+    flipByte(path.join(dir, target.ref.blobFile), target.ref.blobOffset + 3)
+    const { code, doc, stderr } = await strataJson('repair', dir)
+    expect(code, stderr + JSON.stringify(doc)).toBe(0)
+    expect(doc.mode).toBe('manifest')
+    expect(doc.lost).toMatchObject({ blobValues: 1, entries: 1 })
+    const damaged = doc.files.find((f: { file: string }) => f.file === target.ref.blobFile)
+    expect(damaged).toMatchObject({ action: 'rewritten', blobValuesLost: 1, movedTo: path.join('lost', target.ref.blobFile) })
+    expect(doc.result.blobFiles.map((b: { file: string }) => b.file)).toContain(damaged.newBlobFile)
+    expect(doc.files.find((f: { file: string }) => f.file === target.table.name)).toMatchObject({ action: 'rewritten', blobValuesLost: 1 })
+    const expected = new Map(blobModel)
+    expected.delete(target.entry.key)
+    expect(sorted(await contentOfDir(dir))).toEqual(sorted(expected))
+    const check = await strata('check', dir)
+    expect(check.code, check.stdout).toBe(0)
+  })
+})
+
 // ---- usage ---------------------------------------------------------------------------------
 
 describe('usage errors exit 2', () => {

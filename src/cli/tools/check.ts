@@ -2,12 +2,14 @@
  * `strata check <dir>`: verifies a database directory without writing
  * anything (no LOCK, no file created, every file opened read-only), so it
  * also runs while another process has the database open for writing. It
- * reports every problem it finds, with file and offset, then a summary
+ * checks the manifest, every table and blob file it names, every blob
+ * reference against the blob file's records, and the WALs; it reports every
+ * problem it finds, with file and offset, then a summary
  * (docs/cli.md, "strata check").
  */
 import * as path from 'node:path'
 import { initChecksum } from '../../base/checksum.js'
-import { LOCK_FILE, MARKER_FILE, manifestFileName, tableFileName, walFileName } from '../../base/file-names.js'
+import { LOCK_FILE, MARKER_FILE, blobFileName, manifestFileName, tableFileName, walFileName } from '../../base/file-names.js'
 import { parseLockRecord } from '../../base/lock-file.js'
 import { decodeMarker, inspectDirectory } from '../../engine/directory-identity.js'
 import { NUM_LEVELS } from '../../manifest/table-version-edit.js'
@@ -15,9 +17,20 @@ import { RECORD_HEADER_BYTES } from '../../wal/record-framing.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { nodeFileSystem } from '../../vfs/node-file-system.js'
 import { PinnedTableFiles } from '../../engine/pinned-table-files.js'
-import { isMissing, listDirectory, requireDirectory, readCurrent, replayManifest, type DirectoryListing, type ManifestReplay, type Placement } from './file-inspector.js'
+import {
+  inspectBlobFile,
+  isMissing,
+  listDirectory,
+  requireDirectory,
+  readCurrent,
+  replayManifest,
+  type BlobFileInspection,
+  type DirectoryListing,
+  type ManifestReplay,
+  type Placement,
+} from './file-inspector.js'
 import { bytes, findingOf, plural, showBytes, showFinding, type Finding, type Out } from './output.js'
-import { inspectTable, type TableInspection } from './table-inspection.js'
+import { inspectTable, type BlobCatalog, type TableInspection } from './table-inspection.js'
 import { readWalContents, walDamageFinding } from './wal-inspection.js'
 
 /** Everything `strata check` found; also its `--json` output. */
@@ -33,7 +46,14 @@ export interface CheckReport {
   lock?: { pid: number; host?: string }
   manifest?: { file: string; records: number; bytes: number; logNumber: number; nextFileNumber: number; lastSequence: number }
   levels: Array<{ level: number; tables: number; entries: number; bytes: number }>
-  tables: Array<{ file: string; level: number; bytes: number; entries: number; dataBlocks: number; ok: boolean }>
+  tables: Array<{ file: string; level: number; bytes: number; entries: number; dataBlocks: number; blobReferences: number; ok: boolean }>
+  /**
+   * Blob files: those the manifest lists (counts and garbage as it records
+   * them), or without a usable manifest those in the directory (counts from
+   * their footers, garbage null). `references`: the references the tables
+   * read hold into the file.
+   */
+  blobFiles: Array<{ file: string; bytes: number; valueCount: number; valueBytes: number; garbageCount: number | null; garbageBytes: number | null; references: number; ok: boolean }>
   wals: Array<{ file: string; bytes: number; records: number; entries: number; firstSequence?: number; lastSequence?: number; ok: boolean }>
 }
 
@@ -54,7 +74,7 @@ class Checker {
     private readonly fs: FileSystem,
     private readonly dir: string,
   ) {
-    this.report = { dir, ok: true, problems: [], warnings: [], notes: [], levels: [], tables: [], wals: [] }
+    this.report = { dir, ok: true, problems: [], warnings: [], notes: [], levels: [], tables: [], blobFiles: [], wals: [] }
   }
 
   problem(f: Finding): void {
@@ -92,7 +112,7 @@ class Checker {
       this.problem({ message: `${this.dir} is a LevelDB/classic-level database, not a stratadb one` })
       return false
     }
-    const ours = listing.hasCurrent || listing.manifests.length > 0 || listing.tables.length > 0 || listing.wals.length > 0
+    const ours = listing.hasCurrent || listing.manifests.length > 0 || listing.tables.length > 0 || listing.blobs.length > 0 || listing.wals.length > 0
     if (!ours) {
       this.problem({ message: listing.names.length === 0 ? `${this.dir} is empty: no database here` : `${this.dir} is not a stratadb database (no ${MARKER_FILE} marker, no database files)` })
       return false
@@ -125,54 +145,90 @@ class Checker {
   private checkManifestAndTables(listing: DirectoryListing): ManifestState | undefined {
     let state = this.loadManifest(listing, true)
     if (state === undefined) {
-      // No usable manifest: every table file present is checked on its own.
-      if (listing.tables.length > 0) this.report.notes.push('no usable manifest: every table file present was checked without the manifest\'s metadata')
+      // No usable manifest: every table and blob file present is checked on its own.
+      if (listing.tables.length + listing.blobs.length > 0) this.report.notes.push('no usable manifest: every table and blob file present was checked without the manifest\'s metadata')
+      const blobs = new Map<number, BlobFileInspection>()
+      for (const number of listing.blobs) {
+        const b = inspectBlobFile(this.fs, this.dir, number)
+        if (!b.missing) blobs.set(number, b)
+      }
+      const tables: TableInspection[] = []
       for (const number of listing.tables) {
-        const t = inspectTable(this.fs, this.dir, number)
+        const t = inspectTable(this.fs, this.dir, number, undefined, { files: blobs, fromManifest: false })
         if (t.missing) continue
+        tables.push(t)
         for (const f of t.problems) this.problem(f)
-        this.report.tables.push({ file: t.name, level: -1, bytes: t.fileBytes, entries: t.entries, dataBlocks: t.dataBlocks, ok: t.problems.length === 0 })
+        this.report.tables.push({ file: t.name, level: -1, bytes: t.fileBytes, entries: t.entries, dataBlocks: t.dataBlocks, blobReferences: t.blobEntries, ok: t.problems.length === 0 })
+      }
+      for (const b of blobs.values()) {
+        for (const f of b.problems) this.problem(f)
+        this.report.blobFiles.push({
+          file: b.name,
+          bytes: b.fileBytes,
+          valueCount: b.totals?.recordCount ?? b.records.count,
+          valueBytes: b.totals?.valueBytes ?? 0,
+          garbageCount: null,
+          garbageBytes: null,
+          references: referencesTo(b.number, tables),
+          ok: b.problems.length === 0,
+        })
       }
       return undefined
     }
     const results = new Map<number, TableInspection>()
-    // Every table a manifest names is opened right after that manifest was read, before any is
-    // checked (as a read-only view does: engine/pinned-table-files.ts): a concurrent compaction that
-    // deletes one during the (long) check no longer makes it look missing.
+    const blobResults = new Map<number, BlobFileInspection>()
+    // Every table and blob file a manifest names is opened right after that manifest was read, before
+    // any is checked (as a read-only view does: engine/pinned-table-files.ts): a concurrent compaction
+    // that deletes one during the (long) check no longer makes it look missing.
     const pins: PinnedTableFiles[] = []
     const checkTables = (s: ManifestState): void => {
       const pinned = new PinnedTableFiles(this.fs)
       pins.push(pinned)
-      for (const number of s.replay.tables.keys()) {
+      const names = [...[...s.replay.tables.keys()].map(tableFileName), ...[...s.replay.blobs.keys()].map(blobFileName)]
+      for (const name of names) {
         try {
-          pinned.pin(path.join(this.dir, tableFileName(number)))
+          pinned.pin(path.join(this.dir, name))
         } catch {
-          // Gone already (or unreadable): inspectTable reports it.
+          // Gone already (or unreadable): inspectTable and inspectBlobFile report it.
         }
       }
+      // Blob files first: the tables' references are checked against their records.
+      const files = new Map<number, BlobFileInspection>()
+      for (const [number, meta] of s.replay.blobs) {
+        const known = blobResults.get(number)
+        const b = known !== undefined && !known.missing ? known : inspectBlobFile(pinned, this.dir, number, meta)
+        blobResults.set(number, b)
+        files.set(number, b)
+      }
+      const catalog: BlobCatalog = { files, fromManifest: true }
       for (const [number, placement] of s.replay.tables) {
-        if (results.has(number) && !results.get(number)!.missing) continue
-        results.set(number, inspectTable(pinned, this.dir, number, { meta: placement.meta, lastSequence: s.replay.lastSequence }))
+        const known = results.get(number)
+        if (known !== undefined && !known.missing && known.blobFilesMissing.size === 0) continue
+        results.set(number, inspectTable(pinned, this.dir, number, { meta: placement.meta, lastSequence: s.replay.lastSequence }, catalog))
       }
     }
     try {
-      return this.checkTablesOf(state, results, checkTables)
+      return this.checkTablesOf(state, results, blobResults, checkTables)
     } finally {
       for (const p of pins) p.releaseAll()
     }
   }
 
-  private checkTablesOf(state: ManifestState, results: Map<number, TableInspection>, checkTables: (s: ManifestState) => void): ManifestState {
+  private checkTablesOf(state: ManifestState, results: Map<number, TableInspection>, blobResults: Map<number, BlobFileInspection>, checkTables: (s: ManifestState) => void): ManifestState {
     checkTables(state)
-    // A concurrent writer may have changed the manifest and deleted tables it named: read CURRENT
-    // and the manifest again (a few times at most, while they keep changing).
+    // A concurrent writer may have changed the manifest and deleted tables or blob files it named:
+    // read CURRENT and the manifest again (a few times at most, while they keep changing).
     for (let attempt = 0; attempt < MANIFEST_REREADS; attempt++) {
       const vanished = [...state.replay.tables.keys()].map((n) => results.get(n)!).filter((t) => t.missing)
-      if (vanished.length === 0) break
+      const vanishedBlobs = [...state.replay.blobs.keys()].map((n) => blobResults.get(n)!).filter((b) => b.missing)
+      if (vanished.length === 0 && vanishedBlobs.length === 0) break
       const again = this.loadManifest(listDirectory(this.fs, this.dir), false)
       if (again === undefined || again.buf.equals(state.buf)) break
       for (const t of vanished) {
         if (!again.replay.tables.has(t.number)) this.report.notes.push(`${t.name} was deleted after CURRENT was read; the manifest read again no longer names it (a concurrent compaction)`)
+      }
+      for (const b of vanishedBlobs) {
+        if (!again.replay.blobs.has(b.number)) this.report.notes.push(`${b.name} was deleted after CURRENT was read; the manifest read again no longer names it (a concurrent compaction)`)
       }
       state = again
       checkTables(state)
@@ -186,17 +242,61 @@ class Checker {
         this.problem({ file: t.name, message: `missing: the manifest names it (level ${placement.level}, ${placement.meta.fileBytes} bytes)` })
       }
       for (const f of t.problems) this.problem(f)
-      this.report.tables.push({ file: t.name, level: placement.level, bytes: t.fileBytes, entries: t.entries, dataBlocks: t.dataBlocks, ok: !t.missing && t.problems.length === 0 })
+      this.report.tables.push({ file: t.name, level: placement.level, bytes: t.fileBytes, entries: t.entries, dataBlocks: t.dataBlocks, blobReferences: t.blobEntries, ok: !t.missing && t.problems.length === 0 })
     }
     this.checkLevels(state.replay.tables)
+    this.reportBlobFiles(state, placements.map(([n]) => results.get(n)!), blobResults)
     const named = new Set(state.replay.tables.keys())
     const now = listDirectory(this.fs, this.dir)
+    const leftover = 'not named by the manifest: a leftover the next open deletes, or the output of a flush or compaction in progress (not checked)'
     for (const n of now.tables) {
-      if (!named.has(n)) this.warning({ file: tableFileName(n), message: 'not named by the manifest: a leftover the next open deletes, or the output of a flush or compaction in progress (not checked)' })
+      if (!named.has(n)) this.warning({ file: tableFileName(n), message: leftover })
+    }
+    for (const n of now.blobs) {
+      if (!state.replay.blobs.has(n)) this.warning({ file: blobFileName(n), message: leftover })
     }
     const stale = now.manifests.filter((m) => m !== state.manifestNumber)
     if (stale.length > 0) this.report.notes.push(`${plural(stale.length, 'manifest')} not named by CURRENT (${stale.map(manifestFileName).join(', ')}): left for deletion, not checked`)
     return state
+  }
+
+  /**
+   * The blob files the final manifest state lists: missing, damaged, and
+   * (when every table was read whole) whether the references the tables hold
+   * match the values the manifest counts as live.
+   */
+  private reportBlobFiles(state: ManifestState, tables: TableInspection[], blobResults: Map<number, BlobFileInspection>): void {
+    const allRead = tables.every((t) => !t.missing && t.lostBlocks.length === 0 && t.outOfOrder === 0)
+    for (const [number, meta] of [...state.replay.blobs.entries()].sort(([a], [b]) => a - b)) {
+      const b = blobResults.get(number)!
+      if (b.missing) this.problem({ file: b.name, message: `missing: the manifest names it (${meta.fileBytes} bytes, ${plural(meta.valueCount - meta.garbageCount, 'live value')})` })
+      for (const f of b.problems) this.problem(f)
+      const references = referencesTo(number, tables)
+      const live = meta.valueCount - meta.garbageCount
+      if (allRead && !b.missing) {
+        if (references > live) {
+          this.problem({
+            file: b.name,
+            message: `the tables hold ${plural(references, 'reference')} into it, the manifest counts ${plural(live, 'live value')}: its garbage count could reach its value count while values are referenced`,
+          })
+        } else if (references < live) {
+          this.warning({
+            file: b.name,
+            message: `the tables hold ${plural(references, 'reference')} into it, the manifest counts ${plural(live, 'live value')}: values no table references are not counted as garbage (the file is kept longer than needed)`,
+          })
+        }
+      }
+      this.report.blobFiles.push({
+        file: b.name,
+        bytes: meta.fileBytes,
+        valueCount: meta.valueCount,
+        valueBytes: meta.valueBytes,
+        garbageCount: meta.garbageCount,
+        garbageBytes: meta.garbageBytes,
+        references,
+        ok: !b.missing && b.problems.length === 0,
+      })
+    }
   }
 
   /**
@@ -257,8 +357,11 @@ class Checker {
     for (const p of r.problems) this.problem(p)
     let maxTable = 0
     for (const n of r.tables.keys()) maxTable = Math.max(maxTable, n)
-    if (r.walk.records.length > 0 && r.nextFileNumber <= maxTable) {
-      this.problem({ file: name, message: `next file number ${r.nextFileNumber} is not above table ${maxTable}, which it names` })
+    let maxBlob = 0
+    for (const n of r.blobs.keys()) maxBlob = Math.max(maxBlob, n)
+    if (r.walk.records.length > 0 && r.nextFileNumber <= Math.max(maxTable, maxBlob)) {
+      const what = maxBlob > maxTable ? `blob file ${blobFileName(maxBlob)}` : `table ${maxTable}`
+      this.problem({ file: name, message: `next file number ${r.nextFileNumber} is not above ${what}, which it names` })
     }
     this.report.manifest = {
       file: name,
@@ -345,6 +448,11 @@ class Checker {
   }
 }
 
+/** References the tables hold into blob file `number`. */
+function referencesTo(number: number, tables: readonly TableInspection[]): number {
+  return tables.reduce((n, t) => n + (t.blobReferences.get(number) ?? 0), 0)
+}
+
 /** Runs the check; throws UsageError when `dir` is not an existing directory. */
 export async function runCheck(dir: string, fs: FileSystem = nodeFileSystem): Promise<CheckReport> {
   requireDirectory(fs, dir)
@@ -368,6 +476,17 @@ export async function printCheck(r: CheckReport, out: Out): Promise<void> {
   const perLevel = r.levels.map((l) => `L${l.level}: ${l.tables}`).join(', ')
   const nothing = r.manifest === undefined && r.tables.length === 0 && r.wals.length === 0
   if (!nothing) await out.line(`  tables    ${plural(r.tables.length, 'table')}${perLevel === '' ? '' : ` (${perLevel})`}, ${plural(tableEntries, 'entry', 'entries')} read, ${bytes(tableBytes)}`)
+  if (r.blobFiles.length > 0) {
+    const fileBytes = r.blobFiles.reduce((n, b) => n + b.bytes, 0)
+    const values = r.blobFiles.reduce((n, b) => n + b.valueCount - (b.garbageCount ?? 0), 0)
+    const valueBytes = r.blobFiles.reduce((n, b) => n + b.valueBytes, 0)
+    const garbage = r.blobFiles.reduce((n, b) => n + (b.garbageBytes ?? 0), 0)
+    const references = r.blobFiles.reduce((n, b) => n + b.references, 0)
+    const split = r.blobFiles.every((b) => b.garbageBytes !== null)
+      ? `${plural(values, 'live value')}, ${bytes(valueBytes - garbage)} live, ${bytes(garbage)} garbage`
+      : `${plural(values, 'value')}, ${bytes(valueBytes)} (garbage not known without the manifest)`
+    await out.line(`  blobs     ${plural(r.blobFiles.length, 'blob file')}, ${bytes(fileBytes)}: ${split}; the tables read hold ${plural(references, 'reference')} into them`)
+  }
   const walRecords = r.wals.reduce((n, w) => n + w.records, 0)
   const walEntries = r.wals.reduce((n, w) => n + w.entries, 0)
   const seqs = r.wals.filter((w) => w.firstSequence !== undefined)

@@ -11,7 +11,7 @@ import { EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, Out, UsageError, parseKeyArgument }
 /** The subcommands this module adds; each one's module is loaded when it runs, so other commands start without them. */
 export const TOOL_COMMANDS = ['check', 'dump', 'repair'] as const
 
-const DUMP_TYPES: readonly DumpType[] = ['table', 'wal', 'manifest']
+const DUMP_TYPES: readonly DumpType[] = ['table', 'blob', 'wal', 'manifest']
 
 const EXIT_CODES = (ok: string, problems: string): string =>
   ['', 'Exit codes:', `  0  ${ok}`, `  1  ${problems}`, '  2  usage error: bad arguments, or the path does not exist'].join('\n')
@@ -57,12 +57,13 @@ interface DumpCliOptions extends JsonOption {
 
 export function addToolCommands(program: Command): void {
   asTool(program.command('check'), 'check')
-    .summary('verify every checksum, the manifest\'s tables and key order (read-only)')
+    .summary('verify every checksum, the manifest\'s tables and blob files, and key order (read-only)')
     .description(
       'verify a database directory without writing anything (no LOCK, files opened read-only; works while another process has it open): ' +
         'the STRATADB marker, CURRENT and every manifest record, every table the manifest names (size, footer, index, filter, point index, ' +
-        'every data block checksum, key order, metadata), tables of a level not overlapping, and every WAL record at or above the log number ' +
-        '(checksums, increasing sequences). Reports every problem with file and offset, then a summary',
+        'every data block checksum, key order, metadata), every blob file it names (size, header, every record and value checksum, footer totals), ' +
+        'every blob reference of the tables (it names a record of a blob file the manifest lists), tables of a level not overlapping, ' +
+        'and every WAL record at or above the log number (checksums, increasing sequences). Reports every problem with file and offset, then a summary',
     )
     .argument('<dir>', 'database directory')
     .option('--json', 'print one JSON document (problems, warnings, what was checked) instead of text')
@@ -78,17 +79,19 @@ export function addToolCommands(program: Command): void {
     )
 
   asTool(program.command('dump'), 'dump')
-    .summary('print a table, WAL or manifest file')
+    .summary('print a table, blob file, WAL or manifest file')
     .description(
-      'print a table (.sst: footer and properties, index entries, data blocks with offsets and sizes, entries with sequence and kind), ' +
-        'a WAL (.log: every record with offset, first sequence, entry count and entries) or a manifest (MANIFEST-*: every edit). ' +
+      'print a table (.sst: footer and properties, index entries, data blocks with offsets and sizes, entries with sequence and kind; ' +
+        'an entry whose value is in a blob file as "blob" with its reference), a blob file (.blob: every record with offset, key, value length, ' +
+        'checksum and value, and the totals), a WAL (.log: every record with offset, first sequence, entry count and entries) or a manifest ' +
+        '(MANIFEST-*: every edit, blob files added and their garbage included). ' +
         'Keys and values are shown as "text" when they are printable UTF-8, else as 0x-prefixed hex',
     )
-    .argument('<file>', 'the file: NNNNNN.sst, NNNNNN.log or MANIFEST-NNNNNN')
+    .argument('<file>', 'the file: NNNNNN.sst, NNNNNN.blob, NNNNNN.log or MANIFEST-NNNNNN')
     .option('--keys-only', 'leave values out')
     .option('--json', 'print one JSON document instead of text (keys and values as {text, encoding: "utf8" | "hex"})')
-    .option('--from <key>', 'only entries whose key is >= key (tables and WALs); 0x-prefixed hex is bytes')
-    .option('--to <key>', 'only entries whose key is <= key (tables and WALs); 0x-prefixed hex is bytes')
+    .option('--from <key>', 'only entries whose key is >= key (tables, blob files and WALs); 0x-prefixed hex is bytes')
+    .option('--to <key>', 'only entries whose key is <= key (tables, blob files and WALs); 0x-prefixed hex is bytes')
     .option('--hex', 'show every key and value as hex')
     .addOption(new Option('--type <type>', 'what the file is, when its name does not say').choices(DUMP_TYPES))
     .addHelpText('after', EXIT_CODES('the whole file was read (a torn WAL tail is only noted)', 'part of the file is damaged (the rest is still printed)'))
@@ -106,12 +109,13 @@ export function addToolCommands(program: Command): void {
     .summary('salvage a damaged database; damaged files are moved to lost/, never deleted')
     .description(
       'salvage a damaged database (as LevelDB\'s RepairDB): takes the LOCK, keeps every entry of every data block and WAL record whose checksum ' +
-        'verifies, writes new tables for what it salvaged and a fresh manifest naming exactly the tables kept, and moves damaged or unused files ' +
-        'into <dir>/lost/ (it never deletes a file). Reports what was lost, then opens the database to verify it',
+        'verifies (an entry whose value is in a blob file: when that value reads and verifies), writes new tables for what it salvaged and a fresh ' +
+        'manifest naming exactly the tables kept and the blob files they reference, and moves damaged or unused files into <dir>/lost/ ' +
+        '(it never deletes a file). Reports what was lost, then opens the database to verify it',
     )
     .argument('<dir>', 'database directory (not open in any process)')
     .option('--json', 'print one JSON document (every file\'s fate, what was lost, the result) instead of text')
-    .addHelpText('after', EXIT_CODES('repaired: the database opens and every key reads', 'the repair failed, was refused (database open elsewhere, not a stratadb directory), or the result does not open'))
+    .addHelpText('after', EXIT_CODES('repaired: the database opens and every key and value reads', 'the repair failed, was refused (database open elsewhere, not a stratadb directory), or the result does not open'))
     .action((dir: string, opts: JsonOption) =>
       run('repair', async (out) => {
         const { printRepair, runRepair } = await import('./repair.js')

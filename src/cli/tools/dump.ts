@@ -1,14 +1,17 @@
 /**
  * `strata dump <file>`: prints a table (footer and properties, index, data
- * blocks and their entries), a WAL (every record and its entries) or a
- * manifest (every edit), as text or one JSON document (docs/cli.md, "strata
+ * blocks and their entries), a blob file (every record), a WAL (every record
+ * and its entries) or a manifest (every edit), as text or one JSON document (docs/cli.md, "strata
  * dump"). Damage does not stop it: what cannot be read is reported where it
  * lies and the rest is printed.
  */
 import * as path from 'node:path'
 import { initChecksum } from '../../base/checksum.js'
-import { KIND_DELETE } from '../../base/entry.js'
-import { parseFileName, tableFileName } from '../../base/file-names.js'
+import { KIND_BLOB, KIND_DELETE } from '../../base/entry.js'
+import { blobFileName, parseFileName, tableFileName } from '../../base/file-names.js'
+import { BLOB_FOOTER_BYTES, BLOB_HEADER_BYTES, BLOB_MAGIC } from '../../blob/blob-format.js'
+import { decodeBlobReference, type BlobReference } from '../../blob/blob-reference.js'
+import type { BlobFileMeta } from '../../manifest/blob-file-meta.js'
 import type { TableVersionEdit } from '../../manifest/table-version-edit.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
 import { BLOCK_TRAILER_BYTES, TABLE_MAGIC_HI, TABLE_MAGIC_LO, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
@@ -17,7 +20,8 @@ import type { FileSystem } from '../../vfs/file-system.js'
 import { nodeFileSystem } from '../../vfs/node-file-system.js'
 import { intactRecordLength } from '../../wal/record-framing.js'
 import { KIND_NOOP } from '../../wal/wal-record.js'
-import { TableFile, decodeIndex, isMissing, lenientDataEnd, replayManifest, scanDataBlocks, type IndexEntry } from './file-inspector.js'
+import { TableFile, decodeIndex, isMissing, kindName, lenientDataEnd, replayManifest, scanDataBlocks, walkBlobFile, type IndexEntry } from './file-inspector.js'
+import { hex32 } from './table-inspection.js'
 import {
   EXIT_OK,
   EXIT_PROBLEMS,
@@ -37,7 +41,7 @@ import {
 } from './output.js'
 import { readWalContents, walDamageFinding } from './wal-inspection.js'
 
-export type DumpType = 'table' | 'wal' | 'manifest'
+export type DumpType = 'table' | 'wal' | 'manifest' | 'blob'
 
 export interface DumpOptions extends KeyBounds, BytesFormat {
   keysOnly: boolean
@@ -60,38 +64,49 @@ export async function runDump(file: string, options: DumpOptions, out: Out, fs: 
   await initChecksum()
   const type = options.type ?? typeOf(fs, file, size)
   if (type === 'manifest' && (options.from !== undefined || options.to !== undefined)) {
-    throw new UsageError('--from and --to apply to tables and WALs, not to a manifest')
+    throw new UsageError('--from and --to apply to tables, blob files and WALs, not to a manifest')
   }
   const d = new Dumper(options, out)
   if (type === 'table') await d.table(fs, file)
+  else if (type === 'blob') await d.blob(fs, file)
   else if (type === 'wal') await d.wal(fs, file)
   else await d.manifest(fs, file)
   await out.flush()
   return d.problems.length > 0 ? EXIT_PROBLEMS : EXIT_OK
 }
 
-/** The kind of file from its name, else from its bytes (a table ends with the magic; a log starts with a framed record). */
+/**
+ * The kind of file from its name, else from its bytes (a blob file starts with
+ * its magic; a table ends with the magic; a log starts with a framed record).
+ */
 function typeOf(fs: FileSystem, file: string, size: number): DumpType {
   const f = parseFileName(path.basename(file))
   if (f?.kind === 'table') return 'table'
+  if (f?.kind === 'blob') return 'blob'
   if (f?.kind === 'wal') return 'wal'
   if (f?.kind === 'manifest') return 'manifest'
   const buf = fs.readFile(file)
+  if (size >= BLOB_MAGIC.length && BLOB_MAGIC.equals(buf.subarray(0, BLOB_MAGIC.length))) return 'blob'
   if (size >= 8 && readU32(buf, size - 8) === TABLE_MAGIC_LO && readU32(buf, size - 4) === TABLE_MAGIC_HI) return 'table'
   if (intactRecordLength(buf, 0) > 0) {
     // A WAL payload starts with its version byte (1 or 2), then the first sequence; an edit starts with a tag (1..5).
     throw new UsageError(`cannot tell whether ${file} is a WAL or a manifest from its name: pass --type wal or --type manifest`)
   }
-  throw new UsageError(`cannot tell what ${file} is (not named NNNNNN.sst, NNNNNN.log or MANIFEST-NNNNNN): pass --type`)
+  throw new UsageError(`cannot tell what ${file} is (not named NNNNNN.sst, NNNNNN.blob, NNNNNN.log or MANIFEST-NNNNNN): pass --type`)
 }
 
 interface JsonEntry {
   key: string
   keyEncoding: string
   sequence: number
-  kind: 'put' | 'delete' | 'noop'
+  kind: 'put' | 'delete' | 'blob' | 'noop' | `kind ${number}`
   value?: string
   valueEncoding?: string
+  /** Kind 'blob': where the value is (the entry's value bytes are this reference). */
+  blobFile?: string
+  blobOffset?: number
+  blobLength?: number
+  blobChecksum?: number
 }
 
 class Dumper {
@@ -109,20 +124,46 @@ class Dumper {
     return showBytes(b, this.format)
   }
 
+  /** The blob reference an entry of kind 3 holds as its value, or undefined when it does not decode. */
+  private reference(value: Uint8Array): BlobReference | undefined {
+    try {
+      return decodeBlobReference(value, '')
+    } catch {
+      return undefined
+    }
+  }
+
   private entryText(key: Uint8Array, seq: number, kind: number, value: Uint8Array | null): string {
     if (kind === KIND_NOOP) return `  @${seq} noop`
-    const k = kind === KIND_DELETE ? 'delete' : 'put'
-    const v = kind === KIND_DELETE || this.o.keysOnly || value === null ? '' : ` ${this.show(value)}`
+    const k = kindName(kind)
+    let v = ''
+    if (kind !== KIND_DELETE && !this.o.keysOnly && value !== null) {
+      if (kind === KIND_BLOB) {
+        const r = this.reference(value)
+        v = r === undefined ? ` malformed reference 0x${Buffer.from(value).toString('hex')}` : ` ${blobFileName(r.fileNumber)} offset ${r.valueOffset}, ${count(r.valueLength)} bytes, checksum 0x${hex32(r.checksum)}`
+      } else {
+        v = ` ${this.show(value)}`
+      }
+    }
     return `  ${this.show(key)} @${seq} ${k}${v}`
   }
 
   private entryJson(key: Uint8Array, seq: number, kind: number, value: Uint8Array | null): JsonEntry {
     const k = jsonBytes(key, this.format)
-    const e: JsonEntry = { key: k.text, keyEncoding: k.encoding, sequence: seq, kind: kind === KIND_NOOP ? 'noop' : kind === KIND_DELETE ? 'delete' : 'put' }
+    const e: JsonEntry = { key: k.text, keyEncoding: k.encoding, sequence: seq, kind: kind === KIND_NOOP ? 'noop' : kindName(kind) }
     if (kind !== KIND_DELETE && !this.o.keysOnly && value !== null) {
-      const v = jsonBytes(value, this.format)
-      e.value = v.text
-      e.valueEncoding = v.encoding
+      const r = kind === KIND_BLOB ? this.reference(value) : undefined
+      if (r !== undefined) {
+        e.blobFile = blobFileName(r.fileNumber)
+        e.blobOffset = r.valueOffset
+        e.blobLength = r.valueLength
+        e.blobChecksum = r.checksum
+      } else {
+        // A put's value; the raw bytes of a blob reference that does not decode.
+        const v = jsonBytes(value, this.format)
+        e.value = v.text
+        e.valueEncoding = v.encoding
+      }
     }
     return e
   }
@@ -262,6 +303,9 @@ class Dumper {
             n++
             if (!inBounds(it.key(), this.o)) continue
             const value = it.kind() === KIND_DELETE ? null : it.value()
+            if (it.kind() === KIND_BLOB && this.reference(it.value()) === undefined) {
+              await this.problem({ file: name, offset: h.offset, message: `data block ${i}: ${showBytes(it.key(), { hex: false })} @${it.sequence()}: malformed blob reference` })
+            }
             if (json) entries.push(this.entryJson(it.key(), it.sequence(), it.kind(), value))
             else lines.push(this.entryText(it.key(), it.sequence(), it.kind(), value))
           }
@@ -298,6 +342,67 @@ class Dumper {
     if (this.o.from !== undefined && Buffer.compare(index[i].lastKey, this.o.from) < 0) return false
     if (this.o.to !== undefined && i > 0 && Buffer.compare(index[i - 1].lastKey, this.o.to) > 0) return false
     return true
+  }
+
+  // ---- blob files ----------------------------------------------------------------------
+
+  async blob(fs: FileSystem, file: string): Promise<void> {
+    const name = path.basename(file)
+    const buf = fs.readFile(file)
+    const walk = walkBlobFile(buf, name)
+    const json = this.o.json
+    const ranged = this.o.from !== undefined || this.o.to !== undefined
+    const valueBytes = walk.records.reduce((n, r) => n + r.value.length, 0)
+    const footerJson = walk.footer === undefined ? null : { offset: walk.footerOffset, bytes: BLOB_FOOTER_BYTES, recordCount: walk.footer.recordCount, valueBytes: walk.footer.valueBytes }
+    // Header and footer problems first (as a table's footer), then the records with the damage where it lies.
+    const inRecords = (f: { offset?: number }): boolean => f.offset !== undefined && f.offset >= BLOB_HEADER_BYTES && f.offset < walk.footerOffset
+    if (json) {
+      await this.out.write(`${JSON.stringify({ file: name, type: 'blob', fileBytes: buf.length, formatVersion: walk.version ?? null, footer: footerJson }).slice(0, -1)},"records":[`)
+      for (const p of walk.problems) if (!inRecords(p)) await this.problem(p)
+    } else {
+      await this.out.line(`${name}: blob file, ${count(buf.length)} bytes, format version ${walk.version ?? 'unknown'}`)
+      if (walk.footer !== undefined) {
+        await this.out.line(`  records      ${count(walk.footer.recordCount)}, ${count(walk.footer.valueBytes)} value bytes (footer)`)
+        await this.out.line(`  footer       offset ${walk.footerOffset}, ${BLOB_FOOTER_BYTES} bytes`)
+      }
+      for (const p of walk.problems) if (!inRecords(p)) await this.problem(p)
+      await this.out.line()
+      await this.out.line('records:')
+    }
+    const problemsAt = walk.problems.filter(inRecords)
+    let p = 0
+    let shown = 0
+    for (const r of walk.records) {
+      while (p < problemsAt.length && problemsAt[p].offset! < r.recordOffset) await this.problem(problemsAt[p++])
+      if (!inBounds(r.key, this.o)) continue
+      if (json) {
+        const k = jsonBytes(r.key, this.format)
+        const rec: Record<string, unknown> = { offset: r.recordOffset, valueOffset: r.valueOffset, key: k.text, keyEncoding: k.encoding, valueLength: r.value.length, checksum: r.checksum, checksumOk: r.valueOk }
+        if (!this.o.keysOnly) {
+          const v = jsonBytes(r.value, this.format)
+          rec.value = v.text
+          rec.valueEncoding = v.encoding
+        }
+        await this.out.write(`${shown > 0 ? ',' : ''}${JSON.stringify(rec)}`)
+      } else {
+        const value = this.o.keysOnly ? '' : ` ${this.show(r.value)}`
+        await this.out.line(
+          `  record at ${r.recordOffset}: ${this.show(r.key)} value offset ${r.valueOffset}, ${count(r.value.length)} bytes, checksum 0x${hex32(r.checksum)}${r.valueOk ? '' : ' (does not match the value)'}${value}`,
+        )
+      }
+      shown++
+    }
+    while (p < problemsAt.length) await this.problem(problemsAt[p++])
+    const summary = { recordCount: walk.records.length, valueBytes, recordsShown: shown }
+    if (json) {
+      await this.out.write(']')
+      await this.jsonTail(summary)
+    } else {
+      await this.out.line()
+      await this.out.line(
+        `${plural(walk.records.length, 'record')}, ${count(valueBytes)} value bytes${ranged ? ` (${plural(shown, 'record')} shown)` : ''}${this.problems.length > 0 ? `; ${plural(this.problems.length, 'problem')}` : ''}`,
+      )
+    }
   }
 
   // ---- WALs ----------------------------------------------------------------------------
@@ -415,10 +520,17 @@ class Dumper {
         await this.out.line(`edit at offset ${e.offset} (${count(e.bytes)} bytes)${counters.length > 0 ? `: ${counters.join(', ')}` : ''}`)
         for (const d of edit.deleted) await this.out.line(`  delete L${d.level} ${tableFileName(d.number)}`)
         for (const { level, table: t } of edit.added) {
+          const blobs = t.blobFiles !== undefined && t.blobFiles.length > 0 ? `; blob files ${t.blobFiles.map(blobFileName).join(', ')}` : ''
           await this.out.line(
             `  add    L${level} ${tableFileName(t.number)}: ${count(t.fileBytes)} bytes, ${plural(t.entryCount, 'entry', 'entries')} (${count(t.deleteCount)} deletes), ` +
-              `${this.show(t.smallestKey)} @${t.smallestSeq} .. ${this.show(t.largestKey)} @${t.largestSeq}`,
+              `${this.show(t.smallestKey)} @${t.smallestSeq} .. ${this.show(t.largestKey)} @${t.largestSeq}${blobs}`,
           )
+        }
+        for (const b of edit.blobsAdded ?? []) {
+          await this.out.line(`  blob   add ${blobFileName(b.number)}: ${count(b.fileBytes)} bytes, ${plural(b.valueCount, 'value')} (${count(b.valueBytes)} bytes)`)
+        }
+        for (const g of edit.blobGarbage ?? []) {
+          await this.out.line(`  blob   garbage ${blobFileName(g.number)}: ${plural(g.count, 'value')} (${count(g.bytes)} bytes)`)
         }
       }
       shown++
@@ -432,15 +544,22 @@ class Dumper {
       lastSequence: replay.lastSequence,
       levels: [...levels.entries()].sort(([a], [b]) => a - b).map(([level, tables]) => ({ level, tables })),
       tables: [...replay.tables.entries()].sort(([a], [b]) => a - b).map(([number, p]) => ({ file: tableFileName(number), level: p.level })),
+      blobFiles: [...replay.blobs.values()].sort((a, b) => a.number - b.number).map((b) => blobMetaJson(b)),
     }
     if (json) {
       await this.out.write(']')
       await this.jsonTail({ state })
     } else {
       const perLevel = state.levels.map((l) => `L${l.level}: ${l.tables}`).join(', ')
+      const blobs = state.blobFiles.length > 0 ? `, ${plural(state.blobFiles.length, 'blob file')}` : ''
       await this.out.line(
-        `state after ${plural(shown, 'edit')}: ${plural(replay.tables.size, 'table')}${perLevel === '' ? '' : ` (${perLevel})`}, log number ${state.logNumber}, next file ${state.nextFileNumber}, last sequence ${state.lastSequence}`,
+        `state after ${plural(shown, 'edit')}: ${plural(replay.tables.size, 'table')}${perLevel === '' ? '' : ` (${perLevel})`}${blobs}, log number ${state.logNumber}, next file ${state.nextFileNumber}, last sequence ${state.lastSequence}`,
       )
+      for (const b of state.blobFiles) {
+        await this.out.line(
+          `  blob file ${b.file}: ${count(b.fileBytes)} bytes, ${plural(b.valueCount, 'value')} (${count(b.valueBytes)} bytes), garbage ${plural(b.garbageCount, 'value')} (${count(b.garbageBytes)} bytes)`,
+        )
+      }
     }
   }
 
@@ -458,7 +577,14 @@ class Dumper {
         deleteCount: t.deleteCount,
         smallest: { ...this.keyJson(t.smallestKey), sequence: t.smallestSeq },
         largest: { ...this.keyJson(t.largestKey), sequence: t.largestSeq },
+        blobFiles: (t.blobFiles ?? []).map(blobFileName),
       })),
+      blobsAdded: (edit.blobsAdded ?? []).map((b) => ({ file: blobFileName(b.number), fileBytes: b.fileBytes, valueCount: b.valueCount, valueBytes: b.valueBytes })),
+      blobGarbage: (edit.blobGarbage ?? []).map((g) => ({ file: blobFileName(g.number), count: g.count, bytes: g.bytes })),
     }
   }
+}
+
+function blobMetaJson(b: BlobFileMeta): { file: string; fileBytes: number; valueCount: number; valueBytes: number; garbageCount: number; garbageBytes: number } {
+  return { file: blobFileName(b.number), fileBytes: b.fileBytes, valueCount: b.valueCount, valueBytes: b.valueBytes, garbageCount: b.garbageCount, garbageBytes: b.garbageBytes }
 }

@@ -3,14 +3,29 @@
  * engine's readers stop at the first damage (that is what a database must
  * do); these keep going: every framed record with every damaged range between
  * them, a table's footer, index, filter, point index and data blocks one by
- * one, and a manifest's edits applied leniently. Everything here only reads,
+ * one, a blob file's records (verified whole, or walked past damage), and a
+ * manifest's edits (tables and blob files) applied leniently. Everything here only reads,
  * through the FileSystem seam, with files opened read-only.
  */
 import * as path from 'node:path'
 import { readU32, readU64 } from '../../base/coding.js'
-import { KIND_DELETE } from '../../base/entry.js'
+import { KIND_BLOB, KIND_DELETE, KIND_PUT } from '../../base/entry.js'
 import { StrataError, ioError } from '../../base/errors.js'
-import { CURRENT_FILE, MARKER_FILE, parseFileName } from '../../base/file-names.js'
+import { CURRENT_FILE, MARKER_FILE, blobFileName, parseFileName } from '../../base/file-names.js'
+import {
+  BLOB_FOOTER_BYTES,
+  BLOB_FORMAT_VERSION,
+  BLOB_HEADER_BYTES,
+  BLOB_MAGIC,
+  BLOB_RECORD_HEADER_BYTES,
+  blobValueChecksum,
+  checkBlobHeader,
+  encodeBlobFooter,
+  encodeRecordHeader,
+  scanBlobFile,
+  type BlobFileTotals,
+} from '../../blob/blob-format.js'
+import type { BlobFileMeta } from '../../manifest/blob-file-meta.js'
 import { decodeEdit, type TableVersionEdit } from '../../manifest/table-version-edit.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
@@ -52,6 +67,8 @@ export function compareInternalKeys(aKey: Uint8Array, aSeq: number, bKey: Uint8A
 export interface DirectoryListing {
   names: string[]
   tables: number[]
+  /** Blob files (`NNNNNN.blob`). */
+  blobs: number[]
   wals: number[]
   manifests: number[]
   hasCurrent: boolean
@@ -67,17 +84,18 @@ export function listDirectory(fs: FileSystem, dir: string): DirectoryListing {
   } catch (err) {
     throw ioError(`cannot list ${dir}`, err)
   }
-  const out: DirectoryListing = { names, tables: [], wals: [], manifests: [], hasCurrent: false, hasMarker: false, others: [] }
+  const out: DirectoryListing = { names, tables: [], blobs: [], wals: [], manifests: [], hasCurrent: false, hasMarker: false, others: [] }
   for (const name of names) {
     const f = parseFileName(name)
     if (f === undefined) out.others.push(name)
     else if (f.kind === 'table') out.tables.push(f.number)
+    else if (f.kind === 'blob') out.blobs.push(f.number)
     else if (f.kind === 'wal') out.wals.push(f.number)
     else if (f.kind === 'manifest') out.manifests.push(f.number)
     else if (f.kind === 'current') out.hasCurrent = true
     else if (name === MARKER_FILE) out.hasMarker = true
   }
-  for (const list of [out.tables, out.wals, out.manifests]) list.sort((a, b) => a - b)
+  for (const list of [out.tables, out.blobs, out.wals, out.manifests]) list.sort((a, b) => a - b)
   return out
 }
 
@@ -177,18 +195,29 @@ export interface ManifestReplay {
   edits: Array<{ offset: number; bytes: number; edit?: TableVersionEdit; problem?: Finding }>
   /** Tables by number after every edit that decodes was applied. */
   tables: Map<number, Placement>
+  /**
+   * Blob files by number after every edit that decodes was applied (tags 6
+   * and 7): a file leaves when its garbage count reaches its value count.
+   */
+  blobs: Map<number, BlobFileMeta>
+  /** Every blob file some edit added (also those that left the state since). */
+  blobsAdded: Set<number>
   logNumber: number
   nextFileNumber: number
   lastSequence: number
   /** Every table number some edit deleted. */
   deleted: Set<number>
-  /** Edits that decode but do not apply (deleting a table the level does not hold, adding one twice). */
+  /**
+   * Edits that decode but do not apply (deleting a table the level does not
+   * hold, adding one twice; adding a blob file twice, garbage in a blob file
+   * the state does not hold or more garbage than values).
+   */
   problems: Finding[]
 }
 
 export function replayManifest(buf: Buffer, name: string): ManifestReplay {
   const walk = walkRecords(buf)
-  const out: ManifestReplay = { walk, edits: [], tables: new Map(), logNumber: 0, nextFileNumber: 0, lastSequence: 0, deleted: new Set(), problems: [] }
+  const out: ManifestReplay = { walk, edits: [], tables: new Map(), blobs: new Map(), blobsAdded: new Set(), logNumber: 0, nextFileNumber: 0, lastSequence: 0, deleted: new Set(), problems: [] }
   for (const r of walk.records) {
     let edit: TableVersionEdit
     try {
@@ -211,6 +240,28 @@ export function replayManifest(buf: Buffer, name: string): ManifestReplay {
         out.problems.push({ file: name, offset: r.offset, message: `edit adds table ${a.table.number} to level ${a.level}, but level ${out.tables.get(a.table.number)!.level} already holds it` })
       }
       out.tables.set(a.table.number, { level: a.level, meta: a.table })
+    }
+    for (const b of edit.blobsAdded ?? []) {
+      if (out.blobsAdded.has(b.number)) out.problems.push({ file: name, offset: r.offset, message: `edit adds blob file ${blobFileName(b.number)}, which an earlier edit added` })
+      out.blobsAdded.add(b.number)
+      out.blobs.set(b.number, b)
+    }
+    for (const g of edit.blobGarbage ?? []) {
+      const b = out.blobs.get(g.number)
+      if (b === undefined) {
+        out.problems.push({ file: name, offset: r.offset, message: `edit counts garbage in blob file ${blobFileName(g.number)}, which the state does not hold` })
+        continue
+      }
+      const next = { ...b, garbageCount: b.garbageCount + g.count, garbageBytes: b.garbageBytes + g.bytes }
+      if (next.garbageCount > next.valueCount || next.garbageBytes > next.valueBytes) {
+        out.problems.push({
+          file: name,
+          offset: r.offset,
+          message: `edit counts more garbage in blob file ${blobFileName(g.number)} (${next.garbageCount} values, ${next.garbageBytes} bytes) than it holds (${next.valueCount} values, ${next.valueBytes} bytes)`,
+        })
+      }
+      if (next.garbageCount >= next.valueCount) out.blobs.delete(g.number)
+      else out.blobs.set(g.number, next)
     }
     if (edit.logNumber !== undefined) out.logNumber = edit.logNumber
     if (edit.nextFileNumber !== undefined) out.nextFileNumber = edit.nextFileNumber
@@ -321,6 +372,14 @@ export function forEachBlockEntry(contents: Buffer, name: string, visit: EntryVi
 
 /** True when the kind is a delete. */
 export const isDelete = (kind: number): boolean => kind === KIND_DELETE
+
+/** The name of an entry kind of a table or WAL: `put`, `delete` or `blob` (a put whose value is in a blob file). */
+export function kindName(kind: number): 'put' | 'delete' | 'blob' | `kind ${number}` {
+  if (kind === KIND_PUT) return 'put'
+  if (kind === KIND_DELETE) return 'delete'
+  if (kind === KIND_BLOB) return 'blob'
+  return `kind ${kind}`
+}
 
 /**
  * Where the data blocks end, for a table whose footer does not verify: the
@@ -445,4 +504,232 @@ function plausibleBlockEnd(buf: Buffer, start: number, e: number): boolean {
     prev = r
   }
   return true
+}
+
+// ---- blob files ------------------------------------------------------------------------
+
+/**
+ * The records of a blob file by value offset (what a blob reference names),
+ * in increasing offset order: typed arrays, 16 bytes a record, so that a
+ * check holds the records of every blob file while it reads the tables.
+ */
+export class BlobRecordIndex {
+  private offsets = new Float64Array(64)
+  private lengths = new Uint32Array(64)
+  private checksums = new Uint32Array(64)
+  count = 0
+
+  /** Appends a record; value offsets must increase. */
+  push(valueOffset: number, valueLength: number, checksum: number): void {
+    if (this.count === this.offsets.length) {
+      const grow = <T extends Float64Array | Uint32Array>(a: T, make: (n: number) => T): T => {
+        const b = make(a.length * 2)
+        b.set(a)
+        return b
+      }
+      this.offsets = grow(this.offsets, (n) => new Float64Array(n))
+      this.lengths = grow(this.lengths, (n) => new Uint32Array(n))
+      this.checksums = grow(this.checksums, (n) => new Uint32Array(n))
+    }
+    this.offsets[this.count] = valueOffset
+    this.lengths[this.count] = valueLength
+    this.checksums[this.count] = checksum
+    this.count++
+  }
+
+  /** The index of the record whose value starts at `valueOffset`, or -1. */
+  find(valueOffset: number): number {
+    let lo = 0
+    let hi = this.count - 1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      const o = this.offsets[mid]
+      if (o === valueOffset) return mid
+      if (o < valueOffset) lo = mid + 1
+      else hi = mid - 1
+    }
+    return -1
+  }
+
+  valueOffset(i: number): number {
+    return this.offsets[i]
+  }
+
+  valueLength(i: number): number {
+    return this.lengths[i]
+  }
+
+  checksum(i: number): number {
+    return this.checksums[i]
+  }
+}
+
+/** What reading a blob file whole (`scanBlobFile`) found. */
+export interface BlobFileInspection {
+  name: string
+  number: number
+  /** The file does not exist. */
+  missing: boolean
+  fileBytes: number
+  /** Errors, with offsets where known (the scan stops at the first damage). */
+  problems: Finding[]
+  /** The footer's totals, when the whole file verified. */
+  totals?: BlobFileTotals
+  /** Records whose header and value verified: every record of an intact file, those before the damage of a damaged one. */
+  records: BlobRecordIndex
+  /** Bytes [0, verifiedEnd) were verified: every value starting below it is in `records`. */
+  verifiedEnd: number
+}
+
+/** True when the blob file read back whole and matched what was expected. */
+export function isIntactBlob(b: BlobFileInspection): boolean {
+  return !b.missing && b.problems.length === 0
+}
+
+/** Opens `file` read-only and reads it whole; the errno error (ENOENT for a missing file) is thrown as it comes. */
+export function readWholeFile(fs: FileSystem, file: string): Buffer {
+  const handle = fs.open(file, 'r')
+  try {
+    return readExactly(handle, handle.size(), 0)
+  } finally {
+    handle.close()
+  }
+}
+
+/**
+ * Reads blob file `number` of `dir` whole and verifies it with `scanBlobFile`
+ * (the header, every record header and value checksum, the footer's totals);
+ * with `expect` (what the manifest says), also its size and totals. Files are
+ * opened through `fs` (a check pins them: engine/pinned-table-files.ts).
+ */
+export function inspectBlobFile(fs: FileSystem, dir: string, number: number, expect?: BlobFileMeta): BlobFileInspection {
+  const name = blobFileName(number)
+  const out: BlobFileInspection = { name, number, missing: false, fileBytes: 0, problems: [], records: new BlobRecordIndex(), verifiedEnd: 0 }
+  let buf: Buffer
+  try {
+    buf = readWholeFile(fs, path.join(dir, name))
+  } catch (err) {
+    if (isMissing(err)) out.missing = true
+    else out.problems.push({ file: name, message: `cannot read: ${(err as Error).message}` })
+    return out
+  }
+  out.fileBytes = buf.length
+  if (expect !== undefined && buf.length !== expect.fileBytes) {
+    out.problems.push({ file: name, message: `the file is ${buf.length} bytes, the manifest says ${expect.fileBytes}` })
+  }
+  out.verifiedEnd = Math.min(buf.length, BLOB_HEADER_BYTES)
+  try {
+    out.totals = scanBlobFile(buf, name, (r) => {
+      out.records.push(r.valueOffset, r.value.length, r.checksum)
+      out.verifiedEnd = r.valueOffset + r.value.length
+    })
+    out.verifiedEnd = buf.length
+  } catch (err) {
+    out.problems.push(findingOf(err, name))
+  }
+  if (expect !== undefined && out.totals !== undefined && (out.totals.recordCount !== expect.valueCount || out.totals.valueBytes !== expect.valueBytes)) {
+    out.problems.push({
+      file: name,
+      offset: buf.length - BLOB_FOOTER_BYTES,
+      message: `the footer counts ${out.totals.recordCount} values of ${out.totals.valueBytes} bytes, the manifest says ${expect.valueCount} of ${expect.valueBytes}`,
+    })
+  }
+  return out
+}
+
+/** One record found by `walkBlobFile`; key and value are views into the file's bytes. */
+export interface WalkedBlobRecord {
+  recordOffset: number
+  valueOffset: number
+  key: Buffer
+  value: Buffer
+  /** The checksum the record header carries (a reference carries the same). */
+  checksum: number
+  /** Whether the value's bytes match it. */
+  valueOk: boolean
+}
+
+/** A blob file read record by record, going past damage (for `strata dump`). */
+export interface BlobWalk {
+  /** Problems with the header, the footer and the records, in file order. */
+  problems: Finding[]
+  version?: number
+  /** The footer's totals when it verifies. */
+  footer?: BlobFileTotals
+  /** Offset of the footer (the last 32 bytes). */
+  footerOffset: number
+  /** Records whose header verifies, in file order. */
+  records: WalkedBlobRecord[]
+  /** Ranges between records that hold no verifiable record header. */
+  lost: Array<{ offset: number; end: number }>
+}
+
+/**
+ * Walks a blob file's bytes record by record, as `scanBlobFile` checks them,
+ * but goes on past damage: a value whose checksum does not match is kept
+ * (marked) and the walk goes on after it; after a record header that does
+ * not verify, it looks for the next offset where one does. The records are
+ * taken to end where the footer (the last 32 bytes) starts.
+ */
+export function walkBlobFile(buf: Buffer, name: string): BlobWalk {
+  const out: BlobWalk = { problems: [], footerOffset: Math.max(BLOB_HEADER_BYTES, buf.length - BLOB_FOOTER_BYTES), records: [], lost: [] }
+  try {
+    checkBlobHeader(buf, name)
+    out.version = BLOB_FORMAT_VERSION
+  } catch (err) {
+    out.problems.push(prefixFinding('header', findingOf(err, name, 0)))
+    if (buf.length >= 12 && BLOB_MAGIC.equals(buf.subarray(0, 8))) out.version = readU32(buf, 8)
+  }
+  const footerAt = out.footerOffset
+  if (buf.length < BLOB_HEADER_BYTES + BLOB_FOOTER_BYTES) {
+    out.problems.push({ file: name, offset: buf.length, message: `the file is ${buf.length} bytes: too short for a header and a footer` })
+  } else {
+    const footer = buf.subarray(footerAt)
+    let totals: BlobFileTotals | undefined
+    try {
+      totals = { recordCount: readU64(footer, 0), valueBytes: readU64(footer, 8) }
+    } catch {
+      // Not a footer: its counts are out of range.
+    }
+    if (totals !== undefined && encodeBlobFooter(totals).equals(footer)) out.footer = totals
+    else out.problems.push({ file: name, offset: footerAt, message: 'footer: damaged or missing (file not finished?)' })
+  }
+  const headerAt = (o: number): WalkedBlobRecord | undefined => {
+    if (o + BLOB_RECORD_HEADER_BYTES > footerAt) return undefined
+    const keyLength = readU32(buf, o)
+    const valueLength = readU32(buf, o + 4)
+    const keyAt = o + BLOB_RECORD_HEADER_BYTES
+    if (keyAt + keyLength + valueLength > footerAt) return undefined
+    const key = buf.subarray(keyAt, keyAt + keyLength)
+    const checksum = readU32(buf, o + 8)
+    if (!encodeRecordHeader(key, valueLength, checksum).subarray(12, 16).equals(buf.subarray(o + 12, o + 16))) return undefined
+    const value = buf.subarray(keyAt + keyLength, keyAt + keyLength + valueLength)
+    return { recordOffset: o, valueOffset: keyAt + keyLength, key, value, checksum, valueOk: blobValueChecksum(value) === checksum }
+  }
+  let o = BLOB_HEADER_BYTES
+  while (o < footerAt) {
+    const r = headerAt(o)
+    if (r !== undefined) {
+      out.records.push(r)
+      if (!r.valueOk) out.problems.push({ file: name, offset: r.valueOffset, message: `record at offset ${r.recordOffset}: blob value checksum mismatch` })
+      o = r.valueOffset + r.value.length
+      continue
+    }
+    let next = o + 1
+    while (next < footerAt && headerAt(next) === undefined) next++
+    out.lost.push({ offset: o, end: next })
+    out.problems.push({ file: name, offset: o, message: `no verifiable record header in bytes ${o}..${next}` })
+    o = next
+  }
+  if (out.footer !== undefined) {
+    const values = out.records.reduce((n, r) => n + r.value.length, 0)
+    if (out.lost.length === 0 && (out.footer.recordCount !== out.records.length || out.footer.valueBytes !== values)) {
+      out.problems.push({ file: name, offset: footerAt, message: `the footer says ${out.footer.recordCount} records of ${out.footer.valueBytes} bytes, the file holds ${out.records.length} of ${values}` })
+    }
+  }
+  return out
+}
+
+function prefixFinding(what: string, f: Finding): Finding {
+  return { ...f, message: `${what}: ${f.message}` }
 }

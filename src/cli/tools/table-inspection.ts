@@ -7,15 +7,17 @@
  * where they are.
  */
 import * as path from 'node:path'
-import { KIND_DELETE } from '../../base/entry.js'
-import { tableFileName } from '../../base/file-names.js'
+import { KIND_BLOB, KIND_DELETE } from '../../base/entry.js'
+import { blobFileName, tableFileName } from '../../base/file-names.js'
+import { BLOB_FOOTER_BYTES, BLOB_HEADER_BYTES } from '../../blob/blob-format.js'
+import { decodeBlobReference, type BlobReference } from '../../blob/blob-reference.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
 import { Filter, filterHash } from '../../sstable/filter-block.js'
 import { PointIndex } from '../../sstable/point-index.js'
 import { BLOCK_TRAILER_BYTES, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
 import type { FileSystem } from '../../vfs/file-system.js'
-import { TableFile, compareInternalKeys, decodeIndex, isMissing, lenientDataEnd, scanDataBlocks, type IndexEntry } from './file-inspector.js'
+import { TableFile, compareInternalKeys, decodeIndex, isMissing, lenientDataEnd, scanDataBlocks, type BlobFileInspection, type IndexEntry } from './file-inspector.js'
 import { findingOf, showBytes, type Finding } from './output.js'
 
 /** One entry as a table yields it: views valid until the next entry is asked for. */
@@ -69,6 +71,23 @@ export interface TableInspection {
   smallest?: { key: Buffer; sequence: number }
   largest?: { key: Buffer; sequence: number }
   maxSequence: number
+  /** Entries of kind 3 (KIND_BLOB: the value is in a blob file) among `entries`. */
+  blobEntries: number
+  /** References read, per blob file number (with a blob catalog: malformed ones are not counted). */
+  blobReferences: Map<number, number>
+  /** References into blob files that were missing when the table was read (a concurrent writer may have deleted them), per file. */
+  blobFilesMissing: Map<number, number>
+}
+
+/**
+ * The blob files references are checked against (`strata check`): those the
+ * manifest lists (or, without a usable manifest, those in the directory),
+ * each read whole by `inspectBlobFile`.
+ */
+export interface BlobCatalog {
+  files: ReadonlyMap<number, BlobFileInspection>
+  /** Whether `files` is what the manifest lists (else: the files in the directory). */
+  fromManifest: boolean
 }
 
 /** What the manifest says about the table, to compare with. */
@@ -76,6 +95,8 @@ export interface TableExpectation {
   meta: TableMeta
   /** The manifest's last sequence: no entry may be newer. */
   lastSequence: number
+  /** Do not compare the blob files the table references with `meta.blobFiles` (repair writes them anew). */
+  ignoreBlobFiles?: boolean
 }
 
 /** Most findings of one kind reported per table; the rest are counted. */
@@ -117,6 +138,9 @@ export function newInspection(number: number): TableInspection {
     deletes: 0,
     outOfOrder: 0,
     maxSequence: 0,
+    blobEntries: 0,
+    blobReferences: new Map(),
+    blobFilesMissing: new Map(),
   }
 }
 
@@ -133,11 +157,14 @@ export function isIntact(t: TableInspection): boolean {
  * block's last key against its index entry, every key against the filter and
  * point index, the footer's entry count, and (with `expect`) the size, entry
  * count, delete count, smallest and largest key the manifest recorded, and
- * the manifest's last sequence. A missing file sets `out.missing`.
+ * the manifest's last sequence and the blob files it records for the table.
+ * With `blobs`, every blob reference (an entry of kind 3) must decode and name
+ * a blob file of the catalog, within its records, where a record's value
+ * starts with that length and checksum. A missing file sets `out.missing`.
  *
  * The entry object is reused: its views are valid until the next one.
  */
-export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection, expect?: TableExpectation): Generator<EntryView, void, undefined> {
+export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection, expect?: TableExpectation, blobs?: BlobCatalog): Generator<EntryView, void, undefined> {
   const name = out.name
   let tf: TableFile
   try {
@@ -232,6 +259,7 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
     let lastSeq = 0
     let pendingLost: LostBlock | undefined
     const entry: EntryView = { key: Buffer.alloc(0), sequence: 0, kind: 0, value: Buffer.alloc(0) }
+    const ref: BlobReference = { fileNumber: 0, valueOffset: 0, valueLength: 0, checksum: 0 }
     const attachScannedLoss = (upToOffset: number): void => {
       while (scannedLost.length > 0 && scannedLost[0].end <= upToOffset) {
         pendingLost = scannedLost.shift()!
@@ -301,6 +329,11 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
         lastSeq = seq
         out.entries++
         if (kind === KIND_DELETE) out.deletes++
+        else if (kind === KIND_BLOB) {
+          out.blobEntries++
+          const problem = checkBlobReference(it.value(), blobs, ref, out)
+          if (problem !== undefined) report(problem.kind, { file: name, offset: handle.offset, message: `data block ${i}: ${showBytes(key, { hex: false })} @${seq}: ${problem.message}` })
+        }
         if (seq > out.maxSequence) out.maxSequence = seq
         entry.key = key
         entry.sequence = seq
@@ -320,6 +353,9 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
       }
     }
     attachScannedLoss(Infinity)
+    for (const [n, refs] of out.blobFilesMissing) {
+      out.problems.push({ file: name, message: `${refs === 1 ? '1 entry references a value' : `${refs} entries reference values`} in ${blobFileName(n)}, which is missing` })
+    }
     if (last.isSet) out.largest = { key: Buffer.from(last.view()), sequence: lastSeq }
     for (const [kind, n] of counts) {
       if (n > MAX_SAME_FINDINGS) out.problems.push({ file: name, message: `${n - MAX_SAME_FINDINGS} more problem(s) like the above (${kindLabel(kind)})` })
@@ -342,6 +378,14 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
           out.problems.push({ file: name, message: `largest entry is ${showBytes(out.largest.key, { hex: false })} @${out.largest.sequence}, the manifest says ${showBytes(m.largestKey, { hex: false })} @${m.largestSeq}` })
         }
       }
+      if (complete && expect.ignoreBlobFiles !== true) {
+        const referenced = [...out.blobReferences.keys()].sort((a, b) => a - b)
+        const recorded = m.blobFiles ?? []
+        if (referenced.join() !== recorded.join()) {
+          const list = (l: readonly number[]): string => (l.length === 0 ? 'none' : l.map(blobFileName).join(', '))
+          out.problems.push({ file: name, message: `references values in blob files ${list(referenced)}, the manifest records ${list(recorded)} for it` })
+        }
+      }
       if (out.maxSequence > expect.lastSequence) {
         out.problems.push({ file: name, message: `holds sequence ${out.maxSequence}, above the manifest's last sequence ${expect.lastSequence}` })
       }
@@ -351,10 +395,51 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
   }
 }
 
+/**
+ * Checks one blob reference against the catalog (counting it in
+ * `out.blobReferences`); returns the problem, if any. Without a catalog only
+ * its decoding is checked. A reference into the damaged part of a blob file
+ * is not a problem of the table's (the blob file's damage is reported).
+ */
+function checkBlobReference(value: Buffer, blobs: BlobCatalog | undefined, ref: BlobReference, out: TableInspection): { kind: string; message: string } | undefined {
+  try {
+    decodeBlobReference(value, out.name, ref)
+  } catch {
+    return { kind: 'blob-ref', message: `malformed blob reference (${value.length} bytes: 0x${value.toString('hex')})` }
+  }
+  out.blobReferences.set(ref.fileNumber, (out.blobReferences.get(ref.fileNumber) ?? 0) + 1)
+  if (blobs === undefined) return undefined
+  const blobName = blobFileName(ref.fileNumber)
+  const what = `references ${blobName} at offset ${ref.valueOffset} (${ref.valueLength} bytes)`
+  const b = blobs.files.get(ref.fileNumber)
+  if (b === undefined) return { kind: 'blob-ref', message: `${what}: ${blobs.fromManifest ? 'the manifest lists no such blob file' : 'no such blob file in the directory'}` }
+  if (b.missing) {
+    // One problem per missing file, after the table was read.
+    out.blobFilesMissing.set(ref.fileNumber, (out.blobFilesMissing.get(ref.fileNumber) ?? 0) + 1)
+    return undefined
+  }
+  if (ref.valueOffset < BLOB_HEADER_BYTES || ref.valueOffset + ref.valueLength > b.fileBytes - BLOB_FOOTER_BYTES) {
+    return { kind: 'blob-ref', message: `${what}: not inside the records of the blob file (${b.fileBytes} bytes)` }
+  }
+  if (ref.valueOffset >= b.verifiedEnd) return undefined
+  const r = b.records.find(ref.valueOffset)
+  if (r < 0) return { kind: 'blob-ref', message: `${what}: no record's value starts there` }
+  if (b.records.valueLength(r) !== ref.valueLength) return { kind: 'blob-ref', message: `${what}: the record's value there is ${b.records.valueLength(r)} bytes` }
+  if (b.records.checksum(r) !== ref.checksum) {
+    return { kind: 'blob-ref', message: `${what}: checksum 0x${hex32(ref.checksum)}, the record's value has 0x${hex32(b.records.checksum(r))}` }
+  }
+  return undefined
+}
+
+/** A u32 as 8 hex digits. */
+export function hex32(n: number): string {
+  return (n >>> 0).toString(16).padStart(8, '0')
+}
+
 /** Runs `tableEntries` to the end: the inspection alone. */
-export function inspectTable(fs: FileSystem, dir: string, number: number, expect?: TableExpectation): TableInspection {
+export function inspectTable(fs: FileSystem, dir: string, number: number, expect?: TableExpectation, blobs?: BlobCatalog): TableInspection {
   const out = newInspection(number)
-  for (const _ of tableEntries(fs, dir, out, expect)) {
+  for (const _ of tableEntries(fs, dir, out, expect, blobs)) {
     // Only the checks are wanted.
   }
   return out
@@ -366,7 +451,14 @@ function prefixed(what: string, f: Finding): Finding {
 
 function kindLabel(kind: string): string {
   return (
-    { block: 'damaged data blocks', order: 'entries out of order', filter: 'keys missing from the filter', point: 'keys missing from the point index', 'index-key': 'index keys not matching their block' }[
+    {
+      block: 'damaged data blocks',
+      order: 'entries out of order',
+      filter: 'keys missing from the filter',
+      point: 'keys missing from the point index',
+      'index-key': 'index keys not matching their block',
+      'blob-ref': 'bad blob references',
+    }[
       kind
     ] ?? kind
   )

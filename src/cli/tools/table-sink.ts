@@ -5,6 +5,7 @@
  * not overlap. A repeat of the previous (key, sequence) is dropped (the same
  * write salvaged twice, from a table and a WAL), as is an entry out of order.
  */
+import { KIND_BLOB } from '../../base/entry.js'
 import { DEFAULT_OPTIONS } from '../../options.js'
 import { TableFileWriter } from '../../compaction/table-writer.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
@@ -31,6 +32,8 @@ export class TableSink {
   duplicates = 0
   /** Entries that did not sort after the previous one, dropped. */
   outOfOrder = 0
+  /** Called with the blob reference of every entry of kind 3 written (not those dropped). */
+  onBlobReference: ((reference: Uint8Array) => void) | undefined
 
   constructor(
     private readonly fs: FileSystem,
@@ -58,7 +61,13 @@ export class TableSink {
     this.last.set(key)
     this.lastSeq = sequence
     this.entries++
+    if (kind === KIND_BLOB) this.onBlobReference?.(value)
     return this.writer.add(key, sequence, kind, value)
+  }
+
+  /** Whether (key, sequence) repeats the entry written last (`add` would drop it). */
+  isRepeat(key: Uint8Array, sequence: number): boolean {
+    return this.last.isSet && sequence === this.lastSeq && Buffer.compare(key, this.last.view()) === 0
   }
 
   /** Finishes the last table and makes the new files' directory entries durable; returns every table written. */
