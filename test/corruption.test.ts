@@ -713,3 +713,343 @@ function tornHeader(claimed: number, present: number): Buffer {
   header.writeUInt32LE(xx.h32Raw(header.subarray(0, 8), 0x53545241) >>> 0, 8)
   return Buffer.concat([header, payload.subarray(0, present)])
 }
+
+// ---- blob files (key-value separation) -------------------------------------------
+
+/**
+ * Values of at least `minBlobBytes` live in `.blob` files and the table holds
+ * a reference carrying the value's checksum (docs/format.md, "Blob file").
+ * A read fetches exactly the value bytes and checks them against that
+ * checksum: damage to a value is STRATA_CORRUPTION naming the blob file,
+ * never wrong bytes; damage to the record headers, keys and footer (for tools
+ * only) changes no read; a missing or partial blob file fails the open.
+ *
+ * The template: 8 values from exactly minBlobBytes up (blob/00..blob/07, in
+ * one blob file) between inline values (a/… before, z/… after, one of them
+ * a byte short of minBlobBytes), all flushed into one table by the close.
+ */
+const MIN_BLOB = 1000
+const BLOB_SEED = 0x424c4f42
+const BLOB_KEYS = Array.from({ length: 8 }, (_, i) => `blob/${String(i).padStart(2, '0')}`)
+const INLINE_KEYS = ['a/0', 'a/1', 'z/0', 'z/1']
+/** Deterministic value bytes that start with their key, so a value read under the wrong key shows. */
+function blobTestValue(k: string, round = 0): Buffer {
+  const i = BLOB_KEYS.indexOf(k)
+  const length = i >= 0 ? MIN_BLOB + i * 157 + round * 31 : k === 'a/1' ? MIN_BLOB - 1 : 40
+  const head = Buffer.from(`${k}@${round}|`, 'latin1')
+  return Buffer.concat([head, pseudoRandom(length - head.length, (i + 2) * 7919 + round + k.charCodeAt(0))])
+}
+
+interface BlobRecordRegion {
+  /** Offset of the 16-byte record header; the key follows it, then the value. */
+  recordOffset: number
+  valueOffset: number
+  valueLength: number
+  key: string
+}
+
+interface ParsedBlobFile {
+  file: string
+  records: BlobRecordRegion[]
+  footerOffset: number
+}
+
+/**
+ * Parses a whole blob file from docs/format.md and checks every checksum (file
+ * header, record headers, values, footer) and that records and footer tile the
+ * file exactly, so region offsets taken from here are exact.
+ */
+function parseBlobFile(file: string): ParsedBlobFile {
+  const buf = fs.readFileSync(file)
+  expect(buf.subarray(0, 8).toString('latin1')).toBe('STRBLOB1')
+  expect(buf.readUInt32LE(8)).toBe(1)
+  expect(buf.readUInt32LE(12)).toBe(xx.h32Raw(buf.subarray(0, 12), BLOB_SEED) >>> 0)
+  const footerOffset = buf.length - 32
+  const footer = buf.subarray(footerOffset)
+  expect(footer.subarray(24, 32).toString('latin1')).toBe('STRBLOB1')
+  expect(footer.readUInt32LE(16)).toBe(1)
+  expect(footer.readUInt32LE(20)).toBe(xx.h32Raw(footer.subarray(0, 20), BLOB_SEED) >>> 0)
+  const records: BlobRecordRegion[] = []
+  let o = 16
+  let valueBytes = 0
+  while (o < footerOffset) {
+    const keyLength = buf.readUInt32LE(o)
+    const valueLength = buf.readUInt32LE(o + 4)
+    const key = buf.subarray(o + 16, o + 16 + keyLength)
+    expect(buf.readUInt32LE(o + 12)).toBe(xx.h32Raw(Buffer.concat([buf.subarray(o, o + 12), key]), BLOB_SEED) >>> 0)
+    const valueOffset = o + 16 + keyLength
+    const value = buf.subarray(valueOffset, valueOffset + valueLength)
+    expect(value.length).toBe(valueLength)
+    expect(buf.readUInt32LE(o + 8)).toBe(Number(BigInt.asUintN(32, xx.h64Raw(value, 0n))))
+    records.push({ recordOffset: o, valueOffset, valueLength, key: key.toString('latin1') })
+    valueBytes += valueLength
+    o = valueOffset + valueLength
+  }
+  expect(o).toBe(footerOffset)
+  expect(Number(footer.readBigUInt64LE(0))).toBe(records.length)
+  expect(Number(footer.readBigUInt64LE(8))).toBe(valueBytes)
+  return { file, records, footerOffset }
+}
+
+let blobTemplate: string
+let blobFile: ParsedBlobFile
+/** The record whose bytes the value and record-header cases damage: one in the middle of the file. */
+let blobVictim: BlobRecordRegion
+
+beforeAll(async () => {
+  blobTemplate = newDir('blob-template')
+  const db = await open(blobTemplate, { minBlobBytes: MIN_BLOB, memtableBytes: 1 << 20, autoCompaction: false })
+  for (const k of [...INLINE_KEYS, ...BLOB_KEYS]) await db.put(k, blobTestValue(k))
+  await db.close()
+  expect(filesEnding(blobTemplate, '.sst')).toHaveLength(1)
+  const blobs = filesEnding(blobTemplate, '.blob')
+  expect(blobs).toHaveLength(1)
+  blobFile = parseBlobFile(blobs[0])
+  // Exactly the values of at least minBlobBytes were separated, in key order, byte for byte.
+  expect(blobFile.records.map((r) => r.key)).toEqual(BLOB_KEYS)
+  const buf = fs.readFileSync(blobs[0])
+  for (const r of blobFile.records) expect(buf.subarray(r.valueOffset, r.valueOffset + r.valueLength).equals(blobTestValue(r.key))).toBe(true)
+  blobVictim = blobFile.records[3]
+})
+
+const allBlobTestKeys = (): string[] => [...INLINE_KEYS, ...BLOB_KEYS].sort()
+const blobIn = (dir: string): string => path.join(dir, path.basename(blobFile.file))
+const latin1Entry = (k: string): [string, string] => [k, blobTestValue(k).toString('latin1')]
+
+/** Every key but `except` reads exactly, by get and getSync. */
+async function expectBlobTestKeysExact(db: Database, except?: string): Promise<void> {
+  for (const k of allBlobTestKeys()) {
+    if (k === except) continue
+    expect((await db.get(k))?.equals(blobTestValue(k)), `get ${k}`).toBe(true)
+    expect(db.getSync(k)?.equals(blobTestValue(k)), `getSync ${k}`).toBe(true)
+  }
+}
+
+/** Full scans in both directions and keys-only scans return exactly the template's data. */
+async function expectBlobTestScansExact(db: Database): Promise<void> {
+  for (const reverse of [false, true]) {
+    const all = allBlobTestKeys()
+    const got = await scan(db, { reverse })
+    expect(got.error).toBeUndefined()
+    expect(got.entries).toEqual((reverse ? [...all].reverse() : all).map(latin1Entry))
+  }
+}
+
+describe('damaged blob file: value bytes', () => {
+  const positions: Array<[string, (r: BlobRecordRegion) => number]> = [
+    ['first value byte', (r) => r.valueOffset],
+    ['middle of the value', (r) => r.valueOffset + (r.valueLength >> 1)],
+    ['last value byte', (r) => r.valueOffset + r.valueLength - 1],
+  ]
+
+  it.each(positions)('%s: that key fails with STRATA_CORRUPTION naming the blob file, everything else reads correctly', async (_, where) => {
+    const dir = copyOf(blobTemplate)
+    flipByte(blobIn(dir), where(blobVictim), 0x10)
+    // Nothing checks value bytes at open: the manifest's sizes still match.
+    const db = await openDb(dir)
+    const victim = blobVictim.key
+
+    let err: unknown
+    await db.get(victim).then(
+      (v) => (err = new Error(`get resolved with ${v?.length} bytes`)),
+      (e) => (err = e),
+    )
+    expectCode(err, 'STRATA_CORRUPTION')
+    expect((err as Error).message).toContain(path.basename(blobFile.file))
+    expectThrowCode(() => db.getSync(victim), 'STRATA_CORRUPTION')
+    // Values never enter a cache: a retry reads and fails again.
+    await expectRejectCode(db.get(victim), 'STRATA_CORRUPTION')
+    await expectRejectCode(db.getEntry(victim), 'STRATA_CORRUPTION')
+    const snap = db.snapshot()
+    try {
+      await expectRejectCode(snap.get(victim), 'STRATA_CORRUPTION')
+    } finally {
+      snap.release()
+    }
+
+    // Every other value, in the same blob file or inline, is intact and independently verified.
+    await expectBlobTestKeysExact(db, victim)
+
+    // Scans over the damaged value yield a correct prefix, then STRATA_CORRUPTION, in both directions.
+    const all = allBlobTestKeys().map(latin1Entry)
+    for (const reverse of [false, true]) {
+      const { entries, error } = await scan(db, { reverse })
+      expectCode(error, 'STRATA_CORRUPTION')
+      const want = reverse ? [...all].reverse() : all
+      expect(entries).toEqual(want.slice(0, entries.length))
+      expect(entries.map(([k]) => k)).not.toContain(victim)
+      // A scan that starts at the damaged value fails too.
+      const from = await scan(db, reverse ? { lte: victim, reverse } : { gte: victim })
+      expectCode(from.error, 'STRATA_CORRUPTION')
+      expect(from.entries).toEqual([])
+    }
+    // Ranges that leave the damaged value out read exactly.
+    for (const o of [{ lt: victim }, { gt: victim }, { lt: victim, reverse: true }, { gt: victim, reverse: true }]) {
+      const keys = allBlobTestKeys().filter((k) => (o.lt !== undefined ? k < o.lt : k > o.gt!))
+      const { entries, error } = await scan(db, o)
+      expect(error).toBeUndefined()
+      expect(entries).toEqual((o.reverse === true ? keys.reverse() : keys).map(latin1Entry))
+    }
+    // Keys-only iteration reads no blob value: it lists every key, values empty.
+    for (const reverse of [false, true]) {
+      const { entries, error } = await scan(db, { values: false, reverse })
+      expect(error).toBeUndefined()
+      const keys = allBlobTestKeys()
+      expect(entries).toEqual((reverse ? keys.reverse() : keys).map((k) => [k, '']))
+    }
+    // Overwriting the damaged key makes it readable again; the damage stays behind, unread.
+    await db.put(victim, blobTestValue(victim, 1))
+    expect((await db.get(victim))?.equals(blobTestValue(victim, 1))).toBe(true)
+  })
+})
+
+describe('damaged blob file: bytes the engine does not read', () => {
+  /**
+   * Record headers, keys and the footer are for tools (`strata check`): a read
+   * fetches only the value bytes the reference names and checks them against
+   * the reference's checksum (docs/format.md), so damage there changes no read.
+   */
+  const positions: Array<[string, () => number]> = [
+    ['key length of a record header', () => blobVictim.recordOffset],
+    ['value length of a record header', () => blobVictim.recordOffset + 4],
+    ['value checksum of a record header', () => blobVictim.recordOffset + 8],
+    ['header checksum of a record header', () => blobVictim.recordOffset + 12],
+    ['key bytes of a record', () => blobVictim.recordOffset + 16],
+    ['record header of the first record', () => blobFile.records[0].recordOffset + 5],
+    ['footer record count', () => blobFile.footerOffset],
+    ['footer value bytes', () => blobFile.footerOffset + 8],
+    ['footer checksum', () => blobFile.footerOffset + 20],
+    ['footer magic (last byte of the file)', () => blobFile.footerOffset + 31],
+  ]
+
+  it.each(positions)('%s: every read still returns the exact data', async (_, where) => {
+    const dir = copyOf(blobTemplate)
+    flipByte(blobIn(dir), where(), 0x04)
+    const db = await openDb(dir)
+    await expectBlobTestKeysExact(db)
+    await expectBlobTestScansExact(db)
+  })
+
+  it('file header: a read returns the exact value or STRATA_CORRUPTION, never wrong bytes', async () => {
+    // The header's role for reads is not specified: both outcomes are fine, other bytes are not.
+    for (const offset of [0, 8, 12]) {
+      const dir = copyOf(blobTemplate)
+      flipByte(blobIn(dir), offset, 0x04)
+      let db: Database
+      try {
+        db = await openDb(dir)
+      } catch (err) {
+        expectCode(err, 'STRATA_CORRUPTION')
+        continue
+      }
+      for (const k of BLOB_KEYS) {
+        try {
+          expect((await db.get(k))?.equals(blobTestValue(k)), `get ${k} (header byte ${offset} flipped)`).toBe(true)
+        } catch (err) {
+          if (err instanceof StrataError) expectCode(err, 'STRATA_CORRUPTION')
+          else throw err
+        }
+      }
+      await db.close()
+    }
+  })
+})
+
+describe('missing or partial blob files: open fails and changes nothing', () => {
+  /** Open must fail with STRATA_CORRUPTION naming the blob file, leave every file as it was, and release the lock. */
+  async function expectBlobOpenCorruption(dir: string): Promise<void> {
+    const before = dirState(dir)
+    let err: unknown
+    try {
+      const db = await open(dir)
+      await db.close()
+      err = new Error('expected open to fail with STRATA_CORRUPTION, but it succeeded')
+    } catch (e) {
+      err = e
+    }
+    expectCode(err, 'STRATA_CORRUPTION')
+    expect((err as Error).message).toContain(path.basename(blobFile.file))
+    expect(dirState(dir)).toEqual(before)
+    // Still corruption, not STRATA_LOCKED: the failed open released the directory.
+    await expectOpenFails(dir, 'STRATA_CORRUPTION')
+  }
+
+  it('a blob file listed by the manifest was deleted', async () => {
+    const dir = copyOf(blobTemplate)
+    fs.rmSync(blobIn(dir))
+    await expectBlobOpenCorruption(dir)
+  })
+
+  it('a blob file listed by the manifest lost its last byte', async () => {
+    const dir = copyOf(blobTemplate)
+    fs.truncateSync(blobIn(dir), fs.statSync(blobIn(dir)).size - 1)
+    await expectBlobOpenCorruption(dir)
+  })
+
+  it('a blob file listed by the manifest was cut inside a value (no footer, later values gone)', async () => {
+    const dir = copyOf(blobTemplate)
+    fs.truncateSync(blobIn(dir), blobVictim.valueOffset + (blobVictim.valueLength >> 1))
+    await expectBlobOpenCorruption(dir)
+  })
+
+  it('a blob file listed by the manifest is empty', async () => {
+    const dir = copyOf(blobTemplate)
+    fs.truncateSync(blobIn(dir), 0)
+    await expectBlobOpenCorruption(dir)
+  })
+})
+
+describe('damaged blob value met by blob garbage collection', () => {
+  /**
+   * Garbage collection reads the live values of a blob file with garbage and
+   * writes them to a new one. Meeting a damaged value, it must not launder it
+   * (write the damaged bytes under a fresh checksum): the key must keep failing
+   * with STRATA_CORRUPTION, before and after a reopen, and every other key must
+   * keep its exact value.
+   */
+  it('the damaged key never reads as anything but STRATA_CORRUPTION; the rest stays exact', async () => {
+    // Two flushes: the blob template's table and blob file, then a second table
+    // overwriting three blob values (their old values become garbage once the
+    // tables are compacted together).
+    const dir = copyOf(blobTemplate)
+    let db = await openDb(dir, { minBlobBytes: MIN_BLOB, memtableBytes: 1 << 20, autoCompaction: false })
+    const overwritten = BLOB_KEYS.slice(0, 3)
+    for (const k of overwritten) await db.put(k, blobTestValue(k, 1))
+    await db.close()
+    expect(filesEnding(dir, '.blob')).toHaveLength(2)
+    const victim = BLOB_KEYS[5]
+    const v = blobFile.records.find((r) => r.key === victim)!
+    flipByte(blobIn(dir), v.valueOffset + (v.valueLength >> 1), 0x20)
+    const want = (k: string): Buffer => blobTestValue(k, overwritten.includes(k) ? 1 : 0)
+
+    // GC on every file with any garbage; L0 compaction (which makes the garbage) right at open.
+    db = await openDb(dir, { minBlobBytes: MIN_BLOB, blobGarbagePercent: 1, l0CompactionTrigger: 1 })
+    const deadline = Date.now() + 20_000
+    const gcRan = (): boolean => db.stats().backgroundError !== undefined || db.stats().compaction.byReason['blob-gc'] > 0
+    while (!gcRan() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    const st = db.stats()
+    expect(st.compaction.compactions, 'the L0 compaction ran').toBeGreaterThan(0)
+    expect(gcRan(), `blob GC neither ran nor failed within 20 s: ${JSON.stringify(st.compaction)} ${JSON.stringify(st.blobs)}`).toBe(true)
+    // The collection must have failed on the damaged value (it reads every live value of the file).
+    expect(st.backgroundError).toMatch(/corrupt/i)
+    // Nothing was deleted: the damaged file is still there for a repair to look at.
+    expect(fs.existsSync(blobIn(dir))).toBe(true)
+
+    const check = async (d: Database): Promise<void> => {
+      await expectRejectCode(d.get(victim), 'STRATA_CORRUPTION')
+      expectThrowCode(() => d.getSync(victim), 'STRATA_CORRUPTION')
+      for (const k of allBlobTestKeys()) {
+        if (k === victim) continue
+        expect((await d.get(k))?.equals(want(k)), `get ${k}`).toBe(true)
+      }
+      const { entries, error } = await scan(d)
+      expectCode(error, 'STRATA_CORRUPTION')
+      const all = allBlobTestKeys().map((k): [string, string] => [k, want(k).toString('latin1')])
+      expect(entries).toEqual(all.slice(0, entries.length))
+    }
+    await check(db)
+    await db.close()
+    // The same after a reopen: the failed collection left nothing half-done.
+    await check(await openDb(dir))
+  })
+})

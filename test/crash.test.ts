@@ -16,6 +16,9 @@
  *
  * The database directory lives on across cycles, so every cycle also checks
  * data left behind by earlier crashes and recoveries (in tables and WALs).
+ * A shorter variant runs with key-value separation: value sizes cross a small
+ * minBlobBytes and blob garbage collection runs at 1% garbage, so the kills
+ * also land in blob file writes, blob GC and the deletion of blob files.
  * Set CRASH_SEED to replay a run's random choices (timing still varies) and
  * CRASH_KEEP=1 to keep the directories.
  */
@@ -52,6 +55,53 @@ const CYCLE_BUDGET_MS = 35_000
 const OPEN_KILL_EVERY = 4
 /** Extra open-kill cycles allowed when none of the scheduled ones happened to land inside open(). */
 const MAX_EXTRA_OPEN_KILLS = 10
+
+/** One crash test: the options of every open, the child's value sizes, and how many cycles. */
+interface CrashVariant {
+  name: string
+  options: Record<string, unknown>
+  bigValueBytes: number
+  /** Value sizes around minBlobBytes (crash-writer.mjs) instead of the original ones. */
+  blobMix?: { minBlobBytes: number }
+  cycles: number
+  minCycles: number
+  cycleBudgetMs: number
+}
+
+const PLAIN: CrashVariant = {
+  name: '',
+  options: DB_OPTIONS,
+  bigValueBytes: BIG_VALUE_BYTES,
+  cycles: CYCLES,
+  minCycles: MIN_CYCLES,
+  cycleBudgetMs: CYCLE_BUDGET_MS,
+}
+
+/**
+ * Key-value separation: values from 64 bytes, 45% below minBlobBytes (128),
+ * 15% within one byte of it, the rest above; blob GC on every file with any
+ * garbage; small memtables, tables and levels so that flushes write blob
+ * files and compactions collect them all the time. Fewer cycles: the suite's
+ * time budget is tight.
+ */
+const BLOB_MIN_BYTES = 128
+const BLOBS: CrashVariant = {
+  name: 'blob files, ',
+  options: {
+    memtableBytes: 32 * 1024,
+    targetTableBytes: 8 * 1024,
+    levelBaseBytes: 32 * 1024,
+    levelSizeMultiplier: 4,
+    l0CompactionTrigger: 2,
+    minBlobBytes: BLOB_MIN_BYTES,
+    blobGarbagePercent: 1,
+  },
+  bigValueBytes: 64 * 1024,
+  blobMix: { minBlobBytes: BLOB_MIN_BYTES },
+  cycles: 10,
+  minCycles: 6,
+  cycleBudgetMs: 10_000,
+}
 
 /** What a key holds: the op whose value it has, or null when absent. */
 type KeyState = { opId: string; length: number } | null
@@ -114,31 +164,58 @@ interface ChildRun {
   /** The child reported 'ready' (open() returned) before it died. */
   opened: boolean
   openMs?: number
+  /** The child's last 'stats' line (with reportStats): blob work since its open. */
+  blobs?: { filesWritten: number; bytesRelocated: number; gcCompactions: number; files: number }
+  /** With gcWaitMs: the kill was timed from the child's first report of blob GC work. */
+  sawBlobGc?: boolean
 }
 
 /**
  * Runs the writer and SIGKILLs it `delayMs` after it reports `killAfter`
  * ('opening': recovery is under way; 'ready': it is writing). Rejects when the
  * child dies any other way, which means it hit an error.
+ *
+ * With `gcWaitMs` (blob variant, child started with reportStats) the delay
+ * starts only once the child reports blob GC work (a blob-gc compaction or
+ * relocated bytes), or `gcWaitMs` after `killAfter` if it never does: the kill
+ * then lands while GC rewrites tables and blob files, however slow the machine.
  */
-function runChild(config: Record<string, unknown>, killAfter: 'opening' | 'ready', delayMs: number): Promise<ChildRun> {
+function runChild(config: Record<string, unknown>, killAfter: 'opening' | 'ready', delayMs: number, gcWaitMs?: number): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [WRITER_SCRIPT, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] })
     const run: ChildRun = { opened: false }
     let stderr = ''
     let pending = ''
+    let armed = false
+    const arm = (): void => {
+      if (armed) return
+      armed = true
+      setTimeout(() => child.kill('SIGKILL'), delayMs)
+    }
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       pending += d
       let nl: number
       while ((nl = pending.indexOf('\n')) >= 0) {
-        const [event, arg] = pending.slice(0, nl).split(' ')
+        const line = pending.slice(0, nl)
+        const [event, arg] = line.split(' ')
         pending = pending.slice(nl + 1)
         if (event === 'ready') {
           run.opened = true
           run.openMs = Number(arg)
         }
-        if (event === killAfter) setTimeout(() => child.kill('SIGKILL'), delayMs)
+        if (event === 'stats') {
+          const [filesWritten, bytesRelocated, gcCompactions, files] = line.split(' ').slice(1).map(Number)
+          run.blobs = { filesWritten, bytesRelocated, gcCompactions, files }
+          if (gcWaitMs !== undefined && (gcCompactions > 0 || bytesRelocated > 0)) {
+            run.sawBlobGc = true
+            arm()
+          }
+        }
+        if (event === killAfter) {
+          if (gcWaitMs === undefined) arm()
+          else setTimeout(arm, gcWaitMs)
+        }
       }
     })
     child.on('error', reject)
@@ -282,15 +359,29 @@ async function checkScans(db: Database, state: DbState, errors: string[]): Promi
   if (reverse.reverse().join() !== forward.join()) errors.push('reverse scan does not return the forward scan backwards')
 }
 
-async function crashCycles(syncWrites: boolean): Promise<void> {
+async function crashCycles(syncWrites: boolean, variant: CrashVariant = PLAIN): Promise<void> {
   const seed = process.env.CRASH_SEED ? Number(process.env.CRASH_SEED) : Math.floor(Math.random() * 2 ** 31)
   const rng = makeRng(seed)
-  const label = `crash test (syncWrites ${syncWrites}, seed ${seed})`
+  const label = `crash test (${variant.name}syncWrites ${syncWrites}, seed ${seed})`
   console.log(`${label}: CRASH_SEED=${seed} replays it`)
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-crash-'))
   const dir = path.join(root, 'db')
   let model: DbState = new Map(ALL_KEYS.map((k) => [k, null]))
   const totals = { cycles: 0, openKills: 0, killedInOpen: 0, acknowledged: 0, inFlightApplied: 0, inFlightLost: 0 }
+  /** Blob work: what the children reported (flush blob files, GC), and what the verifying opens did, saw and read. */
+  const blobs = {
+    childFilesWritten: 0,
+    childBytesRelocated: 0,
+    childGcCompactions: 0,
+    filesWritten: 0,
+    bytesRelocated: 0,
+    gcCompactions: 0,
+    maxFiles: 0,
+    valuesRead: 0,
+    /** Cycles whose kill was timed from the child's blob GC, and those in which the GC came. */
+    gcTimedKills: 0,
+    gcTimedKillsAfterGc: 0,
+  }
   let openMs = 20
   let tablesPerLevel = ''
   try {
@@ -298,7 +389,7 @@ async function crashCycles(syncWrites: boolean): Promise<void> {
     /** Cycle number at which the scheduled cycles ended; the rest only retry killing inside open(). */
     let scheduledEnd: number | undefined
     for (let cycle = 0; ; cycle++) {
-      if (scheduledEnd === undefined && (cycle === CYCLES || (cycle >= MIN_CYCLES && Date.now() - started > CYCLE_BUDGET_MS))) {
+      if (scheduledEnd === undefined && (cycle === variant.cycles || (cycle >= variant.minCycles && Date.now() - started > variant.cycleBudgetMs))) {
         scheduledEnd = cycle
       }
       if (scheduledEnd !== undefined && (totals.killedInOpen > 0 || cycle >= scheduledEnd + MAX_EXTRA_OPEN_KILLS)) break
@@ -307,6 +398,8 @@ async function crashCycles(syncWrites: boolean): Promise<void> {
       // Open kills spread over the time the last open took. Write kills mostly land mid-stream,
       // some soon after open, while the first flush (of a large recovered memtable) is starting.
       const delayMs = killInOpen ? rng() * openMs : rng() < 0.25 ? rng() * 100 : 100 + rng() * 700
+      // Blob variant: every third cycle times its kill from the child's first blob GC (see runChild).
+      const gcWaitMs = variant.blobMix !== undefined && !killInOpen && cycle % 3 === 1 ? 5_000 : undefined
       const journal = path.join(root, `journal-${cycle}.txt`)
       const run = await runChild(
         {
@@ -317,22 +410,32 @@ async function crashCycles(syncWrites: boolean): Promise<void> {
           writers: WRITERS,
           keysPerWriter: KEYS_PER_WRITER,
           // More than one frozen memtable changes which WALs a flush may retire.
-          options: { ...DB_OPTIONS, syncWrites, maxImmutableMemtables: 1 + Math.floor(rng() * 3) },
-          bigValueBytes: BIG_VALUE_BYTES,
+          options: { ...variant.options, syncWrites, maxImmutableMemtables: 1 + Math.floor(rng() * 3) },
+          bigValueBytes: variant.bigValueBytes,
           maxRunMs: 20_000,
+          ...(variant.blobMix !== undefined ? { blobMix: variant.blobMix, reportStats: true } : {}),
         },
         killInOpen ? 'opening' : 'ready',
         delayMs,
+        gcWaitMs,
       )
       if (run.openMs !== undefined) openMs = Math.max(5, run.openMs)
       totals.cycles++
       if (killInOpen) totals.openKills++
       if (killInOpen && !run.opened) totals.killedInOpen++
+      if (gcWaitMs !== undefined) blobs.gcTimedKills++
+      if (run.sawBlobGc === true) blobs.gcTimedKillsAfterGc++
+      if (run.blobs !== undefined) {
+        blobs.childFilesWritten += run.blobs.filesWritten
+        blobs.childBytesRelocated += run.blobs.bytesRelocated
+        blobs.childGcCompactions += run.blobs.gcCompactions
+        blobs.maxFiles = Math.max(blobs.maxFiles, run.blobs.files)
+      }
 
       const journals = readJournal(journal)
       const errors: string[] = []
       let lastApplied: Array<boolean | undefined> = []
-      const db = await open(dir, { ...DB_OPTIONS, syncWrites })
+      const db = await open(dir, { ...variant.options, syncWrites })
       try {
         const observed = await readKeys(db, errors)
         ;({ next: model, lastApplied } = matchJournal(model, journals, observed, errors))
@@ -341,6 +444,11 @@ async function crashCycles(syncWrites: boolean): Promise<void> {
         const stats = db.stats()
         if (stats.backgroundError) errors.push(`background error: ${stats.backgroundError}`)
         tablesPerLevel = stats.levels.map((l) => l.tables).join('/')
+        blobs.maxFiles = Math.max(blobs.maxFiles, stats.blobs.files)
+        blobs.valuesRead += stats.blobs.valuesRead
+        blobs.filesWritten += stats.blobs.filesWritten
+        blobs.bytesRelocated += stats.compaction.blobBytesRelocated
+        blobs.gcCompactions += stats.compaction.byReason['blob-gc']
       } finally {
         await db.close()
       }
@@ -355,9 +463,25 @@ async function crashCycles(syncWrites: boolean): Promise<void> {
     console.log(
       `${label}: ${totals.cycles} cycles, ${totals.openKills} aimed at open() of which ${totals.killedInOpen} landed before it returned; ` +
         `${totals.acknowledged} acknowledged ops verified, in-flight ops: ${totals.inFlightApplied} applied, ${totals.inFlightLost} not; ` +
-        `tables per level at the end: ${tablesPerLevel}`,
+        `tables per level at the end: ${tablesPerLevel}` +
+        (variant.blobMix !== undefined
+          ? `; blob files: ${blobs.childFilesWritten} written by the children's flushes (${blobs.filesWritten} by the verifying opens), ` +
+            `at most ${blobs.maxFiles} listed at once, ${blobs.childGcCompactions} blob-gc compactions and ${blobs.childBytesRelocated} bytes ` +
+            `relocated by the children (${blobs.gcCompactions} and ${blobs.bytesRelocated} by the verifying opens), ` +
+            `${blobs.valuesRead} values read from blob files by the verifications; ` +
+            `${blobs.gcTimedKillsAfterGc} of ${blobs.gcTimedKills} kills timed from the child's first blob GC`
+          : ''),
     )
     expect(totals.killedInOpen, 'no kill landed inside open()').toBeGreaterThan(0)
+    if (variant.blobMix !== undefined) {
+      // The kills must have met blob files and blob GC, and the verification read values from blob files;
+      // a run that silently kept every value inline fails here.
+      expect(blobs.childFilesWritten, 'blob files written by the children').toBeGreaterThan(0)
+      expect(blobs.maxFiles, 'blob files listed by a table version').toBeGreaterThan(0)
+      const gcWork = blobs.childBytesRelocated + blobs.childGcCompactions + blobs.bytesRelocated + blobs.gcCompactions
+      expect(gcWork, 'blob GC work done by the children and the verifying opens').toBeGreaterThan(0)
+      expect(blobs.valuesRead, 'values the verifications read from blob files').toBeGreaterThan(0)
+    }
   } finally {
     if (process.env.CRASH_KEEP) console.log(`${label}: kept ${root}`)
     else fs.rmSync(root, { recursive: true, force: true })
@@ -371,5 +495,9 @@ describe('crash recovery (SIGKILL)', () => {
 
   it('keeps every acknowledged write, batches atomic, no value corrupt (syncWrites true)', async () => {
     await crashCycles(true)
+  })
+
+  it('keeps every acknowledged write, batches atomic, no value corrupt (blob files, value sizes around minBlobBytes, blob GC at 1%)', async () => {
+    await crashCycles(false, BLOBS)
   })
 })

@@ -102,6 +102,26 @@ function makeValue(rng: Rng): Buffer {
   return rng.bytes(size)
 }
 
+/**
+ * Values for key-value separation (blob files): a mix that crosses
+ * `minBlobBytes` (`m`) every way. Mostly small (inline in tables), a share of
+ * exactly m - 1, m and m + 1 bytes (the boundary), some a few times m (in blob
+ * files), a few much larger than a block, rarely larger than the memtable.
+ */
+function makeBlobMixValue(rng: Rng, m: number): Buffer {
+  const r = rng.float()
+  const size =
+    r < 0.06 ? 0
+    : r < 0.45 ? rng.int(1, m - 2)
+    : r < 0.5 ? m - 1
+    : r < 0.55 ? m
+    : r < 0.6 ? m + 1
+    : r < 0.93 ? rng.int(m + 2, 4 * m)
+    : r < 0.997 ? rng.int(4 * m, 40 * m)
+    : rng.int(20_000, 40_000)
+  return rng.bytes(size)
+}
+
 /** A bound: an existing key, a prefix of one, a random short byte string, or (rarely) empty. */
 function makeBound(rng: Rng, keys: readonly Buffer[]): Buffer {
   const r = rng.float()
@@ -179,6 +199,8 @@ function expectedRange(model: Model, o: IteratorOptions): Array<[string, Buffer]
   keys.sort((x, y) => (x < y ? -1 : x > y ? 1 : 0))
   if (o.reverse === true) keys.reverse()
   if (o.limit !== undefined) keys = keys.slice(0, o.limit)
+  // Keys-only iterators (values: false) yield every value empty.
+  if (o.values === false) return keys.map((k) => [k, Buffer.alloc(0)])
   return keys.map((k) => [k, model.get(k)!])
 }
 
@@ -196,6 +218,7 @@ function describeRange(o: IteratorOptions): string {
   for (const k of ['gt', 'gte', 'lt', 'lte'] as const) if (o[k] !== undefined) parts.push(`${k}=${hex(Buffer.from(o[k] as Uint8Array))}`)
   if (o.reverse !== undefined) parts.push(`reverse=${o.reverse}`)
   if (o.limit !== undefined) parts.push(`limit=${o.limit}`)
+  if (o.values === false) parts.push('values=false')
   return `{${parts.join(' ')}}`
 }
 
@@ -235,6 +258,14 @@ interface Scenario {
   ops: number
   /** Block sizes to switch between at reopen, so tables with different layouts coexist. */
   reopenBlockBytes: number[]
+  /**
+   * Key-value separation: values come from makeBlobMixValue around
+   * `options.minBlobBytes`, reopens switch minBlobBytes between these (so
+   * tables and blob files written under different thresholds coexist), some
+   * iterators are keys-only, and the run ends with checks of the blob files
+   * (accounting, GC settling, no file left behind).
+   */
+  blobs?: { reopenMinBlobBytes: number[] }
   /** What the run must have exercised for it to mean anything. */
   expect: {
     minFlushes: number
@@ -274,6 +305,14 @@ interface RunSummary {
   /** Most open tables seen at once that used their point index, and their Bloom filter. */
   maxPointIndexedTables: number
   maxFilterTables: number
+  /** Blob files written by flushes, blob values read, bytes GC relocated, blob-gc compactions, keys-only iterators checked. */
+  blobFilesWritten: number
+  blobValuesRead: number
+  blobBytesRelocated: number
+  blobGcCompactions: number
+  maxBlobFiles: number
+  maxBlobGarbageBytes: number
+  keysOnlyIterators: number
 }
 
 /**
@@ -298,6 +337,13 @@ class ModelRun {
     pipelinedGets: 0,
     maxPointIndexedTables: 0,
     maxFilterTables: 0,
+    blobFilesWritten: 0,
+    blobValuesRead: 0,
+    blobBytesRelocated: 0,
+    blobGcCompactions: 0,
+    maxBlobFiles: 0,
+    maxBlobGarbageBytes: 0,
+    keysOnlyIterators: 0,
   }
   /** Number of the operation running (the log and the failure message name it). */
   op = 0
@@ -310,6 +356,15 @@ class ModelRun {
   db!: Database
   /** The operation at which the database is next closed and reopened. */
   nextReopen = 0
+  /** Every minBlobBytes the database was opened with (blob scenarios). */
+  readonly minBlobBytesUsed = new Set<number>()
+  /**
+   * Blob scenarios: the minBlobBytes of the session each value was written in.
+   * Every value is flushed in that session (close flushes the memtable, and
+   * waits for the writes issued before it), so exactly the values at least
+   * that long went to blob files.
+   */
+  readonly blobThresholdOf = new WeakMap<Buffer, number>()
 
   constructor(
     readonly scenario: Scenario,
@@ -324,6 +379,7 @@ class ModelRun {
 
   /** Opens the database for the first time and draws the first reopen point. */
   async open(): Promise<void> {
+    if (this.options.minBlobBytes !== undefined) this.minBlobBytesUsed.add(this.options.minBlobBytes)
     this.db = await open(this.dir, this.options)
     openDb = this.db
     this.nextReopen = this.rng.int(Math.floor(this.scenario.ops / 5), Math.floor(this.scenario.ops / 3))
@@ -336,6 +392,8 @@ class ModelRun {
     summary.maxFilterTables = Math.max(summary.maxFilterTables, st.openTables - st.pointIndexedTables)
     summary.maxL0Tables = Math.max(summary.maxL0Tables, st.levels[0].tables)
     for (const l of st.levels) if (l.tables > 0) summary.deepestLevel = Math.max(summary.deepestLevel, l.level)
+    summary.maxBlobFiles = Math.max(summary.maxBlobFiles, st.blobs.files)
+    summary.maxBlobGarbageBytes = Math.max(summary.maxBlobGarbageBytes, st.blobs.garbageBytes)
   }
 
   /** Counters restart at every open: add them up just before each close. */
@@ -343,6 +401,10 @@ class ModelRun {
     const st = this.db.stats()
     this.summary.flushes += st.writes.flushes
     this.summary.compactions += st.compaction.compactions
+    this.summary.blobFilesWritten += st.blobs.filesWritten
+    this.summary.blobValuesRead += st.blobs.valuesRead
+    this.summary.blobBytesRelocated += st.compaction.blobBytesRelocated
+    this.summary.blobGcCompactions += st.compaction.byReason['blob-gc']
   }
 
   note(s: string): void {
@@ -355,6 +417,23 @@ class ModelRun {
     return this.rng.chance(0.3) ? this.keys[this.rng.int(0, 19)] : this.rng.pick(this.keys)
   }
 
+  /** A value of the scenario's size mix. */
+  makeValue(): Buffer {
+    if (this.scenario.blobs === undefined) return makeValue(this.rng)
+    const v = makeBlobMixValue(this.rng, this.scenario.options.minBlobBytes!)
+    this.blobThresholdOf.set(v, this.options.minBlobBytes!)
+    return v
+  }
+
+  /** Blob scenarios: some iterators are keys-only (values: false), which must list the same keys and read no blob file. */
+  maybeKeysOnly(o: IteratorOptions): IteratorOptions {
+    if (this.scenario.blobs !== undefined && this.rng.chance(0.25)) {
+      o.values = false
+      this.summary.keysOnlyIterators++
+    }
+    return o
+  }
+
   /** Issues one random write (not awaited) and applies it to `m`; returns its promise. */
   issueWrite(m: Model, avoid?: Set<string>): Promise<void> {
     const { rng, db } = this
@@ -362,7 +441,7 @@ class ModelRun {
     let k = this.pickKey()
     while (avoid?.has(str(k))) k = this.pickKey()
     if (r < 0.6) {
-      const v = makeValue(rng)
+      const v = this.makeValue()
       this.note(`put ${hex(k)} (${v.length} bytes)`)
       m.set(str(k), v)
       return db.put(asInput(rng, k), asInput(rng, v))
@@ -381,7 +460,7 @@ class ModelRun {
       while (avoid?.has(str(bk))) bk = this.pickKey()
       k = bk
       if (rng.chance(0.7)) {
-        const v = makeValue(rng)
+        const v = this.makeValue()
         ops.push({ type: 'put', key: asInput(rng, bk), value: asInput(rng, v) })
         m.set(str(bk), v)
         desc.push(`put ${hex(bk)}`)
@@ -414,7 +493,11 @@ class ModelRun {
     await this.db.close()
     await Promise.all(inflight)
     this.options = { ...scenario.options, blockBytes: rng.pick(scenario.reopenBlockBytes) }
-    this.note(`reopen (blockBytes ${this.options.blockBytes})`)
+    if (scenario.blobs !== undefined) {
+      this.options.minBlobBytes = rng.pick(scenario.blobs.reopenMinBlobBytes)
+      this.minBlobBytesUsed.add(this.options.minBlobBytes)
+    }
+    this.note(`reopen (blockBytes ${this.options.blockBytes}${scenario.blobs !== undefined ? `, minBlobBytes ${this.options.minBlobBytes}` : ''})`)
     this.db = await open(this.dir, this.options)
     openDb = this.db
     this.summary.reopens++
@@ -471,7 +554,7 @@ class ModelRun {
   }
 
   async checkIterator(): Promise<void> {
-    const o = makeRange(this.rng, this.keys)
+    const o = this.maybeKeysOnly(makeRange(this.rng, this.keys))
     this.note(`iterator ${describeRange(o)}`)
     checkEntries(await collect(this.db.iterator(o)), expectedRange(this.model, o), `iterator ${describeRange(o)}`)
   }
@@ -482,7 +565,7 @@ class ModelRun {
    */
   async checkIteratorAcrossWrites(): Promise<void> {
     const { rng } = this
-    const o = makeRange(rng, this.keys)
+    const o = this.maybeKeysOnly(makeRange(rng, this.keys))
     const expected = expectedRange(this.model, o)
     this.note(`iterator across writes ${describeRange(o)}`)
     const it = this.db.iterator(o)
@@ -570,7 +653,7 @@ class ModelRun {
         this.note(`${tag}: getSync ${hex(k)}`)
         checkValue(s.snap.getSync(asInput(rng, k)), s.model.get(str(k)), `${tag}: getSync ${hex(k)}`)
       } else {
-        const o = makeRange(rng, this.keys)
+        const o = this.maybeKeysOnly(makeRange(rng, this.keys))
         this.note(`${tag}: iterator ${describeRange(o)}`)
         checkEntries(await collect(s.snap.iterator(o)), expectedRange(s.model, o), `${tag}: iterator ${describeRange(o)}`)
       }
@@ -602,10 +685,63 @@ class ModelRun {
       s.snap.release()
     }
     this.snapshots = []
+    if (this.scenario.blobs !== undefined) await this.checkBlobFiles()
     this.addCounters()
     await this.db.close()
     openDb = undefined
     return this.summary
+  }
+
+  /** Waits until no compaction has run for several polls in a row (blob GC schedules one after another). */
+  async settle(what: string): Promise<void> {
+    const deadline = Date.now() + 30_000
+    for (let quiet = 0; quiet < 5; ) {
+      const c = this.db.stats().compaction
+      quiet = c.running === 0 ? quiet + 1 : 0
+      if (Date.now() > deadline) throw new Mismatch(`${what}: compactions still running after 30 s (${JSON.stringify(c)})`)
+      await new Promise((r) => setTimeout(r, 10))
+    }
+  }
+
+  /**
+   * End of a blob scenario, with no snapshot or iterator left: a full
+   * compactRange leaves one version per key, so the blob values no table
+   * references any more must all be counted as garbage, and what is not
+   * garbage must be exactly the model's values that went to blob files (those
+   * of at least the minBlobBytes of the session that wrote them). Once
+   * blob GC has settled no file may keep blobGarbagePercent garbage (it would
+   * be collected, or gone when all of it is garbage), and exactly the blob
+   * files the table version lists are on disk: none leaked, none lost.
+   */
+  async checkBlobFiles(): Promise<void> {
+    const { db, model } = this
+    this.note('end of run: compactRange, then blob GC settles')
+    await db.compactRange()
+    await this.settle('end of run')
+    this.observe()
+    await this.checkFull('after the last compactRange and blob GC')
+    const st = db.stats().blobs
+    let separated = 0
+    let count = 0
+    for (const v of model.values()) {
+      if (v.length >= this.blobThresholdOf.get(v)!) (separated += v.length), count++
+    }
+    const live = st.valueBytes - st.garbageBytes
+    if (live !== separated) {
+      throw new Mismatch(
+        `blob accounting: ${st.valueBytes} value bytes - ${st.garbageBytes} garbage = ${live} live, but the model's ${count} values ` +
+          `at least minBlobBytes long (of the session that wrote them; used: ${[...this.minBlobBytesUsed].join(', ')}) total ${separated}`,
+      )
+    }
+    const percent = this.options.blobGarbagePercent ?? 25
+    if (st.garbageBytes > 0 && st.garbageBytes * 100 >= percent * st.valueBytes) {
+      throw new Mismatch(`blob GC settled with ${st.garbageBytes} of ${st.valueBytes} value bytes garbage (blobGarbagePercent ${percent}): ${JSON.stringify(st)}`)
+    }
+    const files = fs.readdirSync(this.dir).filter((n) => n.endsWith('.blob'))
+    const bytes = files.reduce((n, f) => n + fs.statSync(path.join(this.dir, f)).size, 0)
+    if (files.length !== st.files || bytes !== st.fileBytes) {
+      throw new Mismatch(`blob files on disk: ${files.length} of ${bytes} bytes (${files.join(' ')}); the table version lists ${st.files} of ${st.fileBytes} bytes`)
+    }
   }
 
   /** The error a failed run throws: seed, operation number, replay command and the last operations (all of them to the trace file, if set). */
@@ -712,6 +848,33 @@ const scenarios: Scenario[] = [
   },
 ]
 
+/**
+ * Key-value separation: the value mix crosses minBlobBytes (kept small so the
+ * run stays fast), reopens switch it, and blob GC runs at 1% garbage, so blob
+ * files are written at almost every flush and collected by compactions and
+ * in-place rewrites while snapshots and iterators pin older table versions.
+ */
+scenarios.push({
+  name: 'key-value separation: values around minBlobBytes, blob GC at 1% garbage, keys-only iterators',
+  options: {
+    memtableBytes: 16 * 1024,
+    blockBytes: 1024,
+    maxImmutableMemtables: 2,
+    blockCacheBytes: 32 * 1024,
+    levelBaseBytes: 16 * 1024,
+    levelSizeMultiplier: 2,
+    targetTableBytes: 4096,
+    l0CompactionTrigger: 2,
+    maxConcurrentCompactions: 2,
+    minBlobBytes: 100,
+    blobGarbagePercent: 1,
+  },
+  ops: 2500,
+  reopenBlockBytes: [512, 1024, 4096],
+  blobs: { reopenMinBlobBytes: [100, 100, 64, 160] },
+  expect: { minFlushes: 10, minCompactions: 10, minMaxL0Tables: 2, minDeepestLevel: 1, pointReadsBy: 'point index' },
+})
+
 describe('model-based random operations', () => {
   scenarios.forEach((scenario, i) => {
     it(scenario.name, async () => {
@@ -733,6 +896,16 @@ describe('model-based random operations', () => {
       expect(summary.reopens).toBeGreaterThanOrEqual(2)
       expect(summary.snapshotChecks).toBeGreaterThan(30)
       expect(summary.pipelinedGets).toBeGreaterThan(50)
+      if (scenario.blobs !== undefined) {
+        // Blob files were really written and read, garbage arose, and GC moved values (so a run that silently kept every value inline fails).
+        expect(summary.blobFilesWritten, 'blob files written by flushes').toBeGreaterThan(0)
+        expect(summary.maxBlobFiles, 'blob files listed at once').toBeGreaterThan(1)
+        expect(summary.blobValuesRead, 'values read from blob files').toBeGreaterThan(0)
+        expect(summary.maxBlobGarbageBytes, 'blob garbage seen').toBeGreaterThan(0)
+        expect(summary.blobGcCompactions, 'blob-gc compactions').toBeGreaterThan(0)
+        expect(summary.blobBytesRelocated, 'bytes blob GC relocated').toBeGreaterThan(0)
+        expect(summary.keysOnlyIterators).toBeGreaterThan(20)
+      }
     })
   })
 })
