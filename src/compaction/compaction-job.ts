@@ -7,7 +7,7 @@ import { MergingIterator } from '../iterators/merging-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { TableScanner } from '../sstable/table-scanner.js'
-import { KIND_BLOB, KIND_DELETE } from '../base/entry.js'
+import { KIND_BLOB, KIND_DELETE, KIND_PUT } from '../base/entry.js'
 import type { BlobGarbage } from '../manifest/blob-file-meta.js'
 import { BlobFileCache } from '../blob/blob-file-cache.js'
 import { BlobFileWriter, type WrittenBlobFile } from '../blob/blob-file-writer.js'
@@ -43,6 +43,12 @@ export interface CompactionJob {
   relocateBlobFiles?: number[]
   /** The file number reserved for that new blob file. */
   blobOutputNumber?: number
+  /**
+   * Inline values of puts at least this long move to that blob file too (a
+   * table written before blob files, or with a larger minBlobBytes). Absent:
+   * inline values stay inline.
+   */
+  minBlobBytes?: number
 }
 
 export interface CompactionResult {
@@ -55,8 +61,10 @@ export interface CompactionResult {
   cancelled?: boolean
   /** Blob references dropped or relocated, per blob file. */
   blobGarbage: BlobGarbage[]
-  /** The blob file relocated values went to, if any. */
+  /** The blob file relocated (and separated) values went to, if any. */
   blobFile?: WrittenBlobFile
+  /** Value bytes moved out of blob files being collected. */
+  blobBytesRelocated: number
 }
 
 
@@ -84,7 +92,7 @@ export async function runCompactionJob(job: CompactionJob, fs: FileSystem = node
   try {
     if (!(await mergeEntries(merge, job, outputs, blobs, counts))) {
       blobs.abandon()
-      return { outputs: [], bytesRead, bytesWritten: 0, ...counts, cancelled: true, blobGarbage: [] }
+      return { outputs: [], bytesRead, bytesWritten: 0, ...counts, cancelled: true, blobGarbage: [], blobBytesRelocated: 0 }
     }
     // The relocated values are durable before the tables naming them are installed.
     blobFile = await blobs.finish()
@@ -98,7 +106,7 @@ export async function runCompactionJob(job: CompactionJob, fs: FileSystem = node
     blobs.close()
   }
   const bytesWritten = outputs.tables.reduce((n, t) => n + t.fileBytes, 0) + (blobFile?.fileBytes ?? 0)
-  return { outputs: outputs.tables, bytesRead: bytesRead + blobs.bytesRead, bytesWritten, ...counts, blobGarbage: blobs.garbage(), blobFile }
+  return { outputs: outputs.tables, bytesRead: bytesRead + blobs.bytesRead, bytesWritten, ...counts, blobGarbage: blobs.garbage(), blobFile, blobBytesRelocated: blobs.bytesRead }
 }
 
 /**
@@ -130,6 +138,12 @@ class BlobHandling {
     this.countGarbage(r.fileNumber, r.valueLength)
   }
 
+  /** Moves an inline value into the blob output; returns its reference (and the write started, if one is due). */
+  separate(key: Uint8Array, value: Uint8Array): { reference: Uint8Array; due: Promise<void> | undefined } {
+    // A copy: the value is a view of the input's block buffer, which the next block reuses before the write.
+    return this.output().add(key, Buffer.from(value))
+  }
+
   /** The reference to keep for `reference`: itself, or a new one when its file is being collected (then a write may be due). */
   keep(key: Uint8Array, reference: Uint8Array): { reference: Uint8Array; due: Promise<void> | undefined } {
     const r = decodeBlobReference(reference, 'compaction input', this.ref)
@@ -138,12 +152,16 @@ class BlobHandling {
     const value = this.reader.read(reference, 'compaction input')
     this.bytesRead += value.length
     this.countGarbage(r.fileNumber, value.length)
+    return this.output().add(key, value)
+  }
+
+  private output(): BlobFileWriter {
     if (this.writer === undefined) {
       const number = this.job.blobOutputNumber
-      assert(number !== undefined, 'a compaction relocating blobs has a blob output number')
+      assert(number !== undefined, 'a compaction writing blobs has a blob output number')
       this.writer = new BlobFileWriter(this.fs, this.job.dir, number)
     }
-    return this.writer.add(key, value)
+    return this.writer
   }
 
   garbage(): BlobGarbage[] {
@@ -196,6 +214,7 @@ async function mergeEntries(
 ): Promise<boolean> {
   const shadow = new ShadowFilter(job.snapshots)
   const deeper = job.deeperLevels.map((spans) => ({ spans, i: 0 }))
+  const minBlobBytes = job.minBlobBytes ?? Infinity
   let lastKey: Buffer | undefined
   for (merge.seek((c) => c.seekToFirst()); merge.valid(); merge.advance()) {
     const top = merge.top()
@@ -216,12 +235,17 @@ async function mergeEntries(
       await outputs.startKey(key)
       lastKey = Buffer.from(key)
     }
-    const kind = top.kind()
+    let kind = top.kind()
     let value: Uint8Array = top.value()
     if (kind === KIND_BLOB) {
       const kept = blobs.keep(key, value)
       if (kept.due !== undefined) await kept.due
       value = kept.reference
+    } else if (kind === KIND_PUT && value.length >= minBlobBytes) {
+      const moved = blobs.separate(key, value)
+      if (moved.due !== undefined) await moved.due
+      kind = KIND_BLOB
+      value = moved.reference
     }
     const due = outputs.add(key, seq, kind, value)
     if (due !== undefined) {

@@ -172,6 +172,7 @@ export class CompactionScheduler {
         cancel: this.cancel,
         relocateBlobFiles: blobFilesToCollect(tableVersion, host.options.blobGarbagePercent),
         blobOutputNumber,
+        minBlobBytes: host.options.minBlobBytes,
       })
       if (result.cancelled === true) return written
       await host.tableVersions.logAndApply(
@@ -195,7 +196,7 @@ export class CompactionScheduler {
       s.bytesWritten += result.bytesWritten
       s.entriesDropped += result.entriesDropped
       for (const g of result.blobGarbage) s.blobGarbageBytes += g.bytes
-      s.blobBytesRelocated += result.blobFile?.valueBytes ?? 0
+      s.blobBytesRelocated += result.blobBytesRelocated
     } catch (err) {
       host.onError(err, 'compaction')
     } finally {
