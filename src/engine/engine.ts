@@ -536,7 +536,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   /** A merged iterator over everything visible at `sequence`. */
   iterator(range: KeyRange, reverse: boolean, limit: number, sequence: number, closeAtEnd = true, values = true): DbIterator {
     const { children, release } = this.sources(range)
-    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd, values, this.resolveBlob)
+    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd, values, values ? this.blobFiles.scanReader(reverse) : undefined)
   }
 
   /** A forward iterator over the range at the newest sequence (for commit-path checks). */
