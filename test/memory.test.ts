@@ -28,17 +28,19 @@ function runWriter(
   })
 }
 
+/** Small memory settings, so that writing 10x the budget takes seconds. */
+const options = {
+  memtableBytes: 4 * MiB,
+  blockCacheBytes: 4 * MiB,
+  tableCacheBytes: 4 * MiB,
+  targetTableBytes: 2 * MiB,
+  levelBaseBytes: 8 * MiB,
+}
+
 describe('bounded memory', () => {
   it('keeps RSS under the budget derived from the options while writing 10x the budget', async () => {
     const t = tempDir('strata-mem-')
     cleanup = t.cleanup
-    const options = {
-      memtableBytes: 4 * MiB,
-      blockCacheBytes: 4 * MiB,
-      tableCacheBytes: 4 * MiB,
-      targetTableBytes: 2 * MiB,
-      levelBaseBytes: 8 * MiB,
-    }
     const r = await runWriter(t.dir, options)
     expect(r.written).toBeGreaterThanOrEqual(10 * 12 * MiB)
     expect(r.scanned).toBeGreaterThan(500_000)
@@ -49,13 +51,6 @@ describe('bounded memory', () => {
   it('keeps RSS under the budget while writing 10x the budget of 256 KiB values (blob files)', async () => {
     const t = tempDir('strata-mem-')
     cleanup = t.cleanup
-    const options = {
-      memtableBytes: 4 * MiB,
-      blockCacheBytes: 4 * MiB,
-      tableCacheBytes: 4 * MiB,
-      targetTableBytes: 2 * MiB,
-      levelBaseBytes: 8 * MiB,
-    }
     const r = await runWriter(t.dir, options, 256 << 10)
     expect(r.written).toBeGreaterThanOrEqual(10 * 12 * MiB)
     // The values went to blob files, and the gets and the scan read them back from there (but those still in the memtable).

@@ -1,7 +1,7 @@
 import * as path from 'node:path'
-import { ioError } from '../base/errors.js'
 import { blobFileName } from '../base/file-names.js'
-import type { File, FileSystem } from '../vfs/file-system.js'
+import type { FileSystem } from '../vfs/file-system.js'
+import { OutputFile } from '../vfs/output-file.js'
 import { BLOB_FOOTER_BYTES, BLOB_HEADER_BYTES, blobValueChecksum, encodeBlobFooter, encodeBlobHeader, encodeRecordHeader } from './blob-format.js'
 import { encodeBlobReference } from './blob-reference.js'
 
@@ -28,8 +28,7 @@ const WRITE_CHUNK_BYTES = 1 << 20
  * file.
  */
 export class BlobFileWriter {
-  private readonly file: string
-  private handle: File | undefined
+  private readonly file: OutputFile
   private pending: Uint8Array[] = []
   private pendingBytes = 0
   private offset = BLOB_HEADER_BYTES
@@ -37,11 +36,11 @@ export class BlobFileWriter {
   private valueBytes = 0
 
   constructor(
-    private readonly fs: FileSystem,
+    fs: FileSystem,
     dir: string,
     readonly number: number,
   ) {
-    this.file = path.join(dir, blobFileName(number))
+    this.file = new OutputFile(fs, path.join(dir, blobFileName(number)), 'blob file')
     this.push(encodeBlobHeader())
   }
 
@@ -67,18 +66,13 @@ export class BlobFileWriter {
   async finish(): Promise<WrittenBlobFile> {
     this.push(encodeBlobFooter({ recordCount: this.records, valueBytes: this.valueBytes }))
     await this.drain()
-    await this.guard(async () => {
-      await this.handle!.datasync()
-      this.handle!.close()
-    })
-    this.handle = undefined
+    await this.file.finish()
     return { number: this.number, fileBytes: this.offset + BLOB_FOOTER_BYTES, valueCount: this.records, valueBytes: this.valueBytes }
   }
 
   /** Closes the file after a failure (the caller leaves it for obsolete-file deletion). */
   abandon(): void {
-    this.handle?.close()
-    this.handle = undefined
+    this.file.abandon()
   }
 
   private push(chunk: Uint8Array): void {
@@ -90,17 +84,6 @@ export class BlobFileWriter {
     const chunks = this.pending
     this.pending = []
     this.pendingBytes = 0
-    await this.guard(async () => {
-      this.handle ??= this.fs.open(this.file, 'wx')
-      await this.handle.writeChunks(chunks)
-    })
-  }
-
-  private async guard(op: () => Promise<void>): Promise<void> {
-    try {
-      await op()
-    } catch (err) {
-      throw ioError(`cannot write blob file ${this.file}`, err)
-    }
+    await this.file.append(chunks)
   }
 }

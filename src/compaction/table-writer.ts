@@ -1,6 +1,6 @@
 import * as path from 'node:path'
-import { ioError } from '../base/errors.js'
-import { syncDirectory, type File, type FileSystem } from '../vfs/file-system.js'
+import { syncDirectory, type FileSystem } from '../vfs/file-system.js'
+import { OutputFile } from '../vfs/output-file.js'
 import { tableFileName } from '../base/file-names.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
@@ -21,20 +21,19 @@ const WRITE_CHUNK_BYTES = 1 << 20
  */
 export class TableFileWriter {
   private readonly builder: TableBuilder
-  private readonly file: string
-  private handle: File | undefined
+  private readonly file: OutputFile
   private pendingBytes = 0
   private lastEstimate = 0
   /** Blob files the table's references name. */
   private readonly blobFiles = new Set<number>()
 
   constructor(
-    private readonly fs: FileSystem,
+    fs: FileSystem,
     dir: string,
     readonly number: number,
     options: TableBuilderOptions,
   ) {
-    this.file = path.join(dir, tableFileName(number))
+    this.file = new OutputFile(fs, path.join(dir, tableFileName(number)), 'table')
     this.builder = new TableBuilder(options)
   }
 
@@ -49,7 +48,7 @@ export class TableFileWriter {
   /** Adds one entry (internal-key order); resolves at once unless a chunk is due. */
   add(key: Uint8Array, sequence: number, kind: number, value: Uint8Array): Promise<void> | undefined {
     this.builder.add(key, sequence, kind, value)
-    if (kind === KIND_BLOB) this.blobFiles.add(blobFileOf(value, this.file))
+    if (kind === KIND_BLOB) this.blobFiles.add(blobFileOf(value, this.file.path))
     const estimate = this.builder.estimatedFileBytes
     this.pendingBytes += estimate - this.lastEstimate
     this.lastEstimate = estimate
@@ -60,37 +59,20 @@ export class TableFileWriter {
   async finish(): Promise<TableMeta> {
     const props = this.builder.finish()
     await this.drain()
-    await this.guard(async () => {
-      await this.handle!.datasync()
-      this.handle!.close()
-    })
-    this.handle = undefined
+    await this.file.finish()
     const meta: TableMeta = { number: this.number, ...props }
     return this.blobFiles.size === 0 ? meta : { ...meta, blobFiles: [...this.blobFiles].sort((a, b) => a - b) }
   }
 
   /** Closes the file after a failure (the caller leaves it for obsolete-file deletion). */
   async abandon(): Promise<void> {
-    this.handle?.close()
-    this.handle = undefined
+    this.file.abandon()
   }
 
   private async drain(): Promise<void> {
     const chunks = this.builder.takeOutput()
     this.pendingBytes = 0
-    if (chunks.length === 0) return
-    await this.guard(async () => {
-      this.handle ??= this.fs.open(this.file, 'wx')
-      await this.handle.writeChunks(chunks)
-    })
-  }
-
-  private async guard(op: () => Promise<void>): Promise<void> {
-    try {
-      await op()
-    } catch (err) {
-      throw ioError(`cannot write table ${this.file}`, err)
-    }
+    await this.file.append(chunks)
   }
 }
 
