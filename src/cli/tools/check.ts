@@ -17,20 +17,11 @@ import { RECORD_HEADER_BYTES } from '../../wal/record-framing.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { nodeFileSystem } from '../../vfs/node-file-system.js'
 import { PinnedTableFiles } from '../../engine/pinned-table-files.js'
-import {
-  inspectBlobFile,
-  isMissing,
-  listDirectory,
-  requireDirectory,
-  readCurrent,
-  replayManifest,
-  type BlobFileInspection,
-  type DirectoryListing,
-  type ManifestReplay,
-  type Placement,
-} from './file-inspector.js'
+import { inspectBlobFile, type BlobCatalog, type BlobFileInspection } from './blob-inspection.js'
+import { isMissing, listDirectory, readCurrent, requireDirectory, type DirectoryListing } from './database-directory.js'
+import { replayManifest, type ManifestReplay, type Placement } from './manifest-replay.js'
 import { bytes, findingOf, plural, showBytes, showFinding, type Finding, type Out } from './output.js'
-import { inspectTable, type BlobCatalog, type TableInspection } from './table-inspection.js'
+import { inspectTable, type TableInspection } from './table-inspection.js'
 import { readWalContents, walDamageFinding } from './wal-inspection.js'
 
 /** Everything `strata check` found; also its `--json` output. */

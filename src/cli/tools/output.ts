@@ -121,9 +121,19 @@ export function findingOf(err: unknown, file: string, offset?: number): Finding 
   return { file: path.basename(file), offset: at, message }
 }
 
+/** The finding with its message prefixed by `what: ` (the part of the file it concerns). */
+export function prefixed(what: string, f: Finding): Finding {
+  return { ...f, message: `${what}: ${f.message}` }
+}
+
 /** `1,234,567`. */
 export function count(n: number): string {
   return n.toLocaleString('en-US')
+}
+
+/** A u32 as 8 hex digits. */
+export function hex32(n: number): string {
+  return (n >>> 0).toString(16).padStart(8, '0')
 }
 
 /** Bytes in a readable unit: `812 B`, `4.0 KiB`, `1.2 MiB`. */

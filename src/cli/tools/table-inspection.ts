@@ -9,16 +9,19 @@
 import * as path from 'node:path'
 import { KIND_BLOB, KIND_DELETE } from '../../base/entry.js'
 import { blobFileName, tableFileName } from '../../base/file-names.js'
-import { BLOB_FOOTER_BYTES, BLOB_HEADER_BYTES } from '../../blob/blob-format.js'
-import { decodeBlobReference, type BlobReference } from '../../blob/blob-reference.js'
+import type { BlobReference } from '../../blob/blob-reference.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
 import { Filter, filterHash } from '../../sstable/filter-block.js'
 import { PointIndex } from '../../sstable/point-index.js'
 import { BLOCK_TRAILER_BYTES, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
 import type { FileSystem } from '../../vfs/file-system.js'
-import { TableFile, compareInternalKeys, decodeIndex, isMissing, lenientDataEnd, scanDataBlocks, type BlobFileInspection, type IndexEntry } from './file-inspector.js'
-import { findingOf, showBytes, type Finding } from './output.js'
+import { checkBlobReference, type BlobCatalog } from './blob-inspection.js'
+import { lenientDataEnd, scanDataBlocks } from './data-block-scan.js'
+import { isMissing } from './database-directory.js'
+import { KeyCopy, compareInternalKeys } from './internal-keys.js'
+import { findingOf, prefixed, showBytes, type Finding } from './output.js'
+import { TableFile, decodeIndex, type IndexEntry } from './table-file.js'
 
 /** One entry as a table yields it: views valid until the next entry is asked for. */
 export interface EntryView {
@@ -79,17 +82,6 @@ export interface TableInspection {
   blobFilesMissing: Map<number, number>
 }
 
-/**
- * The blob files references are checked against (`strata check`): those the
- * manifest lists (or, without a usable manifest, those in the directory),
- * each read whole by `inspectBlobFile`.
- */
-export interface BlobCatalog {
-  files: ReadonlyMap<number, BlobFileInspection>
-  /** Whether `files` is what the manifest lists (else: the files in the directory). */
-  fromManifest: boolean
-}
-
 /** What the manifest says about the table, to compare with. */
 export interface TableExpectation {
   meta: TableMeta
@@ -101,26 +93,6 @@ export interface TableExpectation {
 
 /** Most findings of one kind reported per table; the rest are counted. */
 const MAX_SAME_FINDINGS = 5
-
-/** A growable copy of one key. */
-export class KeyCopy {
-  private buf = Buffer.allocUnsafe(64)
-  length = -1
-
-  set(key: Uint8Array): void {
-    if (key.length > this.buf.length) this.buf = Buffer.allocUnsafe(key.length * 2)
-    this.buf.set(key, 0)
-    this.length = key.length
-  }
-
-  get isSet(): boolean {
-    return this.length >= 0
-  }
-
-  view(): Buffer {
-    return this.buf.subarray(0, this.length)
-  }
-}
 
 /** An empty inspection of table `number`. */
 export function newInspection(number: number): TableInspection {
@@ -395,47 +367,6 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
   }
 }
 
-/**
- * Checks one blob reference against the catalog (counting it in
- * `out.blobReferences`); returns the problem, if any. Without a catalog only
- * its decoding is checked. A reference into the damaged part of a blob file
- * is not a problem of the table's (the blob file's damage is reported).
- */
-function checkBlobReference(value: Buffer, blobs: BlobCatalog | undefined, ref: BlobReference, out: TableInspection): { kind: string; message: string } | undefined {
-  try {
-    decodeBlobReference(value, out.name, ref)
-  } catch {
-    return { kind: 'blob-ref', message: `malformed blob reference (${value.length} bytes: 0x${value.toString('hex')})` }
-  }
-  out.blobReferences.set(ref.fileNumber, (out.blobReferences.get(ref.fileNumber) ?? 0) + 1)
-  if (blobs === undefined) return undefined
-  const blobName = blobFileName(ref.fileNumber)
-  const what = `references ${blobName} at offset ${ref.valueOffset} (${ref.valueLength} bytes)`
-  const b = blobs.files.get(ref.fileNumber)
-  if (b === undefined) return { kind: 'blob-ref', message: `${what}: ${blobs.fromManifest ? 'the manifest lists no such blob file' : 'no such blob file in the directory'}` }
-  if (b.missing) {
-    // One problem per missing file, after the table was read.
-    out.blobFilesMissing.set(ref.fileNumber, (out.blobFilesMissing.get(ref.fileNumber) ?? 0) + 1)
-    return undefined
-  }
-  if (ref.valueOffset < BLOB_HEADER_BYTES || ref.valueOffset + ref.valueLength > b.fileBytes - BLOB_FOOTER_BYTES) {
-    return { kind: 'blob-ref', message: `${what}: not inside the records of the blob file (${b.fileBytes} bytes)` }
-  }
-  if (ref.valueOffset >= b.verifiedEnd) return undefined
-  const r = b.records.find(ref.valueOffset)
-  if (r < 0) return { kind: 'blob-ref', message: `${what}: no record's value starts there` }
-  if (b.records.valueLength(r) !== ref.valueLength) return { kind: 'blob-ref', message: `${what}: the record's value there is ${b.records.valueLength(r)} bytes` }
-  if (b.records.checksum(r) !== ref.checksum) {
-    return { kind: 'blob-ref', message: `${what}: checksum 0x${hex32(ref.checksum)}, the record's value has 0x${hex32(b.records.checksum(r))}` }
-  }
-  return undefined
-}
-
-/** A u32 as 8 hex digits. */
-export function hex32(n: number): string {
-  return (n >>> 0).toString(16).padStart(8, '0')
-}
-
 /** Runs `tableEntries` to the end: the inspection alone. */
 export function inspectTable(fs: FileSystem, dir: string, number: number, expect?: TableExpectation, blobs?: BlobCatalog): TableInspection {
   const out = newInspection(number)
@@ -443,10 +374,6 @@ export function inspectTable(fs: FileSystem, dir: string, number: number, expect
     // Only the checks are wanted.
   }
   return out
-}
-
-function prefixed(what: string, f: Finding): Finding {
-  return { ...f, message: `${what}: ${f.message}` }
 }
 
 function kindLabel(kind: string): string {

@@ -11,8 +11,7 @@ import { TableFileWriter } from '../../compaction/table-writer.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import type { TableBuilderOptions } from '../../sstable/table-builder.js'
 import { syncDirectory, type FileSystem } from '../../vfs/file-system.js'
-import { compareInternalKeys } from './file-inspector.js'
-import { KeyCopy } from './table-inspection.js'
+import { KeyCopy, compareInternalKeys } from './internal-keys.js'
 
 /** The table format tunables new tables are written with (the defaults of open()). */
 export const REPAIR_TABLE_OPTIONS: TableBuilderOptions = {

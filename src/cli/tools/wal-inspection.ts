@@ -7,7 +7,7 @@
 import { KIND_DELETE, KIND_PUT } from '../../base/entry.js'
 import { readU32, readU64 } from '../../base/coding.js'
 import { KIND_NOOP, PAYLOAD_PREFIX_BYTES, forEachWalEntry, walRecordEpoch } from '../../wal/wal-record.js'
-import { walkRecords, type DamagedRange } from './file-inspector.js'
+import { walkRecords, type DamagedRange } from './framed-records.js'
 import { findingOf, plural, type Finding } from './output.js'
 
 /** One entry of a WAL record: views into the file's bytes. */

@@ -1,0 +1,172 @@
+/**
+ * `strata dump` of a table (.sst): its footer and properties, the index
+ * entries, and the data blocks with their entries (those in --from/--to),
+ * as text or one JSON document. A table whose footer or index cannot be read
+ * has its data blocks found by scanning the file; a block that cannot be read
+ * is reported where it lies and the rest is printed.
+ */
+import { KIND_BLOB, KIND_DELETE } from '../../base/entry.js'
+import { BlockIterator } from '../../sstable/block-iterator.js'
+import { BLOCK_TRAILER_BYTES, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
+import type { FileSystem } from '../../vfs/file-system.js'
+import { lenientDataEnd, scanDataBlocks } from './data-block-scan.js'
+import type { Dumper, JsonEntry } from './dumper.js'
+import { count, findingOf, inBounds, plural, showBytes, type KeyBounds } from './output.js'
+import { TableFile, decodeIndex, type IndexEntry } from './table-file.js'
+
+export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): Promise<void> {
+  const tf = TableFile.open(fs, file)
+  const name = tf.name
+  const json = dumper.o.json
+  try {
+    let footer: DecodedFooter | undefined
+    try {
+      footer = tf.footer()
+    } catch (err) {
+      const f = findingOf(err, name, tf.footerOffset())
+      await dumper.problem({ ...f, message: `footer: ${f.message}` })
+    }
+    let index: IndexEntry[] | undefined
+    if (footer !== undefined) {
+      try {
+        const decoded = decodeIndex(tf.readBlock(footer.index, footer.formatVersion), name, footer.dataEnd)
+        if (decoded.problem !== undefined) await dumper.problem({ ...decoded.problem, offset: footer.index.offset, message: `index block: ${decoded.problem.message}` })
+        else index = decoded.entries
+      } catch (err) {
+        const f = findingOf(err, name, footer.index.offset)
+        await dumper.problem({ ...f, message: `index block: ${f.message}` })
+      }
+    }
+    // Without an index the data blocks are found by scanning the file.
+    let blocks: Array<BlockHandle & { contents?: Buffer }>
+    let formatVersion = footer?.formatVersion
+    if (index !== undefined) {
+      blocks = index.map((e) => e.handle)
+    } else {
+      const buf = tf.readAll()
+      const lenient = footer === undefined ? lenientDataEnd(buf) : undefined
+      const scan = scanDataBlocks(buf, footer?.filter.offset ?? lenient?.dataEnd, formatVersion ?? lenient?.formatVersion)
+      formatVersion ??= scan.formatVersion
+      blocks = scan.blocks
+      for (const l of scan.lost) await dumper.problem({ file: name, offset: l.offset, message: `no verifiable data block in bytes ${l.offset}..${l.end}` })
+      if (!json) await dumper.out.line(`(data blocks found by scanning the file: ${plural(blocks.length, 'block')})`)
+    }
+    const dataBytes = blocks.reduce((n, b) => n + b.size + BLOCK_TRAILER_BYTES, 0)
+    const readBlock = (i: number): Buffer => blocks[i].contents ?? tf.readBlock(blocks[i], formatVersion!)
+    // Smallest entry: the first entry of block 0; largest: the last index key.
+    let smallest: { key: Buffer; sequence: number } | undefined
+    if (blocks.length > 0) {
+      try {
+        const it = new BlockIterator(readBlock(0), name)
+        it.seekToFirst()
+        if (it.valid()) smallest = { key: Buffer.from(it.key()), sequence: it.sequence() }
+      } catch {
+        // Reported with the block below.
+      }
+    }
+    const last = index?.[index.length - 1]
+    const largest = last !== undefined ? { key: last.lastKey, sequence: last.sequence } : undefined
+    const handleJson = (h: BlockHandle | undefined): { offset: number; size: number } | null => (h === undefined ? null : { offset: h.offset, size: h.size })
+
+    if (json) {
+      const head = {
+        file: name,
+        type: 'table',
+        fileBytes: tf.fileBytes,
+        formatVersion: formatVersion ?? null,
+        footer:
+          footer === undefined
+            ? null
+            : { offset: footer.dataEnd, bytes: tf.fileBytes - footer.dataEnd, entryCount: footer.entryCount, index: handleJson(footer.index), filter: handleJson(footer.filter), pointIndex: handleJson(footer.pointIndex) },
+        dataBlocks: blocks.length,
+        dataBytes,
+        smallest: smallest === undefined ? null : { ...dumper.keyJson(smallest.key), sequence: smallest.sequence },
+        largest: largest === undefined ? null : { ...dumper.keyJson(largest.key), sequence: largest.sequence },
+        index: index === undefined ? null : index.map((e, i) => ({ block: i, ...dumper.keyJson(e.lastKey), sequence: e.sequence, offset: e.handle.offset, size: e.handle.size })),
+      }
+      await dumper.jsonHead(head, 'blocks')
+    } else {
+      await dumper.out.line(`${name}: table, ${count(tf.fileBytes)} bytes, format version ${formatVersion ?? 'unknown'}`)
+      if (footer !== undefined) await dumper.out.line(`  entries      ${count(footer.entryCount)} (footer)`)
+      await dumper.out.line(`  data blocks  ${count(blocks.length)}, ${count(dataBytes)} bytes with trailers`)
+      if (footer !== undefined) {
+        await dumper.out.line(`  filter       offset ${footer.filter.offset}, ${count(footer.filter.size)} bytes`)
+        await dumper.out.line(`  point index  ${footer.pointIndex === undefined ? 'none' : `offset ${footer.pointIndex.offset}, ${count(footer.pointIndex.size)} bytes`}`)
+        await dumper.out.line(`  index        offset ${footer.index.offset}, ${count(footer.index.size)} bytes${index !== undefined ? `, ${plural(index.length, 'entry', 'entries')}` : ''}`)
+        await dumper.out.line(`  footer       offset ${footer.dataEnd}, ${tf.fileBytes - footer.dataEnd} bytes`)
+      }
+      if (smallest !== undefined) await dumper.out.line(`  smallest     ${dumper.show(smallest.key)} @${smallest.sequence}`)
+      if (largest !== undefined) await dumper.out.line(`  largest      ${dumper.show(largest.key)} @${largest.sequence}`)
+      if (index !== undefined) {
+        await dumper.out.line()
+        await dumper.out.line('index:')
+        for (let i = 0; i < index.length; i++) {
+          const e = index[i]
+          await dumper.out.line(`  block ${i}  offset ${e.handle.offset}, ${count(e.handle.size)} bytes, last key ${dumper.show(e.lastKey)} @${e.sequence}`)
+        }
+      }
+    }
+
+    // Data blocks: those that may hold keys in [from, to] (all without bounds).
+    let shown = 0
+    let entriesShown = 0
+    for (let i = 0; i < blocks.length; i++) {
+      if (index !== undefined && !blockMayHold(dumper.o, index, i)) continue
+      const h = blocks[i]
+      let contents: Buffer
+      try {
+        contents = readBlock(i)
+      } catch (err) {
+        const f = findingOf(err, name, h.offset)
+        await dumper.problem({ ...f, message: `data block ${i}: ${f.message}` })
+        continue
+      }
+      const lines: string[] = []
+      const entries: JsonEntry[] = []
+      let n = 0
+      try {
+        const it = new BlockIterator(contents, name)
+        for (it.seekToFirst(); it.valid(); it.next()) {
+          n++
+          if (!inBounds(it.key(), dumper.o)) continue
+          const value = it.kind() === KIND_DELETE ? null : it.value()
+          if (it.kind() === KIND_BLOB && dumper.reference(it.value()) === undefined) {
+            await dumper.problem({ file: name, offset: h.offset, message: `data block ${i}: ${showBytes(it.key(), { hex: false })} @${it.sequence()}: malformed blob reference` })
+          }
+          if (json) entries.push(dumper.entryJson(it.key(), it.sequence(), it.kind(), value))
+          else lines.push(dumper.entryText(it.key(), it.sequence(), it.kind(), value))
+        }
+      } catch (err) {
+        const f = findingOf(err, name, h.offset)
+        await dumper.problem({ ...f, message: `data block ${i} does not decode: ${f.message}` })
+      }
+      const matched = json ? entries.length : lines.length
+      if (matched === 0 && dumper.ranged) continue
+      entriesShown += matched
+      if (json) {
+        await dumper.out.write(`${shown > 0 ? ',' : ''}${JSON.stringify({ block: i, offset: h.offset, size: h.size, entryCount: n, entries })}`)
+      } else {
+        await dumper.out.line()
+        await dumper.out.line(`block ${i}  offset ${h.offset}, ${count(h.size)} bytes (+${BLOCK_TRAILER_BYTES} trailer), ${plural(n, 'entry', 'entries')}`)
+        for (const l of lines) await dumper.out.line(l)
+      }
+      shown++
+    }
+    if (json) {
+      await dumper.out.write(']')
+      await dumper.jsonTail({ entriesShown })
+    } else {
+      await dumper.out.line()
+      await dumper.out.line(`${plural(entriesShown, 'entry', 'entries')} shown from ${plural(shown, 'block')}${dumper.problems.length > 0 ? `; ${plural(dumper.problems.length, 'problem')}` : ''}`)
+    }
+  } finally {
+    tf.close()
+  }
+}
+
+/** Whether data block i may hold keys in [from, to]: its keys lie between the previous block's last key and its own. */
+function blockMayHold(o: KeyBounds, index: IndexEntry[], i: number): boolean {
+  if (o.from !== undefined && Buffer.compare(index[i].lastKey, o.from) < 0) return false
+  if (o.to !== undefined && i > 0 && Buffer.compare(index[i - 1].lastKey, o.to) > 0) return false
+  return true
+}

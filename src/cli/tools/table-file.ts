@@ -1,0 +1,123 @@
+/**
+ * A table file opened read-only for the inspection tools: its footer, blocks
+ * read and verified one at a time, its index block decoded entry by entry
+ * (stopping at the first bad entry with what came before it), and the names
+ * of entry kinds. Unlike the engine's table reader it trusts nothing it has
+ * not verified and never stops the caller at the first damage.
+ */
+import * as path from 'node:path'
+import { KIND_BLOB, KIND_DELETE, KIND_PUT } from '../../base/entry.js'
+import { ioError } from '../../base/errors.js'
+import { BlockIterator } from '../../sstable/block-iterator.js'
+import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, decodeIndexHandle, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
+import { readExactly, type File, type FileSystem } from '../../vfs/file-system.js'
+import { findingOf, type Finding } from './output.js'
+
+/** One entry of a table's index block: the last key of data block i and where the block is. */
+export interface IndexEntry {
+  lastKey: Buffer
+  sequence: number
+  handle: BlockHandle
+}
+
+/** Receives a table entry; key and value are views valid only during the call. */
+export type EntryVisitor = (key: Buffer, sequence: number, kind: number, value: Buffer) => void
+
+/** A table file opened read-only. */
+export class TableFile {
+  private constructor(
+    private readonly file: File,
+    /** The file's name in its directory (used in messages). */
+    readonly name: string,
+    readonly fileBytes: number,
+  ) {}
+
+  /** Opens `file` read-only; the errno error (ENOENT for a missing file) is thrown as it comes. */
+  static open(fs: FileSystem, file: string): TableFile {
+    const handle = fs.open(file, 'r')
+    try {
+      return new TableFile(handle, path.basename(file), handle.size())
+    } catch (err) {
+      handle.close()
+      throw err
+    }
+  }
+
+  /** Reads and verifies the footer; throws STRATA_CORRUPTION. */
+  footer(): DecodedFooter {
+    const tailBytes = Math.min(FOOTER_BYTES, this.fileBytes)
+    return decodeFooter(this.read(this.fileBytes - tailBytes, tailBytes), this.name, this.fileBytes)
+  }
+
+  /** Offset of the footer's first byte (for messages): the last 64 bytes, or 48 in format versions 1 and 2. */
+  footerOffset(footer?: DecodedFooter): number {
+    return footer !== undefined ? footer.dataEnd : Math.max(0, this.fileBytes - FOOTER_BYTES)
+  }
+
+  /** Bytes [offset, offset + length) (fewer at the end of the file). */
+  read(offset: number, length: number): Buffer {
+    try {
+      return readExactly(this.file, length, offset)
+    } catch (err) {
+      throw ioError(`read of ${this.name} failed`, err)
+    }
+  }
+
+  /** Reads the block at `handle` with its trailer and verifies it; returns its contents. */
+  readBlock(handle: BlockHandle, formatVersion: number): Buffer {
+    const raw = this.read(handle.offset, handle.size + BLOCK_TRAILER_BYTES)
+    return checkBlock(raw, this.name, handle.offset, formatVersion)
+  }
+
+  /** The whole file. */
+  readAll(): Buffer {
+    return this.read(0, this.fileBytes)
+  }
+
+  close(): void {
+    this.file.close()
+  }
+}
+
+/**
+ * Decodes an index block into its entries. Stops at the first bad entry and
+ * returns what came before it with the problem.
+ */
+export function decodeIndex(contents: Buffer, name: string, dataEnd: number): { entries: IndexEntry[]; problem?: Finding } {
+  const entries: IndexEntry[] = []
+  try {
+    const it = new BlockIterator(contents, name)
+    for (it.seekToFirst(); it.valid(); it.next()) {
+      const handle = decodeIndexHandle(contents, it.valueOffset(), it.valueEndOffset(), dataEnd, name, { offset: 0, size: 0 })
+      entries.push({ lastKey: Buffer.from(it.key()), sequence: it.sequence(), handle })
+    }
+  } catch (err) {
+    return { entries, problem: findingOf(err, name) }
+  }
+  if (entries.length === 0) return { entries, problem: { file: name, message: 'the index block has no entries' } }
+  return { entries }
+}
+
+/**
+ * Visits every entry of a verified block, in block order. The block is
+ * decoded once without visiting, so that a block that does not decode (a
+ * STRATA_CORRUPTION is thrown) visits nothing. Returns the entry count.
+ */
+export function forEachBlockEntry(contents: Buffer, name: string, visit: EntryVisitor): number {
+  const it = new BlockIterator(contents, name)
+  let n = 0
+  for (it.seekToFirst(); it.valid(); it.next()) n++
+  for (it.seekToFirst(); it.valid(); it.next()) visit(it.key(), it.sequence(), it.kind(), it.value())
+  return n
+}
+
+/** True when the kind is a delete. */
+export const isDelete = (kind: number): boolean => kind === KIND_DELETE
+
+/** The name of an entry kind of a table or WAL: `put`, `delete` or `blob` (a put whose value is in a blob file). */
+export function kindName(kind: number): 'put' | 'delete' | 'blob' | `kind ${number}` {
+  if (kind === KIND_PUT) return 'put'
+  if (kind === KIND_DELETE) return 'delete'
+  if (kind === KIND_BLOB) return 'blob'
+  return `kind ${kind}`
+}
