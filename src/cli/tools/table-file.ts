@@ -20,9 +20,6 @@ export interface IndexEntry {
   handle: BlockHandle
 }
 
-/** Receives a table entry; key and value are views valid only during the call. */
-export type EntryVisitor = (key: Buffer, sequence: number, kind: number, value: Buffer) => void
-
 /** A table file opened read-only. */
 export class TableFile {
   private constructor(
@@ -97,22 +94,6 @@ export function decodeIndex(contents: Buffer, name: string, dataEnd: number): { 
   if (entries.length === 0) return { entries, problem: { file: name, message: 'the index block has no entries' } }
   return { entries }
 }
-
-/**
- * Visits every entry of a verified block, in block order. The block is
- * decoded once without visiting, so that a block that does not decode (a
- * STRATA_CORRUPTION is thrown) visits nothing. Returns the entry count.
- */
-export function forEachBlockEntry(contents: Buffer, name: string, visit: EntryVisitor): number {
-  const it = new BlockIterator(contents, name)
-  let n = 0
-  for (it.seekToFirst(); it.valid(); it.next()) n++
-  for (it.seekToFirst(); it.valid(); it.next()) visit(it.key(), it.sequence(), it.kind(), it.value())
-  return n
-}
-
-/** True when the kind is a delete. */
-export const isDelete = (kind: number): boolean => kind === KIND_DELETE
 
 /** The name of an entry kind of a table or WAL: `put`, `delete` or `blob` (a put whose value is in a blob file). */
 export function kindName(kind: number): 'put' | 'delete' | 'blob' | `kind ${number}` {
