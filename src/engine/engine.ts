@@ -10,7 +10,6 @@ import { CompactionScheduler, type CompactionHost } from '../compaction/schedule
 import { DbIterator } from '../iterators/db-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { TableVersion } from '../manifest/table-version.js'
-import type { TableMeta } from '../manifest/table-meta.js'
 import type { TableVersionEdit } from '../manifest/table-version-edit.js'
 import type { WrittenTable } from '../compaction/table-writer.js'
 import type { TableVersionSet } from '../manifest/table-version-set.js'

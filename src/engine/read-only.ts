@@ -1,6 +1,6 @@
 import * as path from 'node:path'
 import { StrataError, corruption, ioError } from '../base/errors.js'
-import { parseFileName, tableFileName } from '../base/file-names.js'
+import { parseFileName } from '../base/file-names.js'
 import { initChecksum } from '../base/checksum.js'
 import { TableVersionSet } from '../manifest/table-version-set.js'
 import { Memtable } from '../memtable/memtable.js'

@@ -1,6 +1,6 @@
 import * as path from 'node:path'
 import { StrataError, corruption, ioError } from '../base/errors.js'
-import { parseFileName, tableFileName, walFileName } from '../base/file-names.js'
+import { parseFileName, walFileName } from '../base/file-names.js'
 import { acquireLock } from '../base/lock-file.js'
 import { initChecksum } from '../base/checksum.js'
 import { TableVersion } from '../manifest/table-version.js'
