@@ -13,6 +13,9 @@
  *     reopens, then scans everything forward and backward; prints values/s.
  *   node bench/blob-probe.mjs read [--num 1000] [--bytes 262144]
  *     writes, reopens, then getSync of every key three times; prints µs per get.
+ *   node bench/blob-probe.mjs rss [--num 500] [--bytes 1048576]
+ *     writes (64 in flight), compactRange;
+ *     prints the peak RSS (sampled every 20 ms) and the memory budget.
  *
  * --dir <parent> (default the OS temp directory); --runs N repeats and prints
  * each run (alternate builds or options between invocations for A/B).
@@ -28,8 +31,8 @@ const opt = (name, dflt) => {
   const i = args.indexOf(`--${name}`)
   return i >= 0 ? args[i + 1] : dflt
 }
-const bytes = Number(opt('bytes', mode === 'scan' ? '4096' : '262144'))
-const num = Number(opt('num', mode === 'scan' ? '50000' : mode === 'read' ? '1000' : '3000'))
+const bytes = Number(opt('bytes', { scan: '4096', rss: '1048576' }[mode] ?? '262144'))
+const num = Number(opt('num', { scan: '50000', read: '1000', rss: '500' }[mode] ?? '3000'))
 const options = JSON.parse(opt('options', '{}'))
 const runs = Number(opt('runs', '1'))
 const parent = opt('dir', os.tmpdir())
@@ -99,15 +102,30 @@ async function read(dir) {
   await db.close()
 }
 
-if (!['write', 'scan', 'read'].includes(mode)) {
-  console.error('usage: node bench/blob-probe.mjs write|scan|read [--num N] [--bytes B] [--options JSON] [--runs N] [--dir PARENT]')
+async function rss(dir) {
+  const before = process.memoryUsage().rss
+  let peak = before
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20)
+  const db = await open(dir, options)
+  await fill(db)
+  await db.compactRange()
+  peak = Math.max(peak, process.memoryUsage().rss)
+  clearInterval(timer)
+  const budget = db.stats().memory.budget
+  await db.close()
+  const mib = (n) => Math.round(n / 2 ** 20)
+  console.log(JSON.stringify({ mode, bytes, num, beforeMiB: mib(before), peakMiB: mib(peak), budgetMiB: mib(budget.totalBytes), memtablesMiB: mib(budget.memtablesBytes) }))
+}
+
+if (!['write', 'scan', 'read', 'rss'].includes(mode)) {
+  console.error('usage: node bench/blob-probe.mjs write|scan|read|rss [--num N] [--bytes B] [--options JSON] [--runs N] [--dir PARENT]')
   process.exit(2)
 }
 const dir = fs.mkdtempSync(path.join(parent, 'strata-blob-probe-'))
 try {
   for (let r = 0; r < runs; r++) {
-    if (mode === 'write') fs.rmSync(dir, { recursive: true, force: true })
-    await { write, scan, read }[mode](dir)
+    if (mode === 'write' || mode === 'rss') fs.rmSync(dir, { recursive: true, force: true })
+    await { write, scan, read, rss }[mode](dir)
   }
 } finally {
   fs.rmSync(dir, { recursive: true, force: true })
