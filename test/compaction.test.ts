@@ -153,4 +153,28 @@ describe('close under write pressure', () => {
     expect(settled.every((s) => s.status === 'fulfilled')).toBe(true)
     expect(db.isOpen).toBe(false)
   })
+  it('attributes every stall and slowdown to its cause in stats().writes.waits', async () => {
+    // L0 stops at 2 tables and slows from 1: a stream of puts through 16 KiB memtables waits for both flushes and compactions.
+    const { db } = await fresh({ l0CompactionTrigger: 1, l0SlowdownTrigger: 1, l0StopTrigger: 2, memtableBytes: 16 * 1024 })
+    const pending: Promise<void>[] = []
+    for (let i = 0; i < 5000; i++) pending.push(db.put(key(i), 'v'.repeat(200)))
+    await Promise.all(pending)
+    const { stalls, stallMs, slowdowns, slowdownMs, waits } = db.stats().writes
+    const total = (causes: Array<keyof typeof waits>, field: 'count' | 'ms'): number => causes.reduce((n, c) => n + waits[c][field], 0)
+    const stallCauses = ['flushSlot', 'freezeLimit', 'l0Stop', 'pendingCompactionStop'] as const
+    const slowdownCauses = ['l0Slowdown', 'pendingCompactionSlowdown'] as const
+    expect(stalls + slowdowns).toBeGreaterThan(0)
+    expect(total([...stallCauses], 'count')).toBe(stalls)
+    expect(total([...slowdownCauses], 'count')).toBe(slowdowns)
+    expect(total([...stallCauses], 'ms')).toBeCloseTo(stallMs, 3)
+    expect(total([...slowdownCauses], 'ms')).toBeCloseTo(slowdownMs, 3)
+    // A single node never waits on a freeze limit, and the debt here is L0 files, never pending bytes (4 GiB soft threshold).
+    expect(waits.freezeLimit.count).toBe(0)
+    expect(waits.pendingCompactionStop.count + waits.pendingCompactionSlowdown.count).toBe(0)
+    expect(waits.l0Stop.count + waits.l0Slowdown.count + waits.flushSlot.count).toBeGreaterThan(0)
+    for (const w of Object.values(waits)) {
+      expect(w.maxMs).toBeLessThanOrEqual(w.ms + 1e-9)
+      expect(w.over50Ms).toBeLessThanOrEqual(w.count)
+    }
+  })
 })

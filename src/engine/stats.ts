@@ -77,6 +77,8 @@ export interface EngineStats {
     syncs: number
     /** Key and value bytes written by callers (as encoded in the WAL). */
     userBytes: number
+    /** The stalls and slowdowns above by cause: where every wait of a write group came from. */
+    waits: Record<WaitCause, WaitStats>
   }
   compaction: CompactionStats
   /** Estimated bytes compaction still has to rewrite. */
@@ -114,6 +116,31 @@ export interface BlobStats {
   valueBytesRead: number
   /** Bytes garbage collection moved to new blob files (compaction.blobBytesRelocated), since open. */
   bytesRelocated: number
+}
+
+/**
+ * Why a write group waited: `flushSlot`, the memtable was full and
+ * `maxImmutableMemtables` frozen memtables were still waiting for their
+ * flush; `freezeLimit`, a replicated node's memtable was full of entries not
+ * yet committed; `l0Stop` / `pendingCompactionStop`, compaction debt at its
+ * hard threshold (L0 files at `l0StopTrigger`, pending compaction bytes at
+ * `hardPendingCompactionBytes`); `l0Slowdown` / `pendingCompactionSlowdown`,
+ * paced between the soft and hard thresholds (docs/design.md, "Write
+ * pacing"). The cause of compaction debt is the larger of its two measures.
+ */
+export type WaitCause = 'flushSlot' | 'freezeLimit' | 'l0Stop' | 'pendingCompactionStop' | 'l0Slowdown' | 'pendingCompactionSlowdown'
+
+/** Waits of one cause: how many, their total and longest time, and how many lasted 50 ms or more. */
+export interface WaitStats {
+  count: number
+  ms: number
+  maxMs: number
+  over50Ms: number
+}
+
+export function emptyWaits(): Record<WaitCause, WaitStats> {
+  const w = (): WaitStats => ({ count: 0, ms: 0, maxMs: 0, over50Ms: 0 })
+  return { flushSlot: w(), freezeLimit: w(), l0Stop: w(), pendingCompactionStop: w(), l0Slowdown: w(), pendingCompactionSlowdown: w() }
 }
 
 export interface ChangeStats {
@@ -171,7 +198,7 @@ export function collectStats(s: StatsSources): EngineStats {
     openTables: s.tableCache.openCount,
     pointIndexedTables: s.tableCache.pointIndexedCount,
     liveSnapshots: s.liveSnapshots,
-    writes: { ...w },
+    writes: { ...w, waits: Object.fromEntries(Object.entries(w.waits).map(([k, v]) => [k, { ...v }])) as Record<WaitCause, WaitStats> },
     compaction: { ...s.compaction, byReason: { ...s.compaction.byReason } },
     pendingCompactionBytes: pendingCompactionBytes(s.tableVersion, s.options),
     levelScores: levelScores(s.tableVersion, s.options),

@@ -16,6 +16,12 @@ const RATE_SAMPLE_MS = 200
  * versions are immutable: the write path computes it once per table version.
  */
 export function compactionDebt(tableVersion: TableVersion, o: ResolvedOptions): number {
+  const { byFiles, byBytes } = compactionDebtParts(tableVersion, o)
+  return Math.max(byFiles, byBytes)
+}
+
+/** The two measures of compaction debt: by L0 files and by pending compaction bytes. */
+export function compactionDebtParts(tableVersion: TableVersion, o: ResolvedOptions): { byFiles: number; byBytes: number } {
   const l0 = tableVersion.levels[0].length
   const pending = pendingCompactionBytes(tableVersion, o)
   const byFiles = l0 < o.l0SlowdownTrigger ? 0 : (l0 - o.l0SlowdownTrigger + 1) / (o.l0StopTrigger - o.l0SlowdownTrigger + 1)
@@ -23,7 +29,7 @@ export function compactionDebt(tableVersion: TableVersion, o: ResolvedOptions): 
     pending < o.softPendingCompactionBytes
       ? 0
       : (pending - o.softPendingCompactionBytes + 1) / (o.hardPendingCompactionBytes - o.softPendingCompactionBytes + 1)
-  return Math.max(byFiles, byBytes)
+  return { byFiles, byBytes }
 }
 
 /**

@@ -10,9 +10,9 @@ import { PAYLOAD_HEADER_BYTES, forEachWalEntry, walRecordLastSequence } from '..
 import { readU64 } from '../base/coding.js'
 import type { WriteOp } from '../base/entry.js'
 import { checkConditions, type ConditionReader } from './conditions.js'
-import type { EngineStats } from './stats.js'
+import { emptyWaits, type EngineStats, type WaitCause } from './stats.js'
 import type { FailureSite } from '../base/background-error.js'
-import { WritePacer, compactionDebt } from './write-pacing.js'
+import { WritePacer, compactionDebt, compactionDebtParts } from './write-pacing.js'
 import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
 
 /** Write groups committed back to back before the drain lets the event loop turn. */
@@ -97,6 +97,7 @@ export class WritePath {
     slowdownMs: 0,
     syncs: 0,
     userBytes: 0,
+    waits: emptyWaits(),
   }
   /**
    * When this says more writes are coming in this event-loop turn (a chain of
@@ -531,18 +532,16 @@ export class WritePath {
       if (failure) throw failure
       // Closing: the uncommitted entries stay in the WAL (replayed at the next open), never in a table.
       if (!this.host.isOpen) return
-      this.counters.stalls++
       const started = performance.now()
       await this.host.freezeLimitProgress()
-      this.counters.stallMs += performance.now() - started
+      this.countWait('stall', 'freezeLimit', started)
     }
     while (this.host.frozenMemtables().length >= this.host.options.maxImmutableMemtables) {
       const failure = this.host.failure
       if (failure) throw failure
-      this.counters.stalls++
       const started = performance.now()
       await this.host.backgroundProgress()
-      this.counters.stallMs += performance.now() - started
+      this.countWait('stall', 'flushSlot', started)
     }
     // Only committed entries are frozen (and so flushed): the groups waiting for the gate settle first.
     while (this.gatedGroups > 0) await this.gated
@@ -561,26 +560,45 @@ export class WritePath {
   private async paceWrites(): Promise<number> {
     let debt = this.currentDebt()
     if (debt >= 1) {
-      this.counters.stalls++
+      const cause = this.debtByFiles() ? 'l0Stop' : 'pendingCompactionStop'
       const started = performance.now()
       // While closing no new compaction starts: let the queued writes through instead of waiting.
       while (debt >= 1 && !this.host.failure && this.host.isOpen) {
         await this.host.backgroundProgress()
         debt = this.currentDebt()
       }
-      this.counters.stallMs += performance.now() - started
+      this.countWait('stall', cause, started)
       const failure = this.host.failure
       if (failure) throw failure
     }
     if (debt > 0) {
-      this.counters.slowdowns++
+      const cause = this.debtByFiles() ? 'l0Slowdown' : 'pendingCompactionSlowdown'
       const started = performance.now()
       const waitMs = this.pacer.waitMs(started)
       // Timers have millisecond resolution: shorter waits are carried by the bucket.
       if (waitMs >= 1) await new Promise<void>((resolve) => setTimeout(resolve, waitMs))
-      this.counters.slowdownMs += performance.now() - started
+      this.countWait('slowdown', cause, started)
     }
     return debt
+  }
+
+  /** True when the L0 file count is the larger measure of the current compaction debt. */
+  private debtByFiles(): boolean {
+    const { byFiles, byBytes } = compactionDebtParts(this.host.currentTableVersion(), this.host.options)
+    return byFiles >= byBytes
+  }
+
+  /** Counts a wait that began at `started` (a stall or a slowdown) under its cause. */
+  private countWait(kind: 'stall' | 'slowdown', cause: WaitCause, started: number): void {
+    const ms = performance.now() - started
+    const c = this.counters
+    if (kind === 'stall') (c.stalls++, (c.stallMs += ms))
+    else (c.slowdowns++, (c.slowdownMs += ms))
+    const w = c.waits[cause]
+    w.count++
+    w.ms += ms
+    if (ms > w.maxMs) w.maxMs = ms
+    if (ms >= 50) w.over50Ms++
   }
 
   private memtableFull(): boolean {

@@ -211,7 +211,7 @@ interface BigdataRow {
 /** The parts of stratadb's db.stats() at the end of the writes that the bigdata report shows. */
 interface StratadbWriteStats {
   writeAmplification: number
-  writes: { stalls: number; stallMs: number; slowdowns: number; slowdownMs: number; flushes: number }
+  writes: { stalls: number; stallMs: number; slowdowns: number; slowdownMs: number; flushes: number; waits?: WaitsByCause }
   compaction: { compactions: number; running: number; bytesRead: number; bytesWritten: number; ms: number }
   levels: Array<{ tables: number; bytes: number }>
 }
@@ -263,7 +263,22 @@ function bigdataWriteLines(outcome: BenchOutcome, rows: BigdataRow[]): string[] 
   )
   out.push(`  throughput per window, thousands of puts/s (the last one may be partial):`)
   for (const { r, b } of rows) out.push(`  ${r.engine.padEnd(14)} ${b.write.windows.map((w) => (w.opsPerSec / 1000).toFixed(0)).join(' ')}`)
+  for (const row of rows) {
+    const waits = stratadbStats(row)?.writes.waits
+    if (waits !== undefined) out.push(`  ${row.r.engine} write waits by cause: ${formatWaits(waits)}`)
+  }
   return out
+}
+
+/** stratadb's stats().writes.waits: count, total and longest time per cause. */
+type WaitsByCause = Record<string, { count: number; ms: number; maxMs: number; over50Ms: number }>
+
+/** "flushSlot 4 (333 ms, longest 120 ms, 3 of 50 ms or more), …", causes that never waited left out. */
+function formatWaits(waits: WaitsByCause): string {
+  const parts = Object.entries(waits)
+    .filter(([, w]) => w.count > 0)
+    .map(([cause, w]) => `${cause} ${int(w.count)} (${formatNs(w.ms * 1e6)}, longest ${formatNs(w.maxMs * 1e6)}, ${int(w.over50Ms)} of 50 ms or more)`)
+  return parts.length === 0 ? 'none' : parts.join(', ')
 }
 
 /** The memory and disk table. */
@@ -374,14 +389,15 @@ function formatStratadbStats(outcome: BenchOutcome, workload: string): string | 
   if (last === undefined) return undefined
   const stats = last.engineStats as {
     levels?: Array<{ tables: number }>
-    writes?: { flushes: number; stalls: number; stallMs: number; slowdowns: number; slowdownMs: number }
+    writes?: { flushes: number; stalls: number; stallMs: number; slowdowns: number; slowdownMs: number; waits?: WaitsByCause }
     compaction?: { compactions: number }
   }
   if (stats.writes === undefined || stats.levels === undefined) return undefined
   const tables = stats.levels.map((l) => l.tables).join('/')
   return (
     `stratadb counters at the end: ${stats.writes.flushes} flushes, ${stats.compaction?.compactions ?? 0} compactions, ` +
-    `${stats.writes.stalls} write stalls (${Math.round(stats.writes.stallMs)} ms), ${stats.writes.slowdowns} slowdowns (${Math.round(stats.writes.slowdownMs)} ms), tables per level ${tables}`
+    `${stats.writes.stalls} write stalls (${Math.round(stats.writes.stallMs)} ms), ${stats.writes.slowdowns} slowdowns (${Math.round(stats.writes.slowdownMs)} ms), tables per level ${tables}` +
+    (stats.writes.waits === undefined || stats.writes.stalls + stats.writes.slowdowns === 0 ? '' : `; waits by cause: ${formatWaits(stats.writes.waits)}`)
   )
 }
 
