@@ -13,6 +13,7 @@ import { BlobFileCache } from '../blob/blob-file-cache.js'
 import { BlobFileWriter, type WrittenBlobFile } from '../blob/blob-file-writer.js'
 import { decodeBlobReference, type BlobReference } from '../blob/blob-reference.js'
 import { ShadowFilter } from './shadow-filter.js'
+import { flushesDone } from './flush-priority.js'
 import { TableFileWriter } from './table-writer.js'
 
 /** A key range of a table in a level below the output (plain data: it crosses a worker boundary). */
@@ -250,6 +251,9 @@ async function mergeEntries(
     const due = outputs.add(key, seq, kind, value)
     if (due !== undefined) {
       await due
+      // A flush on this thread goes first (flush-priority.ts).
+      const flushing = flushesDone()
+      if (flushing !== undefined) await flushing
       if (job.cancel !== undefined && Atomics.load(job.cancel, 0) !== 0) {
         // Closing: leave the partial outputs (no manifest lists them; the next open deletes them).
         await outputs.abandon()

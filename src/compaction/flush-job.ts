@@ -7,6 +7,7 @@ import { visitRecords, visitWal } from '../wal/wal-reader.js'
 import type { RecordSegment } from '../wal/record-arena.js'
 import { SortedRun } from './sorted-run.js'
 import { writeTable, type BlobOutput, type WrittenTable } from './table-writer.js'
+import { flushEnded, flushStarted } from './flush-priority.js'
 import { nodeFileSystem } from '../vfs/node-file-system.js'
 import type { FileSystem } from '../vfs/file-system.js'
 
@@ -36,6 +37,15 @@ export interface FlushJob {
  * installed, by the engine's flush loop (engine/flush-loop.ts).
  */
 export async function runFlushJob(job: FlushJob, fs: FileSystem = nodeFileSystem): Promise<WrittenTable> {
+  flushStarted()
+  try {
+    return await flush(job, fs)
+  } finally {
+    flushEnded()
+  }
+}
+
+async function flush(job: FlushJob, fs: FileSystem): Promise<WrittenTable> {
   await initChecksum()
   const run = new SortedRun()
   let lastPayload: Buffer | undefined
