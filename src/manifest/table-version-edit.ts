@@ -168,7 +168,9 @@ export function decodeEdit(buf: Buffer, fileName: string): TableVersionEdit {
         const count = num()
         const files: number[] = []
         for (let i = 0; i < count; i++) files.push(num())
-        const i = edit.added.findIndex((a) => a.table.number === number)
+        // It follows its table's tag 5: look from the end (a snapshot manifest adds every table).
+        let i = edit.added.length - 1
+        while (i >= 0 && edit.added[i].table.number !== number) i--
         if (i < 0) throw corruption(`manifest names blob files of table ${number}, which its edit does not add`, fileName)
         edit.added[i] = { level: edit.added[i].level, table: { ...edit.added[i].table, blobFiles: files } }
         break

@@ -94,3 +94,49 @@ describe('table version set', () => {
     expect(TableVersionSet.recover(nodeFileSystem, path.join(t.dir, 'nope'))).toBeUndefined()
   })
 })
+
+describe('blob files in the manifest', () => {
+  const table = (number: number, blobFiles?: number[]): TableMeta => ({
+    number,
+    fileBytes: 100,
+    smallestKey: Buffer.from('a'),
+    smallestSeq: 1,
+    largestKey: Buffer.from('z'),
+    largestSeq: 9,
+    entryCount: 3,
+    deleteCount: 0,
+    ...(blobFiles === undefined ? {} : { blobFiles }),
+  })
+  const blob = (number: number, valueCount: number, valueBytes: number) => ({ number, fileBytes: valueBytes + 100, valueCount, valueBytes, garbageCount: 0, garbageBytes: 0 })
+
+  it('encodes and decodes added blob files, garbage and the blob files of each table', () => {
+    const edit: TableVersionEdit = {
+      deleted: [],
+      added: [{ level: 0, table: table(7, [5, 6]) }, { level: 1, table: table(8) }],
+      blobsAdded: [blob(5, 3, 3000), blob(6, 2, 5000)],
+      blobGarbage: [{ number: 5, count: 1, bytes: 1000 }],
+    }
+    expect(decodeEdit(encodeEdit(edit), 'test')).toEqual(edit)
+  })
+
+  it('drops a blob file once every value in it is garbage; garbage in an unknown file or past its values does not apply', () => {
+    let v = TableVersion.empty().apply({ deleted: [], added: [{ level: 0, table: table(7, [5]) }], blobsAdded: [blob(5, 3, 3000)] })
+    v = v.apply({ deleted: [], added: [], blobGarbage: [{ number: 5, count: 2, bytes: 2000 }] })
+    expect(v.blobs.get(5)).toMatchObject({ garbageCount: 2, garbageBytes: 2000 })
+    expect([...v.files()].map((f) => f.name)).toEqual(['000007.sst', '000005.blob'])
+    expect(() => v.apply({ deleted: [], added: [], blobGarbage: [{ number: 5, count: 2, bytes: 1000 }] })).toThrow(/more garbage than values/)
+    expect(() => v.apply({ deleted: [], added: [], blobGarbage: [{ number: 4, count: 1, bytes: 1 }] })).toThrow(/does not hold/)
+    v = v.apply({ deleted: [], added: [], blobGarbage: [{ number: 5, count: 1, bytes: 1000 }] })
+    expect(v.blobs.has(5)).toBe(false)
+    expect([...v.blobFileNumbers()]).toEqual([])
+  })
+
+  it('a tag naming the blob files of a table its edit does not add is corruption', () => {
+    const bytes = encodeEdit({ deleted: [], added: [{ level: 0, table: table(7, [5]) }] })
+    // Rewrite the table number inside tag 8 (the bytes after the tag 5 record): find "8, 7" and make it "8, 9".
+    const at = bytes.lastIndexOf(Buffer.from([8, 7]))
+    bytes[at + 1] = 9
+    expect(() => decodeEdit(bytes, 'test')).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
+  })
+})
+
