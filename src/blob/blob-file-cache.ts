@@ -37,7 +37,11 @@ export class BlobFileCache {
 
   /** The value a blob reference (a KIND_BLOB entry's value bytes) names; `where` names the table in errors. */
   read(reference: Uint8Array, where: string): Buffer {
-    const r = decodeBlobReference(reference, where, this.ref)
+    return this.readValue(decodeBlobReference(reference, where, this.ref))
+  }
+
+  /** The value a decoded blob reference names. */
+  readValue(r: BlobReference): Buffer {
     const file = this.file(r.fileNumber)
     const value = Buffer.allocUnsafe(r.valueLength)
     const n = this.readAt(file, value, r.valueOffset)
@@ -70,7 +74,7 @@ export class BlobFileCache {
       lastStart = start
       lastEnd = end
       const inWindow = fileNumber === windowFile && start >= windowStart && end <= windowEnd
-      if (!inWindow && (!adjacent || length * 4 > readAheadBytes)) return this.read(reference, where)
+      if (!inWindow && (!adjacent || length * 4 > readAheadBytes)) return this.readValue(r)
       const file = this.file(fileNumber)
       if (!inWindow) {
         window ??= Buffer.allocUnsafe(readAheadBytes)

@@ -150,7 +150,7 @@ class BlobHandling {
     const r = decodeBlobReference(reference, 'compaction input', this.ref)
     if (!this.relocate.has(r.fileNumber)) return { reference, due: undefined }
     this.reader ??= new BlobFileCache(this.fs, this.job.dir, 16)
-    const value = this.reader.read(reference, 'compaction input')
+    const value = this.reader.readValue(r)
     this.bytesRead += value.length
     this.countGarbage(r.fileNumber, value.length)
     return this.output().add(key, value)

@@ -12,7 +12,7 @@ import type { WriteOp } from '../base/entry.js'
 import { checkConditions, type ConditionReader } from './conditions.js'
 import { emptyWaits, type EngineStats, type WaitCause } from './stats.js'
 import type { FailureSite } from '../base/background-error.js'
-import { WritePacer, compactionDebt, compactionDebtParts } from './write-pacing.js'
+import { WritePacer, compactionDebtParts } from './write-pacing.js'
 import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
 
 /** Write groups committed back to back before the drain lets the event loop turn. */
@@ -119,6 +119,8 @@ export class WritePath {
   /** Compaction debt of `debtTableVersion` (recomputed when the table version changes). */
   private debtTableVersion: TableVersion | undefined
   private debt = 0
+  /** Whether L0 files (else pending compaction bytes) are the larger measure of `debt`: the cause its waits count under. */
+  private debtByL0 = true
   private readonly pacer = new WritePacer()
   private drainPromise: Promise<void> | undefined
   /** Callers waiting for the memtable to be frozen once every write applied before their call is written (freezeAfterWritten). */
@@ -282,7 +284,9 @@ export class WritePath {
     const tableVersion = this.host.currentTableVersion()
     if (tableVersion !== this.debtTableVersion) {
       this.debtTableVersion = tableVersion
-      this.debt = compactionDebt(tableVersion, this.host.options)
+      const { byFiles, byBytes } = compactionDebtParts(tableVersion, this.host.options)
+      this.debt = Math.max(byFiles, byBytes)
+      this.debtByL0 = byFiles >= byBytes
     }
     return this.debt
   }
@@ -560,7 +564,7 @@ export class WritePath {
   private async paceWrites(): Promise<number> {
     let debt = this.currentDebt()
     if (debt >= 1) {
-      const cause = this.debtByFiles() ? 'l0Stop' : 'pendingCompactionStop'
+      const cause = this.debtByL0 ? 'l0Stop' : 'pendingCompactionStop'
       const started = performance.now()
       // While closing no new compaction starts: let the queued writes through instead of waiting.
       while (debt >= 1 && !this.host.failure && this.host.isOpen) {
@@ -572,7 +576,7 @@ export class WritePath {
       if (failure) throw failure
     }
     if (debt > 0) {
-      const cause = this.debtByFiles() ? 'l0Slowdown' : 'pendingCompactionSlowdown'
+      const cause = this.debtByL0 ? 'l0Slowdown' : 'pendingCompactionSlowdown'
       const started = performance.now()
       const waitMs = this.pacer.waitMs(started)
       // Timers have millisecond resolution: shorter waits are carried by the bucket.
@@ -580,12 +584,6 @@ export class WritePath {
       this.countWait('slowdown', cause, started)
     }
     return debt
-  }
-
-  /** True when the L0 file count is the larger measure of the current compaction debt. */
-  private debtByFiles(): boolean {
-    const { byFiles, byBytes } = compactionDebtParts(this.host.currentTableVersion(), this.host.options)
-    return byFiles >= byBytes
   }
 
   /** Counts a wait that began at `started` (a stall or a slowdown) under its cause. */

@@ -1,3 +1,4 @@
+import { assert } from '../base/assert.js'
 import { EMPTY_VALUE, KIND_BLOB, KIND_PUT, tightestBounds, type BlobResolver, type KeyRange } from '../base/entry.js'
 import type { InternalIterator } from './internal-iterator.js'
 import { MergingIterator } from './merging-iterator.js'
@@ -161,7 +162,7 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
   }
 
   private resolve(reference: Uint8Array): Buffer {
-    if (this.blobs === undefined) throw new Error('a blob reference reached an iterator without blob files')
+    assert(this.blobs !== undefined, 'a blob reference reached an iterator without blob files')
     return this.blobs(reference, 'iterator')
   }
 
