@@ -1,5 +1,6 @@
 import type { Entry, IteratorOptions, KeyRange, WriteOp } from './base/entry.js'
 import { StrataError } from './base/errors.js'
+import { expiryFrom, type ExpiryOptions } from './base/expiry.js'
 import { checkKey, checkValue, toBuffer, type Bytes } from './base/keys.js'
 import type { DbIterator } from './iterators/db-iterator.js'
 import type { Engine } from './engine/engine.js'
@@ -41,6 +42,9 @@ export interface WriteOptions {
   sync?: boolean
 }
 
+/** Options of a put: those of any write, and when the value expires (at most one of ttlMs, expiresAt). */
+export interface PutOptions extends WriteOptions, ExpiryOptions {}
+
 /**
  * One operation of an atomic batch. `ifVersion` makes the whole batch
  * conditional: the key's current version (the sequence number of the write
@@ -49,7 +53,7 @@ export interface WriteOptions {
  * states a precondition.
  */
 export type BatchOp =
-  | { type: 'put'; key: Bytes; value: Bytes; ifVersion?: number }
+  | { type: 'put'; key: Bytes; value: Bytes; ifVersion?: number; ttlMs?: number; expiresAt?: number }
   | { type: 'del'; key: Bytes; ifVersion?: number }
   | { type: 'check'; key: Bytes; ifVersion: number }
 
@@ -100,11 +104,16 @@ export class Database {
     this.engine = engine
   }
 
-  /** Stores `value` under `key`. Resolves once the write is in the WAL (fsynced with `sync`). */
-  put(key: Bytes, value: Bytes, options?: WriteOptions): Promise<void> {
+  /**
+   * Stores `value` under `key`. Resolves once the write is in the WAL
+   * (fsynced with `sync`). With `ttlMs` or `expiresAt` the value expires:
+   * from then on every read sees the key as absent (docs/design.md, "Expiry").
+   */
+  put(key: Bytes, value: Bytes, options?: PutOptions): Promise<void> {
     try {
       this.checkOpen()
-      const op: WriteOp = { key: this.key(key), value: this.value(value) }
+      const expiresAt = options === undefined ? undefined : this.expiry(options, 'put')
+      const op: WriteOp = expiresAt === undefined ? { key: this.key(key), value: this.value(value) } : { key: this.key(key), value: this.value(value), expiresAt }
       return this.engine.write([op], encodedOpBytes(op), syncOption(options))
     } catch (err) {
       return Promise.reject(err)
@@ -138,12 +147,15 @@ export class Database {
       for (let i = 0; i < ops.length; i++) {
         const op = ops[i] as unknown
         if (typeof op !== 'object' || op === null) throw invalid(`batch operation ${i} is not an object`)
-        const { type, key, value, ifVersion } = op as { type?: unknown; key?: unknown; value?: unknown; ifVersion?: unknown }
+        const { type, key, value, ifVersion, ttlMs, expiresAt } = op as { type?: unknown; key?: unknown; value?: unknown; ifVersion?: unknown; ttlMs?: unknown; expiresAt?: unknown }
         if (ifVersion !== undefined && (!Number.isSafeInteger(ifVersion) || (ifVersion as number) < 0)) {
           throw invalid(`batch operation ${i}: ifVersion must be a non-negative integer`)
         }
         let w: WriteOp | undefined
-        if (type === 'put') w = { key: this.key(key), value: this.value(value) }
+        if (type === 'put') {
+          const expiry = ttlMs === undefined && expiresAt === undefined ? undefined : this.expiry({ ttlMs, expiresAt } as ExpiryOptions, `batch operation ${i}`)
+          w = expiry === undefined ? { key: this.key(key), value: this.value(value) } : { key: this.key(key), value: this.value(value), expiresAt: expiry }
+        } else if (ttlMs !== undefined || expiresAt !== undefined) throw invalid(`batch operation ${i}: only a put takes ttlMs or expiresAt`)
         else if (type === 'del') w = { key: this.key(key), value: null }
         else if (type !== 'check') throw invalid(`batch operation ${i} has type ${String(type)}; expected 'put', 'del' or 'check'`)
         else if (ifVersion === undefined) throw invalid(`batch operation ${i}: check needs ifVersion`)
@@ -490,7 +502,14 @@ export class Database {
 
   private readEntry(key: Buffer, sequence: number, engine = this.engine): Entry | undefined {
     const found = engine.get(key, sequence)
-    return found === undefined || found.v === null ? undefined : { value: found.v, version: found.s }
+    if (found === undefined || found.v === null) return undefined
+    return found.e === 0 ? { value: found.v, version: found.s } : { value: found.v, version: found.s, expiresAt: found.e }
+  }
+
+  /** The expiry time a write's options ask for (validated; a ttlMs counts from the database's clock). */
+  private expiry(options: ExpiryOptions, what: string): number | undefined {
+    if (typeof options !== 'object' || options === null) throw invalid('write options must be an object')
+    return expiryFrom(options, this.engine.options.clock(), what)
   }
 
   private read(key: Buffer, sequence: number, engine = this.engine): Buffer | undefined {

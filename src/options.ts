@@ -120,6 +120,15 @@ export interface OpenOptions {
    * object cannot cross to a worker thread).
    */
   fileSystem?: FileSystem
+  /**
+   * The clock expiry times are compared with: milliseconds since the epoch.
+   * Default `Date.now`. Reads compare at the moment of the read; a
+   * compaction with the clock read when it starts. Tests pass a clock they
+   * move by hand (no test sleeps to wait for an expiry). Expiry assumes the
+   * clock does not go back: a compaction may drop a value as expired that a
+   * clock set back would show again.
+   */
+  clock?: () => number
 }
 
 export type ResolvedOptions = Required<OpenOptions>
@@ -183,6 +192,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   walRetentionMs: 0,
   onBackgroundError: () => undefined,
   fileSystem: nodeFileSystem,
+  clock: Date.now,
 }
 
 /** Limits on numeric options: [minimum, maximum]. */

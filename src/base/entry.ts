@@ -1,3 +1,4 @@
+import { readU64 } from './coding.js'
 import type { Bytes } from './keys.js'
 
 /**
@@ -30,10 +31,53 @@ export const KIND_BLOB = 3
  */
 export type BlobResolver = (reference: Uint8Array, where: string) => Buffer
 
-/** One write of a group: a put (value set) or a delete (value null). */
+/**
+ * A put that expires: its value bytes are `u64 expiresAt` (milliseconds
+ * since the epoch, little-endian) followed by the value. WAL records,
+ * memtables and tables. Reads treat it as a delete from `expiresAt` on.
+ */
+export const KIND_PUT_EXPIRING = 4
+/** KIND_BLOB that expires: `u64 expiresAt` then the blob reference. Tables only. */
+export const KIND_BLOB_EXPIRING = 5
+/** Bytes of the expiry time in front of an expiring entry's value. */
+export const EXPIRY_BYTES = 8
+
+/** True for the kinds that hold a value (a put, inline or separated, expiring or not). */
+export function isPutKind(kind: number): boolean {
+  return kind === KIND_PUT || kind === KIND_BLOB || kind === KIND_PUT_EXPIRING || kind === KIND_BLOB_EXPIRING
+}
+
+/** True for the kinds whose value starts with an expiry time. */
+export function isExpiringKind(kind: number): boolean {
+  return kind === KIND_PUT_EXPIRING || kind === KIND_BLOB_EXPIRING
+}
+
+/** The expiry time in front of an expiring entry's value bytes (which start at `offset`). */
+export function expiryOf(value: Uint8Array, offset = 0): number {
+  return readU64(value, offset)
+}
+
+/** `bytes` behind the expiry time that `expiring` (an expiring entry's value) starts with: a new Buffer. */
+export function withExpiry(expiring: Uint8Array, bytes: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(EXPIRY_BYTES + bytes.length)
+  out.set(expiring.subarray(0, EXPIRY_BYTES), 0)
+  out.set(bytes, EXPIRY_BYTES)
+  return out
+}
+
+/** True when an entry of `kind` whose value bytes are `value` has expired at `nowMs`. */
+export function hasExpired(kind: number, value: Uint8Array, nowMs: number): boolean {
+  return (kind === KIND_PUT_EXPIRING || kind === KIND_BLOB_EXPIRING) && expiryOf(value) <= nowMs
+}
+
+/**
+ * One write of a group: a put (value set) or a delete (value null). A put
+ * with `expiresAt` (ms since the epoch, > 0) expires then (KIND_PUT_EXPIRING).
+ */
 export interface WriteOp {
   key: Buffer
   value: Buffer | null
+  expiresAt?: number
 }
 
 /** A version found by a point lookup. */
@@ -42,6 +86,8 @@ export interface Found {
   readonly s: number
   /** Value bytes (a copy, the reader's to keep), or null for a delete. */
   readonly v: Buffer | null
+  /** When the put expires (ms since the epoch), 0 for never (and for a delete). */
+  readonly e: number
 }
 
 /** Found.v of a put read without its value (`wantValue` false): only its version was wanted. */
@@ -92,6 +138,8 @@ export function tightestBounds(r: KeyRange): KeyRange {
 export interface Entry {
   value: Buffer
   version: number
+  /** When the value expires (ms since the epoch); absent when it never does. */
+  expiresAt?: number
 }
 
 /** Bounds, direction and limit of a range read. Keys compare bytewise. */

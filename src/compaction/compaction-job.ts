@@ -7,7 +7,7 @@ import { MergingIterator } from '../iterators/merging-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { TableScanner } from '../sstable/table-scanner.js'
-import { KIND_BLOB, KIND_DELETE, KIND_PUT } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_BLOB, KIND_BLOB_EXPIRING, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, expiryOf, withExpiry } from '../base/entry.js'
 import type { BlobGarbage } from '../manifest/blob-file-meta.js'
 import { BlobFileCache } from '../blob/blob-file-cache.js'
 import { BlobFileWriter, type WrittenBlobFile } from '../blob/blob-file-writer.js'
@@ -50,6 +50,11 @@ export interface CompactionJob {
    * inline values stay inline.
    */
   minBlobBytes?: number
+  /**
+   * The engine's clock when the job was made (ms since the epoch): a put
+   * that expired by then becomes a delete. Absent: nothing expires.
+   */
+  nowMs?: number
 }
 
 export interface CompactionResult {
@@ -58,6 +63,8 @@ export interface CompactionResult {
   bytesWritten: number
   entriesIn: number
   entriesDropped: number
+  /** Expired puts turned into deletes (and dropped with them where no older version can be below). */
+  entriesExpired: number
   /** True when the job stopped early on `cancel`: its outputs are partial and must not be installed. */
   cancelled?: boolean
   /** Blob references dropped or relocated, per blob file. */
@@ -72,6 +79,8 @@ export interface CompactionResult {
 /**
  * Merges the input tables into new tables, in internal-key order:
  *  - versions no reader can see are dropped (ShadowFilter);
+ *  - a put that expired by `nowMs` becomes a delete of the same sequence
+ *    (every reader from now on sees it as one);
  *  - a delete visible to every reader is dropped when no deeper level holds
  *    its key (then nothing older can reappear);
  *  - an output is cut when it reaches targetTableBytes, or when it would
@@ -87,7 +96,7 @@ export async function runCompactionJob(job: CompactionJob, fs: FileSystem = node
   const merge = new MergingIterator(children, false)
   const outputs = new CompactionOutputs(fs, job)
   const blobs = new BlobHandling(fs, job)
-  const counts = { entriesIn: 0, entriesDropped: 0 }
+  const counts = { entriesIn: 0, entriesDropped: 0, entriesExpired: 0 }
   const bytesRead = scanners.reduce((n, r) => n + r.fileBytes, 0)
   let blobFile: WrittenBlobFile | undefined
   try {
@@ -188,6 +197,8 @@ class BlobHandling {
   }
 }
 
+const EMPTY = new Uint8Array(0)
+
 /** Opens every input table; on a failure, closes those already open. */
 function openInputs(fs: FileSystem, job: CompactionJob): TableScanner[] {
   // Inputs are only scanned, once, forward: no filter, no decoded index, no block cache (TableScanner).
@@ -211,24 +222,35 @@ async function mergeEntries(
   job: CompactionJob,
   outputs: CompactionOutputs,
   blobs: BlobHandling,
-  counts: { entriesIn: number; entriesDropped: number },
+  counts: { entriesIn: number; entriesDropped: number; entriesExpired: number },
 ): Promise<boolean> {
   const shadow = new ShadowFilter(job.snapshots)
   const deeper = job.deeperLevels.map((spans) => ({ spans, i: 0 }))
   const minBlobBytes = job.minBlobBytes ?? Infinity
+  const nowMs = job.nowMs ?? -Infinity
   let lastKey: Buffer | undefined
   for (merge.seek((c) => c.seekToFirst()); merge.valid(); merge.advance()) {
     const top = merge.top()
     const key = top.key()
     const seq = top.sequence()
+    let kind = top.kind()
+    let value: Uint8Array = top.value()
     counts.entriesIn++
     if (!shadow.keep(key, seq)) {
       counts.entriesDropped++
-      if (top.kind() === KIND_BLOB) blobs.dropped(top.value())
+      if (kind === KIND_BLOB) blobs.dropped(value)
+      else if (kind === KIND_BLOB_EXPIRING) blobs.dropped(value.subarray(EXPIRY_BYTES))
       continue
     }
+    if ((kind === KIND_PUT_EXPIRING || kind === KIND_BLOB_EXPIRING) && expiryOf(value) <= nowMs) {
+      // Expired: a delete from now on for every reader, snapshots included; it still hides older versions.
+      if (kind === KIND_BLOB_EXPIRING) blobs.dropped(value.subarray(EXPIRY_BYTES))
+      counts.entriesExpired++
+      kind = KIND_DELETE
+      value = EMPTY
+    }
     const newKey = lastKey === undefined || !lastKey.equals(key)
-    if (top.kind() === KIND_DELETE && shadow.visibleToAll(seq) && !inDeeperLevel(deeper, key)) {
+    if (kind === KIND_DELETE && shadow.visibleToAll(seq) && !inDeeperLevel(deeper, key)) {
       counts.entriesDropped++
       continue
     }
@@ -236,17 +258,25 @@ async function mergeEntries(
       await outputs.startKey(key)
       lastKey = Buffer.from(key)
     }
-    let kind = top.kind()
-    let value: Uint8Array = top.value()
     if (kind === KIND_BLOB) {
       const kept = blobs.keep(key, value)
       if (kept.due !== undefined) await kept.due
       value = kept.reference
+    } else if (kind === KIND_BLOB_EXPIRING) {
+      const reference = value.subarray(EXPIRY_BYTES)
+      const kept = blobs.keep(key, reference)
+      if (kept.due !== undefined) await kept.due
+      if (kept.reference !== reference) value = withExpiry(value, kept.reference)
     } else if (kind === KIND_PUT && value.length >= minBlobBytes) {
       const moved = blobs.separate(key, value)
       if (moved.due !== undefined) await moved.due
       kind = KIND_BLOB
       value = moved.reference
+    } else if (kind === KIND_PUT_EXPIRING && value.length - EXPIRY_BYTES >= minBlobBytes) {
+      const moved = blobs.separate(key, value.subarray(EXPIRY_BYTES))
+      if (moved.due !== undefined) await moved.due
+      kind = KIND_BLOB_EXPIRING
+      value = withExpiry(value, moved.reference)
     }
     const due = outputs.add(key, seq, kind, value)
     if (due !== undefined) {

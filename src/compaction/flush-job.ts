@@ -50,12 +50,12 @@ async function flush(job: FlushJob, fs: FileSystem): Promise<WrittenTable> {
   const run = new SortedRun()
   let lastPayload: Buffer | undefined
   let id = -1
-  const collect = (p: Buffer, s: number, ks: number, ke: number, vs: number, ve: number): void => {
+  const collect = (p: Buffer, s: number, ks: number, ke: number, vs: number, ve: number, _end: boolean, kind: number): void => {
     if (p !== lastPayload) {
       lastPayload = p
       id = run.addBuffer(p)
     }
-    run.add(id, s, ks, ke, vs, ve)
+    run.add(id, s, ks, ke, vs, ve, kind)
   }
   if (job.segments !== undefined) {
     for (const seg of job.segments) visitRecords(Buffer.from(seg.buffer, 0, seg.end), `memtable of WAL ${job.walNumbers[0]}`, collect)

@@ -30,6 +30,8 @@ export interface CompactionStats {
   bytesRead: number
   bytesWritten: number
   entriesDropped: number
+  /** Expired puts compactions turned into deletes (or dropped). */
+  entriesExpired: number
   ms: number
   byReason: Record<CompactionPlan['reason'], number>
   /** Bytes of blob values compactions found garbage (dropped or relocated references). */
@@ -53,6 +55,7 @@ export class CompactionScheduler {
     bytesRead: 0,
     bytesWritten: 0,
     entriesDropped: 0,
+    entriesExpired: 0,
     ms: 0,
     byReason: { l0: 0, size: 0, tombstones: 0, manual: 0, 'blob-gc': 0 },
     blobGarbageBytes: 0,
@@ -173,6 +176,7 @@ export class CompactionScheduler {
         relocateBlobFiles: blobFilesToCollect(tableVersion, host.options.blobGarbagePercent),
         blobOutputNumber,
         minBlobBytes: host.options.minBlobBytes,
+        nowMs: host.options.clock(),
       })
       if (result.cancelled === true) return written
       await host.tableVersions.logAndApply(
@@ -195,6 +199,7 @@ export class CompactionScheduler {
       s.bytesRead += result.bytesRead
       s.bytesWritten += result.bytesWritten
       s.entriesDropped += result.entriesDropped
+      s.entriesExpired += result.entriesExpired
       for (const g of result.blobGarbage) s.blobGarbageBytes += g.bytes
       s.blobBytesRelocated += result.blobBytesRelocated
     } catch (err) {

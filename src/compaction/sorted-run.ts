@@ -11,6 +11,7 @@ const W_KEY_START = 1
 const W_KEY_END = 2
 const W_VALUE_START = 3
 const W_VALUE_END = 4
+const W_KIND = 5
 /** Float64 index of the sequence within an entry's words / 2. */
 const F_SEQUENCE = 3
 
@@ -45,7 +46,7 @@ export class SortedRun {
   /**
    * Entry i is words [8i, 8i + 8) of one array (32 bytes, half a cache line):
    * buffer id, key start, key end, value start (-1 for a delete), value end,
-   * an unused word, and the sequence as the float64 at index 4i + 3. The sort
+   * kind, and the sequence as the float64 at index 4i + 3. The sort
    * leaves entries in place and the writer visits them in key order, i.e. at
    * random: one array keeps that to one cache miss per entry where six
    * parallel arrays cost six (~35% of a flush's table build, docs/performance.md).
@@ -76,8 +77,8 @@ export class SortedRun {
     return this.buffers.length - 1
   }
 
-  /** One entry: key bytes [ks, ke) of buffer `id`, value [vs, ve) (vs < 0: a delete). */
-  add(id: number, sequence: number, ks: number, ke: number, vs: number, ve: number): void {
+  /** One entry: key bytes [ks, ke) of buffer `id`, value [vs, ve) (vs < 0: a delete, whatever `kind` says). */
+  add(id: number, sequence: number, ks: number, ke: number, vs: number, ve: number, kind = KIND_PUT): void {
     assert(this.order === undefined, 'add to a sorted run')
     if (this.count === this.capacity) this.grow()
     const i = this.count++
@@ -88,6 +89,7 @@ export class SortedRun {
     a[w + W_KEY_END] = ke
     a[w + W_VALUE_START] = vs
     a[w + W_VALUE_END] = ve
+    a[w + W_KIND] = vs < 0 ? KIND_DELETE : kind
     this.f64[(w >>> 1) + F_SEQUENCE] = sequence
     if (sequence <= this.lastAdded) this.ascending = false
     this.lastAdded = sequence
@@ -316,6 +318,10 @@ export class SortedRun {
     return this.f64[i * (WORDS >>> 1) + F_SEQUENCE]
   }
   /** @internal */
+  kindAt(i: number): number {
+    return this.i32[i * WORDS + W_KIND]
+  }
+  /** @internal */
   isDeleteAt(i: number): boolean {
     return this.i32[i * WORDS + W_VALUE_START] < 0
   }
@@ -395,7 +401,7 @@ class SortedRunIterator extends ForwardOnlyIterator {
     return this.run.sequenceAt(this.order[this.i])
   }
   kind(): number {
-    return this.run.isDeleteAt(this.order[this.i]) ? KIND_DELETE : KIND_PUT
+    return this.run.kindAt(this.order[this.i])
   }
   value(): Buffer {
     return this.run.valueAt(this.order[this.i])

@@ -6,7 +6,7 @@ import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
 import { TableBuilder, type TableBuilderOptions } from '../sstable/table-builder.js'
 import { ShadowFilter } from './shadow-filter.js'
-import { KIND_BLOB, KIND_PUT } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_BLOB, KIND_BLOB_EXPIRING, KIND_PUT, KIND_PUT_EXPIRING, withExpiry } from '../base/entry.js'
 import { BlobFileWriter, type WrittenBlobFile } from '../blob/blob-file-writer.js'
 import { blobFileOf } from '../blob/blob-reference.js'
 
@@ -49,6 +49,7 @@ export class TableFileWriter {
   add(key: Uint8Array, sequence: number, kind: number, value: Uint8Array): Promise<void> | undefined {
     this.builder.add(key, sequence, kind, value)
     if (kind === KIND_BLOB) this.blobFiles.add(blobFileOf(value, this.file.path))
+    else if (kind === KIND_BLOB_EXPIRING) this.blobFiles.add(blobFileOf(value.subarray(EXPIRY_BYTES), this.file.path))
     const estimate = this.builder.estimatedFileBytes
     this.pendingBytes += estimate - this.lastEstimate
     this.lastEstimate = estimate
@@ -123,6 +124,14 @@ export async function writeTable(
         const written = blobFile.add(key, value)
         if (written.due !== undefined) await written.due
         const due = out.add(key, seq, KIND_BLOB, written.reference)
+        if (due !== undefined) await due
+        continue
+      }
+      if (kind === KIND_PUT_EXPIRING && value.length - EXPIRY_BYTES >= minBlobBytes) {
+        blobFile ??= new BlobFileWriter(fs, dir, blobs!.number)
+        const written = blobFile.add(key, value.subarray(EXPIRY_BYTES))
+        if (written.due !== undefined) await written.due
+        const due = out.add(key, seq, KIND_BLOB_EXPIRING, withExpiry(value, written.reference))
         if (due !== undefined) await due
         continue
       }

@@ -5,6 +5,7 @@ import { listDirectory, readExactly, readInto, type File, type FileSystem } from
 import { RECORD_HEADER_BYTES, scanRecords } from '../wal/record-framing.js'
 import { PAYLOAD_PREFIX_BYTES, forEachWalEntry, walRecordEpoch, walRecordLastSequence } from '../wal/wal-record.js'
 import { readU32, readU64 } from '../base/coding.js'
+import { EXPIRY_BYTES, KIND_PUT_EXPIRING, expiryOf } from '../base/entry.js'
 
 /** One operation of a committed batch, as the change stream hands it out. */
 export interface ChangeOp {
@@ -14,6 +15,8 @@ export interface ChangeOp {
   value?: Buffer
   /** The op's sequence number: the version a read returns for this value. */
   version: number
+  /** When the put's value expires (ms since the epoch); absent when it never does. */
+  expiresAt?: number
 }
 
 /** One committed write (a put, a delete, a batch, a transaction commit), exactly as committed. */
@@ -317,9 +320,11 @@ export class ChangeCursor<T extends ChangeItem = ChangeBatch> implements AsyncIt
       this.since = version
     }
     for (const payload of payloads) {
-      forEachWalEntry(payload, name, (p, version, ks, ke, vs, ve, batchEnd) => {
+      forEachWalEntry(payload, name, (p, version, ks, ke, vs, ve, batchEnd, kind) => {
         // A batch that ends at or before `since` was handed out already: its ops are dropped at its end.
-        ops.push(vs < 0 ? { type: 'del', key: p.subarray(ks, ke), version } : { type: 'put', key: p.subarray(ks, ke), value: p.subarray(vs, ve), version })
+        if (vs < 0) ops.push({ type: 'del', key: p.subarray(ks, ke), version })
+        else if (kind !== KIND_PUT_EXPIRING) ops.push({ type: 'put', key: p.subarray(ks, ke), value: p.subarray(vs, ve), version })
+        else ops.push({ type: 'put', key: p.subarray(ks, ke), value: p.subarray(vs + EXPIRY_BYTES, ve), version, expiresAt: expiryOf(p, vs) })
         if (!batchEnd) return
         if (version > this.since) {
           // Sequences are dense: a batch that does not start right after the last one read means a gap.

@@ -529,13 +529,16 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
 
   /** Newest version of `key` with sequence <= `sequence`; value null for a delete (VALUE_NOT_READ for a put without `wantValue`). */
   get(key: Buffer, sequence: number, wantValue = true): Found | undefined {
-    return readPoint(this.mem, this.imms, this.tableVersions.current, this.tableCache, key, sequence, wantValue)
+    const found = readPoint(this.mem, this.imms, this.tableVersions.current, this.tableCache, key, sequence, wantValue)
+    if (found === undefined || found.e === 0 || found.e > this.options.clock()) return found
+    // Expired: from its expiry time on, a put reads as a delete of the same sequence.
+    return { s: found.s, v: null, e: 0 }
   }
 
   /** A merged iterator over everything visible at `sequence`. */
   iterator(range: KeyRange, reverse: boolean, limit: number, sequence: number, closeAtEnd = true, values = true): DbIterator {
     const { children, release } = this.sources(range)
-    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd, values, values ? this.blobFiles.scanReader(reverse) : undefined)
+    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd, values, values ? this.blobFiles.scanReader(reverse) : undefined, this.options.clock)
   }
 
   /** A forward iterator over the range at the newest sequence (for commit-path checks). */

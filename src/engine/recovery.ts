@@ -146,10 +146,10 @@ export function replayWals(fs: FileSystem, dir: string, numbers: readonly number
     const file = path.join(dir, walFileName(number))
     let first = true
     // Values stay in the WAL file buffer: no copy, and the buffer lives only as long as the memtable.
-    const visit = visitWal(fs, file, (p, seq, ks, ke, vs, ve) => {
+    const visit = visitWal(fs, file, (p, seq, ks, ke, vs, ve, _end, kind) => {
       if (first && seq <= replayedSequence) throw corruption(`WAL sequence ${seq} does not follow ${replayedSequence}`, file)
       first = false
-      mem.addRange(p, seq, ks, ke, vs, ve)
+      mem.addRange(p, seq, ks, ke, vs, ve, kind)
       mem.replayed = true
       replayedSequence = seq
     })

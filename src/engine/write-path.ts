@@ -8,7 +8,7 @@ import { WalRecordBuilder } from '../wal/record-builder.js'
 import { RECORD_HEADER_BYTES } from '../wal/record-framing.js'
 import { PAYLOAD_HEADER_BYTES, forEachWalEntry, walRecordLastSequence } from '../wal/wal-record.js'
 import { readU64 } from '../base/coding.js'
-import type { WriteOp } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_PUT_EXPIRING, type WriteOp } from '../base/entry.js'
 import { checkConditions, type ConditionReader } from './conditions.js'
 import { emptyWaits, type EngineStats, type WaitCause } from './stats.js'
 import type { FailureSite } from '../base/background-error.js'
@@ -182,7 +182,9 @@ export class WritePath {
       if (this.queue.length === 0 && this.canApplyNow()) {
         this.apply(w)
       } else {
-        w.ops = ops.map((op) => ({ key: Buffer.from(op.key), value: op.value === null ? null : Buffer.from(op.value) }))
+        w.ops = ops.map((op) =>
+          op.value === null ? { key: Buffer.from(op.key), value: null } : op.expiresAt === undefined ? { key: Buffer.from(op.key), value: Buffer.from(op.value) } : { key: Buffer.from(op.key), value: Buffer.from(op.value), expiresAt: op.expiresAt },
+        )
         if (w.record !== undefined) w.record = Buffer.from(w.record)
         if (conditions !== undefined) w.conditions = conditions.map((c) => (c.type === 'key' ? { ...c, key: Buffer.from(c.key) } : c))
         this.queue.push(w)
@@ -320,7 +322,9 @@ export class WritePath {
         const op = w.ops[i]
         const ks = offsets[2 * i]
         const vs = offsets[2 * i + 1]
-        mem.addRange(buf, first + i, ks, ks + op.key.length, vs, op.value === null ? -1 : vs + op.value.length)
+        if (op.value === null) mem.addRange(buf, first + i, ks, ks + op.key.length, vs, -1)
+        else if (op.expiresAt === undefined) mem.addRange(buf, first + i, ks, ks + op.key.length, vs, vs + op.value.length)
+        else mem.addRange(buf, first + i, ks, ks + op.key.length, vs, vs + EXPIRY_BYTES + op.value.length, KIND_PUT_EXPIRING)
       }
       this.lastSequence += w.ops.length
       this.appliedBytes += w.encodedBytes
@@ -350,7 +354,7 @@ export class WritePath {
     const { buf, start } = this.records.appendPayload(payload)
     const mem = this.host.activeMemtable()
     const body = buf.subarray(start)
-    forEachWalEntry(body, 'replicated record', (p, seq, ks, ke, vs, ve) => mem.addRange(buf, seq, start + ks, start + ke, vs < 0 ? -1 : start + vs, vs < 0 ? -1 : start + ve))
+    forEachWalEntry(body, 'replicated record', (p, seq, ks, ke, vs, ve, _end, kind) => mem.addRange(buf, seq, start + ks, start + ke, vs < 0 ? -1 : start + vs, vs < 0 ? -1 : start + ve, kind))
     const last = walRecordLastSequence(body)
     w.sequences = last - this.lastSequence
     this.lastSequence = last

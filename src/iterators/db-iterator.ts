@@ -1,5 +1,5 @@
 import { assert } from '../base/assert.js'
-import { EMPTY_VALUE, KIND_BLOB, KIND_PUT, tightestBounds, type BlobResolver, type KeyRange } from '../base/entry.js'
+import { EMPTY_VALUE, EXPIRY_BYTES, KIND_BLOB, KIND_BLOB_EXPIRING, KIND_PUT, KIND_PUT_EXPIRING, expiryOf, isExpiringKind, tightestBounds, type BlobResolver, type KeyRange } from '../base/entry.js'
 import type { InternalIterator } from './internal-iterator.js'
 import { MergingIterator } from './merging-iterator.js'
 
@@ -8,8 +8,9 @@ const ENTRIES_PER_YIELD = 1024
 
 /**
  * The user-facing iterator: merges every source, hides versions newer than its
- * sequence number and older versions shadowed by newer ones, drops deletes, and
- * applies bounds and limit. The point in time is fixed at creation; the sources
+ * sequence number and older versions shadowed by newer ones, drops deletes and
+ * expired puts (by `clock` at each step), and applies bounds and limit. The
+ * point in time is fixed at creation; the sources
  * (memtables and a referenced table version) stay readable until `close`.
  *
  * Yields fresh copies of keys and values, which the caller owns. With
@@ -38,6 +39,8 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     private readonly values = true,
     /** Reads separated values (KIND_BLOB entries), in key order as the iterator steps. */
     private readonly blobs?: BlobResolver,
+    /** Expiry times are compared with this clock's reading (ms since the epoch) when an expiring entry is met. */
+    private readonly clock: () => number = Date.now,
   ) {
     this.merge = new MergingIterator(children, reverse)
     this.range = tightestBounds(range)
@@ -156,9 +159,25 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     return false
   }
 
-  /** A copy of an inline value, or the separated value a blob reference names. */
-  private valueOf(kind: number, bytes: Uint8Array): Buffer {
-    return kind === KIND_BLOB ? this.resolve(bytes) : Buffer.from(bytes)
+  /**
+   * What the newest visible entry of a key, of `kind` with value bytes
+   * `bytes` (owned: a copy, else a view), yields: a copy of its inline value,
+   * the separated value its blob reference names, EMPTY_VALUE without
+   * `values`, or undefined for a delete or an expired put.
+   */
+  private valueOf(kind: number, bytes: Uint8Array, owned: boolean): Buffer | undefined {
+    switch (kind) {
+      case KIND_PUT:
+        return !this.values ? EMPTY_VALUE : owned ? (bytes as Buffer) : Buffer.from(bytes)
+      case KIND_BLOB:
+        return this.values ? this.resolve(bytes) : EMPTY_VALUE
+      case KIND_PUT_EXPIRING:
+      case KIND_BLOB_EXPIRING:
+        if (expiryOf(bytes) <= this.clock()) return undefined
+        return this.valueOf(kind === KIND_PUT_EXPIRING ? KIND_PUT : KIND_BLOB, bytes.subarray(EXPIRY_BYTES), owned)
+      default:
+        return undefined
+    }
   }
 
   private resolve(reference: Uint8Array): Buffer {
@@ -177,8 +196,7 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
         continue
       }
       const key = Buffer.from(top.key())
-      const kind = top.kind()
-      const value = kind === KIND_PUT || kind === KIND_BLOB ? (this.values ? this.valueOf(kind, top.value()) : EMPTY_VALUE) : undefined
+      const value = this.valueOf(top.kind(), top.value(), false)
       m.advance()
       while (m.valid() && m.top().key().equals(key)) m.advance()
       if (value !== undefined) return [key, value]
@@ -194,18 +212,20 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
       if (this.pastLowerBound(first.key())) return undefined
       const key = Buffer.from(first.key())
       let newest: InternalIterator | undefined
-      let value: Buffer | undefined
+      let bytes: Buffer = EMPTY_VALUE
       let kind = -1
       while (m.valid() && m.top().key().equals(key)) {
         newest = m.top()
         if (newest.sequence() <= this.sequence) {
-          // Copied (a blob reference is copied, not read: only the newest visible version is).
+          // Copied (a blob reference is copied, not read: only the newest visible version is); keys only: the expiry time at most.
           kind = newest.kind()
-          value = kind === KIND_PUT || kind === KIND_BLOB ? (this.values ? Buffer.from(newest.value()) : EMPTY_VALUE) : undefined
+          const raw = newest.value()
+          bytes = this.values ? Buffer.from(raw) : isExpiringKind(kind) ? Buffer.from(raw.subarray(0, EXPIRY_BYTES)) : EMPTY_VALUE
         }
         m.advance()
       }
-      if (value !== undefined) return [key, kind === KIND_BLOB && this.values ? this.resolve(value) : value]
+      const value = this.valueOf(kind, bytes, true)
+      if (value !== undefined) return [key, value]
     }
     return undefined
   }

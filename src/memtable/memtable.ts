@@ -2,7 +2,7 @@ import { OrderedMap, type OrderedMapIterator } from '@js-sdsl/ordered-map'
 import { assert } from '../base/assert.js'
 import { compareBytes, copyBytes } from '../base/coding.js'
 import { RecordArena } from '../wal/record-arena.js'
-import { KIND_DELETE, KIND_PUT, VALUE_NOT_READ, type Found } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, VALUE_NOT_READ, expiryOf, type Found } from '../base/entry.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { Recycler } from './recycler.js'
 
@@ -47,7 +47,8 @@ const PROBE = -1
 /**
  * An entry is 10 32-bit words of a page: chunk id, key offset, key length,
  * value offset, value length (NONE for a delete), next older entry of the
- * same key (NONE for none), key hash, unused, then the sequence as a float64.
+ * same key (NONE for none), key hash, kind, then the sequence as a float64.
+ * The value of an expiring put (KIND_PUT_EXPIRING) starts with its expiry time.
  */
 const WORDS = 10
 const W_CHUNK = 0
@@ -57,6 +58,7 @@ const W_VALUE = 3
 const W_VALUE_LENGTH = 4
 const W_OLDER = 5
 const W_HASH = 6
+const W_KIND = 7
 /** Float64 index of the sequence within an entry (words 8-9). */
 const F_SEQUENCE = 4
 const NONE = 0xffffffff
@@ -167,18 +169,24 @@ export class Memtable {
   }
 
   /** Inserts one version, copying key and value (tests; writes use addRange). */
-  add(key: Buffer, sequence: number, value: Buffer | null): void {
+  add(key: Buffer, sequence: number, value: Buffer | null, expiresAt?: number): void {
+    if (value !== null && expiresAt !== undefined) {
+      const expiry = Buffer.alloc(EXPIRY_BYTES)
+      expiry.writeBigUInt64LE(BigInt(expiresAt))
+      value = Buffer.concat([expiry, value])
+    }
     const buf = Buffer.concat(value === null ? [key] : [key, value])
-    this.addRange(buf, sequence, 0, key.length, value === null ? -1 : key.length, buf.length)
+    this.addRange(buf, sequence, 0, key.length, value === null ? -1 : key.length, buf.length, expiresAt === undefined ? KIND_PUT : KIND_PUT_EXPIRING)
   }
 
   /**
    * Inserts one version whose key is bytes [ks, ke) of `buf` and whose value
-   * is [vs, ve) (vs < 0: a delete). The memtable keeps `buf`'s whole
-   * ArrayBuffer. REQUIRES: `sequence` greater than every sequence already
-   * here, and the bytes never change afterwards.
+   * is [vs, ve) (vs < 0: a delete, whatever `kind` says). `kind`
+   * KIND_PUT_EXPIRING: the value bytes start with the expiry time. The
+   * memtable keeps `buf`'s whole ArrayBuffer. REQUIRES: `sequence` greater
+   * than every sequence already here, and the bytes never change afterwards.
    */
-  addRange(buf: Buffer, sequence: number, ks: number, ke: number, vs: number, ve: number): void {
+  addRange(buf: Buffer, sequence: number, ks: number, ke: number, vs: number, ve: number, kind = KIND_PUT): void {
     assert(this.count === 0 || sequence > this.sequenceAt(this.count - 1), 'memtable sequences must ascend')
     const i = this.count
     if ((i & this.pageMask) === 0) this.addPage()
@@ -194,6 +202,7 @@ export class Memtable {
     u[w + W_VALUE] = vs < 0 ? 0 : base + vs
     u[w + W_VALUE_LENGTH] = vs < 0 ? NONE : ve - vs
     u[w + W_HASH] = h
+    u[w + W_KIND] = vs < 0 ? KIND_DELETE : kind
     page.f64[(w >>> 1) + F_SEQUENCE] = sequence
     const slot = this.findSlot(buf, ks, ke, h)
     const newest = this.slots[slot] - 1
@@ -218,7 +227,15 @@ export class Memtable {
       i = older === NONE ? -1 : older
     }
     if (i < 0) return undefined
-    return { s: this.sequenceAt(i), v: wantValue || this.isDeleteAt(i) ? this.valueAt(i, true) : VALUE_NOT_READ }
+    const page = this.pages[i >>> this.pageShift]
+    const w = (i & this.pageMask) * WORDS
+    if (page.u32[w + W_KIND] !== KIND_PUT_EXPIRING) {
+      return { s: this.sequenceAt(i), v: wantValue || this.isDeleteAt(i) ? this.valueAt(i, true) : VALUE_NOT_READ, e: 0 }
+    }
+    const s = page.u32[w + W_VALUE]
+    const chunk = this.chunks[page.u32[w + W_CHUNK]]
+    const value = wantValue ? copyBytes(chunk, s + EXPIRY_BYTES, s + page.u32[w + W_VALUE_LENGTH]) : VALUE_NOT_READ
+    return { s: this.sequenceAt(i), v: value, e: expiryOf(chunk, s) }
   }
 
   /** An iterator in internal-key order; it holds a reference until closed. */
@@ -238,6 +255,10 @@ export class Memtable {
   /** @internal */
   sequenceAt(i: number): number {
     return this.pages[i >>> this.pageShift].f64[(((i & this.pageMask) * WORDS) >>> 1) + F_SEQUENCE]
+  }
+  /** @internal KIND_PUT, KIND_DELETE or KIND_PUT_EXPIRING. */
+  kindAt(i: number): number {
+    return this.pages[i >>> this.pageShift].u32[(i & this.pageMask) * WORDS + W_KIND]
   }
   /** @internal */
   isDeleteAt(i: number): boolean {
@@ -423,7 +444,7 @@ class MemtableIterator implements InternalIterator {
     return this.mem.sequenceAt(this.entry)
   }
   kind(): number {
-    return this.mem.isDeleteAt(this.entry) ? KIND_DELETE : KIND_PUT
+    return this.mem.kindAt(this.entry)
   }
   value(): Buffer {
     return this.mem.valueAt(this.entry) ?? EMPTY

@@ -1,6 +1,9 @@
 import { compareBytes, copyBytes, copyRange, cursor, readU32, readVarint } from '../base/coding.js'
 import { corruption } from '../base/errors.js'
-import { KIND_BLOB, KIND_DELETE, KIND_PUT } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_BLOB, KIND_BLOB_EXPIRING, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING } from '../base/entry.js'
+
+/** The entry kinds a table holds, one bit each. */
+const TABLE_KINDS = (1 << KIND_DELETE) | (1 << KIND_PUT) | (1 << KIND_BLOB) | (1 << KIND_PUT_EXPIRING) | (1 << KIND_BLOB_EXPIRING)
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { HASH_BUCKET_BYTES, HASH_EMPTY, HASH_INDEX_FLAG, hashBucket, hashFingerprint } from './block-hash-index.js'
 
@@ -346,7 +349,8 @@ export class BlockIterator implements InternalIterator {
       if (o >= end) throw corruption('block entry truncated', this.fileName)
     }
     const kind = b[o++]
-    if (kind !== KIND_PUT && kind !== KIND_DELETE && kind !== KIND_BLOB) throw corruption(`unknown entry kind ${kind}`, this.fileName)
+    if (kind > KIND_BLOB_EXPIRING || ((TABLE_KINDS >>> kind) & 1) === 0) throw corruption(`unknown entry kind ${kind}`, this.fileName)
+    if (valueLength < EXPIRY_BYTES && (kind === KIND_PUT_EXPIRING || kind === KIND_BLOB_EXPIRING)) throw corruption('expiring entry shorter than its expiry time', this.fileName)
     readVarint(b, o, end)
     this.seq = cursor.value
     o = cursor.offset

@@ -1,6 +1,6 @@
 import { tableFileName } from '../base/file-names.js'
 import { corruption } from '../base/errors.js'
-import { KIND_BLOB, KIND_DELETE, VALUE_NOT_READ, type BlobResolver, type Found } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_BLOB, KIND_BLOB_EXPIRING, KIND_DELETE, KIND_PUT_EXPIRING, VALUE_NOT_READ, expiryOf, type BlobResolver, type Found } from '../base/entry.js'
 import { BlockSlots, type BlockCache, type CacheEntry } from './block-cache.js'
 import { BlockIterator } from './block-iterator.js'
 import { IndexBlock } from './index-block.js'
@@ -183,9 +183,15 @@ export class TableReader {
   /** The entry `it` stands on, as a point read's result (a separated value is read from its blob file). */
   private found(it: BlockIterator, wantValue: boolean): Found {
     const kind = it.kind()
-    if (kind === KIND_DELETE) return { s: it.sequence(), v: null }
-    if (!wantValue) return { s: it.sequence(), v: VALUE_NOT_READ }
-    return { s: it.sequence(), v: kind === KIND_BLOB ? this.blobs(it.value(), this.fileName) : it.copyValue() }
+    if (kind === KIND_DELETE) return { s: it.sequence(), v: null, e: 0 }
+    if (kind === KIND_PUT_EXPIRING || kind === KIND_BLOB_EXPIRING) {
+      const bytes = it.value()
+      const rest = bytes.subarray(EXPIRY_BYTES)
+      const v = !wantValue ? VALUE_NOT_READ : kind === KIND_BLOB_EXPIRING ? this.blobs(rest, this.fileName) : Buffer.from(rest)
+      return { s: it.sequence(), v, e: expiryOf(bytes) }
+    }
+    if (!wantValue) return { s: it.sequence(), v: VALUE_NOT_READ, e: 0 }
+    return { s: it.sequence(), v: kind === KIND_BLOB ? this.blobs(it.value(), this.fileName) : it.copyValue(), e: 0 }
   }
 
   ref(): void {

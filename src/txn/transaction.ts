@@ -3,6 +3,7 @@ import { EMPTY_VALUE, inRange, type Entry, type Found, type IteratorOptions, typ
 import { StrataError } from '../base/errors.js'
 import type { ConflictError } from '../base/errors.js'
 import { checkKey, checkValue, type Bytes } from '../base/keys.js'
+import { expiryFrom, type ExpiryOptions } from '../base/expiry.js'
 import type { DbIterator } from '../iterators/db-iterator.js'
 import type { Engine } from '../engine/engine.js'
 import type { Condition } from '../engine/write-group.js'
@@ -25,10 +26,18 @@ export interface TransactionOptions {
 export interface Transaction {
   get(key: Bytes): Promise<Buffer | undefined>
   getEntry(key: Bytes): Promise<Entry | undefined>
-  put(key: Bytes, value: Bytes): void
+  /** Buffers a put; `ttlMs` or `expiresAt` make the value expire (as `db.put`). */
+  put(key: Bytes, value: Bytes, options?: ExpiryOptions): void
   delete(key: Bytes): void
   /** Range read (own writes merged over the snapshot); the part actually scanned is validated at commit. */
   iterator(options?: IteratorOptions): AsyncIterableIterator<[Buffer, Buffer]>
+}
+
+/** A buffered write: value, or null for a delete; a put's expiry time. */
+interface OwnWrite {
+  key: Buffer
+  value: Buffer | null
+  expiresAt: number | undefined
 }
 
 const DEFAULT_RETRIES = 10
@@ -209,8 +218,8 @@ class TransactionHandle implements Transaction {
   getEntry(key: Bytes): Promise<Entry | undefined> {
     return this.state.read(key, true) as Promise<Entry | undefined>
   }
-  put(key: Bytes, value: Bytes): void {
-    this.state.write(key, value)
+  put(key: Bytes, value: Bytes, options?: ExpiryOptions): void {
+    this.state.write(key, value, options)
   }
   delete(key: Bytes): void {
     this.state.write(key, null)
@@ -222,7 +231,7 @@ class TransactionHandle implements Transaction {
 
 class TransactionState {
   /** Buffered writes: value, or null for a delete. One per key (a later write replaces it). */
-  private readonly writes = new KeyedList<{ key: Buffer; value: Buffer | null }>()
+  private readonly writes = new KeyedList<OwnWrite>()
   /** Versions read (0 = absent), one per key: the first read's. */
   private readonly reads = new KeyedList<{ key: Buffer; version: number }>()
   private readonly ranges: KeyRange[] = []
@@ -321,9 +330,10 @@ class TransactionState {
       const own = this.writes.find(k)
       // The transaction's own write has no version until it commits: reported as 0.
       if (own !== undefined) {
-        if (own.value === null) return Promise.resolve(undefined)
+        if (own.value === null || this.expired(own)) return Promise.resolve(undefined)
         const value = Buffer.from(own.value)
-        return Promise.resolve(asEntry ? { value, version: 0 } : value)
+        if (!asEntry) return Promise.resolve(value)
+        return Promise.resolve(own.expiresAt === undefined ? { value, version: 0 } : { value, version: 0, expiresAt: own.expiresAt })
       }
       // (No latin1 key string while no key is contended.)
       if (this.turn === undefined && this.keyTurn === undefined && this.contention.trackedKeys > 0) {
@@ -356,7 +366,8 @@ class TransactionState {
     const present = found !== undefined && found.v !== null
     if (this.reads.find(k) === undefined) this.reads.add({ key: k, version: present ? found.s : 0 })
     if (!present) return undefined
-    return asEntry ? { value: found.v!, version: found.s } : found.v!
+    if (!asEntry) return found.v!
+    return found.e === 0 ? { value: found.v!, version: found.s } : { value: found.v!, version: found.s, expiresAt: found.e }
   }
 
   /** What `key` (validated) holds at a pinned `sequence`: the engine's version and value (null: deleted). */
@@ -365,13 +376,20 @@ class TransactionState {
     return this.engine.get(key, sequence)
   }
 
-  write(key: Bytes, value: Bytes | null): void {
+  write(key: Bytes, value: Bytes | null, options?: ExpiryOptions): void {
     this.checkActive()
+    if (options !== undefined && (typeof options !== 'object' || options === null)) throw new StrataError('STRATA_INVALID_ARGUMENT', 'put options must be an object')
+    const expiresAt = expiryFrom(options, this.engine.options.clock(), 'transaction put')
     const k = this.checkedKey(key)
     const v = value === null ? null : ownBytes(checkValue(value, this.engine.options.maxValueBytes), value)
     const own = this.writes.find(k)
-    if (own !== undefined) own.value = v
-    else this.writes.add({ key: k, value: v })
+    if (own !== undefined) (own.value = v), (own.expiresAt = expiresAt)
+    else this.writes.add({ key: k, value: v, expiresAt })
+  }
+
+  /** True when an own put's expiry time has passed. */
+  private expired(own: OwnWrite): boolean {
+    return own.expiresAt !== undefined && own.expiresAt <= this.engine.options.clock()
   }
 
   /**
@@ -433,7 +451,7 @@ class TransactionState {
           if (c === 0) next = await base.next()
           i++
           cover(mine!.key)
-          if (mine!.value !== null) {
+          if (mine!.value !== null && !this.expired(mine!)) {
             yielded++
             yield [Buffer.from(mine!.key), values ? Buffer.from(mine!.value) : EMPTY_VALUE]
           }
@@ -470,7 +488,10 @@ class TransactionState {
     // Arrays of their final size: a pushed-to empty array reserves 17 slots.
     const writes = this.writes.items
     const ops = new Array<WriteOp>(writes.length)
-    for (let i = 0; i < writes.length; i++) ops[i] = { key: writes[i].key, value: writes[i].value }
+    for (let i = 0; i < writes.length; i++) {
+      const w = writes[i]
+      ops[i] = w.expiresAt === undefined || w.value === null ? { key: w.key, value: w.value } : { key: w.key, value: w.value, expiresAt: w.expiresAt }
+    }
     const reads = this.reads.items
     const conditions = new Array<Condition>(reads.length + this.ranges.length)
     for (let i = 0; i < reads.length; i++) conditions[i] = { type: 'key', key: reads[i].key, version: reads[i].version }

@@ -2,7 +2,7 @@ import { assert } from '../base/assert.js'
 import { copyRange, writeU32, writeU64, writeVarint } from '../base/coding.js'
 import { RecordArena } from './record-arena.js'
 import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-framing.js'
-import { KIND_DELETE, KIND_PUT, type WriteOp } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, type WriteOp } from '../base/entry.js'
 import { BATCH_END, KIND_NOOP, PAYLOAD_HEADER_BYTES, PAYLOAD_PREFIX_BYTES, WAL_FORMAT_VERSION } from './wal-record.js'
 
 /**
@@ -75,15 +75,24 @@ export class WalRecordBuilder {
     let o = this.used
     const last = ops.length - 1
     for (let i = 0; i < ops.length; i++) {
-      const { key, value } = ops[i]
-      buf[o++] = (value === null ? KIND_DELETE : KIND_PUT) | (i === last ? BATCH_END : 0)
+      const { key, value, expiresAt } = ops[i]
+      const expiring = value !== null && expiresAt !== undefined
+      buf[o++] = (value === null ? KIND_DELETE : expiring ? KIND_PUT_EXPIRING : KIND_PUT) | (i === last ? BATCH_END : 0)
       o = writeVarint(buf, o, key.length)
       offsets.push(o)
       o = copyRange(buf, o, key, 0, key.length)
       if (value !== null) {
-        o = writeVarint(buf, o, value.length)
-        offsets.push(o)
-        o = copyRange(buf, o, value, 0, value.length)
+        if (expiring) {
+          // The value span (what the memtable indexes) starts at the expiry time.
+          o = writeVarint(buf, o, value.length + EXPIRY_BYTES)
+          offsets.push(o)
+          writeU64(buf, o, expiresAt)
+          o = copyRange(buf, o + EXPIRY_BYTES, value, 0, value.length)
+        } else {
+          o = writeVarint(buf, o, value.length)
+          offsets.push(o)
+          o = copyRange(buf, o, value, 0, value.length)
+        }
       } else {
         offsets.push(-1)
       }

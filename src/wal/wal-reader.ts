@@ -56,10 +56,10 @@ function visitPayloads(payloads: readonly Buffer[], name: string, visit: WalEntr
   let n = 0
   let lastSequence = 0
   for (const payload of payloads) {
-    n += forEachWalEntry(payload, name, (p, seq, ks, ke, vs, ve, end) => {
+    n += forEachWalEntry(payload, name, (p, seq, ks, ke, vs, ve, end, kind) => {
       if (seq <= lastSequence) throw corruption(`WAL sequence ${seq} does not follow ${lastSequence}`, name)
       lastSequence = seq
-      visit(p, seq, ks, ke, vs, ve, end)
+      visit(p, seq, ks, ke, vs, ve, end, kind)
     })
   }
   return n

@@ -1,5 +1,5 @@
 import { cursor, readU32, readU64, readVarint, varintLength } from '../base/coding.js'
-import { KIND_DELETE, KIND_PUT, type WriteOp } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, type WriteOp } from '../base/entry.js'
 import { corruption } from '../base/errors.js'
 
 /**
@@ -7,6 +7,7 @@ import { corruption } from '../base/errors.js'
  *
  *   u8 version (3) | u64 firstSequence | u32 count | u64 epoch | count × entry
  *   entry: u8 kind | (put, delete) varint keyLength | key | (put) varint valueLength | value
+ *   (an expiring put, kind 4: its value bytes are u64 expiresAt ‖ value)
  *
  * Entry i gets sequence firstSequence + i. A record is applied whole or not at all,
  * which is what makes a batch atomic across a crash. The kind byte's top bit
@@ -47,7 +48,10 @@ export function walRecordLastSequence(payload: Buffer): number {
 /** Bytes one op takes inside a payload. */
 export function encodedOpBytes(op: WriteOp): number {
   let n = 1 + varintLength(op.key.length) + op.key.length
-  if (op.value !== null) n += varintLength(op.value.length) + op.value.length
+  if (op.value !== null) {
+    const length = op.expiresAt === undefined ? op.value.length : op.value.length + EXPIRY_BYTES
+    n += varintLength(length) + length
+  }
   return n
 }
 
@@ -62,9 +66,10 @@ export interface WalBatch {
 /**
  * Receives one entry of a record: its sequence, and where its key and value
  * lie in `payload` (valueStart = -1 for a delete); `batchEnd` is true on the
- * last entry of a write. No objects are made per entry.
+ * last entry of a write; `kind` is KIND_PUT, KIND_DELETE or KIND_PUT_EXPIRING
+ * (whose value bytes start with the expiry time). No objects are made per entry.
  */
-export type WalEntryVisitor = (payload: Buffer, sequence: number, keyStart: number, keyEnd: number, valueStart: number, valueEnd: number, batchEnd: boolean) => void
+export type WalEntryVisitor = (payload: Buffer, sequence: number, keyStart: number, keyEnd: number, valueStart: number, valueEnd: number, batchEnd: boolean, kind: number) => void
 
 /**
  * Walks a record payload entry by entry; returns the entry count (NOOPs
@@ -92,7 +97,7 @@ export function forEachWalEntry(payload: Buffer, fileName: string, visit: WalEnt
       onNoop?.(firstSequence + i, true)
       continue
     }
-    if (kind !== KIND_PUT && kind !== KIND_DELETE) throw corruption(`unknown entry kind ${kind}`, fileName)
+    if (kind !== KIND_PUT && kind !== KIND_DELETE && (kind !== KIND_PUT_EXPIRING || version < 3)) throw corruption(`unknown entry kind ${kind}`, fileName)
     readVarint(payload, o, end)
     const keyStart = cursor.offset
     const keyEnd = keyStart + cursor.value
@@ -100,16 +105,17 @@ export function forEachWalEntry(payload: Buffer, fileName: string, visit: WalEnt
     o = keyEnd
     let valueStart = -1
     let valueEnd = -1
-    if (kind === KIND_PUT) {
+    if (kind !== KIND_DELETE) {
       readVarint(payload, o, end)
       valueStart = cursor.offset
       valueEnd = valueStart + cursor.value
       if (valueEnd > end) throw corruption('WAL value runs past its record', fileName)
+      if (kind === KIND_PUT_EXPIRING && cursor.value < EXPIRY_BYTES) throw corruption('WAL expiring value shorter than its expiry time', fileName)
       o = valueEnd
     }
     const batchEnd = version === 1 ? i === count - 1 : flags !== 0
     if (i === count - 1 && !batchEnd) throw corruption('WAL record ends inside a batch', fileName)
-    visit(payload, firstSequence + i, keyStart, keyEnd, valueStart, valueEnd, batchEnd)
+    visit(payload, firstSequence + i, keyStart, keyEnd, valueStart, valueEnd, batchEnd, kind)
   }
   if (o !== end) throw corruption('WAL record has trailing bytes', fileName)
   return count
@@ -120,10 +126,11 @@ export function decodeWalRecord(payload: Buffer, fileName: string): WalBatch {
   const ops: WriteOp[] = []
   const batchEnds: number[] = []
   let firstSequence = -1
-  forEachWalEntry(payload, fileName, (p, seq, ks, ke, vs, ve, batchEnd) => {
+  forEachWalEntry(payload, fileName, (p, seq, ks, ke, vs, ve, batchEnd, kind) => {
     if (firstSequence < 0) firstSequence = seq
     if (batchEnd) batchEnds.push(ops.length)
-    ops.push({ key: p.subarray(ks, ke), value: vs < 0 ? null : p.subarray(vs, ve) })
+    if (kind === KIND_PUT_EXPIRING) ops.push({ key: p.subarray(ks, ke), value: p.subarray(vs + EXPIRY_BYTES, ve), expiresAt: readU64(p, vs) })
+    else ops.push({ key: p.subarray(ks, ke), value: vs < 0 ? null : p.subarray(vs, ve) })
   })
   return { firstSequence: firstSequence < 0 ? readU64(payload, 1) : firstSequence, ops, batchEnds }
 }
