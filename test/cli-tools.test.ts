@@ -203,11 +203,13 @@ interface WalRecord {
   start: number
   end: number
   firstSequence: number
-  /** [key (latin1), value or null for a delete] in order. */
+  /** [key (latin1), value or null for a delete] in order (an expiring put's value without its expiry time). */
   ops: Array<[string, string | null]>
+  /** Per op: the expiry time of an expiring put (kind 4), else undefined. */
+  expiresAt: Array<number | undefined>
 }
 
-/** Splits a WAL into records (both checksums checked) and decodes their ops (record versions 1 and 2). */
+/** Splits a WAL into records (both checksums checked) and decodes their ops (record versions 1 to 3). */
 function parseWal(file: string): WalRecord[] {
   const buf = fs.readFileSync(file)
   const records: WalRecord[] = []
@@ -225,22 +227,28 @@ function parseWal(file: string): WalRecord[] {
     if (version >= 3) expect(payload.readBigUInt64LE(13)).toBe(0n)
     const at = { o: version >= 3 ? 21 : 13 }
     const ops: WalRecord['ops'] = []
+    const expiresAt: WalRecord['expiresAt'] = []
     for (let i = 0; i < count; i++) {
       // Version 2 marks the last entry of each write with the kind byte's top bit.
       const kind = payload[at.o++] & (version >= 2 ? 0x7f : 0xff)
       const kl = readVarint(payload, at)
       const key = payload.subarray(at.o, at.o + kl).toString('latin1')
       at.o += kl
-      if (kind === 1) {
+      if (kind === 1 || kind === 4) {
+        // Kind 4, an expiring put: its value bytes are u64 expiresAt, then the value.
         const vl = readVarint(payload, at)
-        ops.push([key, payload.subarray(at.o, at.o + vl).toString('latin1')])
+        const skip = kind === 4 ? 8 : 0
+        ops.push([key, payload.subarray(at.o + skip, at.o + vl).toString('latin1')])
+        expiresAt.push(kind === 4 ? Number(payload.readBigUInt64LE(at.o)) : undefined)
         at.o += vl
       } else {
+        expect(kind).toBe(0)
         ops.push([key, null])
+        expiresAt.push(undefined)
       }
     }
     expect(at.o).toBe(len)
-    records.push({ start: o, end: o + 12 + len, firstSequence: Number(payload.readBigUInt64LE(1)), ops })
+    records.push({ start: o, end: o + 12 + len, firstSequence: Number(payload.readBigUInt64LE(1)), ops, expiresAt })
     o += 12 + len
   }
   return records
@@ -1001,6 +1009,261 @@ describe('blob files (key-value separation)', () => {
     expect(sorted(await contentOfDir(dir))).toEqual(sorted(expected))
     const check = await strata('check', dir)
     expect(check.code, check.stdout).toBe(0)
+  })
+})
+
+// ---- expiring entries (kinds 4 and 5) ----------------------------------------------------------
+
+/** The clock the expiring template is written with, and a time far beyond it (and beyond any test run's clock). */
+const TTL_NOW = Date.UTC(2030, 0, 1)
+const LATER = Date.UTC(2100, 0, 1)
+const TTL_OPTIONS = { minBlobBytes: 64, memtableBytes: 8 * 1024, autoCompaction: false, flushOnClose: false, clock: () => TTL_NOW }
+
+/**
+ * A database of expiring puts: keys `t/…` expire far in the future, keys
+ * `x/…` had expired when they were written (by the template's clock), keys
+ * `p/…` never expire; large values (>= 64 bytes) go to blob files, so the
+ * tables hold kinds 1, 4 and 5. A second session leaves expiring puts (a
+ * single put, and a batch) in the WAL. `ttlModel`: key → value and expiry.
+ */
+let ttlTemplate: string
+const ttlModel = new Map<string, { value: string; expiresAt?: number }>()
+
+beforeAll(async () => {
+  ttlTemplate = newDir('ttl-template')
+  let db = await open(ttlTemplate, TTL_OPTIONS)
+  const big = (tag: string, i: number): string => `${tag}-${i}-`.padEnd(70 + (i % 40), 'e')
+  for (let i = 0; i < 90; i++) {
+    const n = String(i).padStart(3, '0')
+    const t = { value: i % 2 === 0 ? big('t', i) : `t-small-${i}`, expiresAt: LATER + i }
+    await db.put(`t/${n}`, t.value, { expiresAt: t.expiresAt })
+    ttlModel.set(`t/${n}`, t)
+    const x = { value: i % 3 === 0 ? big('x', i) : `x-small-${i}`, expiresAt: TTL_NOW - 1000 }
+    await db.put(`x/${n}`, x.value, { expiresAt: x.expiresAt })
+    ttlModel.set(`x/${n}`, x)
+    await db.put(`p/${n}`, `plain-${i}`)
+    ttlModel.set(`p/${n}`, { value: `plain-${i}` })
+  }
+  await db.close()
+  db = await open(ttlTemplate, TTL_OPTIONS)
+  await db.put('w/small', 'ws', { ttlMs: 60_000 })
+  ttlModel.set('w/small', { value: 'ws', expiresAt: TTL_NOW + 60_000 })
+  await db.batch([
+    { type: 'put', key: 'w/big', value: 'W'.repeat(100), expiresAt: LATER },
+    { type: 'put', key: 'w/plain', value: 'wp' },
+  ])
+  ttlModel.set('w/big', { value: 'W'.repeat(100), expiresAt: LATER })
+  ttlModel.set('w/plain', { value: 'wp' })
+  await db.close()
+  const kinds = new Set(filesEnding(ttlTemplate, '.sst').flatMap((f) => parseTable(f).entries.map((e) => e.kind)))
+  expect([...kinds].sort()).toEqual([1, 4, 5])
+  const wal = parseWal(filesEnding(ttlTemplate, '.log')[0])
+  expect(wal.flatMap((r) => r.expiresAt).filter((e) => e !== undefined)).toEqual([TTL_NOW + 60_000, LATER])
+})
+
+/** An expiring entry's expiry time and the bytes after it (a value, or a blob reference), from a table entry's latin1 value. */
+function splitExpiring(value: string): { expiresAt: number; rest: string } {
+  const b = Buffer.from(value, 'latin1')
+  expect(b.length).toBeGreaterThanOrEqual(8)
+  return { expiresAt: Number(b.readBigUInt64LE(0)), rest: b.subarray(8).toString('latin1') }
+}
+
+/** Every key of a directory with its value (latin1) and expiry, read through getEntry with a clock before every expiry time. */
+async function entriesOfDir(dir: string): Promise<Map<string, { value: string; expiresAt?: number }>> {
+  const db = await open(dir, { autoCompaction: false, clock: () => 1 })
+  try {
+    const out = new Map<string, { value: string; expiresAt?: number }>()
+    for await (const [k] of db.iterator({ values: false })) {
+      const e = (await db.getEntry(k))!
+      out.set(k.toString('latin1'), e.expiresAt === undefined ? { value: e.value.toString('latin1') } : { value: e.value.toString('latin1'), expiresAt: e.expiresAt })
+    }
+    return out
+  } finally {
+    await db.close()
+  }
+}
+
+const sortedEntries = <T>(m: Map<string, T>): Array<[string, T]> => [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+
+/** Entries of a block with the offset of each entry's kind byte (in the block's contents). */
+function kindOffsets(contents: Buffer): Array<{ key: string; kind: number; kindOffset: number; valueLength: number }> {
+  const tail = contents.readUInt32LE(contents.length - 4)
+  const hashBytes = tail >= 0x8000_0000 ? 2 + 3 * contents.readUInt16LE(contents.length - 6) : 0
+  const end = contents.length - 4 - hashBytes - 4 * (tail & 0x7fff_ffff)
+  const keys = decodeBlock(contents)
+  const out: Array<{ key: string; kind: number; kindOffset: number; valueLength: number }> = []
+  const at = { o: 0 }
+  for (let i = 0; at.o < end; i++) {
+    readVarint(contents, at)
+    const unshared = readVarint(contents, at)
+    const valueLength = readVarint(contents, at)
+    const kindOffset = at.o++
+    readVarint(contents, at)
+    at.o += unshared + valueLength
+    out.push({ key: keys[i].key, kind: contents[kindOffset], kindOffset, valueLength })
+  }
+  return out
+}
+
+/** Rewrites the trailer checksum of a data block after its contents changed (low 32 bits of XXH64 of contents and type byte). */
+function resealBlock(file: string, r: Region): void {
+  const buf = fs.readFileSync(file)
+  buf.writeUInt32LE(Number(BigInt.asUintN(32, xx.h64Raw(buf.subarray(r.offset, r.offset + r.size + 1), 0n))), r.offset + r.size + 1)
+  fs.writeFileSync(file, buf)
+}
+
+/** Frames a WAL record payload: u32 length, u32 payload checksum, u32 header checksum, payload. */
+function walFrame(payload: Buffer): Buffer {
+  const head = Buffer.alloc(12)
+  head.writeUInt32LE(payload.length, 0)
+  head.writeUInt32LE(xx.h32Raw(payload, 0) >>> 0, 4)
+  head.writeUInt32LE(xx.h32Raw(head.subarray(0, 8), 0x53545241) >>> 0, 8)
+  return Buffer.concat([head, payload])
+}
+
+describe('expiring entries (kinds 4 and 5)', () => {
+  it('check passes, counting kind-5 references as live blob references', async () => {
+    const dir = copyOf(ttlTemplate)
+    const before = hashTree(dir)
+    const [text, json] = await Promise.all([strata('check', dir), strataJson('check', dir)])
+    expect(text.code, text.stdout + text.stderr).toBe(0)
+    expect(text.stdout).toMatch(/result: OK: 0 problems, 0 warnings/)
+    expect(json.doc.problems).toEqual([])
+    expect(json.doc.warnings).toEqual([])
+    const tables = filesEnding(dir, '.sst').map(parseTable)
+    const refs = tables.flatMap((t) => t.entries.filter((e) => e.kind === 5).map((e) => parseReference(splitExpiring(e.value).rest)))
+    expect(refs.length).toBe(45 + 30)
+    expect(json.doc.tables.reduce((n: number, t: { blobReferences: number }) => n + t.blobReferences, 0)).toBe(refs.length)
+    for (const b of json.doc.blobFiles) {
+      expect(b.references).toBe(refs.filter((r) => r.blobFile === b.file).length)
+      expect(b.references).toBe(b.valueCount - b.garbageCount)
+    }
+    expect(json.doc.wals[0].entries).toBe(3)
+    expect(hashTree(dir)).toEqual(before)
+  })
+
+  it('dump shows put-expiring and blob-expiring entries with their expiry (ms and ISO), tables and WAL, text and --json', async () => {
+    const table = filesEnding(ttlTemplate, '.sst').map(parseTable).find((t) => t.entries.some((e) => e.kind === 4) && t.entries.some((e) => e.kind === 5))!
+    const wal = filesEnding(ttlTemplate, '.log')[0]
+    const [text, json, keysOnly, walText, walJson] = await Promise.all([strata('dump', table.file), strataJson('dump', table.file), strata('dump', table.file, '--keys-only'), strata('dump', wal), strataJson('dump', wal)])
+    const iso = (ms: number): string => new Date(ms).toISOString()
+    expect(text.code, text.stderr).toBe(0)
+    const put = table.entries.find((e) => e.kind === 4)!
+    const p = splitExpiring(put.value)
+    expect(p.rest).toBe(ttlModel.get(put.key)!.value)
+    expect(text.stdout).toContain(`  ${JSON.stringify(put.key)} @${put.seq} put-expiring expires ${p.expiresAt} (${iso(p.expiresAt)}) ${JSON.stringify(p.rest)}\n`)
+    const blob = table.entries.find((e) => e.kind === 5)!
+    const b = splitExpiring(blob.value)
+    const ref = parseReference(b.rest)
+    expect(text.stdout).toContain(
+      `  ${JSON.stringify(blob.key)} @${blob.seq} blob-expiring expires ${b.expiresAt} (${iso(b.expiresAt)}) ${ref.blobFile} offset ${ref.blobOffset}, ${ref.blobLength} bytes, checksum 0x${ref.blobChecksum.toString(16).padStart(8, '0')}\n`,
+    )
+    // --keys-only: the expiry stays, the value and the reference go.
+    expect(keysOnly.stdout).toContain(`  ${JSON.stringify(put.key)} @${put.seq} put-expiring expires ${p.expiresAt} (${iso(p.expiresAt)})\n`)
+    expect(keysOnly.stdout).toContain(`  ${JSON.stringify(blob.key)} @${blob.seq} blob-expiring expires ${b.expiresAt} (${iso(b.expiresAt)})\n`)
+
+    expect(json.code).toBe(0)
+    expect(json.doc.blocks.flatMap((x: { entries: unknown[] }) => x.entries)).toEqual(
+      table.entries.map((e) => {
+        const head = { key: e.key, keyEncoding: 'utf8', sequence: e.seq }
+        if (e.kind === 1) return { ...head, kind: 'put', value: e.value, valueEncoding: 'utf8' }
+        const x = splitExpiring(e.value)
+        expect(x.expiresAt).toBe(ttlModel.get(e.key)!.expiresAt)
+        const expiry = { expiresAt: x.expiresAt, expiresAtIso: iso(x.expiresAt) }
+        if (e.kind === 4) return { ...head, kind: 'put-expiring', ...expiry, value: x.rest, valueEncoding: 'utf8' }
+        expect(e.kind).toBe(5)
+        return { ...head, kind: 'blob-expiring', ...expiry, ...parseReference(x.rest) }
+      }),
+    )
+
+    // The WAL: the single expiring put, and the batch's expiring put beside a plain one.
+    const recs = parseWal(wal)
+    expect(walText.code, walText.stderr).toBe(0)
+    const small = TTL_NOW + 60_000
+    expect(walText.stdout).toContain(`    "w/small" @${recs[0].firstSequence} put-expiring expires ${small} (${iso(small)}) "ws"\n`)
+    expect(walText.stdout).toContain(`    "w/big" @${recs[1].firstSequence} put-expiring expires ${LATER} (${iso(LATER)}) ${JSON.stringify('W'.repeat(100))}\n    "w/plain" @${recs[1].firstSequence + 1} put "wp"\n`)
+    expect(walJson.code).toBe(0)
+    expect(walJson.doc.records.flatMap((r: { entries: unknown[] }) => r.entries)).toEqual([
+      { key: 'w/small', keyEncoding: 'utf8', sequence: recs[0].firstSequence, kind: 'put-expiring', expiresAt: small, expiresAtIso: iso(small), value: 'ws', valueEncoding: 'utf8', batchEnd: true },
+      { key: 'w/big', keyEncoding: 'utf8', sequence: recs[1].firstSequence, kind: 'put-expiring', expiresAt: LATER, expiresAtIso: iso(LATER), value: 'W'.repeat(100), valueEncoding: 'utf8', batchEnd: false },
+      { key: 'w/plain', keyEncoding: 'utf8', sequence: recs[1].firstSequence + 1, kind: 'put', value: 'wp', valueEncoding: 'utf8', batchEnd: true },
+    ])
+  })
+
+  it('repair (rebuild) keeps every expiring entry, expired or not, with its expiry and its blob file', async () => {
+    const dir = copyOf(ttlTemplate)
+    fs.rmSync(path.join(dir, 'CURRENT'))
+    const blobs = filesEnding(dir, '.blob').map((f) => path.basename(f))
+    const { code, doc, stderr } = await strataJson('repair', dir)
+    expect(code, stderr + JSON.stringify(doc)).toBe(0)
+    expect(doc.mode).toBe('rebuild')
+    expect(doc.verified).toBe(true)
+    expect(doc.lost).toMatchObject({ blocks: 0, records: 0, blobValues: 0, entries: 0 })
+    expect(doc.result.blobFiles.map((b: { file: string }) => b.file)).toEqual(blobs)
+    for (const b of doc.result.blobFiles) expect(b.garbageCount).toBe(0)
+    const kinds = filesEnding(dir, '.sst').flatMap((f) => parseTable(f).entries.map((e) => e.kind))
+    expect(kinds.filter((k) => k === 5)).toHaveLength(75)
+    expect(sortedEntries(await entriesOfDir(dir))).toEqual(sortedEntries(ttlModel))
+    const check = await strataJson('check', dir)
+    expect(check.code, JSON.stringify(check.doc.problems)).toBe(0)
+    expect(check.doc.warnings).toEqual([])
+  })
+
+  it('repair copies the readable kind-5 values of a damaged blob file with their expiry, and drops the one whose value is damaged', async () => {
+    const dir = copyOf(ttlTemplate)
+    const withRefs = filesEnding(dir, '.sst').flatMap((f) => parseTable(f).entries.filter((e) => e.kind === 5).map((e) => ({ entry: e, ref: parseReference(splitExpiring(e.value).rest) })))
+    const target = withRefs.find((r) => r.entry.key.startsWith('t/'))!
+    const sameFile = withRefs.filter((r) => r.ref.blobFile === target.ref.blobFile && r !== target)
+    expect(sameFile.length).toBeGreaterThan(0)
+    flipByte(path.join(dir, target.ref.blobFile), target.ref.blobOffset + 3)
+    const { code, doc, stderr } = await strataJson('repair', dir)
+    expect(code, stderr + JSON.stringify(doc)).toBe(0)
+    expect(doc.mode).toBe('manifest')
+    expect(doc.lost).toMatchObject({ blobValues: 1, entries: 1 })
+    const damaged = doc.files.find((f: { file: string }) => f.file === target.ref.blobFile)
+    expect(damaged).toMatchObject({ action: 'rewritten', blobValuesLost: 1, movedTo: path.join('lost', target.ref.blobFile) })
+    expect(doc.result.blobFiles.map((b: { file: string }) => b.file)).toContain(damaged.newBlobFile)
+    // The copied values are referenced by kind-5 entries that kept their expiry.
+    const copied = filesEnding(dir, '.sst').flatMap((f) => parseTable(f).entries.filter((e) => e.kind === 5 && parseReference(splitExpiring(e.value).rest).blobFile === damaged.newBlobFile))
+    expect(copied.map((e) => e.key).sort()).toEqual(sameFile.map((r) => r.entry.key).sort())
+    for (const e of copied) expect(splitExpiring(e.value).expiresAt).toBe(ttlModel.get(e.key)!.expiresAt)
+    const expected = new Map(ttlModel)
+    expected.delete(target.entry.key)
+    expect(sortedEntries(await entriesOfDir(dir))).toEqual(sortedEntries(expected))
+    const check = await strata('check', dir)
+    expect(check.code, check.stdout).toBe(0)
+  })
+
+  it('check and dump report an expiring value shorter than its expiry time, in a table and in a WAL', async () => {
+    // A table: a plain put of a 7-byte value ("plain-0") becomes an expiring one (kind 4), its block resealed.
+    const tableDir = copyOf(ttlTemplate)
+    const short = (e: BlockEntry): boolean => e.kind === 1 && e.value.length < 8
+    const t = filesEnding(tableDir, '.sst').map(parseTable).find((x) => x.entries.some(short))!
+    const buf = fs.readFileSync(t.file)
+    const block = t.dataBlocks.find((b) => b.entries.some(short))!
+    const victim = kindOffsets(buf.subarray(block.offset, block.offset + block.size)).find((e) => e.kind === 1 && e.valueLength < 8)!
+    buf[block.offset + victim.kindOffset] = 4
+    fs.writeFileSync(t.file, buf)
+    resealBlock(t.file, block)
+    // A WAL: its first record rewritten with an expiring put whose value is 3 bytes.
+    const walDir = copyOf(ttlTemplate)
+    const wal = filesEnding(walDir, '.log')[0]
+    const recs = parseWal(wal)
+    const old = fs.readFileSync(wal)
+    const payload = Buffer.concat([old.subarray(recs[0].start + 12, recs[0].start + 12 + 21), Buffer.from([4 | 0x80, 7]), Buffer.from('w/small'), Buffer.from([3]), Buffer.from('abc')])
+    fs.writeFileSync(wal, Buffer.concat([walFrame(payload), old.subarray(recs[0].end)]))
+
+    const [tableCheck, tableDump, walCheck, walDump] = await Promise.all([strataJson('check', tableDir), strataJson('dump', t.file), strataJson('check', walDir), strata('dump', wal)])
+    expect(tableCheck.code).toBe(1)
+    expect(tableCheck.doc.problems).toEqual(
+      expect.arrayContaining([expect.objectContaining({ file: t.name, offset: block.offset, message: expect.stringMatching(/does not decode: expiring entry shorter than its expiry time/) })]),
+    )
+    expect(tableDump.code).toBe(1)
+    expect(tableDump.doc.problems).toEqual([expect.objectContaining({ file: t.name, offset: block.offset, message: expect.stringMatching(/expiring entry shorter than its expiry time/) })])
+    expect(walCheck.code).toBe(1)
+    expect(walCheck.doc.problems).toEqual([expect.objectContaining({ file: path.basename(wal), offset: 0, message: expect.stringMatching(/record does not decode: WAL expiring value shorter than its expiry time/) })])
+    expect(walDump.code).toBe(1)
+    expect(walDump.stdout).toMatch(/error: .*WAL expiring value shorter than its expiry time/)
   })
 })
 

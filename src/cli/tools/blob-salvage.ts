@@ -8,12 +8,14 @@
  * its garbage is known when the manifest is written.
  */
 import * as path from 'node:path'
+import { isExpiringKind, withExpiry } from '../../base/entry.js'
 import { blobFileName } from '../../base/file-names.js'
 import { BlobFileWriter } from '../../blob/blob-file-writer.js'
 import { blobValueChecksum } from '../../blob/blob-format.js'
 import { decodeBlobReference, type BlobReference } from '../../blob/blob-reference.js'
 import { readExactly, syncDirectory, type File, type FileSystem } from '../../vfs/file-system.js'
 import { BlobRecordIndex, inspectBlobFile, isIntactBlob, type BlobFileInspection } from './blob-inspection.js'
+import { payloadOf } from './entry-kinds.js'
 import { showBytes, type Finding } from './output.js'
 import type { EntryView } from './table-inspection.js'
 
@@ -149,16 +151,18 @@ export class BlobValues {
   }
 
   /**
-   * The value to write for an entry of kind 3 copied into a new table: its
-   * reference, or a new one when the value was copied out of a damaged blob
-   * file; undefined when the value cannot be read (the entry is dropped and
-   * counted in `fx`).
+   * The value to write for an entry of kind 3 or 5 copied into a new table:
+   * its value bytes as they are, or (the value copied out of a damaged blob
+   * file) with the new reference in place of the old one (kind 5: behind the
+   * same expiry time); undefined when the value cannot be read (the entry is
+   * dropped and counted in `fx`).
    */
   async valueFor(e: EntryView, fx: BlobEffects, table: string): Promise<Uint8Array | undefined> {
-    const r = await this.resolve(e.key, e.value)
+    const r = await this.resolve(e.key, payloadOf(e.kind, e.value))
     if ('reference' in r) {
-      if (r.copied) fx.copied++
-      return r.reference
+      if (!r.copied) return e.value
+      fx.copied++
+      return isExpiringKind(e.kind) ? withExpiry(e.value, r.reference) : r.reference
     }
     fx.lost++
     fx.lostBytes += r.bytes
@@ -166,7 +170,7 @@ export class BlobValues {
     return undefined
   }
 
-  /** Counts the value a kept entry references. */
+  /** Counts the value a kept entry references (`reference`: the blob reference alone, without an expiry time). */
   count(reference: Uint8Array): void {
     const r = this.decode(reference)
     if (r === undefined) return

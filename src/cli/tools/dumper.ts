@@ -2,15 +2,15 @@
  * The state and wording every `strata dump` shares, whatever the kind of
  * file: the options (key bounds, --keys-only, --json, --hex), the output, the
  * problems met so far (each printed as `error:` where it lies, or collected
- * for the JSON document's tail), and how keys, values, blob references and
- * entries are shown as text and as JSON.
+ * for the JSON document's tail), and how keys, values, blob references,
+ * expiry times and entries are shown as text and as JSON.
  */
-import { KIND_BLOB, KIND_DELETE } from '../../base/entry.js'
+import { KIND_DELETE, isExpiringKind } from '../../base/entry.js'
 import { blobFileName } from '../../base/file-names.js'
 import { decodeBlobReference, type BlobReference } from '../../blob/blob-reference.js'
 import { KIND_NOOP } from '../../wal/wal-record.js'
+import { expiryText, isBlobKind, isoTime, kindName, payloadOf, readExpiry, type KindName } from './entry-kinds.js'
 import { count, hex32, jsonBytes, showBytes, showFinding, type BytesFormat, type Finding, type KeyBounds, type Out } from './output.js'
-import { kindName } from './table-file.js'
 
 export type DumpType = 'table' | 'wal' | 'manifest' | 'blob'
 
@@ -26,10 +26,14 @@ export interface JsonEntry {
   key: string
   keyEncoding: string
   sequence: number
-  kind: 'put' | 'delete' | 'blob' | 'noop' | `kind ${number}`
+  kind: KindName | 'noop'
+  /** Kinds 'put-expiring' and 'blob-expiring': when the value expires (ms since the epoch), and as ISO 8601 (null: no such date). */
+  expiresAt?: number
+  expiresAtIso?: string | null
+  /** The value stored (for an expiring kind: without its expiry time). */
   value?: string
   valueEncoding?: string
-  /** Kind 'blob': where the value is (the entry's value bytes are this reference). */
+  /** Kinds 'blob' and 'blob-expiring': where the value is (the entry's value bytes are this reference, after the expiry time). */
   blobFile?: string
   blobOffset?: number
   blobLength?: number
@@ -57,7 +61,7 @@ export class Dumper {
     return showBytes(b, this.format)
   }
 
-  /** The blob reference an entry of kind 3 holds as its value, or undefined when it does not decode. */
+  /** The blob reference an entry of kind 3 (or 5, after its expiry time) holds, or undefined when it does not decode. */
   reference(value: Uint8Array): BlobReference | undefined {
     try {
       return decodeBlobReference(value, '')
@@ -66,37 +70,61 @@ export class Dumper {
     }
   }
 
+  /**
+   * An entry as a line: key, `@sequence`, kind, the expiry time of an
+   * expiring kind (`expires <ms> (<ISO time>)`, shown with --keys-only too),
+   * then the value (without its expiry time) or the blob reference.
+   */
   entryText(key: Uint8Array, seq: number, kind: number, value: Uint8Array | null): string {
     if (kind === KIND_NOOP) return `  @${seq} noop`
-    const k = kindName(kind)
     let v = ''
-    if (kind !== KIND_DELETE && !this.o.keysOnly && value !== null) {
-      if (kind === KIND_BLOB) {
-        const r = this.reference(value)
-        v = r === undefined ? ` malformed reference 0x${Buffer.from(value).toString('hex')}` : ` ${blobFileName(r.fileNumber)} offset ${r.valueOffset}, ${count(r.valueLength)} bytes, checksum 0x${hex32(r.checksum)}`
-      } else {
-        v = ` ${this.show(value)}`
+    if (kind !== KIND_DELETE && value !== null) {
+      let payload = value
+      if (isExpiringKind(kind)) {
+        const x = readExpiry(value)
+        if ('problem' in x) return `  ${this.show(key)} @${seq} ${kindName(kind)} malformed: ${x.problem}${this.o.keysOnly ? '' : `; value bytes 0x${Buffer.from(value).toString('hex')}`}`
+        v = ` ${expiryText(x.expiresAt)}`
+        payload = payloadOf(kind, value)
+      }
+      if (!this.o.keysOnly) {
+        if (isBlobKind(kind)) {
+          const r = this.reference(payload)
+          v += r === undefined ? ` malformed reference 0x${Buffer.from(payload).toString('hex')}` : ` ${blobFileName(r.fileNumber)} offset ${r.valueOffset}, ${count(r.valueLength)} bytes, checksum 0x${hex32(r.checksum)}`
+        } else {
+          v += ` ${this.show(payload)}`
+        }
       }
     }
-    return `  ${this.show(key)} @${seq} ${k}${v}`
+    return `  ${this.show(key)} @${seq} ${kindName(kind)}${v}`
   }
 
+  /** An entry in a dump's JSON: see JsonEntry (an expiring kind whose expiry time does not read has its raw value bytes, and no expiresAt). */
   entryJson(key: Uint8Array, seq: number, kind: number, value: Uint8Array | null): JsonEntry {
     const k = jsonBytes(key, this.format)
     const e: JsonEntry = { key: k.text, keyEncoding: k.encoding, sequence: seq, kind: kind === KIND_NOOP ? 'noop' : kindName(kind) }
-    if (kind !== KIND_DELETE && !this.o.keysOnly && value !== null) {
-      const r = kind === KIND_BLOB ? this.reference(value) : undefined
-      if (r !== undefined) {
-        e.blobFile = blobFileName(r.fileNumber)
-        e.blobOffset = r.valueOffset
-        e.blobLength = r.valueLength
-        e.blobChecksum = r.checksum
-      } else {
-        // A put's value; the raw bytes of a blob reference that does not decode.
-        const v = jsonBytes(value, this.format)
-        e.value = v.text
-        e.valueEncoding = v.encoding
+    if (kind === KIND_DELETE || value === null) return e
+    let payload = value
+    if (isExpiringKind(kind)) {
+      const x = readExpiry(value)
+      if ('expiresAt' in x) {
+        e.expiresAt = x.expiresAt
+        e.expiresAtIso = isoTime(x.expiresAt) ?? null
+        payload = payloadOf(kind, value)
       }
+    }
+    if (this.o.keysOnly) return e
+    const blob = isBlobKind(kind) && (!isExpiringKind(kind) || e.expiresAt !== undefined)
+    const r = blob ? this.reference(payload) : undefined
+    if (r !== undefined) {
+      e.blobFile = blobFileName(r.fileNumber)
+      e.blobOffset = r.valueOffset
+      e.blobLength = r.valueLength
+      e.blobChecksum = r.checksum
+    } else {
+      // A put's value; the raw bytes of a blob reference (or an expiring value) that does not decode.
+      const v = jsonBytes(payload, this.format)
+      e.value = v.text
+      e.valueEncoding = v.encoding
     }
     return e
   }

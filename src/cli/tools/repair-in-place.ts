@@ -7,12 +7,12 @@
  * below the log number are moved aside; the WALs at or above it become new
  * L0 tables (their writes are newer than every table's).
  */
-import { KIND_BLOB } from '../../base/entry.js'
 import { tableFileName, walFileName } from '../../base/file-names.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import { NUM_LEVELS } from '../../manifest/table-version-edit.js'
 import type { RecoveredState } from '../../manifest/table-version-set.js'
 import type { DirectoryListing } from './database-directory.js'
+import { isBlobKind, payloadOf } from './entry-kinds.js'
 import type { Salvager } from './salvager.js'
 import { isIntact, newInspection, tableEntries } from './table-inspection.js'
 import { writeSorted } from './table-merge.js'
@@ -27,7 +27,7 @@ export async function repairInPlace(s: Salvager, listing: DirectoryListing, stat
       const insp = newInspection(meta.number)
       const references: Buffer[] = []
       for (const e of tableEntries(s.fs, s.dir, insp, { meta, lastSequence: Infinity, ignoreBlobFiles: true })) {
-        if (e.kind === KIND_BLOB) references.push(Buffer.from(e.value))
+        if (isBlobKind(e.kind)) references.push(Buffer.from(payloadOf(e.kind, e.value)))
       }
       if (insp.missing) {
         s.files.push({ file: insp.name, action: 'missing', level, reason: 'named by the manifest, but the file does not exist', entriesLost: meta.entryCount, problems: [] })

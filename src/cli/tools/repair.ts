@@ -21,9 +21,10 @@
  *    compaction may since have dropped with their deletes, and merging them
  *    would bring deleted keys back;
  *  - blob values: every blob file is read whole first. A reference (an entry
- *    of kind 3) into an intact blob file must name one of its records; one
- *    into a damaged blob file is read and checked as the engine reads it, and
- *    a value that verifies is copied into a new blob file. An entry whose
+ *    of kind 3, or 5 behind its expiry time) into an intact blob file must
+ *    name one of its records; one into a damaged blob file is read and
+ *    checked as the engine reads it, and a value that verifies is copied into
+ *    a new blob file (kind 5 keeps its expiry time). An entry whose
  *    value cannot be read (a missing or damaged blob file, a malformed
  *    reference) is unreadable data, as an entry of a damaged block is: it is
  *    dropped, and the table holding it is rewritten without it (a table whose

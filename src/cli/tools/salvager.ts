@@ -8,12 +8,12 @@
  * entries went) as it moves the file aside.
  */
 import * as path from 'node:path'
-import { KIND_BLOB } from '../../base/entry.js'
 import { tableFileName, walFileName } from '../../base/file-names.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { RECORD_HEADER_BYTES } from '../../wal/record-framing.js'
 import { BlobValues, newBlobEffects, type BlobEffects } from './blob-salvage.js'
+import { isBlobKind } from './entry-kinds.js'
 import { LostFolder } from './lost-folder.js'
 import { jsonBytes, plural, type Finding, type JsonBytes } from './output.js'
 import type { FileOutcome, RepairReport } from './repair-report.js'
@@ -56,7 +56,7 @@ export class Salvager {
     const blobs = newBlobEffects()
     try {
       for (const e of tableEntries(this.fs, this.dir, inspection)) {
-        const value = e.kind === KIND_BLOB ? await this.blobs.valueFor(e, blobs, inspection.name) : e.value
+        const value = isBlobKind(e.kind) ? await this.blobs.valueFor(e, blobs, inspection.name) : e.value
         if (value === undefined) continue
         const due = sink.add(e.key, e.sequence, e.kind, value)
         if (due !== undefined) await due

@@ -5,12 +5,13 @@
  * has its data blocks found by scanning the file; a block that cannot be read
  * is reported where it lies and the rest is printed.
  */
-import { KIND_BLOB, KIND_DELETE } from '../../base/entry.js'
+import { KIND_DELETE, isExpiringKind } from '../../base/entry.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
 import { BLOCK_TRAILER_BYTES, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { lenientDataEnd, scanDataBlocks } from './data-block-scan.js'
 import type { Dumper, JsonEntry } from './dumper.js'
+import { isBlobKind, payloadOf, readExpiry } from './entry-kinds.js'
 import { count, findingOf, inBounds, plural, showBytes, type KeyBounds } from './output.js'
 import { TableFile, decodeIndex, type IndexEntry } from './table-file.js'
 
@@ -129,10 +130,10 @@ export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): P
         for (it.seekToFirst(); it.valid(); it.next()) {
           n++
           if (!inBounds(it.key(), dumper.o)) continue
-          const value = it.kind() === KIND_DELETE ? null : it.value()
-          if (it.kind() === KIND_BLOB && dumper.reference(it.value()) === undefined) {
-            await dumper.problem({ file: name, offset: h.offset, message: `data block ${i}: ${showBytes(it.key(), { hex: false })} @${it.sequence()}: malformed blob reference` })
-          }
+          const kind = it.kind()
+          const value = kind === KIND_DELETE ? null : it.value()
+          const bad = value === null ? undefined : entryProblem(dumper, kind, value)
+          if (bad !== undefined) await dumper.problem({ file: name, offset: h.offset, message: `data block ${i}: ${showBytes(it.key(), { hex: false })} @${it.sequence()}: ${bad}` })
           if (json) entries.push(dumper.entryJson(it.key(), it.sequence(), it.kind(), value))
           else lines.push(dumper.entryText(it.key(), it.sequence(), it.kind(), value))
         }
@@ -169,4 +170,14 @@ function blockMayHold(o: KeyBounds, index: IndexEntry[], i: number): boolean {
   if (o.from !== undefined && Buffer.compare(index[i].lastKey, o.from) < 0) return false
   if (o.to !== undefined && i > 0 && Buffer.compare(index[i - 1].lastKey, o.to) > 0) return false
   return true
+}
+
+/** What is wrong with a value of `kind` (an expiry time that does not read, a malformed blob reference), or undefined. */
+function entryProblem(dumper: Dumper, kind: number, value: Uint8Array): string | undefined {
+  if (isExpiringKind(kind)) {
+    const x = readExpiry(value)
+    if ('problem' in x) return x.problem
+  }
+  if (isBlobKind(kind) && dumper.reference(payloadOf(kind, value)) === undefined) return 'malformed blob reference'
+  return undefined
 }

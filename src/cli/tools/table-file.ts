@@ -1,12 +1,11 @@
 /**
  * A table file opened read-only for the inspection tools: its footer, blocks
  * read and verified one at a time, its index block decoded entry by entry
- * (stopping at the first bad entry with what came before it), and the names
- * of entry kinds. Unlike the engine's table reader it trusts nothing it has
- * not verified and never stops the caller at the first damage.
+ * (stopping at the first bad entry with what came before it). Unlike the
+ * engine's table reader it trusts nothing it has not verified and never stops
+ * the caller at the first damage. (Entry kinds: entry-kinds.ts.)
  */
 import * as path from 'node:path'
-import { KIND_BLOB, KIND_DELETE, KIND_PUT } from '../../base/entry.js'
 import { ioError } from '../../base/errors.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
 import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, decodeIndexHandle, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
@@ -93,12 +92,4 @@ export function decodeIndex(contents: Buffer, name: string, dataEnd: number): { 
   }
   if (entries.length === 0) return { entries, problem: { file: name, message: 'the index block has no entries' } }
   return { entries }
-}
-
-/** The name of an entry kind of a table or WAL: `put`, `delete` or `blob` (a put whose value is in a blob file). */
-export function kindName(kind: number): 'put' | 'delete' | 'blob' | `kind ${number}` {
-  if (kind === KIND_PUT) return 'put'
-  if (kind === KIND_DELETE) return 'delete'
-  if (kind === KIND_BLOB) return 'blob'
-  return `kind ${kind}`
 }

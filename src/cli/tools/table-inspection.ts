@@ -7,7 +7,7 @@
  * where they are.
  */
 import * as path from 'node:path'
-import { KIND_BLOB, KIND_DELETE } from '../../base/entry.js'
+import { KIND_DELETE, isExpiringKind } from '../../base/entry.js'
 import { blobFileName, tableFileName } from '../../base/file-names.js'
 import type { BlobReference } from '../../blob/blob-reference.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
@@ -18,6 +18,7 @@ import { BLOCK_TRAILER_BYTES, type BlockHandle, type DecodedFooter } from '../..
 import type { FileSystem } from '../../vfs/file-system.js'
 import { checkBlobReference, type BlobCatalog } from './blob-inspection.js'
 import { lenientDataEnd, scanDataBlocks } from './data-block-scan.js'
+import { isBlobKind, payloadOf, readExpiry } from './entry-kinds.js'
 import { isMissing } from './database-directory.js'
 import { KeyCopy, compareInternalKeys } from './internal-keys.js'
 import { findingOf, prefixed, showBytes, type Finding } from './output.js'
@@ -74,7 +75,7 @@ export interface TableInspection {
   smallest?: { key: Buffer; sequence: number }
   largest?: { key: Buffer; sequence: number }
   maxSequence: number
-  /** Entries of kind 3 (KIND_BLOB: the value is in a blob file) among `entries`. */
+  /** Entries of kinds 3 and 5 (KIND_BLOB, KIND_BLOB_EXPIRING: the value is in a blob file) among `entries`. */
   blobEntries: number
   /** References read, per blob file number (with a blob catalog: malformed ones are not counted). */
   blobReferences: Map<number, number>
@@ -130,9 +131,11 @@ export function isIntact(t: TableInspection): boolean {
  * point index, the footer's entry count, and (with `expect`) the size, entry
  * count, delete count, smallest and largest key the manifest recorded, and
  * the manifest's last sequence and the blob files it records for the table.
- * With `blobs`, every blob reference (an entry of kind 3) must decode and name
- * a blob file of the catalog, within its records, where a record's value
- * starts with that length and checksum. A missing file sets `out.missing`.
+ * Every expiring entry (kinds 4 and 5) must start with an expiry time that
+ * reads. With `blobs`, every blob reference (an entry of kind 3, or 5 after
+ * its expiry time) must decode and name a blob file of the catalog, within
+ * its records, where a record's value starts with that length and checksum.
+ * A missing file sets `out.missing`.
  *
  * The entry object is reused: its views are valid until the next one.
  */
@@ -301,9 +304,8 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
         lastSeq = seq
         out.entries++
         if (kind === KIND_DELETE) out.deletes++
-        else if (kind === KIND_BLOB) {
-          out.blobEntries++
-          const problem = checkBlobReference(it.value(), blobs, ref, out)
+        else {
+          const problem = checkValue(kind, it.value(), blobs, ref, out)
           if (problem !== undefined) report(problem.kind, { file: name, offset: handle.offset, message: `data block ${i}: ${showBytes(key, { hex: false })} @${seq}: ${problem.message}` })
         }
         if (seq > out.maxSequence) out.maxSequence = seq
@@ -376,6 +378,21 @@ export function inspectTable(fs: FileSystem, dir: string, number: number, expect
   return out
 }
 
+/**
+ * Checks the value of a put of `kind`: the expiry time of an expiring kind
+ * (it must read), the blob reference of a blob kind (checkBlobReference,
+ * counted in `out`). Returns the problem, if any.
+ */
+function checkValue(kind: number, value: Buffer, blobs: BlobCatalog | undefined, ref: BlobReference, out: TableInspection): { kind: string; message: string } | undefined {
+  if (isExpiringKind(kind)) {
+    const x = readExpiry(value)
+    if ('problem' in x) return { kind: 'expiry', message: x.problem }
+  }
+  if (!isBlobKind(kind)) return undefined
+  out.blobEntries++
+  return checkBlobReference(payloadOf(kind, value), blobs, ref, out)
+}
+
 function kindLabel(kind: string): string {
   return (
     {
@@ -385,6 +402,7 @@ function kindLabel(kind: string): string {
       point: 'keys missing from the point index',
       'index-key': 'index keys not matching their block',
       'blob-ref': 'bad blob references',
+      expiry: 'bad expiry times',
     }[
       kind
     ] ?? kind

@@ -4,7 +4,7 @@
  * (each table's verified entries, each WAL's sorted entries) through a binary
  * heap, asking for the value of each blob entry it writes.
  */
-import { KIND_BLOB } from '../../base/entry.js'
+import { isBlobKind } from './entry-kinds.js'
 import { compareInternalKeys } from './internal-keys.js'
 import type { EntryView } from './table-inspection.js'
 import type { TableSink } from './table-sink.js'
@@ -37,8 +37,8 @@ export async function writeSorted(sink: TableSink, entries: WalEntry[]): Promise
 
 /**
  * Merges sources (each in internal-key order) into the sink through a binary
- * heap. `blobValue` gives the value to write for an entry of kind 3 (undefined:
- * drop it); a repeat of the entry written last is not asked about (the sink
+ * heap. `blobValue` gives the value to write for an entry of kind 3 or 5
+ * (undefined: drop it); a repeat of the entry written last is not asked about (the sink
  * drops it).
  */
 export async function mergeInto(sink: TableSink, sources: Source[], blobValue?: (e: EntryView, source: Source) => Promise<Uint8Array | undefined>): Promise<void> {
@@ -73,7 +73,7 @@ export async function mergeInto(sink: TableSink, sources: Source[], blobValue?: 
   while (heap.length > 0) {
     const top = heap[0]
     const e = top.entry
-    const value = e.kind === KIND_BLOB && blobValue !== undefined && !sink.isRepeat(e.key, e.sequence) ? await blobValue(e, top) : e.value
+    const value = isBlobKind(e.kind) && blobValue !== undefined && !sink.isRepeat(e.key, e.sequence) ? await blobValue(e, top) : e.value
     if (value !== undefined) {
       const due = sink.add(e.key, e.sequence, e.kind, value)
       if (due !== undefined) await due

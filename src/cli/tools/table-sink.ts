@@ -5,12 +5,12 @@
  * not overlap. A repeat of the previous (key, sequence) is dropped (the same
  * write salvaged twice, from a table and a WAL), as is an entry out of order.
  */
-import { KIND_BLOB } from '../../base/entry.js'
 import { DEFAULT_OPTIONS } from '../../options.js'
 import { TableFileWriter } from '../../compaction/table-writer.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import type { TableBuilderOptions } from '../../sstable/table-builder.js'
 import { syncDirectory, type FileSystem } from '../../vfs/file-system.js'
+import { isBlobKind, payloadOf } from './entry-kinds.js'
 import { KeyCopy, compareInternalKeys } from './internal-keys.js'
 
 /** The table format tunables new tables are written with (the defaults of open()). */
@@ -31,7 +31,7 @@ export class TableSink {
   duplicates = 0
   /** Entries that did not sort after the previous one, dropped. */
   outOfOrder = 0
-  /** Called with the blob reference of every entry of kind 3 written (not those dropped). */
+  /** Called with the blob reference of every entry of kind 3 or 5 written (of kind 5: without its expiry time; not those dropped). */
   onBlobReference: ((reference: Uint8Array) => void) | undefined
 
   constructor(
@@ -60,7 +60,7 @@ export class TableSink {
     this.last.set(key)
     this.lastSeq = sequence
     this.entries++
-    if (kind === KIND_BLOB) this.onBlobReference?.(value)
+    if (isBlobKind(kind)) this.onBlobReference?.(payloadOf(kind, value))
     return this.writer.add(key, sequence, kind, value)
   }
 

@@ -4,17 +4,21 @@
  * versions it learns are read here too), every damaged range between them
  * classified the way recovery treats it.
  */
-import { KIND_DELETE, KIND_PUT } from '../../base/entry.js'
+import { KIND_PUT_EXPIRING } from '../../base/entry.js'
+import { corruption } from '../../base/errors.js'
 import { readU32, readU64 } from '../../base/coding.js'
 import { KIND_NOOP, PAYLOAD_PREFIX_BYTES, forEachWalEntry, walRecordEpoch } from '../../wal/wal-record.js'
+import { readExpiry } from './entry-kinds.js'
 import { walkRecords, type DamagedRange } from './framed-records.js'
 import { findingOf, plural, type Finding } from './output.js'
 
 /** One entry of a WAL record: views into the file's bytes. */
 export interface WalEntry {
   sequence: number
+  /** KIND_PUT, KIND_DELETE, KIND_PUT_EXPIRING or KIND_NOOP. */
   kind: number
   key: Buffer
+  /** The value bytes as stored (of KIND_PUT_EXPIRING: the expiry time, then the value); null for a delete or a NOOP. */
   value: Buffer | null
   /** The last entry of one write (a put, a delete, a batch): record version 2 marks it; in version 1 the record's last entry. */
   batchEnd: boolean
@@ -55,8 +59,13 @@ export function readWalContents(buf: Buffer, name: string): WalContents {
     }
     const entries: WalEntry[] = []
     try {
-      forEachWalEntry(p, name, (payload, sequence, ks, ke, vs, ve, batchEnd) => {
-        entries.push({ sequence, kind: vs < 0 ? KIND_DELETE : KIND_PUT, key: payload.subarray(ks, ke), value: vs < 0 ? null : payload.subarray(vs, ve), batchEnd })
+      forEachWalEntry(p, name, (payload, sequence, ks, ke, vs, ve, batchEnd, kind) => {
+        // An expiry time recovery could not read fails the record, as it fails recovery.
+        if (kind === KIND_PUT_EXPIRING) {
+          const x = readExpiry(payload.subarray(vs, ve))
+          if ('problem' in x) throw corruption(`${x.problem} (sequence ${sequence})`, name)
+        }
+        entries.push({ sequence, kind, key: payload.subarray(ks, ke), value: vs < 0 ? null : payload.subarray(vs, ve), batchEnd })
       }, (sequence) => entries.push({ sequence, kind: KIND_NOOP, key: Buffer.alloc(0), value: null, batchEnd: true }))
       info.entries = entries
     } catch (err) {
