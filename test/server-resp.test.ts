@@ -67,9 +67,10 @@ describe.each([3, 2] as const)('string commands over RESP%i', (protocol) => {
     expect(await r.call('SET', `${p}a`, '5', 'NX', 'GET')).toBe('4')
     expect(await r.call('SET', `${p}a`, '5', 'KEEPTTL')).toBe('OK')
     await expect(r.call('SET', `${p}a`, '5', 'NX', 'XX')).rejects.toThrow(/syntax error/)
-    await expect(r.set(`${p}a`, '5', 'EX', 10)).rejects.toThrow(/SET EX is not supported by stratadb/)
-    await expect(r.call('SET', `${p}a`, '5', 'PX', '10')).rejects.toThrow(/SET PX is not supported/)
-    await expect(r.call('EXPIRE', `${p}a`, '10')).rejects.toThrow(/EXPIRE is not supported/)
+    // Expiry is supported (test/server-ttl.test.ts covers it).
+    expect(await r.set(`${p}a`, '5', 'EX', 100)).toBe('OK')
+    expect(await r.call('SET', `${p}a`, '5', 'PX', '100000')).toBe('OK')
+    expect(await r.call('EXPIRE', `${p}a`, '100')).toBe(1)
     expect(await r.setnx(`${p}a`, 'x')).toBe(0)
     expect(await r.setnx(`${p}c`, 'x')).toBe(1)
     expect(await r.getset(`${p}c`, 'y')).toBe('x')

@@ -172,6 +172,7 @@ function newContext(db: Database, options: ServerOptions, connections: () => { h
     checkpoints,
     auth: options.token === undefined ? undefined : new TokenChecker(options.token),
     startedAtMs: performance.now(),
+    clock: dbOptions.clock,
     shuttingDown: false,
     ports: { http: null, resp: null },
     log: options.log,

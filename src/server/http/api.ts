@@ -1,8 +1,8 @@
 /**
  * The HTTP/1.1 API: routing, authentication and the handlers.
  *
- *   GET|HEAD /v1/kv/{key}    value, ETag "<version>"; 404 when absent
- *   PUT      /v1/kv/{key}    raw body; 204 + ETag; If-Match / If-None-Match → 412
+ *   GET|HEAD /v1/kv/{key}    value, ETag "<version>", Strata-Expires-At; 404 when absent
+ *   PUT      /v1/kv/{key}    raw body; 204 + ETag; If-Match / If-None-Match → 412; ?ttlMs= / ?expiresAt= (expiry.ts)
  *   DELETE   /v1/kv/{key}    204; same preconditions
  *   POST     /v1/batch       JSON ops, atomic; 409 naming the conflicting keys
  *   GET      /v1/range       NDJSON stream with a resume cursor (range.ts)
@@ -23,6 +23,7 @@ import type { ServerContext } from '../shared/context.js'
 import { etagOf, jsonBytes, parseEtagList, parseFlag, parseQuery, percentDecode, readJsonBytes } from './encoding.js'
 import { HttpError, isExpected, toHttpError } from '../shared/errors.js'
 import { readBody } from './body.js'
+import { batchExpiry, expiresAtOf, expiryHeader, expiryOfRequest } from './expiry.js'
 import { OriginPolicy, isJsonContentType } from './origin.js'
 import { parseRangeQuery, streamRange } from './range.js'
 import { keyId } from '../shared/key-locks.js'
@@ -310,6 +311,7 @@ export class HttpApi {
     this.method(req, ['GET', 'HEAD', 'PUT', 'DELETE'])
     const key = this.decodeKey(rawKey)
     const pre = this.preconditions(req)
+    const expiry = expiryOfRequest(req.method, params)
     if (req.method === 'GET' || req.method === 'HEAD') return this.read(req, res, key, pre)
     let sync: boolean
     try {
@@ -322,8 +324,9 @@ export class HttpApi {
     if (value !== null && value.length > this.ctx.options.limits.maxValueBytes) {
       throw new HttpError(413, 'STRATA_TOO_LARGE', `value exceeds maxValueBytes (${this.ctx.options.limits.maxValueBytes})`)
     }
-    const version = await this.write(key, value, pre, sync)
-    res.writeHead(204, version > 0 ? { ETag: etagOf(version), ...this.closeHeader() } : this.closeHeader())
+    const expiresAt = expiresAtOf(expiry, this.ctx.clock())
+    const version = await this.write(key, value, pre, sync, expiresAt)
+    res.writeHead(204, version > 0 ? { ETag: etagOf(version), ...expiryHeader(expiresAt), ...this.closeHeader() } : { ...expiryHeader(expiresAt), ...this.closeHeader() })
     res.end()
   }
 
@@ -343,7 +346,7 @@ export class HttpApi {
     if (entry === undefined) throw new HttpError(404, 'STRATA_NOT_FOUND', 'no such key')
     const etag = etagOf(entry.version)
     if (pre.ifNoneMatch !== undefined && !passesIfNoneMatch(pre.ifNoneMatch, entry)) {
-      res.writeHead(304, { ETag: etag, ...this.closeHeader() })
+      res.writeHead(304, { ETag: etag, ...expiryHeader(entry.expiresAt), ...this.closeHeader() })
       res.end()
       return
     }
@@ -351,6 +354,7 @@ export class HttpApi {
       'Content-Type': 'application/octet-stream',
       'Content-Length': entry.value.length,
       ETag: etag,
+      ...expiryHeader(entry.expiresAt),
       ...this.closeHeader(),
     })
     res.end(req.method === 'HEAD' ? undefined : entry.value)
@@ -364,9 +368,10 @@ export class HttpApi {
   /**
    * Puts (or deletes, value null) under the key lock, checking preconditions
    * against the current version atomically; returns the new version (0 for a
-   * delete). Throws 412 when a precondition fails.
+   * delete, and for a put whose `expiresAt` has already passed). Throws 412
+   * when a precondition fails.
    */
-  private async write(key: Buffer, value: Buffer | null, pre: Preconditions, sync: boolean): Promise<number> {
+  private async write(key: Buffer, value: Buffer | null, pre: Preconditions, sync: boolean, expiresAt: number | undefined): Promise<number> {
     const { db, gate, locks } = this.ctx
     const release = await locks.acquire([keyId(key)])
     try {
@@ -383,9 +388,9 @@ export class HttpApi {
           }
           ifVersion = current?.version ?? 0
         }
-        const op: BatchOp = value === null ? { type: 'del', key, ifVersion } : { type: 'put', key, value, ifVersion }
+        const op: BatchOp = value === null ? { type: 'del', key, ifVersion } : { type: 'put', key, value, ifVersion, expiresAt }
         try {
-          await gate.track(ifVersion === undefined ? (value === null ? db.delete(key, { sync }) : db.put(key, value, { sync })) : db.batch([op], { sync }))
+          await gate.track(ifVersion === undefined ? (value === null ? db.delete(key, { sync }) : db.put(key, value, { sync, expiresAt })) : db.batch([op], { sync }))
         } catch (e) {
           // Only a writer outside this server can race us under the key lock; re-evaluate.
           if (e instanceof ConflictError && attempt < MAX_CONDITIONAL_ATTEMPTS) continue
@@ -479,11 +484,13 @@ export class HttpApi {
         case 'put':
           if (value === undefined) throw bad(`operation ${i}: put needs value (or valueBase64)`)
           if (value.length > limits.maxValueBytes) throw new HttpError(413, 'STRATA_TOO_LARGE', `operation ${i}: value exceeds maxValueBytes (${limits.maxValueBytes})`)
-          return { type: 'put', key, value, ifVersion }
+          return { type: 'put', key, value, ifVersion, ...batchExpiry(o, i) }
         case 'del':
+          batchExpiry(o, i)
           if (value !== undefined) throw bad(`operation ${i}: del takes no value`)
           return { type: 'del', key, ifVersion }
         case 'check':
+          batchExpiry(o, i)
           if (ifVersion === undefined) throw bad(`operation ${i}: check needs ifVersion`)
           if (value !== undefined) throw bad(`operation ${i}: check takes no value`)
           return { type: 'check', key, ifVersion }

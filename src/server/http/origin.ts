@@ -28,7 +28,7 @@ import { HttpError } from '../shared/errors.js'
 /** What allowed origins may do (answered to preflights). */
 const CORS_ALLOW_METHODS = 'GET, HEAD, PUT, DELETE, POST'
 const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, If-Match, If-None-Match'
-const CORS_EXPOSE_HEADERS = 'ETag, Retry-After, WWW-Authenticate'
+const CORS_EXPOSE_HEADERS = 'ETag, Retry-After, WWW-Authenticate, Strata-Expires-At'
 const CORS_MAX_AGE_SECONDS = '600'
 /** Verdicts remembered per distinct `Host` value (cleared when full). */
 const MAX_CACHED_HOSTS = 256

@@ -10,6 +10,7 @@ import { GlobMatcher, MAX_GLOB_PATTERN_BYTES } from './glob.js'
 import { lower } from './arguments.js'
 import { ALL_KEYS, type Call, type CommandSpec, type SpecInput } from './command-spec.js'
 import { defineConnectionCommands } from './commands-connection.js'
+import { defineExpiryCommands } from './commands-expiry.js'
 import { defineKeyspaceCommands } from './commands-keyspace.js'
 import { defineServerCommands } from './commands-server.js'
 import { defineStringCommands } from './commands-strings.js'
@@ -85,7 +86,7 @@ export function unknownCommandMessage(args: Buffer[]): string {
 const FAMILY_CATEGORIES: Record<string, readonly string[]> = {
   connection: ['ping', 'echo', 'auth', 'hello', 'select', 'client', 'command', 'quit', 'reset'],
   transaction: ['multi', 'exec', 'discard', 'watch', 'unwatch'],
-  keyspace: ['dbsize', 'del', 'unlink', 'exists', 'type', 'ttl', 'pttl', 'scan', 'keys', 'expire', 'pexpire', 'expireat', 'pexpireat', 'persist', 'flushdb', 'flushall'],
+  keyspace: ['dbsize', 'del', 'unlink', 'exists', 'type', 'ttl', 'pttl', 'expiretime', 'pexpiretime', 'scan', 'keys', 'expire', 'pexpire', 'expireat', 'pexpireat', 'persist', 'flushdb', 'flushall'],
   dangerous: ['info', 'keys', 'flushdb', 'flushall', 'lastsave'],
   // Admin without the admin flag (Redis 7: LASTSAVE is @admin @fast @dangerous).
   admin: ['lastsave'],
@@ -247,6 +248,9 @@ defineStringCommands(def)
 
 // Key space.
 defineKeyspaceCommands(def)
+
+// Expiry (TTL): SETEX, GETEX, EXPIRE..., TTL...
+defineExpiryCommands(def)
 
 // Known commands stratadb does not do (yet): a clear error instead of "unknown command".
 defineUnsupportedCommands(def)

@@ -1,11 +1,17 @@
 /**
  * The string commands (GET, SET, INCR, APPEND, ...) and the generic key
- * commands on strings (DEL, EXISTS, TYPE, TTL): stratadb's values are all strings.
+ * commands on strings (DEL, EXISTS, TYPE): stratadb's values are all strings.
+ * The expiry commands (SETEX, GETEX, EXPIRE, TTL, ...) are in
+ * commands-expiry.ts; SET's expiry options are parsed in expire-time.ts.
+ *
+ * TTLs follow Redis: a command that replaces the value (SET without
+ * KEEPTTL, GETSET, MSET, SETNX, MSETNX) drops the key's TTL; one that
+ * modifies it (INCR and friends, APPEND) keeps it.
  */
 import { andThen, isPromise, type MaybePromise } from './maybe.js'
 import { INT64_MAX, INT64_MIN, NOT_INTEGER, lower, parseInteger } from './arguments.js'
 import { ALL_KEYS, KEY1, replyBudget, type Call, type CommandKind, type DefineCommand } from './command-spec.js'
-import { NO_EXPIRY, unsupported } from './commands-unsupported.js'
+import { expireTime, parseStringOptions, putUntil } from './expire-time.js'
 import { ErrorReply, OK, SimpleString, err, type Reply } from './reply.js'
 import type { KvStore } from './store.js'
 
@@ -13,56 +19,55 @@ function safeNumber(n: bigint): number | bigint {
   return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n
 }
 
+/**
+ * SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL], as Redis 7:
+ * the expire time is checked first (its errors win over everything but a
+ * syntax error), a time in the past deletes the key (the reply is still OK),
+ * and without KEEPTTL the key's TTL is dropped.
+ */
 function setCommand(call: Call): MaybePromise<Reply> {
   const { args, store } = call
   if (args.length === 3) return andThen(store.put(args[1], args[2]), () => OK)
-  const o = parseSetOptions(args)
+  const o = parseStringOptions(args, 'set')
   if (o instanceof ErrorReply) return o
+  const now = call.server.clock()
+  let when: bigint | undefined
+  if (o.expire !== undefined) {
+    const t = expireTime(o.expire, now, 'set')
+    if (t instanceof ErrorReply) return t
+    when = t
+  }
   const [, key, value] = args
-  if (!o.nx && !o.xx && !o.get) return andThen(store.put(key, value), () => OK)
+  if (!o.nx && !o.xx && !o.get && !o.keepTtl) return andThen(putUntil(store, key, value, when, now), () => OK)
   return andThen(store.getEntry(key), (old) => {
     const exists = old !== undefined
     const previous = o.get ? (old?.value ?? null) : null
     if ((o.nx && exists) || (o.xx && !exists)) return previous
-    return andThen(store.put(key, value), () => (o.get ? previous : OK))
+    const write = o.keepTtl && old?.expiresAt !== undefined ? store.put(key, value, old.expiresAt) : putUntil(store, key, value, when, now)
+    return andThen(write, () => (o.get ? previous : OK))
   })
 }
 
-interface SetOptions {
-  nx: boolean
-  xx: boolean
-  get: boolean
-}
-
-function parseSetOptions(args: Buffer[]): SetOptions | ErrorReply {
-  const o: SetOptions = { nx: false, xx: false, get: false }
-  for (let i = 3; i < args.length; i++) {
-    const opt = lower(args[i])
-    if (opt === 'nx') o.nx = true
-    else if (opt === 'xx') o.xx = true
-    else if (opt === 'get') o.get = true
-    else if (opt === 'keepttl') continue // no key has a TTL: keeping it is what happens anyway
-    else if (opt === 'ex' || opt === 'px' || opt === 'exat' || opt === 'pxat') return unsupported(`SET ${opt.toUpperCase()}`, NO_EXPIRY)
-    else return err('syntax error')
-  }
-  if (o.nx && o.xx) return err('syntax error')
-  return o
-}
+/** Options that make SET read the key first: then it is a read-modify-write, else a blind write (with or without an expire time). */
+const SET_READS = new Set(['nx', 'xx', 'get', 'keepttl'])
 
 function setKind(args: Buffer[]): CommandKind {
-  return args.length > 3 ? 'rmw' : 'write'
+  // Conservative: an option's argument that spells one of these (SET k v EX get) only costs the lock.
+  for (let i = 3; i < args.length; i++) if (args[i].length <= 7 && SET_READS.has(lower(args[i]))) return 'rmw'
+  return 'write'
 }
 
+/** INCR and friends: the key's TTL is kept (Redis modifies the value in place). */
 function incrBy(call: Call, delta: bigint | undefined): MaybePromise<Reply> {
   if (delta === undefined) return NOT_INTEGER
   const { store } = call
   const key = call.args[1]
-  return andThen(store.get(key), (old) => {
-    const current = old === undefined ? 0n : parseInteger(old)
+  return andThen(store.getEntry(key), (old) => {
+    const current = old === undefined ? 0n : parseInteger(old.value)
     if (current === undefined) return NOT_INTEGER
     const next = current + delta
     if (next < INT64_MIN || next > INT64_MAX) return err('increment or decrement would overflow')
-    return andThen(store.put(key, Buffer.from(next.toString(), 'latin1')), () => safeNumber(next))
+    return andThen(store.put(key, Buffer.from(next.toString(), 'latin1'), old?.expiresAt), () => safeNumber(next))
   })
 }
 
@@ -90,7 +95,7 @@ export function defineStringCommands(def: DefineCommand): void {
   defineMultiKey(def)
   defineCounters(def)
   defineValueCommands(def)
-  defineKeyInfo(def)
+  def({ name: 'type', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => new SimpleString(v === undefined ? 'none' : 'string')) })
 }
 
 /** GET, SET, SETNX, GETSET, GETDEL. */
@@ -204,23 +209,16 @@ function defineValueCommands(def: DefineCommand): void {
     kind: 'rmw',
     flags: ['write', 'denyoom', 'fast'],
     keys: KEY1,
+    // The key's TTL is kept, as INCR's.
     run: ({ args, store }) =>
-      andThen(store.get(args[1]), (old) => {
-        const next = old === undefined ? args[2] : Buffer.concat([old, args[2]])
-        return andThen(store.put(args[1], next), () => next.length)
+      andThen(store.getEntry(args[1]), (old) => {
+        const next = old === undefined ? args[2] : Buffer.concat([old.value, args[2]])
+        return andThen(store.put(args[1], next, old?.expiresAt), () => next.length)
       }),
   })
   def({ name: 'strlen', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => v?.length ?? 0) })
   for (const name of ['getrange', 'substr']) {
     def({ name, arity: 4, kind: 'read', flags: ['readonly'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => getRange(v, args[2], args[3])) })
-  }
-}
-
-/** TYPE, TTL, PTTL: generic key commands, for keys that are all strings without expiry. */
-function defineKeyInfo(def: DefineCommand): void {
-  def({ name: 'type', arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => new SimpleString(v === undefined ? 'none' : 'string')) })
-  for (const name of ['ttl', 'pttl']) {
-    def({ name, arity: 2, kind: 'read', flags: ['readonly', 'fast'], keys: KEY1, run: ({ args, store }) => andThen(store.get(args[1]), (v) => (v === undefined ? -2 : -1)) })
   }
 }
 

@@ -7,14 +7,8 @@ export function unsupported(what: string, why: string): ErrorReply {
   return err(`${what} is not supported by stratadb: ${why}`)
 }
 
-/** Why the expiry commands and options are not supported. */
-export const NO_EXPIRY = 'keys do not expire (no TTLs yet)'
-
 /** Adds the known commands stratadb does not do (yet) to the table, in order. */
 export function defineUnsupportedCommands(def: DefineCommand): void {
-  for (const [name, arity] of [['expire', -3], ['pexpire', -3], ['expireat', -3], ['pexpireat', -3], ['setex', 4], ['psetex', 4], ['getex', -2], ['persist', 2]] as const) {
-    def({ name, arity, kind: 'conn', flags: ['write'], run: () => unsupported(name.toUpperCase(), NO_EXPIRY) })
-  }
   for (const name of ['flushdb', 'flushall']) {
     def({ name, arity: -1, kind: 'conn', flags: ['write'], run: () => unsupported(name.toUpperCase(), 'delete keys with DEL, or remove the data directory') })
   }

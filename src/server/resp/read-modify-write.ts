@@ -4,6 +4,7 @@
  * (BufferedStore) whose commit joins the write batcher's batch. EXEC
  * (transaction.ts) commits its queue through the same path.
  */
+import { ConflictError } from '../../index.js'
 import { keyId } from '../shared/key-locks.js'
 import type { MaybePromise } from './maybe.js'
 import type { CommandRunner } from './command-runner.js'
@@ -20,8 +21,9 @@ import { BufferedStore } from './store.js'
  * later blind write of these keys is queued or issued after it. Under the
  * locks no other writer of this server can intervene, so the commit's
  * version checks cannot fail unless something outside the server wrote
- * (the database is locked against that). `issued()` lets the connection's
- * later commands go (holdUntilIssued in connection.ts).
+ * (the database is locked against that) or a key read expired meanwhile
+ * (then the command runs again: commitLocked). `issued()` lets the
+ * connection's later commands go (holdUntilIssued in connection.ts).
  */
 export async function readModifyWrite(runner: CommandRunner, spec: CommandSpec, args: Buffer[], issued: () => void): Promise<Reply> {
   const ids = commandKeys(spec, args).map(keyId)
@@ -35,6 +37,14 @@ function notAnError(reply: Reply): boolean {
 }
 
 /**
+ * Runs of a unit that read a value with an expiry before its commit is
+ * answered with the conflict (see commitLocked). Each run but the last
+ * fails only if a key it read alive expired meanwhile, after which that
+ * key reads absent: a unit reading n expiring keys needs at most n + 1.
+ */
+const MAX_EXPIRY_RUNS = 8
+
+/**
  * The commit path of read-modify-write commands and EXEC. The caller holds
  * exclusive locks on the keys, which `release` gives back. `body` runs on a
  * fresh BufferedStore; if `commits(reply)`, what it read and wrote is then
@@ -43,6 +53,16 @@ function notAnError(reply: Reply): boolean {
  * soon as that commit is queued (or nothing is to be committed, or `body`
  * threw); then the commit is awaited, and its failure `e` becomes the reply
  * `commitFailed(e)`.
+ *
+ * Expiry. Under the locks nobody else writes the keys, but a key read alive
+ * may still expire before the commit checks its version, and the commit
+ * then fails (STRATA_CONFLICT) though the unit did nothing wrong. So when
+ * `body` read a value with an expiry, the locks are kept (and later
+ * commands held) until the commit is decided, and on a conflict `body` runs
+ * again on what is left: the expired key now reads absent (EXPIRE of a key
+ * that just expired answers 0, INCR starts from 0), never resurrected nor
+ * answered from a value that was gone when the write applied. Units that
+ * read no expiring value keep the early release.
  */
 export async function commitLocked(
   runner: CommandRunner,
@@ -53,22 +73,30 @@ export async function commitLocked(
   commitFailed: (e: unknown) => Reply,
 ): Promise<Reply> {
   const { server, writes } = runner
-  let reply: Reply
-  let commit: Promise<void> | undefined
-  try {
-    const store = new BufferedStore(server.db)
-    reply = await body(store)
-    if (commits(reply)) commit = store.commit(writes.track, writes.submitBatch)
-  } finally {
+  let held = true
+  const letGo = (): void => {
+    if (!held) return
+    held = false
     release()
     issued()
   }
-  if (commit !== undefined) {
-    try {
-      await commit
-    } catch (e) {
-      return commitFailed(e)
+  try {
+    for (let run = 1; ; run++) {
+      const store = new BufferedStore(server.db, server.clock)
+      const reply = await body(store)
+      const commit = commits(reply) ? store.commit(writes.track, writes.submitBatch) : undefined
+      if (commit === undefined) return reply
+      const rerunnable = store.readExpiring && run < MAX_EXPIRY_RUNS
+      if (!rerunnable) letGo()
+      try {
+        await commit
+      } catch (e) {
+        if (rerunnable && e instanceof ConflictError) continue
+        return commitFailed(e)
+      }
+      return reply
     }
+  } finally {
+    letGo()
   }
-  return reply
 }

@@ -10,6 +10,11 @@
  *   (STRATA_CONFLICT if any key read has changed since).
  *
  * Handlers are written once against `KvStore` and run in either.
+ *
+ * Expiry: a put may carry `expiresAt` (ms since the epoch, by the database's
+ * clock); without it the value does not expire (a put clears any TTL, as a
+ * Redis SET does). Reads see expired keys as absent, and `getEntry` reports
+ * the expiry of a value that has one.
  */
 import type { BatchOp, Database, Entry } from '../../index.js'
 import { keyId } from '../shared/key-locks.js'
@@ -26,8 +31,8 @@ export interface KvStore {
    * read, and undefined is returned as soon as the values no longer fit (reply-budget.ts).
    */
   getMany(keys: readonly Buffer[], budget?: ReplyBudget): MaybePromise<Array<Buffer | undefined> | undefined>
-  /** Resolves when durable (direct) or immediately (buffered: at commit). */
-  put(key: Buffer, value: Buffer): MaybePromise<void>
+  /** Resolves when durable (direct) or immediately (buffered: at commit). With `expiresAt` the value expires then. */
+  put(key: Buffer, value: Buffer, expiresAt?: number): MaybePromise<void>
   del(key: Buffer): MaybePromise<void>
   /** Several puts, atomically. */
   putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): MaybePromise<void>
@@ -67,9 +72,9 @@ export class DirectStore implements KvStore {
     return values
   }
 
-  put(key: Buffer, value: Buffer): Promise<void> {
+  put(key: Buffer, value: Buffer, expiresAt?: number): Promise<void> {
     this.batcher?.flush()
-    return this.track(this.db.put(key, value))
+    return this.track(expiresAt === undefined ? this.db.put(key, value) : this.db.put(key, value, { expiresAt }))
   }
 
   del(key: Buffer): Promise<void> {
@@ -96,8 +101,8 @@ export class BatchingStore extends DirectStore {
     super(db, track, queue)
   }
 
-  override put(key: Buffer, value: Buffer): Promise<void> {
-    return this.track(this.queue.put(key, value))
+  override put(key: Buffer, value: Buffer, expiresAt?: number): Promise<void> {
+    return this.track(this.queue.put(key, value, expiresAt))
   }
 
   override putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
@@ -110,21 +115,40 @@ export class BufferedStore implements KvStore {
   /** Versions read (0 = absent), by key id. */
   private readonly reads = new Map<string, { key: Buffer; version: number }>()
   /** Buffered writes (null = delete), by key id, in first-write order. */
-  private readonly writes = new Map<string, { key: Buffer; value: Buffer | null }>()
+  private readonly writes = new Map<string, { key: Buffer; value: Buffer | null; expiresAt: number | undefined }>()
+  private sawExpiring = false
 
-  constructor(private readonly db: Database) {}
+  /** `clock`: the database's clock, for the expiry of this unit's own writes. */
+  constructor(
+    private readonly db: Database,
+    private readonly clock: () => number,
+  ) {}
 
   /** Whether anything was written. */
   get hasWrites(): boolean {
     return this.writes.size > 0
   }
 
+  /**
+   * Whether a value read has an expiry. Such a key may expire between the
+   * read and the commit, which then fails its version check though nobody
+   * wrote the key (read-modify-write.ts runs the unit again).
+   */
+  get readExpiring(): boolean {
+    return this.sawExpiring
+  }
+
   async getEntry(key: Buffer): Promise<Entry | undefined> {
     const id = keyId(key)
     const own = this.writes.get(id)
-    // An own write has no version before commit: reported as 0.
-    if (own !== undefined) return own.value === null ? undefined : { value: own.value, version: 0 }
+    // An own write has no version before commit: reported as 0. One that has expired since reads as absent, as it will once committed.
+    if (own !== undefined) {
+      if (own.value === null) return undefined
+      if (own.expiresAt === undefined) return { value: own.value, version: 0 }
+      return own.expiresAt <= this.clock() ? undefined : { value: own.value, version: 0, expiresAt: own.expiresAt }
+    }
     const entry = await this.db.getEntry(key)
+    if (entry?.expiresAt !== undefined) this.sawExpiring = true
     if (!this.reads.has(id)) this.reads.set(id, { key, version: entry?.version ?? 0 })
     return entry
   }
@@ -150,12 +174,12 @@ export class BufferedStore implements KvStore {
     if (!this.reads.has(id)) this.reads.set(id, { key, version })
   }
 
-  put(key: Buffer, value: Buffer): void {
-    this.writes.set(keyId(key), { key, value })
+  put(key: Buffer, value: Buffer, expiresAt?: number): void {
+    this.writes.set(keyId(key), { key, value, expiresAt })
   }
 
   del(key: Buffer): void {
-    this.writes.set(keyId(key), { key, value: null })
+    this.writes.set(keyId(key), { key, value: null, expiresAt: undefined })
   }
 
   putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): void {
@@ -174,7 +198,9 @@ export class BufferedStore implements KvStore {
     const ops: BatchOp[] = []
     for (const r of this.reads.values()) ops.push({ type: 'check', key: r.key, ifVersion: r.version })
     for (const w of this.writes.values()) {
-      ops.push(w.value === null ? { type: 'del', key: w.key } : { type: 'put', key: w.key, value: w.value })
+      if (w.value === null) ops.push({ type: 'del', key: w.key })
+      else if (w.expiresAt === undefined) ops.push({ type: 'put', key: w.key, value: w.value })
+      else ops.push({ type: 'put', key: w.key, value: w.value, expiresAt: w.expiresAt })
     }
     if (this.writes.size === 0) return this.db.batch(ops)
     return track(submit(ops))

@@ -49,9 +49,10 @@ export const MAX_BYTES = 1 << 20
 const FILTER_BITS = 1 << 16
 
 interface Queued {
-  /** One put (SET)... */
+  /** One put (SET, and its expiry time: SET EX, SETEX)... */
   key: Buffer | undefined
   value: Buffer | undefined
+  expiresAt: number | undefined
   /** ...or several operations, atomic together (MSET, a read-modify-write's commit). */
   ops: BatchOp[] | undefined
   resolve: () => void
@@ -87,11 +88,11 @@ export class WriteBatcher {
     return this.queue.length
   }
 
-  /** Queues one put; resolves once the batch holding it is durable. */
-  put(key: Buffer, value: Buffer): Promise<void> {
-    if (this.invalid(key, value)) return this.db.put(key, value)
+  /** Queues one put (expiring at `expiresAt` when given); resolves once the batch holding it is durable. */
+  put(key: Buffer, value: Buffer, expiresAt?: number): Promise<void> {
+    if (this.invalid(key, value)) return putOne(this.db, key, value, expiresAt)
     this.mark(key)
-    return new Promise<void>((resolve, reject) => this.enqueue({ key, value, ops: undefined, resolve, reject }, 1, key.length + value.length))
+    return new Promise<void>((resolve, reject) => this.enqueue({ key, value, expiresAt, ops: undefined, resolve, reject }, 1, key.length + value.length))
   }
 
   /** Queues operations, atomic together; resolves once the batch holding them is durable (rejects as db.batch would). */
@@ -103,7 +104,7 @@ export class WriteBatcher {
       this.mark(key)
       bytes += key.length + (op.type === 'put' ? (op.value as Buffer).length : 0)
     }
-    return new Promise<void>((resolve, reject) => this.enqueue({ key: undefined, value: undefined, ops, resolve, reject }, ops.length, bytes))
+    return new Promise<void>((resolve, reject) => this.enqueue({ key: undefined, value: undefined, expiresAt: undefined, ops, resolve, reject }, ops.length, bytes))
   }
 
   /** Whether writes queued at `generation` are still waiting (see `generation`). */
@@ -144,7 +145,7 @@ export class WriteBatcher {
     }
     const ops: BatchOp[] = []
     for (const q of queue) {
-      if (q.ops === undefined) ops.push({ type: 'put', key: q.key!, value: q.value! })
+      if (q.ops === undefined) ops.push(q.expiresAt === undefined ? { type: 'put', key: q.key!, value: q.value! } : { type: 'put', key: q.key!, value: q.value!, expiresAt: q.expiresAt })
       else for (const op of q.ops) ops.push(op)
     }
     this.db.batch(ops).then(
@@ -183,8 +184,12 @@ export class WriteBatcher {
 }
 
 function issueOne(db: Database, q: Queued): void {
-  const write = q.ops === undefined ? db.put(q.key!, q.value!) : db.batch(q.ops)
+  const write = q.ops === undefined ? putOne(db, q.key!, q.value!, q.expiresAt) : db.batch(q.ops)
   write.then(q.resolve, q.reject)
+}
+
+function putOne(db: Database, key: Buffer, value: Buffer, expiresAt: number | undefined): Promise<void> {
+  return expiresAt === undefined ? db.put(key, value) : db.put(key, value, { expiresAt })
 }
 
 // FNV-1a over at most the first and last 32 bytes and the length; the same value for a key's

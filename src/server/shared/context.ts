@@ -28,6 +28,12 @@ export interface ServerContext {
   /** undefined when no token is configured (loopback only). */
   readonly auth: TokenChecker | undefined
   readonly startedAtMs: number
+  /**
+   * The database's clock (the `clock` open option, default Date.now): expiry
+   * times are compared with it, so the server computes TTLs and relative
+   * expiries (EX, PX, ttlMs) from it too. Tests pass one they move by hand.
+   */
+  readonly clock: () => number
   /** Bound ports (null when that protocol is off), known once listening. */
   ports: { http: number | null; resp: number | null }
   /** Set once a graceful shutdown began: no new work is accepted. */

@@ -106,7 +106,10 @@ export interface ServerOptions {
   checkpointDir: string
   /** Shared secret for HTTP `Authorization: Bearer` and RESP `AUTH`; required to bind a non-loopback address. */
   token?: string
-  /** Extra engine options (tests use small memtables). `syncWrites` comes from `sync`. */
+  /**
+   * Extra engine options (tests use small memtables, and a `clock` they move by hand: the server
+   * computes TTLs and relative expiries from the engine's clock). `syncWrites` comes from `sync`.
+   */
   dbOptions?: OpenOptions
   /**
    * Run as one replica of a cluster coordinated by etcd (docs/replication.md): `url` is
