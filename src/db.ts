@@ -57,6 +57,13 @@ export type BatchOp =
   | { type: 'del'; key: Bytes; ifVersion?: number }
   | { type: 'check'; key: Bytes; ifVersion: number }
 
+/** A range delete inside a batch: every key in [gte, lt) (`lt` absent: to the end), as `deleteRange`. */
+export interface DeleteRangeOp {
+  type: 'delRange'
+  gte: Bytes
+  lt?: Bytes
+}
+
 /** An async iterator of [key, value] pairs; `close()` (or `break`) releases what it holds. */
 export interface StrataIterator extends AsyncIterableIterator<[Buffer, Buffer]> {
   /** The next entry synchronously, or undefined at the end. */
@@ -132,12 +139,29 @@ export class Database {
   }
 
   /**
+   * Deletes every key in [gte, lt) (`lt` absent: to the end) with one write
+   * of a range tombstone, whatever the number of keys: O(1) to write. Reads
+   * from then on see none of them; snapshots taken before keep seeing them.
+   * Compaction drops what it covers once no snapshot needs it
+   * (docs/design.md, "Range deletes").
+   */
+  deleteRange(gte: Bytes, lt?: Bytes, options?: WriteOptions): Promise<void> {
+    try {
+      this.checkOpen()
+      const op = this.rangeDeleteOp(gte, lt, 'deleteRange')
+      return this.engine.write([op], encodedOpBytes(op), syncOption(options))
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
    * Applies all operations atomically, also across a crash: after recovery all
    * or none are visible. Preconditions (`ifVersion`, `check`) are evaluated in
    * the commit path, in call order with every other write, so two conditional
    * writes on one key can never both succeed.
    */
-  batch(ops: readonly BatchOp[], options?: WriteOptions): Promise<void> {
+  batch(ops: ReadonlyArray<BatchOp | DeleteRangeOp>, options?: WriteOptions): Promise<void> {
     try {
       this.checkOpen()
       if (!Array.isArray(ops)) throw invalid('batch expects an array of operations')
@@ -156,8 +180,12 @@ export class Database {
           const expiry = ttlMs === undefined && expiresAt === undefined ? undefined : this.expiry({ ttlMs, expiresAt } as ExpiryOptions, `batch operation ${i}`)
           w = expiry === undefined ? { key: this.key(key), value: this.value(value) } : { key: this.key(key), value: this.value(value), expiresAt: expiry }
         } else if (ttlMs !== undefined || expiresAt !== undefined) throw invalid(`batch operation ${i}: only a put takes ttlMs or expiresAt`)
-        else if (type === 'del') w = { key: this.key(key), value: null }
-        else if (type !== 'check') throw invalid(`batch operation ${i} has type ${String(type)}; expected 'put', 'del' or 'check'`)
+        else if (type === 'delRange') {
+          if (ifVersion !== undefined) throw invalid(`batch operation ${i}: delRange takes no ifVersion`)
+          const { gte, lt } = op as { gte?: unknown; lt?: unknown }
+          w = this.rangeDeleteOp(gte, lt, `batch operation ${i}`)
+        } else if (type === 'del') w = { key: this.key(key), value: null }
+        else if (type !== 'check') throw invalid(`batch operation ${i} has type ${String(type)}; expected 'put', 'del', 'delRange' or 'check'`)
         else if (ifVersion === undefined) throw invalid(`batch operation ${i}: check needs ifVersion`)
         if (ifVersion !== undefined) {
           conditions ??= []
@@ -506,6 +534,23 @@ export class Database {
     return found.e === 0 ? { value: found.v, version: found.s } : { value: found.v, version: found.s, expiresAt: found.e }
   }
 
+  /**
+   * The op of a range delete of [gte, lt), validated: gte may be empty (from
+   * the first key); lt absent means no end, else gte < lt. An end may be one
+   * byte longer than the longest key, so that "up to and including k" is
+   * expressible as lt = k ‖ 0x00.
+   */
+  private rangeDeleteOp(gte: unknown, lt: unknown, what: string): WriteOp {
+    const max = this.engine.options.maxKeyBytes
+    const start = toBuffer(gte, 'gte')
+    if (start.length > max) throw new StrataError('STRATA_TOO_LARGE', `${what}: gte of ${start.length} bytes exceeds maxKeyBytes (${max})`)
+    if (lt === undefined) return { key: start, value: EMPTY_BOUND, rangeDelete: true }
+    const end = toBuffer(lt, 'lt')
+    if (end.length > max + 1) throw new StrataError('STRATA_TOO_LARGE', `${what}: lt of ${end.length} bytes exceeds maxKeyBytes + 1 (${max + 1})`)
+    if (Buffer.compare(start, end) >= 0) throw invalid(`${what}: needs gte < lt`)
+    return { key: start, value: end, rangeDelete: true }
+  }
+
   /** The expiry time a write's options ask for (validated; a ttlMs counts from the database's clock). */
   private expiry(options: ExpiryOptions, what: string): number | undefined {
     if (typeof options !== 'object' || options === null) throw invalid('write options must be an object')
@@ -568,6 +613,9 @@ export class Database {
     if (this.engine.readOnly) throw new StrataError('STRATA_READ_ONLY', `database ${this.engine.dir} is open read-only`)
   }
 }
+
+/** The end of a range delete without one. */
+const EMPTY_BOUND = Buffer.alloc(0)
 
 function invalid(message: string): StrataError {
   return new StrataError('STRATA_INVALID_ARGUMENT', message)

@@ -3,7 +3,7 @@
  * This is the only public entry point; everything else is internal.
  */
 export { open, Database } from './db.js'
-export type { BatchOp, ChangeBatch, CheckpointResult, ChangeOp, ChangeStream, ChangesOptions, Entry, IteratorOptions, PutOptions, Snapshot, StrataIterator, WriteOptions } from './db.js'
+export type { BatchOp, ChangeBatch, CheckpointResult, ChangeOp, ChangeStream, ChangesOptions, DeleteRangeOp, Entry, IteratorOptions, PutOptions, Snapshot, StrataIterator, WriteOptions } from './db.js'
 export type { Transaction, TransactionOptions } from './txn/transaction.js'
 export type { OpenOptions } from './options.js'
 export { DEFAULT_OPTIONS } from './options.js'

@@ -39,6 +39,12 @@ export type BlobResolver = (reference: Uint8Array, where: string) => Buffer
 export const KIND_PUT_EXPIRING = 4
 /** KIND_BLOB that expires: `u64 expiresAt` then the blob reference. Tables only. */
 export const KIND_BLOB_EXPIRING = 5
+/**
+ * A range delete: the entry's key is the range's start, its value the end
+ * (exclusive; empty: no end). WAL records and memtables only: a flush moves
+ * range tombstones into the manifest (src/base/range-tombstones.ts).
+ */
+export const KIND_RANGE_DELETE = 6
 /** Bytes of the expiry time in front of an expiring entry's value. */
 export const EXPIRY_BYTES = 8
 
@@ -72,12 +78,15 @@ export function hasExpired(kind: number, value: Uint8Array, nowMs: number): bool
 
 /**
  * One write of a group: a put (value set) or a delete (value null). A put
- * with `expiresAt` (ms since the epoch, > 0) expires then (KIND_PUT_EXPIRING).
+ * with `expiresAt` (ms since the epoch, > 0) expires then (KIND_PUT_EXPIRING);
+ * `rangeDelete` makes it a range delete.
  */
 export interface WriteOp {
   key: Buffer
   value: Buffer | null
   expiresAt?: number
+  /** A range delete (KIND_RANGE_DELETE): `key` is the start, `value` the end (empty: no end). */
+  rangeDelete?: true
 }
 
 /** A version found by a point lookup. */

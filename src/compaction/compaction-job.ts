@@ -13,6 +13,7 @@ import { BlobFileCache } from '../blob/blob-file-cache.js'
 import { BlobFileWriter, type WrittenBlobFile } from '../blob/blob-file-writer.js'
 import { decodeBlobReference, type BlobReference } from '../blob/blob-reference.js'
 import { ShadowFilter } from './shadow-filter.js'
+import { RangeTombstoneIndex, type RangeTombstone } from '../base/range-tombstones.js'
 import { flushesDone } from './flush-priority.js'
 import { TableFileWriter } from './table-writer.js'
 
@@ -55,6 +56,8 @@ export interface CompactionJob {
    * that expired by then becomes a delete. Absent: nothing expires.
    */
   nowMs?: number
+  /** The table version's range tombstones: versions they cover are dropped where no snapshot needs them. */
+  rangeTombstones?: RangeTombstone[]
 }
 
 export interface CompactionResult {
@@ -65,6 +68,8 @@ export interface CompactionResult {
   entriesDropped: number
   /** Expired puts turned into deletes (and dropped with them where no older version can be below). */
   entriesExpired: number
+  /** Versions dropped because a range tombstone covers them. */
+  entriesRangeDeleted: number
   /** True when the job stopped early on `cancel`: its outputs are partial and must not be installed. */
   cancelled?: boolean
   /** Blob references dropped or relocated, per blob file. */
@@ -96,11 +101,12 @@ export async function runCompactionJob(job: CompactionJob, fs: FileSystem = node
   const merge = new MergingIterator(children, false)
   const outputs = new CompactionOutputs(fs, job)
   const blobs = new BlobHandling(fs, job)
-  const counts = { entriesIn: 0, entriesDropped: 0, entriesExpired: 0 }
+  const counts = { entriesIn: 0, entriesDropped: 0, entriesExpired: 0, entriesRangeDeleted: 0 }
+  const floor = { rangeDeleteFloor: 0 }
   const bytesRead = scanners.reduce((n, r) => n + r.fileBytes, 0)
   let blobFile: WrittenBlobFile | undefined
   try {
-    if (!(await mergeEntries(merge, job, outputs, blobs, counts))) {
+    if (!(await mergeEntries(merge, job, outputs, blobs, counts, floor))) {
       blobs.abandon()
       return { outputs: [], bytesRead, bytesWritten: 0, ...counts, cancelled: true, blobGarbage: [], blobBytesRelocated: 0 }
     }
@@ -116,7 +122,8 @@ export async function runCompactionJob(job: CompactionJob, fs: FileSystem = node
     blobs.close()
   }
   const bytesWritten = outputs.tables.reduce((n, t) => n + t.fileBytes, 0) + (blobFile?.fileBytes ?? 0)
-  return { outputs: outputs.tables, bytesRead: bytesRead + blobs.bytesRead, bytesWritten, ...counts, blobGarbage: blobs.garbage(), blobFile, blobBytesRelocated: blobs.bytesRead }
+  const tables = floor.rangeDeleteFloor > 0 ? outputs.tables.map((t) => ({ ...t, rangeDeleteFloor: floor.rangeDeleteFloor })) : outputs.tables
+  return { outputs: tables, bytesRead: bytesRead + blobs.bytesRead, bytesWritten, ...counts, blobGarbage: blobs.garbage(), blobFile, blobBytesRelocated: blobs.bytesRead }
 }
 
 /**
@@ -222,8 +229,13 @@ async function mergeEntries(
   job: CompactionJob,
   outputs: CompactionOutputs,
   blobs: BlobHandling,
-  counts: { entriesIn: number; entriesDropped: number; entriesExpired: number },
+  counts: { entriesIn: number; entriesDropped: number; entriesExpired: number; entriesRangeDeleted: number },
+  floor: { rangeDeleteFloor: number },
 ): Promise<boolean> {
+  const tombstones = job.rangeTombstones ?? []
+  const ranges = tombstones.length === 0 ? undefined : new RangeTombstoneIndex(tombstones)
+  // Outputs promise that no tombstone up to this covers anything in them; lowered below one whose covered version a snapshot keeps.
+  floor.rangeDeleteFloor = tombstones.reduce((m, t) => Math.max(m, t.seq), 0)
   const shadow = new ShadowFilter(job.snapshots)
   const deeper = job.deeperLevels.map((spans) => ({ spans, i: 0 }))
   const minBlobBytes = job.minBlobBytes ?? Infinity
@@ -241,6 +253,20 @@ async function mergeEntries(
       if (kind === KIND_BLOB) blobs.dropped(value)
       else if (kind === KIND_BLOB_EXPIRING) blobs.dropped(value.subarray(EXPIRY_BYTES))
       continue
+    }
+    if (ranges !== undefined) {
+      // The oldest tombstone newer than this version decides: a snapshot between them needs the version.
+      const cover = ranges.nextCoveringSequence(key, seq)
+      if (cover !== Infinity) {
+        if (shadow.sameStripe(seq, cover)) {
+          counts.entriesDropped++
+          counts.entriesRangeDeleted++
+          if (kind === KIND_BLOB) blobs.dropped(value)
+          else if (kind === KIND_BLOB_EXPIRING) blobs.dropped(value.subarray(EXPIRY_BYTES))
+          continue
+        }
+        floor.rangeDeleteFloor = Math.min(floor.rangeDeleteFloor, cover - 1)
+      }
     }
     if ((kind === KIND_PUT_EXPIRING || kind === KIND_BLOB_EXPIRING) && expiryOf(value) <= nowMs) {
       // Expired: a delete from now on for every reader, snapshots included; it still hides older versions.

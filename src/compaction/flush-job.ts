@@ -1,6 +1,7 @@
 import * as path from 'node:path'
 import { initChecksum } from '../base/checksum.js'
 import { corruption } from '../base/errors.js'
+import { KIND_RANGE_DELETE } from '../base/entry.js'
 import { walFileName } from '../base/file-names.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { visitRecords, visitWal } from '../wal/wal-reader.js'
@@ -51,6 +52,8 @@ async function flush(job: FlushJob, fs: FileSystem): Promise<WrittenTable> {
   let lastPayload: Buffer | undefined
   let id = -1
   const collect = (p: Buffer, s: number, ks: number, ke: number, vs: number, ve: number, _end: boolean, kind: number): void => {
+    // Range deletes reach the manifest from the memtable, not the table.
+    if (kind === KIND_RANGE_DELETE) return
     if (p !== lastPayload) {
       lastPayload = p
       id = run.addBuffer(p)

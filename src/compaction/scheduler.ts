@@ -32,6 +32,8 @@ export interface CompactionStats {
   entriesDropped: number
   /** Expired puts compactions turned into deletes (or dropped). */
   entriesExpired: number
+  /** Versions compactions dropped because a range tombstone covers them. */
+  entriesRangeDeleted: number
   ms: number
   byReason: Record<CompactionPlan['reason'], number>
   /** Bytes of blob values compactions found garbage (dropped or relocated references). */
@@ -56,6 +58,7 @@ export class CompactionScheduler {
     bytesWritten: 0,
     entriesDropped: 0,
     entriesExpired: 0,
+    entriesRangeDeleted: 0,
     ms: 0,
     byReason: { l0: 0, size: 0, tombstones: 0, manual: 0, 'blob-gc': 0 },
     blobGarbageBytes: 0,
@@ -177,6 +180,7 @@ export class CompactionScheduler {
         blobOutputNumber,
         minBlobBytes: host.options.minBlobBytes,
         nowMs: host.options.clock(),
+        rangeTombstones: [...tableVersion.rangeTombstones],
       })
       if (result.cancelled === true) return written
       await host.tableVersions.logAndApply(
@@ -200,6 +204,7 @@ export class CompactionScheduler {
       s.bytesWritten += result.bytesWritten
       s.entriesDropped += result.entriesDropped
       s.entriesExpired += result.entriesExpired
+      s.entriesRangeDeleted += result.entriesRangeDeleted
       for (const g of result.blobGarbage) s.blobGarbageBytes += g.bytes
       s.blobBytesRelocated += result.blobBytesRelocated
     } catch (err) {

@@ -36,6 +36,11 @@ export class ShadowFilter {
     return this.snapshots.length === 0 || sequence <= this.snapshots[0]
   }
 
+  /** True when no snapshot sees `older` without seeing `newer` (no snapshot in [older, newer)). */
+  sameStripe(older: number, newer: number): boolean {
+    return this.snapshots.length === 0 || this.stripeOf(older) === this.stripeOf(newer)
+  }
+
   /** Index of the oldest snapshot that can see `sequence` (snapshots.length = only the present). */
   private stripeOf(sequence: number): number {
     const s = this.snapshots

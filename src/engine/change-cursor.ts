@@ -5,14 +5,18 @@ import { listDirectory, readExactly, readInto, type File, type FileSystem } from
 import { RECORD_HEADER_BYTES, scanRecords } from '../wal/record-framing.js'
 import { PAYLOAD_PREFIX_BYTES, forEachWalEntry, walRecordEpoch, walRecordLastSequence } from '../wal/wal-record.js'
 import { readU32, readU64 } from '../base/coding.js'
-import { EXPIRY_BYTES, KIND_PUT_EXPIRING, expiryOf } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_PUT_EXPIRING, KIND_RANGE_DELETE, expiryOf } from '../base/entry.js'
 
 /** One operation of a committed batch, as the change stream hands it out. */
 export interface ChangeOp {
-  type: 'put' | 'del'
+  /** 'delRange': every key in [key, end) (no `end`: to the last key) was deleted. */
+  type: 'put' | 'del' | 'delRange'
+  /** The key written; of a delRange, the start of the range. */
   key: Buffer
   /** The value of a put; absent for a delete. */
   value?: Buffer
+  /** The end (exclusive) of a delRange; absent for no end and for other ops. */
+  end?: Buffer
   /** The op's sequence number: the version a read returns for this value. */
   version: number
   /** When the put's value expires (ms since the epoch); absent when it never does. */
@@ -323,6 +327,7 @@ export class ChangeCursor<T extends ChangeItem = ChangeBatch> implements AsyncIt
       forEachWalEntry(payload, name, (p, version, ks, ke, vs, ve, batchEnd, kind) => {
         // A batch that ends at or before `since` was handed out already: its ops are dropped at its end.
         if (vs < 0) ops.push({ type: 'del', key: p.subarray(ks, ke), version })
+        else if (kind === KIND_RANGE_DELETE) ops.push(ve > vs ? { type: 'delRange', key: p.subarray(ks, ke), end: p.subarray(vs, ve), version } : { type: 'delRange', key: p.subarray(ks, ke), version })
         else if (kind !== KIND_PUT_EXPIRING) ops.push({ type: 'put', key: p.subarray(ks, ke), value: p.subarray(vs, ve), version })
         else ops.push({ type: 'put', key: p.subarray(ks, ke), value: p.subarray(vs + EXPIRY_BYTES, ve), version, expiresAt: expiryOf(p, vs) })
         if (!batchEnd) return

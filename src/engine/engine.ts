@@ -25,7 +25,7 @@ import { FlushLoop, type FlushHost } from './flush-loop.js'
 import { removeObsoleteFiles, type RetainedWals } from './obsolete-files.js'
 import { ChangeCursors, type ChangeSource } from './change-cursor.js'
 import { writeCheckpoint, type CheckpointHost, type CheckpointResult } from './checkpoint.js'
-import { openSources, readPoint } from './read-path.js'
+import { coveringRangeDelete, firstRangeDeleteSince, openSources, rangeDeletesAt, readPoint } from './read-path.js'
 import type { Condition } from './write-group.js'
 import { WritePath, type WriteHost } from './write-path.js'
 import { collectStats, type EngineStats, type RecoveryReport } from './stats.js'
@@ -214,7 +214,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   /** Compacts the key range [start, end] down to the deepest populated level. */
   async compactRange(start: Buffer | undefined, end: Buffer | undefined): Promise<void> {
     // Frozen memtables too (one replayed at open, or frozen when full): what was written before the call is compacted.
-    if (this.mem.entryCount > 0 || this.imms.length > 0) {
+    if (!this.mem.isEmpty || this.imms.length > 0) {
       await this.forceFlush()
     }
     await this.compactions.compactRange(start, end)
@@ -414,6 +414,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
 
   /** The first key in `range` with any entry (put or delete) newer than `sinceSequence`, if one exists. */
   firstChangeSince(range: KeyRange, sinceSequence: number): Buffer | undefined {
+    const deleted = firstRangeDeleteSince(this.mem, this.imms, this.tableVersions.current, range, sinceSequence)
+    if (deleted !== undefined) return deleted
     const it = this.internalIterator(range)
     try {
       return it.firstNewerThan(sinceSequence)
@@ -474,6 +476,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     const logNumber = this.imms.length > 1 ? this.imms[1].firstWalNumber : this.mem.firstWalNumber
     const edit: TableVersionEdit = { logNumber, deleted: [], added: table ? [{ level: 0, table }] : [] }
     if (blobFile !== undefined) edit.blobsAdded = [{ ...blobFile, garbageCount: 0, garbageBytes: 0 }]
+    if (imm.rangeTombstones.length > 0) edit.rangeTombstonesAdded = [...imm.rangeTombstones]
     await this.tableVersions.logAndApply(edit, this.writePath.visibleSequence)
     this.flushCounters.flushes++
     this.flushCounters.flushMs += performance.now() - startedMs
@@ -529,7 +532,11 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
 
   /** Newest version of `key` with sequence <= `sequence`; value null for a delete (VALUE_NOT_READ for a put without `wantValue`). */
   get(key: Buffer, sequence: number, wantValue = true): Found | undefined {
-    const found = readPoint(this.mem, this.imms, this.tableVersions.current, this.tableCache, key, sequence, wantValue)
+    const tableVersion = this.tableVersions.current
+    const found = readPoint(this.mem, this.imms, tableVersion, this.tableCache, key, sequence, wantValue)
+    const cover = coveringRangeDelete(this.mem, this.imms, tableVersion, key, sequence)
+    // A range delete newer than the version found (or over a key not found): deleted at the range delete's sequence.
+    if (cover > 0 && (found === undefined || found.s < cover)) return { s: cover, v: null, e: 0 }
     if (found === undefined || found.e === 0 || found.e > this.options.clock()) return found
     // Expired: from its expiry time on, a put reads as a delete of the same sequence.
     return { s: found.s, v: null, e: 0 }
@@ -537,8 +544,9 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
 
   /** A merged iterator over everything visible at `sequence`. */
   iterator(range: KeyRange, reverse: boolean, limit: number, sequence: number, closeAtEnd = true, values = true): DbIterator {
+    const rangeDeletes = rangeDeletesAt(this.mem, this.imms, this.tableVersions.current, sequence)
     const { children, release } = this.sources(range)
-    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd, values, values ? this.blobFiles.scanReader(reverse) : undefined, this.options.clock)
+    return new DbIterator(children, sequence, range, reverse, limit, release, closeAtEnd, values, values ? this.blobFiles.scanReader(reverse) : undefined, this.options.clock, rangeDeletes)
   }
 
   /** A forward iterator over the range at the newest sequence (for commit-path checks). */

@@ -7,6 +7,7 @@ import { compareBytes } from '../base/coding.js'
 import { filterHash } from '../sstable/filter-block.js'
 import type { TableCache } from '../sstable/table-cache.js'
 import type { Found, KeyRange } from '../base/entry.js'
+import { RangeTombstoneIndex, tombstoneOverlaps, type RangeTombstone } from '../base/range-tombstones.js'
 
 /**
  * Point read, newest source first: the active memtable, frozen memtables
@@ -50,6 +51,45 @@ export function readPoint(
     if (found !== undefined) return found
   }
   return undefined
+}
+
+/**
+ * The largest sequence <= `sequence` of a range delete covering `key` in any
+ * source (0: none): a version of `key` older than it reads as deleted.
+ */
+export function coveringRangeDelete(mem: Memtable, imms: readonly Memtable[], tableVersion: TableVersion, key: Buffer, sequence: number): number {
+  let cover = tableVersion.rangeIndex()?.coveringSequence(key, sequence) ?? 0
+  const m = mem.rangeIndex()
+  if (m !== undefined) cover = Math.max(cover, m.coveringSequence(key, sequence))
+  for (const imm of imms) {
+    const i = imm.rangeIndex()
+    if (i !== undefined) cover = Math.max(cover, i.coveringSequence(key, sequence))
+  }
+  return cover
+}
+
+/** Every range delete of the sources with a sequence <= `sequence`, as one index; undefined when there is none. */
+export function rangeDeletesAt(mem: Memtable, imms: readonly Memtable[], tableVersion: TableVersion, sequence: number): RangeTombstoneIndex | undefined {
+  const all: RangeTombstone[] = []
+  for (const source of [tableVersion.rangeTombstones, mem.rangeTombstones, ...imms.map((m) => m.rangeTombstones)]) {
+    for (const t of source) if (t.seq <= sequence) all.push(t)
+  }
+  return all.length === 0 ? undefined : new RangeTombstoneIndex(all)
+}
+
+/** The first key of `range` (its lower bound, or a tombstone's start) that a range delete newer than `sinceSequence` covers, if any. */
+export function firstRangeDeleteSince(mem: Memtable, imms: readonly Memtable[], tableVersion: TableVersion, range: KeyRange, sinceSequence: number): Buffer | undefined {
+  const low = range.gte ?? range.gt
+  const high = range.lte ?? range.lt
+  let first: Buffer | undefined
+  for (const source of [tableVersion.rangeTombstones, mem.rangeTombstones, ...imms.map((m) => m.rangeTombstones)]) {
+    for (const t of source) {
+      if (t.seq <= sinceSequence || !tombstoneOverlaps(t, low, high)) continue
+      const start = low !== undefined && Buffer.compare(low, t.start) > 0 ? low : Buffer.from(t.start)
+      if (first === undefined || Buffer.compare(start, first) < 0) first = start
+    }
+  }
+  return first
 }
 
 /**

@@ -8,7 +8,7 @@ import { WalRecordBuilder } from '../wal/record-builder.js'
 import { RECORD_HEADER_BYTES } from '../wal/record-framing.js'
 import { PAYLOAD_HEADER_BYTES, forEachWalEntry, walRecordLastSequence } from '../wal/wal-record.js'
 import { readU64 } from '../base/coding.js'
-import { EXPIRY_BYTES, KIND_PUT_EXPIRING, type WriteOp } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_PUT_EXPIRING, KIND_RANGE_DELETE, type WriteOp } from '../base/entry.js'
 import { checkConditions, type ConditionReader } from './conditions.js'
 import { emptyWaits, type EngineStats, type WaitCause } from './stats.js'
 import type { FailureSite } from '../base/background-error.js'
@@ -183,7 +183,7 @@ export class WritePath {
         this.apply(w)
       } else {
         w.ops = ops.map((op) =>
-          op.value === null ? { key: Buffer.from(op.key), value: null } : op.expiresAt === undefined ? { key: Buffer.from(op.key), value: Buffer.from(op.value) } : { key: Buffer.from(op.key), value: Buffer.from(op.value), expiresAt: op.expiresAt },
+          op.value === null ? { key: Buffer.from(op.key), value: null } : { ...op, key: Buffer.from(op.key), value: Buffer.from(op.value) },
         )
         if (w.record !== undefined) w.record = Buffer.from(w.record)
         if (conditions !== undefined) w.conditions = conditions.map((c) => (c.type === 'key' ? { ...c, key: Buffer.from(c.key) } : c))
@@ -323,6 +323,7 @@ export class WritePath {
         const ks = offsets[2 * i]
         const vs = offsets[2 * i + 1]
         if (op.value === null) mem.addRange(buf, first + i, ks, ks + op.key.length, vs, -1)
+        else if (op.rangeDelete === true) mem.addRange(buf, first + i, ks, ks + op.key.length, vs, vs + op.value.length, KIND_RANGE_DELETE)
         else if (op.expiresAt === undefined) mem.addRange(buf, first + i, ks, ks + op.key.length, vs, vs + op.value.length)
         else mem.addRange(buf, first + i, ks, ks + op.key.length, vs, vs + EXPIRY_BYTES + op.value.length, KIND_PUT_EXPIRING)
       }
@@ -395,7 +396,7 @@ export class WritePath {
         if (this.freezeRequests.length > 0) {
           // Every applied write is written (applied is empty, its records taken): freeze here.
           try {
-            if (this.host.activeMemtable().entryCount > 0) await this.makeRoomForWrite()
+            if (!this.host.activeMemtable().isEmpty) await this.makeRoomForWrite()
           } catch (err) {
             this.host.onError(err, 'memtable-switch')
             continue

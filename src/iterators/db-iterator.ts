@@ -1,5 +1,6 @@
 import { assert } from '../base/assert.js'
 import { EMPTY_VALUE, EXPIRY_BYTES, KIND_BLOB, KIND_BLOB_EXPIRING, KIND_PUT, KIND_PUT_EXPIRING, expiryOf, isExpiringKind, tightestBounds, type BlobResolver, type KeyRange } from '../base/entry.js'
+import type { RangeTombstoneIndex } from '../base/range-tombstones.js'
 import type { InternalIterator } from './internal-iterator.js'
 import { MergingIterator } from './merging-iterator.js'
 
@@ -41,6 +42,8 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     private readonly blobs?: BlobResolver,
     /** Expiry times are compared with this clock's reading (ms since the epoch) when an expiring entry is met. */
     private readonly clock: () => number = Date.now,
+    /** Range deletes visible at `sequence`: a version older than one covering its key is deleted. */
+    private readonly rangeDeletes?: RangeTombstoneIndex,
   ) {
     this.merge = new MergingIterator(children, reverse)
     this.range = tightestBounds(range)
@@ -180,6 +183,11 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     }
   }
 
+  /** True when a range delete visible to this iterator covers `key` and is newer than its version `seq`. */
+  private rangeDeleted(key: Buffer, seq: number): boolean {
+    return this.rangeDeletes !== undefined && this.rangeDeletes.coveringSequence(key, this.sequence) > seq
+  }
+
   private resolve(reference: Uint8Array): Buffer {
     assert(this.blobs !== undefined, 'a blob reference reached an iterator without blob files')
     return this.blobs(reference, 'iterator')
@@ -196,7 +204,7 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
         continue
       }
       const key = Buffer.from(top.key())
-      const value = this.valueOf(top.kind(), top.value(), false)
+      const value = this.rangeDeleted(key, top.sequence()) ? undefined : this.valueOf(top.kind(), top.value(), false)
       m.advance()
       while (m.valid() && m.top().key().equals(key)) m.advance()
       if (value !== undefined) return [key, value]
@@ -214,9 +222,11 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
       let newest: InternalIterator | undefined
       let bytes: Buffer = EMPTY_VALUE
       let kind = -1
+      let seq = 0
       while (m.valid() && m.top().key().equals(key)) {
         newest = m.top()
         if (newest.sequence() <= this.sequence) {
+          seq = newest.sequence()
           // Copied (a blob reference is copied, not read: only the newest visible version is); keys only: the expiry time at most.
           kind = newest.kind()
           const raw = newest.value()
@@ -224,7 +234,7 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
         }
         m.advance()
       }
-      const value = this.valueOf(kind, bytes, true)
+      const value = kind < 0 || this.rangeDeleted(key, seq) ? undefined : this.valueOf(kind, bytes, true)
       if (value !== undefined) return [key, value]
     }
     return undefined

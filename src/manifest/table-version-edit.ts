@@ -2,6 +2,7 @@ import { cursor, readVarint, varintLength, writeVarint } from '../base/coding.js
 import { corruption } from '../base/errors.js'
 import type { TableMeta } from './table-meta.js'
 import type { BlobFileMeta, BlobGarbage } from './blob-file-meta.js'
+import type { RangeTombstone } from '../base/range-tombstones.js'
 
 /**
  * One manifest record: a change to the set of tables and the counters
@@ -17,6 +18,10 @@ import type { BlobFileMeta, BlobGarbage } from './blob-file-meta.js'
  *   7 blob garbage:    varint fileNumber, varint count, varint bytes (added to the file's garbage)
  *   8 table's blob files: varint tableNumber, varint count, count × varint blob fileNumber
  *                    (follows the tag 5 of a table of the same edit that holds blob references)
+ *   9 range tombstone added: varint seq, varint len + start, varint hasEnd (0/1), [varint len + end]
+ *  10 range tombstone removed: varint seq
+ *  11 table's sequence floor: varint tableNumber, varint minSeq, varint rangeDeleteFloor
+ *                    (follows the tag 5 of its table, as tag 8)
  */
 export const NUM_LEVELS = 7
 
@@ -31,6 +36,10 @@ export interface TableVersionEdit {
   blobsAdded?: BlobFileMeta[]
   /** References to blob values this edit's compaction dropped or relocated, per file. */
   blobGarbage?: BlobGarbage[]
+  /** Range tombstones a flush moves out of its memtable (or a snapshot manifest lists). */
+  rangeTombstonesAdded?: RangeTombstone[]
+  /** Range tombstones (by sequence) that cover nothing any more. */
+  rangeTombstonesRemoved?: number[]
 }
 
 const TAG_LOG_NUMBER = 1
@@ -41,6 +50,9 @@ const TAG_ADDED = 5
 const TAG_BLOB_ADDED = 6
 const TAG_BLOB_GARBAGE = 7
 const TAG_TABLE_BLOB_FILES = 8
+const TAG_RANGE_TOMBSTONE_ADDED = 9
+const TAG_RANGE_TOMBSTONE_REMOVED = 10
+const TAG_TABLE_SEQUENCE_FLOOR = 11
 
 export function emptyEdit(): TableVersionEdit {
   return { deleted: [], added: [] }
@@ -48,11 +60,17 @@ export function emptyEdit(): TableVersionEdit {
 
 export function encodeEdit(edit: TableVersionEdit): Buffer {
   const parts: number[] = []
-  const keys: Buffer[] = []
+  const keys: Uint8Array[] = []
   let bytes = 0
   const num = (n: number): void => {
     parts.push(n)
     bytes += varintLength(n)
+  }
+  const raw = (b: Uint8Array): void => {
+    num(b.length)
+    parts.push(-1)
+    keys.push(b)
+    bytes += b.length
   }
   if (edit.logNumber !== undefined) (num(TAG_LOG_NUMBER), num(edit.logNumber))
   if (edit.nextFileNumber !== undefined) (num(TAG_NEXT_FILE), num(edit.nextFileNumber))
@@ -67,21 +85,24 @@ export function encodeEdit(edit: TableVersionEdit): Buffer {
     num(t.largestSeq)
     num(t.entryCount)
     num(t.deleteCount)
-    num(t.smallestKey.length)
-    parts.push(-1)
-    keys.push(t.smallestKey)
-    bytes += t.smallestKey.length
-    num(t.largestKey.length)
-    parts.push(-1)
-    keys.push(t.largestKey)
-    bytes += t.largestKey.length
+    raw(t.smallestKey)
+    raw(t.largestKey)
     if (t.blobFiles !== undefined && t.blobFiles.length > 0) {
       num(TAG_TABLE_BLOB_FILES)
       num(t.number)
       num(t.blobFiles.length)
       for (const b of t.blobFiles) num(b)
     }
+    if (t.minSeq !== undefined) (num(TAG_TABLE_SEQUENCE_FLOOR), num(t.number), num(t.minSeq), num(t.rangeDeleteFloor ?? 0))
   }
+  for (const r of edit.rangeTombstonesAdded ?? []) {
+    num(TAG_RANGE_TOMBSTONE_ADDED)
+    num(r.seq)
+    raw(r.start)
+    num(r.end === undefined ? 0 : 1)
+    if (r.end !== undefined) raw(r.end)
+  }
+  for (const seq of edit.rangeTombstonesRemoved ?? []) (num(TAG_RANGE_TOMBSTONE_REMOVED), num(seq))
   for (const b of edit.blobsAdded ?? []) (num(TAG_BLOB_ADDED), num(b.number), num(b.fileBytes), num(b.valueCount), num(b.valueBytes))
   for (const g of edit.blobGarbage ?? []) (num(TAG_BLOB_GARBAGE), num(g.number), num(g.count), num(g.bytes))
   const out = Buffer.allocUnsafe(bytes)
@@ -97,6 +118,14 @@ export function encodeEdit(edit: TableVersionEdit): Buffer {
     }
   }
   return out
+}
+
+/** Where table `number` is in `edit.added`: a tag that follows its table's tag 5 (looked for from the end: a snapshot manifest adds every table). */
+function addedIndexOf(edit: TableVersionEdit, number: number, fileName: string): number {
+  let i = edit.added.length - 1
+  while (i >= 0 && edit.added[i].table.number !== number) i--
+  if (i < 0) throw corruption(`manifest names table ${number}, which its edit does not add`, fileName)
+  return i
 }
 
 export function decodeEdit(buf: Buffer, fileName: string): TableVersionEdit {
@@ -168,11 +197,27 @@ export function decodeEdit(buf: Buffer, fileName: string): TableVersionEdit {
         const count = num()
         const files: number[] = []
         for (let i = 0; i < count; i++) files.push(num())
-        // It follows its table's tag 5: look from the end (a snapshot manifest adds every table).
-        let i = edit.added.length - 1
-        while (i >= 0 && edit.added[i].table.number !== number) i--
-        if (i < 0) throw corruption(`manifest names blob files of table ${number}, which its edit does not add`, fileName)
+        const i = addedIndexOf(edit, number, fileName)
         edit.added[i] = { level: edit.added[i].level, table: { ...edit.added[i].table, blobFiles: files } }
+        break
+      }
+      case TAG_RANGE_TOMBSTONE_ADDED: {
+        const seq = num()
+        const start = bytes()
+        const hasEnd = num()
+        if (hasEnd > 1) throw corruption(`manifest range tombstone end flag ${hasEnd}`, fileName)
+        ;(edit.rangeTombstonesAdded ??= []).push({ start, end: hasEnd === 1 ? bytes() : undefined, seq })
+        break
+      }
+      case TAG_RANGE_TOMBSTONE_REMOVED:
+        ;(edit.rangeTombstonesRemoved ??= []).push(num())
+        break
+      case TAG_TABLE_SEQUENCE_FLOOR: {
+        const number = num()
+        const minSeq = num()
+        const rangeDeleteFloor = num()
+        const i = addedIndexOf(edit, number, fileName)
+        edit.added[i] = { level: edit.added[i].level, table: { ...edit.added[i].table, minSeq, rangeDeleteFloor } }
         break
       }
       default:

@@ -138,7 +138,7 @@ export class TableVersionSet {
       if (this.failure) throw this.failure
       assert(this.manifest !== undefined, 'manifest not open')
       if (edit.logNumber !== undefined) assert(edit.logNumber >= this.logNumber, 'log number went backwards')
-      const next = this.current.apply(edit)
+      const next = withIdleRangeTombstonesRemoved(this.current, edit)
       const logNumber = edit.logNumber ?? this.logNumber
       const sequence = Math.max(lastSequence, this.lastSequence)
       if (this.manifestBytes > this.maxManifestBytes) {
@@ -194,6 +194,24 @@ export class TableVersionSet {
   }
 }
 
+/**
+ * The table version `edit` makes, with the range tombstones that then cover
+ * nothing removed by the same edit (a tombstone the edit adds is then not
+ * added at all): e.g. the compaction that dropped the last versions a
+ * tombstone covered removes the tombstone.
+ */
+function withIdleRangeTombstonesRemoved(current: TableVersion, edit: TableVersionEdit): TableVersion {
+  const next = current.apply(edit)
+  if (next.rangeTombstones.length === 0) return next
+  const idle = new Set(next.idleRangeTombstones())
+  if (idle.size === 0) return next
+  const added = edit.rangeTombstonesAdded ?? []
+  edit.rangeTombstonesAdded = added.filter((t) => !idle.has(t.seq))
+  const addedNow = new Set(added.map((t) => t.seq))
+  edit.rangeTombstonesRemoved = [...(edit.rangeTombstonesRemoved ?? []), ...[...idle].filter((s) => !addedNow.has(s))]
+  return current.apply(edit)
+}
+
 /** What a snapshot manifest records: the whole table version and the counters. */
 export interface ManifestSnapshot {
   tableVersion: TableVersion
@@ -220,6 +238,7 @@ export function writeSnapshotManifestFile(fs: FileSystem, dir: string, number: n
     edit.blobsAdded.push({ ...b, garbageCount: 0, garbageBytes: 0 })
     if (b.garbageCount > 0) edit.blobGarbage.push({ number: b.number, count: b.garbageCount, bytes: b.garbageBytes })
   }
+  edit.rangeTombstonesAdded = [...snapshot.tableVersion.rangeTombstones]
   const record = frameRecord(encodeEdit(edit))
   let file: File | undefined
   try {

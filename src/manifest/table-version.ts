@@ -1,8 +1,9 @@
 import { assert } from '../base/assert.js'
 import { NUM_LEVELS, type TableVersionEdit } from './table-version-edit.js'
-import type { TableMeta } from './table-meta.js'
+import { mayHoldCovered, type TableMeta } from './table-meta.js'
 import type { BlobFileMeta } from './blob-file-meta.js'
 import { blobFileName, tableFileName } from '../base/file-names.js'
+import { RangeTombstoneIndex, type RangeTombstone } from '../base/range-tombstones.js'
 
 /**
  * An immutable set of tables per level. L0 tables may overlap and are kept
@@ -19,6 +20,7 @@ import { blobFileName, tableFileName } from '../base/file-names.js'
  */
 export class TableVersion {
   private refs = 0
+  private index: RangeTombstoneIndex | undefined
 
   constructor(
     readonly levels: ReadonlyArray<readonly TableMeta[]>,
@@ -28,6 +30,8 @@ export class TableVersion {
      * compaction dropped or relocated each reference to it).
      */
     readonly blobs: ReadonlyMap<number, BlobFileMeta> = new Map(),
+    /** Range deletes flushed and not yet removed (they still may cover some table's versions). */
+    readonly rangeTombstones: readonly RangeTombstone[] = [],
   ) {
     assert(levels.length === NUM_LEVELS, 'a table version has NUM_LEVELS levels')
   }
@@ -55,7 +59,53 @@ export class TableVersion {
         )
       }
     }
-    return new TableVersion(levels, this.applyBlobs(edit))
+    return new TableVersion(levels, this.applyBlobs(edit), this.applyRangeTombstones(edit))
+  }
+
+  /**
+   * Sequences of the range tombstones that cover nothing in this table
+   * version: no table whose key range meets a tombstone's may hold a version
+   * older than it (by its minSeq or rangeDeleteFloor). Memtables hold only
+   * versions newer than every flushed tombstone, so these may leave the manifest.
+   */
+  idleRangeTombstones(): number[] {
+    const idle: number[] = []
+    for (const r of this.rangeTombstones) {
+      let needed = false
+      for (const level of this.levels) {
+        for (const t of level) {
+          if (Buffer.compare(t.largestKey, r.start) < 0 || (r.end !== undefined && Buffer.compare(t.smallestKey, r.end) >= 0)) continue
+          if (mayHoldCovered(t, r.seq)) {
+            needed = true
+            break
+          }
+        }
+        if (needed) break
+      }
+      if (!needed) idle.push(r.seq)
+    }
+    return idle
+  }
+
+  /** The range tombstones as an index (built once per table version); undefined when there are none. */
+  rangeIndex(): RangeTombstoneIndex | undefined {
+    if (this.rangeTombstones.length === 0) return undefined
+    this.index ??= new RangeTombstoneIndex(this.rangeTombstones)
+    return this.index
+  }
+
+  private applyRangeTombstones(edit: TableVersionEdit): readonly RangeTombstone[] {
+    const added = edit.rangeTombstonesAdded ?? []
+    const removed = edit.rangeTombstonesRemoved ?? []
+    if (added.length === 0 && removed.length === 0) return this.rangeTombstones
+    const gone = new Set(removed)
+    const next = this.rangeTombstones.filter((t) => !gone.has(t.seq))
+    assert(next.length === this.rangeTombstones.length - gone.size, 'edit removes a range tombstone the table version does not hold')
+    for (const t of added) {
+      assert(!next.some((u) => u.seq === t.seq), `edit adds range tombstone ${t.seq} twice`)
+      next.push(t)
+    }
+    return next
   }
 
   /** The blob files after `edit`: files added, garbage counted, files with nothing live left dropped. */

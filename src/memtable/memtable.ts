@@ -2,7 +2,8 @@ import { OrderedMap, type OrderedMapIterator } from '@js-sdsl/ordered-map'
 import { assert } from '../base/assert.js'
 import { compareBytes, copyBytes } from '../base/coding.js'
 import { RecordArena } from '../wal/record-arena.js'
-import { EXPIRY_BYTES, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, VALUE_NOT_READ, expiryOf, type Found } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, KIND_RANGE_DELETE, VALUE_NOT_READ, expiryOf, type Found } from '../base/entry.js'
+import { RangeTombstoneIndex, type RangeTombstone } from '../base/range-tombstones.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { Recycler } from './recycler.js'
 
@@ -103,6 +104,10 @@ export class Memtable {
   private probeKey: Uint8Array = EMPTY
   private probeSequence = 0
 
+  /** Range deletes written into this memtable (their own copies of the bounds), in sequence order. */
+  private readonly tombstones: RangeTombstone[] = []
+  private tombstoneIndex: RangeTombstoneIndex | undefined
+
   /** Where this memtable's own writes keep their WAL records (shared with the flush worker). */
   readonly arena: RecordArena
   /** True when entries were replayed from WAL files at open (they are not in the arena). */
@@ -135,8 +140,26 @@ export class Memtable {
     return this.chunkBytes + this.pages.length * this.pageBytes + this.slots.byteLength
   }
 
+  /** Point entries (puts and deletes); range deletes are counted apart (rangeTombstones). */
   get entryCount(): number {
     return this.count
+  }
+
+  /** True when nothing was written into this memtable. */
+  get isEmpty(): boolean {
+    return this.count === 0 && this.tombstones.length === 0
+  }
+
+  /** The range deletes written into this memtable. */
+  get rangeTombstones(): readonly RangeTombstone[] {
+    return this.tombstones
+  }
+
+  /** The range deletes as an index (rebuilt after a new one arrived); undefined when there are none. */
+  rangeIndex(): RangeTombstoneIndex | undefined {
+    if (this.tombstones.length === 0) return undefined
+    this.tombstoneIndex ??= new RangeTombstoneIndex(this.tombstones)
+    return this.tombstoneIndex
   }
 
   /** Takes a reference (an iterator reading this memtable). */
@@ -188,6 +211,12 @@ export class Memtable {
    */
   addRange(buf: Buffer, sequence: number, ks: number, ke: number, vs: number, ve: number, kind = KIND_PUT): void {
     assert(this.count === 0 || sequence > this.sequenceAt(this.count - 1), 'memtable sequences must ascend')
+    if (kind === KIND_RANGE_DELETE) {
+      // Copied: the bounds outlive the arena (the flush moves them into the manifest).
+      this.tombstones.push({ start: Buffer.from(buf.subarray(ks, ke)), end: ve > vs ? Buffer.from(buf.subarray(vs, ve)) : undefined, seq: sequence })
+      this.tombstoneIndex = undefined
+      return
+    }
     const i = this.count
     if ((i & this.pageMask) === 0) this.addPage()
     this.count++

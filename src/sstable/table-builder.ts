@@ -25,6 +25,8 @@ export interface TableProperties {
   entryCount: number
   deleteCount: number
   fileBytes: number
+  /** The smallest sequence of any entry (a range delete above it may cover some). */
+  minSeq: number
 }
 
 /**
@@ -52,6 +54,7 @@ export class TableBuilder {
   private lastSeq = 0
   private smallestKey: Buffer | undefined
   private smallestSeq = 0
+  private minSeq = Infinity
   private finished = false
 
   constructor(private readonly options: TableBuilderOptions) {
@@ -92,6 +95,7 @@ export class TableBuilder {
     this.lastKey.set(key, 0)
     this.lastKeyLength = key.length
     this.lastSeq = sequence
+    if (sequence < this.minSeq) this.minSeq = sequence
     this.entries++
     if (kind === KIND_DELETE) this.deletes++
     if (this.data.estimatedBytes >= this.options.blockBytes) this.flushDataBlock()
@@ -126,6 +130,7 @@ export class TableBuilder {
       entryCount: this.entries,
       deleteCount: this.deletes,
       fileBytes: this.offset,
+      minSeq: this.minSeq,
     }
   }
 

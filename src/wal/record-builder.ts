@@ -2,7 +2,7 @@ import { assert } from '../base/assert.js'
 import { copyRange, writeU32, writeU64, writeVarint } from '../base/coding.js'
 import { RecordArena } from './record-arena.js'
 import { RECORD_HEADER_BYTES, frameRecordInPlace } from './record-framing.js'
-import { EXPIRY_BYTES, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, type WriteOp } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, KIND_RANGE_DELETE, type WriteOp } from '../base/entry.js'
 import { BATCH_END, KIND_NOOP, PAYLOAD_HEADER_BYTES, PAYLOAD_PREFIX_BYTES, WAL_FORMAT_VERSION } from './wal-record.js'
 
 /**
@@ -77,7 +77,8 @@ export class WalRecordBuilder {
     for (let i = 0; i < ops.length; i++) {
       const { key, value, expiresAt } = ops[i]
       const expiring = value !== null && expiresAt !== undefined
-      buf[o++] = (value === null ? KIND_DELETE : expiring ? KIND_PUT_EXPIRING : KIND_PUT) | (i === last ? BATCH_END : 0)
+      const kind = value === null ? KIND_DELETE : expiring ? KIND_PUT_EXPIRING : ops[i].rangeDelete === true ? KIND_RANGE_DELETE : KIND_PUT
+      buf[o++] = kind | (i === last ? BATCH_END : 0)
       o = writeVarint(buf, o, key.length)
       offsets.push(o)
       o = copyRange(buf, o, key, 0, key.length)

@@ -1,5 +1,5 @@
 import { cursor, readU32, readU64, readVarint, varintLength } from '../base/coding.js'
-import { EXPIRY_BYTES, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, type WriteOp } from '../base/entry.js'
+import { EXPIRY_BYTES, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, KIND_RANGE_DELETE, type WriteOp } from '../base/entry.js'
 import { corruption } from '../base/errors.js'
 
 /**
@@ -7,7 +7,8 @@ import { corruption } from '../base/errors.js'
  *
  *   u8 version (3) | u64 firstSequence | u32 count | u64 epoch | count × entry
  *   entry: u8 kind | (put, delete) varint keyLength | key | (put) varint valueLength | value
- *   (an expiring put, kind 4: its value bytes are u64 expiresAt ‖ value)
+ *   (an expiring put, kind 4: its value bytes are u64 expiresAt ‖ value;
+ *   a range delete, kind 6: key = start, value = end, empty for none)
  *
  * Entry i gets sequence firstSequence + i. A record is applied whole or not at all,
  * which is what makes a batch atomic across a crash. The kind byte's top bit
@@ -66,8 +67,9 @@ export interface WalBatch {
 /**
  * Receives one entry of a record: its sequence, and where its key and value
  * lie in `payload` (valueStart = -1 for a delete); `batchEnd` is true on the
- * last entry of a write; `kind` is KIND_PUT, KIND_DELETE or KIND_PUT_EXPIRING
- * (whose value bytes start with the expiry time). No objects are made per entry.
+ * last entry of a write; `kind` is KIND_PUT, KIND_DELETE, KIND_PUT_EXPIRING
+ * (whose value bytes start with the expiry time) or KIND_RANGE_DELETE (key:
+ * the start, value: the end). No objects are made per entry.
  */
 export type WalEntryVisitor = (payload: Buffer, sequence: number, keyStart: number, keyEnd: number, valueStart: number, valueEnd: number, batchEnd: boolean, kind: number) => void
 
@@ -97,7 +99,7 @@ export function forEachWalEntry(payload: Buffer, fileName: string, visit: WalEnt
       onNoop?.(firstSequence + i, true)
       continue
     }
-    if (kind !== KIND_PUT && kind !== KIND_DELETE && (kind !== KIND_PUT_EXPIRING || version < 3)) throw corruption(`unknown entry kind ${kind}`, fileName)
+    if (kind !== KIND_PUT && kind !== KIND_DELETE && ((kind !== KIND_PUT_EXPIRING && kind !== KIND_RANGE_DELETE) || version < 3)) throw corruption(`unknown entry kind ${kind}`, fileName)
     readVarint(payload, o, end)
     const keyStart = cursor.offset
     const keyEnd = keyStart + cursor.value
@@ -130,6 +132,7 @@ export function decodeWalRecord(payload: Buffer, fileName: string): WalBatch {
     if (firstSequence < 0) firstSequence = seq
     if (batchEnd) batchEnds.push(ops.length)
     if (kind === KIND_PUT_EXPIRING) ops.push({ key: p.subarray(ks, ke), value: p.subarray(vs + EXPIRY_BYTES, ve), expiresAt: readU64(p, vs) })
+    else if (kind === KIND_RANGE_DELETE) ops.push({ key: p.subarray(ks, ke), value: p.subarray(vs, ve), rangeDelete: true })
     else ops.push({ key: p.subarray(ks, ke), value: vs < 0 ? null : p.subarray(vs, ve) })
   })
   return { firstSequence: firstSequence < 0 ? readU64(payload, 1) : firstSequence, ops, batchEnds }
