@@ -59,7 +59,8 @@ function liveTombstones(db: Database): number {
 describe('range deletes', () => {
   it('hide exactly [gte, lt) on every read path, from the memtable, the manifest and after reopen', async () => {
     const dir = newDir()
-    let db = await openDb(dir, { flushOnClose: false })
+    // No background compaction: the states between the steps below stay put.
+    let db = await openDb(dir, { flushOnClose: false, autoCompaction: false })
     for (let i = 0; i < 200; i++) await db.put(key(i), `v${i}`)
     await db.compactRange()
     await db.deleteRange(key(50), key(150))
@@ -79,14 +80,14 @@ describe('range deletes', () => {
     }
     await check('memtable')
     await db.close()
-    db = await openDb(dir, { flushOnClose: false })
+    db = await openDb(dir, { flushOnClose: false, autoCompaction: false })
     await check('replayed from the WAL')
     // Flushes the memtable (the tombstone goes to the manifest) and compacts nothing the tombstone covers.
     await db.compactRange(key(500), key(500))
     await check('flushed into the manifest')
     expect(liveTombstones(db)).toBe(1)
     await db.close()
-    db = await openDb(dir)
+    db = await openDb(dir, { autoCompaction: false })
     await check('manifest after reopen')
     expect(liveTombstones(db)).toBe(1)
     await db.compactRange()
@@ -130,6 +131,35 @@ describe('range deletes', () => {
     expect(liveTombstones(db)).toBe(0)
     expect(db.getSync(key(15))).toBeUndefined()
     expect(db.getSync(key(25))?.toString()).toBe('v25')
+  })
+
+  it('background compaction drops what a tombstone covers and removes it, with no compactRange', async () => {
+    const db = await openDb(newDir(), { memtableBytes: 64 << 10 })
+    for (let i = 0; i < 1000; i++) await db.put(key(i), 'v'.repeat(100))
+    await db.deleteRange(key(100), key(900))
+    // Fill memtables until the tombstone's is flushed (two flushes: one may have been under way); then only background compaction acts.
+    const flushes = db.stats().writes.flushes
+    for (let i = 0; db.stats().writes.flushes < flushes + 2; i++) await db.put(`z${i}`, 'f'.repeat(100))
+    const deadline = Date.now() + 20_000
+    while ((liveTombstones(db) > 0 || db.stats().compaction.entriesRangeDeleted < 800) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(liveTombstones(db)).toBe(0)
+    expect(db.stats().compaction.entriesRangeDeleted).toBe(800)
+    expect((await keysOf(db, { lt: 'z' })).length).toBe(200)
+  })
+
+  it('with no compaction due, the picker rewrites a table the tombstone covers (reason range-delete)', async () => {
+    const db = await openDb(newDir())
+    for (let i = 0; i < 1000; i++) await db.put(key(i), 'v'.repeat(100))
+    await db.compactRange()
+    await db.deleteRange(key(100), key(900))
+    // Flushes the tombstone; the one table below (L1) is due for nothing but holds what it covers.
+    await db.compactRange('zz', 'zz')
+    const deadline = Date.now() + 20_000
+    while (liveTombstones(db) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(liveTombstones(db)).toBe(0)
+    expect(db.stats().compaction.byReason['range-delete']).toBe(1)
+    expect(db.stats().compaction.entriesRangeDeleted).toBe(800)
+    expect(await keysOf(db)).toHaveLength(200)
   })
 
   it('a batch with a range delete is atomic with its other ops, in order', async () => {

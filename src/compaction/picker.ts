@@ -1,5 +1,6 @@
 import { NUM_LEVELS } from '../manifest/table-version-edit.js'
-import { overlapsRange, type TableMeta } from '../manifest/table-meta.js'
+import { mayHoldCovered, overlapsRange, type TableMeta } from '../manifest/table-meta.js'
+import { tombstoneOverlaps } from '../base/range-tombstones.js'
 import type { TableVersion } from '../manifest/table-version.js'
 import { garbageRatio } from '../manifest/blob-file-meta.js'
 
@@ -30,7 +31,7 @@ export interface CompactionPlan {
   overlapping: TableMeta[]
   /** Tables of `outputLevel + 1` overlapping that range (outputs are cut to keep overlap with them small). */
   grandparents: TableMeta[]
-  reason: 'l0' | 'size' | 'tombstones' | 'manual' | 'blob-gc'
+  reason: 'l0' | 'size' | 'tombstones' | 'manual' | 'blob-gc' | 'range-delete'
 }
 
 export const TOMBSTONE_RATIO = 0.5
@@ -213,6 +214,28 @@ export function pickBlobCollection(tableVersion: TableVersion, thresholdPercent:
       for (const t of tableVersion.levels[level]) {
         if (busy.has(t.number) || t.blobFiles === undefined || !t.blobFiles.includes(blob.number)) continue
         const p = level === 0 ? plan(tableVersion, 0, [...tableVersion.levels[0]], busy, 'blob-gc') : plan(tableVersion, level, [t], busy, 'blob-gc', true)
+        if (p !== undefined) return p
+      }
+    }
+  }
+  return undefined
+}
+
+/**
+ * With no compaction due: a table that may still hold versions a range
+ * tombstone covers gets rewritten in place (all of L0 when it is in L0),
+ * which drops them, so that the space comes back and the tombstone can
+ * leave the manifest (TableVersion.idleRangeTombstones). Only tombstones no
+ * live snapshot predates: a snapshot older than one would keep its covered
+ * versions, and the same table would be picked again and again.
+ */
+export function pickRangeDeleteCollection(tableVersion: TableVersion, oldestSnapshot: number, busy: ReadonlySet<number>): CompactionPlan | undefined {
+  for (const r of tableVersion.rangeTombstones) {
+    if (oldestSnapshot < r.seq) continue
+    for (let level = 0; level < NUM_LEVELS; level++) {
+      for (const t of tableVersion.levels[level]) {
+        if (busy.has(t.number) || !mayHoldCovered(t, r.seq) || !tombstoneOverlaps(r, t.smallestKey, t.largestKey)) continue
+        const p = level === 0 ? plan(tableVersion, 0, [...tableVersion.levels[0]], busy, 'range-delete') : plan(tableVersion, level, [t], busy, 'range-delete', true)
         if (p !== undefined) return p
       }
     }

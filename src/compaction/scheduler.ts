@@ -4,7 +4,7 @@ import type { ResolvedOptions } from '../options.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { BackgroundRunner } from './background-runner.js'
 import { outputNumbersNeeded, type KeySpan } from './compaction-job.js'
-import { blobFilesToCollect, pickBlobCollection, pickCompaction, pickRangeCompaction, type CompactionPlan } from './picker.js'
+import { blobFilesToCollect, pickBlobCollection, pickCompaction, pickRangeCompaction, pickRangeDeleteCollection, type CompactionPlan } from './picker.js'
 
 /** What the scheduler needs from the engine. */
 export interface CompactionHost {
@@ -60,7 +60,7 @@ export class CompactionScheduler {
     entriesExpired: 0,
     entriesRangeDeleted: 0,
     ms: 0,
-    byReason: { l0: 0, size: 0, tombstones: 0, manual: 0, 'blob-gc': 0 },
+    byReason: { l0: 0, size: 0, tombstones: 0, manual: 0, 'blob-gc': 0, 'range-delete': 0 },
     blobGarbageBytes: 0,
     blobBytesRelocated: 0,
   }
@@ -95,7 +95,10 @@ export class CompactionScheduler {
     if (!options.autoCompaction || this.manual) return
     while (this.stats.running < options.maxConcurrentCompactions && this.host.canRunBackgroundWork()) {
       const current = this.host.tableVersions.current
-      const plan = pickCompaction(current, options, this.busy, this.cursors) ?? pickBlobCollection(current, options.blobGarbagePercent, this.busy)
+      const plan =
+        pickCompaction(current, options, this.busy, this.cursors) ??
+        pickBlobCollection(current, options.blobGarbagePercent, this.busy) ??
+        pickRangeDeleteCollection(current, this.host.snapshotSequences()[0] ?? Infinity, this.busy)
       if (plan === undefined) return
       void this.run(plan) // errors are reported through host.onError
     }
