@@ -207,6 +207,8 @@ interface WalRecord {
   ops: Array<[string, string | null]>
   /** Per op: the expiry time of an expiring put (kind 4), else undefined. */
   expiresAt: Array<number | undefined>
+  /** Per op: its kind (a range delete, kind 6, is in `ops` as [start, end], its end '' for none). */
+  kinds: number[]
 }
 
 /** Splits a WAL into records (both checksums checked) and decodes their ops (record versions 1 to 3). */
@@ -228,13 +230,22 @@ function parseWal(file: string): WalRecord[] {
     const at = { o: version >= 3 ? 21 : 13 }
     const ops: WalRecord['ops'] = []
     const expiresAt: WalRecord['expiresAt'] = []
+    const kinds: number[] = []
     for (let i = 0; i < count; i++) {
       // Version 2 marks the last entry of each write with the kind byte's top bit.
       const kind = payload[at.o++] & (version >= 2 ? 0x7f : 0xff)
       const kl = readVarint(payload, at)
       const key = payload.subarray(at.o, at.o + kl).toString('latin1')
       at.o += kl
-      if (kind === 1 || kind === 4) {
+      kinds.push(kind)
+      if (kind === 6) {
+        // Kind 6, a range delete: key = the range's start, value = its end (exclusive; empty: none).
+        expect(version).toBe(3)
+        const vl = readVarint(payload, at)
+        ops.push([key, payload.subarray(at.o, at.o + vl).toString('latin1')])
+        expiresAt.push(undefined)
+        at.o += vl
+      } else if (kind === 1 || kind === 4) {
         // Kind 4, an expiring put: its value bytes are u64 expiresAt, then the value.
         const vl = readVarint(payload, at)
         const skip = kind === 4 ? 8 : 0
@@ -248,7 +259,7 @@ function parseWal(file: string): WalRecord[] {
       }
     }
     expect(at.o).toBe(len)
-    records.push({ start: o, end: o + 12 + len, firstSequence: Number(payload.readBigUInt64LE(1)), ops, expiresAt })
+    records.push({ start: o, end: o + 12 + len, firstSequence: Number(payload.readBigUInt64LE(1)), ops, expiresAt, kinds })
     o += 12 + len
   }
   return records
@@ -1264,6 +1275,398 @@ describe('expiring entries (kinds 4 and 5)', () => {
     expect(walCheck.doc.problems).toEqual([expect.objectContaining({ file: path.basename(wal), offset: 0, message: expect.stringMatching(/record does not decode: WAL expiring value shorter than its expiry time/) })])
     expect(walDump.code).toBe(1)
     expect(walDump.stdout).toMatch(/error: .*WAL expiring value shorter than its expiry time/)
+  })
+})
+
+// ---- range deletes ---------------------------------------------------------------------------
+
+/** One manifest record as docs/format.md lays it out ("Manifest"): the tags range deletes concern, decoded independently. */
+interface ManifestEdit {
+  start: number
+  /** Tag 5. */
+  tables: Array<{ level: number; number: number; smallestSeq: number; largestSeq: number }>
+  /** Tag 9. */
+  tombstonesAdded: Array<{ seq: number; start: string; end: string | null }>
+  /** Tag 10. */
+  tombstonesRemoved: number[]
+  /** Tag 11. */
+  floors: Array<{ table: number; minSeq: number; floor: number }>
+}
+
+/** Splits a manifest into records (both checksums checked) and decodes every tag (1 to 11). */
+function parseManifest(file: string): ManifestEdit[] {
+  const buf = fs.readFileSync(file)
+  const edits: ManifestEdit[] = []
+  let o = 0
+  while (o < buf.length) {
+    const len = buf.readUInt32LE(o)
+    const payload = buf.subarray(o + 12, o + 12 + len)
+    expect(payload.length).toBe(len)
+    expect(buf.readUInt32LE(o + 4)).toBe(xx.h32Raw(payload, 0) >>> 0)
+    expect(buf.readUInt32LE(o + 8)).toBe(xx.h32Raw(buf.subarray(o, o + 8), 0x53545241) >>> 0)
+    const e: ManifestEdit = { start: o, tables: [], tombstonesAdded: [], tombstonesRemoved: [], floors: [] }
+    const at = { o: 0 }
+    const num = (): number => readVarint(payload, at)
+    const bytes = (): string => {
+      const n = num()
+      const b = payload.subarray(at.o, at.o + n).toString('latin1')
+      at.o += n
+      return b
+    }
+    const skip = (n: number): void => {
+      for (let i = 0; i < n; i++) num()
+    }
+    while (at.o < payload.length) {
+      const tag = num()
+      if (tag >= 1 && tag <= 3) skip(1)
+      else if (tag === 4) skip(2)
+      else if (tag === 5) {
+        const [level, number] = [num(), num()]
+        num()
+        const [smallestSeq, largestSeq] = [num(), num()]
+        skip(2)
+        bytes()
+        bytes()
+        e.tables.push({ level, number, smallestSeq, largestSeq })
+      } else if (tag === 6) skip(4)
+      else if (tag === 7) skip(3)
+      else if (tag === 8) {
+        num()
+        skip(num())
+      } else if (tag === 9) {
+        const seq = num()
+        const start = bytes()
+        const hasEnd = num()
+        expect([0, 1]).toContain(hasEnd)
+        e.tombstonesAdded.push({ seq, start, end: hasEnd === 1 ? bytes() : null })
+      } else if (tag === 10) e.tombstonesRemoved.push(num())
+      else if (tag === 11) {
+        const f = { table: num(), minSeq: num(), floor: num() }
+        // It follows the tag 5 (and the tag 8, if any) of its table.
+        expect(e.tables.at(-1)?.number).toBe(f.table)
+        e.floors.push(f)
+      } else throw new Error(`unknown manifest tag ${tag} at ${o}`)
+    }
+    expect(at.o).toBe(len)
+    edits.push(e)
+    o += 12 + len
+  }
+  return edits
+}
+
+/**
+ * Range deletes (WAL kind 6, manifest tags 9, 10 and 11). A first session
+ * writes a/, b/, c/ and d/ 00..49 (flushed on close); a second range-deletes
+ * [a/10, a/20) and compacts it: the compaction drops what it covers (its
+ * output's tag 11 records the floor) and the tombstone leaves the manifest
+ * (tag 10); it then range-deletes [b/10, b/20), rewrites b/15 and
+ * range-deletes [d/40, no end): flushed on close into the manifest (tag 9).
+ * `rdSession2` is a copy taken then: its manifest holds all those edits
+ * (every open writes a fresh manifest of one record). A third session
+ * (flushOnClose false) leaves in the WAL a range delete of [c/05, c/10), a
+ * batch of a range delete from the empty key to a/05 and a put of c/07, and a
+ * range delete of [x/00, x/99), which covers no key. The models: what reads
+ * show after each session.
+ */
+let rdTemplate: string
+let rdSession2: string
+const rdSession2Model = new Map<string, string>()
+const rdModel = new Map<string, string>()
+const rdKey = (p: string, i: number): string => `${p}/${String(i).padStart(2, '0')}`
+const RD_OPTIONS = { autoCompaction: false }
+/** Deletes [gte, lt) from a model. */
+const deleteFrom = (m: Map<string, string>, gte: string, lt?: string): void => {
+  for (const k of [...m.keys()]) if (k >= gte && (lt === undefined || k < lt)) m.delete(k)
+}
+
+beforeAll(async () => {
+  rdTemplate = newDir('range-delete-template')
+  let db = await open(rdTemplate, RD_OPTIONS)
+  for (const p of ['a', 'b', 'c', 'd']) {
+    for (let i = 0; i < 50; i++) {
+      await db.put(rdKey(p, i), `v1-${p}${i}`)
+      rdSession2Model.set(rdKey(p, i), `v1-${p}${i}`)
+    }
+  }
+  await db.close()
+  db = await open(rdTemplate, RD_OPTIONS)
+  await db.deleteRange('a/10', 'a/20')
+  deleteFrom(rdSession2Model, 'a/10', 'a/20')
+  await db.compactRange('a/', 'a/~')
+  await db.deleteRange('b/10', 'b/20')
+  deleteFrom(rdSession2Model, 'b/10', 'b/20')
+  await db.put('b/15', 'v2-b15')
+  rdSession2Model.set('b/15', 'v2-b15')
+  await db.deleteRange('d/40')
+  deleteFrom(rdSession2Model, 'd/40')
+  await db.close()
+  rdSession2 = copyOf(rdTemplate)
+  for (const [k, v] of rdSession2Model) rdModel.set(k, v)
+  db = await open(rdTemplate, { ...RD_OPTIONS, flushOnClose: false })
+  await db.deleteRange('c/05', 'c/10')
+  deleteFrom(rdModel, 'c/05', 'c/10')
+  await db.batch([
+    { type: 'delRange', gte: '', lt: 'a/05' },
+    { type: 'put', key: 'c/07', value: 'v3-c07' },
+  ])
+  deleteFrom(rdModel, '', 'a/05')
+  rdModel.set('c/07', 'v3-c07')
+  await db.deleteRange('x/00', 'x/99')
+  expect(sorted(await contentOf(db))).toEqual(sorted(rdModel))
+  await db.close()
+  // Neither the tables nor the template's first two sessions' WALs hold a range delete; the last WAL holds three.
+  for (const f of filesEnding(rdTemplate, '.sst')) for (const e of parseTable(f).entries) expect([0, 1]).toContain(e.kind)
+  expect(filesEnding(rdTemplate, '.log')).toHaveLength(1)
+  expect(parseWal(filesEnding(rdTemplate, '.log')[0]).flatMap((r) => r.kinds)).toEqual([6, 6, 1, 6])
+})
+
+/** The range deletes of the template's WAL: sequence, start and end (null: none), from an independent parse. */
+function rdWalRanges(dir: string): Array<{ seq: number; start: string; end: string | null }> {
+  return parseWal(filesEnding(dir, '.log')[0]).flatMap((r) =>
+    r.ops.flatMap(([start, end], j) => (r.kinds[j] === 6 ? [{ seq: r.firstSequence + j, start, end: end === '' ? null : end }] : [])),
+  )
+}
+
+/** A tombstone as the tools print it in JSON. */
+const rdJson = (t: { seq: number; start: string; end: string | null }): Record<string, unknown> => ({
+  sequence: t.seq,
+  start: t.start,
+  startEncoding: 'utf8',
+  end: t.end,
+  endEncoding: t.end === null ? null : 'utf8',
+})
+const rdText = (t: { seq: number; start: string; end: string | null }): string => `@${t.seq} [${JSON.stringify(t.start)}, ${t.end === null ? 'no end' : JSON.stringify(t.end)})`
+
+/** The session-2 model with what the manifest's tombstones deleted back: [b/10, b/20) and [d/40, …) as first written (a/10..a/19 a compaction dropped). */
+function withManifestTombstonesLost(m: Map<string, string>): Map<string, string> {
+  const out = new Map(m)
+  for (let i = 10; i < 20; i++) if (i !== 15) out.set(rdKey('b', i), `v1-b${i}`)
+  for (let i = 40; i < 50; i++) out.set(rdKey('d', i), `v1-d${i}`)
+  return out
+}
+
+describe('range deletes (WAL kind 6, manifest tags 9, 10 and 11)', () => {
+  it('dump shows the WAL\'s range deletes, text and --json, and --from/--to keeps those whose range meets them', async () => {
+    const wal = filesEnding(rdTemplate, '.log')[0]
+    const recs = parseWal(wal)
+    const ranges = rdWalRanges(rdTemplate)
+    expect(ranges.map((t) => [t.start, t.end])).toEqual([
+      ['c/05', 'c/10'],
+      ['', 'a/05'],
+      ['x/00', 'x/99'],
+    ])
+    const [text, json, ranged] = await Promise.all([strata('dump', wal), strataJson('dump', wal), strataJson('dump', wal, '--from', 'c/06', '--to', 'c/06')])
+    expect(text.code, text.stderr).toBe(0)
+    const put = recs[1].firstSequence + 1
+    expect(text.stdout).toContain(`  batch ${ranges[0].seq}..${ranges[0].seq} (1 op)\n    @${ranges[0].seq} delete-range ["c/05", "c/10")\n`)
+    expect(text.stdout).toContain(`  batch ${ranges[1].seq}..${put} (2 ops)\n    @${ranges[1].seq} delete-range ["", "a/05")\n    "c/07" @${put} put "v3-c07"\n`)
+    expect(text.stdout).toContain(`    @${ranges[2].seq} delete-range ["x/00", "x/99")\n`)
+    expect(text.stdout).toMatch(/^3 records, 4 entries \(3 range deletes\), sequences /m)
+    expect(json.code).toBe(0)
+    expect(json.doc).toMatchObject({ recordCount: 3, entryCount: 4, rangeDeleteCount: 3, problems: [] })
+    expect(json.doc.records.flatMap((r: { entries: unknown[] }) => r.entries)).toEqual([
+      { ...rdJson(ranges[0]), kind: 'delete-range', batchEnd: true },
+      { ...rdJson(ranges[1]), kind: 'delete-range', batchEnd: false },
+      { key: 'c/07', keyEncoding: 'utf8', sequence: put, kind: 'put', value: 'v3-c07', valueEncoding: 'utf8', batchEnd: true },
+      { ...rdJson(ranges[2]), kind: 'delete-range', batchEnd: true },
+    ])
+    // c/06 lies in [c/05, c/10) only: the batch (its range ends before it, its put is c/07) and [x/00, x/99) are not shown.
+    expect(ranged.code).toBe(0)
+    expect(ranged.doc.records.flatMap((r: { entries: unknown[] }) => r.entries)).toEqual([{ ...rdJson(ranges[0]), kind: 'delete-range', batchEnd: true }])
+  })
+
+  it('dump shows a manifest\'s range tombstones added (tag 9) and removed (tag 10), the tables\' sequence floors (tag 11), and the live ones, text and --json', async () => {
+    const manifest = currentManifest(rdSession2)
+    const edits = parseManifest(manifest)
+    const added = edits.flatMap((e) => e.tombstonesAdded)
+    const removed = edits.flatMap((e) => e.tombstonesRemoved)
+    expect(added.map((t) => [t.start, t.end])).toEqual([
+      ['a/10', 'a/20'],
+      ['b/10', 'b/20'],
+      ['d/40', null],
+    ])
+    // The compaction removed [a/10, a/20) in the edit that installed its output, whose floor is that tombstone's sequence.
+    expect(removed).toEqual([added[0].seq])
+    const compaction = edits.find((e) => e.tombstonesRemoved.length > 0)!
+    expect(compaction.floors).toEqual([expect.objectContaining({ floor: added[0].seq })])
+    const live = added.slice(1)
+
+    const [text, json] = await Promise.all([strata('dump', manifest), strataJson('dump', manifest)])
+    expect(text.code, text.stderr).toBe(0)
+    for (const t of added) expect(text.stdout).toContain(`  range  add ${rdText(t)}\n`)
+    expect(text.stdout).toContain(`  range  remove @${added[0].seq}\n`)
+    for (const f of edits.flatMap((e) => e.floors)) {
+      expect(text.stdout).toMatch(new RegExp(`add +L\\d 0*${f.table}\\.sst: .*; min sequence ${f.minSeq}, range-delete floor ${f.floor}\\n`))
+    }
+    expect(text.stdout).toMatch(/^state after \d+ edits: 2 tables \(L0: 1, L1: 1\), 2 live range tombstones, /m)
+    for (const t of live) expect(text.stdout).toContain(`\n  range tombstone ${rdText(t)}\n`)
+
+    expect(json.code).toBe(0)
+    expect(json.doc.edits.map((e: { offset: number }) => e.offset)).toEqual(edits.map((e) => e.start))
+    json.doc.edits.forEach((e: { rangeTombstonesAdded: unknown[]; rangeTombstonesRemoved: number[]; added: Array<{ file: string; minSeq: number | null; rangeDeleteFloor: number | null }> }, i: number) => {
+      expect(e.rangeTombstonesAdded).toEqual(edits[i].tombstonesAdded.map(rdJson))
+      expect(e.rangeTombstonesRemoved).toEqual(edits[i].tombstonesRemoved)
+      expect(e.added.map((a) => [a.file, a.minSeq, a.rangeDeleteFloor])).toEqual(
+        edits[i].tables.map((t) => {
+          const f = edits[i].floors.find((x) => x.table === t.number)
+          return [`${String(t.number).padStart(6, '0')}.sst`, f?.minSeq ?? null, f === undefined ? null : f.floor]
+        }),
+      )
+    })
+    expect(json.doc.state.rangeTombstones).toEqual(live.map(rdJson))
+    // The template's manifest after the third open: one snapshot record, the same live tombstones.
+    const now = await strataJson('dump', currentManifest(rdTemplate))
+    expect(now.doc.edits).toHaveLength(1)
+    expect(now.doc.state.rangeTombstones).toEqual(live.map(rdJson))
+  })
+
+  it('check passes and reports the live range tombstones and the WALs\' range deletes', async () => {
+    const dir = copyOf(rdTemplate)
+    const before = hashTree(dir)
+    const live = parseManifest(currentManifest(dir)).flatMap((e) => e.tombstonesAdded)
+    expect(live).toHaveLength(2)
+    const [text, json, session2] = await Promise.all([strata('check', dir), strataJson('check', dir), strataJson('check', rdSession2)])
+    expect(text.code, text.stdout + text.stderr).toBe(0)
+    expect(text.stdout).toMatch(/result: OK: 0 problems, 0 warnings/)
+    expect(text.stdout).toContain(`  ranges    2 live range tombstones in the manifest, 3 range deletes in the WALs\n${live.map((t) => `            ${rdText(t)}\n`).join('')}`)
+    expect(json.code).toBe(0)
+    expect(json.doc.manifest.rangeTombstones).toBe(2)
+    expect(json.doc.rangeTombstones).toEqual(live.map(rdJson))
+    expect(json.doc.wals).toEqual([expect.objectContaining({ records: 3, entries: 4, rangeDeletes: 3, ok: true })])
+    // The compaction's output carries a range-delete floor; the table check compares it with the live tombstones.
+    expect(session2.code, JSON.stringify(session2.doc.problems)).toBe(0)
+    expect(session2.doc.warnings).toEqual([])
+    expect(session2.doc.rangeTombstones).toEqual(live.map(rdJson))
+    expect(hashTree(dir)).toEqual(before)
+  })
+
+  it('check and dump report a tag 10 removing a tombstone no edit added, and a tag 11 naming a table its edit does not add', async () => {
+    const remove = copyOf(rdTemplate)
+    const floor = copyOf(rdTemplate)
+    // Records appended to the manifest: { tag 10, seq 999 }, and { tag 11, table 77, minSeq 1, floor 0 } (varints below 128).
+    fs.appendFileSync(currentManifest(remove), walFrame(Buffer.from([10, 0xe7, 0x07])))
+    fs.appendFileSync(currentManifest(floor), walFrame(Buffer.from([11, 77, 1, 0])))
+    const [c1, d1, c2, d2] = await Promise.all([strataJson('check', remove), strataJson('dump', currentManifest(remove)), strataJson('check', floor), strataJson('dump', currentManifest(floor))])
+    const name = path.basename(currentManifest(remove))
+    const at = recordStarts(currentManifest(remove)).at(-1)
+    for (const r of [c1, d1]) {
+      expect(r.code).toBe(1)
+      expect(r.doc.problems).toEqual([{ file: name, offset: at, message: 'edit removes range tombstone @999, which no edit added' }])
+    }
+    for (const r of [c2, d2]) {
+      expect(r.code).toBe(1)
+      expect(r.doc.problems).toEqual([expect.objectContaining({ file: name, offset: at, message: expect.stringMatching(/names table 77, which its edit does not add/) })])
+    }
+  })
+
+  it('repair in place keeps the manifest\'s tombstones and carries the WAL\'s range deletes into the new manifest, never into a table', async () => {
+    const dir = copyOf(rdTemplate)
+    const textDir = copyOf(rdTemplate)
+    const wal = path.basename(filesEnding(dir, '.log')[0])
+    const fromManifest = parseManifest(currentManifest(dir)).flatMap((e) => e.tombstonesAdded)
+    const fromWal = rdWalRanges(dir)
+    const [{ code, doc, stderr }, text] = await Promise.all([strataJson('repair', dir), strata('repair', textDir)])
+    expect(code, stderr + JSON.stringify(doc)).toBe(0)
+    expect(doc.mode).toBe('manifest')
+    expect(doc.verified).toBe(true)
+    expect(doc.warnings).toEqual([])
+    // [x/00, x/99) covers no key of any table kept: left out, as the engine would remove it.
+    expect(doc.rangeDeletes).toEqual({ fromManifest: 2, fromWals: 3, dropped: 1, kept: 4, mayBeLost: false })
+    const kept = [...fromManifest, ...fromWal.slice(0, 2)].sort((a, b) => a.seq - b.seq)
+    expect(doc.result.rangeTombstones).toEqual(kept.map(rdJson))
+    expect(doc.files.find((f: { file: string }) => f.file === wal)).toMatchObject({ action: 'converted', entriesKept: 1, rangeDeletesKept: 3 })
+    // The new manifest lists them (tag 9), every table holds puts and deletes only, and the deleted keys stay deleted.
+    expect(parseManifest(currentManifest(dir)).flatMap((e) => e.tombstonesAdded).sort((a, b) => a.seq - b.seq)).toEqual(kept)
+    for (const f of filesEnding(dir, '.sst')) for (const e of parseTable(f).entries) expect([0, 1]).toContain(e.kind)
+    expect(sorted(await contentOfDir(dir))).toEqual(sorted(rdModel))
+    expect(doc.liveKeys).toBe(rdModel.size)
+    const check = await strata('check', dir)
+    expect(check.code, check.stdout).toBe(0)
+
+    expect(text.code, text.stderr).toBe(0)
+    expect(text.stdout).toContain(`  ${wal}: converted: 1 entry from intact records written to `)
+    expect(text.stdout).toContain('; 3 range deletes carried into the new manifest as range tombstones; moved to lost/')
+    expect(text.stdout).toContain('range deletes: 4 range tombstones in the new manifest (2 from the manifest, 3 from WALs; 1 left out: they cover nothing in the tables kept)\n')
+    expect(text.stdout).toMatch(/^result: MANIFEST-\d+ names 3 tables \(L0: 2, L1: 1\), 4 range tombstones, /m)
+    expect(text.stdout).not.toContain('warning:')
+  })
+
+  it('rebuild without CURRENT recovers the tombstones of the manifest present and of the WAL, and warns that flushed range deletes may be lost', async () => {
+    const dir = copyOf(rdTemplate)
+    const textDir = copyOf(rdTemplate)
+    for (const d of [dir, textDir]) fs.rmSync(path.join(d, 'CURRENT'))
+    const [{ code, doc, stderr }, text] = await Promise.all([strataJson('repair', dir), strata('repair', textDir)])
+    expect(code, stderr + JSON.stringify(doc)).toBe(0)
+    expect(doc.mode).toBe('rebuild')
+    expect(doc.verified).toBe(true)
+    expect(doc.rangeDeletes).toEqual({ fromManifest: 2, fromWals: 3, dropped: 1, kept: 4, mayBeLost: true })
+    expect(doc.warnings).toEqual([expect.stringMatching(/^range deletes already flushed into the lost manifest are lost: .*keys they deleted may show their old values again/)])
+    // Here the manifest present was the live one: nothing was lost.
+    expect(sorted(await contentOfDir(dir))).toEqual(sorted(rdModel))
+    for (const f of filesEnding(dir, '.sst')) for (const e of parseTable(f).entries) expect([0, 1]).toContain(e.kind)
+    expect(text.code, text.stderr).toBe(0)
+    expect(text.stdout).toMatch(/^warning: range deletes already flushed into the lost manifest are lost: /m)
+    const check = await strata('check', dir)
+    expect(check.code, check.stdout).toBe(0)
+  })
+
+  it('rebuild without any manifest keeps the WAL\'s range deletes; what only the manifest deleted shows again, and the report says it may', async () => {
+    const dir = copyOf(rdTemplate)
+    fs.rmSync(path.join(dir, 'CURRENT'))
+    for (const m of fs.readdirSync(dir).filter((n) => n.startsWith('MANIFEST-'))) fs.rmSync(path.join(dir, m))
+    const { code, doc, stderr } = await strataJson('repair', dir)
+    expect(code, stderr + JSON.stringify(doc)).toBe(0)
+    expect(doc.mode).toBe('rebuild')
+    expect(doc.rangeDeletes).toEqual({ fromManifest: 0, fromWals: 3, dropped: 1, kept: 2, mayBeLost: true })
+    expect(doc.warnings).toHaveLength(1)
+    expect(doc.result.rangeTombstones).toEqual(rdWalRanges(rdTemplate).slice(0, 2).map(rdJson))
+    // [c/05, c/10) and ["", a/05) still hold; [b/10, b/20) and [d/40, …) are lost; [a/10, a/20)'s keys a compaction dropped.
+    const expected = withManifestTombstonesLost(rdSession2Model)
+    deleteFrom(expected, 'c/05', 'c/10')
+    deleteFrom(expected, '', 'a/05')
+    expected.set('c/07', 'v3-c07')
+    expect(sorted(await contentOfDir(dir))).toEqual(sorted(expected))
+  })
+
+  it('rebuild carries the range deletes of a WAL it leaves out as already flushed', async () => {
+    // The WAL is flushed by a reopen (its range deletes move into the manifest, it is deleted), then put back, and the manifests lost.
+    const dir = copyOf(rdTemplate)
+    const walFile = filesEnding(dir, '.log')[0]
+    const saved = fs.readFileSync(walFile)
+    const db = await open(dir, RD_OPTIONS)
+    await db.close()
+    expect(fs.existsSync(walFile)).toBe(false)
+    fs.writeFileSync(walFile, saved)
+    fs.rmSync(path.join(dir, 'CURRENT'))
+    for (const m of fs.readdirSync(dir).filter((n) => n.startsWith('MANIFEST-'))) fs.rmSync(path.join(dir, m))
+    const { code, doc, stderr } = await strataJson('repair', dir)
+    expect(code, stderr + JSON.stringify(doc)).toBe(0)
+    expect(doc.files.find((f: { file: string }) => f.file === path.basename(walFile))).toMatchObject({
+      action: 'moved-aside',
+      reason: expect.stringMatching(/is not newer than the tables' \(\d+\): already flushed; its 3 range deletes carried into the new manifest$/),
+    })
+    expect(doc.rangeDeletes).toEqual({ fromManifest: 0, fromWals: 3, dropped: 1, kept: 2, mayBeLost: true })
+    const expected = withManifestTombstonesLost(rdSession2Model)
+    deleteFrom(expected, 'c/05', 'c/10')
+    deleteFrom(expected, '', 'a/05')
+    expected.set('c/07', 'v3-c07')
+    expect(sorted(await contentOfDir(dir))).toEqual(sorted(expected))
+  })
+
+  it('rebuild with the manifest\'s last record damaged: tombstones of the intact records kept, those of the damaged one lost, with the warning', async () => {
+    const dir = copyOf(rdSession2)
+    const manifest = currentManifest(dir)
+    const edits = parseManifest(manifest)
+    const last = edits.at(-1)!
+    expect(last.tombstonesAdded.map((t) => t.start)).toEqual(['b/10', 'd/40'])
+    flipByte(manifest, last.start + 12 + 2)
+    const { code, doc, stderr } = await strataJson('repair', dir)
+    expect(code, stderr + JSON.stringify(doc)).toBe(0)
+    expect(doc.mode).toBe('rebuild')
+    // [a/10, a/20), added and removed by intact records, is carried (it still overlaps the merged table); the damaged record's two are lost.
+    expect(doc.rangeDeletes).toMatchObject({ fromManifest: 1, fromWals: 0, mayBeLost: true })
+    expect(doc.warnings).toHaveLength(1)
+    expect(sorted(await contentOfDir(dir))).toEqual(sorted(withManifestTombstonesLost(rdSession2Model)))
   })
 })
 

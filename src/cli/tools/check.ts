@@ -2,15 +2,16 @@
  * `strata check <dir>`: verifies a database directory without writing
  * anything (no LOCK, no file created, every file opened read-only), so it
  * also runs while another process has the database open for writing. It
- * checks the manifest, every table and blob file it names, every blob
- * reference against the blob file's records, and the WALs; it reports every
- * problem it finds, with file and offset, then a summary
- * (docs/cli.md, "strata check").
+ * checks the manifest (its range tombstones too), every table and blob file
+ * it names, every blob reference against the blob file's records, and the
+ * WALs (check-wals.ts); it reports every problem it finds, with file and
+ * offset, then a summary (check-report.ts; docs/cli.md, "strata check").
  */
 import * as path from 'node:path'
 import { initChecksum } from '../../base/checksum.js'
 import { LOCK_FILE, MARKER_FILE, blobFileName, manifestFileName, tableFileName, walFileName } from '../../base/file-names.js'
 import { parseLockRecord } from '../../base/lock-file.js'
+import { RangeTombstoneIndex } from '../../base/range-tombstones.js'
 import { decodeMarker, inspectDirectory } from '../../engine/directory-identity.js'
 import { NUM_LEVELS } from '../../manifest/table-version-edit.js'
 import { RECORD_HEADER_BYTES } from '../../wal/record-framing.js'
@@ -20,33 +21,13 @@ import { PinnedTableFiles } from '../../engine/pinned-table-files.js'
 import { inspectBlobFile, type BlobCatalog, type BlobFileInspection } from './blob-inspection.js'
 import { isMissing, listDirectory, readCurrent, requireDirectory, type DirectoryListing } from './database-directory.js'
 import { replayManifest, type ManifestReplay, type Placement } from './manifest-replay.js'
-import { bytes, findingOf, plural, showBytes, showFinding, type Finding, type Out } from './output.js'
+import type { CheckReport } from './check-report.js'
+import { checkWals } from './check-wals.js'
+import { findingOf, plural, showBytes, type Finding } from './output.js'
+import { bySequence, rangeJson } from './range-deletes.js'
 import { inspectTable, type TableInspection } from './table-inspection.js'
-import { readWalContents, walDamageFinding } from './wal-inspection.js'
 
-/** Everything `strata check` found; also its `--json` output. */
-export interface CheckReport {
-  dir: string
-  /** No problems (warnings allowed). */
-  ok: boolean
-  problems: Finding[]
-  warnings: Finding[]
-  /** Informational lines (a concurrent writer's doings, files not checked). */
-  notes: string[]
-  marker?: { id: string; version: number }
-  lock?: { pid: number; host?: string }
-  manifest?: { file: string; records: number; bytes: number; logNumber: number; nextFileNumber: number; lastSequence: number }
-  levels: Array<{ level: number; tables: number; entries: number; bytes: number }>
-  tables: Array<{ file: string; level: number; bytes: number; entries: number; dataBlocks: number; blobReferences: number; ok: boolean }>
-  /**
-   * Blob files: those the manifest lists (counts and garbage as it records
-   * them), or without a usable manifest those in the directory (counts from
-   * their footers, garbage null). `references`: the references the tables
-   * read hold into the file.
-   */
-  blobFiles: Array<{ file: string; bytes: number; valueCount: number; valueBytes: number; garbageCount: number | null; garbageBytes: number | null; references: number; ok: boolean }>
-  wals: Array<{ file: string; bytes: number; records: number; entries: number; firstSequence?: number; lastSequence?: number; ok: boolean }>
-}
+export { printCheck, type CheckReport } from './check-report.js'
 
 /** How many times CURRENT and the manifest are read again when tables they name vanished (a concurrent writer). */
 const MANIFEST_REREADS = 3
@@ -65,7 +46,7 @@ class Checker {
     private readonly fs: FileSystem,
     private readonly dir: string,
   ) {
-    this.report = { dir, ok: true, problems: [], warnings: [], notes: [], levels: [], tables: [], blobFiles: [], wals: [] }
+    this.report = { dir, ok: true, problems: [], warnings: [], notes: [], levels: [], tables: [], blobFiles: [], wals: [], rangeTombstones: [] }
   }
 
   problem(f: Finding): void {
@@ -82,7 +63,7 @@ class Checker {
       this.readLock(listing)
       const state = this.checkManifestAndTables(listing)
       // Listed again: WALs come and go while a writer runs.
-      this.checkWals(listDirectory(this.fs, this.dir), state)
+      checkWals(this.fs, this.dir, listDirectory(this.fs, this.dir), state?.replay.logNumber ?? 0, this.report)
     }
     this.report.ok = this.report.problems.length === 0
     return this.report
@@ -192,10 +173,12 @@ class Checker {
         files.set(number, b)
       }
       const catalog: BlobCatalog = { files, fromManifest: true }
+      // Each table's range-delete floor (tag 11) is checked against the live range tombstones.
+      const rangeTombstones = new RangeTombstoneIndex([...s.replay.rangeTombstones.values()])
       for (const [number, placement] of s.replay.tables) {
         const known = results.get(number)
         if (known !== undefined && !known.missing && known.blobFilesMissing.size === 0) continue
-        results.set(number, inspectTable(pinned, this.dir, number, { meta: placement.meta, lastSequence: s.replay.lastSequence }, catalog))
+        results.set(number, inspectTable(pinned, this.dir, number, { meta: placement.meta, lastSequence: s.replay.lastSequence, rangeTombstones }, catalog))
       }
     }
     try {
@@ -361,7 +344,9 @@ class Checker {
       logNumber: r.logNumber,
       nextFileNumber: r.nextFileNumber,
       lastSequence: r.lastSequence,
+      rangeTombstones: r.rangeTombstones.size,
     }
+    this.report.rangeTombstones = bySequence(r.rangeTombstones.values()).map((t) => rangeJson(t, { hex: false }))
   }
 
   /** Levels 1 and deeper: sorted by smallest key, no two tables overlapping. */
@@ -386,57 +371,6 @@ class Checker {
       }
     }
   }
-
-  /** Every WAL at or above the manifest's log number: records, damage, increasing sequences. */
-  private checkWals(listing: DirectoryListing, state: ManifestState | undefined): void {
-    const logNumber = state?.replay.logNumber ?? 0
-    const wals = listing.wals.filter((n) => n >= logNumber)
-    const older = listing.wals.length - wals.length
-    if (older > 0) this.report.notes.push(`${plural(older, 'WAL')} below the log number ${logNumber} (writes already in tables) not checked`)
-    let lastSequence = 0
-    let lastWhere = ''
-    wals.forEach((number, i) => {
-      const name = walFileName(number)
-      let buf: Buffer
-      try {
-        buf = this.fs.readFile(path.join(this.dir, name))
-      } catch (err) {
-        if (isMissing(err)) this.report.notes.push(`${name} was deleted while the check ran (its memtable was flushed)`)
-        else this.problem({ file: name, message: `cannot read: ${(err as Error).message}` })
-        return
-      }
-      const contents = readWalContents(buf, name)
-      let entries = 0
-      let first: number | undefined
-      let ok = true
-      for (const r of contents.records) {
-        if (r.problem !== undefined) {
-          this.problem(r.problem)
-          ok = false
-          continue
-        }
-        if (r.count === 0) continue
-        if (r.firstSequence <= lastSequence) {
-          this.problem({ file: name, offset: r.offset, message: `sequence ${r.firstSequence} does not follow ${lastSequence}${lastWhere}` })
-          ok = false
-        }
-        first ??= r.firstSequence
-        lastSequence = r.firstSequence + r.count - 1
-        lastWhere = ` (${name} at offset ${r.offset})`
-        entries += r.count
-      }
-      for (const d of contents.damage) {
-        const { severity, finding } = walDamageFinding(d, name, i === wals.length - 1)
-        if (severity === 'error') {
-          this.problem(finding)
-          ok = false
-        } else {
-          this.warning(finding)
-        }
-      }
-      this.report.wals.push({ file: name, bytes: buf.length, records: contents.records.length, entries, firstSequence: first, lastSequence: first === undefined ? undefined : lastSequence, ok })
-    })
-  }
 }
 
 /** References the tables hold into blob file `number`. */
@@ -449,41 +383,4 @@ export async function runCheck(dir: string, fs: FileSystem = nodeFileSystem): Pr
   requireDirectory(fs, dir)
   await initChecksum()
   return new Checker(fs, dir).run()
-}
-
-/** Prints the findings, then the summary. */
-export async function printCheck(r: CheckReport, out: Out): Promise<void> {
-  for (const f of r.problems) await out.line(`error: ${showFinding(f)}`)
-  for (const f of r.warnings) await out.line(`warning: ${showFinding(f)}`)
-  if (r.problems.length + r.warnings.length > 0) await out.line()
-  await out.line(`strata check ${r.dir}`)
-  if (r.marker !== undefined) await out.line(`  marker    id ${r.marker.id}, directory format ${r.marker.version}`)
-  if (r.manifest !== undefined) {
-    const m = r.manifest
-    await out.line(`  manifest  ${m.file} (${plural(m.records, 'record')}, ${bytes(m.bytes)}): log number ${m.logNumber}, next file ${m.nextFileNumber}, last sequence ${m.lastSequence}`)
-  }
-  const tableBytes = r.tables.reduce((n, t) => n + t.bytes, 0)
-  const tableEntries = r.tables.reduce((n, t) => n + t.entries, 0)
-  const perLevel = r.levels.map((l) => `L${l.level}: ${l.tables}`).join(', ')
-  const nothing = r.manifest === undefined && r.tables.length === 0 && r.wals.length === 0
-  if (!nothing) await out.line(`  tables    ${plural(r.tables.length, 'table')}${perLevel === '' ? '' : ` (${perLevel})`}, ${plural(tableEntries, 'entry', 'entries')} read, ${bytes(tableBytes)}`)
-  if (r.blobFiles.length > 0) {
-    const fileBytes = r.blobFiles.reduce((n, b) => n + b.bytes, 0)
-    const values = r.blobFiles.reduce((n, b) => n + b.valueCount - (b.garbageCount ?? 0), 0)
-    const valueBytes = r.blobFiles.reduce((n, b) => n + b.valueBytes, 0)
-    const garbage = r.blobFiles.reduce((n, b) => n + (b.garbageBytes ?? 0), 0)
-    const references = r.blobFiles.reduce((n, b) => n + b.references, 0)
-    const split = r.blobFiles.every((b) => b.garbageBytes !== null)
-      ? `${plural(values, 'live value')}, ${bytes(valueBytes - garbage)} live, ${bytes(garbage)} garbage`
-      : `${plural(values, 'value')}, ${bytes(valueBytes)} (garbage not known without the manifest)`
-    await out.line(`  blobs     ${plural(r.blobFiles.length, 'blob file')}, ${bytes(fileBytes)}: ${split}; the tables read hold ${plural(references, 'reference')} into them`)
-  }
-  const walRecords = r.wals.reduce((n, w) => n + w.records, 0)
-  const walEntries = r.wals.reduce((n, w) => n + w.entries, 0)
-  const seqs = r.wals.filter((w) => w.firstSequence !== undefined)
-  const seqRange = seqs.length > 0 ? `, sequences ${seqs[0].firstSequence}..${seqs[seqs.length - 1].lastSequence}` : ''
-  if (!nothing) await out.line(`  WALs      ${plural(r.wals.length, 'WAL')}${r.wals.length > 0 ? ` (${r.wals.map((w) => w.file).join(', ')})` : ''}: ${plural(walRecords, 'record')}, ${plural(walEntries, 'entry', 'entries')}${seqRange}`)
-  for (const n of r.notes) await out.line(`  note      ${n}`)
-  const verdict = r.ok ? 'OK' : nothing && r.marker === undefined ? 'NOT A DATABASE' : 'DAMAGED'
-  await out.line(`result: ${verdict}: ${plural(r.problems.length, 'problem')}, ${plural(r.warnings.length, 'warning')}`)
 }

@@ -60,7 +60,7 @@ export function addToolCommands(program: Command): void {
     .summary('verify every checksum, the manifest\'s tables and blob files, and key order (read-only)')
     .description(
       'verify a database directory without writing anything (no LOCK, files opened read-only; works while another process has it open): ' +
-        'the STRATADB marker, CURRENT and every manifest record, every table the manifest names (size, footer, index, filter, point index, ' +
+        'the STRATADB marker, CURRENT and every manifest record (range tombstones included), every table the manifest names (size, footer, index, filter, point index, ' +
         'every data block checksum, key order, metadata), every blob file it names (size, header, every record and value checksum, footer totals), ' +
         'every blob reference of the tables (it names a record of a blob file the manifest lists), tables of a level not overlapping, ' +
         'and every WAL record at or above the log number (checksums, increasing sequences). Reports every problem with file and offset, then a summary',
@@ -83,8 +83,9 @@ export function addToolCommands(program: Command): void {
     .description(
       'print a table (.sst: footer and properties, index entries, data blocks with offsets and sizes, entries with sequence and kind; ' +
         'an entry whose value is in a blob file as "blob" with its reference), a blob file (.blob: every record with offset, key, value length, ' +
-        'checksum and value, and the totals), a WAL (.log: every record with offset, first sequence, entry count and entries) or a manifest ' +
-        '(MANIFEST-*: every edit, blob files added and their garbage included). ' +
+        'checksum and value, and the totals), a WAL (.log: every record with offset, first sequence, entry count and entries, ' +
+        'range deletes as delete-range [start, end)) or a manifest (MANIFEST-*: every edit, blob files added and their garbage and range tombstones ' +
+        'added and removed included). ' +
         'Keys and values are shown as "text" when they are printable UTF-8, else as 0x-prefixed hex',
     )
     .argument('<file>', 'the file: NNNNNN.sst, NNNNNN.blob, NNNNNN.log or MANIFEST-NNNNNN')
@@ -110,8 +111,9 @@ export function addToolCommands(program: Command): void {
     .description(
       'salvage a damaged database (as LevelDB\'s RepairDB): takes the LOCK, keeps every entry of every data block and WAL record whose checksum ' +
         'verifies (an entry whose value is in a blob file: when that value reads and verifies), writes new tables for what it salvaged and a fresh ' +
-        'manifest naming exactly the tables kept and the blob files they reference, and moves damaged or unused files into <dir>/lost/ ' +
-        '(it never deletes a file). Reports what was lost, then opens the database to verify it',
+        'manifest naming exactly the tables kept, the blob files they reference and the range tombstones (from the manifest and the WALs\' range deletes), ' +
+        'and moves damaged or unused files into <dir>/lost/ (it never deletes a file). Reports what was lost (with a warning when range deletes ' +
+        'flushed into a lost manifest may be lost), then opens the database to verify it',
     )
     .argument('<dir>', 'database directory (not open in any process)')
     .option('--json', 'print one JSON document (every file\'s fate, what was lost, the result) instead of text')

@@ -5,12 +5,13 @@
  * for the JSON document's tail), and how keys, values, blob references,
  * expiry times and entries are shown as text and as JSON.
  */
-import { KIND_DELETE, isExpiringKind } from '../../base/entry.js'
+import { KIND_DELETE, KIND_RANGE_DELETE, isExpiringKind } from '../../base/entry.js'
 import { blobFileName } from '../../base/file-names.js'
 import { decodeBlobReference, type BlobReference } from '../../blob/blob-reference.js'
 import { KIND_NOOP } from '../../wal/wal-record.js'
 import { expiryText, isBlobKind, isoTime, kindName, payloadOf, readExpiry, type KindName } from './entry-kinds.js'
-import { count, hex32, jsonBytes, showBytes, showFinding, type BytesFormat, type Finding, type KeyBounds, type Out } from './output.js'
+import { count, hex32, inBounds, jsonBytes, showBytes, showFinding, type BytesFormat, type Finding, type KeyBounds, type Out } from './output.js'
+import { rangeInBounds, rangeJson, rangeText, tombstoneOfEntry, type JsonRangeTombstone } from './range-deletes.js'
 
 export type DumpType = 'table' | 'wal' | 'manifest' | 'blob'
 
@@ -21,12 +22,20 @@ export interface DumpOptions extends KeyBounds, BytesFormat {
   type?: DumpType
 }
 
-/** An entry of a table or WAL in a dump's JSON. */
-export interface JsonEntry {
+/** An entry of a table or WAL in a dump's JSON: a point entry, or a WAL's range delete (kind 6). */
+export type JsonEntry = JsonPointEntry | JsonRangeDeleteEntry
+
+/** A range delete of a WAL: `{ sequence, kind: 'delete-range', start, startEncoding, end, endEncoding }` (end null: no end). */
+export interface JsonRangeDeleteEntry extends JsonRangeTombstone {
+  kind: 'delete-range'
+}
+
+/** A put, delete or noop of a table or WAL. */
+export interface JsonPointEntry {
   key: string
   keyEncoding: string
   sequence: number
-  kind: KindName | 'noop'
+  kind: Exclude<KindName, 'delete-range'> | 'noop'
   /** Kinds 'put-expiring' and 'blob-expiring': when the value expires (ms since the epoch), and as ISO 8601 (null: no such date). */
   expiresAt?: number
   expiresAtIso?: string | null
@@ -77,6 +86,8 @@ export class Dumper {
    */
   entryText(key: Uint8Array, seq: number, kind: number, value: Uint8Array | null): string {
     if (kind === KIND_NOOP) return `  @${seq} noop`
+    // A range delete: `@12 delete-range ["a", "k")` (its bounds are keys: shown with --keys-only too).
+    if (kind === KIND_RANGE_DELETE) return `  @${seq} ${kindName(kind)} ${rangeText(tombstoneOfEntry(key, value, seq), this.format)}`
     let v = ''
     if (kind !== KIND_DELETE && value !== null) {
       let payload = value
@@ -100,8 +111,12 @@ export class Dumper {
 
   /** An entry in a dump's JSON: see JsonEntry (an expiring kind whose expiry time does not read has its raw value bytes, and no expiresAt). */
   entryJson(key: Uint8Array, seq: number, kind: number, value: Uint8Array | null): JsonEntry {
+    if (kind === KIND_RANGE_DELETE) {
+      const { sequence, ...range } = rangeJson(tombstoneOfEntry(key, value, seq), this.format)
+      return { sequence, kind: 'delete-range', ...range }
+    }
     const k = jsonBytes(key, this.format)
-    const e: JsonEntry = { key: k.text, keyEncoding: k.encoding, sequence: seq, kind: kind === KIND_NOOP ? 'noop' : kindName(kind) }
+    const e: JsonPointEntry = { key: k.text, keyEncoding: k.encoding, sequence: seq, kind: kind === KIND_NOOP ? 'noop' : (kindName(kind) as JsonPointEntry['kind']) }
     if (kind === KIND_DELETE || value === null) return e
     let payload = value
     if (isExpiringKind(kind)) {
@@ -127,6 +142,11 @@ export class Dumper {
       e.valueEncoding = v.encoding
     }
     return e
+  }
+
+  /** Whether an entry is within --from/--to: its key, or (a range delete) its range meets them. */
+  entryInBounds(key: Uint8Array, kind: number, value: Uint8Array | null): boolean {
+    return kind === KIND_RANGE_DELETE ? rangeInBounds(tombstoneOfEntry(key, value, 0), this.o) : inBounds(key, this.o)
   }
 
   keyJson(key: Uint8Array): { key: string; keyEncoding: string } {

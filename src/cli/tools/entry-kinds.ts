@@ -4,15 +4,16 @@
  * the entry's value bytes), and the expiry time in front of an expiring
  * entry's value, read without trusting it (a damaged file may hold anything).
  */
-import { EXPIRY_BYTES, KIND_BLOB, KIND_BLOB_EXPIRING, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, expiryOf, isExpiringKind } from '../../base/entry.js'
+import { EXPIRY_BYTES, KIND_BLOB, KIND_BLOB_EXPIRING, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, KIND_RANGE_DELETE, expiryOf, isExpiringKind } from '../../base/entry.js'
 
 /** What a dump calls an entry kind. */
-export type KindName = 'put' | 'delete' | 'blob' | 'put-expiring' | 'blob-expiring' | `kind ${number}`
+export type KindName = 'put' | 'delete' | 'blob' | 'put-expiring' | 'blob-expiring' | 'delete-range' | `kind ${number}`
 
 /**
  * The name of an entry kind of a table or WAL: `put`, `delete`, `blob` (a put
  * whose value is in a blob file), `put-expiring` and `blob-expiring` (the
- * same with an expiry time).
+ * same with an expiry time), `delete-range` (a range delete: WALs only, its
+ * key is the range's start and its value the end).
  */
 export function kindName(kind: number): KindName {
   if (kind === KIND_PUT) return 'put'
@@ -20,7 +21,13 @@ export function kindName(kind: number): KindName {
   if (kind === KIND_BLOB) return 'blob'
   if (kind === KIND_PUT_EXPIRING) return 'put-expiring'
   if (kind === KIND_BLOB_EXPIRING) return 'blob-expiring'
+  if (kind === KIND_RANGE_DELETE) return 'delete-range'
   return `kind ${kind}`
+}
+
+/** True for a range delete (kind 6): WAL records only; a flush (or a repair) moves it into the manifest. */
+export function isRangeDeleteKind(kind: number): boolean {
+  return kind === KIND_RANGE_DELETE
 }
 
 /** True for the kinds whose value bytes hold a blob reference (3, and 5 behind its expiry time). */

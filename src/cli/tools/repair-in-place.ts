@@ -5,7 +5,9 @@
  * table at its level (its key range and sequences can only shrink, so the
  * level's invariants hold); a table the manifest does not name and a WAL
  * below the log number are moved aside; the WALs at or above it become new
- * L0 tables (their writes are newer than every table's).
+ * L0 tables (their writes are newer than every table's). The manifest's
+ * range tombstones are kept, and the WALs' range deletes join them (the new
+ * manifest lists them; tables cannot hold them).
  */
 import { tableFileName, walFileName } from '../../base/file-names.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
@@ -19,6 +21,7 @@ import { writeSorted } from './table-merge.js'
 
 /** The manifest is readable: keep its levels, rewrite damaged tables, turn live WALs into L0 tables. */
 export async function repairInPlace(s: Salvager, listing: DirectoryListing, state: RecoveredState, levels: TableMeta[][]): Promise<void> {
+  for (const t of state.tableVersion.rangeTombstones) s.rangeDeletes.add(t, 'manifest')
   const named = new Set<number>()
   for (let level = 0; level < NUM_LEVELS; level++) {
     for (const meta of state.tableVersion.levels[level]) {
@@ -60,6 +63,7 @@ export async function repairInPlace(s: Salvager, listing: DirectoryListing, stat
     const wal = s.readWal(n)
     if (wal === undefined) continue
     s.lastSequence = Math.max(s.lastSequence, wal.newest)
+    for (const t of wal.rangeDeletes) s.rangeDeletes.add(t, 'wal')
     const sink = s.newSink()
     await writeSorted(sink, wal.entries)
     const tables = await sink.finish()

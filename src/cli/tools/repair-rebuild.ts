@@ -7,15 +7,23 @@
  * older than the tables' newest is left out too: those hold old versions that
  * a compaction may since have dropped with their deletes, and merging them
  * would bring deleted keys back.
+ *
+ * Range deletes: every range tombstone a readable record of a manifest
+ * present added, and the range deletes (kind 6) of every WAL, those left out
+ * included, are carried into the new manifest (repair-range-deletes.ts);
+ * when the manifest CURRENT names does not read whole, some may be lost, and
+ * the report says so.
  */
 import * as path from 'node:path'
 import { manifestFileName, tableFileName, walFileName } from '../../base/file-names.js'
+import { RECORD_HEADER_BYTES } from '../../wal/record-framing.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import { NUM_LEVELS } from '../../manifest/table-version-edit.js'
 import { DEFAULT_OPTIONS } from '../../options.js'
 import { newBlobEffects, type BlobEffects } from './blob-salvage.js'
-import type { DirectoryListing } from './database-directory.js'
-import { replayManifest } from './manifest-replay.js'
+import { readCurrent, type DirectoryListing } from './database-directory.js'
+import { replayManifest, type ManifestReplay } from './manifest-replay.js'
+import { plural } from './output.js'
 import type { FileOutcome } from './repair-report.js'
 import type { Salvager } from './salvager.js'
 import { inspectTable, isIntact, newInspection, tableEntries, type EntryView, type TableInspection } from './table-inspection.js'
@@ -27,9 +35,11 @@ import type { WalEntry } from './wal-inspection.js'
  * into new non-overlapping tables at one level.
  */
 export async function rebuild(s: Salvager, listing: DirectoryListing, levels: TableMeta[][]): Promise<void> {
-  // What the manifests present still say, even damaged: tables deleted by an edit, the highest log number.
+  // What the manifests present still say, even damaged: tables deleted by an edit, the highest log number, range tombstones.
   const deleted = new Set<number>()
   let logNumber = 0
+  const cur = readCurrent(s.fs, s.dir)
+  let currentReadWhole = false
   for (const m of listing.manifests) {
     let buf: Buffer
     try {
@@ -40,7 +50,10 @@ export async function rebuild(s: Salvager, listing: DirectoryListing, levels: Ta
     const replay = replayManifest(buf, manifestFileName(m))
     for (const n of replay.deleted) deleted.add(n)
     logNumber = Math.max(logNumber, replay.logNumber)
+    for (const t of replay.rangeTombstonesAdded.values()) s.rangeDeletes.add(t, 'manifest')
+    if ('manifestNumber' in cur && cur.manifestNumber === m) currentReadWhole = readWhole(replay, buf)
   }
+  s.rangeDeletes.manifestIncomplete = !currentReadWhole
   const sources: number[] = []
   for (const n of listing.tables) {
     if (deleted.has(n)) s.lostFolder.moveAside(tableFileName(n), { action: 'moved-aside', reason: 'a manifest edit deleted it (a leftover of a compaction): its data is in newer tables' })
@@ -55,18 +68,24 @@ export async function rebuild(s: Salvager, listing: DirectoryListing, levels: Ta
     tableMaxSequence = Math.max(tableMaxSequence, insp.maxSequence)
   }
   const wals: Array<{ entries: WalEntry[]; newest: number; outcome: FileOutcome }> = []
+  // A WAL's range deletes are carried whether or not its other writes are (a range delete stays true).
+  const carried = (n: number): string => (n > 0 ? `; its ${plural(n, 'range delete')} carried into the new manifest` : '')
   for (const n of listing.wals) {
     if (n < logNumber) {
-      s.lostFolder.moveAside(walFileName(n), { action: 'moved-aside', reason: `below the log number ${logNumber} a manifest records: its writes are in tables` })
+      const rangeDeletes = s.walRangeDeletes(n)
+      for (const t of rangeDeletes) s.rangeDeletes.add(t, 'wal')
+      s.lostFolder.moveAside(walFileName(n), { action: 'moved-aside', reason: `below the log number ${logNumber} a manifest records: its writes are in tables${carried(rangeDeletes.length)}` })
       continue
     }
     const wal = s.readWal(n)
     if (wal === undefined) continue
-    const newest = wal.newest
+    for (const t of wal.rangeDeletes) s.rangeDeletes.add(t, 'wal')
+    // Range deletes never reach tables: whether it was flushed is told by its puts and deletes.
+    const newest = wal.newestPoint
     if (newest <= tableMaxSequence) {
       s.lostFolder.moveAside(walFileName(n), {
         action: 'moved-aside',
-        reason: newest === 0 ? 'holds no intact write' : `its newest write (sequence ${newest}) is not newer than the tables' (${tableMaxSequence}): already flushed`,
+        reason: `${newest === 0 ? 'holds no intact put or delete' : `its newest put or delete (sequence ${newest}) is not newer than the tables' (${tableMaxSequence}): already flushed`}${carried(wal.rangeDeletes.length)}`,
       })
       continue
     }
@@ -142,6 +161,12 @@ export async function rebuild(s: Salvager, listing: DirectoryListing, levels: Ta
     }
   }
   for (const w of wals) s.recordWal(w.outcome, tables, level)
+}
+
+/** Whether every record of a manifest read back and decoded (a torn last record, an append never completed, aside). */
+function readWhole(replay: ManifestReplay, buf: Buffer): boolean {
+  if (replay.walk.records.length === 0 || replay.edits.some((e) => e.problem !== undefined)) return false
+  return replay.walk.damage.every((d) => d.kind === 'torn' || (d.kind === 'damaged-tail' && !(d.headerValid && d.offset + RECORD_HEADER_BYTES + buf.readUInt32LE(d.offset) <= buf.length)))
 }
 
 /** The shallowest level of 1..6 whose target size (open()'s defaults) holds `total` bytes. */

@@ -2,11 +2,14 @@
  * What `strata repair` reports, and how it is printed: the fate of every file
  * it met (kept, rewritten, converted, moved aside, missing, written,
  * replaced) with why and what was lost from it, the totals lost, the
- * manifest it wrote with the tables and blob files it names, and whether the
- * database opened and read back afterwards. The report is also the `--json`
- * output.
+ * manifest it wrote with the tables, blob files and range tombstones it
+ * names, what became of the range deletes (and a warning when some may be
+ * lost), and whether the database opened and read back afterwards. The report
+ * is also the `--json` output.
  */
 import { bytes, count, plural, showFinding, type Finding, type JsonBytes, type Out } from './output.js'
+import type { JsonRangeTombstone } from './range-deletes.js'
+import type { RangeDeleteOutcome } from './repair-range-deletes.js'
 
 /** What became of one file. */
 export interface FileOutcome {
@@ -39,6 +42,8 @@ export interface FileOutcome {
   valuesGarbage?: number
   /** A damaged blob file: the new blob file its readable referenced values were copied into. */
   newBlobFile?: string
+  /** A WAL: its range deletes (kind 6), carried into the new manifest as range tombstones (not into tables). */
+  rangeDeletesKept?: number
   problems: Finding[]
 }
 
@@ -49,6 +54,10 @@ export interface RepairReport {
   reason?: string
   files: FileOutcome[]
   lost: { blocks: number; records: number; blobValues: number; entries: number; entriesUnknown: boolean; bytes: number }
+  /** Where the range tombstones of the new manifest came from, how many were left out, and whether some may be lost. */
+  rangeDeletes: RangeDeleteOutcome
+  /** What the operator must know beyond the losses counted (range deletes that may be lost). */
+  warnings: string[]
   result: {
     manifest: string
     logNumber: number
@@ -56,6 +65,8 @@ export interface RepairReport {
     lastSequence: number
     tables: Array<{ file: string; level: number; entries: number; bytes: number }>
     blobFiles: Array<{ file: string; fileBytes: number; valueCount: number; valueBytes: number; garbageCount: number; garbageBytes: number }>
+    /** The range tombstones the new manifest lists, by sequence. */
+    rangeTombstones: JsonRangeTombstone[]
   }
   /** Whether open() succeeded afterwards and every key and value could be read. */
   verified: boolean
@@ -92,11 +103,18 @@ export async function printRepair(r: RepairReport, out: Out): Promise<void> {
   const l = r.lost
   const entries = l.entriesUnknown ? `${count(l.entries)}+ entries (some not countable)` : plural(l.entries, 'entry', 'entries')
   await out.line(`lost: ${plural(l.blocks, 'data block')}, ${plural(l.records, 'WAL range')}, ${plural(l.blobValues, 'blob value')}, ${entries}, ${bytes(l.bytes)}`)
+  const rd = r.rangeDeletes
+  if (rd.fromManifest + rd.fromWals > 0) {
+    const dropped = rd.dropped > 0 ? `; ${count(rd.dropped)} left out: they cover nothing in the tables kept` : ''
+    await out.line(`range deletes: ${plural(rd.kept, 'range tombstone')} in the new manifest (${count(rd.fromManifest)} from the manifest, ${count(rd.fromWals)} from WALs${dropped})`)
+  }
+  for (const w of r.warnings) await out.line(`warning: ${w}`)
   const perLevel = new Map<number, number>()
   for (const t of r.result.tables) perLevel.set(t.level, (perLevel.get(t.level) ?? 0) + 1)
   const levels = [...perLevel.entries()].sort(([a], [b]) => a - b).map(([level, n]) => `L${level}: ${n}`).join(', ')
   await out.line(
-    `result: ${r.result.manifest} names ${plural(r.result.tables.length, 'table')}${levels === '' ? '' : ` (${levels})`}${r.result.blobFiles.length > 0 ? ` and ${plural(r.result.blobFiles.length, 'blob file')}` : ''}, last sequence ${r.result.lastSequence}, next file ${r.result.nextFileNumber}`,
+    `result: ${r.result.manifest} names ${plural(r.result.tables.length, 'table')}${levels === '' ? '' : ` (${levels})`}${r.result.blobFiles.length > 0 ? ` and ${plural(r.result.blobFiles.length, 'blob file')}` : ''}` +
+      `${r.result.rangeTombstones.length > 0 ? `, ${plural(r.result.rangeTombstones.length, 'range tombstone')}` : ''}, last sequence ${r.result.lastSequence}, next file ${r.result.nextFileNumber}`,
   )
   if (r.verified) await out.line(`verify: open() succeeded and read ${plural(r.liveKeys ?? 0, 'live key')} with their values`)
   else await out.line(`verify: FAILED: ${r.verifyError}`)

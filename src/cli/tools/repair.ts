@@ -29,11 +29,18 @@
  *    reference) is unreadable data, as an entry of a damaged block is: it is
  *    dropped, and the table holding it is rewritten without it (a table whose
  *    references all read stays as it is);
+ *  - range deletes: tables never hold them (a flush moves them from the
+ *    memtable into the manifest), so the WALs' range deletes (kind 6) are not
+ *    written into tables but listed by the new manifest as range tombstones,
+ *    beside the manifest's own (repairing in place) or every one a readable
+ *    manifest record added (rebuilding: those only a lost manifest held are
+ *    lost, and the report warns that deleted keys may show again);
+ *    repair-range-deletes.ts;
  *  - a fresh manifest names exactly the tables kept and written, and the blob
  *    files they reference (value counts from the files' footers, garbage: the
- *    values no kept table references), with the highest sequence seen, and
- *    CURRENT is switched to it; a blob file no kept table references is moved
- *    aside;
+ *    values no kept table references), and the range tombstones that still
+ *    cover something, with the highest sequence seen, and CURRENT is switched
+ *    to it; a blob file no kept table references is moved aside;
  *  - every file replaced or left out is moved into `<dir>/lost/`: linked
  *    there before the switch, unlinked from the directory after it, so that
  *    a crash at any point loses nothing.
@@ -53,15 +60,16 @@ import { DIRECTORY_FORMAT_VERSION, decodeMarker, encodeMarker } from '../../engi
 import type { BlobFileMeta } from '../../manifest/blob-file-meta.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import { NUM_LEVELS, emptyEdit } from '../../manifest/table-version-edit.js'
-import { TableVersion } from '../../manifest/table-version.js'
 import { TableVersionSet, type RecoveredState } from '../../manifest/table-version-set.js'
 import { DEFAULT_OPTIONS } from '../../options.js'
 import { syncDirectory, writeFully, type File, type FileSystem } from '../../vfs/file-system.js'
 import { nodeFileSystem } from '../../vfs/node-file-system.js'
 import { listDirectory, requireDirectory, type DirectoryListing } from './database-directory.js'
 import { plural } from './output.js'
+import { rangeJson } from './range-deletes.js'
 import { settleBlobFiles } from './repair-blob-files.js'
 import { repairInPlace } from './repair-in-place.js'
+import { LOST_RANGE_DELETES_WARNING } from './repair-range-deletes.js'
 import type { RepairReport } from './repair-report.js'
 import { rebuild } from './repair-rebuild.js'
 import { Salvager } from './salvager.js'
@@ -163,7 +171,8 @@ async function repair(s: Salvager): Promise<RepairReport> {
   levels.forEach((tables, level) => tables.forEach((table) => edit.added.push({ level, table })))
   edit.blobsAdded = blobFiles.map((b) => ({ ...b, garbageCount: 0, garbageBytes: 0 }))
   edit.blobGarbage = blobFiles.filter((b) => b.garbageCount > 0).map((b) => ({ number: b.number, count: b.garbageCount, bytes: b.garbageBytes }))
-  const tableVersion = TableVersion.empty().apply(edit)
+  const { tableVersion, outcome: rangeDeletes } = s.rangeDeletes.settle(edit, levels.some((l) => l.length > 0))
+  s.lastSequence = Math.max(s.lastSequence, s.rangeDeletes.newest)
   const logNumber = s.allocate()
   const set = new TableVersionSet(s.fs, s.dir, { tableVersion, logNumber, nextFileNumber: s.nextNumber, lastSequence: s.lastSequence }, DEFAULT_OPTIONS.maxManifestBytes)
   try {
@@ -173,7 +182,8 @@ async function repair(s: Salvager): Promise<RepairReport> {
   }
   const manifest = manifestFileName(set.manifestFileNumber)
   const blobsNamed = blobFiles.length > 0 ? ` and ${plural(blobFiles.length, 'blob file')}` : ''
-  s.files.push({ file: manifest, action: 'written', reason: `names ${plural(levels.reduce((n, l) => n + l.length, 0), 'table')}${blobsNamed}`, problems: [] })
+  const rangesNamed = rangeDeletes.kept > 0 ? `, ${plural(rangeDeletes.kept, 'range tombstone')}` : ''
+  s.files.push({ file: manifest, action: 'written', reason: `names ${plural(levels.reduce((n, l) => n + l.length, 0), 'table')}${blobsNamed}${rangesNamed}`, problems: [] })
   s.lostFolder.finishMoves()
 
   return {
@@ -182,6 +192,8 @@ async function repair(s: Salvager): Promise<RepairReport> {
     reason,
     files: s.files,
     lost: s.lost,
+    rangeDeletes,
+    warnings: rangeDeletes.mayBeLost ? [LOST_RANGE_DELETES_WARNING] : [],
     result: {
       manifest,
       logNumber,
@@ -196,6 +208,7 @@ async function repair(s: Salvager): Promise<RepairReport> {
         garbageCount: b.garbageCount,
         garbageBytes: b.garbageBytes,
       })),
+      rangeTombstones: tableVersion.rangeTombstones.map((t) => rangeJson(t, { hex: false })),
     },
     verified: false,
   }

@@ -5,17 +5,22 @@
  * the blob values of what it keeps. It salvages a damaged table's verified
  * entries into new tables, reads a WAL's intact records, and records what
  * became of a damaged table or a WAL (the reason, what was lost, where its
- * entries went) as it moves the file aside.
+ * entries went) as it moves the file aside. A WAL's range deletes (kind 6)
+ * never go into tables: they are gathered for the new manifest
+ * (repair-range-deletes.ts).
  */
 import * as path from 'node:path'
 import { tableFileName, walFileName } from '../../base/file-names.js'
+import type { RangeTombstone } from '../../base/range-tombstones.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { RECORD_HEADER_BYTES } from '../../wal/record-framing.js'
 import { BlobValues, newBlobEffects, type BlobEffects } from './blob-salvage.js'
-import { isBlobKind } from './entry-kinds.js'
+import { isBlobKind, isRangeDeleteKind } from './entry-kinds.js'
 import { LostFolder } from './lost-folder.js'
 import { jsonBytes, plural, type Finding, type JsonBytes } from './output.js'
+import { tombstoneOfEntry } from './range-deletes.js'
+import { RangeDeleteSalvage } from './repair-range-deletes.js'
 import type { FileOutcome, RepairReport } from './repair-report.js'
 import { newInspection, tableEntries, type TableInspection } from './table-inspection.js'
 import { TableSink } from './table-sink.js'
@@ -35,6 +40,8 @@ export class Salvager {
   readonly lost: RepairReport['lost'] = { blocks: 0, records: 0, blobValues: 0, entries: 0, entriesUnknown: false, bytes: 0 }
   /** The blob files and the blob values of the entries kept. */
   readonly blobs: BlobValues
+  /** The range deletes found, for the new manifest. */
+  readonly rangeDeletes = new RangeDeleteSalvage()
 
   constructor(
     readonly fs: FileSystem,
@@ -120,8 +127,13 @@ export class Salvager {
 
   // ---- WALs -------------------------------------------------------------------------
 
-  /** Reads a WAL's intact records (damaged ranges and records that do not decode are skipped and counted). */
-  readWal(number: number): { entries: WalEntry[]; newest: number; outcome: FileOutcome } | undefined {
+  /**
+   * Reads a WAL's intact records (damaged ranges and records that do not
+   * decode are skipped and counted): `entries` are its puts and deletes (for
+   * tables), `rangeDeletes` its range deletes (kind 6, for the manifest);
+   * `newest` is its newest sequence, `newestPoint` that of its puts and deletes.
+   */
+  readWal(number: number): { entries: WalEntry[]; rangeDeletes: RangeTombstone[]; newest: number; newestPoint: number; outcome: FileOutcome } | undefined {
     const name = walFileName(number)
     let buf: Buffer
     try {
@@ -158,8 +170,27 @@ export class Salvager {
       bytesLost += d.end - d.offset
       entriesLost = null
     }
-    const outcome: FileOutcome = { file: name, action: 'converted', entriesKept: entries.length, recordsLost, entriesLost, bytesLost, problems }
-    return { entries, newest: entries.reduce((m, e) => Math.max(m, e.sequence), 0), outcome }
+    const points = entries.filter((e) => !isRangeDeleteKind(e.kind))
+    const rangeDeletes = entries.filter((e) => isRangeDeleteKind(e.kind)).map((e) => tombstoneOfEntry(e.key, e.value, e.sequence))
+    const outcome: FileOutcome = { file: name, action: 'converted', entriesKept: points.length, recordsLost, entriesLost, bytesLost, problems }
+    if (rangeDeletes.length > 0) outcome.rangeDeletesKept = rangeDeletes.length
+    const newestPoint = points.reduce((m, e) => Math.max(m, e.sequence), 0)
+    return { entries: points, rangeDeletes, newest: rangeDeletes.reduce((m, t) => Math.max(m, t.seq), newestPoint), newestPoint, outcome }
+  }
+
+  /** The range deletes of a WAL's intact records, read quietly (none when it cannot be read): for a WAL whose other writes are left out. */
+  walRangeDeletes(number: number): RangeTombstone[] {
+    let buf: Buffer
+    try {
+      buf = this.fs.readFile(path.join(this.dir, walFileName(number)))
+    } catch {
+      return []
+    }
+    const out: RangeTombstone[] = []
+    for (const r of readWalContents(buf, walFileName(number)).records) {
+      for (const e of r.entries ?? []) if (isRangeDeleteKind(e.kind)) out.push(tombstoneOfEntry(e.key, e.value, e.sequence))
+    }
+    return out
   }
 
   private countWalLoss(records: number, bytesLost: number, entriesLost: number | null): void {
@@ -178,7 +209,12 @@ export class Salvager {
       ...o,
       action: 'converted',
       newTables: names,
-      reason: `${plural(o.entriesKept ?? 0, 'entry', 'entries')} from intact records written to ${names.length > 0 ? names.join(', ') : 'no table'} at level ${level}${lossNote}`,
+      reason: `${plural(o.entriesKept ?? 0, 'entry', 'entries')} from intact records written to ${names.length > 0 ? names.join(', ') : 'no table'} at level ${level}${rangeNote(o)}${lossNote}`,
     })
   }
+}
+
+/** `; N range deletes carried into the new manifest`, for a WAL that held some. */
+export function rangeNote(o: FileOutcome): string {
+  return (o.rangeDeletesKept ?? 0) > 0 ? `; ${plural(o.rangeDeletesKept!, 'range delete')} carried into the new manifest as range tombstones` : ''
 }

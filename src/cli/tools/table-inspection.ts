@@ -10,6 +10,7 @@ import * as path from 'node:path'
 import { KIND_DELETE, isExpiringKind } from '../../base/entry.js'
 import { blobFileName, tableFileName } from '../../base/file-names.js'
 import type { BlobReference } from '../../blob/blob-reference.js'
+import type { RangeTombstoneIndex } from '../../base/range-tombstones.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
 import { Filter, filterHash } from '../../sstable/filter-block.js'
@@ -75,6 +76,8 @@ export interface TableInspection {
   smallest?: { key: Buffer; sequence: number }
   largest?: { key: Buffer; sequence: number }
   maxSequence: number
+  /** The smallest sequence read (Infinity: none). */
+  minSequence: number
   /** Entries of kinds 3 and 5 (KIND_BLOB, KIND_BLOB_EXPIRING: the value is in a blob file) among `entries`. */
   blobEntries: number
   /** References read, per blob file number (with a blob catalog: malformed ones are not counted). */
@@ -90,6 +93,12 @@ export interface TableExpectation {
   lastSequence: number
   /** Do not compare the blob files the table references with `meta.blobFiles` (repair writes them anew). */
   ignoreBlobFiles?: boolean
+  /**
+   * The manifest's live range tombstones: with a range-delete floor in
+   * `meta` (tag 11), no entry may be covered by a tombstone newer than it and
+   * not above the floor (the compaction that wrote the table promised so).
+   */
+  rangeTombstones?: RangeTombstoneIndex
 }
 
 /** Most findings of one kind reported per table; the rest are counted. */
@@ -111,6 +120,7 @@ export function newInspection(number: number): TableInspection {
     deletes: 0,
     outOfOrder: 0,
     maxSequence: 0,
+    minSequence: Infinity,
     blobEntries: 0,
     blobReferences: new Map(),
     blobFilesMissing: new Map(),
@@ -230,6 +240,7 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
     }
 
     // Data blocks, entry by entry.
+    const floor = expect?.rangeTombstones !== undefined && !expect.rangeTombstones.isEmpty ? (expect.meta.rangeDeleteFloor ?? 0) : 0
     const last = new KeyCopy()
     let lastSeq = 0
     let pendingLost: LostBlock | undefined
@@ -309,6 +320,11 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
           if (problem !== undefined) report(problem.kind, { file: name, offset: handle.offset, message: `data block ${i}: ${showBytes(key, { hex: false })} @${seq}: ${problem.message}` })
         }
         if (seq > out.maxSequence) out.maxSequence = seq
+        if (seq < out.minSequence) out.minSequence = seq
+        if (floor > 0) {
+          const cover = expect!.rangeTombstones!.nextCoveringSequence(key, seq)
+          if (cover <= floor) report('floor', { file: name, offset: handle.offset, message: `data block ${i}: ${showBytes(key, { hex: false })} @${seq} is covered by range tombstone @${cover}, below the table's range-delete floor ${floor}` })
+        }
         entry.key = key
         entry.sequence = seq
         entry.kind = kind
@@ -360,6 +376,9 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
           out.problems.push({ file: name, message: `references values in blob files ${list(referenced)}, the manifest records ${list(recorded)} for it` })
         }
       }
+      if (m.minSeq !== undefined && out.minSequence < m.minSeq) {
+        out.problems.push({ file: name, message: `holds sequence ${out.minSequence}, below the smallest sequence ${m.minSeq} the manifest records for it (a range tombstone could leave the manifest while covering it)` })
+      }
       if (out.maxSequence > expect.lastSequence) {
         out.problems.push({ file: name, message: `holds sequence ${out.maxSequence}, above the manifest's last sequence ${expect.lastSequence}` })
       }
@@ -403,6 +422,7 @@ function kindLabel(kind: string): string {
       'index-key': 'index keys not matching their block',
       'blob-ref': 'bad blob references',
       expiry: 'bad expiry times',
+      floor: 'entries covered by range tombstones below the range-delete floor',
     }[
       kind
     ] ?? kind

@@ -4,13 +4,15 @@
  * but never between two versions of one key, so that the tables written do
  * not overlap. A repeat of the previous (key, sequence) is dropped (the same
  * write salvaged twice, from a table and a WAL), as is an entry out of order.
+ * A range delete (kind 6) is refused: tables cannot hold one (the repair
+ * carries them into the manifest).
  */
 import { DEFAULT_OPTIONS } from '../../options.js'
 import { TableFileWriter } from '../../compaction/table-writer.js'
 import type { TableMeta } from '../../manifest/table-meta.js'
 import type { TableBuilderOptions } from '../../sstable/table-builder.js'
 import { syncDirectory, type FileSystem } from '../../vfs/file-system.js'
-import { isBlobKind, payloadOf } from './entry-kinds.js'
+import { isBlobKind, isRangeDeleteKind, payloadOf } from './entry-kinds.js'
 import { KeyCopy, compareInternalKeys } from './internal-keys.js'
 
 /** The table format tunables new tables are written with (the defaults of open()). */
@@ -45,6 +47,7 @@ export class TableSink {
 
   /** Adds one entry; returns a promise when a chunk of output is being written (await it before the next). */
   add(key: Uint8Array, sequence: number, kind: number, value: Uint8Array): Promise<void> | undefined {
+    if (isRangeDeleteKind(kind)) throw new Error(`range delete @${sequence} cannot be written into a table (it belongs in the manifest)`)
     if (this.last.isSet) {
       const c = compareInternalKeys(key, sequence, this.last.view(), this.lastSeq)
       if (c <= 0) {

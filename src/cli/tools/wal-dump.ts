@@ -1,13 +1,15 @@
 /**
  * `strata dump` of a WAL (.log): every record (offset, version, epoch,
  * sequences) with its writes (batches) and their entries, those whose key is
- * in --from/--to, and every damaged range where it lies (a torn tail only as
- * a warning, as recovery treats it), as text or one JSON document.
+ * in --from/--to (a range delete: whose range meets them), and every damaged
+ * range where it lies (a torn tail only as a warning, as recovery treats it),
+ * as text or one JSON document.
  */
 import * as path from 'node:path'
 import type { FileSystem } from '../../vfs/file-system.js'
 import type { Dumper } from './dumper.js'
-import { count, inBounds, plural, showFinding, type Finding } from './output.js'
+import { isRangeDeleteKind } from './entry-kinds.js'
+import { count, plural, showFinding, type Finding } from './output.js'
 import { readWalContents, walDamageFinding } from './wal-inspection.js'
 
 export async function dumpWal(dumper: Dumper, fs: FileSystem, file: string): Promise<void> {
@@ -20,6 +22,7 @@ export async function dumpWal(dumper: Dumper, fs: FileSystem, file: string): Pro
   // Records and damaged ranges in file order.
   const items = [...contents.records.map((r) => ({ at: r.offset, r, d: undefined })), ...contents.damage.map((d) => ({ at: d.offset, r: undefined, d }))].sort((a, b) => a.at - b.at)
   let entries = 0
+  let rangeDeletes = 0
   let shown = 0
   let first: number | undefined
   let lastSeq: number | undefined
@@ -39,8 +42,9 @@ export async function dumpWal(dumper: Dumper, fs: FileSystem, file: string): Pro
       await dumper.problem(r.problem)
       continue
     }
-    const list = r.entries!.filter((e) => inBounds(e.key, dumper.o))
+    const list = r.entries!.filter((e) => dumper.entryInBounds(e.key, e.kind, e.value))
     entries += r.count
+    for (const e of r.entries!) if (isRangeDeleteKind(e.kind)) rangeDeletes++
     if (r.count > 0) {
       first ??= r.firstSequence
       lastSeq = r.firstSequence + r.count - 1
@@ -78,12 +82,13 @@ export async function dumpWal(dumper: Dumper, fs: FileSystem, file: string): Pro
     }
     shown++
   }
-  const summary = { recordCount: contents.records.length, entryCount: entries, firstSequence: first ?? null, lastSequence: lastSeq ?? null }
+  const summary = { recordCount: contents.records.length, entryCount: entries, rangeDeleteCount: rangeDeletes, firstSequence: first ?? null, lastSequence: lastSeq ?? null }
   if (json) {
     await dumper.out.write(']')
     await dumper.jsonTail({ ...summary, warnings })
   } else {
     const seqs = first === undefined ? '' : `, sequences ${first}..${lastSeq}`
-    await dumper.out.line(`${plural(summary.recordCount, 'record')}, ${plural(entries, 'entry', 'entries')}${seqs}${dumper.ranged ? ` (${plural(shown, 'record')} shown)` : ''}`)
+    const ranges = rangeDeletes > 0 ? ` (${plural(rangeDeletes, 'range delete')})` : ''
+    await dumper.out.line(`${plural(summary.recordCount, 'record')}, ${plural(entries, 'entry', 'entries')}${ranges}${seqs}${dumper.ranged ? ` (${plural(shown, 'record')} shown)` : ''}`)
   }
 }

@@ -15,10 +15,10 @@ import { findingOf, plural, type Finding } from './output.js'
 /** One entry of a WAL record: views into the file's bytes. */
 export interface WalEntry {
   sequence: number
-  /** KIND_PUT, KIND_DELETE, KIND_PUT_EXPIRING or KIND_NOOP. */
+  /** KIND_PUT, KIND_DELETE, KIND_PUT_EXPIRING, KIND_RANGE_DELETE (key: the range's start, value: its end, empty for none) or KIND_NOOP. */
   kind: number
   key: Buffer
-  /** The value bytes as stored (of KIND_PUT_EXPIRING: the expiry time, then the value); null for a delete or a NOOP. */
+  /** The value bytes as stored (of KIND_PUT_EXPIRING: the expiry time, then the value; of KIND_RANGE_DELETE: the end); null for a delete or a NOOP. */
   value: Buffer | null
   /** The last entry of one write (a put, a delete, a batch): record version 2 marks it; in version 1 the record's last entry. */
   batchEnd: boolean
