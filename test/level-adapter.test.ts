@@ -1,8 +1,9 @@
 /**
  * StrataLevel beyond what abstract-level's suite checks (test/level.test.ts):
  * error codes and causes, the key layout on disk, engine and classic-level
- * options, data that lives in tables rather than the memtable, chunked
- * clear() and getMany(), and the examples of docs/level.md.
+ * options, data that lives in tables rather than the memtable, clear() as
+ * one atomic range delete (and chunked where it cannot be one), chunked
+ * getMany(), and the examples of docs/level.md.
  */
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -308,15 +309,140 @@ describe('reads', () => {
   })
 })
 
+/** The engine Database behind an open StrataLevel (caught as `this` of a read). */
+function nativeOf(db: StrataLevel<unknown, unknown>): Database {
+  const spy = vi.spyOn(Database.prototype, 'getSync')
+  db.getSync('probe')
+  const native = spy.mock.contexts[0] as Database
+  spy.mockRestore()
+  return native
+}
+
+const bytes = (...parts: Array<string | number[]>): Buffer => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))))
+
 describe('clear()', () => {
-  it('deletes a large range in batches of at most 1000 keys', async () => {
+  // Keys around every bound: the empty key, 0x00 and 0xff bytes, a key and its successor (k ++ 0x00), prefixes.
+  const KEYS = [bytes(''), bytes([0]), bytes([0, 0]), bytes('a'), bytes('a', [0]), bytes('ab'), bytes('b'), bytes('b', [0xff]), bytes([0xff]), bytes([0xff, 0xff])]
+  const BOUNDS = [bytes(''), bytes([0]), bytes('a'), bytes('a', [0]), bytes('ab'), bytes('b'), bytes([0xff]), bytes('c')]
+  type Shape = { gt?: Buffer; gte?: Buffer; lt?: Buffer; lte?: Buffer }
+  const inRange = (k: Buffer, r: Shape): boolean =>
+    (r.gte !== undefined ? Buffer.compare(k, r.gte) >= 0 : r.gt === undefined || Buffer.compare(k, r.gt) > 0) &&
+    (r.lte !== undefined ? Buffer.compare(k, r.lte) <= 0 : r.lt === undefined || Buffer.compare(k, r.lt) < 0)
+
+  it('is one atomic range delete for every bound shape, deleting exactly the keys in range (against a model)', async () => {
+    const db = level<Buffer, string>(newDir(), { keyEncoding: 'buffer' })
+    await db.open()
+    const lowers: Shape[] = [{}, ...BOUNDS.flatMap((b) => [{ gt: b }, { gte: b }])]
+    const uppers: Shape[] = [{}, ...BOUNDS.flatMap((b) => [{ lt: b }, { lte: b }])]
+    // gte wins over gt and lte over lt, as abstract-level specifies.
+    const shapes: Shape[] = [...lowers.flatMap((lo) => uppers.map((hi) => ({ ...lo, ...hi }))), { gt: bytes('a'), gte: bytes('b') }, { lt: bytes('ab'), lte: bytes('a') }]
+    const deleteRange = vi.spyOn(Database.prototype, 'deleteRange')
+    const batch = vi.spyOn(Database.prototype, 'batch')
+    let nonEmpty = 0
+    for (const shape of shapes) {
+      await db.batch(KEYS.map((key) => ({ type: 'put' as const, key, value: 'v' })))
+      const expected = KEYS.filter((k) => !inRange(k, shape))
+      if (expected.length < KEYS.length) nonEmpty++
+      await db.clear({ ...shape })
+      const left = await db.keys().all()
+      expect(left.map((k) => k.toString('hex')), JSON.stringify(shape)).toEqual(expected.map((k) => k.toString('hex')))
+    }
+    // One deleteRange per clear whose range is not empty (an empty one writes nothing); no key-by-key deletes.
+    expect(nonEmpty).toBeGreaterThan(100)
+    expect(deleteRange.mock.calls.length).toBeGreaterThanOrEqual(nonEmpty)
+    expect(deleteRange.mock.calls.length).toBeLessThanOrEqual(shapes.length)
+    expect(batch.mock.calls.every((c) => c[0].every((op) => op.type === 'put'))).toBe(true)
+  })
+
+  it('maps bounds through the key encoding and the key prefix, and keeps the reserved namespace', async () => {
+    const db = level<string, string>()
+    await db.open()
+    const native = nativeOf(db as StrataLevel<unknown, unknown>)
+    // Engine keys outside [0x01, 0x02) are reserved for the adapter: clear() never touches them.
+    await native.put(bytes([0x00], 'low'), 'reserved')
+    await native.put(bytes([0x02], 'high'), 'reserved')
+    await db.batch(['', 'a', 'b', 'c'].map((key) => ({ type: 'put' as const, key, value: 'v' })))
+    const deleteRange = vi.spyOn(Database.prototype, 'deleteRange')
+    await db.clear({ gt: 'a', lte: 'b' })
+    expect(deleteRange.mock.calls[0]!.slice(0, 2)).toEqual([bytes([1], 'a', [0]), bytes([1], 'b', [0])])
+    expect(await db.keys().all()).toEqual(['', 'a', 'c'])
+    await db.clear()
+    expect(deleteRange.mock.calls[1]!.slice(0, 2)).toEqual([bytes([1]), bytes([2])])
+    expect(await db.keys().all()).toEqual([])
+    expect(native.getSync(bytes([0x00], 'low'))?.toString()).toBe('reserved')
+    expect(native.getSync(bytes([0x02], 'high'))?.toString()).toBe('reserved')
+
+    // A sublevel's clear() is one range delete of its prefix (abstract-level prefixes the range, up to lte '!users"').
+    const users = db.sublevel<string, unknown>('users', { valueEncoding: 'json' })
+    await users.batch([{ type: 'put', key: 'u1', value: { n: 1 } }, { type: 'put', key: 'u2', value: { n: 2 } }])
+    await db.put('!users#', 'after the sublevel')
+    await users.clear({ gte: 'u2' })
+    expect(await users.keys().all()).toEqual(['u1'])
+    await users.clear()
+    expect(deleteRange.mock.calls[3]!.slice(0, 2)).toEqual([bytes([1], '!users!'), bytes([1], '!users"', [0])])
+    expect(await db.keys().all()).toEqual(['!users#'])
+    // The sync option is forwarded, as for the other writes.
+    await db.clear({ sync: true } as object)
+    expect(deleteRange.mock.calls[4]![2]).toEqual({ sync: true })
+  })
+
+  it('is atomic: a concurrent reader sees the range whole or cleared, never in part', async () => {
+    const db = level()
+    const n = 5000
+    await db.batch(Array.from({ length: n }, (_, i) => ({ type: 'put' as const, key: key(i), value: 'v' })))
+    const before = db.iterator()
+    const snapshot = db.snapshot()
+    let done = false
+    const clearing = db.clear().then(() => (done = true))
+    // Between microtasks (the engine may commit without a turn of the event loop), and every
+    // 100 microtasks a turn of the event loop: how many of a sample of keys across the range are there.
+    // (The key-by-key path of a clear with a limit shows 50, 40, 30, 20, 10, 0 here.)
+    const sample = Array.from({ length: 50 }, (_, i) => key(i * 100))
+    const seen = new Set<number>()
+    for (let step = 1; !done; step++) {
+      seen.add(sample.filter((k) => db.getSync(k) !== undefined).length)
+      await (step % 100 === 0 ? new Promise<void>((resolve) => setImmediate(resolve)) : Promise.resolve())
+    }
+    await clearing
+    expect([...seen].filter((count) => count !== 0 && count !== sample.length)).toEqual([])
+    expect(await db.keys().all()).toEqual([])
+    expect(await before.all()).toHaveLength(n)
+    expect(await db.keys({ snapshot }).all()).toHaveLength(n)
+    await snapshot.close()
+  })
+
+  it('clears 100k keys with one write: exactly one delRange op in the change stream', async () => {
+    const db = level()
+    await db.open()
+    const n = 100_000
+    for (let i = 0; i < n; i += 5000) {
+      await db.batch(Array.from({ length: 5000 }, (_, j) => ({ type: 'put' as const, key: key(i + j), value: 'value' })))
+    }
+    const native = nativeOf(db as StrataLevel<unknown, unknown>)
+    const since = native.stats().lastSequence
+    const batch = vi.spyOn(Database.prototype, 'batch')
+    const del = vi.spyOn(Database.prototype, 'delete')
+    await db.clear()
+    expect(batch).not.toHaveBeenCalled()
+    expect(del).not.toHaveBeenCalled()
+    const ops: Array<{ type: string; key: string; end?: string }> = []
+    for await (const b of native.changes({ since })) for (const op of b.ops) ops.push({ type: op.type, key: op.key.toString('hex'), end: op.end?.toString('hex') })
+    expect(ops).toEqual([{ type: 'delRange', key: '01', end: '02' }])
+    expect(native.stats().lastSequence).toBe(since + 1)
+    expect(await db.keys().all()).toEqual([])
+    expect(await db.get(key(n - 1))).toBe(undefined)
+  })
+
+  it('with a limit: walks the range and deletes in batches of at most 1000 keys', async () => {
     const db = level()
     const n = 2500
     await db.batch(Array.from({ length: n }, (_, i) => ({ type: 'put' as const, key: key(i), value: 'v' })))
     const batch = vi.spyOn(Database.prototype, 'batch')
-    await db.clear()
+    const deleteRange = vi.spyOn(Database.prototype, 'deleteRange')
+    await db.clear({ limit: n })
     const sizes = batch.mock.calls.map((c) => (c[0] as unknown[]).length)
     expect(sizes).toEqual([1000, 1000, 500])
+    expect(deleteRange).not.toHaveBeenCalled()
     expect(await db.keys().all()).toEqual([])
   })
 
@@ -331,6 +457,40 @@ describe('clear()', () => {
     expect(left.includes(key(1400))).toBe(false)
     expect(left.includes(key(2599))).toBe(false)
     expect(left.includes(key(2600))).toBe(true)
+  })
+
+  it('with an explicit snapshot: deletes only the keys the snapshot has, key by key', async () => {
+    const db = level()
+    await db.batch([{ type: 'put', key: 'a', value: '1' }, { type: 'put', key: 'b', value: '1' }])
+    const snapshot = db.snapshot()
+    await db.put('c', 'later')
+    const deleteRange = vi.spyOn(Database.prototype, 'deleteRange')
+    await db.clear({ snapshot })
+    expect(deleteRange).not.toHaveBeenCalled()
+    expect(await db.keys().all()).toEqual(['c'])
+    await snapshot.close()
+  })
+
+  it('with a bound over maxKeyBytes: falls back to deleting key by key, still exactly the range', async () => {
+    const db = level<Buffer, string>(newDir(), { keyEncoding: 'buffer', maxKeyBytes: 4 })
+    await db.open()
+    const keys = [bytes('abc'), bytes('abcd'), bytes('abce'), bytes('b'), bytes([0xff, 0xff, 0xff, 0xff])]
+    const deleteRange = vi.spyOn(Database.prototype, 'deleteRange')
+    const cases: Array<[Shape, boolean]> = [
+      [{ gt: bytes('abcd') }, false], // gte would be 0x01 ++ abcd ++ 0x00: 6 bytes, over the engine's 5
+      [{ gte: bytes('abcd') }, true],
+      [{ lte: bytes('abcd') }, true], // lt 0x01 ++ abcd ++ 0x00: 6 bytes, allowed (maxKeyBytes + 1)
+      [{ lt: bytes('abcde') }, true],
+      [{ lte: bytes('abcde') }, false],
+      [{ gte: bytes('abcde'), lt: bytes('b') }, false],
+    ]
+    for (const [shape, oneWrite] of cases) {
+      deleteRange.mockClear()
+      await db.batch(keys.map((key) => ({ type: 'put' as const, key, value: 'v' })))
+      await db.clear({ ...shape })
+      expect((await db.keys().all()).map((k) => k.toString('hex')), JSON.stringify(shape)).toEqual(keys.filter((k) => !inRange(k, shape)).map((k) => k.toString('hex')))
+      expect(deleteRange.mock.calls.length, JSON.stringify(shape)).toBe(oneWrite ? 1 : 0)
+    }
   })
 
   it('does not delete what is written after it started', async () => {

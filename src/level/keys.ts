@@ -68,3 +68,41 @@ export function engineRange(options: LevelRange): IteratorOptions {
   if (options.limit !== undefined && options.limit >= 0) range.limit = options.limit
   return range
 }
+
+/** Engine bounds of a range delete: every engine key in [gte, lt). */
+export interface EngineDeleteRange {
+  gte: Buffer
+  lt: Buffer
+}
+
+/**
+ * The engine range delete that deletes exactly the Level keys of `options`
+ * (gt/gte/lt/lte; gte over gt and lte over lt, as engineRange), within the
+ * data namespace [0x01, 0x02): gt k → gte 0x01 ++ k ++ 0x00, lte k → lt
+ * 0x01 ++ k ++ 0x00, a missing bound → the namespace's edge (reserved keys
+ * stay). 'empty' when no key can be in the range (gte >= lt); undefined
+ * when a bound is too long for the engine (`engineMaxKeyBytes`, the prefix
+ * counted: a gte of at most that many bytes, an lt of one more): the caller
+ * deletes key by key instead.
+ */
+export function engineDeleteRange(options: LevelRange, engineMaxKeyBytes: number): EngineDeleteRange | 'empty' | undefined {
+  let gte: Buffer
+  if (options.gte != null) gte = prefixed(options.gte, false)
+  else if (options.gt != null) gte = prefixed(options.gt, true)
+  else gte = DATA_START
+  let lt: Buffer
+  if (options.lte != null) lt = prefixed(options.lte, true)
+  else if (options.lt != null) lt = prefixed(options.lt, false)
+  else lt = DATA_END
+  if (gte.length > engineMaxKeyBytes || lt.length > engineMaxKeyBytes + 1) return undefined
+  return Buffer.compare(gte, lt) >= 0 ? 'empty' : { gte, lt }
+}
+
+/** 0x01 ++ `key` (++ 0x00 with `successor`: the first key after `key`). */
+function prefixed(key: LevelData, successor: boolean): Buffer {
+  const bytes = typeof key === 'string' ? Buffer.from(key, 'utf8') : key
+  const out = Buffer.alloc(bytes.byteLength + (successor ? 2 : 1))
+  out[0] = DATA_PREFIX
+  out.set(bytes, 1)
+  return out
+}

@@ -8,7 +8,7 @@ import {
   type AbstractOpenOptions,
   type AbstractPutOptions,
 } from 'abstract-level'
-import { open, type BatchOp, type Database, type OpenOptions, type Snapshot, type StrataIterator, type WriteOptions } from '../index.js'
+import { DEFAULT_OPTIONS, open, type BatchOp, type Database, type OpenOptions, type Snapshot, type StrataIterator, type WriteOptions } from '../index.js'
 import { StrataLevelError, toLevelError, type SizeLimits } from './errors.js'
 import {
   StrataLevelIterator,
@@ -16,7 +16,7 @@ import {
   StrataLevelValueIterator,
   type PrivateIteratorOptions,
 } from './iterator.js'
-import { decodeValue, encodeKey, engineRange, type LevelData, type LevelRange } from './keys.js'
+import { decodeValue, encodeKey, engineDeleteRange, engineRange, type EngineDeleteRange, type LevelData, type LevelRange } from './keys.js'
 import { engineOptions, type ClassicLevelOptions } from './options.js'
 import { StrataLevelSnapshot } from './snapshot.js'
 
@@ -47,7 +47,7 @@ interface PrivateBatchOp {
   value?: LevelData
 }
 
-/** Keys deleted per batch by `clear()`. */
+/** Keys deleted per batch by a `clear()` that is not one range delete (with a limit or a snapshot). */
 const CLEAR_BATCH_KEYS = 1000
 /** Keys read by `getMany()` / `hasMany()` between macrotask yields. */
 const MANY_KEYS_PER_YIELD = 1000
@@ -111,6 +111,8 @@ export class StrataLevel<KDefault = string, VDefault = string> extends AbstractL
   readonly #location: string
   #db: Database | undefined
   #limits: SizeLimits | undefined
+  /** The engine's maxKeyBytes (the Level limit plus the prefix byte). */
+  #engineMaxKeyBytes = 0
   /** Operations that span several engine calls (clear, long getMany): close() waits for them. */
   readonly #inFlight = new Set<Promise<unknown>>()
 
@@ -136,6 +138,7 @@ export class StrataLevel<KDefault = string, VDefault = string> extends AbstractL
       throw toLevelError(err)
     }
     this.#limits = resolved.limits
+    this.#engineMaxKeyBytes = resolved.open.maxKeyBytes ?? DEFAULT_OPTIONS.maxKeyBytes
   }
 
   async _close(): Promise<void> {
@@ -236,18 +239,37 @@ export class StrataLevel<KDefault = string, VDefault = string> extends AbstractL
   }
 
   /**
-   * Deletes the range in batches of CLEAR_BATCH_KEYS keys while walking it
-   * with one iterator, so memory stays bounded by a batch whatever the size
-   * of the range. The iterator reads the point in time of the call (or the
-   * explicit snapshot): keys written after clear() started are not visited.
-   * Not atomic, like classic-level's clear(): a concurrent reader may see the
-   * range partly cleared, and a key that existed when clear() started is
-   * deleted even if rewritten meanwhile.
+   * One atomic range delete (`deleteRange`: one write of a range tombstone,
+   * whatever the number of keys) of the Level range mapped onto the engine's
+   * keys (engineDeleteRange). Readers see the range whole or cleared, never
+   * in part; writes issued after clear() are kept. It cannot be one range
+   * delete with a `limit` (which keys count depends on the data), with an
+   * explicit `snapshot` (only keys present in it are deleted, as
+   * abstract-level specifies) or with a bound too long for the engine
+   * (over maxKeyBytes): then the range is walked at the point in time of
+   * the call (or the snapshot) and deleted in batches of CLEAR_BATCH_KEYS
+   * keys, so memory stays bounded. That path is not atomic, like
+   * classic-level's clear(): a concurrent reader may see the range partly
+   * cleared, and a key that existed when clear() started is deleted even
+   * if rewritten meanwhile.
    */
-  async _clear(options: LevelRange & { snapshot?: unknown }): Promise<void> {
+  async _clear(options: LevelRange & PrivateWriteOptions & { snapshot?: unknown }): Promise<void> {
     const db = this.#native()
+    if (options.snapshot == null && !(options.limit !== undefined && options.limit >= 0)) {
+      const range = engineDeleteRange(options, this.#engineMaxKeyBytes)
+      if (range === 'empty') return
+      if (range !== undefined) return this.#track(this.#deleteRange(db, range, writeOptions(options)))
+    }
     const it = this.#engineIterator(options, false)
     return this.#track(this.#clearRange(db, it))
+  }
+
+  async #deleteRange(db: Database, range: EngineDeleteRange, options: WriteOptions | undefined): Promise<void> {
+    try {
+      await db.deleteRange(range.gte, range.lt, options)
+    } catch (err) {
+      throw toLevelError(err)
+    }
   }
 
   async #clearRange(db: Database, it: StrataIterator): Promise<void> {

@@ -160,6 +160,8 @@ function newContext(db: Database, options: ServerOptions, connections: () => { h
   const checkpoints = new Checkpoints(db, options.checkpointDir, options.token !== undefined, options.log)
   // Queued writes touching a key go to the engine once an exclusive holder has taken it, before it reads (resp/write-batcher.ts).
   locks.onAcquired = (ids) => batcher.flushIfTouching(ids)
+  // A writer of the whole key space (FLUSHDB, a range delete) goes after every queued write.
+  locks.onAcquiredAll = () => batcher.flush()
   return {
     db,
     cluster,

@@ -4,8 +4,9 @@
  *   GET|HEAD /v1/kv/{key}    value, ETag "<version>", Strata-Expires-At; 404 when absent
  *   PUT      /v1/kv/{key}    raw body; 204 + ETag; If-Match / If-None-Match → 412; ?ttlMs= / ?expiresAt= (expiry.ts)
  *   DELETE   /v1/kv/{key}    204; same preconditions
- *   POST     /v1/batch       JSON ops, atomic; 409 naming the conflicting keys
+ *   POST     /v1/batch       JSON ops, atomic (batch-ops.ts); 409 naming the conflicting keys
  *   GET      /v1/range       NDJSON stream with a resume cursor (range.ts)
+ *   DELETE   /v1/range       one range delete of [gte, lt) (range-delete.ts)
  *   POST     /v1/admin/checkpoint  writes a checkpoint (shared/checkpoints.ts); 409 while one is written
  *   GET      /v1/stats       engine and server figures
  *   GET      /metrics        Prometheus text
@@ -18,14 +19,16 @@
  */
 import type * as http from 'node:http'
 import { ConflictError, type BatchOp, type Entry } from '../../index.js'
+import { checkKey, parseBatch } from './batch-ops.js'
 import { checkpointNameError, type CheckpointFigures } from '../shared/checkpoints.js'
 import type { ServerContext } from '../shared/context.js'
 import { etagOf, jsonBytes, parseEtagList, parseFlag, parseQuery, percentDecode, readJsonBytes } from './encoding.js'
 import { HttpError, isExpected, toHttpError } from '../shared/errors.js'
 import { readBody } from './body.js'
-import { batchExpiry, expiresAtOf, expiryHeader, expiryOfRequest } from './expiry.js'
+import { expiresAtOf, expiryHeader, expiryOfRequest } from './expiry.js'
 import { OriginPolicy, isJsonContentType } from './origin.js'
 import { parseRangeQuery, streamRange } from './range.js'
+import { deleteRange } from './range-delete.js'
 import { keyId } from '../shared/key-locks.js'
 
 const KV_PREFIX = '/v1/kv/'
@@ -123,7 +126,8 @@ export class HttpApi {
           if (params.size > 0) throw new HttpError(400, 'STRATA_INVALID_ARGUMENT', 'POST /v1/admin/checkpoint takes no query parameters (the name goes in the JSON body)')
           return await this.checkpoint(req, res)
         case 'range':
-          this.method(req, ['GET'])
+          this.method(req, ['GET', 'DELETE'])
+          if (req.method === 'DELETE') return await deleteRange(this.ctx, params, res, this.closeHeader())
           return await streamRange(this.ctx, parseRangeQuery(params, this.ctx.options.limits.maxKeyBytes), res, this.closeHeader())
         case 'stats':
           this.method(req, ['GET', 'HEAD'])
@@ -157,7 +161,9 @@ export class HttpApi {
    * read or compare is no older than any acknowledged write.
    */
   private admit(req: http.IncomingMessage, route: RouteName): Promise<void> {
-    const blindWrite = route === 'kv' && (req.method === 'PUT' || req.method === 'DELETE') && req.headers['if-match'] === undefined && req.headers['if-none-match'] === undefined
+    const blindWrite =
+      (route === 'kv' && (req.method === 'PUT' || req.method === 'DELETE') && req.headers['if-match'] === undefined && req.headers['if-none-match'] === undefined) ||
+      (route === 'range' && req.method === 'DELETE')
     return this.ctx.cluster!.admit(blindWrite ? 'write' : 'read')
   }
 
@@ -282,15 +288,10 @@ export class HttpApi {
   private decodeKey(raw: string): Buffer {
     const key = percentDecode(raw, false)
     if (key === undefined) throw new HttpError(400, 'STRATA_BAD_REQUEST', 'malformed percent-encoding in key')
-    this.checkKey(key, 'key')
+    checkKey(key, 'key', this.ctx.options.limits.maxKeyBytes)
     return key
   }
 
-  private checkKey(key: Buffer, what: string): void {
-    if (key.length === 0) throw new HttpError(400, 'STRATA_INVALID_ARGUMENT', `${what} must not be empty`)
-    const max = this.ctx.options.limits.maxKeyBytes
-    if (key.length > max) throw new HttpError(413, 'STRATA_TOO_LARGE', `${what} of ${key.length} bytes exceeds maxKeyBytes (${max})`)
-  }
 
   private preconditions(req: http.IncomingMessage): Preconditions {
     const p: Preconditions = {}
@@ -416,9 +417,11 @@ export class HttpApi {
     } catch (e) {
       throw new HttpError(400, 'STRATA_BAD_REQUEST', `batch body is not JSON: ${(e as Error).message}`)
     }
-    const { ops, sync } = this.parseBatch(parsed, params)
+    const { ops, sync } = parseBatch(parsed, params, this.ctx.options.limits)
     const { db, gate, locks } = this.ctx
-    const release = await locks.acquire(ops.map((o) => keyId(o.key as Buffer)))
+    // A range delete touches every key of its range: hold the whole key space.
+    const keyed = ops.filter((o): o is BatchOp => o.type !== 'delRange')
+    const release = await (keyed.length < ops.length ? locks.acquireAll() : locks.acquire(keyed.map((o) => keyId(o.key as Buffer))))
     try {
       try {
         await gate.track(db.batch(ops, { sync }))
@@ -431,74 +434,13 @@ export class HttpApi {
       const versions: number[] = []
       for (const op of ops) {
         if (op.type === 'put') versions.push((await db.getEntry(op.key))?.version ?? 0)
-        else if (op.type === 'del') versions.push(0)
+        else if (op.type === 'del' || op.type === 'delRange') versions.push(0)
         else versions.push(op.ifVersion)
       }
       this.json(res, 200, { versions })
     } finally {
       release()
     }
-  }
-
-  private parseBatch(parsed: unknown, params: Map<string, Buffer>): { ops: BatchOp[]; sync: boolean } {
-    const bad = (m: string): HttpError => new HttpError(400, 'STRATA_INVALID_ARGUMENT', m)
-    let rawOps: unknown
-    let sync = false
-    try {
-      sync = parseFlag(params.get('sync'), 'sync')
-    } catch (e) {
-      throw bad((e as Error).message)
-    }
-    if (Array.isArray(parsed)) rawOps = parsed
-    else if (typeof parsed === 'object' && parsed !== null) {
-      const o = parsed as Record<string, unknown>
-      rawOps = o.ops
-      if (o.sync !== undefined) {
-        if (typeof o.sync !== 'boolean') throw bad('sync must be a boolean')
-        sync ||= o.sync
-      }
-    }
-    if (!Array.isArray(rawOps)) throw bad('batch body must be an array of operations or { "ops": [...] }')
-    const limits = this.ctx.options.limits
-    if (rawOps.length > limits.maxBatchOps) {
-      throw new HttpError(413, 'STRATA_TOO_LARGE', `batch of ${rawOps.length} operations exceeds maxBatchOps (${limits.maxBatchOps})`)
-    }
-    const ops: BatchOp[] = rawOps.map((raw, i) => {
-      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad(`operation ${i} is not an object`)
-      const o = raw as Record<string, unknown>
-      let key: Buffer | undefined
-      let value: Buffer | undefined
-      try {
-        key = readJsonBytes(o, 'key')
-        value = readJsonBytes(o, 'value')
-      } catch (e) {
-        throw bad(`operation ${i}: ${(e as Error).message}`)
-      }
-      if (key === undefined) throw bad(`operation ${i} has no key (or keyBase64)`)
-      this.checkKey(key, `operation ${i}: key`)
-      const ifVersion = o.ifVersion
-      if (ifVersion !== undefined && (typeof ifVersion !== 'number' || !Number.isSafeInteger(ifVersion) || ifVersion < 0)) {
-        throw bad(`operation ${i}: ifVersion must be a non-negative integer`)
-      }
-      switch (o.type) {
-        case 'put':
-          if (value === undefined) throw bad(`operation ${i}: put needs value (or valueBase64)`)
-          if (value.length > limits.maxValueBytes) throw new HttpError(413, 'STRATA_TOO_LARGE', `operation ${i}: value exceeds maxValueBytes (${limits.maxValueBytes})`)
-          return { type: 'put', key, value, ifVersion, ...batchExpiry(o, i) }
-        case 'del':
-          batchExpiry(o, i)
-          if (value !== undefined) throw bad(`operation ${i}: del takes no value`)
-          return { type: 'del', key, ifVersion }
-        case 'check':
-          batchExpiry(o, i)
-          if (ifVersion === undefined) throw bad(`operation ${i}: check needs ifVersion`)
-          if (value !== undefined) throw bad(`operation ${i}: check takes no value`)
-          return { type: 'check', key, ifVersion }
-        default:
-          throw bad(`operation ${i}: type must be "put", "del" or "check"`)
-      }
-    })
-    return { ops, sync }
   }
 }
 

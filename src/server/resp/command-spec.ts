@@ -68,6 +68,12 @@ export interface CommandSpec {
   readonly step: number
   /** Execution class, possibly depending on the arguments (SET with NX is rmw, plain SET is write). */
   readonly kind: CommandKind | ((args: Buffer[]) => CommandKind)
+  /**
+   * Writes every key (FLUSHDB): issued only while no key is locked
+   * (KeyLocks.whenAllFree); EXEC holding one takes the whole key space
+   * (KeyLocks.acquireAll). Such a command names no keys.
+   */
+  readonly allKeys?: boolean
   /** The handler. Ignored for `tx` commands, which the connection handles. */
   run(call: Call): MaybePromise<Reply>
   /** Subcommands of a container command (CLIENT LIST…), as COMMAND reports them (`client|list`); the handler dispatches them. */

@@ -11,10 +11,9 @@ import { lower } from './arguments.js'
 import { ALL_KEYS, type Call, type CommandSpec, type SpecInput } from './command-spec.js'
 import { defineConnectionCommands } from './commands-connection.js'
 import { defineExpiryCommands } from './commands-expiry.js'
-import { defineKeyspaceCommands } from './commands-keyspace.js'
+import { defineFlushCommands, defineKeyspaceCommands } from './commands-keyspace.js'
 import { defineServerCommands } from './commands-server.js'
 import { defineStringCommands } from './commands-strings.js'
-import { defineUnsupportedCommands } from './commands-unsupported.js'
 import { MapReply, OK, SimpleString, err, type Reply } from './reply.js'
 
 /** Every command, by lower-case name. */
@@ -252,8 +251,8 @@ defineKeyspaceCommands(def)
 // Expiry (TTL): SETEX, GETEX, EXPIRE..., TTL...
 defineExpiryCommands(def)
 
-// Known commands stratadb does not do (yet): a clear error instead of "unknown command".
-defineUnsupportedCommands(def)
+// FLUSHDB, FLUSHALL: one range delete of every key.
+defineFlushCommands(def)
 
 /** Commands allowed before AUTH when a token is configured. */
 export const NO_AUTH_COMMANDS = new Set(['auth', 'hello', 'quit', 'reset'])

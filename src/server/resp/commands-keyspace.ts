@@ -1,5 +1,6 @@
 /**
- * The key space commands: SCAN and KEYS. Both read keys only (no values) and
+ * The key space commands: SCAN, KEYS, and FLUSHDB/FLUSHALL (one range
+ * delete of every key; see flushCommand). SCAN and KEYS read keys only (no values) and
  * match with one GlobMatcher per command, whose step budget bounds the
  * command's matching work (see docs/server.md, "Key space scans"):
  *
@@ -15,10 +16,10 @@
  * Patterns longer than MAX_GLOB_PATTERN_BYTES are refused.
  */
 import { GlobMatcher, MAX_GLOB_PATTERN_BYTES, isLiteral, literalPrefix, prefixEnd } from './glob.js'
-import type { MaybePromise } from './maybe.js'
+import { andThen, type MaybePromise } from './maybe.js'
 import { NOT_INTEGER, lower, parseInteger } from './arguments.js'
 import type { Call, DefineCommand } from './command-spec.js'
-import { err, type Reply } from './reply.js'
+import { OK, err, type Reply } from './reply.js'
 
 /** Iterator bounds for keys matching `pattern` (its literal prefix), resuming after `after`. */
 function patternRange(pattern: Buffer | undefined, after: Buffer | null): { gt?: Buffer; gte?: Buffer; lt?: Buffer } {
@@ -147,6 +148,32 @@ async function keysCommand(call: Call): Promise<Reply> {
     it.close()
   }
   return keys
+}
+
+/**
+ * FLUSHDB / FLUSHALL [ASYNC | SYNC] (one database: the same): deletes every
+ * key with one range delete (an O(1) write, atomic), answering once it is
+ * in the WAL (fsynced with --sync). ASYNC and SYNC change nothing (nothing
+ * is freed in the foreground either way); anything else is Redis' syntax
+ * error. A `write` whose `allKeys` makes the connection issue it only at a
+ * moment no key is locked (KeyLocks.whenAllFree), or, inside EXEC, under a
+ * hold of the whole key space; it is ordered after the connection's earlier
+ * writes and before its later commands like any write. Watched keys that
+ * existed change version (to absent), so their EXEC aborts, as in Redis.
+ */
+function flushCommand(call: Call): MaybePromise<Reply> {
+  const { args, store } = call
+  if (args.length > 2) return err('syntax error')
+  if (args.length === 2) {
+    const mode = lower(args[1])
+    if (mode !== 'async' && mode !== 'sync') return err('syntax error')
+  }
+  return andThen(store.deleteAll(), () => OK)
+}
+
+/** Adds FLUSHDB and FLUSHALL to the table. */
+export function defineFlushCommands(def: DefineCommand): void {
+  for (const name of ['flushdb', 'flushall']) def({ name, arity: -1, kind: 'write', flags: ['write'], allKeys: true, run: flushCommand })
 }
 
 /** Adds the key space commands to the table, in order. */

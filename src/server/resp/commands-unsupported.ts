@@ -1,15 +1,11 @@
-/** Commands and options stratadb knows but does not support: a clear error instead of "unknown command". */
-import type { DefineCommand } from './command-spec.js'
+/**
+ * Known commands and options stratadb does not support (CONFIG SET, CLIENT
+ * REPLY OFF, ...): a clear error instead of "unknown command" or of being
+ * ignored. The handlers of their families answer with `unsupported()`.
+ */
 import { err, type ErrorReply } from './reply.js'
 
 /** Reply of a command that is known but not supported by stratadb. */
 export function unsupported(what: string, why: string): ErrorReply {
   return err(`${what} is not supported by stratadb: ${why}`)
-}
-
-/** Adds the known commands stratadb does not do (yet) to the table, in order. */
-export function defineUnsupportedCommands(def: DefineCommand): void {
-  for (const name of ['flushdb', 'flushall']) {
-    def({ name, arity: -1, kind: 'conn', flags: ['write'], run: () => unsupported(name.toUpperCase(), 'delete keys with DEL, or remove the data directory') })
-  }
 }

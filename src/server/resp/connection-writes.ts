@@ -4,10 +4,9 @@
  * writes still wait in the server's write batcher. The connection orders its
  * later commands after them (see connection.ts).
  */
-import type { BatchOp } from '../../index.js'
 import { ErrorReply } from './reply.js'
 import type { WriteTracker } from './store.js'
-import type { WriteBatcher } from './write-batcher.js'
+import type { QueuedOp, WriteBatcher } from './write-batcher.js'
 import type { WriteGate } from '../shared/write-gate.js'
 
 /** The writes of a connection; see the file comment. */
@@ -32,7 +31,7 @@ export class ConnectionWrites {
   }
 
   /** Commits of read-modify-writes and EXEC join the turn's batch (write-batcher.ts). */
-  readonly submitBatch = (ops: BatchOp[]): Promise<void> => {
+  readonly submitBatch = (ops: QueuedOp[]): Promise<void> => {
     this.queuedAt = this.batcher.generation
     return this.batcher.batch(ops)
   }

@@ -457,8 +457,8 @@ export class RespConnection implements ConnectionState {
         return this.hold(this.writes.applied().then(() => this.runner.run(spec, args, this.direct)))
       case 'write': {
         // Some key is held: issue at once when none of ours is, else wait (later commands too).
-        const ids = commandKeys(spec, args).map(keyId)
-        const issued = this.server.locks.whenFree(ids, () => ({ reply: this.runner.run(spec, args, this.direct) }))
+        const run = (): { reply: MaybePromise<Reply> } => ({ reply: this.runner.run(spec, args, this.direct) })
+        const issued = spec.allKeys === true ? this.server.locks.whenAllFree(run) : this.server.locks.whenFree(commandKeys(spec, args).map(keyId), run)
         if (!isPromise(issued)) return issued.reply
         this.hold(issued)
         return issued.then((i) => i.reply)

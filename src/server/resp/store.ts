@@ -11,14 +11,20 @@
  *
  * Handlers are written once against `KvStore` and run in either.
  *
+ * `deleteAll` (FLUSHDB) is one range delete of every key: the direct stores
+ * issue it, only ever at a moment no key is locked (KeyLocks.whenAllFree);
+ * a BufferedStore (EXEC, which then holds the whole key space) records it,
+ * reads every key as absent from then on, and commits it as one `delRange`
+ * op before the writes that followed it.
+ *
  * Expiry: a put may carry `expiresAt` (ms since the epoch, by the database's
  * clock); without it the value does not expire (a put clears any TTL, as a
  * Redis SET does). Reads see expired keys as absent, and `getEntry` reports
  * the expiry of a value that has one.
  */
-import type { BatchOp, Database, Entry } from '../../index.js'
+import type { Database, Entry } from '../../index.js'
 import { keyId } from '../shared/key-locks.js'
-import type { WriteBatcher } from './write-batcher.js'
+import type { QueuedOp, WriteBatcher } from './write-batcher.js'
 import type { MaybePromise } from './maybe.js'
 import type { ReplyBudget } from './reply-budget.js'
 
@@ -36,7 +42,12 @@ export interface KvStore {
   del(key: Buffer): MaybePromise<void>
   /** Several puts, atomically. */
   putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): MaybePromise<void>
+  /** Deletes every key: one range delete (FLUSHDB). */
+  deleteAll(): MaybePromise<void>
 }
+
+/** The range delete of every key: from the empty key, no end. */
+const EVERY_KEY = Object.freeze({ type: 'delRange', gte: Buffer.alloc(0) }) satisfies QueuedOp
 
 /** Reports each write handed to the engine (the connection counts them, the write gate too). */
 export type WriteTracker = (write: Promise<void>) => Promise<void>
@@ -86,6 +97,11 @@ export class DirectStore implements KvStore {
     this.batcher?.flush()
     return this.track(this.db.batch(pairs.map(([key, value]) => ({ type: 'put', key, value }))))
   }
+
+  deleteAll(): Promise<void> {
+    this.batcher?.flush()
+    return this.track(this.db.deleteRange(EVERY_KEY.gte))
+  }
 }
 
 /**
@@ -108,6 +124,10 @@ export class BatchingStore extends DirectStore {
   override putMany(pairs: ReadonlyArray<readonly [Buffer, Buffer]>): Promise<void> {
     return this.track(this.queue.batch(pairs.map(([key, value]) => ({ type: 'put', key, value }))))
   }
+
+  override deleteAll(): Promise<void> {
+    return this.track(this.queue.batch([EVERY_KEY]))
+  }
 }
 
 /** An optimistic read-modify-write unit; see the file comment. */
@@ -117,6 +137,8 @@ export class BufferedStore implements KvStore {
   /** Buffered writes (null = delete), by key id, in first-write order. */
   private readonly writes = new Map<string, { key: Buffer; value: Buffer | null; expiresAt: number | undefined }>()
   private sawExpiring = false
+  /** deleteAll() was called: every key not written since reads as absent; committed as one range delete before the writes. */
+  private deletedAll = false
 
   /** `clock`: the database's clock, for the expiry of this unit's own writes. */
   constructor(
@@ -126,7 +148,7 @@ export class BufferedStore implements KvStore {
 
   /** Whether anything was written. */
   get hasWrites(): boolean {
-    return this.writes.size > 0
+    return this.writes.size > 0 || this.deletedAll
   }
 
   /**
@@ -147,6 +169,8 @@ export class BufferedStore implements KvStore {
       if (own.expiresAt === undefined) return { value: own.value, version: 0 }
       return own.expiresAt <= this.clock() ? undefined : { value: own.value, version: 0, expiresAt: own.expiresAt }
     }
+    // After deleteAll() the key is absent whatever the database holds: nothing to check at commit.
+    if (this.deletedAll) return undefined
     const entry = await this.db.getEntry(key)
     if (entry?.expiresAt !== undefined) this.sawExpiring = true
     if (!this.reads.has(id)) this.reads.set(id, { key, version: entry?.version ?? 0 })
@@ -186,23 +210,30 @@ export class BufferedStore implements KvStore {
     for (const [key, value] of pairs) this.put(key, value)
   }
 
+  /** Only under a hold of the whole key space (KeyLocks.acquireAll): the commit deletes every key. */
+  deleteAll(): void {
+    this.writes.clear()
+    this.deletedAll = true
+  }
+
   /**
    * Applies the buffered writes if every key read still has the version read;
    * rejects with STRATA_CONFLICT (nothing written) otherwise. Returns
    * undefined when there is nothing to apply or check. `submit` issues the
    * batch (default db.batch; the connection passes the write batcher's).
    */
-  commit(track: WriteTracker, submit: (ops: BatchOp[]) => Promise<void> = (ops) => this.db.batch(ops)): Promise<void> | undefined {
+  commit(track: WriteTracker, submit: (ops: QueuedOp[]) => Promise<void> = (ops) => this.db.batch(ops)): Promise<void> | undefined {
     // A single read and no write is trivially consistent.
-    if (this.writes.size === 0 && this.reads.size <= 1) return undefined
-    const ops: BatchOp[] = []
+    if (!this.hasWrites && this.reads.size <= 1) return undefined
+    const ops: QueuedOp[] = []
     for (const r of this.reads.values()) ops.push({ type: 'check', key: r.key, ifVersion: r.version })
+    if (this.deletedAll) ops.push(EVERY_KEY)
     for (const w of this.writes.values()) {
       if (w.value === null) ops.push({ type: 'del', key: w.key })
       else if (w.expiresAt === undefined) ops.push({ type: 'put', key: w.key, value: w.value })
       else ops.push({ type: 'put', key: w.key, value: w.value, expiresAt: w.expiresAt })
     }
-    if (this.writes.size === 0) return this.db.batch(ops)
+    if (!this.hasWrites) return this.db.batch(ops)
     return track(submit(ops))
   }
 }

@@ -115,7 +115,8 @@ export class Transaction {
 }
 
 /**
- * Runs a MULTI queue atomically: exclusive locks on every key it names, the
+ * Runs a MULTI queue atomically: exclusive locks on every key it names (on
+ * the whole key space when it holds FLUSHDB), the
  * watched versions checked, the commands run on one BufferedStore, one
  * conditional batch (through the read-modify-write commit path,
  * commitLocked). Null (nil) when a watched key changed, also between the
@@ -132,7 +133,8 @@ export async function exec(runner: CommandRunner, { queue, watched }: ExecUnit, 
   const ids = new Set<string>()
   for (const q of queue) for (const k of commandKeys(q.spec, q.args)) ids.add(keyId(k))
   const watchedIds = new Set(watched?.keys() ?? [])
-  const release = await server.locks.acquire(ids)
+  // FLUSHDB in the queue writes every key: hold the whole key space.
+  const release = await (queue.some((q) => q.spec.allKeys === true) ? server.locks.acquireAll() : server.locks.acquire(ids))
   const runQueue = async (store: BufferedStore): Promise<Reply> => {
     if (watched !== undefined) {
       for (const w of watched.values()) {

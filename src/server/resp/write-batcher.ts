@@ -11,7 +11,9 @@
  * (setImmediate), or earlier when something needs them issued:
  *
  * - when an exclusive holder has taken keys that a queued write may touch
- *   (`KeyLocks.onAcquired` calls `flushIfTouching`), before it reads them:
+ *   (`KeyLocks.onAcquired` calls `flushIfTouching`; a queued range delete,
+ *   FLUSHDB, touches every key), or the whole key space
+ *   (`KeyLocks.onAcquiredAll`), before it reads them:
  *   it sees the queued writes and commits after them. Once it holds them
  *   nobody queues more writes on them (blind writes are queued only while
  *   no key is held at all, and a read-modify-write queues its commit while
@@ -38,7 +40,10 @@
  * write is issued again on its own, in the same order, so each gets its own
  * outcome.
  */
-import type { BatchOp, Database } from '../../index.js'
+import type { BatchOp, Database, DeleteRangeOp } from '../../index.js'
+
+/** An operation of a queued write: a put, a delete, a check, or a range delete (FLUSHDB). */
+export type QueuedOp = BatchOp | DeleteRangeOp
 
 /** Issue the queued batch at once past this many operations... */
 export const MAX_OPS = 4096
@@ -53,8 +58,8 @@ interface Queued {
   key: Buffer | undefined
   value: Buffer | undefined
   expiresAt: number | undefined
-  /** ...or several operations, atomic together (MSET, a read-modify-write's commit). */
-  ops: BatchOp[] | undefined
+  /** ...or several operations, atomic together (MSET, a read-modify-write's commit, FLUSHDB). */
+  ops: QueuedOp[] | undefined
   resolve: () => void
   reject: (err: unknown) => void
 }
@@ -67,6 +72,8 @@ export class WriteBatcher {
   private immediate: NodeJS.Immediate | undefined
   /** Keys of the queued writes, hashed (false positives only cost an early flush). */
   private readonly touched = new Uint32Array(FILTER_BITS / 32)
+  /** A queued range delete touches every key. */
+  private touchedAll = false
   /** Incremented at every flush: a connection that queued at generation g has nothing queued once it changed. */
   generation = 0
   /** Batches issued and writes they carried (for tests and stats). */
@@ -96,10 +103,17 @@ export class WriteBatcher {
   }
 
   /** Queues operations, atomic together; resolves once the batch holding them is durable (rejects as db.batch would). */
-  batch(ops: BatchOp[]): Promise<void> {
-    for (const op of ops) if (this.invalid(op.key as Buffer, op.type === 'put' ? (op.value as Buffer) : undefined)) return this.db.batch(ops)
+  batch(ops: QueuedOp[]): Promise<void> {
+    for (const op of ops) {
+      if (op.type === 'delRange' ? this.invalidRange(op) : this.invalid(op.key as Buffer, op.type === 'put' ? (op.value as Buffer) : undefined)) return this.db.batch(ops)
+    }
     let bytes = 0
     for (const op of ops) {
+      if (op.type === 'delRange') {
+        this.touchedAll = true
+        bytes += op.gte.length + (op.lt?.length ?? 0)
+        continue
+      }
       const key = op.key as Buffer
       this.mark(key)
       bytes += key.length + (op.type === 'put' ? (op.value as Buffer).length : 0)
@@ -115,6 +129,10 @@ export class WriteBatcher {
   /** Issues the queue if a queued write may touch one of `ids` (key ids: the keys' bytes as latin1 strings). */
   flushIfTouching(ids: Iterable<string>): void {
     if (this.queue.length === 0) return
+    if (this.touchedAll) {
+      this.flush()
+      return
+    }
     for (const id of ids) {
       const h = hashString(id)
       if ((this.touched[h >>> 5] & (1 << (h & 31))) !== 0) {
@@ -136,6 +154,7 @@ export class WriteBatcher {
     this.ops = 0
     this.bytes = 0
     this.touched.fill(0)
+    this.touchedAll = false
     this.generation++
     this.batches++
     this.batchedWrites += queue.length
@@ -143,7 +162,7 @@ export class WriteBatcher {
       issueOne(this.db, queue[0])
       return
     }
-    const ops: BatchOp[] = []
+    const ops: QueuedOp[] = []
     for (const q of queue) {
       if (q.ops === undefined) ops.push(q.expiresAt === undefined ? { type: 'put', key: q.key!, value: q.value! } : { type: 'put', key: q.key!, value: q.value!, expiresAt: q.expiresAt })
       else for (const op of q.ops) ops.push(op)
@@ -170,6 +189,13 @@ export class WriteBatcher {
   /** What the engine refuses outright (src/base/keys.ts checkKey, checkValue). */
   private invalid(key: Buffer, value: Buffer | undefined): boolean {
     return key.length === 0 || key.length > this.limits.maxKeyBytes || (value !== undefined && value.length > this.limits.maxValueBytes)
+  }
+
+  /** A range delete the engine refuses outright (bounds over the key limit, gte >= lt). */
+  private invalidRange(op: DeleteRangeOp): boolean {
+    const gte = op.gte as Buffer
+    const lt = op.lt as Buffer | undefined
+    return gte.length > this.limits.maxKeyBytes || (lt !== undefined && (lt.length > this.limits.maxKeyBytes + 1 || Buffer.compare(gte, lt) >= 0))
   }
 
   private mark(key: Buffer): void {
