@@ -541,8 +541,13 @@ function applyJournalOp(state: Map<string, KeyState>, op: JournalOp): string[] {
     state.set(op.k, null)
     return [op.k]
   }
-  for (const o of op.ops) state.set(o.k, o.t === 'put' ? { opId: op.id, length: o.n } : null)
-  return op.ops.map((o) => o.k)
+  if (op.t === 'rdel') throw new Error('the checkpoint writer issues no range deletes')
+  const keyOps = op.ops.map((o) => {
+    if (o.t === 'rdel') throw new Error('the checkpoint writer issues no range deletes')
+    return o
+  })
+  for (const o of keyOps) state.set(o.k, o.t === 'put' ? { opId: op.id, length: o.n } : null)
+  return keyOps.map((o) => o.k)
 }
 
 function sameKeyState(a: KeyState | undefined, b: KeyState | undefined): boolean {

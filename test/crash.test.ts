@@ -1,6 +1,6 @@
 /**
- * Crash test: a child process (fixtures/crash-writer.mjs) writes puts, deletes
- * and batches, some with 200 KiB values, from many concurrent writers into a
+ * Crash test: a child process (fixtures/crash-writer.mjs) writes puts, deletes,
+ * range deletes and batches, some with 200 KiB values, from many concurrent writers into a
  * database with a small memtable (so flushes, WAL switches and manifest writes
  * happen all the time). We SIGKILL it at a random moment, sometimes while it
  * is still opening (recovering) the database, then reopen the database here
@@ -29,7 +29,7 @@ import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { open, type Database } from '../dist/index.js'
-import { keyName, makeRng, parseValue, type JournalOp } from './fixtures/crash-format.mjs'
+import { keyName, makeRng, parseValue, rangeKeyName, writerOf, type JournalOp, type RangeDeleteJournalOp } from './fixtures/crash-format.mjs'
 
 const WRITER_SCRIPT = fileURLToPath(new URL('./fixtures/crash-writer.mjs', import.meta.url))
 
@@ -63,6 +63,8 @@ interface CrashVariant {
   bigValueBytes: number
   /** Value sizes around minBlobBytes (crash-writer.mjs) instead of the original ones. */
   blobMix?: { minBlobBytes: number }
+  /** Writers also range-delete spans of their second key space (alone and inside batches). */
+  rangeDeletes?: boolean
   cycles: number
   minCycles: number
   cycleBudgetMs: number
@@ -71,6 +73,7 @@ interface CrashVariant {
 const PLAIN: CrashVariant = {
   name: '',
   options: DB_OPTIONS,
+  rangeDeletes: true,
   bigValueBytes: BIG_VALUE_BYTES,
   cycles: CYCLES,
   minCycles: MIN_CYCLES,
@@ -117,14 +120,24 @@ interface WriterJournal {
 }
 
 const ALL_KEYS: string[] = []
-for (let w = 0; w < WRITERS; w++) for (let s = 0; s < KEYS_PER_WRITER; s++) ALL_KEYS.push(keyName(w, s))
+for (let w = 0; w < WRITERS; w++) for (let s = 0; s < KEYS_PER_WRITER; s++) ALL_KEYS.push(keyName(w, s), rangeKeyName(w, s))
 ALL_KEYS.sort()
 const KEY_SET = new Set(ALL_KEYS)
+
+function applyRangeDelete(state: DbState, op: RangeDeleteJournalOp): void {
+  for (let s = op.a; s < op.b; s++) state.set(rangeKeyName(op.w, s), null)
+}
 
 function applyOp(state: DbState, op: JournalOp): void {
   if (op.t === 'put') state.set(op.k, { opId: op.id, length: op.n })
   else if (op.t === 'del') state.set(op.k, null)
-  else for (const o of op.ops) state.set(o.k, o.t === 'put' ? { opId: op.id, length: o.n } : null)
+  else if (op.t === 'rdel') applyRangeDelete(state, op)
+  else {
+    for (const o of op.ops) {
+      if (o.t === 'rdel') applyRangeDelete(state, o)
+      else state.set(o.k, o.t === 'put' ? { opId: op.id, length: o.n } : null)
+    }
+  }
 }
 
 function show(s: KeyState | undefined): string {
@@ -272,7 +285,7 @@ function matchJournal(
   /** Per writer: whether its in-flight last op was applied; undefined when that cannot be told. */
   const lastApplied: Array<boolean | undefined> = []
   journals.forEach((j, w) => {
-    const keys = ALL_KEYS.filter((k) => k.endsWith(`.w${String(w).padStart(2, '0')}`))
+    const keys = ALL_KEYS.filter((k) => writerOf(k) === w)
     const beforeLast: DbState = new Map(keys.map((k) => [k, model.get(k) ?? null]))
     for (const op of j.ops.slice(0, -1)) applyOp(beforeLast, op)
     const afterLast: DbState = new Map(beforeLast)
@@ -367,7 +380,7 @@ async function crashCycles(syncWrites: boolean, variant: CrashVariant = PLAIN): 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-crash-'))
   const dir = path.join(root, 'db')
   let model: DbState = new Map(ALL_KEYS.map((k) => [k, null]))
-  const totals = { cycles: 0, openKills: 0, killedInOpen: 0, acknowledged: 0, inFlightApplied: 0, inFlightLost: 0 }
+  const totals = { cycles: 0, openKills: 0, killedInOpen: 0, acknowledged: 0, inFlightApplied: 0, inFlightLost: 0, rangeDeletes: 0 }
   /** Blob work: what the children reported (flush blob files, GC), and what the verifying opens did, saw and read. */
   const blobs = {
     childFilesWritten: 0,
@@ -414,6 +427,7 @@ async function crashCycles(syncWrites: boolean, variant: CrashVariant = PLAIN): 
           bigValueBytes: variant.bigValueBytes,
           maxRunMs: 20_000,
           ...(variant.blobMix !== undefined ? { blobMix: variant.blobMix, reportStats: true } : {}),
+          rangeDeletes: variant.rangeDeletes === true,
         },
         killInOpen ? 'opening' : 'ready',
         delayMs,
@@ -456,6 +470,7 @@ async function crashCycles(syncWrites: boolean, variant: CrashVariant = PLAIN): 
         throw new Error(`${label}, cycle ${cycle} (killed ${delayMs.toFixed(0)} ms after '${killInOpen ? 'opening' : 'ready'}'):\n  ${errors.join('\n  ')}`)
       }
       for (const j of journals) if (j.ops.length > 0) totals.acknowledged += j.ops.length - 1 + (j.lastAcked ? 1 : 0)
+      for (const j of journals) for (const op of j.ops) totals.rangeDeletes += op.t === 'rdel' ? 1 : op.t === 'batch' ? op.ops.filter((o) => o.t === 'rdel').length : 0
       totals.inFlightApplied += lastApplied.filter((a) => a === true).length
       totals.inFlightLost += lastApplied.filter((a) => a === false).length
       fs.rmSync(journal)
@@ -463,7 +478,7 @@ async function crashCycles(syncWrites: boolean, variant: CrashVariant = PLAIN): 
     console.log(
       `${label}: ${totals.cycles} cycles, ${totals.openKills} aimed at open() of which ${totals.killedInOpen} landed before it returned; ` +
         `${totals.acknowledged} acknowledged ops verified, in-flight ops: ${totals.inFlightApplied} applied, ${totals.inFlightLost} not; ` +
-        `tables per level at the end: ${tablesPerLevel}` +
+        `${totals.rangeDeletes} range deletes issued; tables per level at the end: ${tablesPerLevel}` +
         (variant.blobMix !== undefined
           ? `; blob files: ${blobs.childFilesWritten} written by the children's flushes (${blobs.filesWritten} by the verifying opens), ` +
             `at most ${blobs.maxFiles} listed at once, ${blobs.childGcCompactions} blob-gc compactions and ${blobs.childBytesRelocated} bytes ` +
@@ -473,6 +488,7 @@ async function crashCycles(syncWrites: boolean, variant: CrashVariant = PLAIN): 
           : ''),
     )
     expect(totals.killedInOpen, 'no kill landed inside open()').toBeGreaterThan(0)
+    if (variant.rangeDeletes === true) expect(totals.rangeDeletes, 'range deletes issued by the children').toBeGreaterThan(100)
     if (variant.blobMix !== undefined) {
       // The kills must have met blob files and blob GC, and the verification read values from blob files;
       // a run that silently kept every value inline fails here.
