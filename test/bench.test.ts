@@ -5,18 +5,20 @@
  * check counts and correctness, not speed.
  */
 import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { deflateRawSync } from 'node:zlib'
 import { Command } from 'commander'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { chartRows, escapeXml, niceMax, niceStep, writeChart } from '../src/cli/bench/chart.js'
 import { addBenchCommand, benchConfig, type BenchCliOptions } from '../src/cli/bench/command.js'
 import { DEFAULT_WORKLOADS, NAMED_ONLY_WORKLOADS, WORKLOAD_NAMES, applyApi, scaledOps, type BenchConfig } from '../src/cli/bench/config.js'
 import { nextCount } from '../src/cli/bench/engines.js'
-import { KeyFormat, Permutation, ValuePool, randomIndices, streamSeed } from '../src/cli/bench/key-stream.js'
-import { formatNs } from '../src/cli/bench/report.js'
+import { KeyFormat, Permutation, ValuePool, pieceRandomBytes, randomIndices, streamSeed } from '../src/cli/bench/key-stream.js'
+import { formatNs, formatValueKind } from '../src/cli/bench/report.js'
 import { median } from '../src/cli/bench/summary.js'
 import { Timeline, windowStats } from '../src/cli/bench/timeline.js'
 
@@ -45,12 +47,84 @@ describe('bench streams', () => {
   })
 
   it('cuts deterministic values of the requested size', () => {
-    const a = new ValuePool(100, 1)
-    const b = new ValuePool(100, 1)
-    expect(a.valueFor(5)).toHaveLength(100)
-    expect(a.valueFor(5).equals(b.valueFor(5))).toBe(true)
-    expect(a.valueFor(5).equals(a.valueFor(6))).toBe(false)
-    expect(new ValuePool(256 * 1024, 1).valueFor(3)).toHaveLength(256 * 1024)
+    for (const ratio of [0.5, 1]) {
+      const a = new ValuePool(100, 1, ratio)
+      const b = new ValuePool(100, 1, ratio)
+      expect(a.valueFor(5)).toHaveLength(100)
+      expect(a.valueFor(5).equals(b.valueFor(5))).toBe(true)
+      expect(a.valueFor(5).equals(a.valueFor(6))).toBe(false)
+      // Views of one pool: no allocation per operation.
+      expect(a.valueFor(5).buffer).toBe(a.valueFor(6).buffer)
+      for (const bytes of [256 * 1024, 16 * 1024, 1000, 7, 0]) expect(new ValuePool(bytes, 1, ratio).valueFor(3)).toHaveLength(bytes)
+    }
+    expect(() => new ValuePool(100, 1, 0)).toThrow(RangeError)
+    expect(() => new ValuePool(100, 1, 1.5)).toThrow(RangeError)
+  })
+
+  /** SHA-256 of the values of `ops`, concatenated. */
+  const valuesHash = (pool: ValuePool, ops: number[]): string => {
+    const h = createHash('sha256')
+    for (const op of ops) h.update(pool.valueFor(op))
+    return h.digest('hex')
+  }
+  /** Compressed ÷ raw bytes of `data` deflated (raw deflate, level 1) in chunks of `chunkBytes`. */
+  const deflateRatio = (data: Buffer, chunkBytes: number): number => {
+    let compressed = 0
+    for (let at = 0; at < data.length; at += chunkBytes) compressed += deflateRawSync(data.subarray(at, at + chunkBytes), { level: 1 }).length
+    return compressed / data.length
+  }
+
+  it('cuts db_bench half-compressible values at --compression-ratio 0.5, and the old incompressible bytes at 1', () => {
+    const ops = [0, 1, 2, 3, 4, 5, 6, 7, 123_456, 19_999_999]
+    // Hashes computed with the ValuePool before --compression-ratio existed: ratio 1 keeps those values byte for byte.
+    expect(valuesHash(new ValuePool(100, 1, 1), ops)).toBe('2bf06bee8555b5cc367588c6c735079cba9b52095983fe1647fdc22550e06b04')
+    expect(valuesHash(new ValuePool(100, 42, 1), ops)).toBe('c667d4833f6d4cf95be7c45fb36d84e6638e8f7a5977772e4ec20ff1e88d3ee2')
+    expect(valuesHash(new ValuePool(16384, 1, 1), ops)).toBe('a490e918ffd27e8a6f31788b3d378912c53753533d63b09c940fe9202563b510')
+    expect(valuesHash(new ValuePool(1000, 7, 1), ops)).toBe('fe9cf8953eb9778f60bae9505a365de128a93ec8ef6db59187bb9b020488d3d7')
+
+    const pool = new ValuePool(100, 1, 0.5)
+    // A function of (seed, op) only.
+    const again = new ValuePool(100, 1, 0.5)
+    for (const op of [...ops, 10_485, 10_486, 2 ** 32 - 1]) expect(pool.valueFor(op).equals(again.valueFor(op))).toBe(true)
+    expect(valuesHash(new ValuePool(100, 2, 0.5), ops)).not.toBe(valuesHash(pool, ops))
+    expect(valuesHash(pool, ops)).not.toBe(valuesHash(new ValuePool(100, 1, 1), ops))
+    // 100-byte values are whole pieces: 50 random printable characters twice.
+    const values: Buffer[] = []
+    for (let op = 0; op < 1000; op++) {
+      const v = pool.valueFor(op)
+      expect(v).toHaveLength(100)
+      expect(v.subarray(0, 50).equals(v.subarray(50))).toBe(true)
+      expect(v.every((byte) => byte >= 0x20 && byte <= 0x7e)).toBe(true) // ' '..'~'
+      values.push(v)
+    }
+    expect(new Set(values.map((v) => v.toString('latin1'))).size).toBe(1000)
+    // Handed out as db_bench's Generate(100): consecutive pieces, back to the first after the last of the 1 MiB pool.
+    expect(pool.valueFor(1).byteOffset).toBe(pool.valueFor(0).byteOffset + 100)
+    const pieces = Math.ceil(2 ** 20 / 100)
+    expect(pool.valueFor(pieces).byteOffset).toBe(pool.valueFor(0).byteOffset)
+    expect(pool.valueFor(pieces - 1).byteOffset).toBe(pool.valueFor(0).byteOffset + (pieces - 1) * 100)
+    // They compress to about half: 1000 consecutive values in 4 KiB chunks, as a table's data blocks hold them.
+    const small = deflateRatio(Buffer.concat(values), 4096)
+    expect(small).toBeGreaterThan(0.4)
+    expect(small).toBeLessThan(0.7)
+    // And so do large values, whether or not their size is a multiple of 100.
+    for (const bytes of [16 * 1024, 256 * 1024, 64_000]) {
+      const large = new ValuePool(bytes, 1, 0.5)
+      for (const op of [0, 1, 37]) {
+        const r = deflateRatio(large.valueFor(op), bytes)
+        expect(r, `${bytes} B value ${op}`).toBeGreaterThan(0.4)
+        expect(r, `${bytes} B value ${op}`).toBeLessThan(0.7)
+      }
+    }
+    // Other ratios: ⌊100 × ratio⌋ random characters per piece (LevelDB's CompressibleString), at least 1.
+    expect(pieceRandomBytes(0.5)).toBe(50)
+    expect(pieceRandomBytes(0.25)).toBe(25)
+    expect(pieceRandomBytes(0.333)).toBe(33)
+    expect(pieceRandomBytes(0.001)).toBe(1)
+    const quarter = new ValuePool(100, 1, 0.25).valueFor(9)
+    expect(quarter.toString('latin1')).toBe(quarter.subarray(0, 25).toString('latin1').repeat(4))
+    const incompressible = new ValuePool(100, 1, 1)
+    expect(deflateRatio(Buffer.concat(Array.from({ length: 1000 }, (_, op) => incompressible.valueFor(op))), 4096)).toBeGreaterThan(0.99)
   })
 
   it('permutes [0, n) for bigdata: every key once, in a seeded, shuffled order', () => {
@@ -163,6 +237,7 @@ describe('bench arguments', () => {
     expect(c.incrementTasks).toBe(512)
     expect(c.incrementsPerTask).toBe(Math.ceil(200_000 / 512))
     expect(c.cacheBytes).toBeUndefined() // each engine's own default
+    expect(c.compressionRatio).toBe(0.5) // db_bench's default
     expect(parse('readrandom', '--cache-mib', '256').cacheBytes).toBe(256 * 2 ** 20)
   })
 
@@ -207,6 +282,14 @@ describe('bench arguments', () => {
     expect(applyApi(['lmdb'], 'level')).toEqual([])
     expect(() => parse('--api', 'level', '--engines', 'lmdb')).toThrow(/no engine/)
     expect(() => parse('--api', 'sideways')).toThrow(/expected one of native, level, both/)
+  })
+
+  it('parses --compression-ratio, a number in (0, 1]', () => {
+    expect(parse('--compression-ratio', '1').compressionRatio).toBe(1)
+    expect(parse('--compression-ratio', '0.25').compressionRatio).toBe(0.25)
+    expect(formatValueKind(1)).toBe('compression ratio 1: incompressible random bytes')
+    expect(formatValueKind(0.5)).toBe("compression ratio 0.5: db_bench's, 100-byte pieces of 50 random printable bytes repeated")
+    for (const bad of ['0', '-0.5', '1.01', 'half', '', 'NaN']) expect(() => parse('--compression-ratio', bad), bad).toThrow(/number in \(0, 1\]/)
   })
 
   it('rejects unknown workloads and engines, and keys too short for bigdata', () => {
@@ -390,8 +473,10 @@ describe('strata bench command', () => {
     const out = path.join(dir, 'min-blob.json')
     const run = runCli(['fillseq', '--engines', 'stratadb,classic-level', '--num', '2000', '--min-blob-bytes', '64', '--out', out], 60_000)
     expect(run.stdout).toContain('blobs:    minBlobBytes 64 for stratadb')
+    expect(run.stdout).toContain('values 100 B (compression ratio 0.5: ')
     const report = JSON.parse(fs.readFileSync(out, 'utf8')) as Report & { config: BenchConfig }
     expect(report.config.minBlobBytes).toBe(64)
+    expect(report.config.compressionRatio).toBe(0.5)
     for (const r of report.results) expect(r.ok, `${r.engine}: ${r.error}`).toBe(true)
   })
 

@@ -24,6 +24,8 @@ export interface BigdataRequest {
   dir: string
   keyBytes: number
   valueBytes: number
+  /** --compression-ratio: how far values compress (1: incompressible). */
+  compressionRatio: number
   seed: number
   num: number
   reads: number
@@ -362,7 +364,7 @@ export async function runBigdata(request: BigdataRequest): Promise<BigdataResult
 
   const adapter = await loadEngine(request.engine)
   const keys = new KeyFormat(keyBytes)
-  const values = new ValuePool(valueBytes, seed)
+  const values = new ValuePool(valueBytes, seed, request.compressionRatio)
   const order = new Permutation(num, streamSeed(seed, 'bigdata'))
   const run: BigdataRun = { request, adapter, sampler, bar, keys, values, order }
   const io0 = procIo()

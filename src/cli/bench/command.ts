@@ -38,6 +38,13 @@ function nonNegativeInteger(value: string): number {
   return n
 }
 
+/** Parses db_bench's --compression_ratio: a number in (0, 1]. */
+function compressionRatio(value: string): number {
+  const n = Number(value)
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 1) throw new InvalidArgumentError('expected a number in (0, 1] (1: incompressible values)')
+  return n
+}
+
 function engineList(value: string): EngineName[] {
   const names = value.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
   for (const name of names) {
@@ -69,6 +76,7 @@ export interface BenchCliOptions {
   num: number
   keyBytes: number
   valueBytes: number
+  compressionRatio: number
   concurrency: number
   batch: number
   seed: number
@@ -99,6 +107,7 @@ export function benchConfig(workloadNames: string[], options: BenchCliOptions): 
     num: options.num,
     keyBytes: options.keyBytes,
     valueBytes: options.valueBytes,
+    compressionRatio: options.compressionRatio,
     concurrency: options.concurrency,
     batchEntries: options.batch,
     seed: options.seed,
@@ -157,6 +166,12 @@ export function addBenchCommand(
     .option('--num <n>', 'operations per workload; random keys come from [0, num)', positiveInteger, d.num)
     .option('--key-bytes <n>', 'key size in bytes', positiveInteger, d.keyBytes)
     .option('--value-bytes <n>', 'value size in bytes', nonNegativeInteger, d.valueBytes)
+    .option(
+      '--compression-ratio <r>',
+      'how far values compress, in (0, 1], as db_bench\'s --compression_ratio: below 1, 100-byte pieces of 100 × r (rounded down) random printable characters repeated to fill 100 (0.5: half-compressible); 1: incompressible random bytes (the values before this option)',
+      compressionRatio,
+      d.compressionRatio,
+    )
     .option(
       '--large-value-bytes <n>',
       'value size of largevalues (at most 16 MiB); the number of puts scales so that the bytes written stay those of num / 200 values of 256 KiB (largevalues16k and largevalues1m: 16 KiB and 1 MiB whatever this says)',

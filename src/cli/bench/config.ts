@@ -69,6 +69,14 @@ export interface BenchConfig {
   num: number
   keyBytes: number
   valueBytes: number
+  /**
+   * How far values compress, as db_bench's --compression_ratio: in (0, 1];
+   * below 1, values are cut from 100-byte pieces of ⌊100 × ratio⌋ random
+   * printable characters repeated to fill 100 (0.5: half-compressible, the
+   * default); 1, incompressible random bytes (the bench's values before this
+   * option). Every workload's values, bigdata's and largevalues' too.
+   */
+  compressionRatio: number
   /** Asynchronous operations kept in flight by the concurrent workloads. */
   concurrency: number
   /** Entries per batch in fillbatch. */
@@ -157,6 +165,9 @@ export function defaultIncrementsPerTask(num: number, tasks: number): number {
 
 const MIB = 2 ** 20
 
+/** db_bench's default --compression_ratio: values compress to about half. */
+export const DEFAULT_COMPRESSION_RATIO = 0.5
+
 /**
  * Defaults of the command line. `num` is sized so that the default run (every
  * workload but bigdata, three engines, one run) takes a few minutes on a 2-core machine.
@@ -167,6 +178,7 @@ export const DEFAULT_CONFIG: BenchConfig = {
   num: 200_000,
   keyBytes: 16,
   valueBytes: 100,
+  compressionRatio: DEFAULT_COMPRESSION_RATIO,
   concurrency: 64,
   batchEntries: 1000,
   seed: 1,
@@ -223,6 +235,9 @@ export function validateConfig(config: BenchConfig): void {
   if (config.bigdataNum > 2 ** 32) throw new Error('--bigdata-num must be at most 2^32')
   if (!Number.isSafeInteger(config.largeValueBytes) || config.largeValueBytes < 1 || config.largeValueBytes > MAX_LARGE_VALUE_BYTES) {
     throw new Error(`--large-value-bytes must be an integer in [1, ${MAX_LARGE_VALUE_BYTES}] (16 MiB, stratadb's default maxValueBytes)`)
+  }
+  if (!(typeof config.compressionRatio === 'number' && config.compressionRatio > 0 && config.compressionRatio <= 1)) {
+    throw new Error(`--compression-ratio must be a number in (0, 1] (1: incompressible values), not ${config.compressionRatio}`)
   }
   if (config.engines.length === 0) throw new Error('--engines names no engine (lmdb has no abstract-level API, so --api level drops it)')
   if (config.workloads.length === 0) throw new Error('no workload to run')

@@ -141,33 +141,91 @@ export class Permutation {
   }
 }
 
-/** Bytes of random data that values are cut from. */
+/** Bytes of random data that values are cut from (at least; db_bench's RandomGenerator holds 1 MiB). */
 const VALUE_POOL_MIN_BYTES = 1 << 20
 
+/** Bytes of one piece of a compressible pool: db_bench's RandomGenerator builds its data 100 bytes at a time. */
+export const VALUE_PIECE_BYTES = 100
+
 /**
- * Values are `valueBytes`-long windows of one pool of incompressible random
- * bytes, at a position that depends on the operation number. The windows are
- * views of the pool (no allocation per operation); no engine keeps them.
+ * Random bytes of each compressible piece at `compressionRatio`, as LevelDB's
+ * test::CompressibleString: `static_cast<int>(len * ratio)`, at least 1.
+ */
+export function pieceRandomBytes(compressionRatio: number): number {
+  return Math.max(1, Math.floor(VALUE_PIECE_BYTES * compressionRatio))
+}
+
+/**
+ * Values are `valueBytes`-long windows of one pool of bytes, at a position
+ * that depends only on the operation number, so every engine gets the same
+ * values. The windows are views of the pool (no allocation per operation); no
+ * engine keeps them.
+ *
+ * compressionRatio 1: the pool is incompressible random bytes and the window
+ * of operation `op` starts at a scrambled offset (the bench's values before
+ * --compression-ratio existed, kept byte for byte).
+ *
+ * compressionRatio < 1 (db_bench's --compression_ratio, 0.5 by default): the
+ * pool is built as db_bench's RandomGenerator builds it, from 100-byte pieces,
+ * each ⌊100 × ratio⌋ random printable characters (' '..'~') repeated to fill
+ * 100 (LevelDB's test::CompressibleString), and consecutive operations get
+ * consecutive windows (db_bench's Generate(len)). When valueBytes is a
+ * multiple of 100, windows are whole pieces: the window of `op` is piece
+ * `(op × k) mod (pieces − k + 1)` onward, k = valueBytes / 100, so 100-byte
+ * values are single pieces handed out in pool order and wrapping to the first
+ * one after the last (exactly db_bench's sequence). Other sizes start at byte
+ * `(op × valueBytes) mod (poolBytes − valueBytes + 1)`; they span pieces, so
+ * only the small ones compress less (a 100-byte window across two pieces
+ * repeats ~25 of its bytes, not 50).
  */
 export class ValuePool {
   private readonly pool: Buffer
   private readonly positions: number
+  /** Window starts are multiples of VALUE_PIECE_BYTES (compressible pools with valueBytes a multiple of 100). */
+  private readonly aligned: boolean
 
   constructor(
     readonly valueBytes: number,
     seed: number,
+    readonly compressionRatio: number,
   ) {
-    const poolBytes = Math.max(VALUE_POOL_MIN_BYTES, valueBytes * 16)
-    this.pool = Buffer.allocUnsafe(poolBytes)
+    if (!(compressionRatio > 0 && compressionRatio <= 1)) throw new RangeError(`compression ratio ${compressionRatio} is not in (0, 1]`)
     const random = new SeededRandom(streamSeed(seed, 'values'))
-    for (let i = 0; i + 4 <= poolBytes; i += 4) this.pool.writeUInt32LE(random.nextUint32(), i)
-    this.positions = poolBytes - valueBytes + 1
+    const minBytes = Math.max(VALUE_POOL_MIN_BYTES, valueBytes * 16)
+    if (compressionRatio === 1) {
+      const poolBytes = minBytes
+      this.pool = Buffer.allocUnsafe(poolBytes)
+      for (let i = 0; i + 4 <= poolBytes; i += 4) this.pool.writeUInt32LE(random.nextUint32(), i)
+      this.positions = poolBytes - valueBytes + 1
+      this.aligned = false
+      return
+    }
+    // Whole pieces, as db_bench appends 100-byte pieces until it has 1 MiB.
+    const pieces = Math.ceil(minBytes / VALUE_PIECE_BYTES)
+    const poolBytes = pieces * VALUE_PIECE_BYTES
+    const raw = pieceRandomBytes(compressionRatio)
+    this.pool = Buffer.allocUnsafe(poolBytes)
+    for (let p = 0; p < poolBytes; p += VALUE_PIECE_BYTES) {
+      for (let i = 0; i < raw; i++) this.pool[p + i] = 0x20 + random.below(95)
+      for (let i = raw; i < VALUE_PIECE_BYTES; i++) this.pool[p + i] = this.pool[p + i - raw]
+    }
+    this.aligned = valueBytes % VALUE_PIECE_BYTES === 0
+    this.positions = this.aligned ? pieces - valueBytes / VALUE_PIECE_BYTES + 1 : poolBytes - valueBytes + 1
   }
 
-  /** The value written by operation `op`. */
+  /** The value written by operation `op` (a non-negative safe integer). */
   valueFor(op: number): Buffer {
-    const start = Math.imul(op, 0x9e3779b1) >>> 0
-    const offset = start % this.positions
+    let offset: number
+    if (this.compressionRatio === 1) {
+      const start = Math.imul(op, 0x9e3779b1) >>> 0
+      offset = start % this.positions
+    } else if (this.aligned) {
+      // (op mod positions) × k stays below 2^53: positions × k < pool bytes² / 100² ≤ (256 MiB / 100)².
+      offset = (((op % this.positions) * (this.valueBytes / VALUE_PIECE_BYTES)) % this.positions) * VALUE_PIECE_BYTES
+    } else {
+      // (op mod positions) × valueBytes < 256 MiB × 16 MiB < 2^53.
+      offset = ((op % this.positions) * this.valueBytes) % this.positions
+    }
     return this.pool.subarray(offset, offset + this.valueBytes)
   }
 }

@@ -2,6 +2,7 @@ import * as fs from 'node:fs'
 import type { BigdataResult } from './bigdata-child.js'
 import type { BenchConfig, WorkloadName } from './config.js'
 import type { Environment } from './environment.js'
+import { pieceRandomBytes } from './key-stream.js'
 import type { BenchOutcome, EngineInfo, RunResult } from './runner.js'
 import { baseEngine, summarizeOutcome, type Summary } from './summary.js'
 import { WORKLOADS, formatValueBytes } from './workloads.js'
@@ -43,6 +44,12 @@ export function formatSize(bytes: number | undefined): string {
   return `${(bytes / 2 ** 20).toFixed(bytes >= 100 * 2 ** 20 ? 0 : 1)} MiB`
 }
 
+/** What the values are, for the header: --compression-ratio and what it means. */
+export function formatValueKind(compressionRatio: number): string {
+  if (compressionRatio === 1) return 'compression ratio 1: incompressible random bytes'
+  return `compression ratio ${compressionRatio}: db_bench's, 100-byte pieces of ${pieceRandomBytes(compressionRatio)} random printable bytes repeated`
+}
+
 /** The header: machine, software versions, settings and each engine's durability mode. */
 export function formatHeader(config: BenchConfig, engines: EngineInfo[], env: Environment): string {
   const lines: string[] = []
@@ -59,7 +66,7 @@ export function formatHeader(config: BenchConfig, engines: EngineInfo[], env: En
   lines.push(`load:     ${env.loadAverage1m.toFixed(2)} (1-minute average at start)${busy}`)
   lines.push(`node:     ${env.node}`)
   lines.push(
-    `settings: num ${int(config.num)}, keys ${config.keyBytes} B, values ${config.valueBytes} B (random), ` +
+    `settings: num ${int(config.num)}, keys ${config.keyBytes} B, values ${config.valueBytes} B (${formatValueKind(config.compressionRatio)}), ` +
       `concurrency ${config.concurrency}, batch ${int(config.batchEntries)}, seed ${config.seed}, runs ${config.runs}`,
   )
   if (config.cacheBytes !== undefined) {

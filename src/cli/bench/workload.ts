@@ -20,7 +20,7 @@ export interface WorkloadContext {
 
 /** Builds the context of `config`. */
 export function createContext(config: BenchConfig): WorkloadContext {
-  return { config, keys: new KeyFormat(config.keyBytes), values: new ValuePool(config.valueBytes, config.seed), largeValues: new Map() }
+  return { config, keys: new KeyFormat(config.keyBytes), values: new ValuePool(config.valueBytes, config.seed, config.compressionRatio), largeValues: new Map() }
 }
 
 /** What one workload measured on one engine. */

@@ -276,7 +276,7 @@ async function largeValues(db: BenchDb, ctx: WorkloadContext, workload: LargeVal
   const n = scaledOps.largevalues(num, valueBytes)
   let values = ctx.largeValues.get(valueBytes)
   if (values === undefined) {
-    values = new ValuePool(valueBytes, seed)
+    values = new ValuePool(valueBytes, seed, ctx.config.compressionRatio)
     ctx.largeValues.set(valueBytes, values)
   }
   const writes = randomIndices(n, n, streamSeed(seed, workload))
