@@ -39,6 +39,14 @@ export interface OpenOptions {
   /** Bloom filter bits per key. Default 10 (~1% false positives). */
   bloomBitsPerKey?: number
   /**
+   * How new tables compress their data blocks: 'lz4' (LZ4 block format; a
+   * block that does not shrink by at least 1/8 is stored raw) or 'none'.
+   * Recorded per block, so tables written under either setting mix; the block
+   * cache holds blocks decompressed. Default 'lz4' (docs/performance.md,
+   * "Block compression").
+   */
+  compression?: BlockCompression
+  /**
    * Values of at least this many bytes are kept apart from the keys, in blob
    * files written at flush; tables hold a 10-odd-byte reference instead, so
    * compactions do not rewrite the values and the block cache holds no large
@@ -131,6 +139,9 @@ export interface OpenOptions {
   clock?: () => number
 }
 
+/** Block compression of new tables: recorded per block, so tables of any setting mix. */
+export type BlockCompression = 'none' | 'lz4'
+
 export type ResolvedOptions = Required<OpenOptions>
 
 const MiB = 2 ** 20
@@ -169,6 +180,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   blockBytes: 4096,
   blockRestartInterval: 16,
   bloomBitsPerKey: 10,
+  compression: 'lz4',
   minBlobBytes: 4096,
   blobGarbagePercent: 25,
   maxKeyBytes: 65536,
@@ -250,6 +262,9 @@ export function resolveOptions(options: OpenOptions | undefined): ResolvedOption
   if (missing.length > 0) throw new StrataError('STRATA_INVALID_ARGUMENT', `option fileSystem lacks ${missing.join(', ')}`)
   if (!(out.l0CompactionTrigger <= out.l0SlowdownTrigger && out.l0SlowdownTrigger < out.l0StopTrigger)) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'need l0CompactionTrigger <= l0SlowdownTrigger < l0StopTrigger')
+  }
+  if (out.compression !== 'lz4' && out.compression !== 'none') {
+    throw new StrataError('STRATA_INVALID_ARGUMENT', `option compression must be 'lz4' or 'none', got ${JSON.stringify(out.compression)}`)
   }
   if (out.readOnly && out.errorIfExists) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'readOnly opens an existing database: errorIfExists cannot be set with it')

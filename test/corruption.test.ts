@@ -17,7 +17,7 @@ import * as path from 'node:path'
 import xxhash, { type XXHashAPI } from 'xxhash-wasm'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { open, StrataError, type Database, type OpenOptions } from '../src/index.js'
-import { decodeBlock, readVarint } from './format-parsers.js'
+import { decodeBlock, decodedContents, readVarint } from './format-parsers.js'
 
 // ---- temp dirs and file helpers --------------------------------------------
 
@@ -160,10 +160,9 @@ interface ParsedTable {
 }
 
 function verifiedContents(buf: Buffer, r: Region): Buffer {
-  expect(buf[r.offset + r.size]).toBe(0) // compression: none
   // Format versions 2 and 3: the low 32 bits of XXH64 (seed 0) of the contents and the compression byte.
   expect(buf.readUInt32LE(r.offset + r.size + 1)).toBe(Number(BigInt.asUintN(32, xx.h64Raw(buf.subarray(r.offset, r.offset + r.size + 1), 0n))))
-  return buf.subarray(r.offset, r.offset + r.size)
+  return decodedContents(buf.subarray(r.offset, r.offset + r.size), buf[r.offset + r.size])
 }
 
 /**

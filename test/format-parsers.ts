@@ -4,7 +4,27 @@
  * from docs/format.md, not from src/, so that a test knows what the bytes
  * it flips hold whatever the engine thinks.
  */
+import { createRequire } from 'node:module'
 import { expect } from 'vitest'
+
+/** lz4js: an LZ4 implementation that is not the engine's (src/sstable/lz4.ts), to read compressed blocks independently. */
+const lz4js = createRequire(import.meta.url)('lz4js') as { decompressBlock(src: Uint8Array, dst: Uint8Array, sIndex: number, sLength: number, dIndex: number): number }
+
+/**
+ * The contents of a block as stored with compression byte `compression`
+ * (docs/format.md, "Block trailer"): itself when 0, else (1, LZ4) varint
+ * rawLength then an LZ4 block, decoded here with lz4js.
+ */
+export function decodedContents(stored: Buffer, compression: number): Buffer {
+  expect([0, 1]).toContain(compression)
+  if (compression === 0) return stored
+  const at = { o: 0 }
+  const rawLength = readVarint(stored, at)
+  const out = Buffer.alloc(rawLength)
+  const n = lz4js.decompressBlock(stored, out, at.o, stored.length - at.o, 0)
+  expect(n).toBe(rawLength)
+  return out
+}
 
 export function readVarint(buf: Buffer, at: { o: number }): number {
   let value = 0

@@ -122,6 +122,16 @@ function makeBlobMixValue(rng: Rng, m: number): Buffer {
   return rng.bytes(size)
 }
 
+/** A value of repeated short patterns, up to ~2 KiB (rarely ~100 KiB): blocks of them shrink well under LZ4. */
+function makeCompressibleValue(rng: Rng): Buffer {
+  const r = rng.float()
+  const size = r < 0.1 ? 0 : r < 0.6 ? rng.int(1, 64) : r < 0.998 ? rng.int(65, 2048) : rng.int(90_000, 110_000)
+  const pattern = rng.bytes(rng.int(1, 12))
+  const out = Buffer.alloc(size)
+  for (let i = 0; i < size; i++) out[i] = rng.chance(0.05) ? rng.int(0, 255) : pattern[i % pattern.length]
+  return out
+}
+
 /** A bound: an existing key, a prefix of one, a random short byte string, or (rarely) empty. */
 function makeBound(rng: Rng, keys: readonly Buffer[]): Buffer {
   const r = rng.float()
@@ -266,6 +276,12 @@ interface Scenario {
    * (accounting, GC settling, no file left behind).
    */
   blobs?: { reopenMinBlobBytes: number[] }
+  /**
+   * Block compression: values that compress (repeated short patterns, so most
+   * data blocks are stored LZ4-compressed), and reopens switch `compression`
+   * between these, so tables of both settings mix.
+   */
+  compression?: { reopen: Array<'lz4' | 'none'> }
   /** What the run must have exercised for it to mean anything. */
   expect: {
     minFlushes: number
@@ -420,6 +436,7 @@ class ModelRun {
 
   /** A value of the scenario's size mix. */
   makeValue(): Buffer {
+    if (this.scenario.compression !== undefined) return makeCompressibleValue(this.rng)
     if (this.scenario.blobs === undefined) return makeValue(this.rng)
     const v = makeBlobMixValue(this.rng, this.scenario.options.minBlobBytes!)
     this.sessionOf.set(v, this.sessionMinBlobBytes.length - 1)
@@ -494,6 +511,7 @@ class ModelRun {
     await this.db.close()
     await Promise.all(inflight)
     this.options = { ...scenario.options, blockBytes: rng.pick(scenario.reopenBlockBytes) }
+    if (scenario.compression !== undefined) this.options.compression = rng.pick(scenario.compression.reopen)
     if (scenario.blobs !== undefined) {
       this.options.minBlobBytes = rng.pick(scenario.blobs.reopenMinBlobBytes)
     }
@@ -856,6 +874,31 @@ const scenarios: Scenario[] = [
     expect: { minFlushes: 20, minCompactions: 5, minMaxL0Tables: 3, minDeepestLevel: 1, pointReadsBy: 'point index' },
   },
 ]
+
+/**
+ * Block compression: compressible values, so most data blocks are stored
+ * LZ4-compressed; a 16 KiB block cache, so blocks are decompressed into the
+ * cache and evicted all the time (point reads and iterators, readers evicted
+ * with 8 open tables); reopens switch between lz4 and none and between block
+ * sizes, so compressed and raw blocks and tables mix.
+ */
+scenarios.push({
+  name: 'LZ4 blocks: compressible values, 16 KiB block cache, 8 open tables, reopens switch compression',
+  options: {
+    memtableBytes: 16 * 1024,
+    blockBytes: 512,
+    maxOpenTables: 8,
+    blockCacheBytes: 16 * 1024,
+    levelBaseBytes: 48 * 1024,
+    targetTableBytes: 8 * 1024,
+    l0CompactionTrigger: 3,
+    compression: 'lz4',
+  },
+  ops: 3000,
+  reopenBlockBytes: [256, 512, 4096],
+  compression: { reopen: ['lz4', 'lz4', 'none'] },
+  expect: { minFlushes: 10, minCompactions: 3, minMaxL0Tables: 2, minDeepestLevel: 1, pointReadsBy: 'point index' },
+})
 
 /**
  * Key-value separation: the value mix crosses minBlobBytes (kept small so the

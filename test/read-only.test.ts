@@ -869,7 +869,8 @@ describe('refresh', () => {
   it('keeps old snapshots and iterators on their state and closes the old files once the last is released', async () => {
     const dir = path.join(tempRoot(), 'db')
     // No automatic compaction: the only tables deleted are those compactRange() replaces.
-    const w = await open(dir, { ...SMALL, autoCompaction: false })
+    // Uncompressed: the values compress so well that the writes would fit one table.
+    const w = await open(dir, { ...SMALL, autoCompaction: false, compression: 'none' })
     const keys = Array.from({ length: 2000 }, (_, i) => `key${String(i).padStart(5, '0')}`)
     const v1 = new Map<string, string>()
     for (let i = 0; i < keys.length; i += 100) {

@@ -143,6 +143,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
       blockBytes: s.options.blockBytes,
       blockRestartInterval: s.options.blockRestartInterval,
       bloomBitsPerKey: s.options.bloomBitsPerKey,
+      compression: s.options.compression,
     }
     this.writePath = new WritePath(this, s.lastSequence)
     // One worker thread runs the flushes and the first compaction (see CompactionScheduler).

@@ -4,8 +4,10 @@ import type { SizeLimits } from './errors.js'
 /**
  * classic-level's tuning options and the stratadb option each one maps to,
  * so that switching the import keeps the configured sizes. A stratadb option
- * given explicitly wins over its alias. `compression` and `multithreading`
- * have no equivalent and are ignored.
+ * given explicitly wins over its alias. `compression` (a boolean in
+ * classic-level) maps onto stratadb's: true → 'lz4', false → 'none' (the
+ * stratadb values are taken too). `multithreading` has no equivalent and is
+ * ignored.
  */
 export interface ClassicLevelOptions {
   /** → blockCacheBytes */
@@ -20,8 +22,8 @@ export interface ClassicLevelOptions {
   blockRestartInterval?: number
   /** → targetTableBytes */
   maxFileSize?: number
-  /** Ignored: stratadb does not compress blocks. */
-  compression?: boolean
+  /** true → 'lz4' (the default), false → 'none'; or stratadb's own value. */
+  compression?: boolean | 'lz4' | 'none'
   /** Ignored. */
   multithreading?: boolean
 }
@@ -52,6 +54,7 @@ export function engineOptions(options: Record<string, unknown>): { open: OpenOpt
   for (const [alias, target] of ALIASES) {
     if (out[target] === undefined && options[alias] !== undefined) out[target] = options[alias]
   }
+  if (typeof out.compression === 'boolean') out.compression = out.compression ? 'lz4' : 'none'
   const open = out as OpenOptions
   const maxKeyBytes = open.maxKeyBytes ?? DEFAULT_OPTIONS.maxKeyBytes
   if (Number.isInteger(maxKeyBytes) && maxKeyBytes >= 1 && maxKeyBytes < ENGINE_MAX_KEY_BYTES) {

@@ -23,11 +23,11 @@ import { StrataLevelSnapshot } from './snapshot.js'
 /** Options of `new StrataLevel(location, options)` and `db.open(options)`. */
 export interface StrataLevelOptions<K, V>
   extends AbstractDatabaseOptions<K, V>,
-    Omit<OpenOptions, 'createIfMissing' | 'errorIfExists'>,
+    Omit<OpenOptions, 'createIfMissing' | 'errorIfExists' | 'compression'>,
     ClassicLevelOptions {}
 
 /** Options of `db.open(options)`. */
-export interface StrataLevelOpenOptions extends AbstractOpenOptions, Omit<OpenOptions, 'createIfMissing' | 'errorIfExists'>, ClassicLevelOptions {}
+export interface StrataLevelOpenOptions extends AbstractOpenOptions, Omit<OpenOptions, 'createIfMissing' | 'errorIfExists' | 'compression'>, ClassicLevelOptions {}
 
 /** Options of the private read methods (`keyEncoding` and `valueEncoding` are formats here). */
 interface ReadOptions {

@@ -1,10 +1,11 @@
 import { assert } from '../base/assert.js'
 import { compareBytes, varintLength, writeVarint } from '../base/coding.js'
 import { KIND_DELETE, KIND_PUT } from '../base/entry.js'
+import type { BlockCompression } from '../options.js'
 import { BlockBuilder } from './block-builder.js'
 import { buildFilter, filterHash } from './filter-block.js'
 import { buildPointIndex } from './point-index.js'
-import { encodeFooter, withTrailer, type BlockHandle } from './table-format.js'
+import { BLOCK_TRAILER_BYTES, COMPRESSION_LZ4, COMPRESSION_NONE, encodeFooter, withTrailer, type BlockHandle } from './table-format.js'
 
 /** Tunables of the table format, each with its unit. */
 export interface TableBuilderOptions {
@@ -14,7 +15,10 @@ export interface TableBuilderOptions {
   blockRestartInterval: number
   /** Bloom filter bits per distinct user key (0 disables the filter's usefulness, not the block). */
   bloomBitsPerKey: number
+  /** How data blocks are compressed (a block that does not shrink by 1/8 is stored raw). Default 'none'. */
+  compression?: BlockCompression
 }
+
 
 /** What a finished table holds; recorded in the manifest. */
 export interface TableProperties {
@@ -56,8 +60,10 @@ export class TableBuilder {
   private smallestSeq = 0
   private minSeq = Infinity
   private finished = false
+  private readonly compression: number
 
   constructor(private readonly options: TableBuilderOptions) {
+    this.compression = options.compression === 'lz4' ? COMPRESSION_LZ4 : COMPRESSION_NONE
     this.data = new BlockBuilder(options.blockRestartInterval, true)
   }
 
@@ -135,16 +141,17 @@ export class TableBuilder {
   }
 
   private flushDataBlock(): void {
-    const handle = this.emitBlock(this.data.finish())
+    const handle = this.emitBlock(this.data.finish(), this.compression)
     const value = Buffer.allocUnsafe(varintLength(handle.offset) + varintLength(handle.size))
     writeVarint(value, writeVarint(value, 0, handle.offset), handle.size)
     this.index.add(this.lastKey.subarray(0, this.lastKeyLength), this.lastSeq, KIND_PUT, value)
     this.blockEnds.push(this.hashCount)
   }
 
-  private emitBlock(contents: Buffer): BlockHandle {
-    const handle = { offset: this.offset, size: contents.length }
-    const bytes = withTrailer(contents)
+  private emitBlock(contents: Buffer, compression = COMPRESSION_NONE): BlockHandle {
+    const bytes = withTrailer(contents, compression)
+    // The handle names the stored (possibly compressed) contents.
+    const handle = { offset: this.offset, size: bytes.length - BLOCK_TRAILER_BYTES }
     this.output.push(bytes)
     this.offset += bytes.length
     return handle

@@ -2,7 +2,7 @@ import * as path from 'node:path'
 import { ioError } from '../base/errors.js'
 import { readExactly, readInto, type File, type FileSystem } from '../vfs/file-system.js'
 import { tableFileName } from '../base/file-names.js'
-import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, type BlockHandle, type DecodedFooter } from './table-format.js'
+import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, checkStoredBlock, decodeFooter, type BlockHandle, type DecodedFooter } from './table-format.js'
 
 /** An open table file whose footer was read and verified. */
 export interface OpenTableFile {
@@ -57,13 +57,16 @@ export function readVerifiedBlock(from: File, handle: BlockHandle, file: string,
   return checkBlock(raw, file, handle.offset, formatVersion)
 }
 
-/** Reads a block and its trailer into `raw` (exactly their size), verifies it, returns the block. */
-export function readVerifiedBlockInto(raw: Buffer, from: File, offset: number, file: string, formatVersion: number): Buffer {
+/**
+ * Reads a block and its trailer into `raw` (exactly their size) and verifies
+ * it; returns its stored contents (a view of `raw`) and their compression.
+ */
+export function readStoredBlockInto(raw: Buffer, from: File, offset: number, file: string, formatVersion: number): { contents: Buffer; compression: number } {
   let done: number
   try {
     done = readInto(from, raw, offset)
   } catch (err) {
     throw ioError(`read of ${file} failed`, err)
   }
-  return checkBlock(raw.subarray(0, done), file, offset, formatVersion)
+  return checkStoredBlock(raw.subarray(0, done), file, offset, formatVersion)
 }

@@ -1,11 +1,14 @@
 import { checksum32, checksum64Low32 } from '../base/checksum.js'
-import { cursor, readU32, readU64, readVarint, writeU32, writeU64 } from '../base/coding.js'
+import { cursor, readU32, readU64, readVarint, varintLength, writeU32, writeU64, writeVarint } from '../base/coding.js'
+import { lz4CompressBlock, lz4DecompressBlock } from './lz4.js'
 import { corruption } from '../base/errors.js'
 
 /**
  * Table file constants, block trailer and footer (docs/format.md, "Table file").
  *
- *   block contents | u8 compression (0 = none) | u32 checksum(contents ‖ compression byte)
+ *   block contents | u8 compression (0 = none, 1 = LZ4) | u32 checksum(contents ‖ compression byte)
+ *   LZ4 contents: varint rawLength | LZ4 block (src/sstable/lz4.ts); only data blocks are
+ *   compressed, and only those that shrink by at least 1/8
  *   checksum: low 32 bits of xxh64 (format versions 2 and 3), xxh32 (version 1)
  *
  *   footer (64 bytes, format version 3):
@@ -33,6 +36,9 @@ const FOOTER_BYTES_V2 = 48
 const FOOTER_TAIL_BYTES = 16
 export const BLOCK_TRAILER_BYTES = 5
 export const COMPRESSION_NONE = 0
+export const COMPRESSION_LZ4 = 1
+/** The largest raw size a compressed block may claim (a damaged length must not allocate gigabytes). */
+const MAX_RAW_BLOCK_BYTES = 1 << 30
 
 /** Where a block lives: offset of its contents and their length (trailer excluded). */
 export interface BlockHandle {
@@ -75,8 +81,26 @@ export function decodeIndexHandle(buf: Uint8Array, start: number, end: number, d
   return out
 }
 
-/** Appends the trailer to block contents; returns the bytes to write. */
-export function withTrailer(contents: Buffer): Buffer {
+/**
+ * The bytes to write for block `contents`: compressed with `compression`
+ * when that shrinks it by at least 1/8 (else raw), then the trailer.
+ */
+export function withTrailer(contents: Buffer, compression = COMPRESSION_NONE): Buffer {
+  if (compression === COMPRESSION_LZ4) {
+    const header = varintLength(contents.length)
+    const limit = contents.length - (contents.length >>> 3) - header
+    if (limit > 0) {
+      const out = Buffer.allocUnsafe(header + limit + BLOCK_TRAILER_BYTES)
+      const n = lz4CompressBlock(contents, out.subarray(header, header + limit), limit)
+      if (n > 0) {
+        writeVarint(out, 0, contents.length)
+        const size = header + n
+        out[size] = COMPRESSION_LZ4
+        writeU32(out, size + 1, blockChecksum(out.subarray(0, size + 1), TABLE_FORMAT_VERSION))
+        return out.subarray(0, size + BLOCK_TRAILER_BYTES)
+      }
+    }
+  }
   const out = Buffer.allocUnsafe(contents.length + BLOCK_TRAILER_BYTES)
   contents.copy(out, 0)
   out[contents.length] = COMPRESSION_NONE
@@ -84,15 +108,46 @@ export function withTrailer(contents: Buffer): Buffer {
   return out
 }
 
-/** Verifies a block read with its trailer from a table of `formatVersion`; returns the contents view. */
-export function checkBlock(raw: Buffer, fileName: string, offset: number, formatVersion: number): Buffer {
+/**
+ * Verifies a block read with its trailer from a table of `formatVersion`;
+ * returns its stored contents (a view) and compression, still compressed.
+ */
+export function checkStoredBlock(raw: Buffer, fileName: string, offset: number, formatVersion: number): { contents: Buffer; compression: number } {
   if (raw.length < BLOCK_TRAILER_BYTES) throw corruption('block truncated', fileName, offset)
   const n = raw.length - BLOCK_TRAILER_BYTES
   if (blockChecksum(raw.subarray(0, n + 1), formatVersion) !== readU32(raw, n + 1)) {
     throw corruption('block checksum mismatch', fileName, offset)
   }
-  if (raw[n] !== COMPRESSION_NONE) throw corruption(`unknown block compression ${raw[n]}`, fileName, offset)
-  return raw.subarray(0, n)
+  const compression = raw[n]
+  if (compression !== COMPRESSION_NONE && compression !== COMPRESSION_LZ4) throw corruption(`unknown block compression ${compression}`, fileName, offset)
+  return { contents: raw.subarray(0, n), compression }
+}
+
+/** Verifies a block read with its trailer; returns its contents: a view, or a new Buffer when it was compressed. */
+export function checkBlock(raw: Buffer, fileName: string, offset: number, formatVersion: number): Buffer {
+  const { contents, compression } = checkStoredBlock(raw, fileName, offset, formatVersion)
+  if (compression === COMPRESSION_NONE) return contents
+  const out = Buffer.allocUnsafe(compressedBlockRawBytes(contents, fileName, offset))
+  decompressBlockInto(contents, out, fileName, offset)
+  return out
+}
+
+/** The raw size a compressed block's contents claim. */
+export function compressedBlockRawBytes(contents: Buffer, fileName: string, offset: number): number {
+  readVarint(contents, 0, contents.length)
+  const n = cursor.value
+  if (n > MAX_RAW_BLOCK_BYTES) throw corruption(`compressed block claims ${n} bytes`, fileName, offset)
+  return n
+}
+
+/** Decompresses a compressed block's contents into `out` (exactly its raw size); a malformed block is STRATA_CORRUPTION. */
+export function decompressBlockInto(contents: Buffer, out: Uint8Array, fileName: string, offset: number): void {
+  readVarint(contents, 0, contents.length)
+  try {
+    lz4DecompressBlock(contents, out, cursor.offset, contents.length)
+  } catch (err) {
+    throw corruption(`block does not decompress: ${(err as Error).message}`, fileName, offset)
+  }
 }
 
 /** Encodes a footer of the current format version. */

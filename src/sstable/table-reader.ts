@@ -6,11 +6,14 @@ import { BlockIterator } from './block-iterator.js'
 import { IndexBlock } from './index-block.js'
 import { Filter, filterHash } from './filter-block.js'
 import { PointIndex } from './point-index.js'
-import { BLOCK_TRAILER_BYTES } from './table-format.js'
-import { openTableFile, readVerifiedBlock, readVerifiedBlockInto } from './table-file.js'
+import { BLOCK_TRAILER_BYTES, COMPRESSION_NONE, compressedBlockRawBytes, decompressBlockInto } from './table-format.js'
+import { openTableFile, readStoredBlockInto, readVerifiedBlock } from './table-file.js'
 import type { File, FileSystem } from '../vfs/file-system.js'
 import { TwoLevelIterator } from '../iterators/two-level-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
+
+/** Where a compressed block waits for its decompression (reused: reads are synchronous). */
+let compressedScratch = Buffer.allocUnsafe(0)
 
 /**
  * An open table file. Opening reads and verifies the footer, the index block
@@ -29,6 +32,8 @@ export class TableReader {
   private closed = false
   /** Reused by point lookups, which are synchronous and so never overlap. */
   private pointIterator: BlockIterator | undefined
+  /** Per data block, its decoded length once a block of this table turned out compressed (0: not loaded, or the index's). */
+  private decodedBytes: Int32Array | undefined
   /** Recency stamp kept by the table cache. */
   lastUse = 0
   /** Resolves the table's blob references (set by the table cache; without it, reading one is an error). */
@@ -137,7 +142,8 @@ export class TableReader {
       // A cached block is read in its slab, without loading its Buffer object
       // (a block outside the slabs is its own "slab", at base 0).
       const slab = slots.slabIds[lo]
-      it.resetAt(slab === 0 ? block : this.cache.slabs[slab], slots.bases[lo], this.index.blockSize(lo))
+      const decoded = this.decodedBytes
+      it.resetAt(slab === 0 ? block : this.cache.slabs[slab], slots.bases[lo], decoded !== undefined && decoded[lo] > 0 ? decoded[lo] : this.index.blockSize(lo))
     }
     it.seekPoint(key, sequence, hash)
     return it
@@ -163,19 +169,41 @@ export class TableReader {
     return this.cache.lookupEntry(this.cached, i) ?? this.readIntoCache(i)
   }
 
-  /** Reads data block `i` from the file, verifies it and caches it. REQUIRES: not cached. */
+  /**
+   * Reads data block `i` from the file, verifies it and caches it,
+   * decompressed into a buffer of its own when it was stored compressed.
+   * REQUIRES: not cached.
+   */
   private readIntoCache(i: number): CacheEntry {
     const offset = this.index.blockOffset(i)
     const size = this.index.blockSize(i) + BLOCK_TRAILER_BYTES
-    const buffer = this.cache.allocate(size)
+    let buffer: Buffer | undefined = this.cache.allocate(size)
     let block: Buffer
     try {
-      block = readVerifiedBlockInto(buffer.subarray(0, size), this.file, offset, this.fileName, this.formatVersion)
-      // Point reads of the cached block take its length from the index.
-      if (block.length !== this.index.blockSize(i)) throw corruption('block shorter than its index entry says', this.fileName, offset)
+      const { contents, compression } = readStoredBlockInto(buffer.subarray(0, size), this.file, offset, this.fileName, this.formatVersion)
+      if (contents.length !== this.index.blockSize(i)) throw corruption('block shorter than its index entry says', this.fileName, offset)
+      block = contents
+      if (compression !== COMPRESSION_NONE) {
+        const n = compressedBlockRawBytes(contents, this.fileName, offset)
+        // Out of the cache's chunk first: until a chunk is inserted the cache
+        // counts it unused, so the next allocate may reclaim its slab.
+        if (compressedScratch.length < contents.length) compressedScratch = Buffer.allocUnsafe(contents.length * 2)
+        const stored = compressedScratch.subarray(0, contents.length)
+        contents.copy(stored)
+        this.cache.recycle(buffer)
+        buffer = undefined
+        buffer = this.cache.allocate(n)
+        block = buffer.subarray(0, n)
+        decompressBlockInto(stored, block, this.fileName, offset)
+      }
     } catch (err) {
-      this.cache.recycle(buffer)
+      if (buffer !== undefined) this.cache.recycle(buffer)
       throw err
+    }
+    // Point reads of a cached block take its length from the index, or from here when it was compressed.
+    if (block.length !== this.index.blockSize(i) || this.decodedBytes !== undefined) {
+      this.decodedBytes ??= new Int32Array(this.index.count)
+      this.decodedBytes[i] = block.length
     }
     return this.cache.insert(this.cached, i, block, buffer)
   }

@@ -2,8 +2,8 @@ import { assert } from '../base/assert.js'
 import { tableFileName } from '../base/file-names.js'
 import { ForwardOnlyIterator } from '../iterators/forward-iterator.js'
 import { BlockIterator } from './block-iterator.js'
-import { BLOCK_TRAILER_BYTES, decodeIndexHandle } from './table-format.js'
-import { openTableFile, readVerifiedBlock, readVerifiedBlockInto } from './table-file.js'
+import { BLOCK_TRAILER_BYTES, COMPRESSION_NONE, compressedBlockRawBytes, decodeIndexHandle, decompressBlockInto } from './table-format.js'
+import { openTableFile, readStoredBlockInto, readVerifiedBlock } from './table-file.js'
 import type { File, FileSystem } from '../vfs/file-system.js'
 
 /**
@@ -23,6 +23,8 @@ export class TableScanner extends ForwardOnlyIterator {
   private readonly dataEnd: number
   private data: BlockIterator | undefined
   private buffer = Buffer.allocUnsafe(8192)
+  /** Where a compressed block is decompressed to (reused, as `buffer`). */
+  private decoded = Buffer.allocUnsafe(0)
   private readonly handle = { offset: 0, size: 0 }
   private closed = false
 
@@ -106,7 +108,14 @@ export class TableScanner extends ForwardOnlyIterator {
     const { offset, size } = decodeIndexHandle(this.indexBlock, this.index.valueOffset(), this.index.valueEndOffset(), this.dataEnd, this.fileName, this.handle)
     const total = size + BLOCK_TRAILER_BYTES
     if (this.buffer.length < total) this.buffer = Buffer.allocUnsafe(total * 2)
-    const block = readVerifiedBlockInto(this.buffer.subarray(0, total), this.file, offset, this.fileName, this.formatVersion)
+    const { contents, compression } = readStoredBlockInto(this.buffer.subarray(0, total), this.file, offset, this.fileName, this.formatVersion)
+    let block = contents
+    if (compression !== COMPRESSION_NONE) {
+      const n = compressedBlockRawBytes(contents, this.fileName, offset)
+      if (this.decoded.length < n) this.decoded = Buffer.allocUnsafe(n * 2)
+      block = this.decoded.subarray(0, n)
+      decompressBlockInto(contents, block, this.fileName, offset)
+    }
     if (this.data === undefined) this.data = new BlockIterator(block, this.fileName)
     else this.data.reset(block)
     this.data.seekToFirst()

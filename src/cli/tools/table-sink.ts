@@ -20,6 +20,7 @@ export const REPAIR_TABLE_OPTIONS: TableBuilderOptions = {
   blockBytes: DEFAULT_OPTIONS.blockBytes,
   blockRestartInterval: DEFAULT_OPTIONS.blockRestartInterval,
   bloomBitsPerKey: DEFAULT_OPTIONS.bloomBitsPerKey,
+  compression: DEFAULT_OPTIONS.compression,
 }
 
 export class TableSink {
