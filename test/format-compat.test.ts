@@ -11,10 +11,14 @@ import { open } from '../src/index.js'
  * - format-v1, written at git cd8ab89 (table format version 1: no hash index in
  *   data blocks, keys prefix-compressed against the previous key).
  * - format-v2, written at git d44f826 (version 2: 48-byte footer, no point index).
+ * - format-v3, written at git 4dd1427 (version 3 before block compression,
+ *   expiring keys and range deletes: raw blocks only, no manifest tag 11;
+ *   eight tables and a WAL holding the last writes).
  */
 const FIXTURES = [
   { version: 1, dir: path.join(import.meta.dirname, 'fixtures', 'format-v1') },
   { version: 2, dir: path.join(import.meta.dirname, 'fixtures', 'format-v2') },
+  { version: 3, dir: path.join(import.meta.dirname, 'fixtures', 'format-v3') },
 ]
 const CURRENT_VERSION = 3
 
