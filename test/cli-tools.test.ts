@@ -153,7 +153,8 @@ interface Region {
 interface ParsedTable {
   file: string
   name: string
-  dataBlocks: Array<Region & { entries: BlockEntry[] }>
+  /** `size`: the stored size (the handle's); `compression`: the trailer's byte (0 none, 1 LZ4); `rawSize`: the contents' size decoded. */
+  dataBlocks: Array<Region & { entries: BlockEntry[]; compression: number; rawSize: number }>
   filter: Region
   pointIndex: Region
   index: Region
@@ -184,9 +185,10 @@ function parseTable(file: string): ParsedTable {
     const offset = readVarint(h, at)
     const size = readVarint(h, at)
     expect(offset).toBe(expectedOffset)
-    const entries = decodeBlock(verifiedContents(buf, { offset, size }))
+    const contents = verifiedContents(buf, { offset, size })
+    const entries = decodeBlock(contents)
     expect(entries[entries.length - 1].key).toBe(e.key)
-    dataBlocks.push({ offset, size, entries })
+    dataBlocks.push({ offset, size, entries, compression: buf[offset + size], rawSize: contents.length })
     expectedOffset = offset + size + 5
   }
   expect(filter.offset).toBe(expectedOffset)
@@ -769,6 +771,211 @@ describe('strata repair', () => {
     } finally {
       await db.close()
     }
+  })
+})
+
+// ---- LZ4-compressed tables ------------------------------------------------------------------
+
+/**
+ * One table (flushed at close, LZ4 on) holding values of a repeated pattern
+ * (their blocks are stored compressed), runs of pseudo-random hex that LZ4
+ * cannot shrink by 1/8 (their blocks are stored raw), and last one 32,000-byte
+ * value of a pattern (a block whose raw size takes a 3-byte varint).
+ */
+let lz4Template: string
+let lz4Table: ParsedTable
+const LZ4_KEYS = 1500
+const lz4Key = (i: number): string => `lz/${String(i).padStart(5, '0')}`
+const lz4Value = (i: number): string =>
+  Math.floor(i / 50) % 3 === 2 ? [0, 1, 2].map((j) => createHash('sha256').update(`${i}/${j}`).digest('hex')).join('') : `pattern-${i % 5}|`.repeat(12 + (i % 9))
+const LZ4_BIG_KEY = 'lz/big'
+
+beforeAll(async () => {
+  lz4Template = newDir('lz4-template')
+  const db = await open(lz4Template, { compression: 'lz4', minBlobBytes: 1 << 20, memtableBytes: 4 << 20, autoCompaction: false, flushOnClose: true })
+  for (let i = 0; i < LZ4_KEYS; i++) await db.put(lz4Key(i), lz4Value(i))
+  await db.put(LZ4_BIG_KEY, 'abcdefgh'.repeat(4000))
+  await db.close()
+  const tables = filesEnding(lz4Template, '.sst')
+  expect(tables).toHaveLength(1)
+  lz4Table = parseTable(tables[0])
+  expect(lz4Table.entries).toHaveLength(LZ4_KEYS + 1)
+  expect(lz4Table.dataBlocks.filter((b) => b.compression === 1).length).toBeGreaterThan(10)
+  expect(lz4Table.dataBlocks.filter((b) => b.compression === 0).length).toBeGreaterThan(1)
+})
+
+/** `1,234`, as the tools print counts. */
+const fmt = (n: number): string => n.toLocaleString('en-US')
+/** As the tools print a size: `812 B`, `4.0 KiB`, `1.2 MiB`. */
+const sizeText = (n: number): string => (n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`)
+/** How far data compressed: raw / stored, to 3 decimals (as the tools' JSON gives it). */
+const ratioOf = (stored: number, raw: number): number => Math.round((raw / stored) * 1000) / 1000
+
+/** The index of a compressed data block in the middle of the LZ4 table. */
+function middleCompressedBlock(): number {
+  const t = lz4Table
+  const candidates = t.dataBlocks.map((b, i) => ({ b, i })).filter(({ b, i }) => b.compression === 1 && i > 0 && i < t.dataBlocks.length - 1)
+  return candidates[candidates.length >> 1].i
+}
+
+/** Sets the match offset of the first sequence of an LZ4 block (stored at `r`) to 65535: past the start of the output. */
+function breakFirstMatchOffset(file: string, r: Region): void {
+  const buf = fs.readFileSync(file)
+  const stored = buf.subarray(r.offset, r.offset + r.size)
+  const at = { o: 0 }
+  readVarint(stored, at) // rawLength
+  const token = stored[at.o++]
+  let literals = token >>> 4
+  if (literals === 15) {
+    let b: number
+    do {
+      b = stored[at.o++]
+      literals += b
+    } while (b === 255)
+  }
+  at.o += literals
+  expect(at.o + 2, 'the first sequence has a match').toBeLessThan(stored.length)
+  expect(literals).toBeLessThan(65535)
+  stored[at.o] = 0xff
+  stored[at.o + 1] = 0xff
+  fs.writeFileSync(file, buf)
+  resealBlock(file, r)
+}
+
+/** Runs `strata repair` on `dir` and checks the damaged LZ4 table was rewritten with every entry but those of block `lost`. */
+async function expectSalvagedWithout(dir: string, lost: number, label: string): Promise<void> {
+  const t = lz4Table
+  const { code, doc, stderr } = await strataJson('repair', dir)
+  expect(code, `${label}: ${stderr}${JSON.stringify(doc)}`).toBe(0)
+  expect(doc.verified, label).toBe(true)
+  const outcome = doc.files.find((f: { file: string }) => f.file === t.name)
+  expect(outcome, label).toMatchObject({ action: 'rewritten', blocksLost: 1, movedTo: path.join('lost', t.name) })
+  const kept = outcome.newTables.map((n: string) => parseTable(path.join(dir, n)))
+  // Every entry of every other block, as the independent parse of the undamaged table reads them.
+  expect(kept.flatMap((x: ParsedTable) => x.entries), label).toEqual(t.dataBlocks.filter((_, i) => i !== lost).flatMap((b) => b.entries))
+  // The new table is written compressed too.
+  expect(kept.some((x: ParsedTable) => x.dataBlocks.some((b) => b.compression === 1)), label).toBe(true)
+  const check = await strata('check', dir)
+  expect(check.code, `${label}: ${check.stdout}`).toBe(0)
+}
+
+describe('LZ4-compressed tables', () => {
+  it('dump shows each data block\'s compression with its stored and raw sizes, and the totals; check passes and reports the ratio; both as an independent parse reads the table', async () => {
+    const t = lz4Table
+    const stored = t.dataBlocks.reduce((n, b) => n + b.size, 0)
+    const raw = t.dataBlocks.reduce((n, b) => n + b.rawSize, 0)
+    const compressed = t.dataBlocks.filter((b) => b.compression === 1).length
+    const ratio = ratioOf(stored, raw)
+    expect(ratio).toBeGreaterThan(1.5)
+    const [text, json, checkText, checkJson] = await Promise.all([strata('dump', t.file, '--keys-only'), strataJson('dump', t.file), strata('check', lz4Template), strataJson('check', lz4Template)])
+
+    expect(text.code, text.stderr).toBe(0)
+    expect(text.stdout).toContain(`  data blocks  ${fmt(t.dataBlocks.length)}, ${fmt(stored + 5 * t.dataBlocks.length)} bytes with trailers\n`)
+    expect(text.stdout).toContain(`  data bytes   ${fmt(stored)} stored, ${fmt(raw)} raw (ratio ${ratio.toFixed(2)}), ${compressed} of ${t.dataBlocks.length} blocks LZ4-compressed\n`)
+    for (const [i, b] of t.dataBlocks.entries()) {
+      const how = b.compression === 1 ? `lz4: ${fmt(b.size)} bytes stored, ${fmt(b.rawSize)} raw` : 'none'
+      expect(text.stdout).toContain(`\nblock ${i}  offset ${b.offset}, ${fmt(b.size)} bytes (+5 trailer), ${b.entries.length} entr${b.entries.length === 1 ? 'y' : 'ies'}, compression ${how}\n`)
+    }
+
+    expect(json.code).toBe(0)
+    expect(json.doc).toMatchObject({ dataBlocks: t.dataBlocks.length, compressedBlocks: compressed, storedDataBytes: stored, rawDataBytes: raw, compressionRatio: ratio, problems: [] })
+    expect(json.doc.blocks.map((b: Record<string, unknown>) => ({ offset: b.offset, size: b.size, compression: b.compression, rawSize: b.rawSize, entryCount: b.entryCount }))).toEqual(
+      t.dataBlocks.map((b) => ({ offset: b.offset, size: b.size, compression: b.compression === 1 ? 'lz4' : 'none', rawSize: b.rawSize, entryCount: b.entries.length })),
+    )
+    const values = json.doc.blocks.flatMap((b: { entries: Array<{ key: string; value: string }> }) => b.entries.map((e) => [e.key, e.value]))
+    expect(values).toEqual(t.entries.map((e) => [e.key, e.value]))
+
+    expect(checkText.code, checkText.stdout).toBe(0)
+    expect(checkText.stdout).toContain(`  blocks    ${fmt(t.dataBlocks.length)} data blocks, ${compressed} LZ4-compressed: ${sizeText(stored)} stored, ${sizeText(raw)} raw (ratio ${ratio.toFixed(2)})\n`)
+    expect(checkJson.doc.ok).toBe(true)
+    const perTable = { dataBlocks: t.dataBlocks.length, compressedBlocks: compressed, storedDataBytes: stored, rawDataBytes: raw, compressionRatio: ratio }
+    expect(checkJson.doc.tables).toEqual([expect.objectContaining({ file: t.name, entries: t.entries.length, ok: true, ...perTable })])
+    expect(checkJson.doc.blocks).toEqual(perTable)
+  })
+
+  it('a flipped byte in a compressed block: check reports it, repair keeps every other block\'s entries, through the index and by scanning when the footer is damaged too', async () => {
+    const t = lz4Table
+    const j = middleCompressedBlock()
+    const victim = t.dataBlocks[j]
+    const end = victim.offset + victim.size + 5
+    const variants = [
+      { name: 'index readable', footer: false, message: new RegExp(`^data block ${j}: block checksum mismatch$`) },
+      { name: 'footer damaged: blocks found by scanning', footer: true, message: new RegExp(`^no verifiable data block in bytes ${victim.offset}\\.\\.${end}$`) },
+    ]
+    await Promise.all(
+      variants.map(async (v) => {
+        const dir = copyOf(lz4Template)
+        const file = path.join(dir, t.name)
+        flipByte(file, victim.offset + (victim.size >> 1))
+        if (v.footer) flipByte(file, t.footerOffset + 5)
+        const [check, dump] = await Promise.all([strataJson('check', dir), strataJson('dump', file)])
+        expect(check.code, v.name).toBe(1)
+        expect(check.doc.problems, v.name).toEqual(expect.arrayContaining([expect.objectContaining({ file: t.name, offset: victim.offset, message: expect.stringMatching(v.message) })]))
+        // Every other block read: the totals leave out the damaged one alone.
+        const others = t.dataBlocks.filter((_, i) => i !== j)
+        expect(check.doc.tables[0], v.name).toMatchObject({
+          entries: others.reduce((n, b) => n + b.entries.length, 0),
+          compressedBlocks: others.filter((b) => b.compression === 1).length,
+          storedDataBytes: others.reduce((n, b) => n + b.size, 0),
+          rawDataBytes: others.reduce((n, b) => n + b.rawSize, 0),
+        })
+        expect(dump.code, v.name).toBe(1)
+        expect(dump.doc.problems, v.name).toEqual(expect.arrayContaining([expect.objectContaining({ file: t.name, offset: victim.offset })]))
+        expect(
+          dump.doc.blocks.map((b: Record<string, unknown>) => ({ offset: b.offset, size: b.size, compression: b.compression, rawSize: b.rawSize })),
+          v.name,
+        ).toEqual(others.map((b) => ({ offset: b.offset, size: b.size, compression: b.compression === 1 ? 'lz4' : 'none', rawSize: b.rawSize })))
+        await expectSalvagedWithout(dir, j, v.name)
+      }),
+    )
+  })
+
+  it('a compressed block resealed with a valid checksum but LZ4 data that does not decode is corruption: check reports it, dump and repair skip it', async () => {
+    const t = lz4Table
+    const j = middleCompressedBlock()
+    const big = t.dataBlocks.findIndex((b) => b.entries.some((e) => e.key === LZ4_BIG_KEY))
+    const bigBlock = t.dataBlocks[big]
+    expect(bigBlock.compression).toBe(1)
+    // Its raw size is a 3-byte varint: the largest it can claim is 2,097,151 bytes, more than 255 × its stored size.
+    const bigHeader = fs.readFileSync(t.file).subarray(bigBlock.offset, bigBlock.offset + 3)
+    expect([bigHeader[0] >= 0x80, bigHeader[1] >= 0x80, bigHeader[2] < 0x80]).toEqual([true, true, true])
+    expect(2_097_151).toBeGreaterThan(255 * bigBlock.size)
+    const claimHuge = (file: string): void => {
+      const buf = fs.readFileSync(file)
+      buf.set([0xff, 0xff, 0x7f], bigBlock.offset)
+      fs.writeFileSync(file, buf)
+      resealBlock(file, bigBlock)
+    }
+    const variants = [
+      { name: 'match offset before the output', block: j, damage: (f: string) => breakFirstMatchOffset(f, t.dataBlocks[j]), message: new RegExp(`^data block ${j}: block does not decompress: lz4: bad match offset$`) },
+      { name: 'huge raw length', block: big, damage: claimHuge, message: new RegExp(`^data block ${big}: block does not decompress: it claims 2097151 raw bytes, more than its ${bigBlock.size} stored bytes can hold$`) },
+      {
+        name: 'match offset before the output, footer damaged: blocks found by scanning',
+        block: j,
+        damage: (f: string) => {
+          breakFirstMatchOffset(f, t.dataBlocks[j])
+          flipByte(f, t.footerOffset + 5)
+        },
+        message: new RegExp(`^no verifiable data block in bytes ${t.dataBlocks[j].offset}\\.\\.${t.dataBlocks[j].offset + t.dataBlocks[j].size + 5} \\(its checksum matches, but block does not decompress: lz4: bad match offset\\)$`),
+      },
+    ]
+    await Promise.all(
+      variants.map(async (v) => {
+        const dir = copyOf(lz4Template)
+        const file = path.join(dir, t.name)
+        v.damage(file)
+        const b = t.dataBlocks[v.block]
+        const [check, checkText, dump] = await Promise.all([strataJson('check', dir), strata('check', dir), strataJson('dump', file)])
+        expect(check.code, v.name).toBe(1)
+        expect(check.doc.problems, v.name).toEqual(expect.arrayContaining([expect.objectContaining({ file: t.name, offset: b.offset, message: expect.stringMatching(v.message) })]))
+        expect(checkText.stdout, v.name).toContain(`error: ${t.name} at offset ${b.offset}: `)
+        expect(checkText.stdout, v.name).toMatch(/result: DAMAGED/)
+        expect(dump.code, v.name).toBe(1)
+        expect(dump.doc.problems, v.name).toEqual(expect.arrayContaining([expect.objectContaining({ file: t.name, offset: b.offset })]))
+        expect(dump.doc.blocks.map((x: { offset: number }) => x.offset), v.name).toEqual(t.dataBlocks.filter((_, i) => i !== v.block).map((x) => x.offset))
+        await expectSalvagedWithout(dir, v.block, v.name)
+      }),
+    )
   })
 })
 

@@ -132,11 +132,19 @@ export function checkBlock(raw: Buffer, fileName: string, offset: number, format
   return out
 }
 
-/** The raw size a compressed block's contents claim. */
+/**
+ * The raw size a compressed block's contents claim: at most 2^30 and 255
+ * times the stored bytes (LZ4's largest expansion), so that a damaged length
+ * is corruption before anything is allocated for it.
+ */
 export function compressedBlockRawBytes(contents: Buffer, fileName: string, offset: number): number {
-  readVarint(contents, 0, contents.length)
+  try {
+    readVarint(contents, 0, contents.length)
+  } catch {
+    throw corruption('block does not decompress: its raw length is unreadable', fileName, offset)
+  }
   const n = cursor.value
-  if (n > MAX_RAW_BLOCK_BYTES) throw corruption(`compressed block claims ${n} bytes`, fileName, offset)
+  if (n > MAX_RAW_BLOCK_BYTES || n > contents.length * 255) throw corruption(`block does not decompress: it claims ${n} raw bytes from ${contents.length}`, fileName, offset)
   return n
 }
 

@@ -3,8 +3,25 @@
  * printed: every problem and warning, then a summary of what was checked
  * (docs/cli.md, "strata check").
  */
-import { bytes, count, plural, showFinding, type Finding, type Out } from './output.js'
+import { bytes, compressionRatio, count, plural, showFinding, type Finding, type Out } from './output.js'
 import type { JsonRangeTombstone } from './range-deletes.js'
+import type { TableInspection } from './table-inspection.js'
+
+/**
+ * How a table's (or all tables') data blocks are stored: the blocks that read
+ * (checksum verified, decompressed), those of them LZ4-compressed, their
+ * stored bytes (trailers excluded) and raw bytes, and the ratio raw / stored
+ * (null: no block read).
+ */
+export interface BlockCompression {
+  compressedBlocks: number
+  storedDataBytes: number
+  rawDataBytes: number
+  compressionRatio: number | null
+}
+
+/** One table checked, as the report lists it. */
+export type CheckedTable = { file: string; level: number; bytes: number; entries: number; dataBlocks: number; blobReferences: number; ok: boolean } & BlockCompression
 
 /** Everything `strata check` found; also its `--json` output. */
 export interface CheckReport {
@@ -20,7 +37,9 @@ export interface CheckReport {
   /** `rangeTombstones`: the live range tombstones after the last edit. */
   manifest?: { file: string; records: number; bytes: number; logNumber: number; nextFileNumber: number; lastSequence: number; rangeTombstones: number }
   levels: Array<{ level: number; tables: number; entries: number; bytes: number }>
-  tables: Array<{ file: string; level: number; bytes: number; entries: number; dataBlocks: number; blobReferences: number; ok: boolean }>
+  tables: CheckedTable[]
+  /** The data blocks of every table listed, in total (the fields as per table). */
+  blocks: { dataBlocks: number } & BlockCompression
   /**
    * Blob files: those the manifest lists (counts and garbage as it records
    * them), or without a usable manifest those in the directory (counts from
@@ -32,6 +51,31 @@ export interface CheckReport {
   wals: Array<{ file: string; bytes: number; records: number; entries: number; rangeDeletes: number; firstSequence?: number; lastSequence?: number; ok: boolean }>
   /** The live range tombstones of the manifest, by sequence (docs/design.md, "Range deletes"). */
   rangeTombstones: JsonRangeTombstone[]
+}
+
+/** The report's line for table `t` at `level` (-1: no manifest used). */
+export function checkedTable(t: TableInspection, level: number): CheckedTable {
+  return {
+    file: t.name,
+    level,
+    bytes: t.fileBytes,
+    entries: t.entries,
+    dataBlocks: t.dataBlocks,
+    blobReferences: t.blobEntries,
+    ok: !t.missing && t.problems.length === 0,
+    compressedBlocks: t.compressedBlocks,
+    storedDataBytes: t.storedDataBytes,
+    rawDataBytes: t.rawDataBytes,
+    compressionRatio: compressionRatio(t.storedDataBytes, t.rawDataBytes),
+  }
+}
+
+/** The totals over the tables listed (the report's `blocks`). */
+export function dataBlockTotals(tables: readonly CheckedTable[]): CheckReport['blocks'] {
+  const sum = (f: (t: CheckedTable) => number): number => tables.reduce((n, t) => n + f(t), 0)
+  const storedDataBytes = sum((t) => t.storedDataBytes)
+  const rawDataBytes = sum((t) => t.rawDataBytes)
+  return { dataBlocks: sum((t) => t.dataBlocks), compressedBlocks: sum((t) => t.compressedBlocks), storedDataBytes, rawDataBytes, compressionRatio: compressionRatio(storedDataBytes, rawDataBytes) }
 }
 
 /** Prints the findings, then the summary. */
@@ -50,6 +94,11 @@ export async function printCheck(r: CheckReport, out: Out): Promise<void> {
   const perLevel = r.levels.map((l) => `L${l.level}: ${l.tables}`).join(', ')
   const nothing = r.manifest === undefined && r.tables.length === 0 && r.wals.length === 0
   if (!nothing) await out.line(`  tables    ${plural(r.tables.length, 'table')}${perLevel === '' ? '' : ` (${perLevel})`}, ${plural(tableEntries, 'entry', 'entries')} read, ${bytes(tableBytes)}`)
+  if (r.tables.length > 0) {
+    const d = r.blocks
+    const ratio = d.compressionRatio === null ? '' : ` (ratio ${d.compressionRatio.toFixed(2)})`
+    await out.line(`  blocks    ${plural(d.dataBlocks, 'data block')}, ${count(d.compressedBlocks)} LZ4-compressed: ${bytes(d.storedDataBytes)} stored, ${bytes(d.rawDataBytes)} raw${ratio}`)
+  }
   if (r.blobFiles.length > 0) {
     const fileBytes = r.blobFiles.reduce((n, b) => n + b.bytes, 0)
     const values = r.blobFiles.reduce((n, b) => n + b.valueCount - (b.garbageCount ?? 0), 0)

@@ -21,7 +21,7 @@ import { PinnedTableFiles } from '../../engine/pinned-table-files.js'
 import { inspectBlobFile, type BlobCatalog, type BlobFileInspection } from './blob-inspection.js'
 import { isMissing, listDirectory, readCurrent, requireDirectory, type DirectoryListing } from './database-directory.js'
 import { replayManifest, type ManifestReplay, type Placement } from './manifest-replay.js'
-import type { CheckReport } from './check-report.js'
+import { checkedTable, dataBlockTotals, type CheckReport } from './check-report.js'
 import { checkWals } from './check-wals.js'
 import { findingOf, plural, showBytes, type Finding } from './output.js'
 import { bySequence, rangeJson } from './range-deletes.js'
@@ -46,7 +46,7 @@ class Checker {
     private readonly fs: FileSystem,
     private readonly dir: string,
   ) {
-    this.report = { dir, ok: true, problems: [], warnings: [], notes: [], levels: [], tables: [], blobFiles: [], wals: [], rangeTombstones: [] }
+    this.report = { dir, ok: true, problems: [], warnings: [], notes: [], levels: [], tables: [], blocks: dataBlockTotals([]), blobFiles: [], wals: [], rangeTombstones: [] }
   }
 
   problem(f: Finding): void {
@@ -65,6 +65,7 @@ class Checker {
       // Listed again: WALs come and go while a writer runs.
       checkWals(this.fs, this.dir, listDirectory(this.fs, this.dir), state?.replay.logNumber ?? 0, this.report)
     }
+    this.report.blocks = dataBlockTotals(this.report.tables)
     this.report.ok = this.report.problems.length === 0
     return this.report
   }
@@ -130,7 +131,7 @@ class Checker {
         if (t.missing) continue
         tables.push(t)
         for (const f of t.problems) this.problem(f)
-        this.report.tables.push({ file: t.name, level: -1, bytes: t.fileBytes, entries: t.entries, dataBlocks: t.dataBlocks, blobReferences: t.blobEntries, ok: t.problems.length === 0 })
+        this.report.tables.push(checkedTable(t, -1))
       }
       for (const b of blobs.values()) {
         for (const f of b.problems) this.problem(f)
@@ -216,7 +217,7 @@ class Checker {
         this.problem({ file: t.name, message: `missing: the manifest names it (level ${placement.level}, ${placement.meta.fileBytes} bytes)` })
       }
       for (const f of t.problems) this.problem(f)
-      this.report.tables.push({ file: t.name, level: placement.level, bytes: t.fileBytes, entries: t.entries, dataBlocks: t.dataBlocks, blobReferences: t.blobEntries, ok: !t.missing && t.problems.length === 0 })
+      this.report.tables.push(checkedTable(t, placement.level))
     }
     this.checkLevels(state.replay.tables)
     this.reportBlobFiles(state, placements.map(([n]) => results.get(n)!), blobResults)

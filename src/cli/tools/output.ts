@@ -149,6 +149,11 @@ export function bytes(n: number): string {
   return `${v.toFixed(1)} ${units[u]}`
 }
 
+/** How far data compressed: the ratio raw bytes / stored bytes, to 3 decimals (null when nothing was stored). */
+export function compressionRatio(storedBytes: number, rawBytes: number): number | null {
+  return storedBytes === 0 ? null : Math.round((rawBytes / storedBytes) * 1000) / 1000
+}
+
 /** `n thing` or `n things`. */
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${count(n)} ${n === 1 ? one : many}`

@@ -1,19 +1,20 @@
 /**
  * `strata dump` of a table (.sst): its footer and properties, the index
  * entries, and the data blocks with their entries (those in --from/--to),
- * as text or one JSON document. A table whose footer or index cannot be read
- * has its data blocks found by scanning the file; a block that cannot be read
- * is reported where it lies and the rest is printed.
+ * as text or one JSON document, with how each data block is stored (LZ4 or
+ * raw, stored and raw sizes) and the table's totals. A table whose footer or
+ * index cannot be read has its data blocks found by scanning the file; a
+ * block that cannot be read is reported where it lies and the rest is printed.
  */
 import { KIND_DELETE, isExpiringKind } from '../../base/entry.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
-import { BLOCK_TRAILER_BYTES, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
+import { BLOCK_TRAILER_BYTES, COMPRESSION_LZ4, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { lenientDataEnd, scanDataBlocks } from './data-block-scan.js'
 import type { Dumper, JsonEntry } from './dumper.js'
 import { isBlobKind, payloadOf, readExpiry } from './entry-kinds.js'
-import { count, findingOf, inBounds, plural, showBytes, type KeyBounds } from './output.js'
-import { TableFile, decodeIndex, type IndexEntry } from './table-file.js'
+import { compressionRatio, count, findingOf, inBounds, plural, showBytes, type KeyBounds } from './output.js'
+import { TableFile, decodeIndex, type DataBlock, type IndexEntry } from './table-file.js'
 
 export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): Promise<void> {
   const tf = TableFile.open(fs, file)
@@ -39,7 +40,7 @@ export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): P
       }
     }
     // Without an index the data blocks are found by scanning the file.
-    let blocks: Array<BlockHandle & { contents?: Buffer }>
+    let blocks: Array<BlockHandle & Partial<DataBlock>>
     let formatVersion = footer?.formatVersion
     if (index !== undefined) {
       blocks = index.map((e) => e.handle)
@@ -49,16 +50,20 @@ export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): P
       const scan = scanDataBlocks(buf, footer?.filter.offset ?? lenient?.dataEnd, formatVersion ?? lenient?.formatVersion)
       formatVersion ??= scan.formatVersion
       blocks = scan.blocks
-      for (const l of scan.lost) await dumper.problem({ file: name, offset: l.offset, message: `no verifiable data block in bytes ${l.offset}..${l.end}` })
+      for (const l of scan.lost) await dumper.problem({ file: name, offset: l.offset, message: `no verifiable data block in bytes ${l.offset}..${l.end}${l.why !== undefined ? ` (its checksum matches, but ${l.why})` : ''}` })
       if (!json) await dumper.out.line(`(data blocks found by scanning the file: ${plural(blocks.length, 'block')})`)
     }
     const dataBytes = blocks.reduce((n, b) => n + b.size + BLOCK_TRAILER_BYTES, 0)
-    const readBlock = (i: number): Buffer => blocks[i].contents ?? tf.readBlock(blocks[i], formatVersion!)
+    const readBlock = (i: number): DataBlock => {
+      const b = blocks[i]
+      return b.contents !== undefined ? (b as DataBlock) : tf.readDataBlock(b, formatVersion!)
+    }
+    const stored = storedTotals(blocks.length, readBlock)
     // Smallest entry: the first entry of block 0; largest: the last index key.
     let smallest: { key: Buffer; sequence: number } | undefined
     if (blocks.length > 0) {
       try {
-        const it = new BlockIterator(readBlock(0), name)
+        const it = new BlockIterator(readBlock(0).contents, name)
         it.seekToFirst()
         if (it.valid()) smallest = { key: Buffer.from(it.key()), sequence: it.sequence() }
       } catch {
@@ -81,6 +86,10 @@ export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): P
             : { offset: footer.dataEnd, bytes: tf.fileBytes - footer.dataEnd, entryCount: footer.entryCount, index: handleJson(footer.index), filter: handleJson(footer.filter), pointIndex: handleJson(footer.pointIndex) },
         dataBlocks: blocks.length,
         dataBytes,
+        compressedBlocks: stored.compressedBlocks,
+        storedDataBytes: stored.storedBytes,
+        rawDataBytes: stored.rawBytes,
+        compressionRatio: compressionRatio(stored.storedBytes, stored.rawBytes),
         smallest: smallest === undefined ? null : { ...dumper.keyJson(smallest.key), sequence: smallest.sequence },
         largest: largest === undefined ? null : { ...dumper.keyJson(largest.key), sequence: largest.sequence },
         index: index === undefined ? null : index.map((e, i) => ({ block: i, ...dumper.keyJson(e.lastKey), sequence: e.sequence, offset: e.handle.offset, size: e.handle.size })),
@@ -90,6 +99,11 @@ export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): P
       await dumper.out.line(`${name}: table, ${count(tf.fileBytes)} bytes, format version ${formatVersion ?? 'unknown'}`)
       if (footer !== undefined) await dumper.out.line(`  entries      ${count(footer.entryCount)} (footer)`)
       await dumper.out.line(`  data blocks  ${count(blocks.length)}, ${count(dataBytes)} bytes with trailers`)
+      const ratio = compressionRatio(stored.storedBytes, stored.rawBytes)
+      const unread = stored.unread > 0 ? `; ${plural(stored.unread, 'block')} unreadable, not counted` : ''
+      await dumper.out.line(
+        `  data bytes   ${count(stored.storedBytes)} stored, ${count(stored.rawBytes)} raw${ratio === null ? '' : ` (ratio ${ratio.toFixed(2)})`}, ${count(stored.compressedBlocks)} of ${plural(blocks.length - stored.unread, 'block')} LZ4-compressed${unread}`,
+      )
       if (footer !== undefined) {
         await dumper.out.line(`  filter       offset ${footer.filter.offset}, ${count(footer.filter.size)} bytes`)
         await dumper.out.line(`  point index  ${footer.pointIndex === undefined ? 'none' : `offset ${footer.pointIndex.offset}, ${count(footer.pointIndex.size)} bytes`}`)
@@ -114,9 +128,9 @@ export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): P
     for (let i = 0; i < blocks.length; i++) {
       if (index !== undefined && !blockMayHold(dumper.o, index, i)) continue
       const h = blocks[i]
-      let contents: Buffer
+      let block: DataBlock
       try {
-        contents = readBlock(i)
+        block = readBlock(i)
       } catch (err) {
         const f = findingOf(err, name, h.offset)
         await dumper.problem({ ...f, message: `data block ${i}: ${f.message}` })
@@ -126,7 +140,7 @@ export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): P
       const entries: JsonEntry[] = []
       let n = 0
       try {
-        const it = new BlockIterator(contents, name)
+        const it = new BlockIterator(block.contents, name)
         for (it.seekToFirst(); it.valid(); it.next()) {
           n++
           if (!inBounds(it.key(), dumper.o)) continue
@@ -145,10 +159,12 @@ export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): P
       if (matched === 0 && dumper.ranged) continue
       entriesShown += matched
       if (json) {
-        await dumper.out.write(`${shown > 0 ? ',' : ''}${JSON.stringify({ block: i, offset: h.offset, size: h.size, entryCount: n, entries })}`)
+        const compression = block.compression === COMPRESSION_LZ4 ? 'lz4' : 'none'
+        await dumper.out.write(`${shown > 0 ? ',' : ''}${JSON.stringify({ block: i, offset: h.offset, size: h.size, compression, rawSize: block.contents.length, entryCount: n, entries })}`)
       } else {
+        const compression = block.compression === COMPRESSION_LZ4 ? `lz4: ${count(h.size)} bytes stored, ${count(block.contents.length)} raw` : 'none'
         await dumper.out.line()
-        await dumper.out.line(`block ${i}  offset ${h.offset}, ${count(h.size)} bytes (+${BLOCK_TRAILER_BYTES} trailer), ${plural(n, 'entry', 'entries')}`)
+        await dumper.out.line(`block ${i}  offset ${h.offset}, ${count(h.size)} bytes (+${BLOCK_TRAILER_BYTES} trailer), ${plural(n, 'entry', 'entries')}, compression ${compression}`)
         for (const l of lines) await dumper.out.line(l)
       }
       shown++
@@ -163,6 +179,28 @@ export async function dumpTable(dumper: Dumper, fs: FileSystem, file: string): P
   } finally {
     tf.close()
   }
+}
+
+/**
+ * The data blocks' stored bytes (trailers excluded) and raw bytes, and how
+ * many are LZ4-compressed, over the blocks that read (`unread`: those that do
+ * not, reported where the dump meets them).
+ */
+function storedTotals(blocks: number, readBlock: (i: number) => DataBlock): { compressedBlocks: number; storedBytes: number; rawBytes: number; unread: number } {
+  const t = { compressedBlocks: 0, storedBytes: 0, rawBytes: 0, unread: 0 }
+  for (let i = 0; i < blocks; i++) {
+    let b: DataBlock
+    try {
+      b = readBlock(i)
+    } catch {
+      t.unread++
+      continue
+    }
+    if (b.compression === COMPRESSION_LZ4) t.compressedBlocks++
+    t.storedBytes += b.storedBytes
+    t.rawBytes += b.contents.length
+  }
+  return t
 }
 
 /** Whether data block i may hold keys in [from, to]: its keys lie between the previous block's last key and its own. */

@@ -6,9 +6,21 @@
  * the caller at the first damage. (Entry kinds: entry-kinds.ts.)
  */
 import * as path from 'node:path'
-import { ioError } from '../../base/errors.js'
+import { corruption, ioError } from '../../base/errors.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
-import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, checkBlock, decodeFooter, decodeIndexHandle, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
+import {
+  BLOCK_TRAILER_BYTES,
+  COMPRESSION_LZ4,
+  FOOTER_BYTES,
+  checkBlock,
+  checkStoredBlock,
+  compressedBlockRawBytes,
+  decodeFooter,
+  decodeIndexHandle,
+  decompressBlockInto,
+  type BlockHandle,
+  type DecodedFooter,
+} from '../../sstable/table-format.js'
 import { readExactly, type File, type FileSystem } from '../../vfs/file-system.js'
 import { findingOf, type Finding } from './output.js'
 
@@ -17,6 +29,47 @@ export interface IndexEntry {
   lastKey: Buffer
   sequence: number
   handle: BlockHandle
+}
+
+/** A data block read and verified: its contents (decompressed when it is stored compressed) and how it is stored. */
+export interface DataBlock {
+  /** The block's contents as the block iterator reads them: its raw bytes. */
+  contents: Buffer
+  /** The trailer's compression byte: COMPRESSION_NONE (0) or COMPRESSION_LZ4 (1). */
+  compression: number
+  /** Bytes stored in the file, the trailer excluded (the size its block handle names). */
+  storedBytes: number
+}
+
+/**
+ * The most raw bytes an LZ4 block can decode to per byte of it: a match
+ * length byte of 255 adds 255 bytes. A compressed block claiming more than
+ * this many times its stored size is damaged (and is not allocated for).
+ */
+const LZ4_MAX_EXPANSION = 255
+
+/**
+ * Verifies a data block read with its trailer (`raw`) from a table of
+ * `formatVersion` and decodes it: a raw block's contents are a view of
+ * `raw`, a compressed one's a new Buffer. A checksum mismatch, an unknown
+ * compression byte and an LZ4 block that does not decompress (to exactly the
+ * raw size it claims) are STRATA_CORRUPTION.
+ */
+export function decodeDataBlock(raw: Buffer, name: string, offset: number, formatVersion: number): DataBlock {
+  const { contents: stored, compression } = checkStoredBlock(raw, name, offset, formatVersion)
+  if (compression !== COMPRESSION_LZ4) return { contents: stored, compression, storedBytes: stored.length }
+  let rawBytes: number
+  try {
+    rawBytes = compressedBlockRawBytes(stored, name, offset)
+  } catch (err) {
+    throw corruption(`block does not decompress: ${findingOf(err, name).message}`, name, offset)
+  }
+  if (rawBytes > LZ4_MAX_EXPANSION * stored.length) {
+    throw corruption(`block does not decompress: it claims ${rawBytes} raw bytes, more than its ${stored.length} stored bytes can hold`, name, offset)
+  }
+  const contents = Buffer.allocUnsafe(rawBytes)
+  decompressBlockInto(stored, contents, name, offset)
+  return { contents, compression, storedBytes: stored.length }
 }
 
 /** A table file opened read-only. */
@@ -59,10 +112,15 @@ export class TableFile {
     }
   }
 
-  /** Reads the block at `handle` with its trailer and verifies it; returns its contents. */
+  /** Reads the block at `handle` with its trailer and verifies it; returns its contents (decompressed). */
   readBlock(handle: BlockHandle, formatVersion: number): Buffer {
     const raw = this.read(handle.offset, handle.size + BLOCK_TRAILER_BYTES)
     return checkBlock(raw, this.name, handle.offset, formatVersion)
+  }
+
+  /** Reads the data block at `handle` with its trailer, verifies and decodes it (decodeDataBlock). */
+  readDataBlock(handle: BlockHandle, formatVersion: number): DataBlock {
+    return decodeDataBlock(this.read(handle.offset, handle.size + BLOCK_TRAILER_BYTES), this.name, handle.offset, formatVersion)
   }
 
   /** The whole file. */

@@ -15,7 +15,7 @@ import type { TableMeta } from '../../manifest/table-meta.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
 import { Filter, filterHash } from '../../sstable/filter-block.js'
 import { PointIndex } from '../../sstable/point-index.js'
-import { BLOCK_TRAILER_BYTES, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
+import { BLOCK_TRAILER_BYTES, COMPRESSION_LZ4, type BlockHandle, type DecodedFooter } from '../../sstable/table-format.js'
 import type { FileSystem } from '../../vfs/file-system.js'
 import { checkBlobReference, type BlobCatalog } from './blob-inspection.js'
 import { lenientDataEnd, scanDataBlocks } from './data-block-scan.js'
@@ -23,7 +23,7 @@ import { isBlobKind, payloadOf, readExpiry } from './entry-kinds.js'
 import { isMissing } from './database-directory.js'
 import { KeyCopy, compareInternalKeys } from './internal-keys.js'
 import { findingOf, prefixed, showBytes, type Finding } from './output.js'
-import { TableFile, decodeIndex, type IndexEntry } from './table-file.js'
+import { TableFile, decodeIndex, type DataBlock, type IndexEntry } from './table-file.js'
 
 /** One entry as a table yields it: views valid until the next entry is asked for. */
 export interface EntryView {
@@ -65,6 +65,10 @@ export interface TableInspection {
   dataBlocks: number
   /** Whether the block list came from a scan because the footer or index is unreadable. */
   scanned: boolean
+  /** Of the data blocks that read (checksum verified, decompressed): those stored LZ4-compressed, their stored bytes (trailers excluded) and raw bytes. */
+  compressedBlocks: number
+  storedDataBytes: number
+  rawDataBytes: number
   lostBlocks: LostBlock[]
   /** Bytes of the data area that held no verifiable block. */
   lostBytes: number
@@ -114,6 +118,9 @@ export function newInspection(number: number): TableInspection {
     problems: [],
     dataBlocks: 0,
     scanned: false,
+    compressedBlocks: 0,
+    storedDataBytes: 0,
+    rawDataBytes: 0,
     lostBlocks: [],
     lostBytes: 0,
     entries: 0,
@@ -194,7 +201,7 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
         else index = checkIndexLayout(decoded.entries, footer, name, out)
       }
     }
-    let scannedBlocks: Array<BlockHandle & { contents: Buffer }> | undefined
+    let scannedBlocks: Array<BlockHandle & DataBlock> | undefined
     const scannedLost: LostBlock[] = []
     let formatVersion = footer?.formatVersion
     if (index === undefined) {
@@ -211,7 +218,7 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
         // blocks were found, that is where the filter, point index, index and footer start.
         if (dataEnd === undefined && scan.blocks.length > 0) continue
         const endNote = dataEnd === undefined ? ' (the footer is unreadable: nothing that reads as a data block was found from the start)' : ''
-        out.problems.push({ file: name, offset: l.offset, message: `no verifiable data block in bytes ${l.offset}..${l.end}${endNote}` })
+        out.problems.push({ file: name, offset: l.offset, message: `no verifiable data block in bytes ${l.offset}..${l.end}${l.why !== undefined ? ` (its checksum matches, but ${l.why})` : endNote}` })
         scannedLost.push({ offset: l.offset, end: l.end })
         out.lostBytes += l.end - l.offset
       }
@@ -256,10 +263,10 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
     for (let i = 0; i < blockCount; i++) {
       const handle = index !== undefined ? index[i].handle : scannedBlocks![i]
       attachScannedLoss(handle.offset)
-      let contents: Buffer
+      let block: DataBlock
       if (index !== undefined) {
         try {
-          contents = tf.readBlock(handle, formatVersion!)
+          block = tf.readDataBlock(handle, formatVersion!)
         } catch (err) {
           report('block', prefixed(`data block ${i}`, findingOf(err, name, handle.offset)))
           pendingLost = lostBlock(i, handle, index, last)
@@ -268,9 +275,12 @@ export function* tableEntries(fs: FileSystem, dir: string, out: TableInspection,
           continue
         }
       } else {
-        contents = scannedBlocks![i].contents
+        block = scannedBlocks![i]
       }
-      const it = new BlockIterator(contents, name)
+      if (block.compression === COMPRESSION_LZ4) out.compressedBlocks++
+      out.storedDataBytes += block.storedBytes
+      out.rawDataBytes += block.contents.length
+      const it = new BlockIterator(block.contents, name)
       let n = 0
       try {
         for (it.seekToFirst(); it.valid(); it.next()) n++
