@@ -61,6 +61,9 @@ export class TableBuilder {
   private minSeq = Infinity
   private finished = false
   private readonly compression: number
+  /** Data blocks written so far: their contents' bytes and the bytes stored (compressed or not). */
+  private rawDataBytes = 0
+  private storedDataBytes = 0
 
   constructor(private readonly options: TableBuilderOptions) {
     this.compression = options.compression === 'lz4' ? COMPRESSION_LZ4 : COMPRESSION_NONE
@@ -72,8 +75,10 @@ export class TableBuilder {
   }
 
   /** Bytes emitted so far plus the block being built: the size the table has reached. */
+  /** Bytes the file would have now: what is written, and the open data block at the compression ratio of the blocks before it. */
   get estimatedFileBytes(): number {
-    return this.offset + this.data.estimatedBytes
+    const open = this.data.estimatedBytes
+    return this.offset + (this.rawDataBytes === 0 ? open : Math.ceil((open * this.storedDataBytes) / this.rawDataBytes))
   }
 
   add(key: Uint8Array, sequence: number, kind: number, value: Uint8Array): void {
@@ -141,7 +146,10 @@ export class TableBuilder {
   }
 
   private flushDataBlock(): void {
-    const handle = this.emitBlock(this.data.finish(), this.compression)
+    const contents = this.data.finish()
+    const handle = this.emitBlock(contents, this.compression)
+    this.rawDataBytes += contents.length
+    this.storedDataBytes += handle.size
     const value = Buffer.allocUnsafe(varintLength(handle.offset) + varintLength(handle.size))
     writeVarint(value, writeVarint(value, 0, handle.offset), handle.size)
     this.index.add(this.lastKey.subarray(0, this.lastKeyLength), this.lastSeq, KIND_PUT, value)

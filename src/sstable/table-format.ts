@@ -144,7 +144,9 @@ export function compressedBlockRawBytes(contents: Buffer, fileName: string, offs
     throw corruption('block does not decompress: its raw length is unreadable', fileName, offset)
   }
   const n = cursor.value
-  if (n > MAX_RAW_BLOCK_BYTES || n > contents.length * 255) throw corruption(`block does not decompress: it claims ${n} raw bytes from ${contents.length}`, fileName, offset)
+  if (n > MAX_RAW_BLOCK_BYTES || n > contents.length * 255) {
+    throw corruption(`block does not decompress: it claims ${n} raw bytes, more than its ${contents.length} stored bytes can hold`, fileName, offset)
+  }
   return n
 }
 

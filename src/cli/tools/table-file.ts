@@ -6,7 +6,7 @@
  * the caller at the first damage. (Entry kinds: entry-kinds.ts.)
  */
 import * as path from 'node:path'
-import { corruption, ioError } from '../../base/errors.js'
+import { ioError } from '../../base/errors.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
 import {
   BLOCK_TRAILER_BYTES,
@@ -42,13 +42,6 @@ export interface DataBlock {
 }
 
 /**
- * The most raw bytes an LZ4 block can decode to per byte of it: a match
- * length byte of 255 adds 255 bytes. A compressed block claiming more than
- * this many times its stored size is damaged (and is not allocated for).
- */
-const LZ4_MAX_EXPANSION = 255
-
-/**
  * Verifies a data block read with its trailer (`raw`) from a table of
  * `formatVersion` and decodes it: a raw block's contents are a view of
  * `raw`, a compressed one's a new Buffer. A checksum mismatch, an unknown
@@ -58,15 +51,8 @@ const LZ4_MAX_EXPANSION = 255
 export function decodeDataBlock(raw: Buffer, name: string, offset: number, formatVersion: number): DataBlock {
   const { contents: stored, compression } = checkStoredBlock(raw, name, offset, formatVersion)
   if (compression !== COMPRESSION_LZ4) return { contents: stored, compression, storedBytes: stored.length }
-  let rawBytes: number
-  try {
-    rawBytes = compressedBlockRawBytes(stored, name, offset)
-  } catch (err) {
-    throw corruption(`block does not decompress: ${findingOf(err, name).message}`, name, offset)
-  }
-  if (rawBytes > LZ4_MAX_EXPANSION * stored.length) {
-    throw corruption(`block does not decompress: it claims ${rawBytes} raw bytes, more than its ${stored.length} stored bytes can hold`, name, offset)
-  }
+  // Corruption (a length unreadable, or more than LZ4 can expand its bytes to) before anything is allocated.
+  const rawBytes = compressedBlockRawBytes(stored, name, offset)
   const contents = Buffer.allocUnsafe(rawBytes)
   decompressBlockInto(stored, contents, name, offset)
   return { contents, compression, storedBytes: stored.length }
