@@ -38,15 +38,15 @@
 // the shared machine's load do not always hit the same codecs, and the tables
 // show the median of the N runs. Every codec's output is decompressed and
 // compared with the input for every block, in every run, before it is timed
-// (a mismatch aborts the probe); the prototype LZ4 codec
-// (bench/lz4-prototype.mjs) is also cross-checked against lz4js and lz4-wasm
+// (a mismatch aborts the probe); the engine's LZ4 codec
+// (src/sstable/lz4.ts, built into dist/) is also cross-checked against lz4js and lz4-wasm
 // in both directions, on odd inputs too, and must reject malformed blocks.
 //
 // Decompressors whose API takes an output buffer decode into one allocated
 // before timing (one per block), so their figures are the decoding alone: the
 // engine would decode into a chunk of the block cache's slabs. Those marked *
 // allocate their output on every call (the engine would then also copy it
-// into the chunk); the prototype's "+ alloc" row does the same, for a
+// into the chunk); our codec's "+ alloc" row does the same, for a
 // like-for-like comparison. A fresh ~4 KiB Buffer is not free (blocks are just
 // over Node's 4 KiB pool limit, so each is an ArrayBuffer of its own): the
 // probe prints what Buffer.allocUnsafe costs alone. "none (copy)" is a plain
@@ -76,7 +76,10 @@ if (!process.execArgv.includes('--experimental-wasm-modules')) {
   process.exit(child.status ?? 1)
 }
 
-const { lz4CompressBlock, lz4DecompressBlock, lz4CompressBound } = await import('./lz4-prototype.mjs')
+// The engine's own codec (npm run build first); its decoder returns nothing, the probe's callers want the output back.
+const lz4 = await import('../dist/sstable/lz4.js')
+const { lz4CompressBlock, lz4CompressBound } = lz4
+const lz4DecompressBlock = (c, out, ...range) => (lz4.lz4DecompressBlock(c, out, ...range), out)
 const require = createRequire(import.meta.url)
 const fflate = require('fflate')
 const lz4js = require('lz4js')
@@ -258,7 +261,7 @@ const CODECS = [
     },
   },
   {
-    name: 'lz4 prototype (JS)',
+    name: 'lz4, ours (TS)',
     // Gives up as soon as the output would not shrink the block by 1/8.
     compress: (raw) => {
       const n = lz4CompressBlock(raw, lz4Scratch, keepLimit(raw.length))
@@ -268,7 +271,7 @@ const CODECS = [
   },
   {
     // The same, allocating the output per call like the * decompressors: the like-for-like row.
-    name: 'lz4 prototype + alloc',
+    name: 'lz4, ours + alloc',
     compress: (raw) => {
       const n = lz4CompressBlock(raw, lz4Scratch, keepLimit(raw.length))
       return n === 0 ? null : lz4Scratch.subarray(0, n)
@@ -364,24 +367,24 @@ function verify(codec, blocks, label) {
   return { compressed, ratio: outBytes / rawBytes, storedRawFraction: storedRaw / blocks.length }
 }
 
-/** The prototype's output must decode with lz4js and lz4-wasm, and it must decode theirs. */
+/** Our codec's output must decode with lz4js and lz4-wasm, and it must decode theirs. */
 function crossCheckPrototype(inputs) {
   for (let i = 0; i < inputs.length; i++) {
     const raw = inputs[i]
     const scratch = Buffer.allocUnsafe(lz4CompressBound(raw.length))
     const ours = Buffer.from(scratch.subarray(0, lz4CompressBlock(raw, scratch)))
     const viaLz4js = new Uint8Array(raw.length)
-    if (lz4js.decompressBlock(ours, viaLz4js, 0, ours.length, 0) !== raw.length || !sameBytes(viaLz4js, raw)) fail(`prototype output of input ${i} does not decode with lz4js`)
+    if (lz4js.decompressBlock(ours, viaLz4js, 0, ours.length, 0) !== raw.length || !sameBytes(viaLz4js, raw)) fail(`our output of input ${i} does not decode with lz4js`)
     const sized = Buffer.alloc(4 + ours.length)
     sized.writeUInt32LE(raw.length, 0)
     ours.copy(sized, 4)
-    if (!sameBytes(lz4wasm.decompress(sized), raw)) fail(`prototype output of input ${i} does not decode with lz4-wasm`)
-    if (!sameBytes(lz4DecompressBlock(ours, Buffer.allocUnsafe(raw.length)), raw)) fail(`prototype does not round-trip input ${i}`)
+    if (!sameBytes(lz4wasm.decompress(sized), raw)) fail(`our output of input ${i} does not decode with lz4-wasm`)
+    if (!sameBytes(lz4DecompressBlock(ours, Buffer.allocUnsafe(raw.length)), raw)) fail(`our codec does not round-trip input ${i}`)
     const theirs = lz4wasm.compress(raw)
-    if (!sameBytes(lz4DecompressBlock(theirs, Buffer.allocUnsafe(raw.length), 4), raw)) fail(`prototype does not decode lz4-wasm's output of input ${i}`)
+    if (!sameBytes(lz4DecompressBlock(theirs, Buffer.allocUnsafe(raw.length), 4), raw)) fail(`our codec does not decode lz4-wasm's output of input ${i}`)
     const lz4jsOut = new Uint8Array(lz4js.compressBound(raw.length))
     const n = lz4js.compressBlock(raw, lz4jsOut, 0, raw.length, new Uint32Array(1 << 16))
-    if (n > 0 && !sameBytes(lz4DecompressBlock(lz4jsOut, Buffer.allocUnsafe(raw.length), 0, n), raw)) fail(`prototype does not decode lz4js's output of input ${i}`)
+    if (n > 0 && !sameBytes(lz4DecompressBlock(lz4jsOut, Buffer.allocUnsafe(raw.length), 0, n), raw)) fail(`our codec does not decode lz4js's output of input ${i}`)
   }
   // Malformed input must throw, not return garbage.
   const good = Buffer.from(lz4Scratch.subarray(0, lz4CompressBlock(inputs[0], lz4Scratch)))
@@ -396,7 +399,7 @@ function crossCheckPrototype(inputs) {
     } catch {
       threw = true
     }
-    if (!threw) fail(`prototype accepted a ${what} block`)
+    if (!threw) fail(`our codec accepted a ${what} block`)
   }
 }
 
