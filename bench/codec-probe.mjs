@@ -368,7 +368,7 @@ function verify(codec, blocks, label) {
 }
 
 /** Our codec's output must decode with lz4js and lz4-wasm, and it must decode theirs. */
-function crossCheckPrototype(inputs) {
+function crossCheckOurs(inputs) {
   for (let i = 0; i < inputs.length; i++) {
     const raw = inputs[i]
     const scratch = Buffer.allocUnsafe(lz4CompressBound(raw.length))
@@ -486,7 +486,7 @@ function measureOne(name) {
   }
   const codec = CODECS.find((c) => c.name === name)
   if (codec === undefined) throw new Error(`no codec ${name}`)
-  if (codec.name.startsWith('lz4 prototype')) crossCheckPrototype([...sets[0].blocks.slice(0, 200), ...sets[1].blocks.slice(0, 100), ...sets[2].blocks.slice(0, 50), ...edgeInputs(random(5))])
+  if (codec.name.startsWith('lz4, ours')) crossCheckOurs([...sets[0].blocks.slice(0, 200), ...sets[1].blocks.slice(0, 100), ...sets[2].blocks.slice(0, 50), ...edgeInputs(random(5))])
   const out = {}
   // Decompression first, on a heap that compression has not churned yet.
   for (const set of sets) {
