@@ -554,7 +554,7 @@ export class Database {
   /** The expiry time a write's options ask for (validated; a ttlMs counts from the database's clock). */
   private expiry(options: ExpiryOptions, what: string): number | undefined {
     if (typeof options !== 'object' || options === null) throw invalid('write options must be an object')
-    return expiryFrom(options, this.engine.options.clock(), what)
+    return expiryFrom(options, this.engine.options.clock, what)
   }
 
   private read(key: Buffer, sequence: number, engine = this.engine): Buffer | undefined {

@@ -13,17 +13,18 @@ const MAX_EXPIRES_AT = Number.MAX_SAFE_INTEGER
 
 /**
  * The expiry time `options` ask for (ms since the epoch), or undefined for
- * none; `nowMs` is the clock's reading. STRATA_INVALID_ARGUMENT for a bad
- * value or both options at once; `what` names the write in the message.
+ * none; `clock` (ms since the epoch) is read only for a ttlMs.
+ * STRATA_INVALID_ARGUMENT for a bad value or both options at once; `what`
+ * names the write in the message.
  */
-export function expiryFrom(options: ExpiryOptions | undefined, nowMs: number, what: string): number | undefined {
+export function expiryFrom(options: ExpiryOptions | undefined, clock: () => number, what: string): number | undefined {
   if (options === undefined) return undefined
   const { ttlMs, expiresAt } = options
   if (ttlMs === undefined && expiresAt === undefined) return undefined
   if (ttlMs !== undefined && expiresAt !== undefined) throw invalid(`${what}: give ttlMs or expiresAt, not both`)
   if (ttlMs !== undefined) {
     if (!Number.isSafeInteger(ttlMs) || ttlMs < 1) throw invalid(`${what}: ttlMs must be an integer >= 1`)
-    return Math.min(MAX_EXPIRES_AT, nowMs + ttlMs)
+    return Math.min(MAX_EXPIRES_AT, clock() + ttlMs)
   }
   if (!Number.isSafeInteger(expiresAt) || (expiresAt as number) < 1) throw invalid(`${what}: expiresAt must be an integer >= 1 (ms since the epoch)`)
   return expiresAt

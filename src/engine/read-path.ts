@@ -68,13 +68,22 @@ export function coveringRangeDelete(mem: Memtable, imms: readonly Memtable[], ta
   return cover
 }
 
+/** The range deletes of every source (no allocation when there is none: every iterator asks). */
+function rangeTombstonesOf(mem: Memtable, imms: readonly Memtable[], tableVersion: TableVersion): RangeTombstone[] {
+  let n = tableVersion.rangeTombstones.length + mem.rangeTombstones.length
+  for (const imm of imms) n += imm.rangeTombstones.length
+  if (n === 0) return NO_TOMBSTONES
+  const all = [...tableVersion.rangeTombstones, ...mem.rangeTombstones]
+  for (const imm of imms) all.push(...imm.rangeTombstones)
+  return all
+}
+
+const NO_TOMBSTONES: RangeTombstone[] = []
+
 /** Every range delete of the sources with a sequence <= `sequence`, as one index; undefined when there is none. */
 export function rangeDeletesAt(mem: Memtable, imms: readonly Memtable[], tableVersion: TableVersion, sequence: number): RangeTombstoneIndex | undefined {
-  const all: RangeTombstone[] = []
-  for (const source of [tableVersion.rangeTombstones, mem.rangeTombstones, ...imms.map((m) => m.rangeTombstones)]) {
-    for (const t of source) if (t.seq <= sequence) all.push(t)
-  }
-  return all.length === 0 ? undefined : new RangeTombstoneIndex(all)
+  const visible = rangeTombstonesOf(mem, imms, tableVersion).filter((t) => t.seq <= sequence)
+  return visible.length === 0 ? undefined : new RangeTombstoneIndex(visible)
 }
 
 /** The first key of `range` (its lower bound, or a tombstone's start) that a range delete newer than `sinceSequence` covers, if any. */
@@ -82,12 +91,10 @@ export function firstRangeDeleteSince(mem: Memtable, imms: readonly Memtable[], 
   const low = range.gte ?? range.gt
   const high = range.lte ?? range.lt
   let first: Buffer | undefined
-  for (const source of [tableVersion.rangeTombstones, mem.rangeTombstones, ...imms.map((m) => m.rangeTombstones)]) {
-    for (const t of source) {
-      if (t.seq <= sinceSequence || !tombstoneOverlaps(t, low, high)) continue
-      const start = low !== undefined && Buffer.compare(low, t.start) > 0 ? low : Buffer.from(t.start)
-      if (first === undefined || Buffer.compare(start, first) < 0) first = start
-    }
+  for (const t of rangeTombstonesOf(mem, imms, tableVersion)) {
+    if (t.seq <= sinceSequence || !tombstoneOverlaps(t, low, high)) continue
+    const start = low !== undefined && Buffer.compare(low, t.start) > 0 ? low : Buffer.from(t.start)
+    if (first === undefined || Buffer.compare(start, first) < 0) first = start
   }
   return first
 }

@@ -379,7 +379,7 @@ class TransactionState {
   write(key: Bytes, value: Bytes | null, options?: ExpiryOptions): void {
     this.checkActive()
     if (options !== undefined && (typeof options !== 'object' || options === null)) throw new StrataError('STRATA_INVALID_ARGUMENT', 'put options must be an object')
-    const expiresAt = expiryFrom(options, this.engine.options.clock(), 'transaction put')
+    const expiresAt = expiryFrom(options, this.engine.options.clock, 'transaction put')
     const k = this.checkedKey(key)
     const v = value === null ? null : ownBytes(checkValue(value, this.engine.options.maxValueBytes), value)
     const own = this.writes.find(k)
