@@ -67,7 +67,7 @@ export class TableBuilder {
 
   constructor(private readonly options: TableBuilderOptions) {
     this.compression = options.compression === 'lz4' ? COMPRESSION_LZ4 : COMPRESSION_NONE
-    this.data = new BlockBuilder(options.blockRestartInterval, process.env.STRATA_NO_BHI !== '1')
+    this.data = new BlockBuilder(options.blockRestartInterval, true)
   }
 
   get entryCount(): number {
@@ -127,7 +127,7 @@ export class TableBuilder {
     if (!this.data.isEmpty) this.flushDataBlock()
     const hashes = this.hashes.subarray(0, this.hashCount)
     const filter = this.emitBlock(buildFilter(hashes, this.options.bloomBitsPerKey))
-    const pointIndexContents = process.env.STRATA_NO_PI === '1' ? undefined : buildPointIndex(hashes, this.blockEnds)
+    const pointIndexContents = buildPointIndex(hashes, this.blockEnds)
     const pointIndex = pointIndexContents === undefined ? undefined : this.emitBlock(pointIndexContents)
     const index = this.emitBlock(this.index.finish())
     const footer = encodeFooter({ index, filter, pointIndex, entryCount: this.entries })
