@@ -481,6 +481,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     await this.tableVersions.logAndApply(edit, this.writePath.visibleSequence)
     this.flushCounters.flushes++
     this.flushCounters.flushMs += performance.now() - startedMs
+    this.writePath.flushFinished(imm.approximateBytes, performance.now() - startedMs)
     this.flushCounters.flushBytes += (table?.fileBytes ?? 0) + (blobFile?.fileBytes ?? 0)
     if (blobFile !== undefined) (this.blobCounters.filesWritten++, (this.blobCounters.bytesWritten += blobFile.fileBytes))
     // Reads that start from now on do not see it; open iterators keep their references.
@@ -489,7 +490,12 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     this.compactions.maybeSchedule()
   }
 
+  flushStarted(startedMs: number): void {
+    this.writePath.flushStarted(startedMs)
+  }
+
   flushEnded(): void {
+    this.writePath.flushEnded()
     this.wakeBackgroundWaiters()
   }
 

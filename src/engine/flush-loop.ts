@@ -17,6 +17,8 @@ export interface FlushHost {
   releaseOutputs(numbers: readonly number[]): void
   /** Records the oldest frozen memtable's table and blob file (none: it held nothing) in the manifest and drops the memtable. */
   installFlush(memtable: Memtable, written: WrittenTable, startedMs: number): Promise<void>
+  /** A flush of the oldest frozen memtable starts at `startedMs`. */
+  flushStarted(startedMs: number): void
   /** After each flush, successful or not: wake writers waiting for room. */
   flushEnded(): void
   onError(err: unknown, where: 'flush'): void
@@ -77,6 +79,7 @@ export class FlushLoop {
     // A table and, for values of at least minBlobBytes, a blob file.
     const outputs = this.host.reserveOutputs(2)
     const startedMs = performance.now()
+    this.host.flushStarted(startedMs)
     try {
       const written = await this.runner.flush({
         dir: this.host.dir,

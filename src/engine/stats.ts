@@ -127,8 +127,10 @@ export interface BlobStats {
  * `hardPendingCompactionBytes`); `l0Slowdown` / `pendingCompactionSlowdown`,
  * paced between the soft and hard thresholds (docs/design.md, "Write
  * pacing"). The cause of compaction debt is the larger of its two measures.
+ * `flushSlowdown`: paced so that the active memtable does not fill before
+ * the running flush is expected to end (which would be a `flushSlot` wait).
  */
-export type WaitCause = 'flushSlot' | 'freezeLimit' | 'l0Stop' | 'pendingCompactionStop' | 'l0Slowdown' | 'pendingCompactionSlowdown'
+export type WaitCause = 'flushSlot' | 'freezeLimit' | 'l0Stop' | 'pendingCompactionStop' | 'l0Slowdown' | 'pendingCompactionSlowdown' | 'flushSlowdown'
 
 /** Waits of one cause: how many, their total and longest time, and how many lasted 50 ms or more. */
 export interface WaitStats {
@@ -140,7 +142,7 @@ export interface WaitStats {
 
 export function emptyWaits(): Record<WaitCause, WaitStats> {
   const w = (): WaitStats => ({ count: 0, ms: 0, maxMs: 0, over50Ms: 0 })
-  return { flushSlot: w(), freezeLimit: w(), l0Stop: w(), pendingCompactionStop: w(), l0Slowdown: w(), pendingCompactionSlowdown: w() }
+  return { flushSlot: w(), freezeLimit: w(), l0Stop: w(), pendingCompactionStop: w(), l0Slowdown: w(), pendingCompactionSlowdown: w(), flushSlowdown: w() }
 }
 
 export interface ChangeStats {

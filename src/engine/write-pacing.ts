@@ -1,6 +1,7 @@
 import { pendingCompactionBytes } from '../compaction/picker.js'
 import type { TableVersion } from '../manifest/table-version.js'
 import type { ResolvedOptions } from '../options.js'
+import { assert } from '../base/assert.js'
 
 /** Near the hard threshold writes still get this fraction of their unpaced rate. */
 const MIN_RATE_FRACTION = 0.05
@@ -69,6 +70,11 @@ export class WritePacer {
     this.sampleBytes = 0
   }
 
+  /** The write rate measured while writes were not paced (bytes per ms); 0 before one was measured. */
+  get unpacedRate(): number {
+    return this.unpacedBytesPerMs
+  }
+
   /** Bytes per ms allowed at `debt` (in (0, 1)). */
   allowedBytesPerMs(debt: number): number {
     const unpaced = this.unpacedBytesPerMs > 0 ? this.unpacedBytesPerMs : DEFAULT_UNPACED_BYTES_PER_MS
@@ -82,6 +88,58 @@ export class WritePacer {
 
   /** Charges a paced group of `bytes` sent at `nowMs` at the rate allowed at `debt`. */
   charge(bytes: number, debt: number, nowMs: number): void {
-    this.nextGroupMs = Math.max(this.nextGroupMs, nowMs) + bytes / this.allowedBytesPerMs(debt)
+    this.chargeAtRate(bytes, this.allowedBytesPerMs(debt), nowMs)
+  }
+
+  /** Charges a paced group of `bytes` sent at `nowMs` at `bytesPerMs`. */
+  chargeAtRate(bytes: number, bytesPerMs: number, nowMs: number): void {
+    assert(bytesPerMs > 0, 'a paced rate must be positive')
+    this.nextGroupMs = Math.max(this.nextGroupMs, nowMs) + bytes / bytesPerMs
+  }
+}
+
+/** Weight of the newest flush in the smoothed flush rate. */
+const FLUSH_RATE_WEIGHT = 0.5
+/** An overdue flush is assumed to need this share of its expected time still. */
+const OVERDUE_REMAINING_SHARE = 0.1
+
+/**
+ * Predicts when the running flush ends, from the rate of the flushes before it
+ * (memtable bytes per ms, smoothed), so that writes can be slowed while the
+ * active memtable still has room, rather than stopped once it is full and the
+ * flush before it has not finished (a `flushSlot` stall: the longest put
+ * waits of a random-write stream, docs/performance.md).
+ */
+export class FlushEstimator {
+  private bytesPerMs = 0
+  private startedMs = -1
+
+  /** A flush started at `nowMs`. */
+  started(nowMs: number): void {
+    this.startedMs = nowMs
+  }
+
+  /** A flush of `bytes` memtable bytes took `durationMs`: updates the rate. */
+  finished(bytes: number, durationMs: number): void {
+    if (bytes <= 0 || durationMs <= 0) return
+    const rate = bytes / durationMs
+    this.bytesPerMs = this.bytesPerMs === 0 ? rate : (1 - FLUSH_RATE_WEIGHT) * this.bytesPerMs + FLUSH_RATE_WEIGHT * rate
+  }
+
+  /** No flush runs (it ended, successfully or not). */
+  ended(): void {
+    this.startedMs = -1
+  }
+
+  /**
+   * Milliseconds until the running flush of `bytes` memtable bytes is
+   * expected to end; 0 when no flush runs or no rate was measured yet. A
+   * flush past its expected end is assumed to need a tenth of its expected
+   * time still (it is late, not over).
+   */
+  remainingMs(bytes: number, nowMs: number): number {
+    if (this.startedMs < 0 || this.bytesPerMs === 0) return 0
+    const expectedMs = bytes / this.bytesPerMs
+    return Math.max(expectedMs - (nowMs - this.startedMs), OVERDUE_REMAINING_SHARE * expectedMs)
   }
 }

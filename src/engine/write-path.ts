@@ -12,7 +12,7 @@ import { EXPIRY_BYTES, KIND_PUT_EXPIRING, KIND_RANGE_DELETE, type WriteOp } from
 import { checkConditions, type ConditionReader } from './conditions.js'
 import { emptyWaits, type EngineStats, type WaitCause } from './stats.js'
 import type { FailureSite } from '../base/background-error.js'
-import { WritePacer, compactionDebtParts } from './write-pacing.js'
+import { FlushEstimator, WritePacer, compactionDebtParts } from './write-pacing.js'
 import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
 
 /** Write groups committed back to back before the drain lets the event loop turn. */
@@ -122,6 +122,12 @@ export class WritePath {
   /** Whether L0 files (else pending compaction bytes) are the larger measure of `debt`: the cause its waits count under. */
   private debtByL0 = true
   private readonly pacer = new WritePacer()
+  /** When the running flush should end (flush pacing). */
+  private readonly flushClock = new FlushEstimator()
+  /** Whether the last group the drain let through was paced for a flush (it does not measure the unpaced rate). */
+  private flushPaced = false
+  /** When the active memtable became the active one. */
+  private activeSinceMs = performance.now()
   private drainPromise: Promise<void> | undefined
   /** Callers waiting for the memtable to be frozen once every write applied before their call is written (freezeAfterWritten). */
   private readonly freezeRequests: Array<() => void> = []
@@ -253,6 +259,7 @@ export class WritePath {
   /** The host froze the memtable: later writes build their records in the new one's arena. */
   memtableSwitched(): void {
     this.records = new WalRecordBuilder(this.host.activeMemtable().arena, MAX_GROUP_BYTES, this.epoch)
+    this.activeSinceMs = performance.now()
     this.committedWalBytes = 0
     this.writtenWalBytes = 0
   }
@@ -277,7 +284,57 @@ export class WritePath {
   private canApplyNow(): boolean {
     if (this.freezeRequests.length > 0) return false
     if (this.memtableFull()) return false
-    return this.currentDebt() === 0
+    if (this.currentDebt() !== 0) return false
+    return this.flushPaceRate() === Infinity
+  }
+
+  /** A flush started now (the engine's flush loop). */
+  flushStarted(nowMs: number): void {
+    this.flushClock.started(nowMs)
+  }
+
+  /** A flush of `memtableBytes` took `durationMs` and is installed. */
+  flushFinished(memtableBytes: number, durationMs: number): void {
+    this.flushClock.finished(memtableBytes, durationMs)
+  }
+
+  /** The running flush ended, successfully or not. */
+  flushEnded(): void {
+    this.flushClock.ended()
+  }
+
+  /**
+   * Flush pacing: the write rate (bytes per ms) at which the active memtable
+   * fills just as the running flush is expected to end, when every frozen
+   * slot is taken (so a full memtable would have to wait for that flush) and
+   * writes at their unpaced rate (before one is measured: the rate this
+   * memtable filled at so far) would fill it sooner; Infinity otherwise.
+   * Spreads what would be one stall of the whole stream (a `flushSlot` wait
+   * of up to several hundred ms) over many short waits.
+   */
+  private flushPaceRate(): number {
+    const frozen = this.host.frozenMemtables()
+    if (frozen.length === 0 || frozen.length < this.host.options.maxImmutableMemtables) return Infinity
+    const nowMs = performance.now()
+    const remainingMs = this.flushClock.remainingMs(frozen[0].approximateBytes, nowMs)
+    if (remainingMs === 0) return Infinity
+    const usedBytes = this.host.activeMemtable().approximateBytes
+    const roomBytes = this.host.options.memtableBytes - usedBytes
+    const unpaced = this.pacer.unpacedRate > 0 ? this.pacer.unpacedRate : usedBytes / Math.max(1, nowMs - this.activeSinceMs)
+    if (roomBytes <= 0 || roomBytes >= unpaced * remainingMs) return Infinity
+    return roomBytes / remainingMs
+  }
+
+  /** Waits as flush pacing asks before the next group; returns the rate it is to be charged at (Infinity: not paced). */
+  private async paceForFlush(): Promise<number> {
+    const rate = this.flushPaceRate()
+    if (rate === Infinity) return rate
+    const started = performance.now()
+    const waitMs = this.pacer.waitMs(started)
+    // Timers have millisecond resolution: shorter waits are carried by the bucket.
+    if (waitMs >= 1) await new Promise<void>((resolve) => setTimeout(resolve, waitMs))
+    this.countWait('slowdown', 'flushSlowdown', started)
+    return rate
   }
 
   /** Compaction debt of the current table version (0 without automatic compaction); cached per table version. */
@@ -407,9 +464,11 @@ export class WritePath {
         // Queued writes: make room and pace first. Nothing is applied meanwhile
         // (a write is applied at once only while the queue is empty).
         let debt = 0
+        let flushRate = Infinity
         try {
           if (this.memtableFull()) await this.makeRoomForWrite()
           if (this.currentDebt() > 0) debt = await this.paceWrites()
+          flushRate = await this.paceForFlush()
         } catch (err) {
           this.host.onError(err, 'memtable-switch')
           continue
@@ -423,7 +482,10 @@ export class WritePath {
           this.apply(this.queue[n++])
         }
         this.queue.splice(0, n)
-        if (debt > 0) this.pacer.charge(bytes, debt, performance.now())
+        // Charged at the slower of the two paces asked for.
+        const rate = Math.min(debt > 0 ? this.pacer.allowedBytesPerMs(debt) : Infinity, flushRate)
+        if (rate !== Infinity) this.pacer.chargeAtRate(bytes, rate, performance.now())
+        this.flushPaced = flushRate !== Infinity
       }
     } finally {
       this.drainPromise = undefined
@@ -501,7 +563,7 @@ export class WritePath {
 
   /** A group's records are committed: its writes resolve, change cursors may read them. */
   private groupCommitted(group: PendingWrite[], bytes: number, wrote: boolean, walBytes: number): void {
-    this.pacer.record(bytes, this.currentDebt() > 0, performance.now())
+    this.pacer.record(bytes, this.currentDebt() > 0 || this.flushPaced, performance.now())
     if (wrote) this.counters.writeGroups++
     this.counters.writes += group.length
     this.counters.userBytes += bytes

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { TableVersion } from '../../src/manifest/table-version.js'
 import type { TableMeta } from '../../src/manifest/table-meta.js'
-import { WritePacer, compactionDebt } from '../../src/engine/write-pacing.js'
+import { FlushEstimator, WritePacer, compactionDebt } from '../../src/engine/write-pacing.js'
 import { resolveOptions } from '../../src/options.js'
 
 const MiB = 1 << 20
@@ -78,5 +78,39 @@ describe('WritePacer (rate-based slowdown)', () => {
     expect(p.waitMs(t + 1000)).toBe(0)
     for (let i = 0; i < 1000; i++) p.record(1_000_000, true, t + i) // paced groups do not count
     expect(p.allowedBytesPerMs(0)).toBeLessThan(1_200)
+  })
+})
+
+describe('FlushEstimator (flush pacing)', () => {
+  it('knows nothing before a flush was measured or while none runs', () => {
+    const f = new FlushEstimator()
+    f.started(0)
+    expect(f.remainingMs(1_000_000, 10)).toBe(0) // no rate yet
+    f.finished(1_000_000, 100) // 10 KB per ms
+    f.ended()
+    expect(f.remainingMs(1_000_000, 200)).toBe(0) // none runs
+  })
+
+  it('predicts the end of the running flush from the smoothed rate of the ones before', () => {
+    const f = new FlushEstimator()
+    f.started(0)
+    f.finished(1_000_000, 100) // 10 KB per ms
+    f.ended()
+    f.started(1000)
+    expect(f.remainingMs(2_000_000, 1000)).toBeCloseTo(200)
+    expect(f.remainingMs(2_000_000, 1150)).toBeCloseTo(50)
+    // Late: assumed to need a tenth of its expected time still, never 0.
+    expect(f.remainingMs(2_000_000, 5000)).toBeCloseTo(20)
+    f.finished(2_000_000, 400) // 5 KB per ms: the rate moves half way, to 7.5
+    f.ended()
+    f.started(2000)
+    expect(f.remainingMs(750_000, 2000)).toBeCloseTo(100)
+  })
+
+  it('charges paced groups at a given rate', () => {
+    const p = new WritePacer()
+    p.chargeAtRate(10_000, 100, 0) // 100 ms of bytes
+    expect(p.waitMs(0)).toBeCloseTo(100)
+    expect(() => p.chargeAtRate(1, 0, 0)).toThrow()
   })
 })
