@@ -25,45 +25,77 @@ import { assert } from '../base/assert.js'
  * its own). A chunk is reused only when nothing can still read it: iterators
  * pin the block they stand on (`pin`/`unpin`); point lookups use a block
  * synchronously and hand out copies.
+ *
+ * An insert allocates no object that outlives it: entries are reused once
+ * their chunk came back, and a block's own Buffer view is made only when an
+ * iterator asks for it. With an entry object and a view per insert, a random
+ * read stream missing the cache (bigdata's reads: ~34k misses a second)
+ * left ~10 MB a second of old-generation garbage, blocks that lived just
+ * long enough to be promoted, and the heap grew by ~65 MiB between major
+ * collections (docs/performance.md).
  */
-export interface CacheEntry {
-  readonly block: Buffer
+export class CacheEntry {
   /** Index of the block in its table (its slot in `owner`). */
-  readonly slot: number
-  readonly owner: BlockSlots
-  /** The buffer the block was read into (from `allocate`), or null when it is not the cache's. */
-  readonly buffer: Buffer | null
+  slot = 0
+  owner: BlockSlots = NO_OWNER
+  /** The buffer the block was read into (from `allocate`; it starts there), or its own Buffer when it is not the cache's (then `own`). */
+  buffer: Buffer = NO_MEMORY
+  /** Whether `buffer` is the block itself, not a cache buffer. */
+  own = false
+  /** The block's length in `buffer`. */
+  blockBytes = 0
   /** The slab holding `buffer`, or null. */
-  readonly slab: Slab | null
+  slab: Slab | null = null
   /** What the block counts against the budget: its buffer's size (its own without one). */
-  readonly chargedBytes: number
+  chargedBytes = 0
   /** Iterators standing on this block; its buffer is reused only at 0. */
-  pins: number
-  evicted: boolean
+  pins = 0
+  evicted = false
   /** Its buffer went back to the cache: the block must not be read any more. */
-  released: boolean
-  newer: CacheEntry | null
-  older: CacheEntry | null
+  released = false
+  newer: CacheEntry | null = null
+  older: CacheEntry | null = null
+  private view: Buffer | undefined = undefined
+
+  /** The block's bytes as a Buffer of their own length (made at the first call; point reads go without). */
+  get block(): Buffer {
+    assert(!this.released, 'read of a cached block whose buffer was reused')
+    if (this.view === undefined) this.view = this.own ? this.buffer : this.buffer.subarray(0, this.blockBytes)
+    return this.view
+  }
+
+  /** Re-targets this entry at a new block. */
+  reset(owner: BlockSlots, slot: number, block: Buffer, buffer: Buffer | null, slab: Slab | null): void {
+    this.slot = slot
+    this.owner = owner
+    this.own = buffer === null
+    this.buffer = buffer ?? block
+    this.blockBytes = block.length
+    this.slab = slab
+    this.chargedBytes = buffer === null ? block.length : buffer.length
+    this.pins = 0
+    this.evicted = false
+    this.released = false
+    this.newer = this.older = null
+    this.view = this.own || block.length === buffer!.length ? block : undefined
+  }
 }
 
 /** A table's cached blocks by block number. */
 export class BlockSlots {
-  /** The cached block contents, by block number (undefined: not cached). */
-  readonly blocks: (Buffer | undefined)[]
-  /** Their cache entries (for pins and eviction). */
+  /** The cached blocks' entries, by block number (undefined: not cached). */
   readonly entries: (CacheEntry | undefined)[]
   /** CLOCK's "used since last considered" flag per block. */
   readonly referenced: Uint8Array
   /**
    * Where each cached block lies: its slab (`BlockCache.slabs` index, 0 for a
    * block in a Buffer of its own) and its offset in that slab. Valid wherever
-   * `blocks` holds a block.
+   * `entries` holds one.
    */
   readonly slabIds: Uint16Array
   readonly bases: Uint32Array
 
   constructor(count: number) {
-    this.blocks = new Array<Buffer | undefined>(count).fill(undefined)
     this.entries = new Array<CacheEntry | undefined>(count).fill(undefined)
     this.referenced = new Uint8Array(count)
     this.slabIds = new Uint16Array(count)
@@ -91,6 +123,9 @@ const MAX_SLAB_ID = 0xffff
 /** Oldest entries looked at for a slab to reclaim. */
 const RECLAIM_SEARCH_ENTRIES = 64
 const NO_MEMORY = Buffer.alloc(0)
+const NO_OWNER = new BlockSlots(0)
+/** Released entries kept for reuse, at most. */
+const MAX_SPARE_ENTRIES = 1024
 
 /** Slab size for a cache of `capacityBytes`. */
 export function slabBytesFor(capacityBytes: number): number {
@@ -128,6 +163,8 @@ export class BlockCache {
    * synchronous) unless an iterator pinned it meanwhile.
    */
   private pendingRelease: CacheEntry | null = null
+  /** Released entries, for the next inserts. */
+  private readonly spareEntries: CacheEntry[] = []
   hits = 0
   misses = 0
   /** Slabs reclaimed whole (sizes drifted away from the free chunks). */
@@ -158,18 +195,13 @@ export class BlockCache {
     return bytes
   }
 
-  /** Block `slot` of a table, or undefined (the caller may read and insert it: a miss is counted then). */
-  lookup(owner: BlockSlots, slot: number): Buffer | undefined {
-    const block = owner.blocks[slot]
-    if (block === undefined) return undefined
+  /** The entry of block `slot` of a table, or undefined (the caller may read and insert it: a miss is counted then). */
+  lookup(owner: BlockSlots, slot: number): CacheEntry | undefined {
+    const e = owner.entries[slot]
+    if (e === undefined) return undefined
     this.hits++
     owner.referenced[slot] = 1
-    return block
-  }
-
-  /** Like lookup, returning the entry (to pin it). */
-  lookupEntry(owner: BlockSlots, slot: number): CacheEntry | undefined {
-    return this.lookup(owner, slot) === undefined ? undefined : owner.entries[slot]
+    return e
   }
 
   /**
@@ -308,9 +340,11 @@ export class BlockCache {
   insert(owner: BlockSlots, slot: number, block: Buffer, buffer: Buffer | null): CacheEntry {
     assert(owner.entries[slot] === undefined, 'block inserted twice')
     this.misses++
+    assert(buffer === null || (block.buffer === buffer.buffer && block.byteOffset === buffer.byteOffset), 'a block starts its buffer')
     const slab = buffer === null ? null : this.slabOf(buffer)
-    const chargedBytes = buffer === null ? block.length : buffer.length
-    const e: CacheEntry = { block, slot, owner, buffer, slab, chargedBytes, pins: 0, evicted: false, released: false, newer: null, older: null }
+    const e = this.spareEntries.pop() ?? new CacheEntry()
+    e.reset(owner, slot, block, buffer, slab)
+    const chargedBytes = e.chargedBytes
     if (slab !== null) slab.live++
     if (chargedBytes > this.capacityBytes) {
       e.evicted = true // never cached: its buffer comes back after its reader is done
@@ -320,11 +354,10 @@ export class BlockCache {
     owner.slabIds[slot] = slab === null ? 0 : slab.id
     owner.bases[slot] = slab === null ? 0 : block.byteOffset - slab.memory.byteOffset
     owner.entries[slot] = e
-    owner.blocks[slot] = block
     owner.referenced[slot] = 0
     this.pushNewest(e)
     this.bytes += chargedBytes
-    if (slab === null && buffer !== null) this.ownBytes += chargedBytes
+    if (slab === null && !e.own) this.ownBytes += chargedBytes
     while (this.bytes > this.capacityBytes && this.oldest !== null) {
       const victim = this.oldest
       if (victim.owner.referenced[victim.slot] === 1 && victim !== e) {
@@ -361,9 +394,8 @@ export class BlockCache {
   private evict(e: CacheEntry, reuse = true): void {
     this.unlink(e)
     e.owner.entries[e.slot] = undefined
-    e.owner.blocks[e.slot] = undefined
     this.bytes -= e.chargedBytes
-    if (e.slab === null && e.buffer !== null) this.ownBytes -= e.chargedBytes
+    if (e.slab === null && !e.own) this.ownBytes -= e.chargedBytes
     e.evicted = true
     if (reuse && e.pins === 0) this.release(e)
   }
@@ -371,9 +403,14 @@ export class BlockCache {
   /** Returns an evicted, unpinned block's chunk to its free list (a Buffer of its own goes to the GC). */
   private release(e: CacheEntry): void {
     e.released = true
-    if (e.slab === null || e.buffer === null) return
-    e.slab.live--
-    this.pushFree(e.buffer, e.slab)
+    if (e.slab !== null && !e.own) {
+      e.slab.live--
+      this.pushFree(e.buffer, e.slab)
+    }
+    // Nothing refers to it any more: no table slot, no ring, no pin (an iterator pins until it is done with the block).
+    e.buffer = NO_MEMORY
+    e.owner = NO_OWNER
+    if (this.spareEntries.length < MAX_SPARE_ENTRIES) this.spareEntries.push(e)
   }
 
   /** Returns a buffer from `allocate` that was never inserted (a failed read). */

@@ -134,16 +134,16 @@ export class TableReader {
   private seekInBlock(lo: number, key: Buffer, sequence: number, hash: number): BlockIterator {
     const slots = this.cached
     const cached = this.cache.lookup(slots, lo)
-    const block = cached ?? this.readIntoCache(lo).block
+    const entry = cached ?? this.readIntoCache(lo)
     let it = this.pointIterator
-    if (it === undefined) it = this.pointIterator = new BlockIterator(block, this.fileName)
-    if (cached === undefined) it.reset(block)
+    if (it === undefined) it = this.pointIterator = new BlockIterator(entry.block, this.fileName)
+    if (cached === undefined) it.resetAt(entry.buffer, 0, entry.blockBytes)
     else {
-      // A cached block is read in its slab, without loading its Buffer object
+      // A cached block is read in its slab, without loading its entry's fields
       // (a block outside the slabs is its own "slab", at base 0).
       const slab = slots.slabIds[lo]
       const decoded = this.decodedBytes
-      it.resetAt(slab === 0 ? block : this.cache.slabs[slab], slots.bases[lo], decoded !== undefined && decoded[lo] > 0 ? decoded[lo] : this.index.blockSize(lo))
+      it.resetAt(slab === 0 ? entry.buffer : this.cache.slabs[slab], slots.bases[lo], decoded !== undefined && decoded[lo] > 0 ? decoded[lo] : this.index.blockSize(lo))
     }
     it.seekPoint(key, sequence, hash)
     return it
@@ -166,7 +166,7 @@ export class TableReader {
   }
 
   private cachedBlock(i: number): CacheEntry {
-    return this.cache.lookupEntry(this.cached, i) ?? this.readIntoCache(i)
+    return this.cache.lookup(this.cached, i) ?? this.readIntoCache(i)
   }
 
   /**

@@ -1,11 +1,19 @@
 import { describe, expect, it } from 'vitest'
 import { BlockCache, BlockSlots, type CacheEntry } from '../../src/sstable/block-cache.js'
 
+/** A block read through the cache: its entry (reused by a later read once its buffer came back), and its buffer and bytes as read. */
+interface Read {
+  entry: CacheEntry
+  buffer: Buffer
+  block: Buffer
+}
+
 /** Reads a fake block of `size` bytes filled with `fill` through the cache's allocator. */
-function read(cache: BlockCache, owner: BlockSlots, offset: number, size: number, fill: number): CacheEntry {
+function read(cache: BlockCache, owner: BlockSlots, offset: number, size: number, fill: number): Read {
   const buffer = cache.allocate(size)
   buffer.fill(fill, 0, size)
-  return cache.insert(owner, offset, buffer.subarray(0, size), buffer)
+  const entry = cache.insert(owner, offset, buffer.subarray(0, size), buffer)
+  return { entry, buffer, block: entry.block }
 }
 
 describe('BlockCache buffer reuse', () => {
@@ -24,16 +32,16 @@ describe('BlockCache buffer reuse', () => {
     const cache = new BlockCache(8192)
     const owner = new BlockSlots(4)
     const a = read(cache, owner, 0, 4100, 1)
-    cache.pin(a)
+    cache.pin(a.entry)
     read(cache, owner, 1, 4100, 2) // evicts a, which stays pinned
     expect((owner.entries[0] !== undefined)).toBe(false)
     const c = read(cache, owner, 2, 4100, 3)
     expect(c.buffer).not.toBe(a.buffer)
     expect(a.block.every((b) => b === 1)).toBe(true)
-    cache.unpin(a)
+    cache.unpin(a.entry)
     const d = read(cache, owner, 3, 4100, 4)
     expect(d.buffer).toBe(a.buffer)
-    expect(() => cache.unpin(a)).toThrow()
+    expect(() => cache.unpin(a.entry)).toThrow()
   })
 
   it('frees the blocks of a dropped table, except pinned ones until unpinned', () => {
@@ -41,9 +49,9 @@ describe('BlockCache buffer reuse', () => {
     const t1 = new BlockSlots(4)
     const a = read(cache, t1, 0, 1000, 1)
     const b = read(cache, t1, 1, 1000, 2)
-    cache.pin(b)
+    cache.pin(b.entry)
     cache.dropOwner(t1)
-    expect(t1.entries.every((e) => e === undefined) && t1.blocks.every((b) => b === undefined)).toBe(true)
+    expect(t1.entries.every((e) => e === undefined)).toBe(true)
     expect(cache.usedBytes).toBe(0)
     const t2 = new BlockSlots(4)
     expect(read(cache, t2, 0, 1000, 3).buffer).toBe(a.buffer)
@@ -59,11 +67,11 @@ describe('BlockCache buffer reuse', () => {
     cache.lookup(owner, 0) // flags a
     const b = read(cache, owner, 1, 3500, 2)
     expect((owner.entries[1] !== undefined)).toBe(false) // b evicted itself
-    cache.pin(b) // an iterator opens b
+    cache.pin(b.entry) // an iterator opens b
     const c = read(cache, owner, 2, 3500, 3)
     expect(c.buffer).not.toBe(b.buffer)
     expect(b.block.every((x) => x === 2)).toBe(true)
-    cache.unpin(b)
+    cache.unpin(b.entry)
     expect(read(cache, owner, 3, 3500, 4).buffer).toBe(b.buffer)
     expect(a.block.every((x) => x === 1)).toBe(true)
   })
@@ -101,13 +109,13 @@ describe('BlockCache buffer reuse', () => {
       () => (random(20) === 0 ? cache.slabBytes + 1 + random(4096) : 200 + random(12_000)),
       () => 300 + random(700),
     ]
-    const pinned: [CacheEntry, number][] = []
+    const pinned: [Read, number][] = []
     for (const sizeOf of phases) {
       for (let i = 0; i < 5_000; i++) {
         const t = random(tables.length)
         const slot = random(64)
         const owner = tables[t]
-        if (owner.blocks[slot] !== undefined) {
+        if (owner.entries[slot] !== undefined) {
           cache.lookup(owner, slot)
           continue
         }
@@ -115,13 +123,13 @@ describe('BlockCache buffer reuse', () => {
         const e = read(cache, owner, slot, sizeOf(), fill)
         fills[t][slot] = fill
         if (pinEvery > 0 && random(pinEvery) === 0) {
-          cache.pin(e)
+          cache.pin(e.entry)
           pinned.push([e, fill])
         }
         if (pinned.length > 4) {
           const [oldest, oldestFill] = pinned.shift()!
           expect(oldest.block.every((x) => x === oldestFill)).toBe(true)
-          cache.unpin(oldest)
+          cache.unpin(oldest.entry)
         }
         expect(cache.usedBytes).toBeLessThanOrEqual(capacity)
         checkMemory(cache)
@@ -133,7 +141,7 @@ describe('BlockCache buffer reuse', () => {
     for (let t = 0; t < tables.length; t++) {
       const owner = tables[t]
       for (let slot = 0; slot < 64; slot++) {
-        const block = owner.blocks[slot]
+        const block = owner.entries[slot]?.block
         if (block === undefined) continue
         cached++
         expect(block.every((x) => x === fills[t][slot])).toBe(true)
