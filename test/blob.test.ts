@@ -33,7 +33,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { open, type Database, type IteratorOptions, type OpenOptions, type Snapshot, type StrataIterator } from '../src/index.js'
 import { tempDir } from './unit/helpers.js'
 
@@ -389,8 +389,10 @@ describe('blob files (key-value separation)', () => {
     it1.close()
     it2.close()
 
-    // it2 was the last holder of the v2 files: they are gone now; the snapshot still reads.
-    for (const f of v2Files) expect(fs.existsSync(path.join(dir, f)), `${f} (reachable by nothing) is deleted`).toBe(false)
+    // it2 was the last holder of the v2 files: they go now (unlinked on the thread pool); the snapshot still reads.
+    await vi.waitFor(() => {
+      for (const f of v2Files) expect(fs.existsSync(path.join(dir, f)), `${f} (reachable by nothing) is deleted`).toBe(false)
+    })
     expect(blobNames(dir).length).toBe(db.stats().blobs.files)
     await verify(snap, snapModel, keys.filter((_, i) => i % 4 === 0), N, 'snapshot after iterators closed')
 

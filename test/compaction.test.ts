@@ -162,7 +162,7 @@ describe('close under write pressure', () => {
     const { stalls, stallMs, slowdowns, slowdownMs, waits } = db.stats().writes
     const total = (causes: Array<keyof typeof waits>, field: 'count' | 'ms'): number => causes.reduce((n, c) => n + waits[c][field], 0)
     const stallCauses = ['flushSlot', 'freezeLimit', 'l0Stop', 'pendingCompactionStop'] as const
-    const slowdownCauses = ['l0Slowdown', 'pendingCompactionSlowdown'] as const
+    const slowdownCauses = ['l0Slowdown', 'pendingCompactionSlowdown', 'flushSlowdown'] as const
     expect(stalls + slowdowns).toBeGreaterThan(0)
     expect(total([...stallCauses], 'count')).toBe(stalls)
     expect(total([...slowdownCauses], 'count')).toBe(slowdowns)

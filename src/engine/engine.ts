@@ -22,7 +22,7 @@ import type { TableBuilderOptions } from '../sstable/table-builder.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { SnapshotList } from './snapshot-list.js'
 import { FlushLoop, type FlushHost } from './flush-loop.js'
-import { removeObsoleteFiles, type RetainedWals } from './obsolete-files.js'
+import { ObsoleteFileDeleter, type RetainedWals } from './obsolete-files.js'
 import { ChangeCursors, type ChangeSource } from './change-cursor.js'
 import { writeCheckpoint, type CheckpointHost, type CheckpointResult } from './checkpoint.js'
 import { coveringRangeDelete, firstRangeDeleteSince, openSources, rangeDeletesAt, readPoint } from './read-path.js'
@@ -116,6 +116,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   private readonly flushWaiters: Array<() => void> = []
   /** What failed: the failure that made the engine read-only (nothing is written or deleted after it), failed deletions. */
   private readonly failures: Failures
+  private readonly obsoleteFiles: ObsoleteFileDeleter
   private state: 'open' | 'closing' | 'closed' = 'open'
   private closePromise: Promise<void> | undefined
   private readonly flushCounters = { flushes: 0, flushBytes: 0, flushMs: 0 }
@@ -127,6 +128,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     this.recovery = s.recovery
     this.changeCursors = s.changeCursors ?? new ChangeCursors()
     this.failures = new Failures(s.options.onBackgroundError)
+    this.obsoleteFiles = new ObsoleteFileDeleter(this.fs, this.dir, (err) => this.failures.deleteFailed(err))
     this.tableVersions = s.tableVersions
     this.mem = s.mem
     this.recycler = s.recycler
@@ -219,6 +221,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
       await this.forceFlush()
     }
     await this.compactions.compactRange(start, end)
+    // The files it made obsolete are gone when it resolves.
+    await this.obsoleteFiles.idle()
     if (this.failures.readOnly) throw this.failures.readOnly.error
   }
 
@@ -508,6 +512,11 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
    * temp files. Never after a failure (see setBackgroundError). A failed
    * deletion is reported, not fatal: the file costs space until the next try.
    */
+  /** Resolves once every obsolete-file deletion started so far is done (they run on the thread pool). */
+  obsoleteFilesDeleted(): Promise<void> {
+    return this.obsoleteFiles.idle()
+  }
+
   deleteObsoleteFiles(): void {
     if (this.failures.readOnly || this.readOnly) return
     const live = new Set<number>(this.tableVersions.current.tableNumbers())
@@ -517,7 +526,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
       for (const n of v.blobFileNumbers()) live.add(n)
     }
     for (const n of this.pendingOutputs) live.add(n)
-    const { failure, retained } = removeObsoleteFiles(this.fs, this.dir, {
+    this.retainedWals = this.obsoleteFiles.deleteObsolete({
       liveTables: live,
       // While a checkpoint copies WALs, none is obsolete.
       logNumber: this.walDeletionHolds > 0 ? 0 : this.tableVersions.logNumber,
@@ -531,8 +540,6 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
         nowMs: Date.now(),
       },
     })
-    this.retainedWals = retained
-    if (failure !== undefined) this.failures.deleteFailed(failure)
   }
 
   // ---- reads -------------------------------------------------------------
@@ -623,6 +630,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     }
     await this.flushLoop.close()
     await this.compactions.close()
+    await this.obsoleteFiles.idle()
     this.changeCursors.closeAll()
     this.releaseResources()
     this.releaseLock()
@@ -641,6 +649,7 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     while (this.writePath.currentDrain !== undefined) await this.writePath.currentDrain
     await this.flushLoop.close()
     await this.compactions.close()
+    await this.obsoleteFiles.idle()
   }
 
   /** A resume failed: its error becomes the reported failure (the cause is still there). */

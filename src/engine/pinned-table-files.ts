@@ -54,6 +54,9 @@ export class PinnedTableFiles implements FileSystem {
   unlink(file: string): void {
     this.inner.unlink(file)
   }
+  unlinkAsync(file: string): Promise<void> {
+    return this.inner.unlinkAsync(file)
+  }
   readdir(dir: string): string[] {
     return this.inner.readdir(dir)
   }

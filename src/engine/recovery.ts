@@ -43,7 +43,10 @@ export async function openEngine(dir: string, options: ResolvedOptions, replicat
   const releaseLock = acquireLock(fs, dir)
   try {
     establishIdentity(fs, dir, options, seen)
-    return recoverEngine(dir, options, releaseLock, undefined, replicated)
+    const engine = recoverEngine(dir, options, releaseLock, undefined, replicated)
+    // What an earlier run left behind (a crash) is gone when the open resolves.
+    await engine.obsoleteFilesDeleted()
+    return engine
   } catch (err) {
     releaseLock()
     throw err

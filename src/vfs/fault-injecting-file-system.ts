@@ -125,6 +125,11 @@ export class FaultInjectingFileSystem implements FileSystem {
     this.inner.unlink(file)
   }
 
+  async unlinkAsync(file: string): Promise<void> {
+    this.enter('unlink', file)
+    await this.inner.unlinkAsync(file)
+  }
+
   readdir(dir: string): string[] {
     this.enter('readdir', dir, 'directory')
     return this.inner.readdir(dir)

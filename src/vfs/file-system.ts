@@ -27,6 +27,11 @@ export interface FileSystem {
   /** Creates the name `to` for the file `from` (EEXIST when `to` exists). */
   link(from: string, to: string): void
   unlink(file: string): void
+  /**
+   * unlink on the thread pool: deleting a large file frees its extents, which
+   * blocks for milliseconds (~7.5 ms for 22 MiB on this machine's disk).
+   */
+  unlinkAsync(file: string): Promise<void>
   /** Names in `dir` (no `.` and `..`). */
   readdir(dir: string): string[]
   stat(file: string): FileStat

@@ -74,6 +74,9 @@ export const nodeFileSystem: FileSystem = {
   unlink(file: string): void {
     fs.unlinkSync(file)
   },
+  unlinkAsync(file: string): Promise<void> {
+    return fs.promises.unlink(file)
+  },
   readdir(dir: string): string[] {
     return fs.readdirSync(dir)
   },
