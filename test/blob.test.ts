@@ -465,7 +465,10 @@ describe('blob files (key-value separation)', () => {
     await verify(snap, snapModel, keys, N, 'snapshot after relocation')
     await verify(db, model, keys, N, 'current after relocation')
     sameEntries(await drain(it), expectedRange(snapModel, { reverse: true }), 'iterator opened before the relocation')
-    for (const f of files0) expect(fs.existsSync(path.join(dir, f)), `${f} is deleted once the iterator closed`).toBe(false)
+    // Unlinked on the thread pool, moments after the close.
+    await vi.waitFor(() => {
+      for (const f of files0) expect(fs.existsSync(path.join(dir, f)), `${f} is deleted once the iterator closed`).toBe(false)
+    })
     snap.release()
     await db.compactRange()
     await settle(db)
