@@ -98,13 +98,15 @@ describe('FlushEstimator (flush pacing)', () => {
     f.ended()
     f.started(1000)
     expect(f.remainingMs(2_000_000, 1000)).toBeCloseTo(200)
-    expect(f.remainingMs(2_000_000, 1150)).toBeCloseTo(50)
-    // Late: assumed to need a tenth of its expected time still, never 0.
-    expect(f.remainingMs(2_000_000, 5000)).toBeCloseTo(20)
+    expect(f.remainingMs(2_000_000, 1100)).toBeCloseTo(100)
+    // Late (past two thirds of the expected 200 ms): assumed to need half as long again as it ran, never 0.
+    expect(f.remainingMs(2_000_000, 1150)).toBeCloseTo(75)
+    expect(f.remainingMs(2_000_000, 5000)).toBeCloseTo(2000)
     f.finished(2_000_000, 400) // 5 KB per ms: the rate moves half way, to 7.5
     f.ended()
     f.started(2000)
     expect(f.remainingMs(750_000, 2000)).toBeCloseTo(100)
+    expect(f.remainingMs(750_000, 2010)).toBeCloseTo(90)
   })
 
   it('charges paced groups at a given rate', () => {
