@@ -229,11 +229,18 @@ export class Database {
    * The value of `key`, or undefined. Reads at the point in time of the call:
    * every write issued before it (even if not yet resolved), none after.
    */
-  async get(key: Bytes): Promise<Buffer | undefined> {
-    this.checkOpen()
-    const k = this.key(key)
-    const pending = this.engine.writesBefore()
-    return this.read(k, pending === undefined ? this.engine.visibleSequence : await pending)
+  get(key: Bytes): Promise<Buffer | undefined> {
+    // Not an async function: with no write in flight this is getSync and one
+    // resolved promise, without the frame an async function allocates per call.
+    try {
+      this.checkOpen()
+      const k = this.key(key)
+      const pending = this.engine.writesBefore()
+      if (pending === undefined) return Promise.resolve(this.read(k, this.engine.visibleSequence))
+      return pending.then((sequence) => this.read(k, sequence))
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   /** Synchronous get: sees every write whose promise has resolved. */
