@@ -511,12 +511,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
    * Deletes tables no table version uses, WALs already in tables, old manifests and
    * temp files. Never after a failure (see setBackgroundError). A failed
    * deletion is reported, not fatal: the file costs space until the next try.
+   * The unlinks run afterwards on the thread pool (obsolete-files.ts).
    */
-  /** Resolves once every obsolete-file deletion started so far is done (they run on the thread pool). */
-  obsoleteFilesDeleted(): Promise<void> {
-    return this.obsoleteFiles.idle()
-  }
-
   deleteObsoleteFiles(): void {
     if (this.failures.readOnly || this.readOnly) return
     const live = new Set<number>(this.tableVersions.current.tableNumbers())
@@ -540,6 +536,11 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
         nowMs: Date.now(),
       },
     })
+  }
+
+  /** Resolves once every obsolete-file deletion started so far is done. */
+  obsoleteFilesDeleted(): Promise<void> {
+    return this.obsoleteFiles.idle()
   }
 
   // ---- reads -------------------------------------------------------------

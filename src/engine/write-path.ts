@@ -124,7 +124,7 @@ export class WritePath {
   private readonly pacer = new WritePacer()
   /** When the running flush should end (flush pacing). */
   private readonly flushClock = new FlushEstimator()
-  /** Whether the last group the drain let through was paced for a flush (it does not measure the unpaced rate). */
+  /** Whether the group the drain let through last was paced for a flush (it does not measure the unpaced rate); cleared when it commits. */
   private flushPaced = false
   /** When the active memtable became the active one. */
   private activeSinceMs = performance.now()
@@ -564,6 +564,8 @@ export class WritePath {
   /** A group's records are committed: its writes resolve, change cursors may read them. */
   private groupCommitted(group: PendingWrite[], bytes: number, wrote: boolean, walBytes: number): void {
     this.pacer.record(bytes, this.currentDebt() > 0 || this.flushPaced, performance.now())
+    // The flag was the group's the drain just paced; writes applied at once after it are not paced.
+    this.flushPaced = false
     if (wrote) this.counters.writeGroups++
     this.counters.writes += group.length
     this.counters.userBytes += bytes

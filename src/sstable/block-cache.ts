@@ -77,7 +77,8 @@ export class CacheEntry {
     this.evicted = false
     this.released = false
     this.newer = this.older = null
-    this.view = this.own || block.length === buffer!.length ? block : undefined
+    // The chunk object itself when the block fills it (chunks are long-lived: kept on the free lists).
+    this.view = this.own ? block : block.length === this.buffer.length ? this.buffer : undefined
   }
 }
 
