@@ -82,10 +82,12 @@ describe('WritePacer (rate-based slowdown)', () => {
 })
 
 describe('FlushEstimator (flush pacing)', () => {
-  it('knows nothing before a flush was measured or while none runs', () => {
+  it('treats the first flush as late from its start, and expects nothing while none runs', () => {
     const f = new FlushEstimator()
+    expect(f.remainingMs(1_000_000, 10)).toBe(0) // none runs
     f.started(0)
-    expect(f.remainingMs(1_000_000, 10)).toBe(0) // no rate yet
+    expect(f.remainingMs(1_000_000, 0)).toBe(0) // no rate yet: half as long again as it has run
+    expect(f.remainingMs(1_000_000, 10)).toBeCloseTo(5)
     f.finished(1_000_000, 100) // 10 KB per ms
     f.ended()
     expect(f.remainingMs(1_000_000, 200)).toBe(0) // none runs
