@@ -1,7 +1,10 @@
 import { pendingCompactionBytes } from '../compaction/picker.js'
 import type { TableVersion } from '../manifest/table-version.js'
+import type { Memtable } from '../memtable/memtable.js'
 import type { ResolvedOptions } from '../options.js'
 import { assert } from '../base/assert.js'
+import type { StrataError } from '../base/errors.js'
+import type { EngineStats, WaitCause } from './stats.js'
 
 /** Near the hard threshold writes still get this fraction of their unpaced rate. */
 const MIN_RATE_FRACTION = 0.05
@@ -147,5 +150,185 @@ export class FlushEstimator {
     const elapsedMs = nowMs - this.startedMs
     const expectedMs = this.bytesPerMs === 0 ? 0 : bytes / this.bytesPerMs
     return Math.max(expectedMs - elapsedMs, LATE_REMAINING_SHARE * elapsedMs)
+  }
+}
+
+/** What write pacing reads of the engine. */
+export interface PacingHost {
+  readonly options: ResolvedOptions
+  currentTableVersion(): TableVersion
+  activeMemtable(): Memtable
+  frozenMemtables(): readonly Memtable[]
+  /** Resolves at the next flush or compaction that finishes (or fails). */
+  backgroundProgress(): Promise<void>
+  readonly failure: StrataError | undefined
+  readonly isOpen: boolean
+}
+
+/** The wait counters of `stats().writes`. */
+export type WaitCounters = Pick<EngineStats['writes'], 'stalls' | 'stallMs' | 'slowdowns' | 'slowdownMs' | 'waits'>
+
+/**
+ * The write path's pacing (docs/design.md, "Write pacing"): whether writes
+ * must queue to be paced, how long the next group waits for compaction debt
+ * and for the running flush, the rate it is charged at, and the count of
+ * every wait by cause.
+ */
+export class WriteThrottle {
+  /** Compaction debt of `debtTableVersion` (recomputed when the table version changes). */
+  private debtTableVersion: TableVersion | undefined
+  private debt = 0
+  /** Whether L0 files (else pending compaction bytes) are the larger measure of `debt`: the cause its waits count under. */
+  private debtByL0 = true
+  private readonly pacer = new WritePacer()
+  /** When the running flush should end (flush pacing). */
+  private readonly flushClock = new FlushEstimator()
+  /** Whether the group let through last was paced for a flush (it does not measure the unpaced rate); cleared when it commits. */
+  private flushPaced = false
+  /** When the active memtable became the active one. */
+  private activeSinceMs = performance.now()
+
+  constructor(
+    private readonly host: PacingHost,
+    private readonly counters: WaitCounters,
+  ) {}
+
+  /** True when writes must queue: compaction debt or flush pacing slows them. */
+  holdsWrites(): boolean {
+    return this.currentDebt() !== 0 || this.flushPaceRate() !== Infinity
+  }
+
+  /** A new active memtable. */
+  memtableSwitched(): void {
+    this.activeSinceMs = performance.now()
+  }
+
+  /** A flush started now (the engine's flush loop). */
+  flushStarted(nowMs: number): void {
+    this.flushClock.started(nowMs)
+  }
+
+  /** A flush of `memtableBytes` took `durationMs` and is installed. */
+  flushFinished(memtableBytes: number, durationMs: number): void {
+    this.flushClock.finished(memtableBytes, durationMs)
+  }
+
+  /** The running flush ended, successfully or not. */
+  flushEnded(): void {
+    this.flushClock.ended()
+  }
+
+  /**
+   * Waits as compaction debt and flush pacing ask before the next group
+   * (throws the engine's failure when a stop ends in one); returns the rate
+   * (bytes per ms) to `charge` the group at, Infinity when it is not paced.
+   */
+  async paceNextGroup(): Promise<number> {
+    const debt = this.currentDebt() > 0 ? await this.paceForDebt() : 0
+    const flushRate = await this.paceForFlush()
+    this.flushPaced = flushRate !== Infinity
+    // The slower of the two paces asked for.
+    return Math.min(debt > 0 ? this.pacer.allowedBytesPerMs(debt) : Infinity, flushRate)
+  }
+
+  /** Charges the group of `bytes` just let through at `rate` (from paceNextGroup). */
+  charge(bytes: number, rate: number): void {
+    if (rate !== Infinity) this.pacer.chargeAtRate(bytes, rate, performance.now())
+  }
+
+  /** A group of `bytes` committed: unpaced groups measure the unpaced rate. */
+  groupCommitted(bytes: number): void {
+    this.pacer.record(bytes, this.currentDebt() > 0 || this.flushPaced, performance.now())
+    // The flag was the group's just paced; writes applied at once after it are not paced.
+    this.flushPaced = false
+  }
+
+  /** Counts a wait that began at `started` (a stall or a slowdown) under its cause. */
+  countWait(kind: 'stall' | 'slowdown', cause: WaitCause, started: number): void {
+    const ms = performance.now() - started
+    const c = this.counters
+    if (kind === 'stall') (c.stalls++, (c.stallMs += ms))
+    else (c.slowdowns++, (c.slowdownMs += ms))
+    const w = c.waits[cause]
+    w.count++
+    w.ms += ms
+    if (ms > w.maxMs) w.maxMs = ms
+    if (ms >= 50) w.over50Ms++
+  }
+
+  /** Compaction debt of the current table version (0 without automatic compaction); cached per table version. */
+  private currentDebt(): number {
+    if (!this.host.options.autoCompaction) return 0
+    const tableVersion = this.host.currentTableVersion()
+    if (tableVersion !== this.debtTableVersion) {
+      this.debtTableVersion = tableVersion
+      const { byFiles, byBytes } = compactionDebtParts(tableVersion, this.host.options)
+      this.debt = Math.max(byFiles, byBytes)
+      this.debtByL0 = byFiles >= byBytes
+    }
+    return this.debt
+  }
+
+  /**
+   * Paces writes by compaction debt: between the soft and hard thresholds the
+   * write rate is limited to a share of the unpaced rate that shrinks with the
+   * debt (WritePacer); at the hard threshold writes wait for compaction
+   * progress. Gradual, so throughput and latency change smoothly instead of
+   * falling off a cliff. Returns the debt the next group is paced at.
+   */
+  private async paceForDebt(): Promise<number> {
+    let debt = this.currentDebt()
+    if (debt >= 1) {
+      const cause = this.debtByL0 ? 'l0Stop' : 'pendingCompactionStop'
+      const started = performance.now()
+      // While closing no new compaction starts: let the queued writes through instead of waiting.
+      while (debt >= 1 && !this.host.failure && this.host.isOpen) {
+        await this.host.backgroundProgress()
+        debt = this.currentDebt()
+      }
+      this.countWait('stall', cause, started)
+      const failure = this.host.failure
+      if (failure) throw failure
+    }
+    if (debt > 0) await this.waitForBucket(this.debtByL0 ? 'l0Slowdown' : 'pendingCompactionSlowdown')
+    return debt
+  }
+
+  /**
+   * Flush pacing: the write rate (bytes per ms) at which the active memtable
+   * fills just as the running flush is expected to end, when every frozen
+   * slot is taken (so a full memtable would have to wait for that flush) and
+   * writes at their unpaced rate (before one is measured: the rate this
+   * memtable filled at so far) would fill it sooner; Infinity otherwise.
+   * Spreads what would be one stall of the whole stream (a `flushSlot` wait
+   * of up to several hundred ms) over many short waits.
+   */
+  private flushPaceRate(): number {
+    const frozen = this.host.frozenMemtables()
+    if (frozen.length === 0 || frozen.length < this.host.options.maxImmutableMemtables) return Infinity
+    const nowMs = performance.now()
+    const remainingMs = this.flushClock.remainingMs(frozen[0].approximateBytes, nowMs)
+    if (remainingMs === 0) return Infinity
+    const usedBytes = this.host.activeMemtable().approximateBytes
+    const roomBytes = this.host.options.memtableBytes - usedBytes
+    const unpaced = this.pacer.unpacedRate > 0 ? this.pacer.unpacedRate : usedBytes / Math.max(1, nowMs - this.activeSinceMs)
+    if (roomBytes <= 0 || roomBytes >= unpaced * remainingMs) return Infinity
+    return roomBytes / remainingMs
+  }
+
+  /** Waits as flush pacing asks; returns the rate the group is to be charged at (Infinity: not paced). */
+  private async paceForFlush(): Promise<number> {
+    const rate = this.flushPaceRate()
+    if (rate !== Infinity) await this.waitForBucket('flushSlowdown')
+    return rate
+  }
+
+  /** Waits until the token bucket lets the next group through; counted as a slowdown of `cause`. */
+  private async waitForBucket(cause: WaitCause): Promise<void> {
+    const started = performance.now()
+    const waitMs = this.pacer.waitMs(started)
+    // Timers have millisecond resolution: shorter waits are carried by the bucket.
+    if (waitMs >= 1) await new Promise<void>((resolve) => setTimeout(resolve, waitMs))
+    this.countWait('slowdown', cause, started)
   }
 }

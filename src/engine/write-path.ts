@@ -10,9 +10,9 @@ import { PAYLOAD_HEADER_BYTES, forEachWalEntry, walRecordLastSequence } from '..
 import { readU64 } from '../base/coding.js'
 import { EXPIRY_BYTES, KIND_PUT_EXPIRING, KIND_RANGE_DELETE, type WriteOp } from '../base/entry.js'
 import { checkConditions, type ConditionReader } from './conditions.js'
-import { emptyWaits, type EngineStats, type WaitCause } from './stats.js'
+import { emptyWaits, type EngineStats } from './stats.js'
 import type { FailureSite } from '../base/background-error.js'
-import { FlushEstimator, WritePacer, compactionDebtParts } from './write-pacing.js'
+import { WriteThrottle } from './write-pacing.js'
 import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
 
 /** Write groups committed back to back before the drain lets the event loop turn. */
@@ -116,18 +116,8 @@ export class WritePath {
   /** The open WAL record(s) of the applied writes, in the active memtable's arena. */
   private records: WalRecordBuilder
   private readonly offsetScratch: number[] = []
-  /** Compaction debt of `debtTableVersion` (recomputed when the table version changes). */
-  private debtTableVersion: TableVersion | undefined
-  private debt = 0
-  /** Whether L0 files (else pending compaction bytes) are the larger measure of `debt`: the cause its waits count under. */
-  private debtByL0 = true
-  private readonly pacer = new WritePacer()
-  /** When the running flush should end (flush pacing). */
-  private readonly flushClock = new FlushEstimator()
-  /** Whether the group the drain let through last was paced for a flush (it does not measure the unpaced rate); cleared when it commits. */
-  private flushPaced = false
-  /** When the active memtable became the active one. */
-  private activeSinceMs = performance.now()
+  /** Compaction debt and flush pacing, and the count of every wait. */
+  private readonly throttle: WriteThrottle
   private drainPromise: Promise<void> | undefined
   /** Callers waiting for the memtable to be frozen once every write applied before their call is written (freezeAfterWritten). */
   private readonly freezeRequests: Array<() => void> = []
@@ -162,6 +152,7 @@ export class WritePath {
     this.settledSequence = lastSequence
     this.writtenSequence = lastSequence
     this.records = new WalRecordBuilder(host.activeMemtable().arena, MAX_GROUP_BYTES)
+    this.throttle = new WriteThrottle(host, this.counters)
   }
 
   /**
@@ -259,7 +250,7 @@ export class WritePath {
   /** The host froze the memtable: later writes build their records in the new one's arena. */
   memtableSwitched(): void {
     this.records = new WalRecordBuilder(this.host.activeMemtable().arena, MAX_GROUP_BYTES, this.epoch)
-    this.activeSinceMs = performance.now()
+    this.throttle.memtableSwitched()
     this.committedWalBytes = 0
     this.writtenWalBytes = 0
   }
@@ -284,70 +275,22 @@ export class WritePath {
   private canApplyNow(): boolean {
     if (this.freezeRequests.length > 0) return false
     if (this.memtableFull()) return false
-    if (this.currentDebt() !== 0) return false
-    return this.flushPaceRate() === Infinity
+    return !this.throttle.holdsWrites()
   }
 
   /** A flush started now (the engine's flush loop). */
   flushStarted(nowMs: number): void {
-    this.flushClock.started(nowMs)
+    this.throttle.flushStarted(nowMs)
   }
 
   /** A flush of `memtableBytes` took `durationMs` and is installed. */
   flushFinished(memtableBytes: number, durationMs: number): void {
-    this.flushClock.finished(memtableBytes, durationMs)
+    this.throttle.flushFinished(memtableBytes, durationMs)
   }
 
   /** The running flush ended, successfully or not. */
   flushEnded(): void {
-    this.flushClock.ended()
-  }
-
-  /**
-   * Flush pacing: the write rate (bytes per ms) at which the active memtable
-   * fills just as the running flush is expected to end, when every frozen
-   * slot is taken (so a full memtable would have to wait for that flush) and
-   * writes at their unpaced rate (before one is measured: the rate this
-   * memtable filled at so far) would fill it sooner; Infinity otherwise.
-   * Spreads what would be one stall of the whole stream (a `flushSlot` wait
-   * of up to several hundred ms) over many short waits.
-   */
-  private flushPaceRate(): number {
-    const frozen = this.host.frozenMemtables()
-    if (frozen.length === 0 || frozen.length < this.host.options.maxImmutableMemtables) return Infinity
-    const nowMs = performance.now()
-    const remainingMs = this.flushClock.remainingMs(frozen[0].approximateBytes, nowMs)
-    if (remainingMs === 0) return Infinity
-    const usedBytes = this.host.activeMemtable().approximateBytes
-    const roomBytes = this.host.options.memtableBytes - usedBytes
-    const unpaced = this.pacer.unpacedRate > 0 ? this.pacer.unpacedRate : usedBytes / Math.max(1, nowMs - this.activeSinceMs)
-    if (roomBytes <= 0 || roomBytes >= unpaced * remainingMs) return Infinity
-    return roomBytes / remainingMs
-  }
-
-  /** Waits as flush pacing asks before the next group; returns the rate it is to be charged at (Infinity: not paced). */
-  private async paceForFlush(): Promise<number> {
-    const rate = this.flushPaceRate()
-    if (rate === Infinity) return rate
-    const started = performance.now()
-    const waitMs = this.pacer.waitMs(started)
-    // Timers have millisecond resolution: shorter waits are carried by the bucket.
-    if (waitMs >= 1) await new Promise<void>((resolve) => setTimeout(resolve, waitMs))
-    this.countWait('slowdown', 'flushSlowdown', started)
-    return rate
-  }
-
-  /** Compaction debt of the current table version (0 without automatic compaction); cached per table version. */
-  private currentDebt(): number {
-    if (!this.host.options.autoCompaction) return 0
-    const tableVersion = this.host.currentTableVersion()
-    if (tableVersion !== this.debtTableVersion) {
-      this.debtTableVersion = tableVersion
-      const { byFiles, byBytes } = compactionDebtParts(tableVersion, this.host.options)
-      this.debt = Math.max(byFiles, byBytes)
-      this.debtByL0 = byFiles >= byBytes
-    }
-    return this.debt
+    this.throttle.flushEnded()
   }
 
   /**
@@ -463,12 +406,10 @@ export class WritePath {
         }
         // Queued writes: make room and pace first. Nothing is applied meanwhile
         // (a write is applied at once only while the queue is empty).
-        let debt = 0
-        let flushRate = Infinity
+        let rate = Infinity
         try {
           if (this.memtableFull()) await this.makeRoomForWrite()
-          if (this.currentDebt() > 0) debt = await this.paceWrites()
-          flushRate = await this.paceForFlush()
+          rate = await this.throttle.paceNextGroup()
         } catch (err) {
           this.host.onError(err, 'memtable-switch')
           continue
@@ -482,10 +423,7 @@ export class WritePath {
           this.apply(this.queue[n++])
         }
         this.queue.splice(0, n)
-        // Charged at the slower of the two paces asked for.
-        const rate = Math.min(debt > 0 ? this.pacer.allowedBytesPerMs(debt) : Infinity, flushRate)
-        if (rate !== Infinity) this.pacer.chargeAtRate(bytes, rate, performance.now())
-        this.flushPaced = flushRate !== Infinity
+        this.throttle.charge(bytes, rate)
       }
     } finally {
       this.drainPromise = undefined
@@ -563,9 +501,7 @@ export class WritePath {
 
   /** A group's records are committed: its writes resolve, change cursors may read them. */
   private groupCommitted(group: PendingWrite[], bytes: number, wrote: boolean, walBytes: number): void {
-    this.pacer.record(bytes, this.currentDebt() > 0 || this.flushPaced, performance.now())
-    // The flag was the group's the drain just paced; writes applied at once after it are not paced.
-    this.flushPaced = false
+    this.throttle.groupCommitted(bytes)
     if (wrote) this.counters.writeGroups++
     this.counters.writes += group.length
     this.counters.userBytes += bytes
@@ -607,65 +543,20 @@ export class WritePath {
       if (!this.host.isOpen) return
       const started = performance.now()
       await this.host.freezeLimitProgress()
-      this.countWait('stall', 'freezeLimit', started)
+      this.throttle.countWait('stall', 'freezeLimit', started)
     }
     while (this.host.frozenMemtables().length >= this.host.options.maxImmutableMemtables) {
       const failure = this.host.failure
       if (failure) throw failure
       const started = performance.now()
       await this.host.backgroundProgress()
-      this.countWait('stall', 'flushSlot', started)
+      this.throttle.countWait('stall', 'flushSlot', started)
     }
     // Only committed entries are frozen (and so flushed): the groups waiting for the gate settle first.
     while (this.gatedGroups > 0) await this.gated
     const failure = this.host.failure
     if (failure) throw failure
     this.host.freezeMemtable()
-  }
-
-  /**
-   * Paces writes by compaction debt: between the soft and hard thresholds the
-   * write rate is limited to a share of the unpaced rate that shrinks with the
-   * debt (WritePacer); at the hard threshold writes wait for compaction
-   * progress. Gradual, so throughput and latency change smoothly instead of
-   * falling off a cliff. Returns the debt the next group is paced at.
-   */
-  private async paceWrites(): Promise<number> {
-    let debt = this.currentDebt()
-    if (debt >= 1) {
-      const cause = this.debtByL0 ? 'l0Stop' : 'pendingCompactionStop'
-      const started = performance.now()
-      // While closing no new compaction starts: let the queued writes through instead of waiting.
-      while (debt >= 1 && !this.host.failure && this.host.isOpen) {
-        await this.host.backgroundProgress()
-        debt = this.currentDebt()
-      }
-      this.countWait('stall', cause, started)
-      const failure = this.host.failure
-      if (failure) throw failure
-    }
-    if (debt > 0) {
-      const cause = this.debtByL0 ? 'l0Slowdown' : 'pendingCompactionSlowdown'
-      const started = performance.now()
-      const waitMs = this.pacer.waitMs(started)
-      // Timers have millisecond resolution: shorter waits are carried by the bucket.
-      if (waitMs >= 1) await new Promise<void>((resolve) => setTimeout(resolve, waitMs))
-      this.countWait('slowdown', cause, started)
-    }
-    return debt
-  }
-
-  /** Counts a wait that began at `started` (a stall or a slowdown) under its cause. */
-  private countWait(kind: 'stall' | 'slowdown', cause: WaitCause, started: number): void {
-    const ms = performance.now() - started
-    const c = this.counters
-    if (kind === 'stall') (c.stalls++, (c.stallMs += ms))
-    else (c.slowdowns++, (c.slowdownMs += ms))
-    const w = c.waits[cause]
-    w.count++
-    w.ms += ms
-    if (ms > w.maxMs) w.maxMs = ms
-    if (ms >= 50) w.over50Ms++
   }
 
   private memtableFull(): boolean {
