@@ -483,9 +483,10 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     if (blobFile !== undefined) edit.blobsAdded = [{ ...blobFile, garbageCount: 0, garbageBytes: 0 }]
     if (imm.rangeTombstones.length > 0) edit.rangeTombstonesAdded = [...imm.rangeTombstones]
     await this.tableVersions.logAndApply(edit, this.writePath.visibleSequence)
+    const flushMs = performance.now() - startedMs
     this.flushCounters.flushes++
-    this.flushCounters.flushMs += performance.now() - startedMs
-    this.writePath.flushFinished(imm.approximateBytes, performance.now() - startedMs)
+    this.flushCounters.flushMs += flushMs
+    this.writePath.throttle.flushFinished(imm.approximateBytes, flushMs)
     this.flushCounters.flushBytes += (table?.fileBytes ?? 0) + (blobFile?.fileBytes ?? 0)
     if (blobFile !== undefined) (this.blobCounters.filesWritten++, (this.blobCounters.bytesWritten += blobFile.fileBytes))
     // Reads that start from now on do not see it; open iterators keep their references.
@@ -495,11 +496,11 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   }
 
   flushStarted(startedMs: number): void {
-    this.writePath.flushStarted(startedMs)
+    this.writePath.throttle.flushStarted(startedMs)
   }
 
   flushEnded(): void {
-    this.writePath.flushEnded()
+    this.writePath.throttle.flushEnded()
     this.wakeBackgroundWaiters()
   }
 

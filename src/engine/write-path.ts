@@ -116,8 +116,8 @@ export class WritePath {
   /** The open WAL record(s) of the applied writes, in the active memtable's arena. */
   private records: WalRecordBuilder
   private readonly offsetScratch: number[] = []
-  /** Compaction debt and flush pacing, and the count of every wait. */
-  private readonly throttle: WriteThrottle
+  /** Compaction debt and flush pacing, and the count of every wait (the engine reports flushes to it). */
+  readonly throttle: WriteThrottle
   private drainPromise: Promise<void> | undefined
   /** Callers waiting for the memtable to be frozen once every write applied before their call is written (freezeAfterWritten). */
   private readonly freezeRequests: Array<() => void> = []
@@ -276,21 +276,6 @@ export class WritePath {
     if (this.freezeRequests.length > 0) return false
     if (this.memtableFull()) return false
     return !this.throttle.holdsWrites()
-  }
-
-  /** A flush started now (the engine's flush loop). */
-  flushStarted(nowMs: number): void {
-    this.throttle.flushStarted(nowMs)
-  }
-
-  /** A flush of `memtableBytes` took `durationMs` and is installed. */
-  flushFinished(memtableBytes: number, durationMs: number): void {
-    this.throttle.flushFinished(memtableBytes, durationMs)
-  }
-
-  /** The running flush ended, successfully or not. */
-  flushEnded(): void {
-    this.throttle.flushEnded()
   }
 
   /**
