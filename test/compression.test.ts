@@ -18,12 +18,12 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createRequire } from 'node:module'
 import xxhash from 'xxhash-wasm'
-import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { open, type Database, type OpenOptions } from '../src/index.js'
 import { lz4CompressBlock, lz4CompressBound, lz4DecompressBlock } from '../src/sstable/lz4.js'
 import { SeededRandom } from '../src/cli/bench/key-stream.js'
 import { readVarint } from './format-parsers.js'
-import { tempDir } from './unit/helpers.js'
+import { databaseScope } from './database-scope.js'
 
 const lz4js = createRequire(import.meta.url)('lz4js') as {
   compressBlock(src: Uint8Array, dst: Uint8Array, sIndex: number, sLength: number, hashTable: Uint32Array): number
@@ -31,24 +31,7 @@ const lz4js = createRequire(import.meta.url)('lz4js') as {
   compressBound(n: number): number
 }
 
-const cleanups: Array<() => void> = []
-const openDbs: Database[] = []
-afterEach(async () => {
-  for (const db of openDbs.splice(0)) if (db.isOpen) await db.close()
-  for (const c of cleanups.splice(0)) c()
-})
-
-function newDir(): string {
-  const t = tempDir('strata-compression-')
-  cleanups.push(t.cleanup)
-  return t.dir
-}
-
-async function openDb(dir: string, options: OpenOptions): Promise<Database> {
-  const db = await open(dir, options)
-  openDbs.push(db)
-  return db
-}
+const { newDir, openDb } = databaseScope('strata-compression-')
 
 let xx: Awaited<ReturnType<typeof xxhash>>
 beforeAll(async () => {

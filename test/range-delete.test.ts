@@ -17,31 +17,13 @@
  *      snapshots, flushes, compactions and reopens, against a sorted map,
  *      point reads and scans in both directions after every step.
  */
-import { afterEach, describe, expect, it } from 'vitest'
-import { open, type Database, type OpenOptions, type Snapshot } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
+import type { Database, OpenOptions, Snapshot } from '../src/index.js'
 import { RangeTombstoneIndex, type RangeTombstone } from '../src/base/range-tombstones.js'
 import { SeededRandom } from '../src/cli/bench/key-stream.js'
-import { tempDir } from './unit/helpers.js'
+import { databaseScope } from './database-scope.js'
 
-const cleanups: Array<() => void> = []
-const openDbs: Database[] = []
-
-afterEach(async () => {
-  for (const db of openDbs.splice(0)) if (db.isOpen) await db.close()
-  for (const c of cleanups.splice(0)) c()
-})
-
-function newDir(): string {
-  const t = tempDir('strata-rangedel-')
-  cleanups.push(t.cleanup)
-  return t.dir
-}
-
-async function openDb(dir: string, options: OpenOptions = {}): Promise<Database> {
-  const db = await open(dir, options)
-  openDbs.push(db)
-  return db
-}
+const { newDir, openDb } = databaseScope('strata-rangedel-')
 
 const key = (i: number): string => `k${String(i).padStart(4, '0')}`
 

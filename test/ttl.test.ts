@@ -18,35 +18,17 @@
  *      clock steps, snapshots, flushes, compactions and reopens, checked
  *      against a map with expiry times after every step.
  */
-import { afterEach, describe, expect, it } from 'vitest'
-import { open, type Database, type OpenOptions, type Snapshot } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
+import type { Database, OpenOptions, Snapshot } from '../src/index.js'
 import { SeededRandom } from '../src/cli/bench/key-stream.js'
-import { tempDir } from './unit/helpers.js'
+import { databaseScope } from './database-scope.js'
 
-const cleanups: Array<() => void> = []
-const openDbs: Database[] = []
-
-afterEach(async () => {
-  for (const db of openDbs.splice(0)) if (db.isOpen) await db.close()
-  for (const c of cleanups.splice(0)) c()
-})
-
-function newDir(): string {
-  const t = tempDir('strata-ttl-')
-  cleanups.push(t.cleanup)
-  return t.dir
-}
+const { newDir, openDb } = databaseScope('strata-ttl-')
 
 /** A clock the test moves: `clock.now` ms since the epoch. */
 function manualClock(start = 1_700_000_000_000): { now: number; read: () => number } {
   const c = { now: start, read: () => c.now }
   return c
-}
-
-async function openDb(dir: string, options: OpenOptions): Promise<Database> {
-  const db = await open(dir, options)
-  openDbs.push(db)
-  return db
 }
 
 async function entries(db: Database | Snapshot, reverse = false, values = true): Promise<string[]> {
