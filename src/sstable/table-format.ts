@@ -126,7 +126,13 @@ export function checkStoredBlock(raw: Buffer, fileName: string, offset: number, 
 /** Verifies a block read with its trailer; returns its contents: a view, or a new Buffer when it was compressed. */
 export function checkBlock(raw: Buffer, fileName: string, offset: number, formatVersion: number): Buffer {
   const { contents, compression } = checkStoredBlock(raw, fileName, offset, formatVersion)
+  return decodeStoredBlock(contents, compression, fileName, offset)
+}
+
+/** A verified block's contents (from checkStoredBlock) decoded: itself when raw, else a new Buffer. */
+export function decodeStoredBlock(contents: Buffer, compression: number, fileName: string, offset: number): Buffer {
   if (compression === COMPRESSION_NONE) return contents
+  // Corruption (a length unreadable, or more than LZ4 can expand its bytes to) before anything is allocated.
   const out = Buffer.allocUnsafe(compressedBlockRawBytes(contents, fileName, offset))
   decompressBlockInto(contents, out, fileName, offset)
   return out

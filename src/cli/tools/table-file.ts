@@ -10,14 +10,12 @@ import { ioError } from '../../base/errors.js'
 import { BlockIterator } from '../../sstable/block-iterator.js'
 import {
   BLOCK_TRAILER_BYTES,
-  COMPRESSION_LZ4,
   FOOTER_BYTES,
   checkBlock,
   checkStoredBlock,
-  compressedBlockRawBytes,
   decodeFooter,
   decodeIndexHandle,
-  decompressBlockInto,
+  decodeStoredBlock,
   type BlockHandle,
   type DecodedFooter,
 } from '../../sstable/table-format.js'
@@ -50,12 +48,7 @@ export interface DataBlock {
  */
 export function decodeDataBlock(raw: Buffer, name: string, offset: number, formatVersion: number): DataBlock {
   const { contents: stored, compression } = checkStoredBlock(raw, name, offset, formatVersion)
-  if (compression !== COMPRESSION_LZ4) return { contents: stored, compression, storedBytes: stored.length }
-  // Corruption (a length unreadable, or more than LZ4 can expand its bytes to) before anything is allocated.
-  const rawBytes = compressedBlockRawBytes(stored, name, offset)
-  const contents = Buffer.allocUnsafe(rawBytes)
-  decompressBlockInto(stored, contents, name, offset)
-  return { contents, compression, storedBytes: stored.length }
+  return { contents: decodeStoredBlock(stored, compression, name, offset), compression, storedBytes: stored.length }
 }
 
 /** A table file opened read-only. */
