@@ -1,3 +1,4 @@
+import { keysEqual } from '../base/coding.js'
 import { assert } from '../base/assert.js'
 import { initChecksum } from '../base/checksum.js'
 import { nodeFileSystem } from '../vfs/node-file-system.js'
@@ -275,7 +276,7 @@ async function mergeEntries(
       kind = KIND_DELETE
       value = EMPTY
     }
-    const newKey = lastKey === undefined || !lastKey.equals(key)
+    const newKey = lastKey === undefined || !keysEqual(lastKey, key)
     if (kind === KIND_DELETE && shadow.visibleToAll(seq) && !inDeeperLevel(deeper, key)) {
       counts.entriesDropped++
       continue

@@ -1,4 +1,5 @@
 import { assert } from '../base/assert.js'
+import { compareKeys, copyBytes, keysEqual } from '../base/coding.js'
 import { EMPTY_VALUE, EXPIRY_BYTES, KIND_BLOB, KIND_BLOB_EXPIRING, KIND_PUT, KIND_PUT_EXPIRING, expiryOf, isExpiringKind, tightestBounds, type BlobResolver, type KeyRange } from '../base/entry.js'
 import type { RangeTombstoneIndex } from '../base/range-tombstones.js'
 import type { InternalIterator } from './internal-iterator.js'
@@ -106,12 +107,12 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     this.started = true
     const { gt, gte, lt, lte } = this.range
     if (!this.reverse) {
-      if (gt !== undefined && Buffer.compare(target, gt) <= 0) this.merge.seek((c) => c.seekGT(gt))
-      else if (gte !== undefined && Buffer.compare(target, gte) < 0) this.merge.seek((c) => c.seekGE(gte))
+      if (gt !== undefined && compareKeys(target, gt) <= 0) this.merge.seek((c) => c.seekGT(gt))
+      else if (gte !== undefined && compareKeys(target, gte) < 0) this.merge.seek((c) => c.seekGE(gte))
       else this.merge.seek((c) => c.seekGE(target))
     } else {
-      if (lt !== undefined && Buffer.compare(target, lt) >= 0) this.merge.seek((c) => c.seekLT(lt))
-      else if (lte !== undefined && Buffer.compare(target, lte) > 0) this.merge.seek((c) => c.seekLE(lte))
+      if (lt !== undefined && compareKeys(target, lt) >= 0) this.merge.seek((c) => c.seekLT(lt))
+      else if (lte !== undefined && compareKeys(target, lte) > 0) this.merge.seek((c) => c.seekLE(lte))
       else this.merge.seek((c) => c.seekLE(target))
     }
   }
@@ -130,7 +131,7 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     for (; m.valid(); m.advance()) {
       const top = m.top()
       if (this.pastUpperBound(top.key())) return undefined
-      if (top.sequence() > sequence) return Buffer.from(top.key())
+      if (top.sequence() > sequence) return copyOf(top.key())
     }
     return undefined
   }
@@ -150,15 +151,15 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
 
   private pastUpperBound(key: Buffer): boolean {
     const { lt, lte } = this.range
-    if (lt !== undefined && Buffer.compare(key, lt) >= 0) return true
-    if (lte !== undefined && Buffer.compare(key, lte) > 0) return true
+    if (lt !== undefined && compareKeys(key, lt) >= 0) return true
+    if (lte !== undefined && compareKeys(key, lte) > 0) return true
     return false
   }
 
   private pastLowerBound(key: Buffer): boolean {
     const { gt, gte } = this.range
-    if (gt !== undefined && Buffer.compare(key, gt) <= 0) return true
-    if (gte !== undefined && Buffer.compare(key, gte) < 0) return true
+    if (gt !== undefined && compareKeys(key, gt) <= 0) return true
+    if (gte !== undefined && compareKeys(key, gte) < 0) return true
     return false
   }
 
@@ -171,7 +172,7 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
   private valueOf(kind: number, bytes: Uint8Array, owned: boolean): Buffer | undefined {
     switch (kind) {
       case KIND_PUT:
-        return !this.values ? EMPTY_VALUE : owned ? (bytes as Buffer) : Buffer.from(bytes)
+        return !this.values ? EMPTY_VALUE : owned ? (bytes as Buffer) : copyOf(bytes)
       case KIND_BLOB:
         return this.values ? this.resolve(bytes) : EMPTY_VALUE
       case KIND_PUT_EXPIRING:
@@ -203,10 +204,10 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
         m.advance()
         continue
       }
-      const key = Buffer.from(top.key())
+      const key = copyOf(top.key())
       const value = this.rangeDeleted(key, top.sequence()) ? undefined : this.valueOf(top.kind(), top.value(), false)
       m.advance()
-      while (m.valid() && m.top().key().equals(key)) m.advance()
+      while (m.valid() && keysEqual(m.top().key(), key)) m.advance()
       if (value !== undefined) return [key, value]
     }
     return undefined
@@ -218,19 +219,19 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     while (m.valid()) {
       const first = m.top()
       if (this.pastLowerBound(first.key())) return undefined
-      const key = Buffer.from(first.key())
+      const key = copyOf(first.key())
       let newest: InternalIterator | undefined
       let bytes: Buffer = EMPTY_VALUE
       let kind = -1
       let seq = 0
-      while (m.valid() && m.top().key().equals(key)) {
+      while (m.valid() && keysEqual(m.top().key(), key)) {
         newest = m.top()
         if (newest.sequence() <= this.sequence) {
           seq = newest.sequence()
           // Copied (a blob reference is copied, not read: only the newest visible version is); keys only: the expiry time at most.
           kind = newest.kind()
           const raw = newest.value()
-          bytes = this.values ? Buffer.from(raw) : isExpiringKind(kind) ? Buffer.from(raw.subarray(0, EXPIRY_BYTES)) : EMPTY_VALUE
+          bytes = this.values ? copyOf(raw) : isExpiringKind(kind) ? Buffer.from(raw.subarray(0, EXPIRY_BYTES)) : EMPTY_VALUE
         }
         m.advance()
       }
@@ -239,4 +240,9 @@ export class DbIterator implements AsyncIterableIterator<[Buffer, Buffer]> {
     }
     return undefined
   }
+}
+
+/** A copy the caller keeps (a Buffer from the pool when small), made without Buffer.from's generic path. */
+function copyOf(bytes: Uint8Array): Buffer {
+  return copyBytes(bytes, 0, bytes.length)
 }

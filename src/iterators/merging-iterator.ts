@@ -1,3 +1,4 @@
+import { compareKeys } from '../base/coding.js'
 import type { InternalIterator } from './internal-iterator.js'
 
 /**
@@ -51,7 +52,7 @@ export class MergingIterator {
 
   /** True when a must come before b in this iterator's direction. */
   private before(a: InternalIterator, b: InternalIterator): boolean {
-    const c = Buffer.compare(a.key(), b.key())
+    const c = compareKeys(a.key(), b.key())
     if (c !== 0) return this.reverse ? c > 0 : c < 0
     return this.reverse ? a.sequence() < b.sequence() : a.sequence() > b.sequence()
   }
