@@ -91,15 +91,27 @@ export class BlockBuilder {
     this.entries++
   }
 
-  /** Returns the block contents (a copy) and resets the builder. */
+  /** Returns the block contents (a Buffer of its own) and resets the builder. */
   finish(): Buffer {
+    return Buffer.from(this.finishView())
+  }
+
+  /**
+   * Returns the block contents as a view of a buffer the builder reuses (valid
+   * until its next add) and resets the builder: for a caller that copies them
+   * anyway (the table builder's trailer or compression), which saves
+   * allocating a block-sized Buffer per block.
+   */
+  finishView(): Buffer {
     // Offsets must fit the buckets' u16 (0xffff means empty); a block with a big value goes without.
     const hashed = this.hashIndex && this.used <= MAX_HASHED_ENTRY_BYTES
     const bucketCount = hashed ? hashBucketCount(this.keyHashes.length) : 0
     // Entries take >= 5 bytes, so <= 13,107 keys fit 0xfffe bytes: their buckets fit the u16 count.
     assert(bucketCount <= 0xffff, 'hash index bucket count overflows u16')
-    const out = Buffer.allocUnsafe(this.used + this.restarts.length * 4 + 4 + (hashed ? bucketCount * HASH_BUCKET_BYTES + 2 : 0))
-    this.buf.copy(out, 0, 0, this.used)
+    const size = this.used + this.restarts.length * 4 + 4 + (hashed ? bucketCount * HASH_BUCKET_BYTES + 2 : 0)
+    // The tail goes after the entries in `buf` itself: no copy of the entries.
+    this.reserve(size - this.used)
+    const out = this.buf.subarray(0, size)
     let o = this.used
     for (const r of this.restarts) {
       writeU32(out, o, r)

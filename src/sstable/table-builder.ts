@@ -129,7 +129,7 @@ export class TableBuilder {
     const filter = this.emitBlock(buildFilter(hashes, this.options.bloomBitsPerKey))
     const pointIndexContents = buildPointIndex(hashes, this.blockEnds)
     const pointIndex = pointIndexContents === undefined ? undefined : this.emitBlock(pointIndexContents)
-    const index = this.emitBlock(this.index.finish())
+    const index = this.emitBlock(this.index.finishView())
     const footer = encodeFooter({ index, filter, pointIndex, entryCount: this.entries })
     this.output.push(footer)
     this.offset += footer.length
@@ -146,7 +146,8 @@ export class TableBuilder {
   }
 
   private flushDataBlock(): void {
-    const contents = this.data.finish()
+    // A view: emitBlock copies it (compressed or raw) before the next add.
+    const contents = this.data.finishView()
     const handle = this.emitBlock(contents, this.compression)
     this.rawDataBytes += contents.length
     this.storedDataBytes += handle.size
