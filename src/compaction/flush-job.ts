@@ -49,6 +49,7 @@ export async function runFlushJob(job: FlushJob, fs: FileSystem = nodeFileSystem
 async function flush(job: FlushJob, fs: FileSystem): Promise<WrittenTable> {
   await initChecksum()
   const run = new SortedRun()
+  run.reserve(job.entryCount)
   let lastPayload: Buffer | undefined
   let id = -1
   const collect = (p: Buffer, s: number, ks: number, ke: number, vs: number, ve: number, _end: boolean, kind: number): void => {

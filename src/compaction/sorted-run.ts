@@ -71,6 +71,12 @@ export class SortedRun {
     return this.count
   }
 
+  /** Makes room for `entries` in all, at once (a flush knows its count: no doubling and copying as entries arrive). */
+  reserve(entries: number): void {
+    if (entries <= this.capacity) return
+    this.resize(entries)
+  }
+
   /** Registers a buffer entries lie in; returns its id for `add`. */
   addBuffer(buf: Buffer): number {
     this.buffers.push(buf)
@@ -348,9 +354,13 @@ export class SortedRun {
   }
 
   private grow(): void {
-    this.capacity *= 2
-    const next = new Int32Array(this.capacity * WORDS)
-    next.set(this.i32)
+    this.resize(this.capacity * 2)
+  }
+
+  private resize(capacity: number): void {
+    this.capacity = capacity
+    const next = new Int32Array(capacity * WORDS)
+    next.set(this.i32.subarray(0, this.count * WORDS))
     this.i32 = next
     this.f64 = new Float64Array(next.buffer)
   }
