@@ -26,8 +26,15 @@ const MF_LIMIT = 12
 const MAX_OFFSET = 65535
 /** 4096 entries of i32 positions (16 KiB): plenty for 4 KiB blocks. */
 const HASH_LOG = 12
-/** After 2^SKIP_TRIGGER misses in a row the search starts skipping bytes (as LZ4's acceleration 1 does). */
-const SKIP_TRIGGER = 6
+/**
+ * After 2^SKIP_TRIGGER misses in a row the search starts skipping bytes, one
+ * more every 2^SKIP_TRIGGER misses (LZ4's acceleration 1 uses 6). 4: on bench
+ * blocks 224 -> 328 MB/s at the same ratio (the backward extension finds the
+ * start of a match the skipping passed), JSON records +4% at +0.001 ratio,
+ * English text +8% at 0.804 -> 0.817, incompressible blocks given up 3.4x
+ * sooner (bench/lz4-skip-probe.mjs; docs/performance.md, "Block compression").
+ */
+const SKIP_TRIGGER = 4
 /** Copies at least this long use TypedArray.set / copyWithin; shorter ones a byte loop. */
 const COPY_LOOP_MAX = 32
 
@@ -59,7 +66,7 @@ function plain(b: Uint8Array): Uint8Array {
  * Compresses `input` into `output` and returns the compressed length, or 0
  * when it would exceed `limit` bytes (the caller then stores the block raw).
  * It stops at the first sequence past the limit; on input with no matches
- * that is the end, so giving up costs one scan (with LZ4's skipping after 64
+ * that is the end, so giving up costs one scan (skipping after 2^SKIP_TRIGGER
  * misses). `output` must hold min(limit, lz4CompressBound(input.length))
  * bytes. The hash table is scratch, cleared on every call, so the output
  * depends on `input` alone.
