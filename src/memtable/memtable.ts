@@ -127,7 +127,8 @@ export class Memtable {
     this.pageShift = Math.log2(pageEntries)
     this.pageMask = pageEntries - 1
     this.pageBytes = pageEntries * ENTRY_BYTES
-    this.slots = recycler?.takeSlots(INITIAL_SLOTS) ?? new Int32Array(INITIAL_SLOTS)
+    const initialSlots = recycler?.initialSlots ?? INITIAL_SLOTS
+    this.slots = recycler?.takeSlots(initialSlots) ?? new Int32Array(initialSlots)
   }
 
   /** The oldest WAL this memtable needs; older WALs are not needed by it. */

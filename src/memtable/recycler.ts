@@ -2,6 +2,14 @@ import { assert } from '../base/assert.js'
 
 const MIN_CHUNK_BYTES = 4 << 10
 const MAX_CHUNK_BYTES = 1 << 20
+/** Fewest hash slots a memtable starts with. */
+const MIN_INITIAL_SLOTS = 64
+/**
+ * Memtable bytes per key assumed when sizing a new memtable's hash table: a
+ * 16-byte key with a 100-byte value takes ~165 (record, entry columns, slot),
+ * so such keys fill a memtable without the table doubling.
+ */
+const EXPECTED_BYTES_PER_KEY = 128
 
 /**
  * Memory a released memtable leaves for the next ones: its record-arena
@@ -32,7 +40,10 @@ export class Recycler {
   static forMemtables(memtableBytes: number, liveMemtables: number): Recycler {
     let chunk = MIN_CHUNK_BYTES
     while (chunk < MAX_CHUNK_BYTES && chunk * 32 <= memtableBytes) chunk *= 2
-    return new Recycler(chunk, chunk / 64, liveMemtables * memtableBytes)
+    // A doubling rehashes every key on the main thread (26-70 ms at 256k keys, docs/performance.md): sized to need none.
+    let slots = MIN_INITIAL_SLOTS
+    while (slots < (2 * memtableBytes) / EXPECTED_BYTES_PER_KEY) slots *= 2
+    return new Recycler(chunk, chunk / 64, liveMemtables * memtableBytes, slots)
   }
 
   private readonly chunks: SharedArrayBuffer[] = []
@@ -44,8 +55,15 @@ export class Recycler {
    * @param chunkBytes size of a record-arena chunk
    * @param pageEntries entries per page (a power of two)
    * @param maxKeptBytes most bytes kept; more is left to the GC
+   * @param initialSlots hash slots a new memtable starts with (a power of two)
    */
-  constructor(readonly chunkBytes: number, readonly pageEntries: number, private readonly maxKeptBytes: number) {
+  constructor(
+    readonly chunkBytes: number,
+    readonly pageEntries: number,
+    private readonly maxKeptBytes: number,
+    readonly initialSlots = MIN_INITIAL_SLOTS,
+  ) {
+    assert(initialSlots > 0 && (initialSlots & (initialSlots - 1)) === 0, 'initial slots must be a power of two')
     assert(pageEntries > 0 && (pageEntries & (pageEntries - 1)) === 0, 'page entries must be a power of two')
   }
 
