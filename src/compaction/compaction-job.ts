@@ -1,5 +1,5 @@
-import { keysEqual } from '../base/coding.js'
 import { assert } from '../base/assert.js'
+import { keysEqual } from '../base/coding.js'
 import { initChecksum } from '../base/checksum.js'
 import { nodeFileSystem } from '../vfs/node-file-system.js'
 import { syncDirectory, type FileSystem } from '../vfs/file-system.js'

@@ -16,12 +16,13 @@ const READ_AHEAD_BYTES = 64 << 10
 /**
  * A forward-only scan of a whole table, for compaction inputs. It walks the
  * raw index block entry by entry and verifies each data block in a reused
- * read-ahead window (READ_AHEAD_BYTES per read): no decoded index (a TableReader's typed arrays cost ~36
- * bytes per block, ~1 MiB per 64 MiB table, times every input of a large
- * L0→L1 job), no filter, no block cache.
+ * read-ahead window (READ_AHEAD_BYTES per read): no decoded index (a
+ * TableReader's typed arrays cost ~36 bytes per block, ~1 MiB per 64 MiB
+ * table, times every input of a large L0→L1 job), no filter, no block cache.
  *
  * A value is a view into the current block: valid until the scan moves to
- * the next block (which may refill the window) (compaction copies what it keeps before advancing).
+ * the next block, which may refill the window (compaction copies what it
+ * keeps before advancing).
  */
 export class TableScanner extends ForwardOnlyIterator {
   readonly fileName: string
@@ -33,7 +34,7 @@ export class TableScanner extends ForwardOnlyIterator {
   private window = Buffer.allocUnsafe(0)
   private windowStart = 0
   private windowBytes = 0
-  /** Where a compressed block is decompressed to (reused, as `buffer`). */
+  /** Where a compressed block is decompressed to (reused, as the window). */
   private decoded = Buffer.allocUnsafe(0)
   private readonly handle = { offset: 0, size: 0 }
   private closed = false
@@ -134,7 +135,8 @@ export class TableScanner extends ForwardOnlyIterator {
   private readRange(offset: number, length: number): Buffer {
     if (offset < this.windowStart || offset + length > this.windowStart + this.windowBytes) {
       const want = Math.max(length, Math.min(READ_AHEAD_BYTES, this.fileBytes - offset))
-      if (this.window.length < want) this.window = Buffer.allocUnsafe(Math.max(want, READ_AHEAD_BYTES))
+      // A small table's window is the size of the table.
+      if (this.window.length < want) this.window = Buffer.allocUnsafe(Math.max(want, Math.min(READ_AHEAD_BYTES, this.fileBytes)))
       this.windowStart = offset
       this.windowBytes = 0
       try {
