@@ -398,7 +398,7 @@ describe('strata bench command', () => {
       const b = r.details!.bigdata as {
         num: number
         windows?: unknown
-        write: { windows: Array<{ endOps: number }>; windowStats: { minOverMedian: number }; latencyNs: { p999: number } }
+        write: { windows: Array<{ endOps: number }>; windowStats: { minOverMedian: number }; latencyNs: { p999: number }; loop: { longestBlockMs: number; gcPauses: number; gcTotalMs: number } }
         read: { found: number }
         memory: { peakRssSampledBytes: number; vmHwmBytes: number; samples: number }
         diskBytesAfterWrite: number
@@ -410,6 +410,11 @@ describe('strata bench command', () => {
       expect(b.write.windows.filter((w) => w.endOps % 1000 === 0)).toHaveLength(20) // 20 windows of 1,000
       expect(b.write.windowStats.minOverMedian).toBeGreaterThan(0)
       expect(b.write.latencyNs.p999).toBeGreaterThan(0)
+      // The main-thread watch ran: the loop's longest delay and the GC pauses are numbers, the pauses' total adds up.
+      expect(b.write.loop.longestBlockMs).toBeGreaterThanOrEqual(0)
+      expect(Number.isInteger(b.write.loop.gcPauses)).toBe(true)
+      expect(b.write.loop.gcTotalMs >= 0 && (b.write.loop.gcPauses > 0 || b.write.loop.gcTotalMs === 0)).toBe(true)
+      expect(run.stdout).toContain(`${r.engine} main thread during the puts: event loop blocked >= 50 ms`)
       expect(b.read.found).toBe(5000) // every key exists: each was written once
       expect(b.memory.peakRssSampledBytes).toBeGreaterThan(10 * 2 ** 20)
       expect(b.memory.vmHwmBytes).toBeGreaterThanOrEqual(b.memory.peakRssSampledBytes * 0.9)

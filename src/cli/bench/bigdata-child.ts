@@ -8,6 +8,7 @@ import { runConcurrent } from './drivers.js'
 import { loadEngine, type EngineAdapter, type OpenSettings } from './engines.js'
 import { KeyFormat, Permutation, SeededRandom, ValuePool, streamSeed } from './key-stream.js'
 import { LatencyRecorder, summarize, type LatencySummaryNs } from './latency.js'
+import { LoopWatch, type LoopReport } from './loop-watch.js'
 import { ProgressBar, setActiveProgress } from './progress.js'
 import { windowStats, type SeriesPoint, type WindowPoint } from './timeline.js'
 
@@ -86,6 +87,8 @@ export interface BigdataResult {
     windows: WindowPoint[]
     /** Slowest and median full window, and their ratio (the issue asks for >= 0.25). */
     windowStats: { min: number; median: number; minOverMedian: number } | undefined
+    /** Event-loop blocks and GC pauses of the main thread while the puts ran. */
+    loop: LoopReport
   }
   read: {
     elapsedMs: number
@@ -230,6 +233,7 @@ interface WritePhase {
   writeLatency: LatencyRecorder
   closeMs: number
   engineStatsAfterWrite: unknown
+  loop: LoopReport
 }
 
 /** What the read phase measured: reopen, the point reads, and the final close. */
@@ -274,14 +278,16 @@ async function runWritePhase(run: BigdataRun): Promise<WritePhase> {
   const openMs = performance.now() - t
   sampler.phase = 'write'
   const writeLatency = new LatencyRecorder(request.windowOps)
+  const watch = new LoopWatch()
   const writeMs = await runConcurrent(num, concurrency, (op) => db.put(keys.encode(order.at(op)), values.valueFor(op)), writeLatency)
+  const loop = watch.stop()
   sampler.sample()
   const engineStatsAfterWrite = db.stats()
   sampler.phase = 'close'
   t = performance.now()
   await db.close()
   const closeMs = performance.now() - t
-  return { openMs, writeMs, writeLatency, closeMs, engineStatsAfterWrite }
+  return { openMs, writeMs, writeLatency, closeMs, engineStatsAfterWrite, loop }
 }
 
 /** Reopens the database, makes `reads` random point reads, and closes it. */
@@ -395,6 +401,7 @@ export async function runBigdata(request: BigdataRequest): Promise<BigdataResult
       series: written.writeLatency.timeline.series,
       windows: written.writeLatency.timeline.windows,
       windowStats: windowStats(written.writeLatency.timeline.windows),
+      loop: written.loop,
     },
     read: {
       elapsedMs: read.readMs,

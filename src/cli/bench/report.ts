@@ -274,6 +274,15 @@ function bigdataWriteLines(outcome: BenchOutcome, rows: BigdataRow[]): string[] 
     const waits = stratadbStats(row)?.writes.waits
     if (waits !== undefined) out.push(`  ${row.r.engine} write waits by cause: ${formatWaits(waits)}`)
   }
+  for (const { r, b } of rows) {
+    const l = b.write.loop
+    // Older reports (--out files) have no loop figures.
+    if (l === undefined) continue
+    out.push(
+      `  ${r.engine} main thread during the puts: event loop blocked >= 50 ms ${l.blocksOver50Ms} times (longest ${l.longestBlockMs.toFixed(1)} ms, ${(l.longestBlockAtMs / 1000).toFixed(1)} s in); ` +
+        `GC ${l.gcPauses} pauses, ${(l.gcTotalMs / 1000).toFixed(2)} s in all, longest ${l.longestGcMs.toFixed(1)} ms, ${l.gcOver50Ms} of 50 ms or more`,
+    )
+  }
   return out
 }
 
