@@ -1,5 +1,6 @@
 // A random-write stream against stratadb alone, for memory and pacing work:
-// N distinct random 16-byte keys with 100-byte values, 64 puts in flight,
+// N random 16-byte keys with the bench's half-compressible 100-byte values
+// (db_bench's, as `strata bench` and bigdata write them), 64 puts in flight,
 // memtableBytes and blockCacheBytes 64 MiB (bigdata's settings). Prints the
 // throughput of each twentieth of the stream, the slowest ÷ median window,
 // stalls and slowdowns, write amplification and peak RSS (sampled every
@@ -10,6 +11,7 @@ import { rmSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { open } from '../dist/index.js'
+import { ValuePool } from '../dist/cli/bench/key-stream.js'
 
 const N = Number(process.argv[2] ?? 10_000_000)
 const extra = JSON.parse(process.argv[3] ?? '{}')
@@ -18,7 +20,7 @@ const db = await open(dir, { memtableBytes: 64 << 20, blockCacheBytes: 64 << 20,
 
 let seed = 1
 const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0)
-const value = Buffer.alloc(100, 7)
+const values = new ValuePool(100, 1, 0.5)
 const windowOps = Math.floor(N / 20)
 const windows = []
 let issued = 0
@@ -34,7 +36,7 @@ async function writer() {
     key.writeUInt32BE(next(), 0)
     key.writeUInt32BE(next(), 4)
     key.writeUInt32BE(next(), 8)
-    await db.put(key, value)
+    await db.put(key, values.valueFor(issued))
     if (++done % windowOps === 0) {
       const now = performance.now()
       windows.push(Math.round(windowOps / (now - windowStart)))
@@ -61,6 +63,7 @@ console.log(
     slowdownSeconds: +(s.writes.slowdownMs / 1000).toFixed(1),
     writeAmplification: +s.writeAmplification.toFixed(2),
     peakRssMiB: Math.round(peakRss / 1048576),
+    l0Tables: s.levels[0].tables,
   }),
 )
 await db.close()
