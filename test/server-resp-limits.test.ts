@@ -10,7 +10,7 @@ import * as net from 'node:net'
 import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
 import { Redis, type RedisOptions } from 'ioredis'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { ServerOptionsInput } from '../src/server/index.js'
 import { RedisClients, startRespServer, type RunningServer } from './resp-helpers.js'
 import { DEFAULT_LIMITS, defaultMaxMemoryClientsBytes, resolveServerOptions } from '../src/server/shared/options.js'
@@ -158,7 +158,9 @@ describe('before AUTH (finding 2)', () => {
       for (let i = 0; i < 16; i++) c.socket.write(chunk)
     }
     for (const c of conns) expect(await c.closedWithin(3000)).toBe(true)
-    expect(retainedArrayBuffers() - before).toBeLessThan(16 << 20)
+    // The client sees its socket closed before the server has run its close handlers (a loaded CI machine once
+    // measured one 16 MiB partial bulk still held): wait for them, then the three 16 MiB commands must be gone.
+    await vi.waitFor(() => expect(retainedArrayBuffers() - before).toBeLessThan(16 << 20), { timeout: 3000, interval: 100 })
   })
 })
 
