@@ -348,8 +348,10 @@ describe('strata bench command', () => {
     for (const engine of engines) {
       expect(get('fillseq', engine).ops).toBe(2000)
       expect(get('fillsync', engine).ops).toBe(20) // num / 100
-      expect(get('seekrandom', engine).ops).toBe(100) // num / 20
-      expect(get('seekrandom', engine).details?.entriesPerSeek).toBeGreaterThan(90)
+      for (const seek of ['seekrandom', 'seekrandom-async']) {
+        expect(get(seek, engine).ops).toBe(100) // num / 20
+        expect(get(seek, engine).details?.entriesPerSeek).toBeGreaterThan(90)
+      }
       expect(get('largevalues', engine).ops).toBe(10) // num / 200
       expect(get('largevalues', engine).details?.readFound).toBeGreaterThan(0)
       expect(get('readmissing', engine).found).toBe(0)

@@ -34,6 +34,7 @@ export const WORKLOAD_NAMES = [
   'readseq',
   'readreverse',
   'seekrandom',
+  'seekrandom-async',
   'readwhilewriting',
   'deleterandom',
   'largevalues',
@@ -142,7 +143,7 @@ export const INCREMENT_KEYS = 1000
 export const scaledOps = {
   /** fillsync: one fsync per write (db_bench uses num / 1000). */
   fillsync: (num: number): number => Math.max(1, Math.floor(num / 100)),
-  /** seekrandom: each seek reads SEEK_ENTRIES entries. */
+  /** seekrandom and seekrandom-async: each seek reads SEEK_ENTRIES entries. */
   seekrandom: (num: number): number => Math.max(1, Math.floor(num / 20)),
   /**
    * largevalues: the bytes of num / 200 values of 256 KiB (1,000 puts, 250 MiB

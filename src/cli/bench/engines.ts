@@ -43,6 +43,8 @@ export interface BenchDb {
   scan(visit: EntryVisitor, reverse?: boolean): Promise<number>
   /** Visits at most `limit` entries from the first key >= `from`; resolves with the count. */
   seek(from: Buffer, limit: number, visit: EntryVisitor): Promise<number>
+  /** The same through the engine's synchronous range read, when it has one; returns the count. */
+  readonly seekSync: ((from: Buffer, limit: number, visit: EntryVisitor) => number) | undefined
   /**
    * Adds one to the decimal counter stored at `key` (absent = 0) in a
    * read-modify-write transaction; resolves with the number of attempts (1 =
@@ -173,7 +175,7 @@ async function loadStratadb(): Promise<EngineAdapter> {
     name: 'stratadb',
     version: ownVersion(),
     durability: 'syncWrites=false (default): a write resolves once appended to the WAL with write(2), no fsync; survives a process crash, not a power loss',
-    calls: `put, batch, getSync, get, delete, iterator (for await), transaction; ${defaults}`,
+    calls: `put, batch, getSync, get, delete, iterator (nextSync; for await in seekrandom-async and the scans), transaction; ${defaults}`,
     syncWrites: 'put(key, value, { sync: true }): the WAL is fsynced before the put resolves (concurrent writes share an fsync)',
     transactions: {
       supported: true,
@@ -208,6 +210,15 @@ async function loadStratadb(): Promise<EngineAdapter> {
           let count = 0
           for await (const [key, value] of db.iterator({ gte: from, limit })) {
             visit(key, value)
+            count++
+          }
+          return count
+        },
+        seekSync(from, limit, visit) {
+          let count = 0
+          const it = db.iterator({ gte: from, limit })
+          for (let entry = it.nextSync(); entry !== undefined; entry = it.nextSync()) {
+            visit(entry[0], entry[1])
             count++
           }
           return count
@@ -278,6 +289,8 @@ function levelBenchDb(db: LevelDb, stats: () => unknown): BenchDb {
     getSync: db.supports.getSync === true ? (key) => db.getSync(key) : undefined,
     scan: (visit, reverse = false) => visitAll(db.iterator(reverse ? { reverse } : undefined), LEVEL_SCAN_ENTRIES, visit),
     seek: (from, limit, visit) => visitAll(db.iterator({ gte: from, limit }), limit, visit, limit),
+    // abstract-level iterators are asynchronous only.
+    seekSync: undefined,
     increment: undefined,
     stats,
     close: () => db.close(),
@@ -382,6 +395,14 @@ async function loadLmdb(): Promise<EngineAdapter> {
     tuning: () => 'open({ path }) with lmdb-js defaults: no memtable or cache settings (reads go through the OS page cache of the memory map)',
     async open(dir) {
       const db = lmdb.open({ path: dir, keyEncoding: 'binary', encoding: 'binary' })
+      const lmdbSeek = (from: Buffer, limit: number, visit: EntryVisitor): number => {
+        let count = 0
+        for (const { key, value } of db.getRange({ start: from, limit })) {
+          visit(key, value)
+          count++
+        }
+        return count
+      }
       return {
         put: (key, value) => db.put(key, value),
         async putDurable(key, value) {
@@ -405,14 +426,9 @@ async function loadLmdb(): Promise<EngineAdapter> {
           }
           return count
         },
-        async seek(from, limit, visit) {
-          let count = 0
-          for (const { key, value } of db.getRange({ start: from, limit })) {
-            visit(key, value)
-            count++
-          }
-          return count
-        },
+        // getRange is synchronous: seekrandom-async awaits the same loop.
+        seek: async (from, limit, visit) => lmdbSeek(from, limit, visit),
+        seekSync: (from, limit, visit) => lmdbSeek(from, limit, visit),
         async increment(key) {
           await db.transaction(() => {
             db.putSync(key, nextCount(db.get(key)))

@@ -237,7 +237,7 @@ async function readWhileWriting(db: BenchDb, ctx: WorkloadContext): Promise<Meas
 }
 
 /** Random-key seeks of SEEK_ENTRIES entries each, `concurrency` in flight; ops are seeks. */
-async function seekRandom(db: BenchDb, ctx: WorkloadContext): Promise<Measurement> {
+async function seekRandom(db: BenchDb, ctx: WorkloadContext, mode: 'sync' | 'async'): Promise<Measurement> {
   const { num, concurrency, seed } = ctx.config
   const seeks = scaledOps.seekrandom(num)
   const starts = randomIndices(seeks, num, streamSeed(seed, 'seekrandom'))
@@ -248,7 +248,11 @@ async function seekRandom(db: BenchDb, ctx: WorkloadContext): Promise<Measuremen
     entries++
     bytes += key.length + value.length
   }
-  const elapsedMs = await runConcurrent(seeks, concurrency, (op) => db.seek(ctx.keys.encode(starts[op]), SEEK_ENTRIES, visit), latency)
+  const seekSync = db.seekSync
+  const elapsedMs =
+    mode === 'sync' && seekSync !== undefined
+      ? runSync(seeks, (op) => void seekSync(ctx.keys.encode(starts[op]), SEEK_ENTRIES, visit), latency)
+      : await runConcurrent(seeks, mode === 'sync' ? 1 : concurrency, (op) => db.seek(ctx.keys.encode(starts[op]), SEEK_ENTRIES, visit), latency)
   return { ops: seeks, bytes, elapsedMs, latency, details: { entries, entriesPerSeek: entries / seeks } }
 }
 
@@ -459,8 +463,15 @@ export const WORKLOADS: Record<WorkloadName, Workload> = {
     name: 'seekrandom',
     database: 'existing',
     describe: (c) =>
-      `${count(scaledOps.seekrandom(c.num))} (num / 20) range reads of ${SEEK_ENTRIES} entries from a random key (stratadb iterator({ gte, limit })), ${c.concurrency} in flight; ops = seeks`,
-    run: (db, ctx) => seekRandom(db, ctx),
+      `${count(scaledOps.seekrandom(c.num))} (num / 20) synchronous range reads of ${SEEK_ENTRIES} entries from a random key (stratadb iterator({ gte, limit }).nextSync(), lmdb getRange; classic-level has no synchronous iterator: awaited nextv, one seek at a time); ops = seeks`,
+    run: (db, ctx) => seekRandom(db, ctx, 'sync'),
+  },
+  'seekrandom-async': {
+    name: 'seekrandom-async',
+    database: 'existing',
+    describe: (c) =>
+      `${count(scaledOps.seekrandom(c.num))} (num / 20) awaited range reads of ${SEEK_ENTRIES} entries from a random key (stratadb for await of iterator({ gte, limit }), classic-level nextv, lmdb getRange in an async function), ${c.concurrency} in flight; ops = seeks`,
+    run: (db, ctx) => seekRandom(db, ctx, 'async'),
   },
   readwhilewriting: {
     name: 'readwhilewriting',
