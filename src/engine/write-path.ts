@@ -15,8 +15,15 @@ import type { FailureSite } from '../base/background-error.js'
 import { WriteThrottle } from './write-pacing.js'
 import { MAX_GROUP_BYTES, type Condition, type PendingWrite } from './write-group.js'
 
-/** Write groups committed back to back before the drain lets the event loop turn. */
+/** Write groups committed back to back before the drain lets the event loop turn... */
 const GROUPS_PER_EVENT_LOOP_TURN = 64
+/**
+ * ...or this long since the drain last let it turn: 64 groups of 64 puts took
+ * 80-110 ms while the code was still cold (interpreted) at the start of a
+ * stream, blocking timers and sockets for that long (docs/performance.md,
+ * "Bigdata").
+ */
+const MAX_MS_PER_EVENT_LOOP_TURN = 10
 /** Written groups that may wait for the commit gate at once (replication: one per round trip otherwise). */
 const MAX_GATED_GROUPS = 64
 
@@ -138,6 +145,8 @@ export class WritePath {
   writtenWalBytes = 0
   writtenSequence: number
   private groupsSinceYield = 0
+  /** When the drain last let the event loop turn (or began). */
+  private yieldedAtMs = 0
   private writesIssued = 0
   private writesSettled = 0
   private readonly settleWaiters: Array<{ ticket: number; resolve: (sequence: number) => void }> = []
@@ -348,6 +357,7 @@ export class WritePath {
   }
 
   private async drain(): Promise<void> {
+    this.yieldedAtMs = performance.now()
     try {
       for (;;) {
         if (this.applied.length === 0 && this.queue.length === 0 && this.freezeRequests.length === 0) {
@@ -370,10 +380,15 @@ export class WritePath {
           break
         }
         if (this.applied.length > 0) {
-          if (++this.groupsSinceYield >= GROUPS_PER_EVENT_LOOP_TURN || this.holdGroupsWhile?.() === true) {
+          if (
+            ++this.groupsSinceYield >= GROUPS_PER_EVENT_LOOP_TURN ||
+            performance.now() - this.yieldedAtMs >= MAX_MS_PER_EVENT_LOOP_TURN ||
+            this.holdGroupsWhile?.() === true
+          ) {
             // Writes that never wait on I/O resolve through microtasks only; let timers and I/O run.
             this.groupsSinceYield = 0
             await new Promise<void>((resolve) => setImmediate(resolve))
+            this.yieldedAtMs = performance.now()
           }
           await this.commitApplied()
           continue
@@ -437,6 +452,7 @@ export class WritePath {
         this.groupsSinceYield = 0
         stage = 'wal-sync'
         await wal.sync()
+        this.yieldedAtMs = performance.now()
       }
     } catch (err) {
       // The WAL tail is now unknown: later appends could sit behind garbage. Stop writing.
