@@ -5,9 +5,8 @@
  * the same thread for long.
  */
 import { afterEach, describe, expect, it } from 'vitest'
-import { open, type Database, type File, type FileSystem } from '../src/index.js'
-import { nodeFileSystem } from '../src/vfs/node-file-system.js'
-import { tempDir } from './unit/helpers.js'
+import { open, type Database, type FileSystem } from '../src/index.js'
+import { tempDir, withFileHooks } from './unit/helpers.js'
 
 let cleanup = (): void => {}
 let db: Database | undefined
@@ -19,29 +18,15 @@ afterEach(async () => {
 
 /** The real file system, with every WAL write holding the thread `busyMs` longer (a slow disk's write(2)). */
 function slowWalWrites(busyMs: number): FileSystem {
-  return {
-    ...nodeFileSystem,
-    open(file: string, flags): File {
-      const inner = nodeFileSystem.open(file, flags)
-      if (!file.endsWith('.log')) return inner
-      return {
-        path: inner.path,
-        read: (...a) => inner.read(...a),
-        write: (...a) => {
-          const until = performance.now() + busyMs
-          while (performance.now() < until) {
-            /* the write(2) of a slow disk */
-          }
-          return inner.write(...a)
-        },
-        writeChunks: (chunks) => inner.writeChunks(chunks),
-        datasync: () => inner.datasync(),
-        datasyncSync: () => inner.datasyncSync(),
-        size: () => inner.size(),
-        close: () => inner.close(),
+  return withFileHooks('.log', (inner) => ({
+    write: (...a) => {
+      const until = performance.now() + busyMs
+      while (performance.now() < until) {
+        /* the write(2) of a slow disk */
       }
+      return inner.write(...a)
     },
-  }
+  }))
 }
 
 describe('event loop', () => {

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { open, type Database, type File, type FileSystem } from '../src/index.js'
-import { nodeFileSystem } from '../src/vfs/node-file-system.js'
-import { tempDir } from './unit/helpers.js'
+import { open, type Database, type FileSystem } from '../src/index.js'
+import { tempDir, withFileHooks } from './unit/helpers.js'
 
 let cleanup = (): void => {}
 let db: Database | undefined
@@ -13,26 +12,12 @@ afterEach(async () => {
 
 /** The real file system, with every fdatasync of a table file taking `delayMs` longer: flushes slower than the writes. */
 function slowTableSyncs(delayMs: number): FileSystem {
-  return {
-    ...nodeFileSystem,
-    open(file: string, flags): File {
-      const inner = nodeFileSystem.open(file, flags)
-      if (!file.endsWith('.sst')) return inner
-      return {
-        path: inner.path,
-        read: (...a) => inner.read(...a),
-        write: (...a) => inner.write(...a),
-        writeChunks: (chunks) => inner.writeChunks(chunks),
-        datasync: async () => {
-          await new Promise((resolve) => setTimeout(resolve, delayMs))
-          await inner.datasync()
-        },
-        datasyncSync: () => inner.datasyncSync(),
-        size: () => inner.size(),
-        close: () => inner.close(),
-      }
+  return withFileHooks('.sst', (inner) => ({
+    datasync: async () => {
+      await new Promise((resolve) => setTimeout(resolve, delayMs))
+      await inner.datasync()
     },
-  }
+  }))
 }
 
 const key = (i: number): string => `key${String(i).padStart(7, '0')}`
