@@ -319,6 +319,26 @@ describe('write batcher', () => {
     expect(log).toEqual(['batch put:a,check:bad,put:bad,put:c', 'put a', 'batch check:bad,put:bad', 'put c'])
   })
 
+  it('settles a putThen write like a put: in the batch of the turn, on its own after a failed batch, at once when invalid', async () => {
+    const log: string[] = []
+    const b = new WriteBatcher(fakeDb(log), LIMITS)
+    const viaCallback = (key: string, value: string): Promise<string> =>
+      new Promise((resolve) => b.putThen(Buffer.from(key), Buffer.from(value), (e?: unknown) => resolve(e === undefined ? 'ok' : (e as Error).message)))
+    const a = viaCallback('a', '1')
+    const bad = settle(b.batch([{ type: 'check', key: Buffer.from('bad'), ifVersion: 3 }]))
+    const c = viaCallback('c', '3')
+    expect(b.pending).toBe(3)
+    b.flush()
+    expect(await Promise.all([a, bad, c])).toEqual(['ok', 'conflict', 'ok'])
+    expect(log).toEqual(['batch put:a,check:bad,put:c', 'put a', 'batch check:bad', 'put c'])
+    const empty = viaCallback('', 'x')
+    expect(b.pending).toBe(0)
+    expect(await empty).toBe('empty key')
+    const d = viaCallback('d', '4')
+    expect(await d).toBe('ok')
+    expect(log.slice(4)).toEqual(['put ', 'put d'])
+  })
+
   it('flushes early only for keys a queued write may touch', () => {
     const log: string[] = []
     const b = new WriteBatcher(fakeDb(log), LIMITS)

@@ -4,7 +4,8 @@
  * writes still wait in the server's write batcher. The connection orders its
  * later commands after them (see connection.ts).
  */
-import { ErrorReply } from './reply.js'
+import { ErrorReply, OK } from './reply.js'
+import type { PendingReply } from './reply-queue.js'
 import type { WriteTracker } from './store.js'
 import type { QueuedOp, WriteBatcher } from './write-batcher.js'
 import type { WriteGate } from '../shared/write-gate.js'
@@ -28,6 +29,21 @@ export class ConnectionWrites {
     this.gate.begin()
     write.then(this.writeSettled, this.writeSettled)
     return write
+  }
+
+  /**
+   * A plain SET joining the turn's batch, its reply settled by callback
+   * (`pending`: OK, or the error): the bookkeeping of `track` without a
+   * promise per command.
+   */
+  put(key: Buffer, value: Buffer, pending: PendingReply): void {
+    this.queuedAt = this.batcher.generation
+    this.writesInFlight++
+    this.gate.begin()
+    this.batcher.putThen(key, value, (error) => {
+      this.writeSettled()
+      pending.settle(error, OK)
+    })
   }
 
   /** Commits of read-modify-writes and EXEC join the turn's batch (write-batcher.ts). */

@@ -61,12 +61,13 @@ import { ConnectionWrites } from './connection-writes.js'
 import { RespParser, RespProtocolError, type RespParserLimits } from './parser.js'
 import { readModifyWrite } from './read-modify-write.js'
 import { ErrorReply, OK, QUEUED, SimpleString, err, type Protocol, type Reply } from './reply.js'
-import { ReplyQueue } from './reply-queue.js'
+import { PendingReply, ReplyQueue } from './reply-queue.js'
 import { Transaction, exec } from './transaction.js'
 import { BatchingStore, DirectStore } from './store.js'
 
 /** GET, served directly on the hot path (same result as its handler). */
 const GET = COMMANDS.get('get')
+const SET = COMMANDS.get('set')
 
 /** After the socket is ended (and its output flushed), how long to wait for the client to close its side. */
 const CLOSE_LINGER_MS = 1_000
@@ -401,10 +402,20 @@ export class RespConnection implements ConnectionState {
     this.pushReply(err(unknownCommandMessage(args)), undefined, 0)
   }
 
-  private execute(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> {
+  private execute(spec: CommandSpec, args: Buffer[]): MaybePromise<Reply> | PendingReply {
     const kind = commandKind(spec, args)
     if (kind === 'conn') return this.runner.run(spec, args, this.direct)
     if (this.server.cluster !== undefined) return this.executeOnReplica(spec, args, kind)
+    if (spec === SET && args.length === 3) {
+      // The hottest write, a plain SET, as executeKind's blind write with its reply settled by callback (no promise).
+      const busy = this.writes.busy()
+      if (busy !== undefined) return busy
+      if (this.server.locks.heldCount === 0) {
+        const pending = new PendingReply()
+        this.writes.put(args[1], args[2], pending)
+        return pending
+      }
+    }
     return this.executeKind(spec, args, kind)
   }
 
@@ -545,7 +556,7 @@ export class RespConnection implements ConnectionState {
   // ---- output ------------------------------------------------------------------
 
   /** Queues a reply in command order; `spec` and `started` are for the command's metrics. */
-  private pushReply(reply: MaybePromise<Reply>, spec: CommandSpec | undefined, started: number): void {
+  private pushReply(reply: MaybePromise<Reply> | PendingReply, spec: CommandSpec | undefined, started: number): void {
     this.replies.push(reply, this.protocol, spec, started, this.clock)
   }
 

@@ -10,7 +10,43 @@ import type { ServerMetrics } from '../shared/metrics.js'
 import type { CommandSpec } from './command-spec.js'
 import { ErrorReply, OutputBuffer, type Protocol, type Reply } from './reply.js'
 
-interface Slot {
+/**
+ * A reply that a callback settles later, instead of a promise: the hottest
+ * write (a plain SET joining the turn's batch) takes one of these, so that
+ * its reply costs no promise and no reaction of its own.
+ */
+export class PendingReply {
+  private queue: ReplyQueue | undefined
+  private slot: Slot | undefined
+  private settled = false
+  private error: unknown = undefined
+  private reply: Reply = null
+
+  /** Settles with `reply`, or with `error` when it is not undefined (answered as for a failed command). Once. */
+  settle(error: unknown, reply: Reply): void {
+    if (this.settled) return
+    this.settled = true
+    this.error = error
+    this.reply = reply
+    this.deliver()
+  }
+
+  /** The queue slot the reply goes to (ReplyQueue.push). */
+  attach(queue: ReplyQueue, slot: Slot): void {
+    this.queue = queue
+    this.slot = slot
+    this.deliver()
+  }
+
+  private deliver(): void {
+    const queue = this.queue
+    if (!this.settled || queue === undefined) return
+    this.queue = undefined
+    queue.settlePending(this.slot!, this.error, this.reply)
+  }
+}
+
+export interface Slot {
   done: boolean
   reply: Reply
   protocol: Protocol
@@ -53,7 +89,13 @@ export class ReplyQueue {
    * `started` are for the command's metrics, `now` is when a reply that is
    * ready at once was made.
    */
-  push(reply: MaybePromise<Reply>, protocol: Protocol, spec: CommandSpec | undefined, started: number, now: number): void {
+  push(reply: MaybePromise<Reply> | PendingReply, protocol: Protocol, spec: CommandSpec | undefined, started: number, now: number): void {
+    if (reply instanceof PendingReply) {
+      const slot: Slot = { done: false, reply: null, protocol, spec, started }
+      this.slots.push(slot)
+      reply.attach(this, slot)
+      return
+    }
     if (!isPromise(reply)) {
       if (spec !== undefined) this.metrics.respCommand(spec.name, (now - started) / 1000, reply instanceof ErrorReply)
       if (this.pending === 0) {
@@ -69,6 +111,11 @@ export class ReplyQueue {
       (r) => this.settleSlot(slot, r),
       (e: unknown) => this.settleSlot(slot, this.errorReply(e)),
     )
+  }
+
+  /** A PendingReply settled: `error` (when not undefined) is answered as a rejected command's. */
+  settlePending(slot: Slot, error: unknown, reply: Reply): void {
+    this.settleSlot(slot, error === undefined ? reply : this.errorReply(error))
   }
 
   private settleSlot(slot: Slot, reply: Reply): void {

@@ -61,6 +61,7 @@ interface Queued {
   /** ...or several operations, atomic together (MSET, a read-modify-write's commit, FLUSHDB). */
   ops: QueuedOp[] | undefined
   resolve: () => void
+  /** Called with the error (never undefined). */
   reject: (err: unknown) => void
 }
 
@@ -100,6 +101,19 @@ export class WriteBatcher {
     if (this.invalid(key, value)) return putOne(this.db, key, value, expiresAt)
     this.mark(key)
     return new Promise<void>((resolve, reject) => this.enqueue({ key, value, expiresAt, ops: undefined, resolve, reject }, 1, key.length + value.length))
+  }
+
+  /**
+   * `put` without a promise: `done(undefined)` once the batch holding it is
+   * durable, `done(error)` if it failed (the hottest write, a plain SET).
+   */
+  putThen(key: Buffer, value: Buffer, done: (error?: unknown) => void): void {
+    if (this.invalid(key, value)) {
+      putOne(this.db, key, value, undefined).then(() => done(), done)
+      return
+    }
+    this.mark(key)
+    this.enqueue({ key, value, expiresAt: undefined, ops: undefined, resolve: done, reject: done }, 1, key.length + value.length)
   }
 
   /** Queues operations, atomic together; resolves once the batch holding them is durable (rejects as db.batch would). */
