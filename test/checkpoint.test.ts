@@ -81,6 +81,28 @@ function hashDir(dir: string): Record<string, string> {
   return out
 }
 
+/**
+ * Waits until no frozen memtable waits for its flush and the names in `dir`
+ * stayed the same for 100 ms: after a flush installs, the WALs it made
+ * obsolete are unlinked on the thread pool, a little later.
+ */
+async function backgroundSettled(db: Database, dir: string): Promise<void> {
+  const deadline = Date.now() + 20_000
+  let names = ''
+  let sameSince = Date.now()
+  for (;;) {
+    const now = db.stats().memtable.immutableCount > 0 ? '' : fs.readdirSync(dir).sort().join(',')
+    if (now !== names) {
+      names = now
+      sameSince = Date.now()
+    } else if (now !== '' && Date.now() - sameSince >= 100) {
+      return
+    }
+    if (Date.now() > deadline) throw new Error(`${dir}: background work did not settle within 20 s`)
+    await sleep(20)
+  }
+}
+
 /** Name → size of every entry of `dir`. */
 function listing(dir: string): Record<string, number> {
   const out: Record<string, number> = {}
@@ -1024,7 +1046,7 @@ describe('checkpoint files', () => {
     const db = await open(source, { memtableBytes: 256 * 1024, autoCompaction: false })
     try {
       for (let i = 0; i < 4000; i++) await db.put(`k${i % 1500}`, Buffer.alloc(200 + (i % 300), `v${i}|`))
-      for (let i = 0; i < 100 && db.stats().memtable.immutableCount > 0; i++) await sleep(20)
+      await backgroundSettled(db, source)
       const before = hashDir(source)
       const target = path.join(otherRoot, 'cp')
       const result = await db.checkpoint(target)
@@ -1114,8 +1136,7 @@ describe('checkpoint files', () => {
       for (let i = 0; i < 3000; i++) await db.put(`k${i % 700}`, `value ${i} `.repeat(8))
       for (let i = 0; i < 10; i++) await db.delete(`k${i}`)
       // Let flushes settle (no compaction runs): tables and a non-empty active WAL.
-      for (let i = 0; i < 100 && db.stats().memtable.immutableCount > 0; i++) await sleep(20)
-      await sleep(50)
+      await backgroundSettled(db, source)
       expect(db.stats().memtable.immutableCount).toBe(0)
       expect(db.stats().memtable.activeBytes).toBeGreaterThan(0)
       const before = hashDir(source)

@@ -40,10 +40,16 @@ export class ConnectionWrites {
     this.queuedAt = this.batcher.generation
     this.writesInFlight++
     this.gate.begin()
-    this.batcher.putThen(key, value, (error) => {
+    try {
+      this.batcher.putThen(key, value, (error) => {
+        this.writeSettled()
+        pending.settle(error, OK)
+      })
+    } catch (e) {
+      // Not expected (the database refuses by rejecting): answered as the handler's exception would be.
       this.writeSettled()
-      pending.settle(error, OK)
-    })
+      pending.settle(e, OK)
+    }
   }
 
   /** Commits of read-modify-writes and EXEC join the turn's batch (write-batcher.ts). */
