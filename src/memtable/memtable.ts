@@ -5,7 +5,7 @@ import { RecordArena } from '../wal/record-arena.js'
 import { EXPIRY_BYTES, KIND_DELETE, KIND_PUT, KIND_PUT_EXPIRING, KIND_RANGE_DELETE, VALUE_NOT_READ, expiryOf, type Found } from '../base/entry.js'
 import { RangeTombstoneIndex, type RangeTombstone } from '../base/range-tombstones.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
-import type { Recycler } from './recycler.js'
+import { MIN_INITIAL_SLOTS, type Recycler } from './recycler.js'
 
 /**
  * The in-memory table of recent writes.
@@ -65,7 +65,6 @@ const F_SEQUENCE = 4
 const NONE = 0xffffffff
 export const ENTRY_BYTES = WORDS * 4
 const DEFAULT_PAGE_ENTRIES = 1024
-const INITIAL_SLOTS = 64
 
 /** 32-bit FNV-1a of bytes [start, end), unsigned. */
 function hashBytes(b: Uint8Array, start: number, end: number): number {
@@ -127,7 +126,7 @@ export class Memtable {
     this.pageShift = Math.log2(pageEntries)
     this.pageMask = pageEntries - 1
     this.pageBytes = pageEntries * ENTRY_BYTES
-    const initialSlots = recycler?.initialSlots ?? INITIAL_SLOTS
+    const initialSlots = recycler?.initialSlots ?? MIN_INITIAL_SLOTS
     this.slots = recycler?.takeSlots(initialSlots) ?? new Int32Array(initialSlots)
   }
 

@@ -2,8 +2,8 @@ import { assert } from '../base/assert.js'
 
 const MIN_CHUNK_BYTES = 4 << 10
 const MAX_CHUNK_BYTES = 1 << 20
-/** Fewest hash slots a memtable starts with. */
-const MIN_INITIAL_SLOTS = 64
+/** Fewest hash slots a memtable starts with (also without a recycler). */
+export const MIN_INITIAL_SLOTS = 64
 /**
  * Memtable bytes per key assumed when sizing a new memtable's hash table: a
  * 16-byte key with a 100-byte value takes ~165 (record, entry columns, slot),
