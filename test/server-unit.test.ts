@@ -323,7 +323,15 @@ describe('write batcher', () => {
     const log: string[] = []
     const b = new WriteBatcher(fakeDb(log), LIMITS)
     const viaCallback = (key: string, value: string): Promise<string> =>
-      new Promise((resolve) => b.putThen(Buffer.from(key), Buffer.from(value), (e?: unknown) => resolve(e === undefined ? 'ok' : (e as Error).message)))
+      new Promise((resolve) =>
+        b.putThen(
+          Buffer.from(key),
+          Buffer.from(value),
+          undefined,
+          () => resolve('ok'),
+          (e: unknown) => resolve((e as Error).message),
+        ),
+      )
     const a = viaCallback('a', '1')
     const bad = settle(b.batch([{ type: 'check', key: Buffer.from('bad'), ifVersion: 3 }]))
     const c = viaCallback('c', '3')

@@ -25,8 +25,7 @@ export class ConnectionWrites {
 
   /** Counts a write handed to the engine until it settles (the stores report each write here). */
   readonly track: WriteTracker = (write) => {
-    this.writesInFlight++
-    this.gate.begin()
+    this.writeBegun()
     write.then(this.writeSettled, this.writeSettled)
     return write
   }
@@ -37,14 +36,14 @@ export class ConnectionWrites {
    * promise per command.
    */
   put(key: Buffer, value: Buffer, pending: PendingReply): void {
-    this.queuedAt = this.batcher.generation
-    this.writesInFlight++
-    this.gate.begin()
+    this.noteQueued()
+    this.writeBegun()
+    const settled = (error?: unknown): void => {
+      this.writeSettled()
+      pending.settle(error, OK)
+    }
     try {
-      this.batcher.putThen(key, value, (error) => {
-        this.writeSettled()
-        pending.settle(error, OK)
-      })
+      this.batcher.putThen(key, value, undefined, settled, settled)
     } catch (e) {
       // Not expected (the database refuses by rejecting): answered as the handler's exception would be.
       this.writeSettled()
@@ -56,6 +55,11 @@ export class ConnectionWrites {
   readonly submitBatch = (ops: QueuedOp[]): Promise<void> => {
     this.queuedAt = this.batcher.generation
     return this.batcher.batch(ops)
+  }
+
+  private writeBegun(): void {
+    this.writesInFlight++
+    this.gate.begin()
   }
 
   /** One reaction per write does this connection's and the write gate's bookkeeping. */

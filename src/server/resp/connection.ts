@@ -406,16 +406,6 @@ export class RespConnection implements ConnectionState {
     const kind = commandKind(spec, args)
     if (kind === 'conn') return this.runner.run(spec, args, this.direct)
     if (this.server.cluster !== undefined) return this.executeOnReplica(spec, args, kind)
-    if (spec === SET && args.length === 3) {
-      // The hottest write, a plain SET, as executeKind's blind write with its reply settled by callback (no promise).
-      const busy = this.writes.busy()
-      if (busy !== undefined) return busy
-      if (this.server.locks.heldCount === 0) {
-        const pending = new PendingReply()
-        this.writes.put(args[1], args[2], pending)
-        return pending
-      }
-    }
     return this.executeKind(spec, args, kind)
   }
 
@@ -425,32 +415,43 @@ export class RespConnection implements ConnectionState {
    * (reads, read-modify-writes, EXEC) first waits for a read-index round
    * (docs/replication.md), holding the connection's later commands behind it.
    */
-  private executeOnReplica(spec: CommandSpec, args: Buffer[], kind: CommandKind): MaybePromise<Reply> {
+  private executeOnReplica(spec: CommandSpec, args: Buffer[], kind: CommandKind): MaybePromise<Reply> | PendingReply {
     const cluster = this.server.cluster!
     if (kind === 'write') {
       const refused = cluster.admitNow()
       return refused === undefined ? this.executeKind(spec, args, kind) : this.runner.errorReply(refused)
     }
-    if (kind === 'tx' && spec.name !== 'exec') return this.executeKind(spec, args, kind)
+    if (kind === 'tx' && spec.name !== 'exec') return this.executeOrdered(spec, args, kind)
     return this.hold(
       cluster.admit('read').then(
-        () => this.executeKind(spec, args, kind),
+        () => this.executeOrdered(spec, args, kind),
         (e: unknown) => this.runner.errorReply(e),
       ),
     )
   }
 
-  private executeKind(spec: CommandSpec, args: Buffer[], kind: CommandKind): MaybePromise<Reply> {
+  private executeKind(spec: CommandSpec, args: Buffer[], kind: CommandKind): MaybePromise<Reply> | PendingReply {
     if (kind === 'write') {
       const busy = this.writes.busy()
       if (busy !== undefined) return busy
       if (this.server.locks.heldCount === 0) {
         // No key is exclusively held (the usual case): join this turn's batch.
+        if (spec === SET && args.length === 3) {
+          // The hottest write, a plain SET: its reply is settled by callback (no promise).
+          const pending = new PendingReply()
+          this.writes.put(args[1], args[2], pending)
+          return pending
+        }
         this.writes.noteQueued()
         return this.runner.run(spec, args, this.batching)
       }
     }
-    // Anything else is ordered after this connection's queued writes: issue them first.
+    return this.executeOrdered(spec, args, kind)
+  }
+
+  /** A command that is not a blind write joining the turn's batch. */
+  private executeOrdered(spec: CommandSpec, args: Buffer[], kind: CommandKind): MaybePromise<Reply> {
+    // Ordered after this connection's queued writes: issue them first.
     this.writes.flushQueued()
     switch (kind) {
       case 'read':

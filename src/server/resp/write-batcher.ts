@@ -98,22 +98,21 @@ export class WriteBatcher {
 
   /** Queues one put (expiring at `expiresAt` when given); resolves once the batch holding it is durable. */
   put(key: Buffer, value: Buffer, expiresAt?: number): Promise<void> {
-    if (this.invalid(key, value)) return putOne(this.db, key, value, expiresAt)
-    this.mark(key)
-    return new Promise<void>((resolve, reject) => this.enqueue({ key, value, expiresAt, ops: undefined, resolve, reject }, 1, key.length + value.length))
+    return new Promise<void>((resolve, reject) => this.putThen(key, value, expiresAt, resolve, reject))
   }
 
   /**
-   * `put` without a promise: `done(undefined)` once the batch holding it is
-   * durable, `done(error)` if it failed (the hottest write, a plain SET).
+   * `put` settled by callbacks instead of a promise (the hottest write, a
+   * plain SET, takes no promise of its own): `resolve` once the batch holding
+   * it is durable, `reject(error)` if it failed.
    */
-  putThen(key: Buffer, value: Buffer, done: (error?: unknown) => void): void {
+  putThen(key: Buffer, value: Buffer, expiresAt: number | undefined, resolve: () => void, reject: (err: unknown) => void): void {
     if (this.invalid(key, value)) {
-      putOne(this.db, key, value, undefined).then(() => done(), done)
+      putOne(this.db, key, value, expiresAt).then(resolve, reject)
       return
     }
     this.mark(key)
-    this.enqueue({ key, value, expiresAt: undefined, ops: undefined, resolve: done, reject: done }, 1, key.length + value.length)
+    this.enqueue({ key, value, expiresAt, ops: undefined, resolve, reject }, 1, key.length + value.length)
   }
 
   /** Queues operations, atomic together; resolves once the batch holding them is durable (rejects as db.batch would). */
