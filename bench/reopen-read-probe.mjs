@@ -3,6 +3,8 @@
 // getSync of the bench's readrandom key stream through the bench's own driver
 // and latency recorder. Pass 1 is what the bench measures (right after the
 // open, cache cold); later passes show the same reads with a warm cache.
+// Each pass also prints the process's minor page faults during it (the first
+// touch of fresh memory: the block cache filling up; lmdb maps the page cache).
 // The databases come from a kept bench directory:
 //
 //   node dist/cli/strata.js bench readrandom --num 1000000 --engines stratadb,lmdb --dir /tmp/rr
@@ -42,6 +44,7 @@ const openMs = performance.now() - openStartMs
 const indices = randomIndices(N, N, streamSeed(1, 'readrandom'))
 for (let pass = 1; pass <= Number(passesArg ?? 2); pass++) {
   let found = 0
+  const faults = process.resourceUsage().minorPageFault
   const latency = new LatencyRecorder()
   const ms = runSync(
     N,
@@ -52,7 +55,8 @@ for (let pass = 1; pass <= Number(passesArg ?? 2); pass++) {
   )
   console.log(
     `${engine} pass ${pass}: ${Math.round((N / ms) * 1000)} ops/s, p50 ${(latency.histogram.percentile(50) / 1000).toFixed(2)} µs, ` +
-      `p99 ${(latency.histogram.percentile(99) / 1000).toFixed(2)} µs, found ${found}, open ${openMs.toFixed(0)} ms`,
+      `p99 ${(latency.histogram.percentile(99) / 1000).toFixed(2)} µs, found ${found}, open ${openMs.toFixed(0)} ms, ` +
+      `minor page faults ${process.resourceUsage().minorPageFault - faults}`,
   )
 }
 await close()
