@@ -5,6 +5,7 @@ import type { TableVersion } from '../manifest/table-version.js'
 import type { Memtable } from '../memtable/memtable.js'
 import { compareBytes } from '../base/coding.js'
 import { filterHash } from '../sstable/filter-block.js'
+import { L0_FILTER_PASS_MIN_TABLES, l0Filters, l0MayHold, type L0Filters } from './l0-filters.js'
 import type { TableCache } from '../sstable/table-cache.js'
 import type { Found, KeyRange } from '../base/entry.js'
 import { RangeTombstoneIndex, tombstoneOverlaps, type RangeTombstone } from '../base/range-tombstones.js'
@@ -14,6 +15,7 @@ import { RangeTombstoneIndex, tombstoneOverlaps, type RangeTombstone } from '../
  * (newest first), L0 tables (newest first, only those whose range holds the
  * key), then at most one table per deeper level. The first source holding any
  * version <= `sequence` decides. The filter hash is computed once and shared.
+ * With many L0 tables their filters are tested first, in one pass (l0-filters.ts).
  * Without `wantValue` a put's value is not copied out (VALUE_NOT_READ).
  */
 export function readPoint(
@@ -32,15 +34,27 @@ export function readPoint(
     if (found !== undefined) return found
   }
   const levels = tableVersion.levels
+  const l0 = levels[0]
   let hash = -1
-  for (const t of levels[0]) {
+  let filters: L0Filters | undefined
+  let mayHold: Uint8Array | undefined
+  if (l0.length >= L0_FILTER_PASS_MIN_TABLES) {
+    hash = filterHash(key)
+    filters = l0Filters(l0, tables)
+    mayHold = l0MayHold(filters, hash)
+  }
+  for (let i = 0; i < l0.length; i++) {
+    if (mayHold !== undefined && mayHold[i] === 0) continue
+    const t = l0[i]
     // A JS byte loop: cheaper than Buffer.compare's native call for short keys.
     const smallest = t.smallestKey
     const largest = t.largestKey
     if (compareBytes(key, 0, key.length, smallest, 0, smallest.length) < 0) continue
     if (compareBytes(key, 0, key.length, largest, 0, largest.length) > 0) continue
     if (hash < 0) hash = filterHash(key)
-    found = tables.get(t.number).get(key, sequence, hash, wantValue)
+    const reader = tables.get(t.number)
+    if (filters !== undefined) filters.filters[i] = reader.filter
+    found = reader.get(key, sequence, hash, wantValue)
     if (found !== undefined) return found
   }
   for (let l = 1; l < levels.length; l++) {

@@ -22,6 +22,7 @@ export class TableCache {
   private bytes = 0
   private uses = 0
   private pointIndexed = 0
+  private closedReaders = 0
 
   constructor(
     private readonly fs: FileSystem,
@@ -78,12 +79,18 @@ export class TableCache {
     this.readers.delete(fileNumber)
     this.bytes -= r.residentBytes
     if (r.usesPointIndex) this.pointIndexed--
+    this.closedReaders++
     r.unref()
   }
 
   /** Memory held by open readers outside the block cache (index, filter, point index). */
   get residentBytes(): number {
     return this.bytes
+  }
+
+  /** Readers closed so far: whoever keeps a reader's filter drops it when this moves. */
+  get evictions(): number {
+    return this.closedReaders
   }
 
   get openCount(): number {

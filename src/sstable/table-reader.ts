@@ -44,7 +44,8 @@ export class TableReader {
     private readonly file: File,
     readonly fileBytes: number,
     private readonly cache: BlockCache,
-    private readonly filter: Filter,
+    /** The table's Bloom filter (always loaded; point reads of many L0 tables test it first, engine/l0-filters.ts). */
+    readonly filter: Filter,
     /** When set, point reads use it instead of the filter and the index search. */
     private pointIndex: PointIndex | undefined,
     /** Format version from the footer (decides the block checksum). */

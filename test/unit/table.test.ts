@@ -8,6 +8,9 @@ import { TableCache } from '../../src/sstable/table-cache.js'
 import { TableScanner } from '../../src/sstable/table-scanner.js'
 import { Memtable } from '../../src/memtable/memtable.js'
 import { tableFileName } from '../../src/base/file-names.js'
+import { filterHash } from '../../src/sstable/filter-block.js'
+import { l0Filters, l0MayHold } from '../../src/engine/l0-filters.js'
+import type { TableMeta } from '../../src/manifest/table-meta.js'
 import { rng, ready, tempDir } from './helpers.js'
 import { nodeFileSystem } from '../../src/vfs/node-file-system.js'
 
@@ -129,6 +132,31 @@ describe('table', () => {
     expect(tight.get(7).get(key(4), Number.MAX_SAFE_INTEGER)?.v?.toString()).toBe('new4')
     expect(tight.get(7).get(key(5), Number.MAX_SAFE_INTEGER)).toBeUndefined()
     tight.close()
+  })
+
+  it('the L0 filter pass rules out only what a filter rules out, and forgets filters once the table cache closes a reader', async () => {
+    const { dir, cache, reader } = await makeTable(2000)
+    reader.unref()
+    const tables = new TableCache(nodeFileSystem, dir, cache, 10, 1 << 30)
+    // Only the level's identity and length matter to the pass.
+    const l0 = [{ number: 7 }, { number: 7 }] as unknown as TableMeta[]
+    const passOf = (k: Buffer): number[] => [...l0MayHold(l0Filters(l0, tables), filterHash(k)).subarray(0, 2)]
+    // No filter known yet: every table may hold every key.
+    expect(passOf(key(3))).toEqual([1, 1])
+    l0Filters(l0, tables).filters[1] = tables.get(7).filter
+    let ruledOut = 0
+    for (let i = 0; i < 2000; i++) {
+      const [first, second] = passOf(key(i))
+      expect(first).toBe(1)
+      if (i % 2 === 0) expect(second, `key ${i} is in the table`).toBe(1)
+      else ruledOut += 1 - second
+    }
+    expect(ruledOut).toBeGreaterThan(950)
+    // The cache closes the reader: its filter is forgotten, not kept alive.
+    tables.evict(7)
+    expect(l0Filters(l0, tables).filters).toEqual([undefined, undefined])
+    expect(passOf(key(3))).toEqual([1, 1])
+    tables.close()
   })
 
   it('iterates forward, backward and from random seeks', async () => {
