@@ -7,12 +7,14 @@
 // and makes `reads` getSync calls of random keys in two passes (the first
 // after the reopen, the second with the tables open and their filters known),
 // printing reads/s, minor page faults and CPU time of each. Needs a build
-// (npm run build); alternate builds between runs for an A/B.
+// (npm run build); for an A/B, alternate runs of two builds, the other one
+// a copy of its dist/ inside this tree (DIST=../dist-old, relative to bench/).
 //
-//   node bench/l0-read-probe.mjs <dir> [N=5000000] [reads=200000] [runs=1]
+//   [DIST=../dist] node bench/l0-read-probe.mjs <dir> [N=5000000] [reads=200000] [runs=1]
 import * as fs from 'node:fs'
-import { open } from '../dist/index.js'
-import { KeyFormat, Permutation, SeededRandom, ValuePool, streamSeed } from '../dist/cli/bench/key-stream.js'
+const dist = process.env.DIST ?? '../dist'
+const { open } = await import(`${dist}/index.js`)
+const { KeyFormat, Permutation, SeededRandom, ValuePool, streamSeed } = await import(`${dist}/cli/bench/key-stream.js`)
 
 const dir = process.argv[2]
 if (dir === undefined) throw new Error('usage: node bench/l0-read-probe.mjs <dir> [N] [reads] [runs]')
