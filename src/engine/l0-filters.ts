@@ -15,8 +15,10 @@ export const L0_FILTER_PASS_MIN_TABLES = 4
  * table cache lookup, reader, filter) chains several dependent loads per
  * table, so their cache misses follow one another; a loop that only loads
  * filter bits lets the processor overlap the misses of many tables.
- * `bench/l0-read-probe.mjs`, 37 L0 tables (docs/performance.md, "Read path
- * and point index"): ~+25% reads/s.
+ * Bigdata's database (37 L0 tables) and `bench/l0-read-probe.mjs` (52):
+ * +15-35% reads/s (docs/performance.md, "Read path and point index"). With
+ * 3 point-indexed tables, visited anyway, the pass cost ~20%: hence the
+ * threshold.
  *
  * Only filters of tables already open are known (a read opens a table when it
  * visits it, and records its filter here). The table cache counts the
