@@ -301,10 +301,17 @@ export class SortedRun {
     return new SortedRunIterator(this, this.order)
   }
 
-  /** @internal for the iterator */
-  keyAt(i: number): Buffer {
+  /** @internal Entry `i`'s key length. */
+  keyLengthAt(i: number): number {
     const w = i * WORDS
-    return this.buffers[this.i32[w + W_BUFFER]].subarray(this.i32[w + W_KEY_START], this.i32[w + W_KEY_END])
+    return this.i32[w + W_KEY_END] - this.i32[w + W_KEY_START]
+  }
+  /** @internal Copies entry `i`'s key into `out` (exactly its length). */
+  copyKeyInto(i: number, out: Buffer): void {
+    const w = i * WORDS
+    const src = this.buffers[this.i32[w + W_BUFFER]]
+    const start = this.i32[w + W_KEY_START]
+    for (let j = 0; j < out.length; j++) out[j] = src[start + j]
   }
   /**
    * @internal Reads entry `i`'s words and first key and value bytes so the
@@ -376,6 +383,13 @@ class SortedRunIterator extends ForwardOnlyIterator {
   private i: number
   private keyBuf: Buffer | undefined
   /**
+   * The current key, copied: a Buffer reused while key lengths repeat, since
+   * a view per entry cost ~6% of writing a flush's table (bench/flush-probe.mjs;
+   * docs/performance.md, "Compaction"). Valid until the next move, as the
+   * InternalIterator contract allows.
+   */
+  private keyCopy = EMPTY
+  /**
    * Entries lie in the record buffers in arrival order, so a walk in key order
    * reads them at random: every entry costs cache misses on its words, key and
    * value. Reading entries a little ahead (a loaded byte is kept here so the
@@ -404,8 +418,13 @@ class SortedRunIterator extends ForwardOnlyIterator {
     if (i + PREFETCH_DISTANCE < order.length) this.touched ^= this.run.touchBytes(order[i + PREFETCH_DISTANCE])
   }
   key(): Buffer {
-    this.keyBuf ??= this.run.keyAt(this.order[this.i])
-    return this.keyBuf
+    if (this.keyBuf !== undefined) return this.keyBuf
+    const entry = this.order[this.i]
+    const length = this.run.keyLengthAt(entry)
+    if (this.keyCopy.length !== length) this.keyCopy = Buffer.allocUnsafeSlow(length)
+    this.run.copyKeyInto(entry, this.keyCopy)
+    this.keyBuf = this.keyCopy
+    return this.keyCopy
   }
   sequence(): number {
     return this.run.sequenceAt(this.order[this.i])
