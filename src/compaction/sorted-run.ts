@@ -384,7 +384,7 @@ class SortedRunIterator extends ForwardOnlyIterator {
   private keyBuf: Buffer | undefined
   /**
    * The current key, copied: a Buffer reused while key lengths repeat, since
-   * a view per entry cost ~6% of writing a flush's table (bench/flush-probe.mjs;
+   * a view per entry cost ~5-10% of writing a flush's table (bench/flush-probe.mjs;
    * docs/performance.md, "Compaction"). Valid until the next move, as the
    * InternalIterator contract allows.
    */
