@@ -1,8 +1,9 @@
 // Point reads of a database whose L0 holds tens of overlapping tables, the
 // shape bigdata leaves behind after its write burst (docs/performance.md,
-// "Read path and point index"). The database (N distinct 16-byte keys in a random order, the
-// bench's half-compressible 100-byte values, a 16 MiB memtable, compaction
-// off so every flush stays in L0) is created once in <dir>; each run reopens
+// "Read path and point index"). The database (N distinct 16-byte keys in a
+// random order, the bench's half-compressible 100-byte values, a 16 MiB
+// memtable, compaction off so every flush stays in L0) is created once in
+// <dir>; each run reopens
 // it with compaction off, a 64 MiB block cache and the default table cache,
 // and makes `reads` getSync calls of random keys in two passes (the first
 // after the reopen, the second with the tables open and their filters known),
