@@ -4,17 +4,12 @@
  * group count and by time, so that a stream of puts never holds a server on
  * the same thread for long.
  */
-import { afterEach, describe, expect, it } from 'vitest'
-import { open, type Database, type FileSystem } from '../src/index.js'
-import { tempDir, withFileHooks } from './unit/helpers.js'
+import { describe, expect, it } from 'vitest'
+import type { FileSystem } from '../src/index.js'
+import { databaseScope } from './database-scope.js'
+import { withFileHooks } from './unit/helpers.js'
 
-let cleanup = (): void => {}
-let db: Database | undefined
-afterEach(async () => {
-  await db?.close()
-  db = undefined
-  cleanup()
-})
+const { newDir, openDb } = databaseScope('strata-event-loop-')
 
 /** The real file system, with every WAL write holding the thread `busyMs` longer (a slow disk's write(2)). */
 function slowWalWrites(busyMs: number): FileSystem {
@@ -31,10 +26,7 @@ function slowWalWrites(busyMs: number): FileSystem {
 
 describe('event loop', () => {
   it('a stream of puts lets timers run at least every ~10 ms even when each group commit takes 1 ms', async () => {
-    const t = tempDir('strata-event-loop-')
-    cleanup = t.cleanup
-    db = await open(t.dir, { fileSystem: slowWalWrites(1) })
-    const d = db
+    const d = await openDb(newDir(), { fileSystem: slowWalWrites(1) })
     // 64 writers: each commit is one group of their puts and takes >= 1 ms, so 64 groups back to back
     // (the count bound alone) would hold the thread for >= 64 ms.
     // Gaps are taken from 100 ms in: the first turns run cold (interpreted) code, whose length depends

@@ -1,14 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { open, type Database, type FileSystem } from '../src/index.js'
-import { tempDir, withFileHooks } from './unit/helpers.js'
+import { describe, expect, it } from 'vitest'
+import type { FileSystem } from '../src/index.js'
+import { databaseScope } from './database-scope.js'
+import { withFileHooks } from './unit/helpers.js'
 
-let cleanup = (): void => {}
-let db: Database | undefined
-afterEach(async () => {
-  await db?.close()
-  db = undefined
-  cleanup()
-})
+const { newDir, openDb } = databaseScope('strata-flush-pacing-')
 
 /** The real file system, with every fdatasync of a table file taking `delayMs` longer: flushes slower than the writes. */
 function slowTableSyncs(delayMs: number): FileSystem {
@@ -24,16 +19,14 @@ const key = (i: number): string => `key${String(i).padStart(7, '0')}`
 
 describe('flush pacing', () => {
   it('slows writes while a flush runs rather than stopping them once the next memtable is full', async () => {
-    const t = tempDir('strata-flush-pacing-')
-    cleanup = t.cleanup
     // Each flush takes >= 60 ms; 64 KiB memtables fill in a few ms at full speed.
-    db = await open(t.dir, { memtableBytes: 64 * 1024, autoCompaction: false, fileSystem: slowTableSyncs(60) })
+    const db = await openDb(newDir(), { memtableBytes: 64 * 1024, autoCompaction: false, fileSystem: slowTableSyncs(60) })
     const value = Buffer.alloc(1000, 'v')
     const total = 2000
     let next = 0
     await Promise.all(
       Array.from({ length: 16 }, async () => {
-        while (next < total) await db!.put(key(next++), value)
+        while (next < total) await db.put(key(next++), value)
       }),
     )
     const s = db.stats().writes
