@@ -1,5 +1,5 @@
 import { assert } from '../base/assert.js'
-import { compareBytes } from '../base/coding.js'
+import { compareBytes, copyRange } from '../base/coding.js'
 import { ForwardOnlyIterator } from '../iterators/forward-iterator.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import { KIND_DELETE, KIND_PUT } from '../base/entry.js'
@@ -309,9 +309,7 @@ export class SortedRun {
   /** @internal Copies entry `i`'s key into `out` (exactly its length). */
   copyKeyInto(i: number, out: Buffer): void {
     const w = i * WORDS
-    const src = this.buffers[this.i32[w + W_BUFFER]]
-    const start = this.i32[w + W_KEY_START]
-    for (let j = 0; j < out.length; j++) out[j] = src[start + j]
+    copyRange(out, 0, this.buffers[this.i32[w + W_BUFFER]], this.i32[w + W_KEY_START], this.i32[w + W_KEY_END])
   }
   /**
    * @internal Reads entry `i`'s words and first key and value bytes so the
@@ -381,7 +379,8 @@ const PREFETCH_DISTANCE = 8
 
 class SortedRunIterator extends ForwardOnlyIterator {
   private i: number
-  private keyBuf: Buffer | undefined
+  /** Whether keyCopy holds the current entry's key. */
+  private keyCopied = false
   /**
    * The current key, copied: a Buffer reused while key lengths repeat, since
    * a view per entry cost ~5-10% of writing a flush's table (bench/flush-probe.mjs;
@@ -408,22 +407,22 @@ class SortedRunIterator extends ForwardOnlyIterator {
   }
   seekToFirst(): void {
     this.i = 0
-    this.keyBuf = undefined
+    this.keyCopied = false
   }
   next(): void {
     const i = ++this.i
-    this.keyBuf = undefined
+    this.keyCopied = false
     const order = this.order
     if (i + 2 * PREFETCH_DISTANCE < order.length) this.touched ^= this.run.touchRecord(order[i + 2 * PREFETCH_DISTANCE])
     if (i + PREFETCH_DISTANCE < order.length) this.touched ^= this.run.touchBytes(order[i + PREFETCH_DISTANCE])
   }
   key(): Buffer {
-    if (this.keyBuf !== undefined) return this.keyBuf
+    if (this.keyCopied) return this.keyCopy
     const entry = this.order[this.i]
     const length = this.run.keyLengthAt(entry)
     if (this.keyCopy.length !== length) this.keyCopy = Buffer.allocUnsafeSlow(length)
     this.run.copyKeyInto(entry, this.keyCopy)
-    this.keyBuf = this.keyCopy
+    this.keyCopied = true
     return this.keyCopy
   }
   sequence(): number {
