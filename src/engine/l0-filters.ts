@@ -30,7 +30,8 @@ export class L0Filters {
   readonly filters: (Filter | undefined)[]
   constructor(
     count: number,
-    public evictions: number,
+    /** The table cache's readersClosed when `filters` were last known current. */
+    public readersClosed: number,
   ) {
     this.filters = new Array<Filter | undefined>(count).fill(undefined)
   }
@@ -40,13 +41,13 @@ const byLevel = new WeakMap<readonly TableMeta[], L0Filters>()
 /** Scratch answer of l0MayHold (point reads are synchronous: one at a time per thread). */
 let mayHold = new Uint8Array(64)
 
-/** The recorded filters of `l0` (a table version's level 0), current against `tables`' evictions. */
+/** The recorded filters of `l0` (a table version's level 0), current against the readers `tables` closed. */
 export function l0Filters(l0: readonly TableMeta[], tables: TableCache): L0Filters {
   let f = byLevel.get(l0)
-  if (f === undefined) byLevel.set(l0, (f = new L0Filters(l0.length, tables.evictions)))
-  else if (f.evictions !== tables.evictions) {
+  if (f === undefined) byLevel.set(l0, (f = new L0Filters(l0.length, tables.readersClosed)))
+  else if (f.readersClosed !== tables.readersClosed) {
     f.filters.fill(undefined)
-    f.evictions = tables.evictions
+    f.readersClosed = tables.readersClosed
   }
   return f
 }

@@ -22,7 +22,7 @@ export class TableCache {
   private bytes = 0
   private uses = 0
   private pointIndexed = 0
-  private closedReaders = 0
+  private closed = 0
 
   constructor(
     private readonly fs: FileSystem,
@@ -79,7 +79,7 @@ export class TableCache {
     this.readers.delete(fileNumber)
     this.bytes -= r.residentBytes
     if (r.usesPointIndex) this.pointIndexed--
-    this.closedReaders++
+    this.closed++
     r.unref()
   }
 
@@ -89,8 +89,8 @@ export class TableCache {
   }
 
   /** Readers closed so far: whoever keeps a reader's filter drops it when this moves. */
-  get evictions(): number {
-    return this.closedReaders
+  get readersClosed(): number {
+    return this.closed
   }
 
   get openCount(): number {
