@@ -47,6 +47,19 @@ export interface OpenOptions {
    */
   compression?: BlockCompression
   /**
+   * Whether new tables carry the two structures that only make point reads
+   * cheaper: a point index per table (5 bytes per key, in memory while the
+   * table is open) and a hash index in each data block (about 4 bytes per
+   * key). 'auto' writes them while the filters, indexes and point indexes of
+   * all the database's keys fit in `tableCacheBytes` (about 8M keys at the
+   * defaults); past that most point indexes could not be loaded anyway, a
+   * point read mostly pays a disk read, and the ~9 bytes per key (about 12%
+   * of a 100-byte entry on disk) are left out. Recorded per table, so tables
+   * with and without mix. Default 'auto' (docs/performance.md, "Where the
+   * disk goes against classic-level").
+   */
+  pointReadIndexes?: PointReadIndexes
+  /**
    * Values of at least this many bytes are kept apart from the keys, in blob
    * files written at flush; tables hold a 10-odd-byte reference instead, so
    * compactions do not rewrite the values and the block cache holds no large
@@ -146,6 +159,9 @@ export interface OpenOptions {
 /** Block compression of new tables: recorded per block, so tables of any setting mix. */
 export type BlockCompression = 'none' | 'lz4'
 
+/** When new tables get a point index and per-block hash indexes (OpenOptions.pointReadIndexes). */
+export type PointReadIndexes = 'auto' | 'always' | 'never'
+
 export type ResolvedOptions = Required<OpenOptions>
 
 const MiB = 2 ** 20
@@ -185,6 +201,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   blockRestartInterval: 16,
   bloomBitsPerKey: 10,
   compression: 'lz4',
+  pointReadIndexes: 'auto',
   minBlobBytes: 4096,
   blobGarbagePercent: 25,
   maxKeyBytes: 65536,
@@ -269,6 +286,9 @@ export function resolveOptions(options: OpenOptions | undefined): ResolvedOption
   }
   if (out.compression !== 'lz4' && out.compression !== 'none') {
     throw new StrataError('STRATA_INVALID_ARGUMENT', `option compression must be 'lz4' or 'none', got ${JSON.stringify(out.compression)}`)
+  }
+  if (out.pointReadIndexes !== 'auto' && out.pointReadIndexes !== 'always' && out.pointReadIndexes !== 'never') {
+    throw new StrataError('STRATA_INVALID_ARGUMENT', `option pointReadIndexes must be 'auto', 'always' or 'never', got ${JSON.stringify(out.pointReadIndexes)}`)
   }
   if (out.readOnly && out.errorIfExists) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'readOnly opens an existing database: errorIfExists cannot be set with it')

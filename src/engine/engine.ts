@@ -19,6 +19,7 @@ import type { ResolvedOptions } from '../options.js'
 import { BlockCache } from '../sstable/block-cache.js'
 import { TableCache } from '../sstable/table-cache.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
+import { pointReadIndexesFit } from './point-read-indexes.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { SnapshotList } from './snapshot-list.js'
 import { FlushLoop, type FlushHost } from './flush-loop.js'
@@ -102,7 +103,8 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   private readonly resolveBlob: BlobResolver
   readonly minBlobBytes: number
   private readonly blobCounters = { filesWritten: 0, bytesWritten: 0 }
-  readonly tableOptions: TableBuilderOptions
+  /** Table builder settings with and without the point-read indexes (tableOptions picks). */
+  private readonly tableLayouts: { indexed: TableBuilderOptions; compact: TableBuilderOptions }
   /** Table versions held by iterators (besides the current one). */
   private readonly liveTableVersions = new Set<TableVersion>()
   /** Table numbers being written, not yet in any table version. */
@@ -141,12 +143,13 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     this.resolveBlob = (reference, where) => this.blobFiles.read(reference, where)
     this.tableCache = new TableCache(this.fs, s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes, this.resolveBlob)
     this.minBlobBytes = s.options.minBlobBytes
-    this.tableOptions = {
+    const layout = {
       blockBytes: s.options.blockBytes,
       blockRestartInterval: s.options.blockRestartInterval,
       bloomBitsPerKey: s.options.bloomBitsPerKey,
       compression: s.options.compression,
     }
+    this.tableLayouts = { indexed: { ...layout, pointReadIndexes: true }, compact: { ...layout, pointReadIndexes: false } }
     this.writePath = new WritePath(this, s.lastSequence)
     // One worker thread runs the flushes and the first compaction (see CompactionScheduler).
     const runner = new BackgroundRunner(this.fs)
@@ -169,6 +172,11 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   }
 
   // ---- compaction host -----------------------------------------------------
+
+  /** Settings of the tables a flush or compaction starting now writes (pointReadIndexesFit). */
+  get tableOptions(): TableBuilderOptions {
+    return pointReadIndexesFit(this.options, this.tableVersions.current) ? this.tableLayouts.indexed : this.tableLayouts.compact
+  }
 
   snapshotSequences(): number[] {
     return this.snapshots.sequences()

@@ -17,6 +17,8 @@ export interface TableBuilderOptions {
   bloomBitsPerKey: number
   /** How data blocks are compressed (a block that does not shrink by 1/8 is stored raw). Default 'none'. */
   compression?: BlockCompression
+  /** Whether the table gets a point index and its data blocks hash indexes (docs/format.md). Default true. */
+  pointReadIndexes?: boolean
 }
 
 
@@ -61,13 +63,15 @@ export class TableBuilder {
   private minSeq = Infinity
   private finished = false
   private readonly compression: number
+  private readonly pointReadIndexes: boolean
   /** Data blocks written so far: their contents' bytes and the bytes stored (compressed or not). */
   private rawDataBytes = 0
   private storedDataBytes = 0
 
   constructor(private readonly options: TableBuilderOptions) {
     this.compression = options.compression === 'lz4' ? COMPRESSION_LZ4 : COMPRESSION_NONE
-    this.data = new BlockBuilder(options.blockRestartInterval, true)
+    this.pointReadIndexes = options.pointReadIndexes ?? true
+    this.data = new BlockBuilder(options.blockRestartInterval, this.pointReadIndexes)
   }
 
   get entryCount(): number {
@@ -127,7 +131,7 @@ export class TableBuilder {
     if (!this.data.isEmpty) this.flushDataBlock()
     const hashes = this.hashes.subarray(0, this.hashCount)
     const filter = this.emitBlock(buildFilter(hashes, this.options.bloomBitsPerKey))
-    const pointIndexContents = buildPointIndex(hashes, this.blockEnds)
+    const pointIndexContents = this.pointReadIndexes ? buildPointIndex(hashes, this.blockEnds) : undefined
     const pointIndex = pointIndexContents === undefined ? undefined : this.emitBlock(pointIndexContents)
     const index = this.emitBlock(this.index.finishView())
     const footer = encodeFooter({ index, filter, pointIndex, entryCount: this.entries })

@@ -75,15 +75,29 @@ describe('table', () => {
         mem.add(Buffer.from(k), seq++, value === null ? null : Buffer.from(value))
       }
     }
-    const it = mem.iterator()
-    it.seekToFirst()
     // A snapshot at every sequence keeps every version.
     const all = Array.from({ length: seq - 1 }, (_, i) => i + 1)
-    await writeTable(nodeFileSystem, t.dir, 7, it, options, all)
+    for (const [number, pointReadIndexes] of [[7, true], [8, false]] as const) {
+      const it = mem.iterator()
+      it.seekToFirst()
+      await writeTable(nodeFileSystem, t.dir, number, it, { ...options, pointReadIndexes }, all)
+    }
     const withIndex = TableReader.open(nodeFileSystem, t.dir, 7, new BlockCache(1 << 20))
     const withFilter = TableReader.open(nodeFileSystem, t.dir, 7, new BlockCache(1 << 20), 0)
+    // Table 8: the same entries, written without the point index and the blocks' hash indexes.
+    const compact = TableReader.open(nodeFileSystem, t.dir, 8, new BlockCache(1 << 20))
     expect(withIndex.usesPointIndex).toBe(true)
     expect(withFilter.usesPointIndex).toBe(false)
+    expect(compact.usesPointIndex).toBe(false)
+    const file = (n: number): Buffer => fs.readFileSync(path.join(t.dir, tableFileName(n)))
+    const hashFlagged = (n: number, index: typeof withIndex.index): number => {
+      let flagged = 0
+      for (let b = 0; b < index.count; b++) flagged += file(n).readUInt32LE(index.blockOffset(b) + index.blockSize(b) - 4) >>> 31
+      return flagged
+    }
+    expect(hashFlagged(7, withIndex.index)).toBe(withIndex.index.count)
+    expect(hashFlagged(8, compact.index)).toBe(0)
+    expect(file(8).length).toBeLessThan(file(7).length)
     let split = 0
     for (const [k, versions] of model) {
       const kb = Buffer.from(k)
@@ -91,7 +105,7 @@ describe('table', () => {
       const sequences = [Number.MAX_SAFE_INTEGER, 0, ...versions.flatMap(([s]) => [s, s - 1])]
       for (const at of sequences) {
         const want = versions.find(([s]) => s <= at)
-        for (const reader of [withIndex, withFilter]) {
+        for (const reader of [withIndex, withFilter, compact]) {
           const got = reader.get(kb, at)
           if (want === undefined) expect(got, `${k}@${at}`).toBeUndefined()
           else expect([got?.s, got?.v === null ? null : got?.v?.toString()], `${k}@${at}`).toEqual(want)
@@ -99,10 +113,12 @@ describe('table', () => {
       }
       expect(withIndex.get(Buffer.from(`${k}~`), Number.MAX_SAFE_INTEGER)).toBeUndefined()
       expect(withFilter.get(Buffer.from(`${k}~`), Number.MAX_SAFE_INTEGER)).toBeUndefined()
+      expect(compact.get(Buffer.from(`${k}~`), Number.MAX_SAFE_INTEGER)).toBeUndefined()
     }
     expect(split).toBeGreaterThan(5)
     withIndex.unref()
     withFilter.unref()
+    compact.unref()
   })
 
   it('the table cache lets a table load its point index only while its byte budget has room, and drops point indexes before readers', async () => {
