@@ -47,6 +47,19 @@ export interface OpenOptions {
    */
   compression?: BlockCompression
   /**
+   * Whether a flush compresses the L0 table it writes. 'auto': stored raw
+   * while L0 holds fewer than `l0CompactionTrigger` tables before it (more
+   * flushes bring L0 to the trigger, and the compaction then rewrites the
+   * table compressed), compressed as `compression` says once L0 is at the
+   * trigger or past it (tables that may sit in L0 a while): a flush on the
+   * path of a write stream skips LZ4's ~35% of building a table (RocksDB's
+   * per-level compression, no compression in L0). A database that stops
+   * writing keeps at most that many raw tables until its next compaction.
+   * 'always': every flush compresses (LevelDB's way). Default 'auto'
+   * (docs/performance.md, "Block compression").
+   */
+  l0Compression?: 'auto' | 'always'
+  /**
    * Whether new tables carry the two structures that only make point reads
    * cheaper: a point index per table (5 bytes per key, in memory while the
    * table is open) and a hash index in each data block (about 4 bytes per
@@ -201,6 +214,7 @@ export const DEFAULT_OPTIONS: ResolvedOptions = {
   blockRestartInterval: 16,
   bloomBitsPerKey: 10,
   compression: 'lz4',
+  l0Compression: 'auto',
   pointReadIndexes: 'auto',
   minBlobBytes: 4096,
   blobGarbagePercent: 25,
@@ -286,6 +300,9 @@ export function resolveOptions(options: OpenOptions | undefined): ResolvedOption
   }
   if (out.compression !== 'lz4' && out.compression !== 'none') {
     throw new StrataError('STRATA_INVALID_ARGUMENT', `option compression must be 'lz4' or 'none', got ${JSON.stringify(out.compression)}`)
+  }
+  if (out.l0Compression !== 'auto' && out.l0Compression !== 'always') {
+    throw new StrataError('STRATA_INVALID_ARGUMENT', `option l0Compression must be 'auto' or 'always', got ${JSON.stringify(out.l0Compression)}`)
   }
   if (out.pointReadIndexes !== 'auto' && out.pointReadIndexes !== 'always' && out.pointReadIndexes !== 'never') {
     throw new StrataError('STRATA_INVALID_ARGUMENT', `option pointReadIndexes must be 'auto', 'always' or 'never', got ${JSON.stringify(out.pointReadIndexes)}`)

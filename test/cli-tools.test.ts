@@ -777,7 +777,7 @@ describe('strata repair', () => {
 // ---- LZ4-compressed tables ------------------------------------------------------------------
 
 /**
- * One table (flushed at close, LZ4 on) holding values of a repeated pattern
+ * One table (flushed at close, LZ4 on for flushes too: l0Compression 'always') holding values of a repeated pattern
  * (their blocks are stored compressed), runs of pseudo-random hex that LZ4
  * cannot shrink by 1/8 (their blocks are stored raw), and last one 32,000-byte
  * value of a pattern (a block whose raw size takes a 3-byte varint).
@@ -792,7 +792,7 @@ const LZ4_BIG_KEY = 'lz/big'
 
 beforeAll(async () => {
   lz4Template = newDir('lz4-template')
-  const db = await open(lz4Template, { compression: 'lz4', minBlobBytes: 1 << 20, memtableBytes: 4 << 20, autoCompaction: false, flushOnClose: true })
+  const db = await open(lz4Template, { compression: 'lz4', l0Compression: 'always', minBlobBytes: 1 << 20, memtableBytes: 4 << 20, autoCompaction: false, flushOnClose: true })
   for (let i = 0; i < LZ4_KEYS; i++) await db.put(lz4Key(i), lz4Value(i))
   await db.put(LZ4_BIG_KEY, 'abcdefgh'.repeat(4000))
   await db.close()

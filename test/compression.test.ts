@@ -12,7 +12,10 @@
  *   4. a flipped byte inside a compressed block is STRATA_CORRUPTION; a
  *      compressed block resealed with a valid checksum but broken LZ4 data is
  *      STRATA_CORRUPTION too, never wrong data from stale memory;
- *   5. bad `compression` values are STRATA_INVALID_ARGUMENT.
+ *   5. under `l0Compression: 'auto'` a flush writes its table raw while L0
+ *      is below the compaction trigger, compressed from it on; compactions
+ *      and `'always'` compress every table;
+ *   6. bad `compression` and `l0Compression` values are STRATA_INVALID_ARGUMENT.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -22,7 +25,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { open, type Database, type OpenOptions } from '../src/index.js'
 import { lz4CompressBlock, lz4CompressBound, lz4DecompressBlock } from '../src/sstable/lz4.js'
 import { SeededRandom } from '../src/cli/bench/key-stream.js'
-import { readVarint } from './format-parsers.js'
+import { readTable, readVarint } from './format-parsers.js'
 import { databaseScope } from './database-scope.js'
 
 const lz4js = createRequire(import.meta.url)('lz4js') as {
@@ -240,9 +243,43 @@ describe('compressed tables', () => {
     expect(await readAll()).toMatchObject({ code: 'STRATA_CORRUPTION', message: expect.stringMatching(/does not decompress/) })
   })
 
-  it('rejects a bad compression option', async () => {
+  it("l0Compression 'auto': a flush stores its table raw while L0 is below the compaction trigger, compressed from it on; compactions compress; 'always' compresses every flush", async () => {
+    const N = 12_000
+    const l0CompactionTrigger = 3
+    for (const l0Compression of ['auto', 'always'] as const) {
+      const dir = newDir()
+      // No background compaction: L0 keeps every flush, in order.
+      const db = await openDb(dir, { memtableBytes: 64 * 1024, autoCompaction: false, l0CompactionTrigger, l0Compression })
+      await fill(db, N, compressible)
+      await db.close()
+      const tables = fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith('.sst'))
+        .sort()
+        .map((f) => readTable(fs.readFileSync(path.join(dir, f))).blocks)
+      expect(tables.length).toBeGreaterThan(l0CompactionTrigger + 2)
+      tables.forEach((blocks, i) => {
+        const compressed = blocks.filter((b) => b.compression === 1).length
+        // Table i was flushed with i tables in L0 before it.
+        if (l0Compression === 'auto' && i < l0CompactionTrigger) expect(compressed, `${l0Compression}: table ${i}`).toBe(0)
+        else expect(compressed, `${l0Compression}: table ${i}`).toBe(blocks.length)
+      })
+      const again = await openDb(dir, { l0Compression })
+      await checkAll(again, N, compressible, l0Compression)
+      await again.compactRange()
+      for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.sst'))) {
+        expect(readTable(fs.readFileSync(path.join(dir, f))).blocks.every((b) => b.compression === 1), `${l0Compression}: compacted ${f}`).toBe(true)
+      }
+      await checkAll(again, N, compressible, `${l0Compression} compacted`)
+    }
+  })
+
+  it('rejects a bad compression or l0Compression option', async () => {
     for (const compression of ['zstd', true, 1, null]) {
       await expect(open(newDir(), { compression } as unknown as OpenOptions), String(compression)).rejects.toMatchObject({ code: 'STRATA_INVALID_ARGUMENT' })
+    }
+    for (const l0Compression of ['lz4', 'none', true, null]) {
+      await expect(open(newDir(), { l0Compression } as unknown as OpenOptions), String(l0Compression)).rejects.toMatchObject({ code: 'STRATA_INVALID_ARGUMENT' })
     }
   })
 })

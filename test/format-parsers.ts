@@ -75,3 +75,32 @@ export function decodeBlock(contents: Buffer): BlockEntry[] {
   expect(at.o).toBe(end)
   return entries
 }
+
+/** A table file's data blocks: where each is stored, its compression byte and its decoded contents. */
+export interface DataBlock {
+  offset: number
+  size: number
+  compression: number
+  contents: Buffer
+}
+
+/**
+ * Reads a format-3 table (docs/format.md, "Table file"): the 64-byte footer
+ * (index handle at 0 and 8, point index size at 32, entry count at 40), then
+ * every data block the index block names.
+ */
+export function readTable(file: Buffer): { entries: number; pointIndexBytes: number; blocks: DataBlock[] } {
+  const footer = file.subarray(file.length - 64)
+  expect(footer.readUInt32LE(48)).toBe(3)
+  const indexOffset = Number(footer.readBigUInt64LE(0))
+  const indexSize = footer.readUInt32LE(8)
+  const index = decodeBlock(decodedContents(file.subarray(indexOffset, indexOffset + indexSize), file[indexOffset + indexSize]))
+  const blocks = index.map((e) => {
+    const at = { o: 0 }
+    const offset = readVarint(e.value, at)
+    const size = readVarint(e.value, at)
+    const compression = file[offset + size]
+    return { offset, size, compression, contents: decodedContents(file.subarray(offset, offset + size), compression) }
+  })
+  return { entries: Number(footer.readBigUInt64LE(40)), pointIndexBytes: footer.readUInt32LE(32), blocks }
+}

@@ -14,7 +14,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { Database, OpenOptions } from '../src/index.js'
-import { decodeBlock, decodedContents, readVarint } from './format-parsers.js'
+import { readTable } from './format-parsers.js'
 import { databaseScope } from './database-scope.js'
 
 const { newDir, openDb } = databaseScope('strata-point-read-indexes-')
@@ -29,28 +29,14 @@ interface TableLayout {
   blocks: number
 }
 
-/** Reads a table's footer (format version 3: 64 bytes), its index block and the tail of every data block. */
 function tableLayout(dir: string, name: string): TableLayout {
-  const file = fs.readFileSync(path.join(dir, name))
-  const footer = file.subarray(file.length - 64)
-  expect(footer.readUInt32LE(48)).toBe(3)
-  const indexOffset = Number(footer.readBigUInt64LE(0))
-  const indexSize = footer.readUInt32LE(8)
-  const index = decodeBlock(decodedContents(file.subarray(indexOffset, indexOffset + indexSize), file[indexOffset + indexSize]))
-  let hashedBlocks = 0
-  for (const e of index) {
-    const at = { o: 0 }
-    const offset = readVarint(e.value, at)
-    const size = readVarint(e.value, at)
-    const contents = decodedContents(file.subarray(offset, offset + size), file[offset + size])
-    if (contents.readUInt32LE(contents.length - 4) >= 0x8000_0000) hashedBlocks++
-  }
+  const table = readTable(fs.readFileSync(path.join(dir, name)))
   return {
     number: Number.parseInt(name, 10),
-    entries: Number(footer.readBigUInt64LE(40)),
-    pointIndexBytes: footer.readUInt32LE(32),
-    hashedBlocks,
-    blocks: index.length,
+    entries: table.entries,
+    pointIndexBytes: table.pointIndexBytes,
+    hashedBlocks: table.blocks.filter((b) => b.contents.readUInt32LE(b.contents.length - 4) >= 0x8000_0000).length,
+    blocks: table.blocks.length,
   }
 }
 

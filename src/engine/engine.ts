@@ -178,6 +178,17 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     return pointReadIndexesFit(this.options, this.tableVersions.current) ? this.tableLayouts.indexed : this.tableLayouts.compact
   }
 
+  /**
+   * Settings of the table a flush starting now writes: as tableOptions, but
+   * raw under `l0Compression: 'auto'` while L0 is below the compaction
+   * trigger (a compaction rewrites the table compressed soon).
+   */
+  get flushTableOptions(): TableBuilderOptions {
+    const options = this.tableOptions
+    const soonCompacted = this.options.l0Compression === 'auto' && this.tableVersions.current.levels[0].length < this.options.l0CompactionTrigger
+    return soonCompacted && options.compression !== 'none' ? { ...options, compression: 'none' } : options
+  }
+
   snapshotSequences(): number[] {
     return this.snapshots.sequences()
   }

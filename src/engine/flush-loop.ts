@@ -6,7 +6,8 @@ import type { TableBuilderOptions } from '../sstable/table-builder.js'
 /** What the flush loop needs from the engine. */
 export interface FlushHost {
   readonly dir: string
-  readonly tableOptions: TableBuilderOptions
+  /** Settings of the table a flush starting now writes. */
+  readonly flushTableOptions: TableBuilderOptions
   /** Values of puts at least this long go to a blob file at flush. */
   readonly minBlobBytes: number
   /** Frozen memtables, oldest first. */
@@ -88,7 +89,7 @@ export class FlushLoop {
         segments: imm.replayed ? undefined : imm.arena.segments(),
         entryCount: imm.entryCount,
         tableNumber: outputs[0],
-        tableOptions: this.host.tableOptions,
+        tableOptions: this.host.flushTableOptions,
         snapshots: this.host.snapshotSequences(),
         blobs: { minBlobBytes: this.host.minBlobBytes, number: outputs[1] },
       })
