@@ -54,7 +54,8 @@ export interface OpenOptions {
    * trigger or past it (tables that may sit in L0 a while): a flush on the
    * path of a write stream skips LZ4's ~35% of building a table (RocksDB's
    * per-level compression, no compression in L0). A database that stops
-   * writing keeps at most that many raw tables until its next compaction.
+   * writing keeps at most `l0CompactionTrigger` - 1 raw tables (L0 reaching
+   * the trigger starts the compaction) until more writes come.
    * 'always': every flush compresses (LevelDB's way). Default 'auto'
    * (docs/performance.md, "Block compression").
    */
