@@ -275,6 +275,12 @@ describe('bench arguments', () => {
     expect(() => parse('largevalues', '--large-value-bytes', String(16 * 2 ** 20 + 1))).toThrow(/--large-value-bytes must be/)
   })
 
+  it('takes --stratadb-options as a JSON object, and nothing else', () => {
+    expect(parse().stratadbOptions).toBeUndefined()
+    expect(parse('--stratadb-options', '{"pointReadIndexes":"always","l0Compression":"always"}').stratadbOptions).toEqual({ pointReadIndexes: 'always', l0Compression: 'always' })
+    for (const bad of ['[1]', 'null', '3', '{pointReadIndexes:1}']) expect(() => parse('--stratadb-options', bad), bad).toThrow(/JSON object/)
+  })
+
   it('selects the API: level drives stratadb through StrataLevel and drops lmdb, both adds stratadb-level', () => {
     expect(parse('--api', 'level').engines).toEqual(['stratadb-level', 'classic-level'])
     expect(parse('--api', 'both').engines).toEqual(['stratadb', 'stratadb-level', 'classic-level', 'lmdb'])
@@ -484,6 +490,21 @@ describe('strata bench command', () => {
     const report = JSON.parse(fs.readFileSync(out, 'utf8')) as Report & { config: BenchConfig }
     expect(report.config.minBlobBytes).toBe(64)
     expect(report.config.compressionRatio).toBe(0.5)
+    for (const r of report.results) expect(r.ok, `${r.engine}: ${r.error}`).toBe(true)
+  })
+
+  it('passes --stratadb-options to stratadb only, after its own options', () => {
+    const out = path.join(dir, 'stratadb-options.json')
+    // A value stratadb refuses proves the options reach its open(); classic-level runs as usual.
+    const bad = runCli(['fillseq', '--engines', 'stratadb,classic-level', '--num', '2000', '--stratadb-options', '{"pointReadIndexes":"sometimes"}', '--out', out], 60_000)
+    expect(bad.stdout).toContain('options:  {"pointReadIndexes":"sometimes"} for stratadb')
+    const refused = JSON.parse(fs.readFileSync(out, 'utf8')) as Report
+    expect(refused.results.find((r) => r.engine === 'stratadb')).toMatchObject({ ok: false, error: expect.stringMatching(/pointReadIndexes/) })
+    expect(refused.results.find((r) => r.engine === 'classic-level')?.ok).toBe(true)
+    const good = runCli(['fillseq', '--engines', 'stratadb', '--num', '2000', '--stratadb-options', '{"compression":"none"}', '--out', out], 60_000)
+    expect(good.stdout).toContain('options:  {"compression":"none"} for stratadb')
+    const report = JSON.parse(fs.readFileSync(out, 'utf8')) as Report & { config: BenchConfig }
+    expect(report.config.stratadbOptions).toEqual({ compression: 'none' })
     for (const r of report.results) expect(r.ok, `${r.engine}: ${r.error}`).toBe(true)
   })
 

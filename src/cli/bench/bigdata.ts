@@ -35,6 +35,7 @@ export async function measureBigdata(adapter: EngineAdapter, scratchDir: string,
       writeBufferBytes: config.bigdataMemtableBytes,
       cacheBytes: config.bigdataCacheBytes,
       ...(config.minBlobBytes !== undefined ? { minBlobBytes: config.minBlobBytes } : {}),
+      ...(config.stratadbOptions !== undefined ? { stratadbOptions: config.stratadbOptions } : {}),
     },
   }
   try {

@@ -26,6 +26,17 @@ import { formatHeader, formatTables, writeJsonReport } from './report.js'
 import { runBench } from './runner.js'
 
 /** Parses a positive integer; accepts `1e6` and `1_000_000`. */
+function jsonObject(value: string): Record<string, unknown> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value)
+  } catch {
+    throw new InvalidArgumentError('must be a JSON object, e.g. \'{"compression":"none"}\'')
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new InvalidArgumentError('must be a JSON object')
+  return parsed as Record<string, unknown>
+}
+
 function positiveInteger(value: string): number {
   const n = Number(value.replaceAll('_', ''))
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer')
@@ -97,6 +108,7 @@ export interface BenchCliOptions {
   increments?: number
   largeValueBytes: number
   minBlobBytes?: number
+  stratadbOptions?: Record<string, unknown>
 }
 
 /** The bench configuration of parsed command-line arguments (exported for the tests). */
@@ -126,6 +138,7 @@ export function benchConfig(workloadNames: string[], options: BenchCliOptions): 
     incrementsPerTask: options.increments ?? defaultIncrementsPerTask(options.num, options.tasks),
     largeValueBytes: options.largeValueBytes,
     minBlobBytes: options.minBlobBytes,
+    stratadbOptions: options.stratadbOptions,
   }
   validateConfig(config)
   return config
@@ -196,6 +209,7 @@ export function addBenchCommand(
     .option('--no-progress', 'no progress bar (it is drawn on stderr only when stderr is a terminal)')
     .option('--cache-mib <n>', 'block cache of every workload but bigdata: stratadb blockCacheBytes, classic-level cacheSize (default: each engine\'s own; lmdb has none, it reads through the OS page cache)', nonNegativeInteger)
     .option('--min-blob-bytes <n>', 'stratadb (and stratadb-level) open option minBlobBytes, every workload and bigdata: values of at least this many bytes go to blob files (default: not passed, the engine\'s own; the peers have no such option)', positiveInteger)
+    .option('--stratadb-options <json>', 'further stratadb (and stratadb-level) open options as a JSON object, every workload and bigdata, applied after the bench\'s own, e.g. \'{"pointReadIndexes":"always"}\' (default: none; the peers get none of them)', jsonObject)
     .option('--bigdata-num <n>', 'keys written by bigdata', positiveInteger, d.bigdataNum)
     .option('--bigdata-reads <n>', 'random reads of bigdata (default: 1,000,000 or --bigdata-num when smaller)', positiveInteger)
     .option('--bigdata-window <n>', 'keys per throughput window of bigdata (default: 1,000,000, or --bigdata-num / 20 when smaller)', positiveInteger)

@@ -118,6 +118,12 @@ export interface BenchConfig {
    * engine's default. The peers have no such option.
    */
   minBlobBytes: number | undefined
+  /**
+   * Further stratadb open options (--stratadb-options, a JSON object), for
+   * every workload and bigdata, applied after the bench's own; undefined:
+   * none. For A/B runs of one build with an option set two ways.
+   */
+  stratadbOptions: Record<string, unknown> | undefined
 }
 
 /** Bytes of one largevalues value unless --large-value-bytes says otherwise. */
@@ -198,6 +204,7 @@ export const DEFAULT_CONFIG: BenchConfig = {
   incrementsPerTask: defaultIncrementsPerTask(200_000, 512),
   largeValueBytes: LARGE_VALUE_BYTES,
   minBlobBytes: undefined,
+  stratadbOptions: undefined,
 }
 
 /**

@@ -23,6 +23,13 @@ export interface OpenSettings {
   cacheBytes?: number
   /** stratadb's minBlobBytes (values of at least this size go to blob files); passed only when set; the peers have no such option. */
   minBlobBytes?: number
+  /** Further stratadb open options (--stratadb-options), applied after the ones above; the peers get none of them. */
+  stratadbOptions?: Readonly<Record<string, unknown>>
+}
+
+/** The --stratadb-options entries as they read in an open() call. */
+function extraOptions(s: OpenSettings): string[] {
+  return Object.entries(s.stratadbOptions ?? {}).map(([name, value]) => `${name}: ${JSON.stringify(value)}`)
 }
 
 /** An open database, as the workloads see it. */
@@ -186,11 +193,17 @@ async function loadStratadb(): Promise<EngineAdapter> {
         s.writeBufferBytes !== undefined ? `memtableBytes: ${mib(s.writeBufferBytes)}` : '',
         s.cacheBytes !== undefined ? `blockCacheBytes: ${mib(s.cacheBytes)}` : '',
         s.minBlobBytes !== undefined ? `minBlobBytes: ${s.minBlobBytes}` : '',
+        ...extraOptions(s),
       ]
         .filter((x) => x !== '')
         .join(', ')} })`,
     async open(dir, settings) {
-      const db = await open(dir, { memtableBytes: settings?.writeBufferBytes, blockCacheBytes: settings?.cacheBytes, minBlobBytes: settings?.minBlobBytes })
+      const db = await open(dir, {
+        memtableBytes: settings?.writeBufferBytes,
+        blockCacheBytes: settings?.cacheBytes,
+        minBlobBytes: settings?.minBlobBytes,
+        ...settings?.stratadbOptions,
+      })
       return {
         put: (key, value) => db.put(key, value),
         putDurable: (key, value) => db.put(key, value, SYNC_WRITE),
@@ -313,6 +326,7 @@ async function loadStratadbLevel(): Promise<EngineAdapter> {
         s.writeBufferBytes !== undefined ? `memtableBytes: ${mib(s.writeBufferBytes)}` : '',
         s.cacheBytes !== undefined ? `blockCacheBytes: ${mib(s.cacheBytes)}` : '',
         s.minBlobBytes !== undefined ? `minBlobBytes: ${s.minBlobBytes}` : '',
+        ...extraOptions(s),
       ]
         .filter((x) => x !== '')
         .join(', ')} })`,
@@ -321,6 +335,7 @@ async function loadStratadbLevel(): Promise<EngineAdapter> {
       if (settings?.writeBufferBytes !== undefined) options.memtableBytes = settings.writeBufferBytes
       if (settings?.cacheBytes !== undefined) options.blockCacheBytes = settings.cacheBytes
       if (settings?.minBlobBytes !== undefined) options.minBlobBytes = settings.minBlobBytes
+      Object.assign(options, settings?.stratadbOptions)
       const db = new StrataLevel(dir, options)
       await db.open()
       return levelBenchDb(db, () => undefined)

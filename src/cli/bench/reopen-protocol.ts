@@ -17,11 +17,14 @@ export interface ReopenChildRequest {
 }
 
 /**
- * How both processes open the database: stratadb's --min-blob-bytes when given,
- * else the engine's defaults (reopen does not take --cache-mib).
+ * How both processes open the database: stratadb's --min-blob-bytes and
+ * --stratadb-options when given, else the engine's defaults (reopen does not
+ * take --cache-mib).
  */
 export function reopenSettings(config: BenchConfig): OpenSettings | undefined {
-  return config.minBlobBytes !== undefined ? { minBlobBytes: config.minBlobBytes } : undefined
+  const { minBlobBytes, stratadbOptions } = config
+  if (minBlobBytes === undefined && stratadbOptions === undefined) return undefined
+  return { ...(minBlobBytes !== undefined ? { minBlobBytes } : {}), ...(stratadbOptions !== undefined ? { stratadbOptions } : {}) }
 }
 
 /** What the child sends to its parent. */

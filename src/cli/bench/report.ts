@@ -75,6 +75,9 @@ export function formatHeader(config: BenchConfig, engines: EngineInfo[], env: En
   if (config.minBlobBytes !== undefined) {
     lines.push(`blobs:    minBlobBytes ${int(config.minBlobBytes)} for stratadb and stratadb-level, every workload and bigdata (--min-blob-bytes; the peers have no such option)`)
   }
+  if (config.stratadbOptions !== undefined) {
+    lines.push(`options:  ${JSON.stringify(config.stratadbOptions)} for stratadb and stratadb-level, every workload and bigdata (--stratadb-options)`)
+  }
   if (config.workloads.includes('increment') || config.workloads.includes('increment-keys')) {
     lines.push(`increment: ${int(config.incrementTasks)} tasks × ${int(config.incrementsPerTask)} increments (--tasks, --increments)`)
   }

@@ -268,12 +268,13 @@ async function withDatabase(
   }
 }
 
-/** The budgets --cache-mib asks for and stratadb's --min-blob-bytes (none: engine defaults). */
+/** The budgets --cache-mib asks for, stratadb's --min-blob-bytes and --stratadb-options (none: engine defaults). */
 function openSettings(ctx: WorkloadContext): OpenSettings {
-  const { cacheBytes, minBlobBytes } = ctx.config
+  const { cacheBytes, minBlobBytes, stratadbOptions } = ctx.config
   return {
     ...(cacheBytes !== undefined ? { cacheBytes } : {}),
     ...(minBlobBytes !== undefined ? { minBlobBytes } : {}),
+    ...(stratadbOptions !== undefined ? { stratadbOptions } : {}),
   }
 }
 
