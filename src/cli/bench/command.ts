@@ -25,7 +25,7 @@ import { setActiveProgress, stderrProgress } from './progress.js'
 import { formatHeader, formatTables, writeJsonReport } from './report.js'
 import { runBench } from './runner.js'
 
-/** Parses a positive integer; accepts `1e6` and `1_000_000`. */
+/** Parses a JSON object (--stratadb-options). */
 function jsonObject(value: string): Record<string, unknown> {
   let parsed: unknown
   try {
@@ -37,6 +37,7 @@ function jsonObject(value: string): Record<string, unknown> {
   return parsed as Record<string, unknown>
 }
 
+/** Parses a positive integer; accepts `1e6` and `1_000_000`. */
 function positiveInteger(value: string): number {
   const n = Number(value.replaceAll('_', ''))
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer')
