@@ -19,7 +19,7 @@ import type { ResolvedOptions } from '../options.js'
 import { BlockCache } from '../sstable/block-cache.js'
 import { TableCache } from '../sstable/table-cache.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
-import { pointReadIndexesFit } from './point-read-indexes.js'
+import { tableLayout } from './table-layout.js'
 import { WalWriter } from '../wal/wal-writer.js'
 import { SnapshotList } from './snapshot-list.js'
 import { FlushLoop, type FlushHost } from './flush-loop.js'
@@ -103,8 +103,6 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
   private readonly resolveBlob: BlobResolver
   readonly minBlobBytes: number
   private readonly blobCounters = { filesWritten: 0, bytesWritten: 0 }
-  /** Table builder settings with and without the point-read indexes (tableOptions picks). */
-  private readonly tableLayouts: { indexed: TableBuilderOptions; compact: TableBuilderOptions }
   /** Table versions held by iterators (besides the current one). */
   private readonly liveTableVersions = new Set<TableVersion>()
   /** Table numbers being written, not yet in any table version. */
@@ -143,13 +141,6 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     this.resolveBlob = (reference, where) => this.blobFiles.read(reference, where)
     this.tableCache = new TableCache(this.fs, s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes, this.resolveBlob)
     this.minBlobBytes = s.options.minBlobBytes
-    const layout = {
-      blockBytes: s.options.blockBytes,
-      blockRestartInterval: s.options.blockRestartInterval,
-      bloomBitsPerKey: s.options.bloomBitsPerKey,
-      compression: s.options.compression,
-    }
-    this.tableLayouts = { indexed: { ...layout, pointReadIndexes: true }, compact: { ...layout, pointReadIndexes: false } }
     this.writePath = new WritePath(this, s.lastSequence)
     // One worker thread runs the flushes and the first compaction (see CompactionScheduler).
     const runner = new BackgroundRunner(this.fs)
@@ -173,20 +164,14 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
 
   // ---- compaction host -----------------------------------------------------
 
-  /** Settings of the tables a flush or compaction starting now writes (pointReadIndexesFit). */
+  /** Layout of the tables a compaction starting now writes (table-layout.ts). */
   get tableOptions(): TableBuilderOptions {
-    return pointReadIndexesFit(this.options, this.tableVersions.current) ? this.tableLayouts.indexed : this.tableLayouts.compact
+    return tableLayout(this.options, this.tableVersions.current, false)
   }
 
-  /**
-   * Settings of the table a flush starting now writes: as tableOptions, but
-   * raw under `l0Compression: 'auto'` while L0 is below the compaction
-   * trigger (a compaction rewrites the table compressed soon).
-   */
+  /** Layout of the table a flush starting now writes (table-layout.ts). */
   get flushTableOptions(): TableBuilderOptions {
-    const options = this.tableOptions
-    const soonCompacted = this.options.l0Compression === 'auto' && this.tableVersions.current.levels[0].length < this.options.l0CompactionTrigger
-    return soonCompacted && options.compression !== 'none' ? { ...options, compression: 'none' } : options
+    return tableLayout(this.options, this.tableVersions.current, true)
   }
 
   snapshotSequences(): number[] {
