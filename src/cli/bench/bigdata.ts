@@ -3,7 +3,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BigdataChildMessage, BigdataRequest, BigdataResult } from './bigdata-child.js'
-import type { BenchConfig } from './config.js'
+import { stratadbOpenOptions, type BenchConfig } from './config.js'
 import type { EngineAdapter } from './engines.js'
 import { activeProgress } from './progress.js'
 import type { Measurement } from './workload.js'
@@ -34,8 +34,7 @@ export async function measureBigdata(adapter: EngineAdapter, scratchDir: string,
     settings: {
       writeBufferBytes: config.bigdataMemtableBytes,
       cacheBytes: config.bigdataCacheBytes,
-      ...(config.minBlobBytes !== undefined ? { minBlobBytes: config.minBlobBytes } : {}),
-      ...(config.stratadbOptions !== undefined ? { stratadbOptions: config.stratadbOptions } : {}),
+      stratadbOptions: stratadbOpenOptions(config),
     },
   }
   try {

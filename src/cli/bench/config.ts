@@ -126,6 +126,12 @@ export interface BenchConfig {
   stratadbOptions: Record<string, unknown> | undefined
 }
 
+/** stratadb's open options from --min-blob-bytes and --stratadb-options (the latter wins); undefined when neither was given. */
+export function stratadbOpenOptions(config: BenchConfig): Record<string, unknown> | undefined {
+  if (config.minBlobBytes === undefined && config.stratadbOptions === undefined) return undefined
+  return { ...(config.minBlobBytes !== undefined ? { minBlobBytes: config.minBlobBytes } : {}), ...config.stratadbOptions }
+}
+
 /** Bytes of one largevalues value unless --large-value-bytes says otherwise. */
 export const LARGE_VALUE_BYTES = 256 * 1024
 /** Largest --large-value-bytes: stratadb's default maxValueBytes (the bench also keeps 16 values' worth of random bytes). */

@@ -21,15 +21,19 @@ export interface OpenSettings {
   writeBufferBytes?: number
   /** Block cache: stratadb blockCacheBytes, classic-level cacheSize. */
   cacheBytes?: number
-  /** stratadb's minBlobBytes (values of at least this size go to blob files); passed only when set; the peers have no such option. */
-  minBlobBytes?: number
-  /** Further stratadb open options (--stratadb-options), applied after the ones above; the peers get none of them. */
+  /** Further stratadb open options (--min-blob-bytes, --stratadb-options: stratadbOpenOptions), applied after the ones above; the peers get none of them. */
   stratadbOptions?: Readonly<Record<string, unknown>>
 }
 
-/** The --stratadb-options entries as they read in an open() call. */
-function extraOptions(s: OpenSettings): string[] {
-  return Object.entries(s.stratadbOptions ?? {}).map(([name, value]) => `${name}: ${JSON.stringify(value)}`)
+/** stratadb's options of `s`, as they read in an open() call. */
+function stratadbOptionList(s: OpenSettings): string {
+  return [
+    s.writeBufferBytes !== undefined ? `memtableBytes: ${mib(s.writeBufferBytes)}` : '',
+    s.cacheBytes !== undefined ? `blockCacheBytes: ${mib(s.cacheBytes)}` : '',
+    ...Object.entries(s.stratadbOptions ?? {}).map(([name, value]) => `${name}: ${JSON.stringify(value)}`),
+  ]
+    .filter((x) => x !== '')
+    .join(', ')
 }
 
 /** An open database, as the workloads see it. */
@@ -188,22 +192,9 @@ async function loadStratadb(): Promise<EngineAdapter> {
       supported: true,
       how: 'db.transaction(async (tx) => { n = await tx.get(k); tx.put(k, n + 1) }, { retries: Infinity }): optimistic, retried on conflict',
     },
-    tuning: (s) =>
-      `open(dir, { ${[
-        s.writeBufferBytes !== undefined ? `memtableBytes: ${mib(s.writeBufferBytes)}` : '',
-        s.cacheBytes !== undefined ? `blockCacheBytes: ${mib(s.cacheBytes)}` : '',
-        s.minBlobBytes !== undefined ? `minBlobBytes: ${s.minBlobBytes}` : '',
-        ...extraOptions(s),
-      ]
-        .filter((x) => x !== '')
-        .join(', ')} })`,
+    tuning: (s) => `open(dir, { ${stratadbOptionList(s)} })`,
     async open(dir, settings) {
-      const db = await open(dir, {
-        memtableBytes: settings?.writeBufferBytes,
-        blockCacheBytes: settings?.cacheBytes,
-        minBlobBytes: settings?.minBlobBytes,
-        ...settings?.stratadbOptions,
-      })
+      const db = await open(dir, { memtableBytes: settings?.writeBufferBytes, blockCacheBytes: settings?.cacheBytes, ...settings?.stratadbOptions })
       return {
         put: (key, value) => db.put(key, value),
         putDurable: (key, value) => db.put(key, value, SYNC_WRITE),
@@ -321,20 +312,11 @@ async function loadStratadbLevel(): Promise<EngineAdapter> {
     calls: `${LEVEL_CALLS}, the same calls as classic-level; stratadb defaults`,
     syncWrites: 'put(key, value, { sync: true }) (StrataLevel passes it on as stratadb\'s sync write)',
     transactions: { supported: false, why: 'abstract-level has no transactions' },
-    tuning: (s) =>
-      `new StrataLevel(dir, { ${[
-        s.writeBufferBytes !== undefined ? `memtableBytes: ${mib(s.writeBufferBytes)}` : '',
-        s.cacheBytes !== undefined ? `blockCacheBytes: ${mib(s.cacheBytes)}` : '',
-        s.minBlobBytes !== undefined ? `minBlobBytes: ${s.minBlobBytes}` : '',
-        ...extraOptions(s),
-      ]
-        .filter((x) => x !== '')
-        .join(', ')} })`,
+    tuning: (s) => `new StrataLevel(dir, { ${stratadbOptionList(s)} })`,
     async open(dir, settings) {
       const options: Record<string, unknown> = { keyEncoding: 'buffer', valueEncoding: 'buffer' }
       if (settings?.writeBufferBytes !== undefined) options.memtableBytes = settings.writeBufferBytes
       if (settings?.cacheBytes !== undefined) options.blockCacheBytes = settings.cacheBytes
-      if (settings?.minBlobBytes !== undefined) options.minBlobBytes = settings.minBlobBytes
       Object.assign(options, settings?.stratadbOptions)
       const db = new StrataLevel(dir, options)
       await db.open()

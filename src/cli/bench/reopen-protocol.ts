@@ -1,4 +1,4 @@
-import type { BenchConfig, EngineName } from './config.js'
+import { stratadbOpenOptions, type BenchConfig, type EngineName } from './config.js'
 import type { OpenSettings } from './engines.js'
 
 /**
@@ -22,9 +22,8 @@ export interface ReopenChildRequest {
  * take --cache-mib).
  */
 export function reopenSettings(config: BenchConfig): OpenSettings | undefined {
-  const { minBlobBytes, stratadbOptions } = config
-  if (minBlobBytes === undefined && stratadbOptions === undefined) return undefined
-  return { ...(minBlobBytes !== undefined ? { minBlobBytes } : {}), ...(stratadbOptions !== undefined ? { stratadbOptions } : {}) }
+  const stratadbOptions = stratadbOpenOptions(config)
+  return stratadbOptions === undefined ? undefined : { stratadbOptions }
 }
 
 /** What the child sends to its parent. */

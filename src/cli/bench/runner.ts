@@ -3,7 +3,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import type { RecordableHistogram } from 'node:perf_hooks'
-import type { BenchConfig, EngineName, WorkloadName } from './config.js'
+import { stratadbOpenOptions, type BenchConfig, type EngineName, type WorkloadName } from './config.js'
 import { loadEngine, type BenchDb, type EngineAdapter, type OpenSettings } from './engines.js'
 import { describeEnvironment, type Environment } from './environment.js'
 import { summarize, type LatencySummaryNs } from './latency.js'
@@ -270,10 +270,10 @@ async function withDatabase(
 
 /** The budgets --cache-mib asks for, stratadb's --min-blob-bytes and --stratadb-options (none: engine defaults). */
 function openSettings(ctx: WorkloadContext): OpenSettings {
-  const { cacheBytes, minBlobBytes, stratadbOptions } = ctx.config
+  const { cacheBytes } = ctx.config
+  const stratadbOptions = stratadbOpenOptions(ctx.config)
   return {
     ...(cacheBytes !== undefined ? { cacheBytes } : {}),
-    ...(minBlobBytes !== undefined ? { minBlobBytes } : {}),
     ...(stratadbOptions !== undefined ? { stratadbOptions } : {}),
   }
 }
