@@ -18,9 +18,9 @@ export type BackgroundJob = { type: 'flush'; flush: FlushJob } | { type: 'compac
  * Runs background jobs, one at a time, on a worker thread of its own, so that
  * building tables does not take the main thread's CPU from writes and reads
  * (on 2 cores a flush was ~35% of a random-write stream's main-thread time;
- * docs/performance.md). The engine's flushes and its first compaction share
- * one runner (a worker runs several jobs at once, interleaved at their
- * awaits); each further concurrent compaction has its own. Falls back
+ * docs/performance.md). The engine's flushes have one runner, each
+ * concurrent compaction another (a worker would run several jobs at once,
+ * interleaved at their awaits). Falls back
  * to running in this thread when the compiled worker script is not available
  * (TypeScript sources without a build), and runs there whenever the engine's
  * file system is not the default one (a seam object cannot be sent to a

@@ -1,4 +1,5 @@
 import * as path from 'node:path'
+import { isMainThread } from 'node:worker_threads'
 import { initChecksum } from '../base/checksum.js'
 import { corruption } from '../base/errors.js'
 import { KIND_RANGE_DELETE } from '../base/entry.js'
@@ -46,9 +47,26 @@ export async function runFlushJob(job: FlushJob, fs: FileSystem = nodeFileSystem
   }
 }
 
+/**
+ * A worker thread's flushes, one at a time, reuse one run (SortedRun.clear).
+ * On the main thread, where several engines' flushes may interleave and the
+ * arrays would outlive their use, every flush has its own.
+ */
+let spareRun: SortedRun | undefined
+
 async function flush(job: FlushJob, fs: FileSystem): Promise<WrittenTable> {
+  const run = (isMainThread ? undefined : spareRun) ?? new SortedRun()
+  spareRun = undefined
+  try {
+    return await flushInto(run, job, fs)
+  } finally {
+    run.clear()
+    if (!isMainThread) spareRun = run
+  }
+}
+
+async function flushInto(run: SortedRun, job: FlushJob, fs: FileSystem): Promise<WrittenTable> {
   await initChecksum()
-  const run = new SortedRun()
   run.reserve(job.entryCount)
   let lastPayload: Buffer | undefined
   let id = -1

@@ -1,12 +1,13 @@
 /**
- * Flushes go before compactions on a shared thread. The engine's flushes and
- * its first compaction run on one worker thread (background-runner.ts), where
- * their jobs interleave at every await; a flush then got about half the
- * thread while a compaction ran, and a full memtable waited for it (the
- * `flushSlot` waits of `stats().writes.waits`). A compaction therefore pauses
- * at its next output chunk while a flush of the same thread runs. Per thread:
- * module state, as each worker (and the main thread, where jobs run without
- * one) has its own.
+ * Flushes go before compactions on a shared thread. Where jobs run on the
+ * main thread (a non-default file system, or no compiled worker script;
+ * background-runner.ts) flushes and compactions interleave at every await;
+ * a flush then got about half the thread while a compaction ran, and a full
+ * memtable waited for it (the `flushSlot` waits of `stats().writes.waits`).
+ * A compaction therefore pauses at its next output chunk while a flush of the
+ * same thread runs. With worker threads each has its own, and this never
+ * pauses anything. Per thread: module state, as each worker (and the main
+ * thread) has its own.
  */
 let flushesRunning = 0
 let waiters: Array<() => void> = []

@@ -73,21 +73,8 @@ export class CompactionScheduler {
   /** Shared with every job: set at close. */
   private readonly cancel = new Int32Array(new SharedArrayBuffer(4))
 
-  /**
-   * @param sharedRunner the worker thread the first compaction runs on (the
-   *   engine's flushes run there too: one isolate less, ~20-40 MiB; on 2 cores
-   *   the two jobs share one core either way). Further concurrent compactions
-   *   get threads of their own. Closed with the others by `close`.
-   */
-  constructor(
-    private readonly host: CompactionHost,
-    sharedRunner?: BackgroundRunner,
-  ) {
-    if (sharedRunner !== undefined) {
-      this.idleRunners.push(sharedRunner)
-      this.allRunners.push(sharedRunner)
-    }
-  }
+  /** Each concurrent compaction runs on a worker thread of its own (closed by `close`). */
+  constructor(private readonly host: CompactionHost) {}
 
   /** Starts automatic compactions while there are free slots and work to do. */
   maybeSchedule(): void {

@@ -59,6 +59,8 @@ export class SortedRun {
   private ascending = true
   private lastAdded = -Infinity
   private order: Uint32Array | undefined
+  /** The order array's storage, kept by `clear` for the next sort. */
+  private orderStore: Uint32Array | undefined
   /** Scratch for small runs: a digit per entry number. */
   private digits: Float64Array | undefined
 
@@ -69,6 +71,22 @@ export class SortedRun {
 
   get length(): number {
     return this.count
+  }
+
+  /**
+   * Empties the run for another flush, keeping its arrays (a worker thread's
+   * flushes reuse one run: arrays of ~40 bytes per entry, allocated anew per
+   * flush, lived long enough to reach V8's old generation and stayed there,
+   * dead, until a full collection; docs/performance.md, "A thread for
+   * flushes"). Iterators over the run must be closed.
+   */
+  clear(): void {
+    this.buffers.length = 0
+    this.count = 0
+    this.order = undefined
+    this.digits = undefined
+    this.ascending = true
+    this.lastAdded = -Infinity
   }
 
   /** Makes room for `entries` in all, at once (a flush knows its count: no doubling and copying as entries arrive). */
@@ -115,7 +133,8 @@ export class SortedRun {
    */
   sort(): void {
     const n = this.count
-    const order = new Uint32Array(n)
+    if (this.orderStore === undefined || this.orderStore.length < n) this.orderStore = new Uint32Array(this.capacity)
+    const order = this.orderStore.subarray(0, n)
     this.order = order
     for (let i = 0; i < n; i++) order[i] = i
     if (n < 2) return

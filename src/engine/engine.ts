@@ -142,10 +142,9 @@ export class Engine implements CompactionHost, FlushHost, WriteHost, ChangeSourc
     this.tableCache = new TableCache(this.fs, s.dir, this.blockCache, s.options.maxOpenTables, s.options.tableCacheBytes, this.resolveBlob)
     this.minBlobBytes = s.options.minBlobBytes
     this.writePath = new WritePath(this, s.lastSequence)
-    // One worker thread runs the flushes and the first compaction (see CompactionScheduler).
-    const runner = new BackgroundRunner(this.fs)
-    this.flushLoop = new FlushLoop(this, runner)
-    this.compactions = new CompactionScheduler(this, runner)
+    // Flushes have a worker thread of their own, compactions theirs (see FlushLoop).
+    this.flushLoop = new FlushLoop(this, new BackgroundRunner(this.fs))
+    this.compactions = new CompactionScheduler(this)
   }
 
   /**

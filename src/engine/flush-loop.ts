@@ -42,7 +42,15 @@ export class FlushLoop {
   private running = false
   private loop: Promise<void> = Promise.resolve()
 
-  /** @param runner the worker thread flushes run on (shared with compactions; its owner closes it). */
+  /**
+   * @param runner the worker thread flushes run on, theirs alone (closed by
+   *   `close`). Compactions run on threads of their own: sharing one, a flush
+   *   went first and the compaction paused, and under a random-write stream
+   *   flushes kept that thread busy, so the first L0→L1 compaction of a 10M-key
+   *   stream had not finished after 30 s while L0 grew to 25 tables
+   *   (docs/performance.md, "A thread for flushes"). Apart, the system's
+   *   scheduler shares the cores between writers, flushes and compaction.
+   */
   constructor(
     private readonly host: FlushHost,
     private readonly runner: BackgroundRunner,
@@ -55,9 +63,10 @@ export class FlushLoop {
     this.loop = this.run()
   }
 
-  /** Waits for the running loop (the runner is closed by its owner). */
+  /** Waits for the running loop, then ends the worker thread (a later flush starts a new one). */
   async close(): Promise<void> {
     while (this.running) await this.loop
+    await this.runner.close()
   }
 
   private async run(): Promise<void> {

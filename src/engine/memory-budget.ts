@@ -11,7 +11,8 @@ import { slabBytesFor } from '../sstable/block-cache.js'
  *                  allocations, since the active memtable takes them first)
  *   block cache    blockCacheBytes + one slab (at most 1 MiB; block-cache.ts)
  *   table readers  tableCacheBytes (index and filter of open tables)
- *   workers        maxConcurrentCompactions × WORKER_BYTES (flushes share the first)
+ *   workers        (1 + maxConcurrentCompactions) × WORKER_BYTES (the flushes'
+ *                  thread and one per concurrent compaction)
  *
  * On top of live data, V8 lets garbage accumulate between collections; that
  * headroom is GC_HEADROOM_BYTES. The engine bounds each part by construction;
@@ -33,7 +34,7 @@ export const GC_HEADROOM_BYTES = 128 << 20
 
 export function memoryBudget(o: ResolvedOptions): MemoryBudget {
   const memtablesBytes = (1 + o.maxImmutableMemtables) * o.memtableBytes
-  const workersBytes = o.maxConcurrentCompactions * WORKER_BYTES
+  const workersBytes = (1 + o.maxConcurrentCompactions) * WORKER_BYTES
   const parts = {
     memtablesBytes,
     blockCacheBytes: o.blockCacheBytes + slabBytesFor(o.blockCacheBytes),
