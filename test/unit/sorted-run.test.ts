@@ -10,8 +10,7 @@ interface Entry {
 }
 
 /** Packs entries into a few shared buffers, like WAL record payloads, and adds them to a run. */
-function runOf(entries: Entry[], perBuffer: number, packedMax?: number): SortedRun {
-  const run = new SortedRun(packedMax)
+function runOf(entries: Entry[], perBuffer: number, packedMax?: number, run = new SortedRun(packedMax)): SortedRun {
   for (let i = 0; i < entries.length; i += perBuffer) {
     const group = entries.slice(i, i + perBuffer)
     const parts: Buffer[] = [Buffer.from([0xee])] // offsets must not start at 0
@@ -37,8 +36,8 @@ function runOf(entries: Entry[], perBuffer: number, packedMax?: number): SortedR
   return run
 }
 
-function expectSorted(entries: Entry[], perBuffer: number, packedMax?: number): void {
-  const run = runOf(entries, perBuffer, packedMax)
+function expectSorted(entries: Entry[], perBuffer: number, packedMax?: number, reused?: SortedRun): void {
+  const run = runOf(entries, perBuffer, packedMax, reused)
   run.sort()
   const want = [...entries].sort((a, b) => Buffer.compare(a.key, b.key) || b.seq - a.seq)
   const it = run.iterator()
@@ -52,6 +51,23 @@ function expectSorted(entries: Entry[], perBuffer: number, packedMax?: number): 
 }
 
 describe('SortedRun (a flush sorts a memtable)', () => {
+  it('sorts again after clear, into the arrays it kept, runs larger and smaller than before', () => {
+    const run = new SortedRun()
+    // Sizes: a first run, a larger one (the arrays grow), a smaller one (the kept order array is longer than needed).
+    for (const [seed, count] of [[11, 3000], [12, 9000], [13, 500], [14, 0], [15, 2000]]) {
+      const r = rng(seed)
+      const entries: Entry[] = []
+      let seq = 1
+      for (let i = 0; i < count; i++) {
+        const key = Buffer.from(`k${Math.floor(r() * count * 0.7)}`, 'latin1')
+        entries.push({ key, seq: seq++, value: r() < 0.1 ? null : Buffer.from(`v${seed}.${i}`) })
+      }
+      run.clear()
+      expectSorted(entries, 64, undefined, run)
+      expect(run.length).toBe(count)
+    }
+  })
+
   it('sorts by key bytes, then by sequence descending, across buffers', () => {
     for (const seed of [1, 2, 3, 4, 5]) {
       const r = rng(seed)
