@@ -4,10 +4,15 @@
 // memtableBytes and blockCacheBytes 64 MiB (bigdata's settings). Prints the
 // throughput of each twentieth of the stream, the slowest ÷ median window,
 // stalls and slowdowns, write amplification and peak RSS (sampled every
-// 100 ms). Needs a build (npm run build).
+// 100 ms). With TIMELINE=<seconds>, also a line per interval: puts so far,
+// tables per level, flushes and their mean time, compactions done + running
+// and bytes they read, CPU seconds of each of the process's threads
+// (/proc/self/task) and peak RSS in the interval: where background work
+// keeps up and where it falls behind. Needs a build (npm run build).
 //
 //   node bench/write-stream-probe.mjs [N=10000000] ['{"l0SlowdownTrigger":8}']
-import { rmSync, mkdtempSync } from 'node:fs'
+//   TIMELINE=5 node bench/write-stream-probe.mjs 10000000
+import { rmSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { open } from '../dist/index.js'
@@ -27,7 +32,47 @@ let issued = 0
 let done = 0
 let windowStart = performance.now()
 let peakRss = 0
-const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100)
+let intervalRss = 0
+const sampler = setInterval(() => {
+  const rss = process.memoryUsage().rss
+  peakRss = Math.max(peakRss, rss)
+  intervalRss = Math.max(intervalRss, rss)
+}, 100)
+
+/** CPU seconds (user + system) per thread id of this process. */
+function threadCpuSeconds() {
+  const out = {}
+  for (const tid of readdirSync('/proc/self/task')) {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    out[tid] = (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (USER_HZ 100)
+  }
+  return out
+}
+
+const timelineSeconds = Number(process.env.TIMELINE ?? 0)
+let timeline
+if (timelineSeconds > 0) {
+  const t0 = performance.now()
+  let lastCpu = threadCpuSeconds()
+  timeline = setInterval(() => {
+    const s = db.stats()
+    const cpu = threadCpuSeconds()
+    const busy = Object.entries(cpu)
+      .map(([tid, sec]) => [tid, sec - (lastCpu[tid] ?? 0)])
+      .filter(([, sec]) => sec >= 0.05)
+      .map(([tid, sec]) => `${tid}:${sec.toFixed(1)}`)
+    lastCpu = cpu
+    const w = s.writes
+    console.log(
+      `${((performance.now() - t0) / 1000).toFixed(0)}s puts ${done} levels ${s.levels.map((l) => l.tables).join('/')}` +
+        ` flushes ${w.flushes} (${(w.flushMs / Math.max(1, w.flushes)).toFixed(0)} ms each)` +
+        ` compactions ${s.compaction.compactions}+${s.compaction.running} read ${(s.compaction.bytesRead / 1048576).toFixed(0)} MiB` +
+        ` cpu s ${busy.join(' ')} rss ${(intervalRss / 1048576).toFixed(0)} MiB`,
+    )
+    intervalRss = 0
+  }, timelineSeconds * 1000)
+}
 
 async function writer() {
   while (issued < N) {
@@ -49,6 +94,7 @@ const started = performance.now()
 await Promise.all(Array.from({ length: 64 }, writer))
 const seconds = (performance.now() - started) / 1000
 clearInterval(sampler)
+clearInterval(timeline)
 const sorted = [...windows].sort((a, b) => a - b)
 const s = db.stats()
 console.log(
