@@ -272,6 +272,13 @@ const RANGES: Partial<Record<keyof OpenOptions, [number, number]>> = {
   walRetentionMs: [0, 2 ** 52],
 }
 
+/** Options whose value is one of a few strings. */
+const CHOICES: Partial<Record<keyof ResolvedOptions, readonly string[]>> = {
+  compression: ['lz4', 'none'] satisfies BlockCompression[],
+  l0Compression: ['auto', 'always'] satisfies Array<OpenOptions['l0Compression']>,
+  pointReadIndexes: ['auto', 'always', 'never'] satisfies PointReadIndexes[],
+}
+
 const FILE_SYSTEM_METHODS = ['open', 'readFile', 'rename', 'link', 'unlink', 'readdir', 'stat', 'mkdir', 'syncDir', 'realpath'] as const satisfies ReadonlyArray<keyof FileSystem>
 
 /** Merges `options` over the defaults; throws STRATA_INVALID_ARGUMENT on an unknown or bad option. */
@@ -292,21 +299,16 @@ export function resolveOptions(options: OpenOptions | undefined): ResolvedOption
     if (range && (!Number.isInteger(value) || (value as number) < range[0] || (value as number) > range[1])) {
       throw new StrataError('STRATA_INVALID_ARGUMENT', `option ${name} must be an integer in [${range[0]}, ${range[1]}]`)
     }
+    const choices = CHOICES[key]
+    if (choices && !choices.includes(value as string)) {
+      throw new StrataError('STRATA_INVALID_ARGUMENT', `option ${name} must be ${choices.map((c) => `'${c}'`).join(' or ')}, got ${JSON.stringify(value)}`)
+    }
     ;(out as unknown as Record<string, unknown>)[key] = value
   }
   const missing = FILE_SYSTEM_METHODS.filter((m) => typeof (out.fileSystem as unknown as Record<string, unknown>)[m] !== 'function')
   if (missing.length > 0) throw new StrataError('STRATA_INVALID_ARGUMENT', `option fileSystem lacks ${missing.join(', ')}`)
   if (!(out.l0CompactionTrigger <= out.l0SlowdownTrigger && out.l0SlowdownTrigger < out.l0StopTrigger)) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'need l0CompactionTrigger <= l0SlowdownTrigger < l0StopTrigger')
-  }
-  if (out.compression !== 'lz4' && out.compression !== 'none') {
-    throw new StrataError('STRATA_INVALID_ARGUMENT', `option compression must be 'lz4' or 'none', got ${JSON.stringify(out.compression)}`)
-  }
-  if (out.l0Compression !== 'auto' && out.l0Compression !== 'always') {
-    throw new StrataError('STRATA_INVALID_ARGUMENT', `option l0Compression must be 'auto' or 'always', got ${JSON.stringify(out.l0Compression)}`)
-  }
-  if (out.pointReadIndexes !== 'auto' && out.pointReadIndexes !== 'always' && out.pointReadIndexes !== 'never') {
-    throw new StrataError('STRATA_INVALID_ARGUMENT', `option pointReadIndexes must be 'auto', 'always' or 'never', got ${JSON.stringify(out.pointReadIndexes)}`)
   }
   if (out.readOnly && out.errorIfExists) {
     throw new StrataError('STRATA_INVALID_ARGUMENT', 'readOnly opens an existing database: errorIfExists cannot be set with it')
