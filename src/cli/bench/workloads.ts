@@ -11,12 +11,13 @@ import {
   type WorkloadName,
 } from './config.js'
 import { runConcurrent, runSync } from './drivers.js'
-import type { BenchDb, EngineAdapter } from './engines.js'
+import type { BenchDb } from './engines.js'
 import { SeededRandom, ValuePool, randomIndices, streamSeed } from './key-stream.js'
 import { LatencyRecorder } from './latency.js'
 import { activeProgress } from './progress.js'
 import { measureReopenAfterKill } from './reopen.js'
-import { SkipWorkload, type DatabaseWorkload, type Measurement, type Workload, type WorkloadContext } from './workload.js'
+import { increments, requireTransactions } from './increment-workload.js'
+import type { DatabaseWorkload, Measurement, Workload, WorkloadContext } from './workload.js'
 
 /**
  * The workloads, after db_bench. Each one times only its operations: opening
@@ -301,63 +302,6 @@ async function largeValues(db: BenchDb, ctx: WorkloadContext, workload: LargeVal
   }
 }
 
-/** The key of the increment workloads' counter `i`. */
-function counterKey(i: number): Buffer {
-  return Buffer.from(`counter-${String(i).padStart(4, '0')}`, 'latin1')
-}
-
-/**
- * `incrementTasks` concurrent tasks, each making `incrementsPerTask`
- * read-modify-write increments, of one hot counter or of counters drawn at
- * random from INCREMENT_KEYS. Ops are committed transactions; afterwards the
- * counters must add up to the number of increments (no lost update).
- */
-async function increments(db: BenchDb, ctx: WorkloadContext, keys: 1 | typeof INCREMENT_KEYS): Promise<Measurement> {
-  const increment = db.increment
-  if (increment === undefined) throw new SkipWorkload('no transactions')
-  const { incrementTasks: tasks, incrementsPerTask: perTask, seed } = ctx.config
-  const total = tasks * perTask
-  const picks = keys === 1 ? undefined : randomIndices(total, keys, streamSeed(seed, 'increment-keys'))
-  const counters = Array.from({ length: keys }, (_, i) => counterKey(i))
-  let attempts = 0
-  let maxAttempts = 0
-  const latency = new LatencyRecorder()
-  const elapsedMs = await runConcurrent(
-    total,
-    tasks,
-    async (op) => {
-      const a = await increment(counters[picks === undefined ? 0 : picks[op]])
-      attempts += a
-      if (a > maxAttempts) maxAttempts = a
-    },
-    latency,
-  )
-  let sum = 0
-  for (const key of counters) {
-    const value = await db.get(key)
-    if (value !== undefined) sum += Number(Buffer.from(value).toString('latin1'))
-  }
-  if (sum !== total) throw new Error(`lost updates: the counters add up to ${sum}, expected ${total}`)
-  return {
-    ops: total,
-    bytes: 0,
-    elapsedMs,
-    latency,
-    details: {
-      tasks,
-      incrementsPerTask: perTask,
-      keys,
-      commits: total,
-      attempts,
-      // With retries: Infinity every conflict re-runs the function once, so the two are equal.
-      conflicts: attempts - total,
-      retries: attempts - total,
-      maxAttemptsPerTransaction: maxAttempts,
-      finalCount: sum,
-    },
-  }
-}
-
 /** largevalues, or one of its fixed-size variants. */
 function largeValuesWorkload(name: LargeValuesWorkloadName): DatabaseWorkload {
   return {
@@ -373,10 +317,6 @@ function largeValuesWorkload(name: LargeValuesWorkloadName): DatabaseWorkload {
     },
     run: (db, ctx) => largeValues(db, ctx, name),
   }
-}
-
-const requireTransactions = (adapter: EngineAdapter): void => {
-  if (!adapter.transactions.supported) throw new SkipWorkload(adapter.transactions.why)
 }
 
 /** Every workload, by name. */
