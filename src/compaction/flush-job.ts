@@ -5,7 +5,7 @@ import { corruption } from '../base/errors.js'
 import { KIND_RANGE_DELETE } from '../base/entry.js'
 import { walFileName } from '../base/file-names.js'
 import type { TableBuilderOptions } from '../sstable/table-builder.js'
-import { visitRecords, visitWal } from '../wal/wal-reader.js'
+import { visitRecordsInMemory, visitWal } from '../wal/wal-reader.js'
 import type { RecordSegment } from '../wal/record-arena.js'
 import { SortedRun } from './sorted-run.js'
 import { writeTable, type BlobOutput, type WrittenTable } from './table-writer.js'
@@ -80,7 +80,7 @@ async function flushInto(run: SortedRun, job: FlushJob, fs: FileSystem): Promise
     run.add(id, s, ks, ke, vs, ve, kind)
   }
   if (job.segments !== undefined) {
-    for (const seg of job.segments) visitRecords(Buffer.from(seg.buffer, 0, seg.end), `memtable of WAL ${job.walNumbers[0]}`, collect)
+    for (const seg of job.segments) visitRecordsInMemory(Buffer.from(seg.buffer, 0, seg.end), `memtable of WAL ${job.walNumbers[0]}`, collect)
   } else {
     for (const number of job.walNumbers) visitWal(fs, path.join(job.dir, walFileName(number)), collect)
   }

@@ -59,6 +59,28 @@ export function intactRecordLength(buf: Buffer, offset: number): number {
   return RECORD_HEADER_BYTES + payloadLength
 }
 
+/**
+ * Payloads of records this process framed in memory (a frozen memtable's
+ * record arena), walked by their headers: each header's own checksum must
+ * match and the records must tile `buf` exactly, or this throws (a bug: the
+ * memory was reused or miswritten). The payload checksums are not computed
+ * again: the bytes never left memory since frameRecordInPlace hashed them,
+ * and hashing them twice cost a flush of 256 KiB values more CPU than the
+ * main thread's framing (docs/performance.md, "Blob files").
+ */
+export function framedPayloadsInMemory(buf: Buffer, name: string): Buffer[] {
+  const payloads: Buffer[] = []
+  let offset = 0
+  while (offset < buf.length) {
+    if (!recordHeaderValid(buf, offset)) throw corruption('in-memory record header does not check', name, offset)
+    const end = offset + RECORD_HEADER_BYTES + readU32(buf, offset)
+    if (end > buf.length) throw corruption('in-memory record runs past its segment', name, offset)
+    payloads.push(buf.subarray(offset + RECORD_HEADER_BYTES, end))
+    offset = end
+  }
+  return payloads
+}
+
 /** How a log's last damaged record is judged when nothing intact follows it. */
 export type TailPolicy =
   /** WAL: a complete record with a bad payload at the very end is dropped like a torn one. */

@@ -1,5 +1,5 @@
 import { corruption, ioError } from '../base/errors.js'
-import { scanRecords } from './record-framing.js'
+import { framedPayloadsInMemory, scanRecords } from './record-framing.js'
 import type { FileSystem } from '../vfs/file-system.js'
 import { decodeWalRecord, forEachWalEntry, walRecordLastSequence, type WalBatch, type WalEntryVisitor } from './wal-record.js'
 
@@ -47,9 +47,13 @@ export function visitWal(fs: FileSystem, path: string, visit: WalEntryVisitor): 
   return { entries, records: scan.payloads.length, droppedBytes: buf.length - scan.validBytes, droppedRecords: scan.tailRecords, lastSequence }
 }
 
-/** Visits every entry of the framed records in `buf` (a WAL file's bytes, or a memtable's record arena). */
-export function visitRecords(buf: Buffer, name: string, visit: WalEntryVisitor): number {
-  return visitPayloads(scanRecords(buf, name).payloads, name, visit)
+/**
+ * Visits every entry of the records this process framed in `buf` (a frozen
+ * memtable's record arena): headers are checked, payload checksums are not
+ * computed again (framedPayloadsInMemory).
+ */
+export function visitRecordsInMemory(buf: Buffer, name: string, visit: WalEntryVisitor): number {
+  return visitPayloads(framedPayloadsInMemory(buf, name), name, visit)
 }
 
 function visitPayloads(payloads: readonly Buffer[], name: string, visit: WalEntryVisitor): number {

@@ -6,7 +6,7 @@ import { WalWriter } from '../../src/wal/wal-writer.js'
 import type { WriteOp } from '../../src/base/entry.js'
 import { encodedOpBytes } from '../../src/wal/wal-record.js'
 import { encodeWalRecord } from '../../src/wal/record-builder.js'
-import { frameRecord, scanRecords } from '../../src/wal/record-framing.js'
+import { frameRecord, framedPayloadsInMemory, scanRecords } from '../../src/wal/record-framing.js'
 import { ready, tempDir } from './helpers.js'
 import { nodeFileSystem } from '../../src/vfs/node-file-system.js'
 
@@ -26,6 +26,9 @@ function writeLog(records: Buffer[]): string {
   w.close()
   return file
 }
+
+/** Where the second record of `[x, 70,000 bytes, empty]` starts: after the first's 12-byte header and 1-byte payload. */
+const RECORD_OFFSET_OF_SECOND = 13
 
 const ops = (i: number): WriteOp[] => [
   { key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`.repeat(i + 1)) },
@@ -86,5 +89,19 @@ describe('WAL', () => {
     const payloads = [Buffer.alloc(0), Buffer.from('x'), Buffer.alloc(70_000, 7)]
     const scan = scanRecords(Buffer.concat(payloads.map(frameRecord)), 'mem')
     expect(scan.payloads).toEqual(payloads)
+  })
+
+  it('walks records framed in memory by their headers, and throws where they do not tile', () => {
+    const payloads = [Buffer.from('x'), Buffer.alloc(70_000, 7), Buffer.alloc(0)]
+    const buf = Buffer.concat(payloads.map(frameRecord))
+    expect(framedPayloadsInMemory(buf, 'mem')).toEqual(payloads)
+    expect(framedPayloadsInMemory(Buffer.alloc(0), 'mem')).toEqual([])
+    // A header that does not check (memory reused under a flush): thrown, not dropped as a torn tail would be.
+    const damagedHeader = Buffer.from(buf)
+    damagedHeader[RECORD_OFFSET_OF_SECOND] ^= 1
+    expect(() => framedPayloadsInMemory(damagedHeader, 'mem')).toThrow(/in-memory record header/)
+    // Trailing bytes that are not a record, and a record cut short.
+    expect(() => framedPayloadsInMemory(Buffer.concat([buf, Buffer.alloc(20)]), 'mem')).toThrow(/in-memory record header/)
+    expect(() => framedPayloadsInMemory(buf.subarray(0, buf.length - frameRecord(payloads[2]).length - 1), 'mem')).toThrow(/runs past/)
   })
 })
