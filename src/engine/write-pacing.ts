@@ -44,7 +44,7 @@ export function compactionDebtParts(tableVersion: TableVersion, o: ResolvedOptio
  * before it have had their time at the allowed rate. A fixed 1-20 ms delay
  * per group (the first version) cut a 300k puts/s stream to ~60k at the
  * slightest debt: the windows dropped to a fifth of the median long before the
- * stop threshold (docs/performance.md, "Pacing").
+ * stop threshold (docs/performance.md, "Compaction" under the design choices).
  */
 export class WritePacer {
   private unpacedBytesPerMs = 0

@@ -155,7 +155,7 @@ export class TransactionRunner {
     // While a long chain of transactions waits for turns (a hot key), let it
     // run to the end of the event-loop turn so its commits share one WAL
     // write. Not for a few waiters: over 1,000 keys the deferral cost more
-    // than it saved (docs/performance.md, "Versions").
+    // than it saved (docs/performance.md, "Transactions" under the design choices).
     this.currentEngine().holdWriteGroupsWhile(() => c.waiting.count >= HOLD_GROUPS_MIN_WAITERS)
     return c
   }
