@@ -3,12 +3,13 @@
 // (db_bench's, as `strata bench` and bigdata write them), 64 puts in flight,
 // memtableBytes and blockCacheBytes 64 MiB (bigdata's settings). Prints the
 // throughput of each twentieth of the stream, the slowest ÷ median window,
-// stalls and slowdowns, write amplification and peak RSS (sampled every
-// 100 ms). With TIMELINE=<seconds>, also a line per interval: puts so far,
-// tables per level, flushes and their mean time, compactions done + running
-// and bytes they read, CPU seconds of each of the process's threads
-// (/proc/self/task) and peak RSS in the interval: where background work
-// keeps up and where it falls behind. Needs a build (npm run build).
+// stalls and slowdowns, write amplification, peak RSS (sampled every
+// 100 ms) and the kernel's VmHWM. With TIMELINE=<seconds>, also a line per
+// interval: puts so far, tables per level, flushes and their mean time,
+// compactions done + running and bytes they read, CPU seconds of each of
+// the process's threads (/proc/self/task) and peak RSS in the interval:
+// where background work keeps up and where it falls behind. Needs a build
+// (npm run build).
 //
 //   node bench/write-stream-probe.mjs [N=10000000] ['{"l0SlowdownTrigger":8}']
 //   TIMELINE=5 node bench/write-stream-probe.mjs 10000000
@@ -109,6 +110,8 @@ console.log(
     slowdownSeconds: +(s.writes.slowdownMs / 1000).toFixed(1),
     writeAmplification: +s.writeAmplification.toFixed(2),
     peakRssMiB: Math.round(peakRss / 1048576),
+    // The kernel's high-water mark: peaks between two samples included.
+    vmHwmMiB: Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) / 1024),
     l0Tables: s.levels[0].tables,
   }),
 )
