@@ -59,7 +59,10 @@ for (let r = 0; r < runs; r++) {
     const k = it.key()
     const s = it.sequence()
     if (shadow.keep(k, s)) builder.add(k, s, it.kind(), it.value())
-    if ((x++ & 1023) === 0) builder.takeOutput()
+    if ((x++ & 1023) === 0) {
+      builder.takeOutput()
+      builder.outputWritten()
+    }
   }
   builder.finish()
   const buildMs = performance.now() - t

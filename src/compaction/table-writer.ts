@@ -60,20 +60,25 @@ export class TableFileWriter {
   async finish(): Promise<TableMeta> {
     const props = this.builder.finish()
     await this.drain()
+    this.builder.release()
     await this.file.finish()
     const meta: TableMeta = { number: this.number, ...props }
     return this.blobFiles.size === 0 ? meta : { ...meta, blobFiles: [...this.blobFiles].sort((a, b) => a - b) }
   }
 
-  /** Closes the file after a failure (the caller leaves it for obsolete-file deletion). */
+  /** Closes the file after a failure (the caller leaves it for obsolete-file deletion), or drops an output that got no entry. */
   async abandon(): Promise<void> {
     this.file.abandon()
+    // Kept lent (so dropped) when a write failed; reused otherwise.
+    this.builder.release()
   }
 
   private async drain(): Promise<void> {
     const chunks = this.builder.takeOutput()
     this.pendingBytes = 0
     await this.file.append(chunks)
+    // Only after a write that succeeded: a failed one leaves the builder's buffer lent (and so never reused).
+    this.builder.outputWritten()
   }
 }
 
@@ -138,7 +143,10 @@ export async function writeTable(
       const due = out.add(key, seq, kind, value)
       if (due !== undefined) await due
     }
-    if (out.entryCount === 0) return {}
+    if (out.entryCount === 0) {
+      await out.abandon()
+      return {}
+    }
     // The blob file is durable before the table that references it.
     const written = blobFile === undefined ? undefined : await blobFile.finish()
     const table = await out.finish()

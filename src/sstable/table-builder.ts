@@ -5,7 +5,7 @@ import type { BlockCompression } from '../options.js'
 import { BlockBuilder } from './block-builder.js'
 import { buildFilter, filterHash } from './filter-block.js'
 import { buildPointIndex } from './point-index.js'
-import { BLOCK_TRAILER_BYTES, COMPRESSION_LZ4, COMPRESSION_NONE, encodeFooter, withTrailer, type BlockHandle } from './table-format.js'
+import { BLOCK_TRAILER_BYTES, COMPRESSION_LZ4, COMPRESSION_NONE, encodeFooter, storedBlockMaxBytes, writeStoredBlock, type BlockHandle } from './table-format.js'
 
 /** Tunables of the table format, each with its unit. */
 export interface TableBuilderOptions {
@@ -36,10 +36,32 @@ export interface TableProperties {
 }
 
 /**
+ * Bytes of the buffer a builder lays its blocks into: the writer's 1 MiB
+ * write chunks (table-writer.ts) plus room for the block that crosses it.
+ */
+export const OUTPUT_CHUNK_BYTES = (1 << 20) + (256 << 10)
+
+/**
+ * Output buffers of builders that finished, for the next builder on this
+ * thread (a flush or compaction writes table after table). A Buffer per
+ * block, written by the thread pool and so alive for a while, left the
+ * workers' garbage holding 20-40 MiB (docs/performance.md, "Memory").
+ */
+const spareChunks: Buffer[] = []
+const MAX_SPARE_CHUNKS = 2
+
+/**
  * Writes one table: data blocks, then the filter block, the point index, the
  * index block and the footer. Output is handed out in chunks (`takeOutput`) so the caller streams it
  * to disk with bounded memory. Entries must arrive in strictly increasing
  * internal-key order (asserted).
+ *
+ * Blocks are laid, with their trailers, into one reused buffer; takeOutput
+ * lends a view of it, and the caller gives it back with outputWritten()
+ * once those bytes are written (asserted before the buffer is written
+ * again). A block that does not fit what is left goes to a Buffer of its
+ * own, and so does every block after it until the next takeOutput (file
+ * order). `release` returns the buffer for the next builder.
  */
 export class TableBuilder {
   private readonly data: BlockBuilder
@@ -51,7 +73,13 @@ export class TableBuilder {
   private readonly blockEnds: number[] = []
   /** Filter hash of the last user key added. */
   private lastHash = 0
-  private output: Buffer[] = []
+  /** The reused buffer blocks are laid into: [0, chunkUsed) not yet handed out. */
+  private chunk: Buffer | undefined = spareChunks.pop() ?? Buffer.allocUnsafeSlow(OUTPUT_CHUNK_BYTES)
+  private chunkUsed = 0
+  /** True while the bytes takeOutput handed out from the chunk may still be being written. */
+  private chunkLent = false
+  /** Blocks that did not fit the chunk, in file order after its bytes. */
+  private spilled: Buffer[] = []
   private offset = 0
   private entries = 0
   private deletes = 0
@@ -116,11 +144,38 @@ export class TableBuilder {
     if (this.data.estimatedBytes >= this.options.blockBytes) this.flushDataBlock()
   }
 
-  /** Takes the bytes produced so far, in file order. */
+  /**
+   * Takes the bytes produced so far, in file order. The first may be a view
+   * of the builder's buffer: write them all, then call outputWritten()
+   * before the next add or finish.
+   */
   takeOutput(): Buffer[] {
-    const out = this.output
-    this.output = []
+    assert(!this.chunkLent, 'table output taken again before it was written')
+    const out: Buffer[] = []
+    if (this.chunkUsed > 0) {
+      out.push(this.chunk!.subarray(0, this.chunkUsed))
+      this.chunkLent = true
+      this.chunkUsed = 0
+    }
+    for (const b of this.spilled) out.push(b)
+    this.spilled = []
     return out
+  }
+
+  /** The bytes takeOutput handed out are written: the buffer may be laid again. */
+  outputWritten(): void {
+    this.chunkLent = false
+  }
+
+  /**
+   * Gives the buffer to the next builder on this thread. Call once the
+   * table's last output is written; after a failed write, drop the builder
+   * instead (nothing may reach a buffer a write could still hold).
+   */
+  release(): void {
+    const chunk = this.chunk
+    this.chunk = undefined
+    if (chunk !== undefined && !this.chunkLent && spareChunks.length < MAX_SPARE_CHUNKS) spareChunks.push(chunk)
   }
 
   /** Writes the filter, point index, index and footer. REQUIRES: at least one entry. */
@@ -135,7 +190,9 @@ export class TableBuilder {
     const pointIndex = pointIndexContents === undefined ? undefined : this.emitBlock(pointIndexContents)
     const index = this.emitBlock(this.index.finishView())
     const footer = encodeFooter({ index, filter, pointIndex, entryCount: this.entries })
-    this.output.push(footer)
+    const at = this.reserve(footer.length)
+    footer.copy(at.buf, at.start)
+    if (at.buf === this.chunk) this.chunkUsed += footer.length
     this.offset += footer.length
     return {
       smallestKey: this.smallestKey!,
@@ -162,11 +219,29 @@ export class TableBuilder {
   }
 
   private emitBlock(contents: Buffer, compression = COMPRESSION_NONE): BlockHandle {
-    const bytes = withTrailer(contents, compression)
+    const at = this.reserve(storedBlockMaxBytes(contents.length))
+    const n = writeStoredBlock(at.buf, at.start, contents, compression)
+    if (at.buf === this.chunk) this.chunkUsed += n
+    else this.spilled[this.spilled.length - 1] = at.buf.subarray(0, n)
     // The handle names the stored (possibly compressed) contents.
-    const handle = { offset: this.offset, size: bytes.length - BLOCK_TRAILER_BYTES }
-    this.output.push(bytes)
-    this.offset += bytes.length
+    const handle = { offset: this.offset, size: n - BLOCK_TRAILER_BYTES }
+    this.offset += n
     return handle
+  }
+
+  /**
+   * Where the next `maxBytes` (at most) of output go: the chunk at
+   * chunkUsed when they fit and nothing spilled yet (the caller then adds
+   * what it wrote to chunkUsed), else a Buffer of their own, pushed to
+   * `spilled` (the caller trims it to what it wrote).
+   */
+  private reserve(maxBytes: number): { buf: Buffer; start: number } {
+    assert(!this.chunkLent, 'table output laid over bytes not yet written')
+    const chunk = this.chunk
+    assert(chunk !== undefined, 'table builder used after release')
+    if (this.spilled.length === 0 && this.chunkUsed + maxBytes <= chunk.length) return { buf: chunk, start: this.chunkUsed }
+    const own = Buffer.allocUnsafe(maxBytes)
+    this.spilled.push(own)
+    return { buf: own, start: 0 }
   }
 }

@@ -81,31 +81,35 @@ export function decodeIndexHandle(buf: Uint8Array, start: number, end: number, d
   return out
 }
 
+/** The most bytes `writeStoredBlock` writes for contents of `length` bytes (raw contents and the trailer). */
+export function storedBlockMaxBytes(length: number): number {
+  return length + BLOCK_TRAILER_BYTES
+}
+
 /**
- * The bytes to write for block `contents`: compressed with `compression`
- * when that shrinks it by at least 1/8 (else raw), then the trailer.
+ * Writes what is stored for block `contents` into `out` at `at`: compressed
+ * with `compression` when that shrinks it by at least 1/8 (else raw), then
+ * the trailer. Returns the bytes written (at most storedBlockMaxBytes).
  */
-export function withTrailer(contents: Buffer, compression = COMPRESSION_NONE): Buffer {
+export function writeStoredBlock(out: Buffer, at: number, contents: Buffer, compression = COMPRESSION_NONE): number {
   if (compression === COMPRESSION_LZ4) {
     const header = varintLength(contents.length)
     const limit = contents.length - (contents.length >>> 3) - header
     if (limit > 0) {
-      const out = Buffer.allocUnsafe(header + limit + BLOCK_TRAILER_BYTES)
-      const n = lz4CompressBlock(contents, out.subarray(header, header + limit), limit)
+      const n = lz4CompressBlock(contents, out.subarray(at + header, at + header + limit), limit)
       if (n > 0) {
-        writeVarint(out, 0, contents.length)
+        writeVarint(out, at, contents.length)
         const size = header + n
-        out[size] = COMPRESSION_LZ4
-        writeU32(out, size + 1, blockChecksum(out.subarray(0, size + 1), TABLE_FORMAT_VERSION))
-        return out.subarray(0, size + BLOCK_TRAILER_BYTES)
+        out[at + size] = COMPRESSION_LZ4
+        writeU32(out, at + size + 1, blockChecksum(out.subarray(at, at + size + 1), TABLE_FORMAT_VERSION))
+        return size + BLOCK_TRAILER_BYTES
       }
     }
   }
-  const out = Buffer.allocUnsafe(contents.length + BLOCK_TRAILER_BYTES)
-  contents.copy(out, 0)
-  out[contents.length] = COMPRESSION_NONE
-  writeU32(out, contents.length + 1, blockChecksum(out.subarray(0, contents.length + 1), TABLE_FORMAT_VERSION))
-  return out
+  contents.copy(out, at)
+  out[at + contents.length] = COMPRESSION_NONE
+  writeU32(out, at + contents.length + 1, blockChecksum(out.subarray(at, at + contents.length + 1), TABLE_FORMAT_VERSION))
+  return contents.length + BLOCK_TRAILER_BYTES
 }
 
 /**

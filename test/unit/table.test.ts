@@ -2,6 +2,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { writeTable } from '../../src/compaction/table-writer.js'
+import { TableBuilder } from '../../src/sstable/table-builder.js'
+import { KIND_PUT } from '../../src/base/entry.js'
 import { BlockCache } from '../../src/sstable/block-cache.js'
 import { TableReader } from '../../src/sstable/table-reader.js'
 import { TableCache } from '../../src/sstable/table-cache.js'
@@ -258,5 +260,51 @@ describe('table', () => {
     bytes[bytes.length - 20] ^= 1
     fs.writeFileSync(file, bytes)
     expect(() => TableReader.open(nodeFileSystem, dir, 7, cache)).toThrow(expect.objectContaining({ code: 'STRATA_CORRUPTION' }))
+  })
+
+  it('lays blocks into one reused buffer: output taken in pieces equals the table built whole, blocks larger than the buffer go apart, misuse throws', () => {
+    const t = tempDir()
+    cleanup = t.cleanup
+    const random = rng(11)
+    const value = (i: number): Buffer => {
+      // Mostly small values; a few of 2 MiB, larger than the builder's buffer, in the middle.
+      const b = Buffer.alloc(i % 997 === 500 ? 2 << 20 : 20 + (i % 300))
+      for (let j = 0; j < b.length; j += 64) b[j] = Math.floor(random() * 256)
+      return b
+    }
+    const entries = Array.from({ length: 4000 }, (_, i) => [key(i), value(i)] as const)
+    const build = (every: number): Buffer => {
+      const b = new TableBuilder({ ...options, blockBytes: 4096, compression: 'lz4' })
+      const parts: Buffer[] = []
+      const take = (): void => {
+        // Copied before outputWritten: the builder lays its next blocks over the bytes it handed out.
+        parts.push(Buffer.concat(b.takeOutput()))
+        b.outputWritten()
+      }
+      entries.forEach(([k, v], i) => {
+        b.add(k, 1, KIND_PUT, v)
+        if (every > 0 && i % every === every - 1) take()
+      })
+      b.finish()
+      take()
+      b.release()
+      return Buffer.concat(parts)
+    }
+    const whole = build(0)
+    // Buffer.equals: a deep equality over ~9 MB runs for minutes.
+    expect(build(1).equals(whole)).toBe(true)
+    expect(build(333).equals(whole)).toBe(true)
+    fs.writeFileSync(path.join(t.dir, tableFileName(7)), build(50))
+    const reader = TableReader.open(nodeFileSystem, t.dir, 7, new BlockCache(1 << 20))
+    for (const [k, v] of entries) expect(reader.get(k, 1)?.v?.equals(v)).toBe(true)
+    reader.unref()
+
+    const b = new TableBuilder(options)
+    for (let i = 0; i < 100; i++) b.add(key(i), 1, KIND_PUT, Buffer.alloc(100))
+    expect(b.takeOutput().length).toBeGreaterThan(0)
+    expect(() => b.takeOutput()).toThrow(/taken again before it was written/)
+    expect(() => {
+      for (let i = 100; i < 200; i++) b.add(key(i), 1, KIND_PUT, Buffer.alloc(100))
+    }).toThrow(/laid over bytes not yet written/)
   })
 })
