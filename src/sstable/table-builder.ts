@@ -39,7 +39,7 @@ export interface TableProperties {
  * Bytes of the buffer a builder lays its blocks into: the writer's 1 MiB
  * write chunks (table-writer.ts) plus room for the block that crosses it.
  */
-export const OUTPUT_CHUNK_BYTES = (1 << 20) + (256 << 10)
+const OUTPUT_CHUNK_BYTES = (1 << 20) + (256 << 10)
 
 /**
  * Output buffers of builders that finished, for the next builder on this
