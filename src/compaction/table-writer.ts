@@ -4,14 +4,12 @@ import { OutputFile } from '../vfs/output-file.js'
 import { tableFileName } from '../base/file-names.js'
 import type { InternalIterator } from '../iterators/internal-iterator.js'
 import type { TableMeta } from '../manifest/table-meta.js'
-import { TableBuilder, type TableBuilderOptions } from '../sstable/table-builder.js'
+import { OUTPUT_WRITE_BYTES, TableBuilder, type TableBuilderOptions } from '../sstable/table-builder.js'
 import { ShadowFilter } from './shadow-filter.js'
 import { EXPIRY_BYTES, KIND_BLOB, KIND_BLOB_EXPIRING, KIND_PUT, KIND_PUT_EXPIRING, withExpiry } from '../base/entry.js'
 import { BlobFileWriter, type WrittenBlobFile } from '../blob/blob-file-writer.js'
 import { blobFileOf } from '../blob/blob-reference.js'
 
-/** Output is written to the file whenever this much has accumulated. */
-const WRITE_CHUNK_BYTES = 1 << 20
 
 /**
  * One table file being written: entries go to a TableBuilder and its output is
@@ -53,7 +51,7 @@ export class TableFileWriter {
     const estimate = this.builder.estimatedFileBytes
     this.pendingBytes += estimate - this.lastEstimate
     this.lastEstimate = estimate
-    return this.pendingBytes >= WRITE_CHUNK_BYTES ? this.drain() : undefined
+    return this.pendingBytes >= OUTPUT_WRITE_BYTES ? this.drain() : undefined
   }
 
   /** Writes the rest, fdatasyncs and closes. REQUIRES: at least one entry. */

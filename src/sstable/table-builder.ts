@@ -35,11 +35,11 @@ export interface TableProperties {
   minSeq: number
 }
 
-/**
- * Bytes of the buffer a builder lays its blocks into: the writer's 1 MiB
- * write chunks (table-writer.ts) plus room for the block that crosses it.
- */
-const OUTPUT_CHUNK_BYTES = (1 << 20) + (256 << 10)
+/** The writer (table-writer.ts) takes the output once about this much has accumulated. */
+export const OUTPUT_WRITE_BYTES = 1 << 20
+
+/** Bytes of the buffer a builder lays its blocks into: a write's worth plus room for the block that crosses it. */
+const OUTPUT_CHUNK_BYTES = OUTPUT_WRITE_BYTES + (256 << 10)
 
 /**
  * Output buffers of builders that finished, for the next builder on this
@@ -191,9 +191,7 @@ export class TableBuilder {
     const index = this.emitBlock(this.index.finishView())
     const footer = encodeFooter({ index, filter, pointIndex, entryCount: this.entries })
     const at = this.reserve(footer.length)
-    footer.copy(at.buf, at.start)
-    if (at.buf === this.chunk) this.chunkUsed += footer.length
-    this.offset += footer.length
+    this.laid(at, footer.copy(at.buf, at.start))
     return {
       smallestKey: this.smallestKey!,
       smallestSeq: this.smallestSeq,
@@ -221,19 +219,23 @@ export class TableBuilder {
   private emitBlock(contents: Buffer, compression = COMPRESSION_NONE): BlockHandle {
     const at = this.reserve(storedBlockMaxBytes(contents.length))
     const n = writeStoredBlock(at.buf, at.start, contents, compression)
-    if (at.buf === this.chunk) this.chunkUsed += n
-    else this.spilled[this.spilled.length - 1] = at.buf.subarray(0, n)
     // The handle names the stored (possibly compressed) contents.
     const handle = { offset: this.offset, size: n - BLOCK_TRAILER_BYTES }
-    this.offset += n
+    this.laid(at, n)
     return handle
+  }
+
+  /** `n` bytes were written where `reserve` said: they become output. */
+  private laid(at: { buf: Buffer; start: number }, n: number): void {
+    if (at.buf === this.chunk) this.chunkUsed += n
+    else this.spilled[this.spilled.length - 1] = at.buf.subarray(0, n)
+    this.offset += n
   }
 
   /**
    * Where the next `maxBytes` (at most) of output go: the chunk at
-   * chunkUsed when they fit and nothing spilled yet (the caller then adds
-   * what it wrote to chunkUsed), else a Buffer of their own, pushed to
-   * `spilled` (the caller trims it to what it wrote).
+   * chunkUsed when they fit and nothing spilled yet, else a Buffer of their
+   * own, pushed to `spilled`. The caller then reports what it wrote (laid).
    */
   private reserve(maxBytes: number): { buf: Buffer; start: number } {
     assert(!this.chunkLent, 'table output laid over bytes not yet written')
